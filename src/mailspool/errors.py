@@ -1,0 +1,132 @@
+"""Every error mailspool raises, under one root.
+
+```
+MailspoolError
+├─ ConfigurationError (also ValueError)     a setting or URL is wrong
+│  └─ MissingDependency                      an optional extra is not installed
+├─ InvalidMessage (also ValueError)         one e-mail is wrong: names source, index, field
+│  └─ InvalidBatch                          a batch file cannot be read
+├─ StoreError                               the store failed or cannot be reached
+│  ├─ KeyNotFound (also KeyError)
+│  └─ LeaseLost                             another worker took over a claim
+└─ DeliveryError                            a send failed
+   ├─ TransientError                        retry later: 4xx, throttling, dropped connection
+   │  └─ SendingPaused                      the provider stopped sending: stop, fail nothing
+   └─ PermanentError                        never retry: 5xx, refused recipient, bad address
+```
+
+Third-party errors are translated where they enter (``raise ... from err``), so callers
+only ever catch these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DeliveryError",
+    "InvalidBatch",
+    "InvalidMessage",
+    "KeyNotFound",
+    "LeaseLost",
+    "MailspoolError",
+    "MissingDependency",
+    "PermanentError",
+    "SendingPaused",
+    "StoreError",
+    "TransientError",
+]
+
+
+class MailspoolError(Exception):
+    """The root of every error mailspool raises."""
+
+
+class ConfigurationError(MailspoolError, ValueError):
+    """A setting, URL or argument is wrong; the message names it."""
+
+
+class MissingDependency(ConfigurationError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(f"{feature} needs an optional dependency: pip install 'mailspool[{extra}]'")
+        self.extra = extra
+
+
+class InvalidMessage(MailspoolError, ValueError):
+    """An e-mail is invalid. Says where: the source (file or call), the e-mail, the field."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        field: str | None = None,
+        index: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.field = field
+        self.index = index
+        self.source = source
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = []
+        if self.source is not None:
+            where.append(self.source)
+        if self.index is not None:
+            where.append(f"e-mail #{self.index}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+    def located(self, *, source: str | None = None, index: int | None = None) -> InvalidMessage:
+        """The same error with the source and e-mail index filled in where unknown."""
+        error = type(self).__new__(type(self))
+        InvalidMessage.__init__(
+            error,
+            self.reason,
+            field=self.field,
+            index=self.index if self.index is not None else index,
+            source=self.source if self.source is not None else source,
+        )
+        return error
+
+
+class InvalidBatch(InvalidMessage):
+    """A batch file cannot be read: not JSON, wrong types, missing fields, unknown version."""
+
+
+class StoreError(MailspoolError):
+    """The store failed or cannot be reached."""
+
+
+class KeyNotFound(StoreError, KeyError):
+    """No object at that key."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "key not found"
+
+
+class LeaseLost(StoreError):
+    """A claim expired and another worker took it over; stop working on that batch."""
+
+
+class DeliveryError(MailspoolError):
+    """A send failed. ``response`` is the provider's answer, as it gave it."""
+
+    def __init__(self, message: str, *, response: str | None = None) -> None:
+        super().__init__(message)
+        self.response = response if response is not None else message
+
+
+class TransientError(DeliveryError):
+    """The send may succeed later: SMTP 4xx, throttling, timeout, dropped connection."""
+
+
+class SendingPaused(TransientError):
+    """The provider stopped all sending (account paused); stop the batch, fail nothing."""
+
+
+class PermanentError(DeliveryError):
+    """The send will never succeed as it is: SMTP 5xx, refused recipient, invalid address."""

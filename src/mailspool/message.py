@@ -1,0 +1,274 @@
+"""One e-mail, immutable, as plain validated fields.
+
+The request path keeps e-mails in this form and never builds MIME (building one
+``EmailMessage`` costs hundreds of microseconds); the worker turns it into bytes with
+``mailspool.mime``. Conversion to and from the stdlib ``email.message.EmailMessage`` is
+here for callers that have one (framework glue, tests).
+
+Addresses are parsed by the stdlib (``email.utils``), never by a regular expression, and
+kept as the caller wrote them (``"Jürgen Groß <j@example.de>"``): MIME encoding of
+display names happens when the message is rendered.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
+from pathlib import Path
+
+from mailspool.errors import InvalidMessage
+
+__all__ = [
+    "Attachment",
+    "Message",
+    "address_spec",
+    "check_header",
+    "split_addresses",
+]
+
+# Headers that the model carries as fields; they may not be repeated as extra headers.
+MODELLED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "content-type",
+        "content-transfer-encoding",
+        "mime-version",
+    }
+)
+
+
+def _has_line_break(value: str) -> bool:
+    return "\n" in value or "\r" in value
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse header injection: CR or LF in a value, or a malformed field name."""
+    if not name or not all(33 <= ord(c) <= 126 and c != ":" for c in name):
+        raise InvalidMessage(f"invalid header name {name!r}", field="headers")
+    if _has_line_break(value):
+        raise InvalidMessage(
+            f"header {name!r} contains a line break (CR or LF): refused as header injection",
+            field=name,
+        )
+
+
+def address_spec(value: str, field_name: str = "to") -> str:
+    """The bare ``local@domain`` of one address, checked; raise InvalidMessage if none."""
+    if _has_line_break(value):
+        raise InvalidMessage(
+            "address contains a line break (CR or LF): refused as header injection",
+            field=field_name,
+        )
+    name, addr = parseaddr(value)
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or " " in addr:
+        raise InvalidMessage(f"not an e-mail address: {value!r}", field=field_name)
+    return addr
+
+
+def split_addresses(value: str | Iterable[str] | None, field_name: str = "to") -> tuple[str, ...]:
+    """Addresses from a comma-separated string or a list, each one checked.
+
+    ``"a@x, Bob <b@y>"`` and ``["a@x", "Bob <b@y>"]`` both give two addresses. A list
+    item is taken whole when it holds one address, so a display name with a comma
+    (``'"Doe, Jane" <j@x>'``) survives.
+    """
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidMessage(f"expected an address string, got {item!r}", field=field_name)
+        if _has_line_break(item):
+            address_spec(item, field_name)  # raises with the injection message
+        parsed = getaddresses([item])
+        if len(parsed) <= 1:
+            stripped = item.strip()
+            if stripped:
+                address_spec(stripped, field_name)
+                result.append(stripped)
+            continue
+        for name, addr in parsed:
+            if not addr and not name:
+                continue
+            text = f"{name} <{addr}>" if name else addr
+            address_spec(text, field_name)
+            result.append(text)
+    return tuple(result)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file attached to an e-mail: its name, its MIME type and its bytes."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+
+    def __post_init__(self) -> None:
+        if not self.filename or _has_line_break(self.filename):
+            raise InvalidMessage(f"invalid attachment file name {self.filename!r}", field="attachments")
+        maintype, slash, subtype = self.content_type.partition("/")
+        if not slash or not maintype or not subtype or _has_line_break(self.content_type):
+            raise InvalidMessage(
+                f"invalid attachment content type {self.content_type!r}", field="attachments"
+            )
+
+    @classmethod
+    def from_path(cls, path: str | Path, content_type: str | None = None) -> Attachment:
+        """Read a file from disk; the type is guessed from the name when not given."""
+        file = Path(path)
+        try:
+            content = file.read_bytes()
+        except OSError as err:
+            raise InvalidMessage(
+                f"cannot read attachment {str(file)!r}: {err.strerror or err}", field="attachments"
+            ) from err
+        guessed = content_type or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        return cls(filename=file.name, content=content, content_type=guessed)
+
+    @classmethod
+    def coerce(cls, value: object) -> Attachment:
+        """An Attachment from a path, a ``(name, bytes[, type])`` tuple or an Attachment."""
+        if isinstance(value, Attachment):
+            return value
+        if isinstance(value, str | Path):
+            return cls.from_path(value)
+        if isinstance(value, tuple | list) and len(value) in (2, 3):
+            name, content, *rest = value
+            if isinstance(content, str):
+                content = content.encode("utf-8")
+            if not isinstance(name, str) or not isinstance(content, bytes | bytearray):
+                raise InvalidMessage(
+                    "an attachment tuple is (filename, bytes[, content type])", field="attachments"
+                )
+            content_type = rest[0] if rest else None
+            guessed = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            return cls(filename=name, content=bytes(content), content_type=guessed)
+        raise InvalidMessage(
+            f"an attachment is a path or (filename, bytes, type), not {type(value).__name__}",
+            field="attachments",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One e-mail. ``sender`` is the From address; ``None`` means the configured default.
+
+    At least one recipient (to, cc or bcc) and one body (text or html) are required.
+    Bcc addresses go into the SMTP envelope only, never into a header.
+    """
+
+    to: tuple[str, ...]
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    sender: str | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: tuple[str, ...] = ()
+    charset: str = "utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[Attachment, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not (self.to or self.cc or self.bcc):
+            raise InvalidMessage("no recipient", field="to")
+        for name in ("to", "cc", "bcc", "reply_to"):
+            for address in getattr(self, name):
+                address_spec(address, name)
+        if self.sender is not None:
+            address_spec(self.sender, "from")
+        if not isinstance(self.subject, str):
+            raise InvalidMessage("the subject must be a string", field="subject")
+        if _has_line_break(self.subject):
+            raise InvalidMessage(
+                "contains a line break (CR or LF): refused as header injection", field="subject"
+            )
+        if self.text is None and self.html is None:
+            raise InvalidMessage("no body: give text, html or both", field="message")
+        if not self.charset or _has_line_break(self.charset) or not self.charset.isascii():
+            raise InvalidMessage(f"invalid charset {self.charset!r}", field="charset")
+        for name, value in self.headers:
+            check_header(name, value)
+            if name.lower() in MODELLED_HEADERS:
+                raise InvalidMessage(
+                    f"header {name!r} is a field of the e-mail: pass it as such", field="headers"
+                )
+
+    @property
+    def envelope_sender(self) -> str:
+        """The bare address for SMTP MAIL FROM ('' when the sender is unset)."""
+        return address_spec(self.sender, "from") if self.sender else ""
+
+    @property
+    def envelope_recipients(self) -> tuple[str, ...]:
+        """Every bare address for SMTP RCPT TO: to, cc and bcc, each once, in order."""
+        seen: dict[str, None] = {}
+        for address in (*self.to, *self.cc, *self.bcc):
+            seen.setdefault(parseaddr(address)[1], None)
+        return tuple(seen)
+
+    @property
+    def recipient_count(self) -> int:
+        """How many recipients a provider counts against its rate (SES counts each)."""
+        return len(self.envelope_recipients)
+
+    def header(self, name: str) -> str | None:
+        """The first extra header of that name, case-insensitively."""
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+    def to_email_message(self, *, message_id: str | None = None) -> EmailMessage:
+        """The stdlib form (``policy.default``). Bcc is left out of the headers."""
+        from mailspool.mime import to_email_message
+
+        return to_email_message(self, message_id=message_id)
+
+    @classmethod
+    def from_email_message(cls, message: EmailMessage) -> Message:
+        """The model of a stdlib message: its headers, bodies and attachments."""
+        from mailspool.mime import from_email_message
+
+        return from_email_message(message)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        to: str | Sequence[str] | None,
+        subject: str,
+        text: str | None = None,
+        html: str | None = None,
+        sender: str | None = None,
+        cc: str | Sequence[str] | None = None,
+        bcc: str | Sequence[str] | None = None,
+        reply_to: str | Sequence[str] | None = None,
+        charset: str = "utf-8",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        attachments: Iterable[object] = (),
+    ) -> Message:
+        """A Message from loose input: comma-separated strings, mappings, file paths."""
+        header_items = tuple(headers.items() if isinstance(headers, Mapping) else headers or ())
+        return cls(
+            to=split_addresses(to, "to"),
+            subject=subject,
+            text=text,
+            html=html,
+            sender=sender,
+            cc=split_addresses(cc, "cc"),
+            bcc=split_addresses(bcc, "bcc"),
+            reply_to=split_addresses(reply_to, "reply_to"),
+            charset=charset,
+            headers=header_items,
+            attachments=tuple(Attachment.coerce(a) for a in attachments),
+        )

@@ -1,0 +1,145 @@
+"""The store: where batches wait, and where the worker keeps what it has done.
+
+A store holds objects under keys (``queue/20261127T181348123456Z-1a2b3c4d.json``), never
+paths, so the same interface fits a directory and an S3 bucket. Every operation a
+worker needs is here, each with a promise that both backends keep:
+
+- ``put``: the object appears whole or not at all (atomic), private to its owner.
+- ``put_new``: create only if absent; the answer says who won (blobs, leases).
+- ``append`` / ``read_log``: a durable record log (the batch ledger). A record that
+  ``append`` returned for is never lost; records come back in the order appended.
+- ``claim``: at most one live holder per name. A claim whose holder died is released
+  (file store: the kernel drops its lock) or can be taken over once expired (S3).
+
+Backends implement these as they can (rename, flock, conditional writes); callers see
+no difference. ``tests/test_store_contract.py`` runs the same tests on every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+
+__all__ = ["Lease", "ObjectInfo", "Store", "default_owner"]
+
+
+def default_owner() -> str:
+    """A name for this process, unique across hosts: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """A key with its size and its last modification (seconds since the epoch)."""
+
+    key: str
+    size: int
+    modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A held claim. ``token`` is backend-specific (an ETag, a file descriptor...)."""
+
+    name: str
+    owner: str
+    expires: float
+    token: object = None
+
+
+class Store(abc.ABC):
+    """Objects under keys; see the module docstring for what every backend promises."""
+
+    url: str
+
+    # -- objects -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write an object atomically, replacing any object at that key."""
+
+    @abc.abstractmethod
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Write only if no object is at that key; True if this call created it."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raise ``KeyNotFound`` if there is none."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; no error if it is already gone."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix``, in ascending key order."""
+
+    def exists(self, key: str) -> bool:
+        return any(info.key == key for info in self.list(key))
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        return (info.key for info in self.list(prefix))
+
+    def move(self, source: str, destination: str) -> bool:
+        """Move an object; False if the source was already gone (someone else moved it)."""
+        from mailspool.errors import KeyNotFound
+
+        try:
+            data = self.get(source)
+        except KeyNotFound:
+            return False
+        self.put(destination, data)
+        self.delete(source)
+        return True
+
+    # -- record logs -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append(self, key: str, record: bytes) -> None:
+        """Durably add one record (no newline inside) to the log at ``key``."""
+
+    @abc.abstractmethod
+    def read_log(self, key: str) -> list[bytes]:
+        """Every record of the log, in the order appended; empty if there is none."""
+
+    @abc.abstractmethod
+    def delete_log(self, key: str) -> None:
+        """Remove a whole log; no error if there is none."""
+
+    # -- claims ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim(self, name: str, owner: str, ttl: float) -> Lease | None:
+        """Take the claim called ``name`` for ``ttl`` seconds, or None if it is held."""
+
+    @abc.abstractmethod
+    def renew(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a held claim; raise ``LeaseLost`` if it was taken over."""
+
+    @abc.abstractmethod
+    def release(self, lease: Lease) -> None:
+        """Give a claim back; no error if it had already expired or been taken."""
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
+        """Release connections and file handles."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"

@@ -1,0 +1,63 @@
+"""The transport: how one e-mail leaves. One method, ``send``, plus ``close``.
+
+``send(message, message_id=...)`` delivers one ``Message`` and returns a ``Receipt``, or
+raises ``TransientError`` (may succeed later) or ``PermanentError`` (never will, as it
+is). Every transport is safe to call from several threads at once: a connection-based
+transport keeps a pool of open connections and reuses them, so a worker with N threads
+uses N connections and a web process reuses its connection across requests.
+``tests/transport_contract.py`` runs the same tests on every transport.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from mailspool.message import Message
+
+__all__ = ["Receipt", "Transport"]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a provider said when it accepted a message.
+
+    ``message_id`` is the provider's id (SES) or the Message-ID header (SMTP, files).
+    ``refused`` maps each recipient that the provider refused while accepting the others
+    to its answer, e.g. ``{"x@example.com": "550 5.1.1 no such user"}``; callers record
+    those as failed so that nothing is silently dropped.
+    """
+
+    message_id: str
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+
+class Transport(abc.ABC):
+    """Delivers messages. Thread-safe; reuses its connections; close() releases them."""
+
+    url: str
+
+    @abc.abstractmethod
+    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
+        """Deliver one message. ``message_id`` (``<...>``) is used as its Message-ID
+        unless the message has one; the worker passes a stable id so that a duplicate
+        after a crash carries the same Message-ID as the original."""
+
+    def close(self) -> None:  # noqa: B027 - a no-op unless the transport holds connections
+        """Close every open connection."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
