@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Set up and run mailspool from a fresh checkout, with nothing but Python 3.11+.
+
+    python3 dev.py demo     # a virtualenv in .venv, then `mailspool demo` on the embedded default
+    python3 dev.py test     # the same virtualenv, then ruff, mypy --strict and the whole test suite
+    python3 dev.py bench    # the benchmarks under benchmarks/ (prints ratios measured side by side)
+
+The virtualenv is (re)built when pyproject.toml changes. Extra arguments go to the tool:
+`python3 dev.py test -k worker`, `python3 dev.py demo --followers 2000`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+STAMP = VENV / ".mailspool-installed"
+
+
+def ensure_venv(extras: str) -> None:
+    """Create .venv and install the package with ``extras`` unless already done."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"mailspool needs Python 3.11 or newer, this is {sys.version.split()[0]}")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    print(f"installing mailspool[{extras}] into {VENV} (once)", flush=True)
+    run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f".[{extras}]"])
+    STAMP.write_text(wanted)
+
+
+def run(command: list[str], env: dict[str, str] | None = None) -> int:
+    code = subprocess.call(command, cwd=ROOT, env=env)
+    if code != 0:
+        sys.exit(code)
+    return code
+
+
+def test(args: list[str]) -> None:
+    ensure_venv("test")
+    run([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "dev.py"])
+    run([str(BIN / "ruff"), "format", "--check", "src", "tests", "benchmarks", "dev.py"])
+    run([str(BIN / "mypy")])
+    code = subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
+    if code == 5:
+        sys.exit("pytest collected no tests: that is a failure")
+    sys.exit(code)
+
+
+def demo(args: list[str]) -> None:
+    ensure_venv("test")
+    sys.exit(subprocess.call([str(BIN / "mailspool"), "demo", *args], cwd=ROOT))
+
+
+def bench(args: list[str]) -> None:
+    ensure_venv("bench")
+    sys.exit(subprocess.call([str(PYTHON), "benchmarks/run.py", *args], cwd=ROOT))
+
+
+def main() -> None:
+    commands = {"test": test, "demo": demo, "bench": bench}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(__doc__)
+    commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Operator actions on a store: list, show and retry failed e-mails; forget old batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from mailspool import layout
+from mailspool.stores.base import Store
+
+__all__ = ["FailedEmail", "collect_garbage", "list_failed", "retry_failed", "show_failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEmail:
+    """One record of ``failed/``: the e-mail, why it failed, how often it was tried."""
+
+    key: str
+    batch: str
+    index: int
+    reason: str
+    attempts: int
+    retryable: bool
+    failed_at: str
+    recipients: list[str]
+    record: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return f"{self.batch}.{self.index}"
+
+
+def list_failed(store: Store) -> list[FailedEmail]:
+    return [_load(store, key) for key in store.keys(layout.FAILED) if key.endswith(".json")]
+
+
+def show_failed(store: Store, failed_id: str) -> FailedEmail:
+    """One failed e-mail by its id (``<batch>.<index>``), or KeyNotFound."""
+    return _load(store, f"{layout.FAILED}{failed_id}.json")
+
+
+def _load(store: Store, key: str) -> FailedEmail:
+    record = orjson.loads(store.get(key))
+    email = record.get("email") or {}
+    recipients = list(email.get("to") or [])
+    if record.get("refused"):
+        recipients = list(record["refused"])
+    return FailedEmail(
+        key=key,
+        batch=str(record.get("batch")),
+        index=int(record.get("index", 0)),
+        reason=str(record.get("reason")),
+        attempts=int(record.get("attempts", 0)),
+        retryable=bool(record.get("retryable")),
+        failed_at=str(record.get("failedAt")),
+        recipients=recipients,
+        record=record,
+    )
+
+
+def retry_failed(store: Store, failed: Iterable[FailedEmail]) -> list[str]:
+    """Re-queue failed e-mails as new batches (one per meta), then drop their records.
+
+    The new batch is written before any record is removed: a crash in between can
+    re-queue an e-mail twice, never lose one. A partial failure (some recipients
+    refused) is re-sent to the refused recipients only.
+    """
+    groups: dict[bytes, tuple[dict[str, Any], list[FailedEmail]]] = {}
+    for item in failed:
+        meta = item.record.get("meta") or {}
+        groups.setdefault(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS), (meta, []))[1].append(item)
+    written = []
+    for meta, items in groups.values():
+        batch_id = layout.new_batch_id()
+        document = {
+            "version": 1,
+            "id": batch_id,
+            "createdAt": _now(),
+            "meta": _retry_meta(meta, items),
+            "emails": [_retry_email(item) for item in items],
+        }
+        key = layout.queue_key(batch_id)
+        store.put(key, orjson.dumps(document))
+        written.append(key)
+        for item in items:
+            store.delete(item.key)
+    return written
+
+
+def _retry_meta(meta: dict[str, Any], items: list[FailedEmail]) -> dict[str, Any]:
+    if any(item.record.get("partial") for item in items):
+        # Refused recipients are re-sent as To only; cc/bcc already got the e-mail.
+        return {k: v for k, v in meta.items() if k not in ("cc", "bcc")}
+    return meta
+
+
+def _retry_email(item: FailedEmail) -> dict[str, Any]:
+    email = dict(item.record.get("email") or {})
+    if item.record.get("partial"):
+        email["to"] = item.recipients
+    return email
+
+
+def collect_garbage(store: Store, *, older_than: float, now: float | None = None) -> list[str]:
+    """Remove finished batches (``done/`` and their ledgers) older than ``older_than`` s."""
+    now = time.time() if now is None else now
+    removed = []
+    for info in list(store.list(layout.DONE)):
+        batch_id = layout.batch_id_from_key(info.key)
+        created = layout.id_time(batch_id) or info.modified
+        if now - max(created, 0) < older_than or now - info.modified < older_than:
+            continue
+        store.delete_log(layout.ledger_key(batch_id))
+        store.delete(info.key)
+        removed.append(info.key)
+    return removed
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+

@@ -1,0 +1,107 @@
+"""``send_mail``: the article's ``wp_mail``, for Python.
+
+One function for every e-mail (S3). Priority mail is sent at once over a pooled
+connection; deferred mail joins the request scope, or is written at once outside one.
+It returns True for "sent" or "queued" (S17: for deferred mail, True means queued).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mailspool.classify import classify
+from mailspool.config import Settings
+from mailspool.handoff import write_batches
+from mailspool.headers import HeaderInput, parse_headers
+from mailspool.message import Attachment, Message, split_addresses
+from mailspool.scope import current_scope
+from mailspool.shared import shared_store, shared_transport
+from mailspool.transports.base import Receipt
+
+__all__ = ["AttachmentInput", "send_mail", "send_message", "send_now"]
+
+AttachmentInput = str | Path | tuple[str, bytes] | tuple[str, bytes, str] | Attachment
+
+
+def send_mail(
+    to: str | Sequence[str],
+    subject: str,
+    message: str,
+    headers: HeaderInput = None,
+    attachments: str | Iterable[AttachmentInput] | None = None,
+    *,
+    priority: bool | None = None,
+) -> bool:
+    """Send an e-mail now (priority) or queue it (deferred); True when sent or queued.
+
+    ``headers`` is a wp_mail-style string (``"From: ...\\r\\nCc: ..."``), a list of
+    such lines or a mapping. The body is HTML unless a Content-Type header says
+    text/plain. ``attachments`` are paths (or a newline-separated string of paths) or
+    ``(filename, bytes[, content type])`` tuples. ``priority=None`` lets the header
+    ``X-Mailspool-Priority``, the markers and the default decide (see ``classify``).
+    Raises ``InvalidMessage`` for bad input (nothing is written) and, for a priority
+    e-mail, ``DeliveryError`` when the send fails.
+    """
+    scope = current_scope()
+    settings = scope.settings if scope is not None else Settings.load()
+    fields = parse_headers(headers)
+    decision = classify(
+        to=split_addresses(to, "to"),
+        subject=subject,
+        priority=priority,
+        header=fields.priority,
+        subject_marker=settings.subject_marker,
+        marker_recipient=settings.marker_recipient,
+        default=settings.default_priority,
+    )
+    is_html = (fields.content_type or "text/html") == "text/html"
+    if isinstance(attachments, str):
+        attachments = [line for line in attachments.replace("\r\n", "\n").split("\n") if line]
+    email = Message(
+        to=decision.to,
+        subject=decision.subject,
+        html=message if is_html else None,
+        text=None if is_html else message,
+        sender=fields.sender,
+        cc=fields.cc,
+        bcc=fields.bcc,
+        reply_to=fields.reply_to,
+        charset=fields.charset or "utf-8",
+        headers=fields.extra,
+        attachments=tuple(Attachment.coerce(a) for a in attachments or ()),
+    )
+    send_message(email, priority=decision.priority, settings=settings)
+    return True
+
+
+def send_message(message: Message, *, priority: bool, settings: Settings | None = None) -> None:
+    """Send a ready Message now, or queue it in the current scope (or at once outside one)."""
+    if priority:
+        send_now(message, settings=settings)
+        return
+    scope = current_scope()
+    if scope is not None:
+        scope.add(message)
+        return
+    settings = settings or Settings.load()
+    write_batches(
+        shared_store(settings.store),
+        [message],
+        default_sender=settings.sender,
+        emails_per_file=settings.emails_per_file,
+    )
+
+
+def send_now(message: Message, *, settings: Settings | None = None) -> Receipt:
+    """Deliver through the priority transport, reusing its open connections; raise on failure."""
+    settings = settings or Settings.load()
+    if message.sender is None:
+        message = _with_sender(message, settings.sender)
+    return shared_transport(settings.priority_transport).send(message)
+
+
+def _with_sender(message: Message, sender: str) -> Message:
+    from dataclasses import replace
+
+    return replace(message, sender=sender)

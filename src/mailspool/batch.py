@@ -1,0 +1,399 @@
+"""The batch file: encode, decode, validate, group. The format is a contract.
+
+Version 0 is the article's file, as its PHP ``json_encode`` writes it::
+
+    {"meta": {"from": "Site <admin@example.com>", "contentType": "text/html",
+              "charset": "utf-8"},
+     "emails": [{"to": ["a@example.com"], "subject": "...", "message": "...",
+                 "attachments": []}]}
+
+Version 1 is a superset that mailspool writes: ``"version": 1``, ``"id"`` (sortable,
+time first), ``"createdAt"`` (RFC 3339, UTC), ``cc``, ``bcc``, ``replyTo`` and
+``headers`` in meta, ``alternatives`` per e-mail (the other body of a text+HTML e-mail),
+and attachments as objects, inline (``content``, base64) or by reference to a blob
+stored once under its SHA-256 (``sha256``). A version-1 file that uses none of these
+extensions is also a valid version-0 file, so the article's own Lambda can send it.
+The JSON Schemas are ``schema/batch-v0.schema.json`` and ``schema/batch-v1.schema.json``.
+
+Decoding happens in two steps so that one bad e-mail does not sink its batch:
+``decode`` checks the structure (JSON, types, required fields, version) and raises
+``InvalidBatch``; ``Batch.message(i)`` checks one e-mail's content (addresses, header
+injection) and raises ``InvalidMessage`` naming the file, the e-mail and the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from mailspool.errors import InvalidBatch, InvalidMessage, KeyNotFound
+from mailspool.message import Attachment, Message, split_addresses
+
+__all__ = [
+    "CURRENT_VERSION",
+    "Batch",
+    "BlobReader",
+    "BlobWriter",
+    "MetaKey",
+    "decode",
+    "encode",
+    "meta_key",
+]
+
+CURRENT_VERSION = 1
+KNOWN_VERSIONS = frozenset({0, 1})
+CONTENT_TYPES = frozenset({"text/html", "text/plain"})
+
+#: Reads a blob's bytes by its SHA-256 hex digest.
+BlobReader = Callable[[str], bytes]
+#: Stores a blob's bytes under its SHA-256 hex digest (idempotent).
+BlobWriter = Callable[[str, bytes], None]
+
+#: What e-mails of one batch share: from, contentType, charset, cc, bcc, replyTo, headers.
+MetaKey = tuple[
+    str,
+    str,
+    str,
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[tuple[str, str], ...],
+]
+
+
+def meta_key(message: Message, default_sender: str) -> MetaKey:
+    """The grouping key: e-mails with equal keys share one ``meta`` (the article's S4)."""
+    content_type = "text/html" if message.html is not None else "text/plain"
+    return (
+        message.sender or default_sender,
+        content_type,
+        message.charset,
+        message.cc,
+        message.bcc,
+        message.reply_to,
+        message.headers,
+    )
+
+
+# -- encoding -----------------------------------------------------------------------------
+
+
+def encode(
+    messages: Sequence[Message],
+    *,
+    batch_id: str,
+    default_sender: str,
+    created_at: datetime | None = None,
+    blob_writer: BlobWriter | None = None,
+    inline_limit: int = 4096,
+) -> bytes:
+    """One version-1 batch file for e-mails that share their meta.
+
+    Attachments larger than ``inline_limit`` bytes go through ``blob_writer`` and are
+    referenced by hash (one invoice sent to 5000 people is stored once); without a
+    writer every attachment is inline.
+    """
+    if not messages:
+        raise InvalidBatch("a batch needs at least one e-mail", field="emails")
+    key = meta_key(messages[0], default_sender)
+    if any(meta_key(m, default_sender) != key for m in messages[1:]):
+        raise InvalidBatch("every e-mail of a batch must share its meta", field="meta")
+    moment = created_at or datetime.now(UTC)
+    document = {
+        "version": CURRENT_VERSION,
+        "id": batch_id,
+        "createdAt": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "meta": _encode_meta(key),
+        "emails": [_encode_email(m, blob_writer, inline_limit) for m in messages],
+    }
+    return orjson.dumps(document)
+
+
+def _encode_meta(key: MetaKey) -> dict[str, Any]:
+    sender, content_type, charset, cc, bcc, reply_to, headers = key
+    meta: dict[str, Any] = {"from": sender, "contentType": content_type, "charset": charset}
+    if cc:
+        meta["cc"] = list(cc)
+    if bcc:
+        meta["bcc"] = list(bcc)
+    if reply_to:
+        meta["replyTo"] = list(reply_to)
+    if headers:
+        names = [name.lower() for name, _ in headers]
+        if len(set(names)) != len(names):
+            raise InvalidMessage("a header name appears twice", field="headers")
+        meta["headers"] = dict(headers)
+    return meta
+
+
+def _encode_email(
+    message: Message, blob_writer: BlobWriter | None, inline_limit: int
+) -> dict[str, Any]:
+    if message.html is not None:
+        body, alternative = message.html, ("text/plain", message.text)
+    else:
+        body, alternative = message.text or "", ("text/html", None)
+    email: dict[str, Any] = {
+        "to": list(message.to),
+        "subject": message.subject,
+        "message": body,
+        "attachments": [_encode_attachment(a, blob_writer, inline_limit) for a in message.attachments],
+    }
+    if alternative[1] is not None:
+        email["alternatives"] = [{"contentType": alternative[0], "content": alternative[1]}]
+    return email
+
+
+def _encode_attachment(
+    attachment: Attachment, blob_writer: BlobWriter | None, inline_limit: int
+) -> dict[str, Any]:
+    encoded: dict[str, Any] = {
+        "filename": attachment.filename,
+        "contentType": attachment.content_type,
+    }
+    if blob_writer is not None and len(attachment.content) > inline_limit:
+        digest = hashlib.sha256(attachment.content).hexdigest()
+        blob_writer(digest, attachment.content)
+        encoded["sha256"] = digest
+        encoded["size"] = len(attachment.content)
+    else:
+        encoded["content"] = base64.b64encode(attachment.content).decode("ascii")
+    return encoded
+
+
+# -- decoding -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch file whose structure is valid; its e-mails are checked one at a time."""
+
+    source: str
+    version: int
+    id: str | None
+    created_at: str | None
+    meta: Mapping[str, Any]
+    emails: Sequence[Mapping[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.emails)
+
+    def message(self, index: int, blobs: BlobReader | None = None) -> Message:
+        """E-mail ``index`` as a Message; InvalidMessage names file, e-mail and field."""
+        try:
+            return _decode_message(self.meta, self.emails[index], blobs)
+        except InvalidMessage as err:
+            raise err.located(source=self.source, index=index) from None
+
+    def raw_email(self, index: int) -> Mapping[str, Any]:
+        return self.emails[index]
+
+    def recipient_total(self) -> int:
+        """Recipients in the whole file (to + cc + bcc of each e-mail), as SES counts them."""
+        shared = sum(len(_as_list(self.meta.get(k))) for k in ("cc", "bcc"))
+        return sum(len(_as_list(e.get("to"))) + shared for e in self.emails)
+
+
+def decode(data: bytes | str, *, source: str = "<batch>") -> Batch:
+    """Check a file's structure (JSON, types, required fields, version); raise InvalidBatch."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise InvalidBatch(f"not valid JSON: {err}", source=source) from None
+    if not isinstance(document, dict):
+        raise InvalidBatch("the file must hold a JSON object", source=source)
+    version = document.get("version", 0)
+    if isinstance(version, bool) or version not in KNOWN_VERSIONS:
+        raise InvalidBatch(
+            f"unknown format version {version!r} (this mailspool reads 0 and 1)",
+            field="version",
+            source=source,
+        )
+    meta, emails = document.get("meta"), document.get("emails")
+    if meta is None or emails is None:
+        missing = "meta" if meta is None else "emails"
+        raise InvalidBatch("Bad Request: Missing required data", field=missing, source=source)
+    _check_meta(meta, source)
+    if not isinstance(emails, list):
+        raise InvalidBatch("must be a list of e-mails", field="emails", source=source)
+    if not emails:
+        raise InvalidBatch("Bad Request: No emails provided", field="emails", source=source)
+    for index, email in enumerate(emails):
+        _check_email(email, index, source)
+    batch_id, created_at = document.get("id"), document.get("createdAt")
+    for name, value in (("id", batch_id), ("createdAt", created_at)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidBatch("must be a string", field=name, source=source)
+    return Batch(source, version, batch_id, created_at, meta, emails)
+
+
+def _check_meta(meta: object, source: str) -> None:
+    if not isinstance(meta, dict):
+        raise InvalidBatch("must be an object", field="meta", source=source)
+    for name in ("from", "contentType", "charset"):
+        _require_type(meta, name, str, f"meta.{name}", source, required=True)
+    content_type = _content_type(meta["contentType"])
+    if content_type not in CONTENT_TYPES:
+        raise InvalidBatch(
+            f"unsupported content type {meta['contentType']!r} (text/html or text/plain)",
+            field="meta.contentType",
+            source=source,
+        )
+    for name in ("cc", "bcc", "replyTo"):
+        _require_addresses(meta, name, f"meta.{name}", source)
+    headers = meta.get("headers")
+    if headers is not None and not (
+        isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+    ):
+        raise InvalidBatch("must map header names to strings", field="meta.headers", source=source)
+
+
+def _check_email(email: object, index: int, source: str) -> None:
+    def fail(reason: str, field: str) -> InvalidBatch:
+        return InvalidBatch(reason, field=field, index=index, source=source)
+
+    if not isinstance(email, dict):
+        raise fail("must be an object", "emails")
+    try:
+        _require_addresses(email, "to", "to", source, required=True)
+        _require_type(email, "subject", str, "subject", source, required=True)
+        _require_type(email, "message", str, "message", source, required=True)
+        _require_type(email, "attachments", list, "attachments", source)
+        _require_type(email, "alternatives", list, "alternatives", source)
+    except InvalidBatch as err:
+        raise err.located(index=index) from None
+    for attachment in email.get("attachments") or ():
+        _check_attachment(attachment, fail)
+    for alternative in email.get("alternatives") or ():
+        if not (
+            isinstance(alternative, dict)
+            and isinstance(alternative.get("content"), str)
+            and _content_type(alternative.get("contentType")) in CONTENT_TYPES
+        ):
+            raise fail("each needs contentType (text/plain or text/html) and content", "alternatives")
+
+
+def _check_attachment(attachment: object, fail: Callable[[str, str], InvalidBatch]) -> None:
+    if isinstance(attachment, str):  # version 0: a path on the sending machine
+        return
+    if not isinstance(attachment, dict):
+        raise fail("each must be a path or an object", "attachments")
+    if not isinstance(attachment.get("filename"), str) or not attachment["filename"]:
+        raise fail("filename must be a non-empty string", "attachments.filename")
+    if not isinstance(attachment.get("contentType"), str):
+        raise fail("contentType must be a string", "attachments.contentType")
+    content, digest = attachment.get("content"), attachment.get("sha256")
+    if (content is None) == (digest is None):
+        raise fail("give exactly one of content (base64) or sha256", "attachments")
+    if content is not None and not isinstance(content, str):
+        raise fail("content must be a base64 string", "attachments.content")
+    if digest is not None and not (
+        isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)
+    ):
+        raise fail("sha256 must be 64 hex digits", "attachments.sha256")
+
+
+def _require_type(
+    mapping: Mapping[str, Any],
+    name: str,
+    kind: type,
+    field: str,
+    source: str,
+    *,
+    required: bool = False,
+) -> None:
+    if name not in mapping:
+        if required:
+            raise InvalidBatch("missing", field=field, source=source)
+        return
+    value = mapping[name]
+    if not isinstance(value, kind):
+        expected = {str: "a string", list: "a list"}.get(kind, kind.__name__)
+        actual = "null" if value is None else type(value).__name__
+        raise InvalidBatch(f"must be {expected}, not {actual}", field=field, source=source)
+
+
+def _require_addresses(
+    mapping: Mapping[str, Any], name: str, field: str, source: str, *, required: bool = False
+) -> None:
+    if name not in mapping:
+        if required:
+            raise InvalidBatch("missing", field=field, source=source)
+        return
+    value = mapping[name]
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise InvalidBatch("must be a list of address strings", field=field, source=source)
+
+
+def _decode_message(
+    meta: Mapping[str, Any], email: Mapping[str, Any], blobs: BlobReader | None
+) -> Message:
+    bodies = {_content_type(meta["contentType"]): email["message"]}
+    for alternative in email.get("alternatives") or ():
+        bodies.setdefault(_content_type(alternative["contentType"]), alternative["content"])
+    headers = meta.get("headers") or {}
+    return Message(
+        to=split_addresses(email["to"], "to"),
+        subject=email["subject"],
+        text=bodies.get("text/plain"),
+        html=bodies.get("text/html"),
+        sender=split_addresses(meta["from"], "from")[0] if meta["from"].strip() else None,
+        cc=split_addresses(meta.get("cc"), "cc"),
+        bcc=split_addresses(meta.get("bcc"), "bcc"),
+        reply_to=split_addresses(meta.get("replyTo"), "replyTo"),
+        charset=meta["charset"] or "utf-8",
+        headers=tuple(headers.items()),
+        attachments=tuple(_decode_attachments(email.get("attachments") or (), blobs)),
+    )
+
+
+def _decode_attachments(items: Iterable[Any], blobs: BlobReader | None) -> Iterable[Attachment]:
+    for item in items:
+        if isinstance(item, str):
+            if item.strip():  # PHP's explode() leaves empty strings behind
+                yield Attachment.from_path(item)
+            continue
+        yield Attachment(
+            filename=item["filename"],
+            content=_attachment_bytes(item, blobs),
+            content_type=item["contentType"],
+        )
+
+
+def _attachment_bytes(item: Mapping[str, Any], blobs: BlobReader | None) -> bytes:
+    if item.get("content") is not None:
+        try:
+            return base64.b64decode(item["content"], validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise InvalidMessage(f"not valid base64: {err}", field="attachments.content") from None
+    digest = item["sha256"]
+    if blobs is None:
+        raise InvalidMessage("refers to a blob but no store was given", field="attachments.sha256")
+    try:
+        content = blobs(digest)
+    except KeyNotFound:
+        raise InvalidMessage(f"blob {digest} is missing from the store", field="attachments.sha256") from None
+    if hashlib.sha256(content).hexdigest() != digest:
+        raise InvalidMessage(f"blob {digest} does not match its hash", field="attachments.sha256")
+    return content
+
+
+def _content_type(value: object) -> str:
+    return value.partition(";")[0].strip().lower() if isinstance(value, str) else ""
+
+
+def _is_hex(value: str) -> bool:
+    return all(c in "0123456789abcdef" for c in value)
+
+
+def _as_list(value: object) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    return [a for a in value.split(",") if a.strip()] if isinstance(value, str) else []

@@ -1,0 +1,57 @@
+"""Decide whether an e-mail goes out now or later (the article's S2-S3).
+
+In order, the first that speaks decides:
+
+1. the ``priority=`` argument of the call;
+2. the header ``X-Mailspool-Priority: now`` or ``deferred``;
+3. the marker recipient (``MAILSPOOL_MARKER_RECIPIENT``) among the recipients: deferred;
+4. the subject marker prefix (``MAILSPOOL_SUBJECT_MARKER``, ``[Non-priority!]`` by
+   default): deferred;
+5. ``MAILSPOOL_DEFAULT_PRIORITY`` (``deferred`` unless set to ``now``).
+
+Every marker is removed, whoever decided, so none reaches a recipient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+__all__ = ["Decision", "classify"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict and the e-mail's fields with the markers removed."""
+
+    priority: bool
+    to: tuple[str, ...]
+    subject: str
+
+
+def classify(
+    *,
+    to: tuple[str, ...],
+    subject: str,
+    priority: bool | None,
+    header: str | None,
+    subject_marker: str,
+    marker_recipient: str,
+    default: str,
+) -> Decision:
+    votes: list[bool] = []
+    if priority is not None:
+        votes.append(bool(priority))
+    if header is not None:
+        votes.append(header == "now")
+    if marker_recipient:
+        marker = parseaddr(marker_recipient)[1].lower()
+        kept = tuple(a for a in to if parseaddr(a)[1].lower() != marker)
+        if len(kept) != len(to):
+            votes.append(False)
+            to = kept
+    if subject_marker and subject.startswith(subject_marker):
+        votes.append(False)
+        subject = subject[len(subject_marker) :].lstrip()
+    votes.append(default == "now")
+    return Decision(priority=votes[0], to=to, subject=subject)

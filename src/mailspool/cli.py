@@ -1,0 +1,361 @@
+"""The ``mailspool`` command: send, worker, status, failed, gc, demo (and aws, with [aws]).
+
+Every option that has a setting falls back to its ``MAILSPOOL_*`` variable, then to the
+embedded default (a spool and an outbox under ``$XDG_DATA_HOME/mailspool``). Errors are
+one line on stderr and a non-zero exit: 1 for a failure, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import click
+import orjson
+
+from mailspool import admin, api
+from mailspool._version import __version__
+from mailspool.config import SETTINGS_HELP, Settings
+from mailspool.errors import KeyNotFound, MailspoolError
+from mailspool.message import Message
+from mailspool.status import collect_status
+from mailspool.stores import Store, open_store
+from mailspool.transports import open_transport
+from mailspool.triggers.local import DrainReport, drain, run_forever
+from mailspool.worker import BatchReport, Worker, WorkerOptions
+
+__all__ = ["main"]
+
+log = logging.getLogger("mailspool")
+
+_ENV_HELP = "\n".join(f"  {name}: {text}" for name, text in SETTINGS_HELP.items())
+
+
+def _settings(ctx: click.Context, **explicit: Any) -> Settings:
+    """Settings from the flags given (None: not given), then the environment."""
+    return Settings.load(**{k: v for k, v in explicit.items() if v is not None})
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn mailspool's errors into one clear line and exit status 1."""
+    try:
+        yield
+    except MailspoolError as err:
+        raise click.ClickException(str(err)) from err
+
+
+store_option = click.option(
+    "--store", metavar="URL", help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE."
+)
+
+
+@click.group(epilog=f"Environment:\n\n{_ENV_HELP}")
+@click.version_option(__version__, prog_name="mailspool")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
+    """Take e-mail sending out of the web request."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+
+
+# -- send --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--to", "to", multiple=True, required=True, help="Recipient (repeatable).")
+@click.option("--cc", multiple=True, help="Cc recipient (repeatable).")
+@click.option("--bcc", multiple=True, help="Bcc recipient (repeatable; never in a header).")
+@click.option("--reply-to", "reply_to", multiple=True, help="Reply-To address (repeatable).")
+@click.option("--from", "sender", help="From address; env MAILSPOOL_SENDER.")
+@click.option("--subject", required=True)
+@click.option("--body", help="The body text.")
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), help="Read the body from a file ('-': stdin).")
+@click.option("--html", is_flag=True, help="The body is HTML (default: plain text).")
+@click.option("--attach", multiple=True, type=click.Path(dir_okay=False), help="Attach a file (repeatable).")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Extra header (repeatable).")
+@click.option("--priority/--deferred", default=None, help="Send now, or queue (default: the classifier decides).")
+@store_option
+@click.option("--priority-transport", metavar="URL", help="Env MAILSPOOL_PRIORITY_TRANSPORT.")
+@click.option("--emails-per-file", type=int, help="Env MAILSPOOL_EMAILS_PER_FILE.")
+@click.pass_context
+def send(ctx: click.Context, **opts: Any) -> None:
+    """Send one e-mail now (--priority) or queue it for the worker."""
+    if (opts["body"] is None) == (opts["body_file"] is None):
+        raise click.UsageError("give the body with exactly one of --body or --body-file")
+    body = opts["body"] if opts["body"] is not None else opts["body_file"].read()
+    with _errors():
+        settings = _settings(
+            ctx,
+            store=opts["store"],
+            priority_transport=opts["priority_transport"],
+            emails_per_file=opts["emails_per_file"],
+            sender=opts["sender"],
+        )
+        extra = []
+        for line in opts["headers"]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise click.UsageError(f"--header {line!r}: write it as 'Name: value'")
+            extra.append((name.strip(), value.strip()))
+        message = Message.build(
+            to=list(opts["to"]),
+            cc=list(opts["cc"]),
+            bcc=list(opts["bcc"]),
+            reply_to=list(opts["reply_to"]),
+            subject=opts["subject"],
+            html=body if opts["html"] else None,
+            text=None if opts["html"] else body,
+            sender=opts["sender"],
+            headers=extra,
+            attachments=list(opts["attach"]),
+        )
+        priority = opts["priority"]
+        if priority is None:
+            priority = settings.default_priority == "now"
+        if priority:
+            receipt = api.send_now(message, settings=settings)
+            click.echo(f"sent {receipt.message_id} via {settings.priority_transport}")
+        else:
+            api.send_message(message, priority=False, settings=settings)
+            click.echo(f"queued in {settings.store}")
+
+
+# -- worker ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--drain", is_flag=True, help="Deliver everything pending, then exit.")
+@store_option
+@click.option("--transport", metavar="URL", help="Delivery URL; env MAILSPOOL_TRANSPORT.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="E-mails in flight; env MAILSPOOL_CONCURRENCY.")
+@click.option("--max-rate", type=float, help="E-mails (recipients) per second; env MAILSPOOL_MAX_RATE.")
+@click.option("--max-attempts", type=click.IntRange(min=1), help="Env MAILSPOOL_MAX_ATTEMPTS.")
+@click.option("--retry-base", type=float, default=1.0, show_default=True, help="First retry delay, seconds.")
+@click.option("--poll-interval", type=float, default=0.05, show_default=True, help="Seconds between looks at the queue.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal is attached).")
+@click.pass_context
+def worker(ctx: click.Context, **opts: Any) -> None:
+    """Deliver queued batches: until stopped (SIGTERM, Ctrl-C), or once with --drain."""
+    with _errors():
+        settings = _settings(
+            ctx,
+            store=opts["store"],
+            transport=opts["transport"],
+            concurrency=opts["concurrency"],
+            max_rate=opts["max_rate"],
+            max_attempts=opts["max_attempts"],
+        )
+        store = open_store(settings.store)
+        transport = open_transport(settings.transport)
+        options = WorkerOptions(
+            concurrency=settings.concurrency,
+            max_attempts=settings.max_attempts,
+            retry_base=opts["retry_base"],
+            default_sender=settings.sender,
+        )
+        with _progress(store, opts["progress"], opts["drain"]) as on_outcome:
+            the_worker = Worker(
+                store, transport, options=options, max_rate=_max_rate(settings, transport), on_outcome=on_outcome
+            )
+            _stop_on_signals(the_worker)
+            try:
+                if opts["drain"]:
+                    report = drain(the_worker, on_batch=_log_batch)
+                else:
+                    click.echo(f"mailspool worker: {store.url} -> {transport.url} (Ctrl-C to stop)", err=True)
+                    run_forever(the_worker, poll_interval=opts["poll_interval"], on_batch=_log_batch)
+                    report = None
+            finally:
+                the_worker.close()
+                transport.close()
+                store.close()
+        if report is not None:
+            _print_drain(report)
+            if report.paused:
+                raise click.ClickException("the provider paused sending; e-mails stay pending")
+
+
+def _max_rate(settings: Settings, transport: Any) -> float | None:
+    if settings.max_rate is not None:
+        return settings.max_rate
+    reader: Callable[[], float | None] | None = getattr(transport, "max_send_rate", None)
+    return reader() if reader is not None else None
+
+
+def _stop_on_signals(the_worker: Worker) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning("signal %d: finishing the e-mails in flight, then stopping", signum)
+        the_worker.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@contextmanager
+def _progress(store: Store, wanted: bool | None, draining: bool) -> Iterator[Callable[[str, int, str], None] | None]:
+    show = sys.stderr.isatty() if wanted is None else wanted
+    if not (show and draining):
+        yield None
+        return
+    total = collect_status(store).pending
+    with click.progressbar(length=total, label="delivering", file=sys.stderr, show_pos=True) as bar:
+        yield lambda batch_id, index, status: bar.update(1)
+
+
+def _log_batch(report: BatchReport) -> None:
+    line = (
+        f"{report.batch_id}: {report.status}, {report.sent} sent, {report.failed} failed, "
+        f"{report.continued} continued, {report.pending} pending"
+    )
+    if report.error:
+        line += f" ({report.error})"
+    log.info(line)
+    if not sys.stderr.isatty():
+        click.echo(line, err=True)
+
+
+def _print_drain(report: DrainReport) -> None:
+    click.echo(
+        f"drained {len(report.batches)} batch(es): {report.count('sent')} sent, "
+        f"{report.count('failed')} failed, "
+        f"{sum(1 for b in report.batches if b.status == 'quarantined')} quarantined"
+    )
+
+
+# -- status, failed, gc ---------------------------------------------------------------------------
+
+
+@cli.command()
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
+    """Count pending, sent, failed and quarantined e-mails."""
+    with _errors():
+        with open_store(_settings(ctx, store=store).store) as the_store:
+            result = collect_status(the_store)
+    if as_json:
+        click.echo(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    age = "-" if result.oldest_pending_age is None else f"{result.oldest_pending_age:.1f} s"
+    click.echo(
+        f"pending      {result.pending} (in {result.batches_pending} batch(es); oldest {age})\n"
+        f"sent         {result.sent}\n"
+        f"failed       {result.failed}\n"
+        f"quarantined  {result.quarantined}\n"
+        f"total        {result.total}"
+    )
+
+
+@cli.group()
+def failed() -> None:
+    """List, show and retry e-mails that failed."""
+
+
+@failed.command("list")
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def failed_list(ctx: click.Context, store: str | None, as_json: bool) -> None:
+    """One line per failed e-mail: id, attempts, recipients, reason."""
+    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+        items = admin.list_failed(the_store)
+    if as_json:
+        rows = [
+            {"id": i.id, "attempts": i.attempts, "retryable": i.retryable, "recipients": i.recipients, "reason": i.reason}
+            for i in items
+        ]
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    for item in items:
+        click.echo(f"{item.id}\t{item.attempts}\t{', '.join(item.recipients)}\t{item.reason}")
+
+
+@failed.command("show")
+@click.argument("failed_id")
+@store_option
+@click.pass_context
+def failed_show(ctx: click.Context, failed_id: str, store: str | None) -> None:
+    """The whole record of one failed e-mail (id as printed by 'failed list')."""
+    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+        try:
+            item = admin.show_failed(the_store, failed_id)
+        except KeyNotFound:
+            raise click.ClickException(f"no failed e-mail {failed_id!r} (see 'mailspool failed list')") from None
+    click.echo(orjson.dumps(item.record, option=orjson.OPT_INDENT_2).decode())
+
+
+@failed.command("retry")
+@click.argument("failed_ids", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed e-mail.")
+@store_option
+@click.pass_context
+def failed_retry(ctx: click.Context, failed_ids: tuple[str, ...], retry_all: bool, store: str | None) -> None:
+    """Queue failed e-mails again, as a new batch."""
+    if not failed_ids and not retry_all:
+        raise click.UsageError("name the e-mails to retry, or pass --all")
+    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+        try:
+            items = admin.list_failed(the_store) if retry_all else [admin.show_failed(the_store, i) for i in failed_ids]
+        except KeyNotFound as err:
+            raise click.ClickException(f"no failed e-mail {err} (see 'mailspool failed list')") from None
+        keys = admin.retry_failed(the_store, items)
+    click.echo(f"re-queued {len(items)} e-mail(s) in {len(keys)} batch(es)")
+
+
+def _parse_age(value: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = value[:-1], value[-1:]
+    if unit.isdigit():
+        number, unit = value, "s"
+    try:
+        return float(number) * units[unit]
+    except (KeyError, ValueError):
+        raise click.BadParameter(f"{value!r}: write a number and a unit, e.g. 30m, 12h, 7d") from None
+
+
+@cli.command()
+@click.option("--older-than", required=True, help="Age of finished batches to remove: 30m, 12h, 7d...")
+@store_option
+@click.pass_context
+def gc(ctx: click.Context, older_than: str, store: str | None) -> None:
+    """Remove finished batches older than an age; pending and failed ones are never touched."""
+    age = _parse_age(older_than)
+    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+        removed = admin.collect_garbage(the_store, older_than=age)
+    click.echo(f"removed {len(removed)} finished batch(es)")
+
+
+@cli.command()
+@click.option("--followers", type=click.IntRange(min=1), default=500, show_default=True)
+@store_option
+@click.option("--transport", metavar="URL", help="Delivery URL; env MAILSPOOL_TRANSPORT.")
+@click.pass_context
+def demo(ctx: click.Context, followers: int, store: str | None, transport: str | None) -> None:
+    """Hand off a notification burst in one request, then deliver it to the outbox."""
+    from mailspool.demo import run_demo
+
+    with _errors():
+        run_demo(_settings(ctx, store=store, transport=transport), followers=followers)
+
+
+def _register_optional_commands() -> None:
+    try:
+        from mailspool.aws.cli import aws
+    except ImportError:
+        return
+    cli.add_command(aws)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script's entry point."""
+    _register_optional_commands()
+    cli.main(args=argv, prog_name="mailspool")

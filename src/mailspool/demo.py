@@ -1,0 +1,117 @@
+"""``mailspool demo``: the article's scenario on the embedded default, end to end.
+
+One request publishes a post: it notifies every follower (deferred), attaches the post
+as a PDF to one e-mail, and sends one password reset (priority, at once). The request's
+time is printed, then the worker drains the queue into the outbox.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from mailspool import api
+from mailspool.config import Settings
+from mailspool.scope import request
+from mailspool.status import collect_status
+from mailspool.stores import open_store
+from mailspool.transports import open_transport
+from mailspool.triggers.local import drain
+from mailspool.worker import Worker, WorkerOptions
+
+__all__ = ["run_demo"]
+
+_POST = (
+    "<html><body><h1>{title}</h1><p>Hello {name},</p>"
+    "<p>{author} just published <a href=\"https://example.com/posts/42\">{title}</a>. "
+    + "Here is how it starts: sending e-mail inside a web request is slow, because every "
+    "message waits on a distant SMTP server. " * 8
+    + "</p><p>You receive this because you follow {author}.</p></body></html>"
+)
+
+
+def run_demo(settings: Settings, *, followers: int) -> None:
+    store = open_store(settings.store)
+    click.echo(f"store:     {store.url}")
+    click.echo(f"outbox:    {settings.transport}")
+    headers = {"From": "Blog <blog@example.com>", "Reply-To": "Ana Author <ana@example.com>"}
+    started = time.perf_counter()
+    with request(store=store, settings=settings) as scope:
+        for number in range(followers):
+            api.send_mail(
+                f"Follower {number} <follower{number}@example.com>",
+                "New post: Sending e-mail asynchronously",
+                _POST.format(title="Sending e-mail asynchronously", name=f"Follower {number}", author="Ana"),
+                headers,
+            )
+        api.send_mail(
+            "Editor <editor@example.com>",
+            "The post as PDF",
+            "<p>The post is attached.</p>",
+            headers,
+            [("post-42.pdf", _tiny_pdf(), "application/pdf")],
+        )
+        api.send_mail(
+            "Jürgen Groß <jurgen@example.com>",
+            "Reset your password",
+            "<p>Follow this link to choose a new password.</p>",
+            headers,
+            priority=True,
+        )
+        handed_off = len(scope)
+    request_ms = (time.perf_counter() - started) * 1000
+    click.echo(
+        f"request:   {request_ms:.1f} ms to hand off {handed_off} e-mails in "
+        f"{len(scope.keys)} file(s), and send 1 priority e-mail at once"
+    )
+    transport = open_transport(settings.transport)
+    pending = collect_status(store).pending
+    worker = Worker(
+        store,
+        transport,
+        options=WorkerOptions(concurrency=settings.concurrency, default_sender=settings.sender),
+        max_rate=settings.max_rate,
+    )
+    started = time.perf_counter()
+    try:
+        if sys.stderr.isatty():
+            with click.progressbar(length=pending, label="delivering", file=sys.stderr) as bar:
+                worker.on_outcome = lambda batch_id, index, status: bar.update(1)
+                report = drain(worker)
+        else:
+            report = drain(worker)
+    finally:
+        worker.close()
+        transport.close()
+    seconds = time.perf_counter() - started
+    sent = report.count("sent")
+    click.echo(f"delivered: {sent} e-mails in {seconds:.2f} s ({sent / max(seconds, 1e-9):.0f}/s)")
+    status = collect_status(store)
+    click.echo(
+        f"status:    {status.pending} pending, {status.sent} sent, {status.failed} failed, "
+        f"{status.quarantined} quarantined"
+    )
+    outbox = _outbox_dir(settings.transport)
+    if outbox is not None:
+        newest = sorted(outbox.glob("*.eml"))[-1:] if outbox.is_dir() else []
+        click.echo(f"look at:   {outbox}" + (f" (e.g. {newest[0].name})" if newest else ""))
+    store.close()
+
+
+def _outbox_dir(url: str) -> Path | None:
+    if not url.startswith("file:"):
+        return None
+    path = url[len("file://") :] if url.startswith("file://") else url[len("file:") :]
+    return Path(path).expanduser()
+
+
+def _tiny_pdf() -> bytes:
+    return (
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+        b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]>>endobj\n"
+        b"trailer<</Root 1 0 R>>\n%%EOF\n"
+    ) * 40

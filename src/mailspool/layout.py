@@ -1,0 +1,94 @@
+"""Where things live in a store: one function per kind of key.
+
+```
+queue/<batch>.json            a batch waiting or being delivered (the trigger key on S3)
+ledger/<batch>                its ledger: one record per e-mail sent or failed
+done/<batch>.json             a finished batch (the only kind a lifecycle rule expires)
+failed/<batch>.<index>.json   an e-mail that failed for good, with the reason
+quarantine/<batch-file>       a file that could not be read, beside <batch-file>.error.json
+blobs/<sha256>                an attachment stored once, referenced by hash
+```
+Batch ids sort by creation time, so listing ``queue/`` yields the oldest first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+__all__ = [
+    "BLOBS",
+    "DONE",
+    "FAILED",
+    "LEDGER",
+    "QUARANTINE",
+    "QUEUE",
+    "batch_id_from_key",
+    "blob_key",
+    "done_key",
+    "failed_key",
+    "id_time",
+    "ledger_key",
+    "new_batch_id",
+    "quarantine_error_key",
+    "quarantine_key",
+    "queue_key",
+]
+
+QUEUE = "queue/"
+LEDGER = "ledger/"
+DONE = "done/"
+FAILED = "failed/"
+QUARANTINE = "quarantine/"
+BLOBS = "blobs/"
+_SUFFIX = ".json"
+
+
+def new_batch_id(now: float | None = None) -> str:
+    """``20261127T181348123456Z-1a2b3c4d``: UTC time to the microsecond, then randomness."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return f"{moment:%Y%m%dT%H%M%S%fZ}-{os.urandom(4).hex()}"
+
+
+def id_time(batch_id: str) -> float | None:
+    """The creation time encoded in a batch id, or None for ids of another shape."""
+    try:
+        moment = datetime.strptime(batch_id[:22], "%Y%m%dT%H%M%S%fZ")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC).timestamp()
+
+
+def queue_key(batch_id: str) -> str:
+    return f"{QUEUE}{batch_id}{_SUFFIX}"
+
+
+def done_key(batch_id: str) -> str:
+    return f"{DONE}{batch_id}{_SUFFIX}"
+
+
+def ledger_key(batch_id: str) -> str:
+    return f"{LEDGER}{batch_id}"
+
+
+def failed_key(batch_id: str, index: int) -> str:
+    return f"{FAILED}{batch_id}.{index}{_SUFFIX}"
+
+
+def quarantine_key(batch_key: str) -> str:
+    return f"{QUARANTINE}{batch_key.rpartition('/')[2]}"
+
+
+def quarantine_error_key(batch_key: str) -> str:
+    return f"{quarantine_key(batch_key)}.error{_SUFFIX}"
+
+
+def blob_key(digest: str) -> str:
+    return f"{BLOBS}{digest}"
+
+
+def batch_id_from_key(key: str) -> str:
+    """``queue/<id>.json`` (or any folder) -> ``<id>``; other names are kept whole."""
+    name = key.rpartition("/")[2]
+    return name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name

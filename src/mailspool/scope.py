@@ -1,0 +1,148 @@
+"""The request scope: deferred e-mails wait here until the request ends (W11, W12).
+
+``with mailspool.request():`` (or ``async with``) opens a buffer held in a
+``contextvars.ContextVar``: every thread and every asyncio task has its own, so
+concurrent requests never see each other's mail, and the tasks a request starts share
+its buffer (they inherit its context). At exit the buffer is written to the store, one
+file per meta group. A scope opened inside another joins it: the outer one writes.
+
+When the body raises, ``on_error`` decides: ``"write"`` (the default: ``send_mail``
+returned True, so the mail was accepted and is kept) or ``"discard"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from contextvars import ContextVar, Token
+from types import TracebackType
+
+from mailspool.config import Settings
+from mailspool.errors import ConfigurationError
+from mailspool.handoff import write_batches
+from mailspool.message import Message
+from mailspool.shared import shared_store
+from mailspool.stores.base import Store
+
+__all__ = ["RequestScope", "current_scope", "request"]
+
+log = logging.getLogger("mailspool")
+_current: ContextVar[RequestScope | None] = ContextVar("mailspool_request_scope", default=None)
+
+
+def current_scope() -> RequestScope | None:
+    """The scope of the running request, or None outside any."""
+    return _current.get()
+
+
+class RequestScope:
+    """Buffers deferred e-mails; writes them when the scope ends. See the module doc."""
+
+    def __init__(
+        self,
+        *,
+        store: Store | str | None = None,
+        settings: Settings | None = None,
+        on_error: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings.load()
+        self.on_error = on_error or self.settings.on_error
+        if self.on_error not in ("write", "discard"):
+            raise ConfigurationError(f"on_error must be 'write' or 'discard', not {self.on_error!r}")
+        self._store = store
+        self._messages: list[Message] = []
+        self._lock = threading.Lock()
+        self._token: Token[RequestScope | None] | None = None
+        self._outer: RequestScope | None = None
+        self.keys: list[str] = []
+
+    @property
+    def store(self) -> Store:
+        if isinstance(self._store, Store):
+            return self._store
+        return shared_store(self._store or self.settings.store)
+
+    def add(self, message: Message) -> None:
+        """Buffer one deferred e-mail until the scope ends."""
+        if self._outer is not None:
+            self._outer.add(message)
+            return
+        with self._lock:
+            self._messages.append(message)
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def discard(self) -> int:
+        """Drop everything buffered; return how many e-mails were dropped."""
+        with self._lock:
+            dropped, self._messages = len(self._messages), []
+        return dropped
+
+    def flush(self) -> list[str]:
+        """Write everything buffered now; return the keys written."""
+        with self._lock:
+            messages, self._messages = self._messages, []
+        if not messages:
+            return []
+        keys = write_batches(
+            self.store,
+            messages,
+            default_sender=self.settings.sender,
+            emails_per_file=self.settings.emails_per_file,
+        )
+        self.keys.extend(keys)
+        return keys
+
+    def _finish(self, failed: bool) -> None:
+        if failed and self.on_error == "discard":
+            dropped = self.discard()
+            if dropped:
+                log.info("request failed: discarded %d deferred e-mail(s)", dropped)
+            return
+        self.flush()
+
+    # -- context managers ------------------------------------------------------------------
+
+    def __enter__(self) -> RequestScope:
+        self._outer = _current.get()
+        self._token = _current.set(self._outer or self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        if self._outer is None:
+            self._finish(failed=exc_type is not None)
+
+    async def __aenter__(self) -> RequestScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        if self._outer is None:  # the write may fsync or go to S3: keep the loop free
+            await asyncio.to_thread(self._finish, exc_type is not None)
+
+
+def request(
+    *,
+    store: Store | str | None = None,
+    settings: Settings | None = None,
+    on_error: str | None = None,
+) -> RequestScope:
+    """A request scope, for ``with`` or ``async with``. See ``RequestScope``."""
+    return RequestScope(store=store, settings=settings, on_error=on_error)

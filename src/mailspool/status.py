@@ -1,0 +1,100 @@
+"""Every e-mail's fate, counted from the store itself (W10).
+
+``pending + sent + failed + quarantined`` adds up to every e-mail accepted into the
+store and still on record (``gc`` and lifecycle rules forget finished batches):
+
+- ``pending``: e-mails of batches in ``queue/`` with no outcome in their ledger;
+- ``sent``: ``sent`` entries in the ledgers of queued and finished batches;
+- ``failed``: records in ``failed/`` (an e-mail re-queued by ``failed retry`` leaves
+  ``failed/`` and counts as pending again);
+- ``quarantined``: e-mails in quarantined files (a file that is not even JSON counts 1).
+
+E-mails handed to a continuation batch are counted there, not in their first batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from mailspool import layout
+from mailspool.ledger import read_entries
+from mailspool.stores.base import Store
+
+__all__ = ["Status", "collect_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    pending: int
+    sent: int
+    failed: int
+    quarantined: int
+    batches_pending: int
+    batches_done: int
+    oldest_pending_age: float | None
+    refused_recipients: int
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.sent + self.failed + self.quarantined
+
+    def as_dict(self) -> dict[str, Any]:
+        result = asdict(self)
+        result["total"] = self.total
+        return result
+
+
+def collect_status(store: Store, *, now: float | None = None) -> Status:
+    now = time.time() if now is None else now
+    pending = sent = refused = batches_pending = 0
+    oldest: float | None = None
+    for info in store.list(layout.QUEUE):
+        if not info.key.endswith(".json"):
+            continue
+        batch_id = layout.batch_id_from_key(info.key)
+        total = _email_count(store, info.key)
+        entries = read_entries(store, batch_id)
+        sent_here = sum(1 for e in entries.values() if e.get("s") == "sent")
+        sent += sent_here
+        refused += sum(len(e.get("refused") or ()) for e in entries.values())
+        waiting = max(total - len(entries), 0)
+        if waiting:
+            pending += waiting
+            batches_pending += 1
+            created = layout.id_time(batch_id) or info.modified
+            oldest = created if oldest is None else min(oldest, created)
+    batches_done = 0
+    for info in store.list(layout.DONE):
+        batches_done += 1
+        entries = read_entries(store, layout.batch_id_from_key(info.key))
+        sent += sum(1 for e in entries.values() if e.get("s") == "sent")
+        refused += sum(len(e.get("refused") or ()) for e in entries.values())
+    failed = sum(1 for _ in store.keys(layout.FAILED))
+    quarantined = sum(
+        _email_count(store, info.key, default=1)
+        for info in store.list(layout.QUARANTINE)
+        if not info.key.endswith(".error.json")
+    )
+    return Status(
+        pending=pending,
+        sent=sent,
+        failed=failed,
+        quarantined=quarantined,
+        batches_pending=batches_pending,
+        batches_done=batches_done,
+        oldest_pending_age=None if oldest is None else max(now - oldest, 0.0),
+        refused_recipients=refused,
+    )
+
+
+def _email_count(store: Store, key: str, default: int = 0) -> int:
+    try:
+        document = orjson.loads(store.get(key))
+    except (orjson.JSONDecodeError, Exception):  # unreadable: it still held something
+        return default
+    emails = document.get("emails") if isinstance(document, dict) else None
+    return len(emails) if isinstance(emails, list) and emails else default

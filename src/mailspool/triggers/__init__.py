@@ -1,0 +1,1 @@
+"""What starts the worker: a local loop (``local``) or AWS events (``mailspool.aws``)."""

@@ -1,0 +1,111 @@
+"""The local trigger: ``mailspool worker`` polls a store's ``queue/`` and delivers.
+
+Listing a spool folder costs microseconds, so a short poll (50 ms by default) notices a
+new batch as fast as a file-system watch would, works the same on every store, and
+doubles as the sweeper: a batch whose worker died is claimable again (the file store's
+lock dies with its process; an S3 lease expires) and the next listing picks it up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from mailspool import layout
+from mailspool.stores.base import Store
+from mailspool.worker import BatchReport, Worker
+
+__all__ = ["DrainReport", "drain", "pending_batches", "run_forever"]
+
+log = logging.getLogger("mailspool.worker")
+
+
+def pending_batches(store: Store) -> list[str]:
+    """Keys of the batches in ``queue/``, oldest first."""
+    return [key for key in store.keys(layout.QUEUE) if key.endswith(".json")]
+
+
+@dataclass(slots=True)
+class DrainReport:
+    """Totals of a drain; ``batches`` has one report per batch run."""
+
+    batches: list[BatchReport] = field(default_factory=list)
+
+    def count(self, name: str) -> int:
+        return sum(int(getattr(report, name)) for report in self.batches)
+
+    @property
+    def paused(self) -> bool:
+        return any(report.status == "paused" for report in self.batches)
+
+
+def drain(
+    worker: Worker,
+    *,
+    parallel_batches: int | None = None,
+    on_batch: Callable[[BatchReport], None] | None = None,
+) -> DrainReport:
+    """Deliver every pending batch, continuations included, then return.
+
+    Batches held by another worker are left to it; a batch is tried once per drain
+    unless it finished (its continuations are new batches and are tried too).
+    """
+    report = DrainReport()
+    tried: set[str] = set()
+    width = parallel_batches or max(2, worker.options.concurrency)
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
+        while not worker.stopping.is_set() and not report.paused:
+            keys = [key for key in pending_batches(worker.store) if key not in tried]
+            if not keys:
+                break
+            tried.update(keys)
+            futures = [pool.submit(worker.deliver, key) for key in keys]
+            for future in futures:
+                batch_report = future.result()
+                report.batches.append(batch_report)
+                if on_batch is not None:
+                    on_batch(batch_report)
+    return report
+
+
+def run_forever(
+    worker: Worker,
+    *,
+    poll_interval: float = 0.05,
+    parallel_batches: int | None = None,
+    on_batch: Callable[[BatchReport], None] | None = None,
+) -> None:
+    """Deliver batches as they arrive until ``worker.stop()``; then finish what is in flight."""
+    width = parallel_batches or max(2, worker.options.concurrency)
+    running: dict[str, Future[BatchReport]] = {}
+    lock = threading.Lock()
+
+    def finished(key: str, future: Future[BatchReport]) -> None:
+        with lock:
+            running.pop(key, None)
+        if future.exception() is not None:
+            log.error("batch %s: %s", key, future.exception())
+        elif on_batch is not None:
+            on_batch(future.result())
+
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
+        while not worker.stopping.is_set():
+            try:
+                keys = pending_batches(worker.store)
+            except Exception as err:  # the store is down: keep trying, say so
+                log.error("cannot list %s: %s", worker.store, err)
+                keys = []
+            for key in keys:
+                with lock:
+                    if key in running or len(running) >= width:
+                        continue
+                    future = pool.submit(worker.deliver, key)
+                    running[key] = future
+                future.add_done_callback(lambda f, k=key: finished(k, f))
+            worker.stopping.wait(poll_interval)
+        with lock:
+            left = list(running.values())
+        wait(left)
