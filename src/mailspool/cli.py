@@ -154,6 +154,7 @@ def worker(ctx: click.Context, **opts: Any) -> None:
             max_attempts=opts["max_attempts"],
         )
         store = open_store(settings.store)
+        store.check()
         transport = open_transport(settings.transport)
         options = WorkerOptions(
             concurrency=settings.concurrency,

@@ -12,12 +12,13 @@ worker needs is here, each with a promise that both backends keep:
   (file store: the kernel drops its lock) or can be taken over once expired (S3).
 
 Backends implement these as they can (rename, flock, conditional writes); callers see
-no difference. ``tests/test_store_contract.py`` runs the same tests on every backend.
+no difference. Every backend passes the tests in ``tests/store_contract.py``.
 """
 
 from __future__ import annotations
 
 import abc
+import builtins
 import os
 import socket
 import uuid
@@ -79,6 +80,13 @@ class Store(abc.ABC):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in ascending key order."""
 
+    def check(self) -> None:
+        """Raise ``StoreError`` unless an object can be written, read and removed now."""
+        key = f"health/{default_owner().replace(':', '-')}"
+        self.put(key, b"ok")
+        self.get(key)
+        self.delete(key)
+
     def exists(self, key: str) -> bool:
         return any(info.key == key for info in self.list(key))
 
@@ -104,7 +112,7 @@ class Store(abc.ABC):
         """Durably add one record (no newline inside) to the log at ``key``."""
 
     @abc.abstractmethod
-    def read_log(self, key: str) -> list[bytes]:
+    def read_log(self, key: str) -> builtins.list[bytes]:
         """Every record of the log, in the order appended; empty if there is none."""
 
     @abc.abstractmethod

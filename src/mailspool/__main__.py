@@ -1,0 +1,5 @@
+"""``python -m mailspool``: the same as the ``mailspool`` command."""
+
+from mailspool.cli import main
+
+main()

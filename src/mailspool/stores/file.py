@@ -1,0 +1,523 @@
+"""The file store: a spool folder on the local disk (``file://DIR``), the default store.
+
+A key is a file under the root (``queue/x.json`` is ``ROOT/queue/x.json``). Files are
+0600 and folders 0700 whatever the umask: e-mails are personal data. How each promise
+of ``Store`` is kept:
+
+- ``put``: the data goes to a temp file (``.tmp-<random>``) in the key's folder, is
+  fsynced, renamed over the key, and the folder is fsynced. Readers see the old object
+  or the new one, never a part; a crash leaves at most a temp file, which ``list``
+  skips.
+- ``put_new``: the finished temp file is hard-linked to the key. The link fails if the
+  key exists, so exactly one writer wins, and its object is whole from the first moment.
+- ``move``: hard link, then unlink: atomic, and it never overwrites the destination.
+- ``append``: one line per record, added by a single ``O_APPEND`` write and fsynced, so
+  appends from many threads and processes never interleave. A line torn by a power
+  loss or a full disk is ignored by ``read_log`` while it is last; the next append
+  starts a fresh line, so its record stays whole and the torn fragment reads back as a
+  line of its own (the ledger skips lines it cannot parse).
+- ``claim``: an exclusive ``flock`` on ``ROOT/.leases/<name>``, kept for as long as the
+  lease's file descriptor stays open. The kernel drops a process's locks when it
+  ends, however it ends (even SIGKILL), so a dead worker's claim is free at once: no
+  stale lock to clean up, no clock to trust, no expiry to wait for. The ttl is only
+  written into the lease file for people to read (``claims()``, ``mailspool status``).
+  The limits: flock coordinates the processes of one machine on a local disk (a spool
+  shared between hosts, over NFS and the like, needs the S3 store), and a child forked
+  while a claim is held shares that claim until it exits too.
+
+Names starting with ``.`` belong to the store (temp files, ``.leases``): no segment of
+a key may start with a dot, and ``list`` skips them. POSIX only (flock, hard links).
+"""
+
+from __future__ import annotations
+
+import builtins
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, StoreError
+from mailspool.stores import check_record
+from mailspool.stores.base import Lease, ObjectInfo, Store
+
+__all__ = ["FileStore", "check_key"]
+
+_FILE_MODE = 0o600
+_FOLDER_MODE = 0o700
+_TEMP_PREFIX = ".tmp-"
+_LEASES = ".leases"
+_CLAIM_ATTEMPTS = 16
+_LONGEST_LEASE_FILE = 200
+_LEASE_BYTES = 4096
+
+_Entry = tuple[str, bool, os.stat_result]
+
+
+def check_key(key: str, what: str = "key") -> None:
+    """Refuse a key that is not a plain relative path inside the store."""
+    problem = _key_problem(key)
+    if problem is not None:
+        raise ConfigurationError(f"invalid store {what} {key!r}: {problem}")
+
+
+def _key_problem(key: str) -> str | None:
+    if not key:
+        return "it is empty"
+    if "\\" in key or "\0" in key:
+        return "it contains a backslash or NUL"
+    if key.startswith("/"):
+        return "it is absolute"
+    for part in key.split("/"):
+        if not part:
+            return "it has an empty segment"
+        if part in (".", ".."):
+            return f"it has a {part!r} segment"
+        if part.startswith("."):
+            return "a segment starts with '.' (such names are the store's own files)"
+    return None
+
+
+def _root_from_url(url: str) -> str:
+    """The folder of ``file:///abs``, ``file://rel`` or ``file:rel`` (taken literally)."""
+    scheme, colon, rest = url.partition(":")
+    if scheme.lower() != "file" or not colon:
+        raise ConfigurationError(f"not a file store URL (file://DIR): {url!r}")
+    path = rest.removeprefix("//")
+    if not path:
+        raise ConfigurationError(f"file store URL {url!r} names no folder")
+    return path
+
+
+class FileStore(Store):
+    """A store in a local folder; see the module docstring for how each promise is kept."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(os.path.abspath(os.path.expanduser(root)))
+        self.url = f"file://{self.root}"
+        self._held: set[_LeaseFile] = set()
+        self._held_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> FileStore:
+        """``file:///abs/path``; ``file://rel`` and ``file:rel`` are relative to the
+        current directory; ``~`` is expanded."""
+        return cls(_root_from_url(url))
+
+    # -- objects -------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        with self._failure("write", key):
+            self._make_folder(path.parent)
+            temp = _write_temp(path.parent, data)
+            try:
+                os.replace(temp, path)
+            except BaseException:
+                _remove(temp)
+                raise
+            _fsync_folder(path.parent)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        with self._failure("write", key):
+            self._make_folder(path.parent)
+            temp = _write_temp(path.parent, data)
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return False
+            finally:
+                _remove(temp)
+            _fsync_folder(path.parent)
+            return True
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        with self._failure("read", key):
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+                raise KeyNotFound(key) from err
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with self._failure("delete", key):
+            if _remove(path):
+                _fsync_folder(path.parent)
+
+    def move(self, source: str, destination: str) -> bool:
+        """Move by hard link then unlink: atomic, and never over an existing object
+        (``StoreError``, both objects left as they were). False if the source is gone,
+        or another worker is moving it at the same moment and wins."""
+        src, dst = self._path(source), self._path(destination)
+        if source == destination:
+            return src.is_file()
+        with self._failure("move", source):
+            self._make_folder(dst.parent)
+            try:
+                os.link(src, dst)
+            except FileNotFoundError:
+                return False
+            except FileExistsError:
+                return _moved_by_another(src, dst, f"{source!r} to {destination!r}")
+            if not _remove(src):
+                _remove(dst)
+                return False
+            _fsync_folder(dst.parent)
+            if src.parent != dst.parent:
+                _fsync_folder(src.parent)
+            return True
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` (which may end inside a name) in ascending key order,
+        reading only the folders the prefix reaches. Files deleted meanwhile are left
+        out; temp files and lease files never appear."""
+        problem = _key_problem(prefix + "x") if prefix else None
+        if problem is not None:
+            raise ConfigurationError(f"invalid store prefix {prefix!r}: {problem}")
+        folder_key, _, start = prefix.rpartition("/")
+        folder = self.root / folder_key if folder_key else self.root
+        return self._walk(folder, f"{folder_key}/" if folder_key else "", start)
+
+    # -- record logs -----------------------------------------------------------------
+
+    def append(self, key: str, record: bytes) -> None:
+        check_record(record)
+        path = self._path(key)
+        with self._failure("append to", key):
+            self._make_folder(path.parent)
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            fd = os.open(path, flags, _FILE_MODE)
+            try:
+                _append_line(fd, record, path.parent)
+            finally:
+                os.close(fd)
+
+    def read_log(self, key: str) -> builtins.list[bytes]:
+        """The records in order; a torn last line (no newline: a crash) is left out."""
+        try:
+            lines = self.get(key).split(b"\n")
+        except KeyNotFound:
+            return []
+        lines.pop()
+        return [line for line in lines if line]
+
+    def delete_log(self, key: str) -> None:
+        self.delete(key)
+
+    # -- claims ----------------------------------------------------------------------
+
+    def claim(self, name: str, owner: str, ttl: float) -> Lease | None:
+        """Lock the lease file of ``name``; None if another holder has it locked. The
+        claim is exclusive between threads too: each claim opens its own descriptor."""
+        path = self._lease_path(name)
+        with self._failure("claim", name):
+            self._make_folder(path.parent)
+            handle = _acquire(path)
+            if handle is None:
+                return None
+            lease = Lease(name, owner, time.time() + ttl, handle)
+            try:
+                os.fchmod(handle.fd, _FILE_MODE)
+                _record(handle, lease)
+            except BaseException:
+                handle.release()
+                raise
+        with self._held_lock:
+            self._held.add(handle)
+        return lease
+
+    def renew(self, lease: Lease, ttl: float) -> Lease:
+        """Write the new expiry; ``LeaseLost`` if released, or if the lease file was
+        removed or replaced behind the holder's back."""
+        handle = _handle(lease)
+        with self._failure("renew", lease.name), handle.lock:
+            if not handle.held or not handle.is_current():
+                raise LeaseLost(f"claim {lease.name!r} in {self.root} is no longer held")
+            renewed = replace(lease, expires=time.time() + ttl)
+            _record(handle, renewed)
+        return renewed
+
+    def release(self, lease: Lease) -> None:
+        handle = _handle(lease)
+        with self._held_lock:
+            self._held.discard(handle)
+        with self._failure("release", lease.name):
+            handle.release()
+
+    def claims(self) -> builtins.list[Lease]:
+        """The claims held right now by any process of this machine, by name, with the
+        owner and expiry their holders wrote (``token`` is None).
+
+        "Held" is tested with a non-blocking shared lock, taken and dropped at once; a
+        claim attempted during that instant may see the name as held and return None.
+        """
+        folder = self.root / _LEASES
+        with self._failure("list claims in", _LEASES):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                return []
+            found = [_inspect(folder / name) for name in names]
+        return sorted((lease for lease in found if lease), key=lambda lease: lease.name)
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release every claim this store still holds."""
+        with self._held_lock:
+            held, self._held = self._held, set()
+        for handle in held:
+            handle.release()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        return self.root / key
+
+    def _lease_path(self, name: str) -> Path:
+        check_key(name, "claim name")
+        escaped = quote(name, safe="")
+        if len(escaped) > _LONGEST_LEASE_FILE:
+            escaped = "sha256-" + hashlib.sha256(name.encode()).hexdigest()
+        return self.root / _LEASES / escaped
+
+    def _make_folder(self, folder: Path) -> None:
+        """Create a folder and its missing parents, 0700 whatever the umask."""
+        if folder.is_dir():
+            return
+        self._make_folder(folder.parent)
+        try:
+            os.mkdir(folder, _FOLDER_MODE)
+        except FileExistsError:
+            return
+        os.chmod(folder, _FOLDER_MODE)
+        _fsync_folder(folder.parent)
+
+    def _walk(self, folder: Path, base: str, start: str) -> Iterator[ObjectInfo]:
+        for name, is_folder, info in self._entries(folder, start):
+            if is_folder:
+                yield from self._walk(folder / name, f"{base}{name}/", "")
+            else:
+                yield ObjectInfo(base + name, info.st_size, info.st_mtime)
+
+    def _entries(self, folder: Path, start: str) -> builtins.list[_Entry]:
+        """The files and folders in ``folder`` whose names start with ``start``, in the
+        order of the keys they hold (a folder sorts as its name plus ``/``)."""
+        try:
+            with os.scandir(folder) as scan:
+                entries = [_entry(item) for item in scan if _visible(item.name, start)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as err:
+            raise StoreError(f"cannot list {folder}: {err.strerror or err}") from err
+        found = [entry for entry in entries if entry is not None]
+        return sorted(found, key=lambda entry: entry[0] + "/" if entry[1] else entry[0])
+
+    @contextmanager
+    def _failure(self, action: str, key: str) -> Iterator[None]:
+        """OS errors out as ``StoreError`` naming the key and the store."""
+        try:
+            yield
+        except OSError as err:
+            reason = err.strerror or str(err)
+            raise StoreError(f"cannot {action} {key!r} in {self.root}: {reason}") from err
+
+
+@dataclass(eq=False)
+class _LeaseFile:
+    """The open, locked lease file behind a ``Lease``: the claim lasts while it is open."""
+
+    fd: int
+    path: Path
+    pid: int = field(default_factory=os.getpid)
+    held: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def is_current(self) -> bool:
+        """True while the locked file is still the one at the path."""
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self.fd)
+        return (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+    def release(self) -> None:
+        """Unlink the file while still locked, then close: whoever opened it meanwhile
+        sees it is no longer current and starts over. In a forked child, only close."""
+        with self.lock:
+            if not self.held:
+                return
+            self.held = False
+            try:
+                if self.pid == os.getpid() and self.is_current():
+                    _remove(self.path)
+            finally:
+                os.close(self.fd)
+
+
+def _acquire(path: Path) -> _LeaseFile | None:
+    """Lock the file at ``path``; None if held. Retries while the file it locked was
+    released (unlinked) between its open and its lock."""
+    for _ in range(_CLAIM_ATTEMPTS):
+        handle = _lock(path)
+        if handle is None:
+            return None
+        try:
+            if handle.is_current():
+                return handle
+        except BaseException:
+            os.close(handle.fd)
+            raise
+        os.close(handle.fd)
+    return None
+
+
+def _lock(path: Path) -> _LeaseFile | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return _LeaseFile(fd, path)
+
+
+def _handle(lease: Lease) -> _LeaseFile:
+    if not isinstance(lease.token, _LeaseFile):
+        raise ConfigurationError(f"claim {lease.name!r} was not made by a file store")
+    return lease.token
+
+
+def _record(handle: _LeaseFile, lease: Lease) -> None:
+    """Write name, owner and expiry into the locked file, for people to read. Written
+    before truncating, so the file always starts with a whole JSON object."""
+    payload = {"name": lease.name, "owner": lease.owner, "expires": lease.expires}
+    data = json.dumps(payload).encode()
+    os.pwrite(handle.fd, data, 0)
+    os.ftruncate(handle.fd, len(data))
+
+
+def _inspect(path: Path) -> Lease | None:
+    """The lease in ``path`` if some process holds it locked, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_lease(fd, path)
+    else:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_lease(fd: int, path: Path) -> Lease:
+    """The lease a holder wrote; its bare name if the file cannot be read yet."""
+    text = os.pread(fd, _LEASE_BYTES, 0).decode(errors="replace")
+    try:
+        payload: Any = json.JSONDecoder().raw_decode(text)[0]
+        return Lease(str(payload["name"]), str(payload["owner"]), float(payload["expires"]))
+    except (ValueError, LookupError, TypeError):
+        return Lease(unquote(path.name), "", 0.0)
+
+
+def _append_line(fd: int, record: bytes, folder: Path) -> None:
+    """One write, then fsync. Starts a fresh line if the log ends in a torn one."""
+    info = os.fstat(fd)
+    if stat.S_IMODE(info.st_mode) != _FILE_MODE:
+        os.fchmod(fd, _FILE_MODE)
+    line = record + b"\n"
+    if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
+        line = b"\n" + line
+    written = os.write(fd, line)
+    if written != len(line):
+        raise StoreError(f"short write to the log in {folder} (disk full?)")
+    os.fsync(fd)
+    if info.st_size == 0:
+        _fsync_folder(folder)
+
+
+def _write_temp(folder: Path, data: bytes) -> Path:
+    """A fsynced 0600 temp file in ``folder`` holding ``data``."""
+    temp = folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        _remove(temp)
+        raise
+    finally:
+        os.close(fd)
+    return temp
+
+
+def _moved_by_another(src: Path, dst: Path, what: str) -> bool:
+    """The destination exists: False if it is the source itself (another worker is
+    moving it) or the source is gone; otherwise refuse to overwrite."""
+    try:
+        if os.path.samefile(src, dst):
+            return False
+    except FileNotFoundError:
+        if not src.exists():
+            return False
+    raise StoreError(f"cannot move {what}: the destination exists")
+
+
+def _entry(item: os.DirEntry[str]) -> _Entry | None:
+    try:
+        info = item.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        return (item.name, True, info)
+    if stat.S_ISREG(info.st_mode):
+        return (item.name, False, info)
+    return None
+
+
+def _visible(name: str, start: str) -> bool:
+    return not name.startswith(".") and name.startswith(start)
+
+
+def _remove(path: Path) -> bool:
+    """Unlink; False if there was nothing to unlink."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename, link or unlink in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
