@@ -13,14 +13,18 @@ _local = st.text(string.ascii_lowercase + string.digits + "._+-", min_size=1, ma
 )
 _domain = st.from_regex(r"[a-z][a-z0-9-]{0,10}\.(com|org|de|it|example)", fullmatch=True)
 # Display names: any printable unicode without the characters that need quoting.
-_name = st.text(
-    st.characters(
-        blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Co", "Cn"),
-        blacklist_characters='"\\<>,;:@()[]\r\n\t',
-    ),
-    min_size=1,
-    max_size=20,
-).map(str.strip).filter(bool)
+_name = (
+    st.text(
+        st.characters(
+            blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Co", "Cn"),
+            blacklist_characters='"\\<>,;:@()[]\r\n\t',
+        ),
+        min_size=1,
+        max_size=20,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @st.composite
@@ -38,16 +42,20 @@ _chars = st.characters(blacklist_categories=("Cs",))
 # Long bodies are built by repetition: drawing 20000 random characters is too slow.
 bodies = st.one_of(
     st.text(_chars, max_size=200),
-    st.tuples(st.text(_chars, min_size=1, max_size=40), st.integers(100, 600)).map(lambda p: p[0] * p[1]),
+    st.tuples(st.text(_chars, min_size=1, max_size=40), st.integers(100, 600)).map(
+        lambda p: p[0] * p[1]
+    ),
 )
 attachments = st.builds(
     Attachment,
     filename=st.text(
-        st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\r\n/\\\""),
+        st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters='\r\n/\\"'),
         min_size=1,
         max_size=30,
     ).filter(lambda s: s.strip() == s and s),
-    content=st.one_of(st.binary(max_size=300), st.binary(min_size=1, max_size=20).map(lambda b: b * 500)),
+    content=st.one_of(
+        st.binary(max_size=300), st.binary(min_size=1, max_size=20).map(lambda b: b * 500)
+    ),
     content_type=st.sampled_from(["application/pdf", "image/png", "text/csv"]),
 )
 header_names = st.from_regex(r"X-[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from importlib import resources
 from typing import Any
@@ -88,7 +89,9 @@ class TestRoundTrip:
         blobs, write = blob_store()
         first_key = batch.meta_key(drawn[0], SENDER)
         group = [m for m in drawn if batch.meta_key(m, SENDER) == first_key]
-        data = batch.encode(group, batch_id=layout.new_batch_id(), default_sender=SENDER, blob_writer=write)
+        data = batch.encode(
+            group, batch_id=layout.new_batch_id(), default_sender=SENDER, blob_writer=write
+        )
         V1.validate(json.loads(data))
         loaded = batch.decode(data)
         for index, original in enumerate(group):
@@ -96,7 +99,10 @@ class TestRoundTrip:
             assert loaded.message(index, blobs.__getitem__) == expected
 
     @settings(max_examples=25, deadline=None)
-    @given(st.integers(min_value=100, max_value=3000), st.text(min_size=1, max_size=10).filter(str.isalpha))
+    @given(
+        st.integers(min_value=100, max_value=3000),
+        st.text(min_size=1, max_size=10).filter(str.isalpha),
+    )
     def test_many_recipients(self, count: int, name: str) -> None:
         to = tuple(f"{name} {i} <user{i}@example.com>" for i in range(count))
         message = Message(to=to, subject="Hi", text="x")
@@ -110,7 +116,9 @@ class TestRoundTrip:
             for i in range(50)
         ]
         blobs, write = blob_store()
-        data = batch.encode(group, batch_id=layout.new_batch_id(), default_sender=SENDER, blob_writer=write)
+        data = batch.encode(
+            group, batch_id=layout.new_batch_id(), default_sender=SENDER, blob_writer=write
+        )
         assert len(blobs) == 1
         assert len(data) < len(invoice.content)  # referenced, not inlined 50 times
         assert batch.decode(data).message(49, blobs.__getitem__).attachments == (invoice,)
@@ -154,13 +162,17 @@ class TestInvalidFiles:
             (orjson.dumps(_document(emails="x")), "emails", "list of e-mails"),
             (orjson.dumps(_document(meta={"from": 3})), "meta.from", "must be a string"),
             (
-                orjson.dumps(_document(meta={"from": "a@b.c", "contentType": "image/png", "charset": "x"})),
+                orjson.dumps(
+                    _document(meta={"from": "a@b.c", "contentType": "image/png", "charset": "x"})
+                ),
                 "meta.contentType",
                 "unsupported content type",
             ),
         ],
     )
-    def test_structure_errors_name_the_field(self, data: bytes, field: str | None, words: str) -> None:
+    def test_structure_errors_name_the_field(
+        self, data: bytes, field: str | None, words: str
+    ) -> None:
         with pytest.raises(InvalidBatch) as caught:
             batch.decode(data, source="queue/bad.json")
         assert caught.value.field == field
@@ -169,8 +181,8 @@ class TestInvalidFiles:
 
     def test_wrong_type_inside_an_email_names_its_index(self) -> None:
         emails = [
-            {"to": ["a@example.com"], "subject": "s", "message": "m"},
-            {"to": ["b@example.com"], "subject": 5, "message": "m"},
+            {"to": ["a@example.com"], "subject": "s", "message": "m", "attachments": []},
+            {"to": ["b@example.com"], "subject": 5, "message": "m", "attachments": []},
         ]
         with pytest.raises(InvalidBatch) as caught:
             batch.decode(orjson.dumps(_document(emails=emails)), source="f.json")
@@ -180,13 +192,29 @@ class TestInvalidFiles:
     @pytest.mark.parametrize(
         ("email", "field"),
         [
-            ({"to": ["not an address"], "subject": "s", "message": "m"}, "to"),
-            ({"to": ["a@example.com"], "subject": "s\r\nBcc: x@evil.example", "message": "m"}, "subject"),
-            ({"to": ["a@example.com\nBcc: x@evil.example"], "subject": "s", "message": "m"}, "to"),
+            ({"to": ["not an address"], "subject": "s", "message": "m", "attachments": []}, "to"),
+            (
+                {
+                    "to": ["a@example.com"],
+                    "subject": "s\r\nBcc: x@evil.example",
+                    "message": "m",
+                    "attachments": [],
+                },
+                "subject",
+            ),
+            (
+                {
+                    "to": ["a@example.com\nBcc: x@evil.example"],
+                    "subject": "s",
+                    "message": "m",
+                    "attachments": [],
+                },
+                "to",
+            ),
         ],
     )
     def test_bad_content_fails_only_that_email(self, email: dict[str, Any], field: str) -> None:
-        good = {"to": ["ok@example.com"], "subject": "s", "message": "m"}
+        good = {"to": ["ok@example.com"], "subject": "s", "message": "m", "attachments": []}
         loaded = batch.decode(orjson.dumps(_document(emails=[good, email])), source="f.json")
         assert loaded.message(0).to == ("ok@example.com",)
         with pytest.raises(InvalidMessage) as caught:
@@ -195,7 +223,12 @@ class TestInvalidFiles:
 
     def test_a_missing_blob_is_an_invalid_email(self) -> None:
         attachment = {"filename": "a.pdf", "contentType": "application/pdf", "sha256": "0" * 64}
-        email = {"to": ["a@example.com"], "subject": "s", "message": "m", "attachments": [attachment]}
+        email = {
+            "to": ["a@example.com"],
+            "subject": "s",
+            "message": "m",
+            "attachments": [attachment],
+        }
         loaded = batch.decode(orjson.dumps(_document(emails=[email])))
 
         def no_blobs(digest: str) -> bytes:
@@ -207,7 +240,13 @@ class TestInvalidFiles:
             loaded.message(0, no_blobs)
 
     @settings(max_examples=200, deadline=None)
-    @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=20))
+    @given(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(),
+            lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+            max_leaves=20,
+        )
+    )
     def test_any_json_is_decoded_or_refused_cleanly(self, value: Any) -> None:
         """The parser never fails with anything but InvalidBatch, whatever the JSON."""
         for document in (value, {"meta": value, "emails": value}, _document(emails=[value])):
@@ -216,10 +255,8 @@ class TestInvalidFiles:
             except InvalidBatch:
                 continue
             for index in range(len(loaded)):
-                try:
+                with contextlib.suppress(InvalidMessage):
                     loaded.message(index)
-                except InvalidMessage:
-                    pass
 
     @settings(max_examples=300, deadline=None)
     @given(

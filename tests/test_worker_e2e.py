@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,9 @@ from tests.test_batch_format import ARTICLE_FILE
 pytestmark = pytest.mark.slow
 
 
-def cli(spool: Path, server: SMTPSink, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    spool: Path, server: SMTPSink, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mailspool", *args],
         env=worker_env(spool, server),
@@ -78,9 +79,15 @@ def test_5000_emails_in_two_groups_arrive_once_each(spool: Path, smtp_server: SM
     group_b = "From: Shop <shop@example.com>\r\nContent-Type: text/plain; charset=utf-8"
     with mailspool.request(settings=settings) as scope:
         for i in range(2500):
-            mailspool.send_mail(f"Reader {i} <a{i}@example.com>", f"Post {i}", f"<p>post {i}</p>", group_a)
             mailspool.send_mail(
-                f"b{i}@example.com", f"Órder {i}", f"order {i}", group_b, [invoice] if i % 250 == 0 else None
+                f"Reader {i} <a{i}@example.com>", f"Post {i}", f"<p>post {i}</p>", group_a
+            )
+            mailspool.send_mail(
+                f"b{i}@example.com",
+                f"Órder {i}",
+                f"order {i}",
+                group_b,
+                [invoice] if i % 250 == 0 else None,
             )
     assert len(scope.keys) == 2
 
@@ -111,7 +118,12 @@ def test_5000_emails_in_two_groups_arrive_once_each(spool: Path, smtp_server: SM
     assert not list(messages["b251@example.com"][1].iter_attachments())
 
     counts = status(spool, smtp_server)
-    assert (counts["sent"], counts["pending"], counts["failed"], counts["quarantined"]) == (5000, 0, 0, 0)
+    assert (counts["sent"], counts["pending"], counts["failed"], counts["quarantined"]) == (
+        5000,
+        0,
+        0,
+        0,
+    )
 
 
 def test_451_on_every_first_attempt(spool: Path, smtp_server: SMTPSink) -> None:
@@ -134,7 +146,8 @@ def test_550_fails_one_email_and_retry_sends_it_later(spool: Path, smtp_server: 
 
     listed = cli(spool, smtp_server, "failed", "list", "--json")
     [failed] = json.loads(listed.stdout)
-    assert "550" in failed["reason"] and "no such user" in failed["reason"]
+    assert "550" in failed["reason"]
+    assert "no such user" in failed["reason"]
     assert failed["recipients"] == ["user3@example.com"]
     shown = json.loads(cli(spool, smtp_server, "failed", "show", failed["id"]).stdout)
     assert shown["email"]["subject"] == "Note 3"
@@ -160,7 +173,9 @@ def test_the_articles_own_file_is_delivered(spool: Path, smtp_server: SMTPSink) 
     assert "Caffè" in str(first["Subject"])
 
 
-def test_bad_files_are_quarantined_or_failed_and_the_rest_delivered(spool: Path, smtp_server: SMTPSink) -> None:
+def test_bad_files_are_quarantined_or_failed_and_the_rest_delivered(
+    spool: Path, smtp_server: SMTPSink
+) -> None:
     store = FileStore(spool)
     meta = {"from": "a@example.com", "contentType": "text/plain", "charset": "utf-8"}
 
@@ -169,10 +184,14 @@ def test_bad_files_are_quarantined_or_failed_and_the_rest_delivered(spool: Path,
 
     bad_files = {
         "queue/1-not-json.json": b"{this is not json",
-        "queue/2-wrong-types.json": orjson.dumps({"meta": meta, "emails": [{"to": "x", "subject": 1}]}),
+        "queue/2-wrong-types.json": orjson.dumps(
+            {"meta": meta, "emails": [{"to": "x", "subject": 1}]}
+        ),
         "queue/3-missing-meta.json": orjson.dumps({"emails": [email("a@example.com")]}),
         "queue/4-empty.json": orjson.dumps({"meta": meta, "emails": []}),
-        "queue/5-version.json": orjson.dumps({"version": 99, "meta": meta, "emails": [email("a@example.com")]}),
+        "queue/5-version.json": orjson.dumps(
+            {"version": 99, "meta": meta, "emails": [email("a@example.com")]}
+        ),
     }
     for key, data in bad_files.items():
         store.put(key, data)
@@ -191,7 +210,9 @@ def test_bad_files_are_quarantined_or_failed_and_the_rest_delivered(spool: Path,
     assert result.returncode == 0, result.stderr
 
     received = {r for e in smtp_server.envelopes for r in e.rcpt_tos}
-    assert received == {"good1@example.com", "good2@example.com"} | {f"user{i}@example.com" for i in range(10)}
+    assert received == {"good1@example.com", "good2@example.com"} | {
+        f"user{i}@example.com" for i in range(10)
+    }
     assert "victim@example.com" not in received
     quarantined = {k for k in store.keys(layout.QUARANTINE) if not k.endswith(".error.json")}
     assert quarantined == {f"quarantine/{k.removeprefix('queue/')}" for k in bad_files}
@@ -202,16 +223,27 @@ def test_bad_files_are_quarantined_or_failed_and_the_rest_delivered(spool: Path,
     assert "Missing required data" in errors["quarantine/3-missing-meta.json"]
     assert "No emails provided" in errors["quarantine/4-empty.json"]
     assert "unknown format version 99" in errors["quarantine/5-version.json"]
-    reasons = {f.removeprefix("failed/"): orjson.loads(store.get(f))["reason"] for f in store.keys(layout.FAILED)}
+    reasons = {
+        f.removeprefix("failed/"): orjson.loads(store.get(f))["reason"]
+        for f in store.keys(layout.FAILED)
+    }
     assert set(reasons) == {"6-mixed.1.json", "6-mixed.2.json", "6-mixed.3.json"}
-    assert "field 'subject'" in reasons["6-mixed.1.json"] and "line break" in reasons["6-mixed.1.json"]
+    assert "field 'subject'" in reasons["6-mixed.1.json"]
+    assert "line break" in reasons["6-mixed.1.json"]
     assert "e-mail #2, field 'to'" in reasons["6-mixed.2.json"]
     assert "552" in reasons["6-mixed.3.json"]
     counts = status(spool, smtp_server)
-    assert (counts["sent"], counts["failed"], counts["quarantined"], counts["pending"]) == (12, 3, 5, 0)
+    assert (counts["sent"], counts["failed"], counts["quarantined"], counts["pending"]) == (
+        12,
+        3,
+        5,
+        0,
+    )
 
 
-def test_two_workers_on_one_store_deliver_each_email_once(spool: Path, smtp_server: SMTPSink) -> None:
+def test_two_workers_on_one_store_deliver_each_email_once(
+    spool: Path, smtp_server: SMTPSink
+) -> None:
     settings = Settings.load(store=f"file://{spool}")
     for batch_number in range(20):
         with mailspool.request(settings=settings):
@@ -219,7 +251,9 @@ def test_two_workers_on_one_store_deliver_each_email_once(spool: Path, smtp_serv
                 mailspool.send_mail(f"u{batch_number}-{i}@example.com", "s", "m")
     env = worker_env(spool, smtp_server)
     command = [sys.executable, "-m", "mailspool", "worker", "--drain"]
-    workers = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     for worker in workers:
         _, stderr = worker.communicate(timeout=120)
         assert worker.returncode == 0, stderr
@@ -244,9 +278,13 @@ def test_sigkill_repeatedly_loses_nothing_and_duplicates_at_most_the_in_flight(
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-        assert len(smtp_server.envelopes) < 2000 + kill * concurrency, "killed too late to test anything"
+        assert len(smtp_server.envelopes) < 2000 + kill * concurrency, (
+            "killed too late to test anything"
+        )
     smtp_server.slow_down(0)
-    result = subprocess.run([*command, "--drain"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [*command, "--drain"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
 
     recipients = collections.Counter(r for e in smtp_server.envelopes for r in e.rcpt_tos)
@@ -277,12 +315,15 @@ def test_sigterm_finishes_in_flight_and_exits_cleanly(spool: Path, smtp_server: 
     smtp_server.slow_down(0)
     assert cli(spool, smtp_server, "worker", "--drain").returncode == 0
     recipients = collections.Counter(r for e in smtp_server.envelopes for r in e.rcpt_tos)
-    assert len(recipients) == 500 and set(recipients.values()) == {1}
+    assert len(recipients) == 500
+    assert set(recipients.values()) == {1}
 
 
 def test_a_running_worker_notices_new_batches(spool: Path, smtp_server: SMTPSink) -> None:
     worker = subprocess.Popen(
-        [sys.executable, "-m", "mailspool", "worker"], env=worker_env(spool, smtp_server), stderr=subprocess.PIPE
+        [sys.executable, "-m", "mailspool", "worker"],
+        env=worker_env(spool, smtp_server),
+        stderr=subprocess.PIPE,
     )
     try:
         for round_number in range(3):
@@ -295,7 +336,9 @@ def test_a_running_worker_notices_new_batches(spool: Path, smtp_server: SMTPSink
     assert len(smtp_server.envelopes) == 15
 
 
-def test_drain_fails_when_the_store_cannot_be_reached(tmp_path: Path, smtp_server: SMTPSink) -> None:
+def test_drain_fails_when_the_store_cannot_be_reached(
+    tmp_path: Path, smtp_server: SMTPSink
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     result = cli(blocker / "spool", smtp_server, "worker", "--drain")
@@ -317,6 +360,3 @@ def test_gc_removes_finished_batches_only(spool: Path, smtp_server: SMTPSink) ->
     assert result.stdout.startswith("removed 0")  # the batch id says it is new: both must be old
     assert len(list(store.keys(layout.DONE))) == len(done_ids)
     assert len(list(store.keys(layout.QUEUE))) == 1
-
-
-_ = threading

@@ -72,7 +72,9 @@ def retry_failed(store: Store, failed: Iterable[FailedEmail]) -> list[str]:
     groups: dict[bytes, tuple[dict[str, Any], list[FailedEmail]]] = {}
     for item in failed:
         meta = item.record.get("meta") or {}
-        groups.setdefault(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS), (meta, []))[1].append(item)
+        groups.setdefault(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS), (meta, []))[1].append(
+            item
+        )
     written = []
     for meta, items in groups.values():
         batch_id = layout.new_batch_id()
@@ -124,4 +126,3 @@ def _now() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-

@@ -144,7 +144,9 @@ def _encode_email(
         "to": list(message.to),
         "subject": message.subject,
         "message": body,
-        "attachments": [_encode_attachment(a, blob_writer, inline_limit) for a in message.attachments],
+        "attachments": [
+            _encode_attachment(a, blob_writer, inline_limit) for a in message.attachments
+        ],
     }
     if alternative[1] is not None:
         email["alternatives"] = [{"contentType": alternative[0], "content": alternative[1]}]
@@ -226,7 +228,7 @@ def decode(data: bytes | str, *, source: str = "<batch>") -> Batch:
     if not emails:
         raise InvalidBatch("Bad Request: No emails provided", field="emails", source=source)
     for index, email in enumerate(emails):
-        _check_email(email, index, source)
+        _check_email(email, index, source, version)
     batch_id, created_at = document.get("id"), document.get("createdAt")
     for name, value in (("id", batch_id), ("createdAt", created_at)):
         if value is not None and not isinstance(value, str):
@@ -255,7 +257,7 @@ def _check_meta(meta: object, source: str) -> None:
         raise InvalidBatch("must map header names to strings", field="meta.headers", source=source)
 
 
-def _check_email(email: object, index: int, source: str) -> None:
+def _check_email(email: object, index: int, source: str, version: int) -> None:
     def fail(reason: str, field: str) -> InvalidBatch:
         return InvalidBatch(reason, field=field, index=index, source=source)
 
@@ -265,7 +267,7 @@ def _check_email(email: object, index: int, source: str) -> None:
         _require_addresses(email, "to", "to", source, required=True)
         _require_type(email, "subject", str, "subject", source, required=True)
         _require_type(email, "message", str, "message", source, required=True)
-        _require_type(email, "attachments", list, "attachments", source)
+        _require_type(email, "attachments", list, "attachments", source, required=version >= 1)
         _require_type(email, "alternatives", list, "alternatives", source)
     except InvalidBatch as err:
         raise err.located(index=index) from None
@@ -277,7 +279,9 @@ def _check_email(email: object, index: int, source: str) -> None:
             and isinstance(alternative.get("content"), str)
             and _content_type(alternative.get("contentType")) in CONTENT_TYPES
         ):
-            raise fail("each needs contentType (text/plain or text/html) and content", "alternatives")
+            raise fail(
+                "each needs contentType (text/plain or text/html) and content", "alternatives"
+            )
 
 
 def _check_attachment(attachment: object, fail: Callable[[str, str], InvalidBatch]) -> None:
@@ -315,7 +319,7 @@ def _require_type(
         return
     value = mapping[name]
     if not isinstance(value, kind):
-        expected = {str: "a string", list: "a list"}.get(kind, kind.__name__)
+        expected = "a string" if kind is str else "a list" if kind is list else kind.__name__
         actual = "null" if value is None else type(value).__name__
         raise InvalidBatch(f"must be {expected}, not {actual}", field=field, source=source)
 
@@ -379,7 +383,9 @@ def _attachment_bytes(item: Mapping[str, Any], blobs: BlobReader | None) -> byte
     try:
         content = blobs(digest)
     except KeyNotFound:
-        raise InvalidMessage(f"blob {digest} is missing from the store", field="attachments.sha256") from None
+        raise InvalidMessage(
+            f"blob {digest} is missing from the store", field="attachments.sha256"
+        ) from None
     if hashlib.sha256(content).hexdigest() != digest:
         raise InvalidMessage(f"blob {digest} does not match its hash", field="attachments.sha256")
     return content

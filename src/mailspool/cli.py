@@ -51,7 +51,9 @@ def _errors() -> Iterator[None]:
 
 
 store_option = click.option(
-    "--store", metavar="URL", help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE."
+    "--store",
+    metavar="URL",
+    help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
 )
 
 
@@ -77,16 +79,28 @@ def cli(ctx: click.Context, verbose: int) -> None:
 @click.option("--from", "sender", help="From address; env MAILSPOOL_SENDER.")
 @click.option("--subject", required=True)
 @click.option("--body", help="The body text.")
-@click.option("--body-file", type=click.File("r", encoding="utf-8"), help="Read the body from a file ('-': stdin).")
+@click.option(
+    "--body-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the body from a file ('-': stdin).",
+)
 @click.option("--html", is_flag=True, help="The body is HTML (default: plain text).")
-@click.option("--attach", multiple=True, type=click.Path(dir_okay=False), help="Attach a file (repeatable).")
-@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Extra header (repeatable).")
-@click.option("--priority/--deferred", default=None, help="Send now, or queue (default: the classifier decides).")
+@click.option(
+    "--attach", multiple=True, type=click.Path(dir_okay=False), help="Attach a file (repeatable)."
+)
+@click.option(
+    "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Extra header (repeatable)."
+)
+@click.option(
+    "--priority/--deferred",
+    default=None,
+    help="Send now, or queue (default: the classifier decides).",
+)
 @store_option
 @click.option("--priority-transport", metavar="URL", help="Env MAILSPOOL_PRIORITY_TRANSPORT.")
 @click.option("--emails-per-file", type=int, help="Env MAILSPOOL_EMAILS_PER_FILE.")
 @click.pass_context
-def send(ctx: click.Context, **opts: Any) -> None:
+def send(ctx: click.Context, /, **opts: Any) -> None:
     """Send one e-mail now (--priority) or queue it for the worker."""
     if (opts["body"] is None) == (opts["body_file"] is None):
         raise click.UsageError("give the body with exactly one of --body or --body-file")
@@ -135,14 +149,32 @@ def send(ctx: click.Context, **opts: Any) -> None:
 @click.option("--drain", is_flag=True, help="Deliver everything pending, then exit.")
 @store_option
 @click.option("--transport", metavar="URL", help="Delivery URL; env MAILSPOOL_TRANSPORT.")
-@click.option("--concurrency", type=click.IntRange(min=1), help="E-mails in flight; env MAILSPOOL_CONCURRENCY.")
-@click.option("--max-rate", type=float, help="E-mails (recipients) per second; env MAILSPOOL_MAX_RATE.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="E-mails in flight; env MAILSPOOL_CONCURRENCY.",
+)
+@click.option(
+    "--max-rate", type=float, help="E-mails (recipients) per second; env MAILSPOOL_MAX_RATE."
+)
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Env MAILSPOOL_MAX_ATTEMPTS.")
-@click.option("--retry-base", type=float, default=1.0, show_default=True, help="First retry delay, seconds.")
-@click.option("--poll-interval", type=float, default=0.05, show_default=True, help="Seconds between looks at the queue.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal is attached).")
+@click.option(
+    "--retry-base", type=float, default=1.0, show_default=True, help="First retry delay, seconds."
+)
+@click.option(
+    "--poll-interval",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Seconds between looks at the queue.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar (default: when a terminal is attached).",
+)
 @click.pass_context
-def worker(ctx: click.Context, **opts: Any) -> None:
+def worker(ctx: click.Context, /, **opts: Any) -> None:
     """Deliver queued batches: until stopped (SIGTERM, Ctrl-C), or once with --drain."""
     with _errors():
         settings = _settings(
@@ -164,15 +196,24 @@ def worker(ctx: click.Context, **opts: Any) -> None:
         )
         with _progress(store, opts["progress"], opts["drain"]) as on_outcome:
             the_worker = Worker(
-                store, transport, options=options, max_rate=_max_rate(settings, transport), on_outcome=on_outcome
+                store,
+                transport,
+                options=options,
+                max_rate=_max_rate(settings, transport),
+                on_outcome=on_outcome,
             )
             _stop_on_signals(the_worker)
             try:
                 if opts["drain"]:
                     report = drain(the_worker, on_batch=_log_batch)
                 else:
-                    click.echo(f"mailspool worker: {store.url} -> {transport.url} (Ctrl-C to stop)", err=True)
-                    run_forever(the_worker, poll_interval=opts["poll_interval"], on_batch=_log_batch)
+                    click.echo(
+                        f"mailspool worker: {store.url} -> {transport.url} (Ctrl-C to stop)",
+                        err=True,
+                    )
+                    run_forever(
+                        the_worker, poll_interval=opts["poll_interval"], on_batch=_log_batch
+                    )
                     report = None
             finally:
                 the_worker.close()
@@ -201,7 +242,9 @@ def _stop_on_signals(the_worker: Worker) -> None:
 
 
 @contextmanager
-def _progress(store: Store, wanted: bool | None, draining: bool) -> Iterator[Callable[[str, int, str], None] | None]:
+def _progress(
+    store: Store, wanted: bool | None, draining: bool
+) -> Iterator[Callable[[str, int, str], None] | None]:
     show = sys.stderr.isatty() if wanted is None else wanted
     if not (show and draining):
         yield None
@@ -240,9 +283,8 @@ def _print_drain(report: DrainReport) -> None:
 @click.pass_context
 def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
     """Count pending, sent, failed and quarantined e-mails."""
-    with _errors():
-        with open_store(_settings(ctx, store=store).store) as the_store:
-            result = collect_status(the_store)
+    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+        result = collect_status(the_store)
     if as_json:
         click.echo(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
         return
@@ -271,7 +313,13 @@ def failed_list(ctx: click.Context, store: str | None, as_json: bool) -> None:
         items = admin.list_failed(the_store)
     if as_json:
         rows = [
-            {"id": i.id, "attempts": i.attempts, "retryable": i.retryable, "recipients": i.recipients, "reason": i.reason}
+            {
+                "id": i.id,
+                "attempts": i.attempts,
+                "retryable": i.retryable,
+                "recipients": i.recipients,
+                "reason": i.reason,
+            }
             for i in items
         ]
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
@@ -290,7 +338,9 @@ def failed_show(ctx: click.Context, failed_id: str, store: str | None) -> None:
         try:
             item = admin.show_failed(the_store, failed_id)
         except KeyNotFound:
-            raise click.ClickException(f"no failed e-mail {failed_id!r} (see 'mailspool failed list')") from None
+            raise click.ClickException(
+                f"no failed e-mail {failed_id!r} (see 'mailspool failed list')"
+            ) from None
     click.echo(orjson.dumps(item.record, option=orjson.OPT_INDENT_2).decode())
 
 
@@ -299,15 +349,23 @@ def failed_show(ctx: click.Context, failed_id: str, store: str | None) -> None:
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed e-mail.")
 @store_option
 @click.pass_context
-def failed_retry(ctx: click.Context, failed_ids: tuple[str, ...], retry_all: bool, store: str | None) -> None:
+def failed_retry(
+    ctx: click.Context, failed_ids: tuple[str, ...], retry_all: bool, store: str | None
+) -> None:
     """Queue failed e-mails again, as a new batch."""
     if not failed_ids and not retry_all:
         raise click.UsageError("name the e-mails to retry, or pass --all")
     with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
         try:
-            items = admin.list_failed(the_store) if retry_all else [admin.show_failed(the_store, i) for i in failed_ids]
+            items = (
+                admin.list_failed(the_store)
+                if retry_all
+                else [admin.show_failed(the_store, i) for i in failed_ids]
+            )
         except KeyNotFound as err:
-            raise click.ClickException(f"no failed e-mail {err} (see 'mailspool failed list')") from None
+            raise click.ClickException(
+                f"no failed e-mail {err} (see 'mailspool failed list')"
+            ) from None
         keys = admin.retry_failed(the_store, items)
     click.echo(f"re-queued {len(items)} e-mail(s) in {len(keys)} batch(es)")
 
@@ -320,11 +378,15 @@ def _parse_age(value: str) -> float:
     try:
         return float(number) * units[unit]
     except (KeyError, ValueError):
-        raise click.BadParameter(f"{value!r}: write a number and a unit, e.g. 30m, 12h, 7d") from None
+        raise click.BadParameter(
+            f"{value!r}: write a number and a unit, e.g. 30m, 12h, 7d"
+        ) from None
 
 
 @cli.command()
-@click.option("--older-than", required=True, help="Age of finished batches to remove: 30m, 12h, 7d...")
+@click.option(
+    "--older-than", required=True, help="Age of finished batches to remove: 30m, 12h, 7d..."
+)
 @store_option
 @click.pass_context
 def gc(ctx: click.Context, older_than: str, store: str | None) -> None:
@@ -350,7 +412,7 @@ def demo(ctx: click.Context, followers: int, store: str | None, transport: str |
 
 def _register_optional_commands() -> None:
     try:
-        from mailspool.aws.cli import aws
+        from mailspool.aws.cli import aws  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
     cli.add_command(aws)

@@ -37,6 +37,10 @@ def _default_store() -> str:
     return f"file://{data_dir() / 'spool'}"
 
 
+def _default_fallback_store() -> str:
+    return f"file://{data_dir() / 'fallback'}"
+
+
 def _default_transport() -> str:
     return f"file://{data_dir() / 'outbox'}"
 
@@ -57,6 +61,9 @@ class Settings:
     subject_marker: str
     marker_recipient: str
     on_error: str
+    write_timeout: float
+    write_attempts: int
+    fallback_store: str
 
     @classmethod
     def load(
@@ -78,7 +85,7 @@ class Settings:
         def lookup(name: str, parse: Callable[[str, str], T], default: Callable[[], T]) -> T:
             for value in (explicit.get(name), (framework or {}).get(name)):
                 if value is not None:
-                    return parse(name, value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+                    return parse(name, value) if isinstance(value, str) else value
             raw = env.get(f"MAILSPOOL_{name.upper()}")
             if raw is not None and raw.strip():
                 return parse(f"MAILSPOOL_{name.upper()}", raw.strip())
@@ -91,13 +98,16 @@ class Settings:
             priority_transport=lookup("priority_transport", _text, lambda: transport),
             emails_per_file=lookup("emails_per_file", _non_negative_int, lambda: 0),
             max_rate=lookup("max_rate", _optional_rate, lambda: None),
-            concurrency=lookup("concurrency", _positive_int, lambda: 8),
+            concurrency=lookup("concurrency", _positive_int, lambda: 32),
             max_attempts=lookup("max_attempts", _positive_int, lambda: 5),
             default_priority=lookup("default_priority", _priority_word, lambda: "deferred"),
             sender=lookup("sender", _text, lambda: "mailspool <mailspool@localhost>"),
             subject_marker=lookup("subject_marker", _any_text, lambda: "[Non-priority!]"),
             marker_recipient=lookup("marker_recipient", _any_text, lambda: ""),
             on_error=lookup("on_error", _on_error_word, lambda: "write"),
+            write_timeout=lookup("write_timeout", _positive_seconds, lambda: 2.0),
+            write_attempts=lookup("write_attempts", _positive_int, lambda: 3),
+            fallback_store=lookup("fallback_store", _text, _default_fallback_store),
         )
 
 
@@ -128,13 +138,25 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
+def _positive_seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}") from None
+    if seconds <= 0:
+        raise ConfigurationError(f"{name} must be more than 0 seconds, not {value!r}")
+    return seconds
+
+
 def _optional_rate(name: str, value: str) -> float | None:
     if value.lower() in ("", "none", "unlimited"):
         return None
     try:
         rate = float(value)
     except ValueError:
-        raise ConfigurationError(f"{name} must be e-mails per second (a number), not {value!r}") from None
+        raise ConfigurationError(
+            f"{name} must be e-mails per second (a number), not {value!r}"
+        ) from None
     if rate <= 0:
         raise ConfigurationError(f"{name} must be more than 0 (or 'unlimited'), not {value!r}")
     return rate
@@ -165,7 +187,7 @@ SETTINGS_HELP: dict[str, str] = {
     "EMAILS_PER_FILE; default 0: one file per meta group)",
     "MAILSPOOL_MAX_RATE": "e-mails per second, counting recipients as SES does (default: unlimited; "
     "with SES, the account's MaxSendRate)",
-    "MAILSPOOL_CONCURRENCY": "e-mails in flight at once in one worker (default 8)",
+    "MAILSPOOL_CONCURRENCY": "e-mails in flight at once in one worker, one SMTP connection each (default 32)",
     "MAILSPOOL_MAX_ATTEMPTS": "attempts for a transient failure before an e-mail fails (default 5)",
     "MAILSPOOL_DEFAULT_PRIORITY": "'now' or 'deferred' when nothing marks an e-mail (default deferred)",
     "MAILSPOOL_SENDER": "From when an e-mail has none (default: mailspool <mailspool@localhost>)",
@@ -175,4 +197,9 @@ SETTINGS_HELP: dict[str, str] = {
     "recipients, removed before sending (default: none)",
     "MAILSPOOL_ON_ERROR": "what a request scope does with its e-mails when the request raised: "
     "'write' (default) or 'discard'",
+    "MAILSPOOL_WRITE_TIMEOUT": "seconds a request may spend writing its batches to the store, "
+    "retries included, before they go to the fallback store (default 2)",
+    "MAILSPOOL_WRITE_ATTEMPTS": "attempts at the store within MAILSPOOL_WRITE_TIMEOUT (default 3)",
+    "MAILSPOOL_FALLBACK_STORE": "where batches go when the store fails; `mailspool worker` moves "
+    "them back (default: file://$XDG_DATA_HOME/mailspool/fallback)",
 }

@@ -26,9 +26,10 @@ __all__ = ["run_demo"]
 
 _POST = (
     "<html><body><h1>{title}</h1><p>Hello {name},</p>"
-    "<p>{author} just published <a href=\"https://example.com/posts/42\">{title}</a>. "
+    '<p>{author} just published <a href="https://example.com/posts/42">{title}</a>. '
     + "Here is how it starts: sending e-mail inside a web request is slow, because every "
-    "message waits on a distant SMTP server. " * 8
+    "message waits on a distant SMTP server. "
+    * 8
     + "</p><p>You receive this because you follow {author}.</p></body></html>"
 )
 
@@ -44,7 +45,9 @@ def run_demo(settings: Settings, *, followers: int) -> None:
             api.send_mail(
                 f"Follower {number} <follower{number}@example.com>",
                 "New post: Sending e-mail asynchronously",
-                _POST.format(title="Sending e-mail asynchronously", name=f"Follower {number}", author="Ana"),
+                _POST.format(
+                    title="Sending e-mail asynchronously", name=f"Follower {number}", author="Ana"
+                ),
                 headers,
             )
         api.send_mail(

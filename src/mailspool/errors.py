@@ -49,7 +49,9 @@ class MissingDependency(ConfigurationError):
     """An optional dependency is missing; the message names the extra to install."""
 
     def __init__(self, feature: str, extra: str) -> None:
-        super().__init__(f"{feature} needs an optional dependency: pip install 'mailspool[{extra}]'")
+        super().__init__(
+            f"{feature} needs an optional dependency: pip install 'mailspool[{extra}]'"
+        )
         self.extra = extra
 
 

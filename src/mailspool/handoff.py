@@ -9,13 +9,30 @@ worker delivers a large batch in parallel itself and never runs into a timeout.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mailspool import batch, layout
 from mailspool.message import Message
 from mailspool.stores.base import Store
 
-__all__ = ["write_batches"]
+__all__ = ["EncodedBatches", "encode_batches", "write_batches", "write_encoded"]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatches:
+    """Batch files ready to write: ``batches`` as (queue key, bytes), ``blobs`` by key.
+
+    Encoding once and writing separately lets a failed write be retried, or sent to a
+    fallback store, with the same batch ids (see ``mailspool.fallback``).
+    """
+
+    batches: list[tuple[str, bytes]]
+    blobs: dict[str, bytes]
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.batches]
 
 
 def write_batches(
@@ -26,18 +43,30 @@ def write_batches(
     emails_per_file: int = 0,
 ) -> list[str]:
     """Write the messages as batch files; return the keys written, oldest first."""
+    encoded = encode_batches(
+        messages, default_sender=default_sender, emails_per_file=emails_per_file
+    )
+    write_encoded(store, encoded)
+    return encoded.keys
+
+
+def encode_batches(
+    messages: Iterable[Message],
+    *,
+    default_sender: str,
+    emails_per_file: int = 0,
+) -> EncodedBatches:
+    """Group the messages by meta and encode each group (or chunk) as one batch file."""
     groups: dict[batch.MetaKey, list[Message]] = {}
     for message in messages:
         groups.setdefault(batch.meta_key(message, default_sender), []).append(message)
-    written_blobs: set[str] = set()
+    blobs: dict[str, bytes] = {}
 
-    def write_blob(digest: str, content: bytes) -> None:
-        if digest not in written_blobs:
-            store.put_new(layout.blob_key(digest), content)
-            written_blobs.add(digest)
+    def keep_blob(digest: str, content: bytes) -> None:
+        blobs.setdefault(layout.blob_key(digest), content)
 
     now = datetime.now(UTC)
-    keys = []
+    batches = []
     for group in groups.values():
         base_id = layout.new_batch_id(now.timestamp())
         for number, chunk in enumerate(_chunks(group, emails_per_file)):
@@ -47,12 +76,18 @@ def write_batches(
                 batch_id=batch_id,
                 default_sender=default_sender,
                 created_at=now,
-                blob_writer=write_blob,
+                blob_writer=keep_blob,
             )
-            key = layout.queue_key(batch_id)
-            store.put(key, data)
-            keys.append(key)
-    return keys
+            batches.append((layout.queue_key(batch_id), data))
+    return EncodedBatches(batches=batches, blobs=blobs)
+
+
+def write_encoded(store: Store, encoded: EncodedBatches) -> None:
+    """Blobs first (create only), then the batch files that refer to them."""
+    for key, content in encoded.blobs.items():
+        store.put_new(key, content)
+    for key, data in encoded.batches:
+        store.put(key, data)
 
 
 def _chunks(items: Sequence[Message], size: int) -> Iterable[Sequence[Message]]:

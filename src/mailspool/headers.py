@@ -16,7 +16,7 @@ from functools import lru_cache
 from mailspool.errors import InvalidMessage
 from mailspool.message import check_header, split_addresses
 
-__all__ = ["HeaderFields", "PRIORITY_HEADER", "parse_headers"]
+__all__ = ["PRIORITY_HEADER", "HeaderFields", "parse_headers"]
 
 #: The header that marks an e-mail's priority: ``now`` or ``deferred`` (a contract).
 PRIORITY_HEADER = "X-Mailspool-Priority"
@@ -88,7 +88,9 @@ def _parse_pairs(pairs: tuple[tuple[str, str], ...]) -> HeaderFields:
         elif lowered == PRIORITY_HEADER.lower():
             found["priority"] = _priority(value)
         elif lowered in ("mime-version", "content-transfer-encoding", "to", "subject"):
-            raise InvalidMessage(f"header {name!r} is set by mailspool, not by the caller", field=name)
+            raise InvalidMessage(
+                f"header {name!r} is set by mailspool, not by the caller", field=name
+            )
         else:
             extra.append((name, value))
     return HeaderFields(extra=tuple(extra), **found)  # type: ignore[arg-type]

@@ -15,9 +15,9 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
+from functools import lru_cache
 from pathlib import Path
 
 from mailspool.errors import InvalidMessage
@@ -72,7 +72,9 @@ def address_spec(value: str, field_name: str = "to") -> str:
 @lru_cache(maxsize=8192)  # the request path checks each address twice; parsing costs ~8 us
 def _address_spec(value: str) -> str:
     if _has_line_break(value):
-        raise InvalidMessage("address contains a line break (CR or LF): refused as header injection")
+        raise InvalidMessage(
+            "address contains a line break (CR or LF): refused as header injection"
+        )
     _, addr = parseaddr(value)
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or " " in addr:
@@ -128,7 +130,9 @@ class Attachment:
 
     def __post_init__(self) -> None:
         if not self.filename or _has_line_break(self.filename):
-            raise InvalidMessage(f"invalid attachment file name {self.filename!r}", field="attachments")
+            raise InvalidMessage(
+                f"invalid attachment file name {self.filename!r}", field="attachments"
+            )
         maintype, slash, subtype = self.content_type.partition("/")
         if not slash or not maintype or not subtype or _has_line_break(self.content_type):
             raise InvalidMessage(

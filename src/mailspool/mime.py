@@ -9,6 +9,7 @@ yields 7-bit output with CRLF line ends, ready for SMTP or SES raw sends.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email import encoders, policy
 from email.charset import BASE64, Charset
 from email.header import Header
@@ -56,7 +57,7 @@ def _body(message: Message) -> Compat32Message:
     return _multipart("mixed", [body, *(_attachment_part(a) for a in message.attachments)])
 
 
-def _multipart(subtype: str, parts: list[Compat32Message]) -> MIMEMultipart:
+def _multipart(subtype: str, parts: Sequence[Compat32Message]) -> MIMEMultipart:
     container = MIMEMultipart(subtype)
     del container["MIME-Version"]  # set once, on the root
     for part in parts:
@@ -106,9 +107,9 @@ def _set_headers(root: Compat32Message, message: Message, sender: str) -> None:
     for name, addresses in (("To", message.to), ("Cc", message.cc), ("Reply-To", message.reply_to)):
         if addresses:
             root[name] = _format_addresses(addresses, charset)
-    root["Subject"] = _header_value(message.subject, charset)
+    root["Subject"] = _header_value(message.subject, charset)  # type: ignore[assignment]
     for name, value in message.headers:
-        root[name] = _header_value(value, charset)
+        root[name] = _header_value(value, charset)  # type: ignore[assignment]  # compat32 takes Header
 
 
 def _header_value(value: str, charset: str) -> str | Header:
@@ -129,7 +130,9 @@ def _format_addresses(addresses: tuple[str, ...], charset: str) -> str:
     formatted = []
     for address in addresses:
         name, addr = parseaddr(address)
-        formatted.append(formataddr((name, _ascii_address(addr)), charset=_encodable(charset, name)))
+        formatted.append(
+            formataddr((name, _ascii_address(addr)), charset=_encodable(charset, name))
+        )
     return ", ".join(formatted)
 
 
@@ -186,7 +189,7 @@ def from_email_message(message: EmailMessage) -> Message:
     attachments = tuple(
         Attachment(
             filename=part.get_filename() or "attachment",
-            content=part.get_payload(decode=True) or b"",
+            content=_payload_bytes(part),
             content_type=part.get_content_type(),
         )
         for part in message.iter_attachments()
@@ -210,6 +213,11 @@ def from_email_message(message: EmailMessage) -> Message:
         headers=headers,
         attachments=attachments,
     )
+
+
+def _payload_bytes(part: EmailMessage) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 def _content(part: object) -> str | None:

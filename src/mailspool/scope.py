@@ -20,7 +20,8 @@ from types import TracebackType
 
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
-from mailspool.handoff import write_batches
+from mailspool.fallback import write_durably
+from mailspool.handoff import encode_batches
 from mailspool.message import Message
 from mailspool.shared import shared_store
 from mailspool.stores.base import Store
@@ -49,7 +50,9 @@ class RequestScope:
         self.settings = settings or Settings.load()
         self.on_error = on_error or self.settings.on_error
         if self.on_error not in ("write", "discard"):
-            raise ConfigurationError(f"on_error must be 'write' or 'discard', not {self.on_error!r}")
+            raise ConfigurationError(
+                f"on_error must be 'write' or 'discard', not {self.on_error!r}"
+            )
         self._store = store
         self._messages: list[Message] = []
         self._lock = threading.Lock()
@@ -81,16 +84,26 @@ class RequestScope:
         return dropped
 
     def flush(self) -> list[str]:
-        """Write everything buffered now; return the keys written."""
+        """Write everything buffered now; return the keys written.
+
+        A failing store costs at most ``MAILSPOOL_WRITE_TIMEOUT`` seconds: then the
+        batches go to the fallback store (see ``mailspool.fallback``).
+        """
         with self._lock:
             messages, self._messages = self._messages, []
         if not messages:
             return []
-        keys = write_batches(
-            self.store,
+        encoded = encode_batches(
             messages,
             default_sender=self.settings.sender,
             emails_per_file=self.settings.emails_per_file,
+        )
+        keys = write_durably(
+            self.store,
+            encoded,
+            timeout=self.settings.write_timeout,
+            attempts=self.settings.write_attempts,
+            fallback_base=self.settings.fallback_store,
         )
         self.keys.extend(keys)
         return keys

@@ -70,7 +70,7 @@ Deadline = Callable[[], float]
 class WorkerOptions:
     """How a worker delivers; ``docs/configuration.md`` explains each."""
 
-    concurrency: int = 8
+    concurrency: int = 32
     max_attempts: int = 5
     retry_base: float = 1.0
     retry_cap: float = 60.0
@@ -182,7 +182,12 @@ class Worker:
                 self._active.discard(key)
         log.info(
             "batch %s %s: %d sent, %d failed, %d continued, %d pending",
-            batch_id, report.status, report.sent, report.failed, report.continued, report.pending,
+            batch_id,
+            report.status,
+            report.sent,
+            report.failed,
+            report.continued,
+            report.pending,
         )
         return report
 
@@ -317,7 +322,9 @@ class Worker:
         *,
         retryable: bool,
     ) -> _Attempt:
-        log.warning("%s e-mail #%d failed after %d attempt(s): %s", batch.source, index, attempt, reason)
+        log.warning(
+            "%s e-mail #%d failed after %d attempt(s): %s", batch.source, index, attempt, reason
+        )
         self._write_failed(batch, index, attempt, reason, retryable, None)
         ledger.record({"i": index, "s": "failed", "reason": reason, "a": attempt})
         self._notify(batch, index, "failed")
@@ -354,7 +361,7 @@ class Worker:
     def backoff(self, attempt: int) -> float:
         """Full jitter: a random delay up to base * 2^(attempt-1), capped."""
         ceiling = min(self.options.retry_cap, self.options.retry_base * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+        return random.uniform(0, ceiling)
 
 
 class _Blobs:
@@ -462,7 +469,9 @@ class _Delivery:
             delay = self.worker.backoff(outcome.attempt)
             heapq.heappush(
                 self.retries,
-                _Retry(time.monotonic() + delay, outcome.index, outcome.attempt + 1, outcome.reason),
+                _Retry(
+                    time.monotonic() + delay, outcome.index, outcome.attempt + 1, outcome.reason
+                ),
             )
         elif outcome.status == "paused":
             self.report.status, self.report.error = "paused", outcome.reason
@@ -472,7 +481,7 @@ class _Delivery:
         waits = [self.renew_at - now]
         if self.retries and not halted:
             waits.append(self.retries[0].due - now)
-        if self.deadline is not None:
+        if self.deadline is not None and not halted:  # once halted, only wait for results
             waits.append(max(self.deadline() - self.worker.options.deadline_margin, 0.0))
         return max(min(min(waits), 1.0), 0.0)
 

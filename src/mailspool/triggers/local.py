@@ -4,23 +4,42 @@ Listing a spool folder costs microseconds, so a short poll (50 ms by default) no
 new batch as fast as a file-system watch would, works the same on every store, and
 doubles as the sweeper: a batch whose worker died is claimable again (the file store's
 lock dies with its process; an S3 lease expires) and the next listing picks it up.
+
+Both also move the batches a request wrote to the fallback store while the store was
+failing back into the store (``mailspool.fallback``): before a drain, and about once a
+second while running.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from mailspool import layout
+from mailspool.config import Settings
+from mailspool.fallback import recover_fallback_for
 from mailspool.stores.base import Store
 from mailspool.worker import BatchReport, Worker
 
-__all__ = ["DrainReport", "drain", "pending_batches", "run_forever"]
+__all__ = ["DrainReport", "drain", "pending_batches", "recover", "run_forever"]
 
 log = logging.getLogger("mailspool.worker")
+_RECOVER_INTERVAL = 1.0
+
+
+def recover(store: Store, fallback_base: str | None = None) -> int:
+    """Move the store's fallback batches into it; log and go on if that fails."""
+    try:
+        base = fallback_base or Settings.load().fallback_store
+        return recover_fallback_for(store, base)
+    except Exception as err:
+        log.error("cannot recover fallback batches for %s: %s", store.url, err)
+        return 0
 
 
 def pending_batches(store: Store) -> list[str]:
@@ -47,6 +66,7 @@ def drain(
     *,
     parallel_batches: int | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
+    fallback_base: str | None = None,
 ) -> DrainReport:
     """Deliver every pending batch, continuations included, then return.
 
@@ -54,6 +74,7 @@ def drain(
     unless it finished (its continuations are new batches and are tried too).
     """
     report = DrainReport()
+    recover(worker.store, fallback_base)
     tried: set[str] = set()
     width = parallel_batches or max(2, worker.options.concurrency)
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
@@ -77,6 +98,7 @@ def run_forever(
     poll_interval: float = 0.05,
     parallel_batches: int | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
+    fallback_base: str | None = None,
 ) -> None:
     """Deliver batches as they arrive until ``worker.stop()``; then finish what is in flight."""
     width = parallel_batches or max(2, worker.options.concurrency)
@@ -91,8 +113,12 @@ def run_forever(
         elif on_batch is not None:
             on_batch(future.result())
 
+    recovered_at = 0.0
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
         while not worker.stopping.is_set():
+            if time.monotonic() - recovered_at >= _RECOVER_INTERVAL:
+                recover(worker.store, fallback_base)
+                recovered_at = time.monotonic()
             try:
                 keys = pending_batches(worker.store)
             except Exception as err:  # the store is down: keep trying, say so
@@ -104,7 +130,7 @@ def run_forever(
                         continue
                     future = pool.submit(worker.deliver, key)
                     running[key] = future
-                future.add_done_callback(lambda f, k=key: finished(k, f))
+                future.add_done_callback(functools.partial(finished, key))
             worker.stopping.wait(poll_interval)
         with lock:
             left = list(running.values())

@@ -1,0 +1,104 @@
+"""The request path (issue "The producer"): handing off 20, 500 and 5000 deferred e-mails.
+
+Prints, from one run on this machine: the per-e-mail hand-off cost, the store writes per
+request, and the ratio of the 5000-e-mail request to a floor measured beside it (parse
+each address with ``email.utils.parseaddr``, serialise the same e-mails once with the
+stdlib ``json``, one fsync'd write of that file). Run: ``python3 dev.py bench handoff``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from email.utils import parseaddr
+from pathlib import Path
+
+import mailspool
+from benchmarks.common import HEADERS, HTML, SUBJECT, best_of
+from mailspool.config import Settings
+from mailspool.stores.file import FileStore
+
+SIZES = (20, 500, 5000)
+
+
+class CountingStore(FileStore):
+    """A file store that counts its writes."""
+
+    writes = 0
+
+    def put(self, key: str, data: bytes) -> None:
+        CountingStore.writes += 1
+        super().put(key, data)
+
+
+def recipients(count: int) -> list[str]:
+    return [f"Follower {i} <follower{i}@example.com>" for i in range(count)]
+
+
+def hand_off(store: FileStore, settings: Settings, addresses: list[str], bodies: list[str]) -> None:
+    with mailspool.request(store=store, settings=settings):
+        for address, body in zip(addresses, bodies, strict=True):
+            mailspool.send_mail(address, SUBJECT, body, HEADERS)
+
+
+def floor(folder: Path, addresses: list[str], bodies: list[str]) -> None:
+    for address in addresses:
+        parseaddr(address)
+    emails = [
+        {"to": [a], "subject": SUBJECT, "message": b, "attachments": []}
+        for a, b in zip(addresses, bodies, strict=True)
+    ]
+    data = json.dumps({"meta": {"from": HEADERS["From"]}, "emails": emails}).encode()
+    path = folder / "floor.json"
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    path.unlink()
+
+
+def main() -> dict[str, float]:
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        store = CountingStore(root / "spool")
+        settings = Settings.load(store=store.url)
+        print("hand-off of deferred e-mails in one request scope (file store, ~2 KB HTML each)")
+        print(f"{'e-mails':>8} {'request ms':>11} {'us/e-mail':>10} {'writes':>7}")
+        for size in SIZES:
+            addresses = recipients(size)
+            bodies = [HTML.format(name=f"Follower {i}") for i in range(size)]
+            runs = 30 if size < 1000 else 7
+            CountingStore.writes = 0
+            seconds = best_of(runs, lambda a=addresses, b=bodies: hand_off(store, settings, a, b))
+            writes = CountingStore.writes / runs
+            results[f"handoff_{size}_s"] = seconds
+            print(f"{size:>8} {seconds * 1000:>11.2f} {seconds / size * 1e6:>10.1f} {writes:>7.0f}")
+            for key in list(store.keys("queue/")):
+                store.delete(key)
+        size = SIZES[-1]
+        addresses = recipients(size)
+        bodies = [HTML.format(name=f"Follower {i}") for i in range(size)]
+        floor_seconds = best_of(7, lambda: floor(root, addresses, bodies))
+        results["floor_s"] = floor_seconds
+        ratio = results[f"handoff_{size}_s"] / floor_seconds
+        results["ratio_to_floor"] = ratio
+        per_email = results[f"handoff_{size}_s"] / size * 1e6
+        print(
+            f"floor for {size}: {floor_seconds * 1000:.2f} ms ({floor_seconds / size * 1e6:.1f} us/e-mail)"
+        )
+        print(f"ratio of the {size}-e-mail request to the floor: {ratio:.2f} (target <= 3)")
+        print(f"per-e-mail cost: {per_email:.1f} us (ambition <= 20 us)")
+        twenty = results[f"handoff_{SIZES[0]}_s"]
+        print(
+            f"the {size}-e-mail request costs {results[f'handoff_{size}_s'] / twenty:.0f}x the "
+            f"{SIZES[0]}-e-mail one, for {size // SIZES[0]}x the e-mails"
+        )
+    return results
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()

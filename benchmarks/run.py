@@ -1,0 +1,37 @@
+"""Run the benchmarks: ``python3 dev.py bench [handoff|delivery|request ...]`` (default: all).
+
+Each prints figures measured side by side in one run, as ratios: the machines these run
+on are shared and noisy, so absolute times move while ratios hold.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BENCHMARKS = {
+    "handoff": "benchmarks.bench_handoff",
+    "delivery": "benchmarks.bench_delivery",
+    "request": "benchmarks.bench_request",
+}
+
+
+def main(names: list[str]) -> None:
+    for name in names or list(BENCHMARKS):
+        if name not in BENCHMARKS:
+            sys.exit(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+        try:
+            module = importlib.import_module(BENCHMARKS[name])
+        except ModuleNotFoundError as err:
+            print(f"== {name}: not available ({err})")
+            continue
+        print(f"== {name}")
+        module.main()
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,214 @@
+"""A store that fails never hangs a request and never loses its e-mails.
+
+A request hands its batches to the store through ``write_durably``: each attempt runs in
+a thread of its own and the request waits at most ``MAILSPOOL_WRITE_TIMEOUT`` seconds
+for all of them together (``MAILSPOOL_WRITE_ATTEMPTS`` attempts, a short pause between
+errors). When the store refused or did not answer in time, the same batch files (same
+batch ids) go to a local fallback store (``MAILSPOOL_FALLBACK_STORE``) and an error is
+logged. So a request pays at most the timeout plus one local write.
+
+The fallback store keeps one folder per primary store (``<fallback>/<hash of the
+store URL>``); ``recover_fallback`` moves its batches into the primary store, and
+``mailspool worker`` calls it before each drain and about once a second while it runs.
+A write that timed out may still land in the primary store later: recovery creates a
+batch only if the primary holds no ``queue/<id>.json`` and no ``done/<id>.json`` (and
+uses a create-only write), so one batch is never queued twice. The window left is a
+late write landing after the worker finished that same batch; the batch's ledger then
+keeps its e-mails from being sent again for as long as the ledger is kept.
+
+At most ``MAX_STUCK_WRITES`` writes may hang at once per process; beyond that a request
+goes straight to the fallback instead of starting yet another thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+import orjson
+
+from mailspool import layout
+from mailspool.errors import KeyNotFound, StoreError
+from mailspool.handoff import EncodedBatches, write_encoded
+from mailspool.shared import shared_store
+from mailspool.stores.base import Store
+
+__all__ = [
+    "MAX_STUCK_WRITES",
+    "fallback_url_for",
+    "recover_fallback",
+    "recover_fallback_for",
+    "write_durably",
+]
+
+log = logging.getLogger("mailspool")
+
+MAX_STUCK_WRITES = 16
+_RETRY_PAUSE = 0.1
+_writers = threading.BoundedSemaphore(MAX_STUCK_WRITES)
+
+
+def fallback_url_for(store_url: str, fallback_base: str) -> str:
+    """The fallback folder for one primary store: ``<base>/<16 hex digits of its URL>``.
+
+    When the primary store is itself a file store at or under the fallback base, a
+    sibling (``<base>-2``) is used instead, so the two never share files.
+    """
+    digest = hashlib.sha256(store_url.encode()).hexdigest()[:16]
+    base = fallback_base.rstrip("/")
+    if _inside(store_url, base):
+        base = f"{base}-2"
+    return f"{base}/{digest}"
+
+
+def _inside(store_url: str, base_url: str) -> bool:
+    if not (store_url.startswith("file:") and base_url.startswith("file:")):
+        return False
+    store_path = Path(store_url.removeprefix("file://").removeprefix("file:")).expanduser()
+    base_path = Path(base_url.removeprefix("file://").removeprefix("file:")).expanduser()
+    store_path, base_path = store_path.absolute(), base_path.absolute()
+    return store_path == base_path or base_path in store_path.parents
+
+
+def write_durably(
+    store: Store,
+    encoded: EncodedBatches,
+    *,
+    timeout: float,
+    attempts: int,
+    fallback_base: str,
+) -> list[str]:
+    """Write to ``store`` within ``timeout`` seconds, else to its fallback; return the keys.
+
+    Raises ``StoreError`` only when the fallback store fails too (the e-mails are then
+    in neither store, and the caller must know).
+    """
+    if not encoded.batches:
+        return []
+    error = _try_primary(store, encoded, timeout=timeout, attempts=attempts)
+    if error is None:
+        return encoded.keys
+    fallback_url = fallback_url_for(store.url, fallback_base)
+    try:
+        write_encoded(shared_store(fallback_url), encoded)
+    except Exception as err:
+        log.error(
+            "store %s failed (%s) and fallback %s failed too: %s",
+            store.url,
+            error,
+            fallback_url,
+            err,
+        )
+        raise StoreError(
+            f"cannot write batches to {store.url} ({error}) nor to {fallback_url}"
+        ) from err
+    log.error(
+        "store %s failed (%s): %d batch(es) written to the fallback %s; "
+        "`mailspool worker` moves them back",
+        store.url,
+        error,
+        len(encoded.batches),
+        fallback_url,
+    )
+    return encoded.keys
+
+
+def _try_primary(
+    store: Store, encoded: EncodedBatches, *, timeout: float, attempts: int
+) -> str | None:
+    """None when written; otherwise why not (for the log)."""
+    deadline = time.monotonic() + timeout
+    error = "no attempt made"
+    for attempt in range(1, attempts + 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        if not _writers.acquire(blocking=False):
+            return f"{MAX_STUCK_WRITES} earlier writes are still stuck"
+        future = _start(lambda: write_encoded(store, encoded))
+        try:
+            future.result(timeout=remaining)
+            return None
+        except FutureTimeout:
+            return f"no answer within {timeout:g} s"
+        except Exception as err:
+            error = f"attempt {attempt}: {type(err).__name__}: {err}"
+        time.sleep(min(_RETRY_PAUSE * attempt, max(0.0, deadline - time.monotonic())))
+    return error
+
+
+def _start(work: Callable[[], None]) -> Future[None]:
+    """Run ``work`` in a daemon thread (a stuck write must not keep the process alive)."""
+    future: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as err:
+            future.set_exception(err)
+        else:
+            future.set_result(None)
+        finally:
+            _writers.release()
+
+    threading.Thread(target=run, name="mailspool-write", daemon=True).start()
+    return future
+
+
+def recover_fallback(fallback: Store, store: Store) -> int:
+    """Move every batch of ``fallback`` into ``store``; return how many were moved.
+
+    Blobs a batch refers to are copied first (create-only); a batch already queued or
+    done in ``store`` (a late write of a timed-out attempt) is only removed from the
+    fallback. Blobs stay in the fallback, content-addressed, for batches still to come.
+    """
+    moved = 0
+    for key in list(fallback.keys(layout.QUEUE)):
+        if not key.endswith(".json"):
+            continue
+        try:
+            data = fallback.get(key)
+        except KeyNotFound:  # another worker moved it
+            continue
+        batch_id = layout.batch_id_from_key(key)
+        if not store.exists(layout.done_key(batch_id)):
+            for blob in _blob_keys(data):
+                store.put_new(blob, fallback.get(blob))
+            if store.put_new(key, data):
+                moved += 1
+        fallback.delete(key)
+    if moved:
+        log.warning("moved %d batch(es) from the fallback %s to %s", moved, fallback.url, store.url)
+    return moved
+
+
+def recover_fallback_for(store: Store, fallback_base: str) -> int:
+    """``recover_fallback`` from the fallback folder of ``store``, if there is one."""
+    url = fallback_url_for(store.url, fallback_base)
+    if (
+        url.startswith("file:")
+        and not Path(url.removeprefix("file://").removeprefix("file:")).expanduser().is_dir()
+    ):
+        return 0
+    return recover_fallback(shared_store(url), store)
+
+
+def _blob_keys(data: bytes) -> list[str]:
+    """The blob keys a batch file refers to (attachments stored by reference)."""
+    try:
+        document = orjson.loads(data)
+        emails = document.get("emails") or []
+        return [
+            layout.blob_key(item["sha256"])
+            for email in emails
+            for item in (email.get("attachments") or [])
+            if isinstance(item, dict) and isinstance(item.get("sha256"), str)
+        ]
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return []  # an unreadable batch moves as it is; the worker quarantines it

@@ -1,0 +1,303 @@
+"""Amazon SES (API v2): ``ses://REGION`` or ``ses://`` for the default region.
+
+Query options: ``configuration_set=NAME`` (event publishing, dedicated IPs) and
+``max_attempts=N`` (botocore's attempts per call, the first included; 2 by default).
+
+A message without attachments or extra headers goes as SES "Simple" content (SES builds
+the MIME); anything else is rendered here (``mailspool.mime.render``: 7-bit, CRLF) and
+sent as "Raw" content. Either way SES replaces the Message-ID and Date headers with its
+own, so the ``message_id`` a worker passes cannot survive on SES: the receipt carries
+SES's id, which is what bounces and complaints refer to.
+
+Retries: botocore retries a dropped connection or a throttled call only briefly (a
+small ``max_attempts``). Throttling is the worker's business: it rate-limits every
+sender thread from one shared budget (see ``max_send_rate``), and retries transient
+errors with backoff and jitter. One client is shared by every thread.
+
+SES takes at most 50 recipients (To + Cc + Bcc) per message; a larger message is refused
+here with ``PermanentError`` rather than half-sent (splitting it belongs to the worker).
+"""
+
+from __future__ import annotations
+
+import threading
+from email.utils import formataddr, parseaddr
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from mailspool.errors import (
+    ConfigurationError,
+    DeliveryError,
+    InvalidMessage,
+    MissingDependency,
+    PermanentError,
+    SendingPaused,
+    TransientError,
+)
+from mailspool.message import Message
+from mailspool.mime import render
+from mailspool.transports._common import check_options, query_parameters
+from mailspool.transports.base import Receipt, Transport
+
+try:
+    import boto3
+    from botocore import exceptions as boto_errors
+    from botocore.config import Config
+except ImportError as err:  # pragma: no cover - depends on the installed extras
+    raise MissingDependency("the SES transport (ses://)", "aws") from err
+
+if TYPE_CHECKING:
+    from mypy_boto3_sesv2 import SESV2Client
+    from mypy_boto3_sesv2.type_defs import DestinationTypeDef, SendEmailRequestTypeDef
+
+__all__ = ["MAX_RECIPIENTS", "SESTransport", "translate_error"]
+
+MAX_RECIPIENTS = 50  # SES: "a message can include up to 50 recipients" (To, Cc, Bcc)
+_URL_OPTIONS = frozenset({"configuration_set", "max_attempts"})
+_SESSION_LOCK = threading.Lock()  # boto3's default session is not thread-safe
+
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "LimitExceededException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ServiceUnavailable",
+        "InternalFailure",
+    }
+)
+#: The account cannot send at all: every e-mail would fail the same way, so the worker
+#: stops the batch and fails nothing. Credentials and permissions are in this group too:
+#: a broken IAM policy must not mark a whole batch as failed for good.
+PAUSED_CODES = frozenset(
+    {
+        "AccountSuspendedException",
+        "SendingPausedException",
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "MissingAuthenticationToken",
+    }
+)
+
+
+def translate_error(err: Exception) -> DeliveryError:
+    """The ``DeliveryError`` for a botocore error, with SES's code and message.
+
+    Throttling, limits, 5xx and connection failures are transient; a suspended or paused
+    account, or credentials that do not work, pause sending; every other 4xx
+    (``MessageRejected``, ``MailFromDomainNotVerifiedException``, ``BadRequestException``,
+    ``NotFoundException``...) is permanent.
+    """
+    if isinstance(err, boto_errors.ClientError):
+        error = err.response.get("Error", {})
+        code = str(error.get("Code") or "")
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        text = f"SES {code or status}: {error.get('Message') or ''}".rstrip(": ")
+        if code in PAUSED_CODES:
+            return SendingPaused(text)
+        if code in TRANSIENT_CODES or status >= 500:
+            return TransientError(text)
+        return PermanentError(text)
+    text = f"SES: {type(err).__name__}: {err}"
+    if isinstance(err, boto_errors.ConnectionError | boto_errors.HTTPClientError):
+        return TransientError(text)
+    if isinstance(err, boto_errors.ValidationError):
+        return PermanentError(text)
+    credentials = (
+        boto_errors.NoCredentialsError,
+        boto_errors.PartialCredentialsError,
+        boto_errors.CredentialRetrievalError,
+        boto_errors.TokenRetrievalError,
+        boto_errors.SSOError,
+        boto_errors.NoRegionError,
+    )
+    if isinstance(err, credentials):
+        return SendingPaused(text)
+    return TransientError(text)
+
+
+class SESTransport(Transport):
+    """Sends through SES v2 ``SendEmail``; see the module docstring for the choices."""
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        configuration_set: str | None = None,
+        max_attempts: int = 2,
+        client: SESV2Client | None = None,
+        default_sender: str | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ConfigurationError(
+                f"SES transport: max_attempts must be >= 1, not {max_attempts}"
+            )
+        self.configuration_set = configuration_set or None
+        self.default_sender = default_sender
+        self._owns_client = client is None
+        self._client: SESV2Client = (
+            client if client is not None else _make_client(region, max_attempts)
+        )
+        self.region = self._client.meta.region_name
+        self.url = f"ses://{region or ''}"
+        self._lock = threading.Lock()
+        self._rate: float | None = None
+        self._rate_known = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SESTransport:
+        """``ses://REGION?configuration_set=NAME&max_attempts=N``; ``options`` (e.g.
+        ``client=``, ``default_sender=``) go to the constructor and win over the URL."""
+        check_options(cls.__init__, options, url)
+        parts = urlsplit(url)
+        if parts.scheme != "ses" or parts.path not in ("", "/"):
+            raise ConfigurationError(f"not an SES transport URL (ses://REGION): {url!r}")
+        query = query_parameters(url, parts.query, _URL_OPTIONS)
+        arguments: dict[str, Any] = {"region": parts.netloc or None}
+        if "configuration_set" in query:
+            arguments["configuration_set"] = query["configuration_set"]
+        if "max_attempts" in query:
+            try:
+                arguments["max_attempts"] = int(query["max_attempts"])
+            except ValueError as err:
+                raise ConfigurationError(
+                    f"SES transport URL {url!r}: max_attempts must be a whole number"
+                ) from err
+        arguments.update(options)
+        return cls(**arguments)
+
+    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
+        request = self.request(message, message_id=message_id)
+        try:
+            response = self._client.send_email(**request)
+        except (boto_errors.ClientError, boto_errors.BotoCoreError) as err:
+            raise translate_error(err) from err
+        return Receipt(message_id=response["MessageId"])
+
+    def request(
+        self, message: Message, *, message_id: str | None = None
+    ) -> SendEmailRequestTypeDef:
+        """The ``SendEmail`` arguments for a message: Simple content when it fits, else Raw."""
+        sender = message.sender or self.default_sender
+        if not sender:
+            raise PermanentError("SES needs a From address: the message has no sender")
+        count = len(message.to) + len(message.cc) + len(message.bcc)
+        if count > MAX_RECIPIENTS:
+            raise PermanentError(
+                f"SES accepts at most {MAX_RECIPIENTS} recipients per message (To, Cc and Bcc "
+                f"together); this one has {count}: split it into several messages"
+            )
+        try:
+            request: SendEmailRequestTypeDef = {
+                "FromEmailAddress": _ses_address(sender),
+                "Destination": _destination(message),
+                "Content": {},
+            }
+            if message.attachments or message.headers:
+                data = render(message, message_id=message_id, default_sender=sender)
+                request["Content"] = {"Raw": {"Data": data}}
+            else:
+                request["Content"] = {"Simple": _simple(message)}
+                if message.reply_to:
+                    request["ReplyToAddresses"] = [_ses_address(a) for a in message.reply_to]
+        except InvalidMessage as err:
+            raise PermanentError(f"SES cannot send this message: {err}") from err
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        return request
+
+    def max_send_rate(self) -> float | None:
+        """The account's maximum sends per second (asked once, then remembered), or None
+        if SES will not say. SES v2 ``GetAccount`` first, then SES v1 ``GetSendQuota``."""
+        with self._lock:
+            if not self._rate_known:
+                self._rate, self._rate_known = self._fetch_rate()
+            return self._rate
+
+    def close(self) -> None:
+        """Close the client's pooled connections (a later send opens new ones)."""
+        if self._owns_client:
+            self._client.close()
+
+    def _fetch_rate(self) -> tuple[float | None, bool]:
+        """The rate and whether that answer is final (a network failure is not)."""
+        final = True
+        try:
+            return float(self._client.get_account()["SendQuota"]["MaxSendRate"]), True
+        except (boto_errors.ClientError, KeyError):
+            pass  # not implemented (emulators), not allowed, or no quota: ask SES v1
+        except boto_errors.BotoCoreError:
+            final = False
+        with _SESSION_LOCK:
+            v1 = boto3.client(
+                "ses",
+                region_name=self._client.meta.region_name,
+                endpoint_url=self._client.meta.endpoint_url,  # email.REGION.amazonaws.com
+                config=self._client.meta.config,
+            )
+        try:
+            return float(v1.get_send_quota()["MaxSendRate"]), True
+        except (boto_errors.ClientError, KeyError):
+            return None, final
+        except boto_errors.BotoCoreError:
+            return None, False
+        finally:
+            v1.close()
+
+
+def _make_client(region: str | None, max_attempts: int) -> SESV2Client:
+    """A client from boto3's default session, whose loaded models are reused."""
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        max_pool_connections=32,
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    try:
+        with _SESSION_LOCK:
+            return boto3.client("sesv2", region_name=region, config=config)
+    except boto_errors.BotoCoreError as err:
+        raise ConfigurationError(f"SES transport: cannot make an SES client: {err}") from err
+
+
+def _simple(message: Message) -> Any:
+    charset = message.charset.upper()
+    body: dict[str, Any] = {}
+    if message.text is not None:
+        body["Text"] = {"Data": message.text, "Charset": charset}
+    if message.html is not None:
+        body["Html"] = {"Data": message.html, "Charset": charset}
+    return {"Subject": {"Data": message.subject, "Charset": charset}, "Body": body}
+
+
+def _destination(message: Message) -> DestinationTypeDef:
+    destination: DestinationTypeDef = {}
+    if message.to:
+        destination["ToAddresses"] = [_ses_address(a) for a in message.to]
+    if message.cc:
+        destination["CcAddresses"] = [_ses_address(a) for a in message.cc]
+    if message.bcc:
+        destination["BccAddresses"] = [_ses_address(parseaddr(a)[1]) for a in message.bcc]
+    return destination
+
+
+def _ses_address(address: str) -> str:
+    """An address as SES takes it: ASCII only, display names as RFC 2047 encoded words,
+    international domains in punycode. A non-ASCII local part cannot be sent."""
+    name, addr = parseaddr(address)
+    local, _, domain = addr.rpartition("@")
+    if not local.isascii():
+        raise InvalidMessage(f"{addr!r}: SES does not accept a non-ASCII local part", field="to")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as err:
+            raise InvalidMessage(f"{addr!r}: invalid domain: {err}", field="to") from err
+    return formataddr((name, f"{local}@{domain}"), charset="utf-8")

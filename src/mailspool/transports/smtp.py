@@ -1,0 +1,418 @@
+"""SMTP delivery (``smtp://``, ``smtps://``) over a pool of reused connections.
+
+URL::
+
+    smtp://[user:password@]host[:port][?starttls=auto|always|never&timeout=SECONDS
+        &verify=true|false&cafile=PATH&max_connections=N&local_hostname=NAME]
+
+``smtps://`` is TLS from the first byte (port 465); ``smtp://`` (port 25) upgrades with
+STARTTLS when the server offers it (``starttls=auto``), insists on it (``always``) or
+never tries (``never``). User and password are percent-decoded; with a user, the
+transport logs in after TLS. ``verify=false`` accepts any certificate (self-signed test
+servers only); ``cafile`` trusts one more CA. ``timeout`` (30 s) bounds every socket
+operation.
+
+Why a pool: opening a connection costs several round trips (greeting, EHLO, TLS, AUTH)
+before the first message; the article's cause 3 is paying them for every e-mail. A
+connection returns to the pool after each send, so ten sends from one thread use one
+connection and N threads use at most ``max_connections`` (10). A server may close a
+connection while it sits idle; the next send then reconnects once and resends, but
+only when the failure came before DATA, so a message is never sent twice by a retry.
+A connection that raised anything is closed, never reused.
+
+Errors: 4xx answers, dropped connections, timeouts and TLS failures are
+``TransientError``; 5xx answers (a message too large included) and failed
+authentication are ``PermanentError``. The server's code and text are in the message
+and in ``response``. A password never appears in an error, a log line or ``url``.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import threading
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from mailspool.errors import (
+    ConfigurationError,
+    DeliveryError,
+    InvalidMessage,
+    PermanentError,
+    TransientError,
+)
+from mailspool.message import Message
+from mailspool.transports._common import (
+    check_options,
+    parse_bool,
+    prepare,
+    query_parameters,
+    redact,
+    split_url,
+)
+from mailspool.transports.base import Receipt, Transport
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+__all__ = ["SMTPTransport"]
+
+log = logging.getLogger(__name__)
+
+_URL_PARAMETERS = frozenset(
+    {"cafile", "local_hostname", "max_connections", "starttls", "timeout", "verify"}
+)
+_STARTTLS_MODES = frozenset({"auto", "always", "never"})
+
+
+class _Connection(smtplib.SMTP):
+    """An SMTP connection that knows whether DATA began, and which pool opened it."""
+
+    data_started = False
+    generation = 0
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        self.data_started = True
+        return super().data(msg)
+
+
+class _TLSConnection(_Connection, smtplib.SMTP_SSL):
+    """``_Connection`` over implicit TLS (smtps)."""
+
+
+class SMTPTransport(Transport):
+    """Sends through one SMTP server, reusing up to ``max_connections`` connections."""
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        implicit_tls: bool = False,
+        starttls: str | None = None,
+        timeout: float = 30.0,
+        verify: bool = True,
+        cafile: str | None = None,
+        max_connections: int = 10,
+        local_hostname: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Keyword form of the URL; ``ssl_context`` replaces ``verify`` and ``cafile``."""
+        _check_settings(host, username, password, implicit_tls, starttls)
+        if timeout <= 0:
+            raise ConfigurationError(f"SMTP timeout must be positive, not {timeout!r}")
+        if max_connections < 1:
+            raise ConfigurationError(f"max_connections must be at least 1, not {max_connections}")
+        self.host = host
+        self.port = port or (465 if implicit_tls else 25)
+        self.username = username
+        self._password = password
+        self.implicit_tls = implicit_tls
+        self.starttls = starttls or "auto"
+        self.timeout = float(timeout)
+        self.max_connections = max_connections
+        self.local_hostname = local_hostname
+        self._ssl_context = ssl_context or _ssl_context(verify, cafile)
+        scheme = "smtps" if implicit_tls else "smtp"
+        user = f"{quote(username, safe='')}@" if username else ""
+        self.url = f"{scheme}://{user}{_host_in_url(host)}:{self.port}"
+        self._where = f"SMTP server {_host_in_url(host)}:{self.port}"
+        self._lock = threading.Lock()
+        self._idle: list[_Connection] = []
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._generation = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SMTPTransport:
+        """The transport for an ``smtp://`` or ``smtps://`` URL (see the module docstring);
+        ``options`` are constructor keywords and win over the URL (e.g. ``password=``)."""
+        check_options(cls.__init__, options, url)
+        arguments = _url_arguments(url)
+        arguments.update(options)
+        return cls(**arguments)
+
+    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
+        """Deliver over a pooled connection; recipients the server refused while accepting
+        others are in ``Receipt.refused``."""
+        outgoing = prepare(message, message_id)
+        sender = _smtp_address(outgoing.sender)
+        recipients = [_smtp_address(address) for address in outgoing.recipients]
+        with self._slots:
+            refused = self._deliver(sender, recipients, outgoing.data)
+        return Receipt(
+            outgoing.message_id,
+            refused={address: _answer(code, text) for address, (code, text) in refused.items()},
+        )
+
+    def close(self) -> None:
+        """QUIT every idle connection; connections in use are closed when their send ends.
+        The transport stays usable: a later send opens a new connection."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for connection in idle:
+            _quit(connection)
+
+    # -- the pool --------------------------------------------------------------------
+
+    def _deliver(
+        self, sender: str, recipients: list[str], data: bytes
+    ) -> dict[str, tuple[int, bytes]]:
+        connection, reused = self._borrow()
+        while True:
+            connection.data_started = False
+            try:
+                refused = connection.sendmail(sender, recipients, data)
+            except BaseException as err:
+                self._discard(connection)
+                if reused and _dropped_before_data(connection, err):
+                    log.info("%s closed an idle connection (%s); reconnecting", self._where, err)
+                    connection, reused = self._open(), False
+                    continue
+                if isinstance(err, Exception):
+                    raise self._translate(err, connection.data_started) from err
+                raise
+            self._give_back(connection)
+            return refused
+
+    def _borrow(self) -> tuple[_Connection, bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return self._open(), False
+
+    def _give_back(self, connection: _Connection) -> None:
+        with self._lock:
+            if connection.generation == self._generation:
+                self._idle.append(connection)
+                return
+        _quit(connection)
+
+    def _discard(self, connection: _Connection) -> None:
+        if connection.sock is not None:
+            _quit(connection)
+        connection.close()
+
+    # -- opening a connection ----------------------------------------------------------
+
+    def _open(self) -> _Connection:
+        """A connected, secured and logged-in connection; errors already translated."""
+        try:
+            connection = self._connect()
+        except Exception as err:
+            raise self._translate(err, data_started=False) from err
+        try:
+            self._secure(connection)
+            self._login(connection)
+        except BaseException as err:
+            connection.close()
+            if isinstance(err, DeliveryError) or not isinstance(err, Exception):
+                raise
+            raise self._translate(err, data_started=False) from err
+        with self._lock:
+            connection.generation = self._generation
+        return connection
+
+    def _connect(self) -> _Connection:
+        if self.implicit_tls:
+            return _TLSConnection(
+                self.host,
+                self.port,
+                local_hostname=self.local_hostname,
+                timeout=self.timeout,
+                context=self._ssl_context,
+            )
+        return _Connection(
+            self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+        )
+
+    def _secure(self, connection: _Connection) -> None:
+        if self.implicit_tls or self.starttls == "never":
+            return
+        connection.ehlo_or_helo_if_needed()
+        if connection.has_extn("starttls"):
+            connection.starttls(context=self._ssl_context)
+        elif self.starttls == "always":
+            raise TransientError(
+                f"{self._where} does not offer STARTTLS, and the transport requires it "
+                "(starttls=always): no credentials and no message were sent"
+            )
+
+    def _login(self, connection: _Connection) -> None:
+        if self.username is not None:
+            connection.login(self.username, self._password or "")
+
+    # -- errors ----------------------------------------------------------------------
+
+    def _translate(self, err: Exception, data_started: bool) -> DeliveryError:
+        """The mailspool error for what smtplib, ssl or the socket raised."""
+        if isinstance(err, smtplib.SMTPAuthenticationError):
+            answer = _answer(err.smtp_code, err.smtp_error)
+            return PermanentError(
+                f"authentication failed at {self._where} as {self.username!r}: {answer}",
+                response=answer,
+            )
+        if isinstance(err, smtplib.SMTPRecipientsRefused):
+            return _all_refused(self._where, err)
+        if isinstance(err, smtplib.SMTPResponseException):
+            return _answered(self._where, err)
+        if isinstance(err, smtplib.SMTPServerDisconnected):
+            during = " during DATA (the message may have arrived)" if data_started else ""
+            return TransientError(f"connection to {self._where} lost{during}: {err}")
+        if isinstance(err, smtplib.SMTPException):  # not supported, no common AUTH method
+            return PermanentError(f"{self._where} cannot be used as configured: {err}")
+        return _network_error(self._where, err, self.timeout)
+
+
+def _dropped_before_data(connection: _Connection, err: BaseException) -> bool:
+    """True when an idle connection turned out dead before DATA: safe to resend."""
+    if connection.data_started:
+        return False
+    if isinstance(err, smtplib.SMTPResponseException):
+        return err.smtp_code == 421  # "closing the connection", e.g. after an idle timeout
+    return isinstance(err, smtplib.SMTPServerDisconnected | ConnectionError)
+
+
+def _answer(code: int, text: bytes | str) -> str:
+    """``"550 5.1.1 no such user"``: one line, as the server said it."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def _error_for(code: int, message: str, answer: str) -> DeliveryError:
+    if 500 <= code < 600:
+        return PermanentError(message, response=answer)
+    return TransientError(message, response=answer)
+
+
+def _answered(where: str, err: smtplib.SMTPResponseException) -> DeliveryError:
+    answer = _answer(err.smtp_code, err.smtp_error)
+    if err.smtp_code == 552 or "5.3.4" in answer:
+        what = "refused the message as too large"
+    elif isinstance(err, smtplib.SMTPSenderRefused):
+        what = f"refused the sender {err.sender!r}"
+    elif isinstance(err, smtplib.SMTPDataError):
+        what = "refused the message"
+    elif isinstance(err, smtplib.SMTPConnectError):
+        what = "refused the connection"
+    else:
+        what = "answered"
+    return _error_for(err.smtp_code, f"{where} {what}: {answer}", answer)
+
+
+def _all_refused(where: str, err: smtplib.SMTPRecipientsRefused) -> DeliveryError:
+    answers = {address: _answer(code, text) for address, (code, text) in err.recipients.items()}
+    listed = "; ".join(f"{address}: {answer}" for address, answer in answers.items())
+    permanent = all(500 <= code < 600 for code, _ in err.recipients.values())
+    error = PermanentError if permanent else TransientError
+    return error(f"{where} refused every recipient: {listed}", response=listed)
+
+
+def _network_error(where: str, err: Exception, timeout: float) -> DeliveryError:
+    if isinstance(err, ssl.SSLError | ssl.CertificateError):
+        reason = getattr(err, "verify_message", None) or getattr(err, "reason", None) or err
+        return TransientError(f"TLS with {where} failed: {reason}")
+    if isinstance(err, TimeoutError):
+        return TransientError(f"{where} did not answer within {timeout:g} s")
+    if isinstance(err, ConnectionRefusedError):
+        return TransientError(f"{where} refused the connection (nothing listening?)")
+    if isinstance(err, OSError):
+        return TransientError(f"cannot talk to {where}: {err.strerror or err}")
+    return TransientError(f"{where}: {type(err).__name__}: {err}")
+
+
+def _quit(connection: smtplib.SMTP) -> None:
+    try:
+        connection.quit()
+    except (smtplib.SMTPException, OSError):
+        connection.close()
+
+
+def _smtp_address(address: str) -> str:
+    """The address as SMTP carries it without SMTPUTF8: an IDNA domain, an ASCII local part."""
+    if address.isascii():
+        return address
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise InvalidMessage(
+            f"{address!r}: a non-ASCII local part needs SMTPUTF8, which mailspool does not send",
+            field="recipients",
+        )
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as err:
+        raise InvalidMessage(f"{address!r}: invalid domain: {err}", field="recipients") from err
+
+
+def _ssl_context(verify: bool, cafile: str | None) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigurationError(f"cannot load cafile {cafile!r}: {err}") from err
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _check_settings(
+    host: str,
+    username: str | None,
+    password: str | None,
+    implicit_tls: bool,
+    starttls: str | None,
+) -> None:
+    if not host:
+        raise ConfigurationError("the SMTP transport needs a host")
+    if starttls is not None and starttls not in _STARTTLS_MODES:
+        raise ConfigurationError(
+            f"starttls must be one of {', '.join(sorted(_STARTTLS_MODES))}, not {starttls!r}"
+        )
+    if implicit_tls and starttls is not None:
+        raise ConfigurationError("starttls does not apply to smtps://, which is TLS from the start")
+    if password is not None and not username:
+        raise ConfigurationError("an SMTP password was given without a user name")
+    if not (username or "").isascii() or not (password or "").isascii():
+        raise ConfigurationError("the SMTP user name and password must be ASCII (smtplib's AUTH)")
+
+
+def _url_arguments(url: str) -> dict[str, Any]:
+    """Constructor keywords from an ``smtp://`` or ``smtps://`` URL."""
+    parts = split_url(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigurationError(f"not an SMTP URL (smtp:// or smtps://): {redact(url)!r}")
+    if not parts.hostname:
+        raise ConfigurationError(f"no host in SMTP URL {redact(url)!r}")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ConfigurationError(f"an SMTP URL has no path or fragment: {redact(url)!r}")
+    arguments: dict[str, Any] = {
+        "host": parts.hostname,
+        "port": parts.port,
+        "implicit_tls": parts.scheme == "smtps",
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password is not None else None,
+    }
+    query = query_parameters(url, parts.query, _URL_PARAMETERS)
+    arguments.update(_typed_parameters(query))
+    return arguments
+
+
+def _typed_parameters(query: dict[str, str]) -> dict[str, Any]:
+    typed: dict[str, Any] = dict(query)
+    for name, kind in (("timeout", float), ("max_connections", int)):
+        if name in query:
+            try:
+                typed[name] = kind(query[name])
+            except ValueError as err:
+                raise ConfigurationError(f"{name} must be a number, not {query[name]!r}") from err
+    if "verify" in query:
+        typed["verify"] = parse_bool("verify", query["verify"])
+    return typed
+
+
+def _host_in_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
