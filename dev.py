@@ -48,12 +48,26 @@ def run(command: list[str], env: dict[str, str] | None = None) -> int:
     return code
 
 
+def ensure_tool(name: str) -> Path:
+    """A command-line tool in a virtualenv of its own (checkov pins versions that clash
+    with the test dependencies), installed once under .venv-tools/."""
+    folder = ROOT / ".venv-tools" / name
+    binary = folder / ("Scripts" if os.name == "nt" else "bin") / name
+    if not binary.exists():
+        print(f"installing {name} into {folder} (once)", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+        run([str(binary.with_name("python")), "-m", "pip", "install", "--quiet", name])
+    return binary
+
+
 def test(args: list[str]) -> None:
     ensure_venv("test")
+    checkov = ensure_tool("checkov")
     run([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "dev.py"])
     run([str(BIN / "ruff"), "format", "--check", "src", "tests", "benchmarks", "dev.py"])
     run([str(BIN / "mypy")])
-    code = subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
+    env = {**os.environ, "CHECKOV": str(checkov)}
+    code = subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env)
     if code == 5:
         sys.exit("pytest collected no tests: that is a failure")
     sys.exit(code)

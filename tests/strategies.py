@@ -35,9 +35,14 @@ def addresses(draw: st.DrawFn) -> str:
     return addr
 
 
+# Header text: no line separators (refused), and no surrounding white space, which RFC 5322
+# parsing does not keep.
 _line_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=80
-)
+    st.characters(
+        blacklist_categories=("Cs",), blacklist_characters="\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+    ),
+    max_size=80,
+).map(str.strip)
 _chars = st.characters(blacklist_categories=("Cs",))
 # Long bodies are built by repetition: drawing 20000 random characters is too slow.
 bodies = st.one_of(

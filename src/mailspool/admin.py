@@ -31,7 +31,8 @@ class FailedEmail:
 
     @property
     def id(self) -> str:
-        return f"{self.batch}.{self.index}"
+        """What ``failed show`` and ``failed retry`` take: the key without folder and suffix."""
+        return self.key.removeprefix(layout.FAILED).removesuffix(".json")
 
 
 def list_failed(store: Store) -> list[FailedEmail]:

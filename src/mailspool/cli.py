@@ -164,9 +164,13 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
 @click.option(
     "--poll-interval",
     type=float,
-    default=0.05,
-    show_default=True,
-    help="Seconds between looks at the queue.",
+    default=None,
+    help="Seconds between looks at the queue (default 0.05; 5 for an s3:// store).",
+)
+@click.option(
+    "--sqs-queue",
+    metavar="URL",
+    help="With an s3:// store: take the bucket's notifications from this SQS queue.",
 )
 @click.option(
     "--progress/--no-progress",
@@ -211,9 +215,7 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
                         f"mailspool worker: {store.url} -> {transport.url} (Ctrl-C to stop)",
                         err=True,
                     )
-                    run_forever(
-                        the_worker, poll_interval=opts["poll_interval"], on_batch=_log_batch
-                    )
+                    _run_worker(the_worker, opts["poll_interval"], opts["sqs_queue"])
                     report = None
             finally:
                 the_worker.close()
@@ -223,6 +225,18 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
             _print_drain(report)
             if report.paused:
                 raise click.ClickException("the provider paused sending; e-mails stay pending")
+
+
+def _run_worker(the_worker: Worker, poll_interval: float | None, sqs_queue: str | None) -> None:
+    """Poll the store, or consume bucket notifications from SQS (``mailspool[aws]``)."""
+    if sqs_queue:
+        from mailspool.aws.sqs import consume
+
+        consume(the_worker, sqs_queue)
+        return
+    if poll_interval is None:  # listing a bucket is a paid request; a folder is free
+        poll_interval = 5.0 if the_worker.store.url.startswith("s3://") else 0.05
+    run_forever(the_worker, poll_interval=poll_interval, on_batch=_log_batch)
 
 
 def _max_rate(settings: Settings, transport: Any) -> float | None:

@@ -5,6 +5,7 @@ queue/<batch>.json            a batch waiting or being delivered (the trigger ke
 ledger/<batch>                its ledger: one record per e-mail sent or failed
 done/<batch>.json             a finished batch (the only kind a lifecycle rule expires)
 failed/<batch>.<index>.json   an e-mail that failed for good, with the reason
+failed/<batch>.<index>.refused.json   recipients refused while the others got the e-mail
 quarantine/<batch-file>       a file that could not be read, beside <batch-file>.error.json
 blobs/<sha256>                an attachment stored once, referenced by hash
 ```
@@ -29,6 +30,7 @@ __all__ = [
     "done_key",
     "failed_key",
     "id_time",
+    "is_partial_failure",
     "ledger_key",
     "new_batch_id",
     "quarantine_error_key",
@@ -72,8 +74,13 @@ def ledger_key(batch_id: str) -> str:
     return f"{LEDGER}{batch_id}"
 
 
-def failed_key(batch_id: str, index: int) -> str:
-    return f"{FAILED}{batch_id}.{index}{_SUFFIX}"
+def failed_key(batch_id: str, index: int, *, partial: bool = False) -> str:
+    """A failed e-mail; ``partial``: only some of its recipients were refused."""
+    return f"{FAILED}{batch_id}.{index}{'.refused' if partial else ''}{_SUFFIX}"
+
+
+def is_partial_failure(key: str) -> bool:
+    return key.endswith(f".refused{_SUFFIX}")
 
 
 def quarantine_key(batch_key: str) -> str:

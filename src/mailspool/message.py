@@ -46,8 +46,13 @@ MODELLED_HEADERS = frozenset(
 )
 
 
+# Every character that str.splitlines(), and so the stdlib email package, treats as the
+# end of a line: any of them in a header would start a new header (injection).
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _has_line_break(value: str) -> bool:
-    return "\n" in value or "\r" in value
+    return not _LINE_BREAKS.isdisjoint(value)
 
 
 def check_header(name: str, value: str) -> None:
@@ -56,7 +61,7 @@ def check_header(name: str, value: str) -> None:
         raise InvalidMessage(f"invalid header name {name!r}", field="headers")
     if _has_line_break(value):
         raise InvalidMessage(
-            f"header {name!r} contains a line break (CR or LF): refused as header injection",
+            f"header {name!r} contains a line break (CR, LF or another line separator): refused as header injection",
             field=name,
         )
 
@@ -73,7 +78,7 @@ def address_spec(value: str, field_name: str = "to") -> str:
 def _address_spec(value: str) -> str:
     if _has_line_break(value):
         raise InvalidMessage(
-            "address contains a line break (CR or LF): refused as header injection"
+            "address contains a line break (CR, LF or another line separator): refused as header injection"
         )
     _, addr = parseaddr(value)
     local, at, domain = addr.rpartition("@")
@@ -208,7 +213,8 @@ class Message:
             raise InvalidMessage("the subject must be a string", field="subject")
         if _has_line_break(self.subject):
             raise InvalidMessage(
-                "contains a line break (CR or LF): refused as header injection", field="subject"
+                "contains a line break (CR, LF or another line separator): refused as header injection",
+                field="subject",
             )
         if self.text is None and self.html is None:
             raise InvalidMessage("no body: give text, html or both", field="message")

@@ -6,7 +6,9 @@ store and still on record (``gc`` and lifecycle rules forget finished batches):
 - ``pending``: e-mails of batches in ``queue/`` with no outcome in their ledger;
 - ``sent``: ``sent`` entries in the ledgers of queued and finished batches;
 - ``failed``: records in ``failed/`` (an e-mail re-queued by ``failed retry`` leaves
-  ``failed/`` and counts as pending again);
+  ``failed/`` and counts as pending again); an e-mail that reached some recipients
+  counts as sent, and its refused recipients as ``refused_recipients`` (re-queuing them
+  makes a new e-mail);
 - ``quarantined``: e-mails in quarantined files (a file that is not even JSON counts 1).
 
 E-mails handed to a continuation batch are counted there, not in their first batch.
@@ -73,7 +75,7 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
         entries = read_entries(store, layout.batch_id_from_key(info.key))
         sent += sum(1 for e in entries.values() if e.get("s") == "sent")
         refused += sum(len(e.get("refused") or ()) for e in entries.values())
-    failed = sum(1 for _ in store.keys(layout.FAILED))
+    failed = sum(1 for key in store.keys(layout.FAILED) if not layout.is_partial_failure(key))
     quarantined = sum(
         _email_count(store, info.key, default=1)
         for info in store.list(layout.QUARANTINE)

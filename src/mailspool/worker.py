@@ -213,10 +213,11 @@ class Worker:
             keep, rest = todo[: self.options.split_above], todo[self.options.split_above :]
             size = self.options.split_above
             for start in range(0, len(rest), size):
-                self._continue(batch, report, rest[start : start + size])
+                entries.update(self._continue(batch, report, rest[start : start + size]))
             todo = keep
-        _Delivery(self, batch, report, lease, deadline).run(todo)
-        entries = read_entries(self.store, report.batch_id)
+        delivery = _Delivery(self, batch, report, lease, deadline)
+        delivery.run(todo)
+        entries.update(delivery.recorded)  # no re-read: the claim kept the ledger ours
         report.pending = len(batch) - len(entries)
         if report.pending == 0 and report.status == "finished":
             self._finish(key, batch, entries, report)
@@ -239,15 +240,20 @@ class Worker:
                 self._write_continuation(batch, continuation_id, sorted(indices))
         self.store.move(key, layout.done_key(report.batch_id))
 
-    def _continue(self, batch: batch_format.Batch, report: BatchReport, indices: list[int]) -> None:
-        """Hand e-mails to a new batch: ledger first, then the file (see ``_finish``)."""
+    def _continue(
+        self, batch: batch_format.Batch, report: BatchReport, indices: list[int]
+    ) -> dict[int, Entry]:
+        """Hand e-mails to a new batch: ledger first, then the file (see ``_finish``).
+        Returns the ledger entries written."""
         continuation_id = f"{report.batch_id}-p{indices[0]}"
-        Ledger(self.store, report.batch_id).record_many(
-            {"i": i, "s": "continued", "batch": continuation_id} for i in indices
-        )
+        entries: dict[int, Entry] = {
+            i: {"i": i, "s": "continued", "batch": continuation_id} for i in indices
+        }
+        Ledger(self.store, report.batch_id).record_many(entries.values())
         self._write_continuation(batch, continuation_id, indices)
         report.continued += len(indices)
         report.continuations.append(layout.queue_key(continuation_id))
+        return entries
 
     def _write_continuation(
         self, batch: batch_format.Batch, continuation_id: str, indices: list[int]
@@ -352,7 +358,8 @@ class Worker:
             "meta": batch.meta,
             "email": batch.raw_email(index),
         }
-        self.store.put(layout.failed_key(batch_id, index), orjson.dumps(record))
+        key = layout.failed_key(batch_id, index, partial=refused is not None)
+        self.store.put(key, orjson.dumps(record))
 
     def _notify(self, batch: batch_format.Batch, index: int, status: str) -> None:
         if self.on_outcome is not None:
@@ -400,6 +407,7 @@ class _Delivery:
         self.done: queue.Queue[Future[_Attempt]] = queue.Queue()
         self.in_flight = 0
         self.retries: list[_Retry] = []
+        self.recorded: dict[int, Entry] = {}  # what this run wrote to the ledger
         self.renew_at = time.monotonic() + worker.options.lease_ttl / 3
 
     def run(self, todo: list[int]) -> None:
@@ -418,7 +426,7 @@ class _Delivery:
         if self.report.status == "deadline":
             rest = sorted([*pending, *(r.index for r in self.retries)])
             if rest:
-                self.worker._continue(self.batch, self.report, rest)
+                self.recorded.update(self.worker._continue(self.batch, self.report, rest))
             self.report.status = "finished"
         elif halted and self.report.status == "finished":
             self.report.status = "stopped"
@@ -463,8 +471,10 @@ class _Delivery:
         outcome = future.result()  # a StoreError from the ledger propagates: stop here
         if outcome.status == "sent":
             self.report.sent += 1
+            self.recorded[outcome.index] = {"i": outcome.index, "s": "sent"}
         elif outcome.status == "failed":
             self.report.failed += 1
+            self.recorded[outcome.index] = {"i": outcome.index, "s": "failed"}
         elif outcome.status == "retry":
             delay = self.worker.backoff(outcome.attempt)
             heapq.heappush(

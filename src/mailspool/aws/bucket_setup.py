@@ -1,0 +1,119 @@
+"""Configure an existing bucket for mailspool: ``mailspool aws setup``.
+
+Sets, through boto3: default encryption (SSE-S3), the public access block, a lifecycle
+rule that expires finished batches only (``done/``, ``ledger/``, stale ``.leases/``),
+and the event notification for ``queue/*.json`` to a Lambda function or an SQS queue.
+The bucket's other lifecycle rules and notifications are kept; mailspool's own (by id)
+are replaced, so running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailspool import layout
+from mailspool.errors import ConfigurationError
+
+__all__ = ["setup_bucket"]
+
+_RULE_PREFIX = "mailspool-"
+
+
+def setup_bucket(
+    bucket: str,
+    *,
+    prefix: str = "",
+    function_arn: str | None = None,
+    queue_arn: str | None = None,
+    expire_days: int = 14,
+    client: Any = None,
+) -> None:
+    """Apply every setting above to ``bucket`` (see the module docstring)."""
+    if function_arn and queue_arn:
+        raise ConfigurationError("give --function-arn or --queue-arn, not both")
+    if expire_days < 1:
+        raise ConfigurationError("expire days must be at least 1")
+    import boto3
+
+    s3 = client or boto3.client("s3")
+    root = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    _lifecycle(s3, bucket, root, expire_days)
+    if function_arn or queue_arn:
+        _notification(s3, bucket, root, function_arn, queue_arn)
+
+
+def _lifecycle(s3: Any, bucket: str, root: str, days: int) -> None:
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except s3.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    rules = [r for r in rules if not str(r.get("ID", "")).startswith(_RULE_PREFIX)]
+    for name, folder, expiry in (
+        ("done", layout.DONE, days),
+        ("ledger", layout.LEDGER, days),
+        ("leases", ".leases/", 1),
+    ):
+        rules.append(
+            {
+                "ID": f"{_RULE_PREFIX}{root.strip('/') or 'root'}-{name}",
+                "Status": "Enabled",
+                "Filter": {"Prefix": root + folder},
+                "Expiration": {"Days": expiry},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            }
+        )
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+
+
+def _notification(
+    s3: Any, bucket: str, root: str, function_arn: str | None, queue_arn: str | None
+) -> None:
+    current = s3.get_bucket_notification_configuration(Bucket=bucket)
+    current.pop("ResponseMetadata", None)
+    rule_id = f"{_RULE_PREFIX}{root.strip('/') or 'root'}-queue"
+    entry: dict[str, Any] = {
+        "Id": rule_id,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {
+            "Key": {
+                "FilterRules": [
+                    {"Name": "prefix", "Value": root + layout.QUEUE},
+                    {"Name": "suffix", "Value": ".json"},
+                ]
+            }
+        },
+    }
+    kind, arn_field = (
+        ("LambdaFunctionConfigurations", "LambdaFunctionArn")
+        if function_arn
+        else ("QueueConfigurations", "QueueArn")
+    )
+    entry[arn_field] = function_arn or queue_arn
+    for name in ("LambdaFunctionConfigurations", "QueueConfigurations"):
+        current[name] = [c for c in current.get(name, []) if c.get("Id") != rule_id]
+    current[kind].append(entry)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={k: v for k, v in current.items() if v}
+    )

@@ -1,0 +1,118 @@
+"""Lambda events -> the S3 objects they announce (W1: every record, every wrapper).
+
+Shapes understood, nested as AWS nests them:
+
+- a direct S3 notification: ``Records[].s3.bucket.name`` and ``.s3.object.key``, the
+  key URL-encoded as in a form (``+`` is a space);
+- SQS: ``Records[].body`` holds any shape here (an S3 notification, an SNS envelope,
+  an EventBridge event); S3's ``s3:TestEvent`` message is ignored;
+- SNS: ``Records[].Sns.Message`` (or an SNS envelope in an SQS body: ``Message``);
+- EventBridge "Object Created": ``detail.bucket.name``, ``detail.object.key``, the key
+  not encoded.
+
+Each object keeps the SQS ``messageId`` it came in, for the partial batch response.
+Nothing here raises on a malformed record: it is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+__all__ = ["ObjectEvent", "parse_event"]
+
+log = logging.getLogger("mailspool.aws")
+
+_CREATED = "ObjectCreated"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEvent:
+    """One object announced as created; ``message_id`` is the SQS message carrying it."""
+
+    bucket: str
+    key: str
+    source: str
+    message_id: str | None = None
+
+
+def parse_event(event: Mapping[str, Any]) -> list[ObjectEvent]:
+    """Every object an invocation event announces, in the order given."""
+    return list(_walk(event, "lambda", None))
+
+
+def _walk(payload: Any, via: str, message_id: str | None) -> Iterator[ObjectEvent]:
+    if not isinstance(payload, Mapping):
+        log.warning(json.dumps({"event": "ignored", "reason": "not an object", "via": via}))
+        return
+    if payload.get("Event") == "s3:TestEvent":
+        return
+    if "detail" in payload and "detail-type" in payload:
+        yield from _eventbridge(payload, message_id)
+        return
+    if payload.get("Type") == "Notification" and "Message" in payload:
+        yield from _walk(_loads(payload["Message"], "sns"), "sns", message_id)
+        return
+    records = payload.get("Records")
+    if not isinstance(records, list):
+        log.warning(json.dumps({"event": "ignored", "reason": "unknown event shape", "via": via}))
+        return
+    for record in records:
+        yield from _record(record, message_id)
+
+
+def _record(record: Any, message_id: str | None) -> Iterator[ObjectEvent]:
+    if not isinstance(record, Mapping):
+        return
+    if "s3" in record:
+        yield from _s3(record, message_id)
+    elif "Sns" in record:
+        yield from _walk(_loads(record["Sns"].get("Message"), "sns"), "sns", message_id)
+    elif "body" in record:
+        sqs_id = str(record.get("messageId") or "") or message_id
+        yield from _walk(_loads(record["body"], "sqs"), "sqs", sqs_id)
+    else:
+        log.warning(json.dumps({"event": "ignored", "reason": "unknown record shape"}))
+
+
+def _s3(record: Mapping[str, Any], message_id: str | None) -> Iterator[ObjectEvent]:
+    name = str(record.get("eventName") or _CREATED)
+    if not name.startswith(_CREATED):
+        log.info(json.dumps({"event": "ignored", "reason": f"S3 event {name}"}))
+        return
+    try:
+        bucket = record["s3"]["bucket"]["name"]
+        key = unquote_plus(record["s3"]["object"]["key"])
+    except (KeyError, TypeError):
+        log.warning(json.dumps({"event": "ignored", "reason": "S3 record without bucket/key"}))
+        return
+    source = "s3" if message_id is None else "sqs"
+    yield ObjectEvent(bucket=str(bucket), key=key, source=source, message_id=message_id)
+
+
+def _eventbridge(payload: Mapping[str, Any], message_id: str | None) -> Iterator[ObjectEvent]:
+    if payload.get("detail-type") != "Object Created":
+        log.info(json.dumps({"event": "ignored", "reason": str(payload.get("detail-type"))}))
+        return
+    try:
+        bucket = payload["detail"]["bucket"]["name"]
+        key = payload["detail"]["object"]["key"]
+    except (KeyError, TypeError):
+        log.warning(json.dumps({"event": "ignored", "reason": "EventBridge event without key"}))
+        return
+    source = "eventbridge" if message_id is None else "sqs"
+    yield ObjectEvent(bucket=str(bucket), key=str(key), source=source, message_id=message_id)
+
+
+def _loads(text: Any, via: str) -> Any:
+    if isinstance(text, Mapping):
+        return text
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        log.warning(json.dumps({"event": "ignored", "reason": f"{via} message is not JSON"}))
+        return None

@@ -1,0 +1,198 @@
+"""The Lambda entry point: ``mailspool.aws.handler(event, context)`` (**contract**).
+
+Every object an event announces (see ``events``) that is a batch of this store
+(``MAILSPOOL_STORE``: same bucket, under ``PREFIX/queue/``, ending ``.json``) goes
+through ``Worker.deliver``, the one code path every trigger uses; anything else is
+logged and skipped. Near the end of the invocation the worker writes what is left as a
+continuation batch: a new ``queue/`` object, so a new event, so a new invocation.
+
+What the caller learns:
+
+- from SQS, a partial batch response: the messages whose batch could not be delivered
+  now (store error, sending paused, claim lost, not started before the deadline) are
+  reported as failures and come back after the visibility timeout. A batch ``held`` by
+  another invocation is not a failure: that invocation is delivering it;
+- invoked directly (S3, SNS, EventBridge: asynchronous), the handler raises when a
+  batch could not be delivered, so Lambda retries and, when retries run out, the
+  on-failure destination receives the event; the sweeper re-drives the batch anyway.
+
+A repeated event, or a retry after a crash, sends nothing already recorded in the
+batch's ledger. Logs are JSON lines without bodies or addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mailspool import layout
+from mailspool.aws.events import ObjectEvent, parse_event
+from mailspool.aws.runtime import deadline_margin, open_runtime
+from mailspool.errors import MailspoolError
+from mailspool.stores.base import Store
+from mailspool.transports.base import Transport
+from mailspool.worker import BatchReport, Worker
+
+__all__ = ["BatchNotDelivered", "LambdaContext", "deliver_event", "handle", "handler"]
+
+log = logging.getLogger("mailspool.aws")
+
+#: Outcomes after which the batch must be tried again (the others are settled).
+RETRY_STATUSES = frozenset({"paused", "lost", "stopped", "error", "deadline"})
+
+
+class LambdaContext(Protocol):
+    """The part of Lambda's context object the handler uses."""
+
+    aws_request_id: str
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class BatchNotDelivered(MailspoolError):
+    """Raised to Lambda for a direct invocation whose batches could not all be delivered."""
+
+
+@dataclass(slots=True)
+class _Result:
+    event: ObjectEvent
+    status: str
+    report: BatchReport | None = None
+
+
+def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda's entry point; see the module docstring for what it returns or raises."""
+    return handle(event, context)
+
+
+def handle(
+    event: Mapping[str, Any],
+    context: LambdaContext,
+    *,
+    store: Store | None = None,
+    transport: Transport | None = None,
+) -> dict[str, Any]:
+    """``handler`` with an optional store or transport in place of the configured ones."""
+    _configure_logging()
+    runtime = open_runtime(store=store, transport=transport)
+    request_id = str(getattr(context, "aws_request_id", "") or "local")
+
+    def remaining() -> float:
+        return context.get_remaining_time_in_millis() / 1000
+
+    margin = deadline_margin(remaining())
+    worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")
+    try:
+        return deliver_event(event, worker, remaining=remaining, request_id=request_id)
+    finally:
+        worker.close()
+
+
+def deliver_event(
+    event: Mapping[str, Any],
+    worker: Worker,
+    *,
+    remaining: Callable[[], float] | None = None,
+    request_id: str = "local",
+) -> dict[str, Any]:
+    """Deliver every batch an event announces with ``worker``; answer as ``handler`` does."""
+    margin = worker.options.deadline_margin
+    results = [_one(worker, item, remaining, margin, request_id) for item in parse_event(event)]
+    return _answer(event, results)
+
+
+def _one(
+    worker: Worker,
+    item: ObjectEvent,
+    remaining: Callable[[], float] | None,
+    margin: float,
+    request_id: str,
+) -> _Result:
+    key = _store_key(worker.store, item)
+    if key is None:
+        return _Result(item, "skipped")
+    if item.message_id is not None and remaining is not None and remaining() < margin:
+        _log({"event": "batch", "batch": key, "status": "deadline", "request_id": request_id})
+        return _Result(item, "deadline")  # not started: SQS brings it back
+    try:
+        report = worker.deliver(key, deadline=remaining)
+    except Exception as err:  # a store error, or anything else: this batch is retried
+        log.error(
+            json.dumps(
+                {
+                    "event": "batch",
+                    "batch": key,
+                    "status": "error",
+                    "request_id": request_id,
+                    "error": f"{type(err).__name__}: {err}",
+                }
+            )
+        )
+        return _Result(item, "error")
+    _log(
+        {
+            "event": "batch",
+            "batch": report.batch_id,
+            "status": report.status,
+            "sent": report.sent,
+            "failed": report.failed,
+            "continued": report.continued,
+            "pending": report.pending,
+            "request_id": request_id,
+            "source": item.source,
+        }
+    )
+    return _Result(item, report.status, report)
+
+
+def _store_key(store: Store, item: ObjectEvent) -> str | None:
+    """The store key of a queued batch, or None (logged) for any other object."""
+    bucket = getattr(store, "bucket", None)
+    root = f"{getattr(store, 'prefix', '')}/".lstrip("/")
+    reason = None
+    if bucket is None:
+        reason = f"the store {store.url} is not an S3 store"
+    elif item.bucket != bucket:
+        reason = f"bucket {item.bucket!r} is not the store's ({bucket!r})"
+    elif not item.key.startswith(root + layout.QUEUE) or not item.key.endswith(".json"):
+        reason = f"not a queued batch of {store.url}"
+    if reason is not None:
+        _log({"event": "ignored", "key": item.key, "reason": reason})
+        return None
+    return item.key[len(root) :]
+
+
+def _answer(event: Mapping[str, Any], results: list[_Result]) -> dict[str, Any]:
+    retry = [r for r in results if r.status in RETRY_STATUSES]
+    summary: dict[str, Any] = {
+        "batches": len([r for r in results if r.report is not None]),
+        "sent": sum(r.report.sent for r in results if r.report is not None),
+        "retry": len(retry),
+    }
+    if _from_sqs(event):
+        failed = [r.event.message_id for r in retry if r.event.message_id]
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in dict.fromkeys(failed)]}
+    if retry:
+        keys = ", ".join(f"{r.event.key} ({r.status})" for r in retry)
+        raise BatchNotDelivered(f"not delivered, to be retried: {keys}")
+    return summary
+
+
+def _from_sqs(event: Mapping[str, Any]) -> bool:
+    records = event.get("Records")
+    return isinstance(records, list) and any(
+        isinstance(r, Mapping) and r.get("eventSource") == "aws:sqs" for r in records
+    )
+
+
+def _log(fields: dict[str, Any]) -> None:
+    log.info(json.dumps(fields))
+
+
+def _configure_logging() -> None:
+    """Make the handler's JSON lines visible: Lambda's root logger starts at WARNING."""
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)

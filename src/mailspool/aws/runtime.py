@@ -1,0 +1,88 @@
+"""What a Lambda container keeps between invocations, and the worker each one uses.
+
+The store and the transport (their boto3 clients and connection pools) are opened once
+per container through ``mailspool.shared``; settings are read from the environment at
+each invocation (cheap, and a changed variable takes effect without a cold start).
+A worker is made per invocation, because its deadline margin depends on the time the
+invocation was given; it is closed before the invocation returns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailspool.config import Settings
+from mailspool.errors import ConfigurationError
+from mailspool.shared import shared_store, shared_transport
+from mailspool.stores.base import Store
+from mailspool.transports.base import Transport
+from mailspool.worker import Worker, WorkerOptions
+
+__all__ = ["LEASE_TTL", "Runtime", "deadline_margin", "open_runtime"]
+
+#: Seconds a claim lasts unless renewed: a killed invocation's batch is free again after it.
+LEASE_TTL = 120.0
+_MAX_MARGIN = 5.0
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Settings, store and transport for one invocation."""
+
+    settings: Settings
+    store: Store
+    transport: Transport
+
+    def max_rate(self) -> float | None:
+        """``MAILSPOOL_MAX_RATE``, else the provider's own limit (SES: MaxSendRate, asked
+        once per container). Every concurrent invocation gets this whole rate: set
+        ``MAILSPOOL_MAX_RATE`` to MaxSendRate / reserved concurrency."""
+        if self.settings.max_rate is not None:
+            return self.settings.max_rate
+        reader: Callable[[], float | None] | None = getattr(self.transport, "max_send_rate", None)
+        return reader() if reader is not None else None
+
+    def worker(self, *, margin: float, owner: str) -> Worker:
+        options = WorkerOptions(
+            concurrency=self.settings.concurrency,
+            max_attempts=self.settings.max_attempts,
+            lease_ttl=LEASE_TTL,
+            deadline_margin=margin,
+            default_sender=self.settings.sender,
+        )
+        return Worker(
+            self.store, self.transport, options=options, max_rate=self.max_rate(), owner=owner
+        )
+
+
+def open_runtime(*, store: Store | None = None, transport: Transport | None = None) -> Runtime:
+    """The runtime from ``MAILSPOOL_*``; a store or transport given is used as is."""
+    settings = Settings.load()
+    return Runtime(
+        settings=settings,
+        store=store if store is not None else shared_store(settings.store),
+        transport=transport if transport is not None else shared_transport(settings.transport),
+    )
+
+
+def deadline_margin(remaining: float) -> float:
+    """Seconds before the end at which to stop sending and hand the rest on.
+
+    ``MAILSPOOL_DEADLINE_MARGIN`` if set; else a quarter of the time given, at most 5 s:
+    enough to finish the sends in flight, record them and write the continuation batch
+    (a few S3 requests), even when an invocation starts with only 2 s left.
+    """
+    raw = os.environ.get("MAILSPOOL_DEADLINE_MARGIN", "").strip()
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"MAILSPOOL_DEADLINE_MARGIN must be seconds (a number), not {raw!r}"
+            ) from None
+        if value < 0:
+            raise ConfigurationError("MAILSPOOL_DEADLINE_MARGIN must be 0 or more")
+        return value
+    return min(_MAX_MARGIN, max(remaining, 0.0) / 4)

@@ -1,0 +1,148 @@
+"""The sweeper: re-drives batches whose event was lost or whose retries ran out (W3).
+
+Run on a schedule (the template: every 5 minutes), it lists ``queue/`` and delivers
+every batch older than ``MAILSPOOL_SWEEP_AFTER`` seconds (default 300) right there,
+through the same ``Worker.deliver`` as the handler, within the invocation's time. A
+batch whose claim is held is being delivered by someone else and is left alone; one
+not reached before the deadline waits for the next run.
+
+Its report counts the e-mails still waiting after ``MAILSPOOL_ALERT_AFTER`` seconds
+(default 3600) as ``late``: the template's alarm fires on that number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from mailspool import layout
+from mailspool.aws.lambda_handler import LambdaContext
+from mailspool.aws.runtime import deadline_margin, open_runtime
+from mailspool.errors import ConfigurationError
+from mailspool.ledger import read_entries
+from mailspool.stores.base import Store
+from mailspool.worker import Deadline, Worker
+
+__all__ = ["SweepReport", "sweep", "sweeper_handler"]
+
+log = logging.getLogger("mailspool.aws")
+
+SWEEP_AFTER = 300.0
+ALERT_AFTER = 3600.0
+
+
+@dataclass(slots=True)
+class SweepReport:
+    """What one sweep saw and did. ``late``: e-mails waiting longer than ``alert_after``."""
+
+    queued: int = 0
+    redriven: list[str] = field(default_factory=list)
+    held: int = 0
+    left: int = 0
+    sent: int = 0
+    pending: int = 0
+    late: int = 0
+    oldest_age: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sweep(
+    store: Store,
+    worker: Worker,
+    *,
+    older_than: float = SWEEP_AFTER,
+    alert_after: float = ALERT_AFTER,
+    deadline: Deadline | None = None,
+    now: float | None = None,
+) -> SweepReport:
+    """Deliver the batches queued for longer than ``older_than``; count what waits."""
+    report = SweepReport()
+    moment = time.time() if now is None else now
+    for key, age in _queued(store, moment):
+        if age < older_than:
+            continue
+        if deadline is not None and deadline() < 2 * worker.options.deadline_margin:
+            report.left += 1
+            continue
+        result = worker.deliver(key, deadline=deadline)
+        if result.status == "held":
+            report.held += 1
+        else:
+            report.redriven.append(key)
+            report.sent += result.sent
+    for key, age in _queued(store, time.time() if now is None else moment):
+        waiting = _waiting(store, key)
+        report.queued += 1
+        report.pending += waiting
+        if waiting and age >= alert_after:
+            report.late += waiting
+        if waiting:
+            report.oldest_age = max(report.oldest_age or 0.0, age)
+    return report
+
+
+def sweeper_handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The scheduled Lambda entry point: sweep, log the report as one JSON line, return it."""
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+    runtime = open_runtime()
+
+    def remaining() -> float:
+        return context.get_remaining_time_in_millis() / 1000
+
+    request_id = str(getattr(context, "aws_request_id", "") or "local")
+    worker = runtime.worker(margin=deadline_margin(remaining()), owner=f"sweeper:{request_id}")
+    try:
+        report = sweep(
+            runtime.store,
+            worker,
+            older_than=_seconds("MAILSPOOL_SWEEP_AFTER", SWEEP_AFTER),
+            alert_after=_seconds("MAILSPOOL_ALERT_AFTER", ALERT_AFTER),
+            deadline=remaining,
+        )
+    finally:
+        worker.close()
+    result = {"event": "sweep", "request_id": request_id, **report.as_dict()}
+    result["redriven"] = len(report.redriven)
+    log.info(json.dumps(result))
+    return result
+
+
+def _queued(store: Store, now: float) -> list[tuple[str, float]]:
+    """Queued batch keys with their age, oldest first."""
+    found = []
+    for info in store.list(layout.QUEUE):
+        if info.key.endswith(".json"):
+            created = layout.id_time(layout.batch_id_from_key(info.key)) or info.modified
+            found.append((info.key, max(now - created, 0.0)))
+    return found
+
+
+def _waiting(store: Store, key: str) -> int:
+    """E-mails of a queued batch with no outcome in its ledger (0 if it is gone)."""
+    try:
+        document = orjson.loads(store.get(key))
+    except Exception:  # gone since the listing, or unreadable: the worker quarantines it
+        return 0
+    emails = document.get("emails") if isinstance(document, dict) else None
+    total = len(emails) if isinstance(emails, list) else 0
+    return max(total - len(read_entries(store, layout.batch_id_from_key(key))), 0)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be seconds (a number), not {raw!r}") from None

@@ -1,0 +1,287 @@
+"""Django glue: an e-mail backend and a middleware.
+
+    EMAIL_BACKEND = "mailspool.integrations.django.EmailBackend"
+    MIDDLEWARE = ["mailspool.integrations.django.MailspoolMiddleware", ...]
+    INSTALLED_APPS += ["mailspool.integrations.django_app"]   # manage.py mailspool_worker
+    MAILSPOOL = {"STORE": "s3://bucket/prefix", "PRIORITY_TRANSPORT": "smtp://...", ...}
+
+Every ``django.core.mail`` call (``send_mail``, ``send_mass_mail``, ``EmailMessage.send``,
+the password reset form) goes through the backend. It classifies each e-mail like
+``mailspool.send_mail`` does (``msg.mailspool_priority``, the header
+``X-Mailspool-Priority: now|deferred``, the markers, ``DEFAULT_PRIORITY``), sends
+priority mail at once and hands deferred mail to the request's scope, which the
+middleware writes to the store when the request ends. Outside a request (management
+commands, shell, tasks) a call's deferred e-mails are written when the call returns.
+
+Deferred e-mails join the scope when the surrounding database transaction commits
+(``transaction.on_commit``) and are dropped when it rolls back, so a failed view never
+notifies anyone; ``MAILSPOOL["ON_COMMIT"] = False`` queues them regardless.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from email.mime.base import MIMEBase
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings as django_settings
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
+from django.http import HttpRequest, HttpResponseBase
+
+import mailspool
+from mailspool.api import send_now
+from mailspool.classify import classify
+from mailspool.config import Settings
+from mailspool.errors import ConfigurationError, InvalidMessage, MailspoolError
+from mailspool.headers import PRIORITY_HEADER
+from mailspool.message import Attachment, Message, split_addresses
+
+__all__ = [
+    "PRIORITY_HEADER",
+    "EmailBackend",
+    "MailspoolMiddleware",
+    "load_settings",
+    "to_message",
+]
+
+log = logging.getLogger("mailspool")
+
+#: Keys of ``settings.MAILSPOOL`` that only the glue reads; every other key is a setting
+#: of ``mailspool.config.Settings`` (``STORE`` is ``MAILSPOOL_STORE``, and so on).
+GLUE_KEYS = frozenset({"PRIORITY_BACKEND", "ON_COMMIT", "DATABASE"})
+_DROPPED_HEADERS = frozenset({"message-id", "date"})
+
+
+def _glue(name: str, default: Any = None) -> Any:
+    return (getattr(django_settings, "MAILSPOOL", None) or {}).get(name, default)
+
+
+def load_settings() -> Settings:
+    """mailspool's settings: ``settings.MAILSPOOL``, then ``MAILSPOOL_*``, then defaults."""
+    conf = getattr(django_settings, "MAILSPOOL", None) or {}
+    if not isinstance(conf, dict):
+        raise ConfigurationError("settings.MAILSPOOL must be a dict")
+    return Settings.load(
+        framework={k.lower(): v for k, v in conf.items() if k.upper() not in GLUE_KEYS}
+    )
+
+
+# -- EmailMessage -> Message --------------------------------------------------------------------
+
+
+def to_message(email: EmailMessage) -> tuple[Message, str | None]:
+    """The mailspool form of a Django e-mail, and its ``X-Mailspool-Priority`` value.
+
+    Django's own Message-ID and Date are dropped (the worker sets both at delivery, and
+    e-mails that differ only in them still share a batch). Raises ``InvalidMessage`` for
+    what the model cannot carry (an alternative other than text/html).
+    """
+    headers = dict(email.extra_headers)
+    sender = headers.pop("From", None) or email.from_email or None
+    reply_to = headers.pop("Reply-To", None) or email.reply_to
+    priority_header: str | None = None
+    extra: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered == PRIORITY_HEADER.lower():
+            priority_header = str(value).strip().lower()
+        elif lowered in ("to", "cc"):
+            raise InvalidMessage(
+                f"a {name} header apart from the recipients is not supported", field=name
+            )
+        elif lowered not in _DROPPED_HEADERS:
+            extra.append((name, str(value)))
+    text, html = _bodies(email)
+    return Message(
+        to=split_addresses(list(email.to), "to"),
+        cc=split_addresses(list(email.cc), "cc"),
+        bcc=split_addresses(list(email.bcc), "bcc"),
+        reply_to=split_addresses(reply_to, "reply_to"),
+        sender=str(sender) if sender else None,
+        subject=str(email.subject),
+        text=text,
+        html=html,
+        charset=email.encoding or django_settings.DEFAULT_CHARSET,
+        headers=tuple(extra),
+        attachments=tuple(_attachment(item, n) for n, item in enumerate(email.attachments)),
+    ), priority_header
+
+
+def _bodies(email: EmailMessage) -> tuple[str | None, str | None]:
+    body = str(email.body)
+    text, html = (None, body) if email.content_subtype == "html" else (body, None)
+    for content, mimetype in getattr(email, "alternatives", ()) or ():
+        if mimetype != "text/html" or html is not None:
+            raise InvalidMessage(
+                f"alternative {mimetype!r}: mailspool carries one text and one text/html body",
+                field="alternatives",
+            )
+        html = content.decode() if isinstance(content, bytes) else str(content)
+    return text, html
+
+
+def _attachment(item: Any, number: int) -> Attachment:
+    if isinstance(item, MIMEBase):
+        payload = item.get_payload(decode=True)
+        content = payload if isinstance(payload, bytes) else str(item.get_payload()).encode()
+        filename = item.get_filename() or f"attachment-{number + 1}"
+        return Attachment(filename, content, item.get_content_type())
+    filename, content, mimetype = item
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    elif not isinstance(content, bytes):  # an attached EmailMessage (message/rfc822)
+        content = content.as_bytes() if hasattr(content, "as_bytes") else bytes(content)
+    return Attachment.coerce((filename or f"attachment-{number + 1}", content, mimetype))
+
+
+# -- the backend ----------------------------------------------------------------------------------
+
+
+class EmailBackend(BaseEmailBackend):
+    """Priority e-mail now, the rest through the request scope (see the module doc).
+
+    ``fail_silently`` hides delivery and store failures only: a configuration error
+    (a bad setting, a bad priority backend) always raises.
+    """
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        """Send or queue every e-mail; return how many were sent or queued."""
+        if not email_messages:
+            return 0
+        settings = load_settings()
+        deferred: list[Message] = []
+        sent = 0
+        for email in email_messages:
+            if not email.recipients():
+                continue
+            message, is_priority = self._classify(email, settings)
+            if not is_priority:
+                deferred.append(message)
+            elif self._send_priority(email, message, settings):
+                sent += 1
+        if deferred:
+            self._defer(deferred, settings)
+        return sent + len(deferred)
+
+    def _classify(self, email: EmailMessage, settings: Settings) -> tuple[Message, bool]:
+        message, header = to_message(email)
+        decision = classify(
+            to=message.to,
+            subject=message.subject,
+            priority=getattr(email, "mailspool_priority", None),
+            header=header,
+            subject_marker=settings.subject_marker,
+            marker_recipient=settings.marker_recipient,
+            default=settings.default_priority,
+        )
+        if decision.to != message.to or decision.subject != message.subject:
+            message = _replace(message, to=decision.to, subject=decision.subject)
+        return message, decision.priority
+
+    def _send_priority(self, email: EmailMessage, message: Message, settings: Settings) -> bool:
+        backend = _glue("PRIORITY_BACKEND")
+        try:
+            if backend:
+                return self._send_through(backend, email, message) == 1
+            send_now(message, settings=settings)
+            return True
+        except ConfigurationError:
+            raise
+        except Exception:
+            if not self.fail_silently:
+                raise
+            log.exception("priority e-mail not sent (fail_silently)")
+            return False
+
+    def _send_through(self, backend: str, email: EmailMessage, message: Message) -> int:
+        if backend == f"{__name__}.EmailBackend":
+            raise ConfigurationError("MAILSPOOL['PRIORITY_BACKEND'] must be another backend")
+        copy = EmailMessage(
+            subject=message.subject,
+            body=email.body,
+            from_email=email.from_email,
+            to=list(message.to),
+            cc=email.cc,
+            bcc=email.bcc,
+            reply_to=email.reply_to,
+            headers={k: v for k, v in email.extra_headers.items() if k != PRIORITY_HEADER},
+            attachments=email.attachments,
+        )
+        copy.content_subtype = email.content_subtype
+        copy.encoding = email.encoding
+        if hasattr(email, "alternatives"):
+            copy.alternatives = list(email.alternatives)  # type: ignore[attr-defined]
+        connection = get_connection(backend, fail_silently=self.fail_silently)
+        return int(connection.send_messages([copy]) or 0)
+
+    def _defer(self, messages: list[Message], settings: Settings) -> None:
+        def queue() -> None:
+            _queue(messages, settings, self.fail_silently)
+
+        if _glue("ON_COMMIT", True):
+            transaction.on_commit(queue, using=_glue("DATABASE"))
+        else:
+            queue()
+
+
+def _queue(messages: list[Message], settings: Settings, fail_silently: bool) -> None:
+    """Into the running request's scope, or written now (with the fallback) outside one."""
+    scope = mailspool.current_scope()
+    if scope is not None:
+        for message in messages:
+            scope.add(message)
+        return
+    try:
+        with mailspool.request(settings=settings) as own:
+            for message in messages:
+                own.add(message)
+    except MailspoolError as err:
+        if isinstance(err, ConfigurationError) or not fail_silently:
+            raise
+        log.error("deferred e-mails not written (fail_silently): %s", err)
+
+
+def _replace(message: Message, **changes: Any) -> Message:
+    from dataclasses import replace
+
+    return replace(message, **changes)
+
+
+# -- the middleware -------------------------------------------------------------------------------
+
+
+class MailspoolMiddleware:
+    """One mailspool request scope per Django request, sync or async.
+
+    The scope is written when the response has been produced (before it is sent), so the
+    client's answer means the e-mails are stored. Put it first in ``MIDDLEWARE`` so that
+    mail sent by other middleware joins the scope too.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response) or inspect.iscoroutinefunction(
+            get_response
+        )
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        with mailspool.request(settings=load_settings()):
+            response: HttpResponseBase = self.get_response(request)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        async with mailspool.request(settings=load_settings()):
+            response: HttpResponseBase = await self.get_response(request)
+        return response

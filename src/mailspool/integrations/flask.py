@@ -1,0 +1,50 @@
+"""Flask glue: ``Mailspool(app)`` or ``Mailspool().init_app(app)``.
+
+The extension wraps ``app.wsgi_app`` in the WSGI middleware, so the request's e-mails
+are written even when a view raises (``MAILSPOOL_ON_ERROR`` decides what then) and
+``mailspool.send_mail`` works inside every view. Settings come from ``app.config``
+(``MAILSPOOL_STORE``, ``MAILSPOOL_PRIORITY_TRANSPORT``, ...), then the environment;
+``MAILSPOOL_MIDDLEWARE_MODE`` is ``"before"`` (default) or ``"after"`` (see
+``mailspool.integrations.wsgi``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from mailspool.config import Settings
+from mailspool.integrations.wsgi import MailspoolMiddleware
+
+__all__ = ["Mailspool", "load_settings"]
+
+_PREFIX = "MAILSPOOL_"
+_GLUE_KEYS = frozenset({"MAILSPOOL_MIDDLEWARE_MODE"})
+
+
+def load_settings(config: Mapping[str, Any]) -> Settings:
+    """mailspool's settings from a Flask config, then ``MAILSPOOL_*`` variables."""
+    framework = {
+        key[len(_PREFIX) :].lower(): value
+        for key, value in config.items()
+        if key.startswith(_PREFIX) and key not in _GLUE_KEYS
+    }
+    return Settings.load(framework=framework)
+
+
+class Mailspool:
+    """The Flask extension: one mailspool request scope per request."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Wrap the application; the config is read per request, so tests may change it."""
+        mode = str(app.config.get("MAILSPOOL_MIDDLEWARE_MODE", "before"))
+        app.wsgi_app = MailspoolMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, mode=mode, settings=lambda: load_settings(app.config)
+        )
+        app.extensions["mailspool"] = self

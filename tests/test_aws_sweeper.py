@@ -1,0 +1,77 @@
+"""The sweeper and the SQS consumer against moto: batches whose event was lost are
+re-driven, late e-mails are reported, bucket notifications are consumed from SQS."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from mailspool import layout
+from mailspool.aws import sweeper_handler
+from mailspool.aws.sqs import consume
+from mailspool.aws.sweeper import sweep
+from mailspool.shared import shared_transport
+from mailspool.worker import Worker, WorkerOptions
+from tests.test_aws_handler import Context, Stack, hand_off, stack
+
+__all__ = ["stack"]
+
+
+def _worker(stack: Stack) -> Worker:
+    return Worker(
+        stack.store,
+        shared_transport("ses://us-east-1"),
+        options=WorkerOptions(concurrency=4, default_sender="Mailspool <mail@example.com>"),
+    )
+
+
+def test_a_batch_whose_event_was_lost_is_redriven_and_late_mail_is_reported(stack: Stack) -> None:
+    [key] = hand_off(5)
+    worker = _worker(stack)
+    try:
+        young = sweep(stack.store, worker, older_than=3600, alert_after=0)
+        assert (young.redriven, young.pending, young.late) == ([], 5, 5)
+        assert stack.moto.ses_messages() == []
+        report = sweep(stack.store, worker, older_than=0, alert_after=3600)
+    finally:
+        worker.close()
+    assert report.redriven == [key]
+    assert (report.sent, report.pending, report.late) == (5, 0, 0)
+    assert stack.recipients() == collections.Counter(f"user{i}@example.org" for i in range(5))
+
+
+def test_the_sweeper_handler_leaves_held_batches_and_logs_its_report(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [held_key, free_key] = [hand_off(2)[0], hand_off(3, start=2)[0]]
+    lease = stack.store.claim(layout.batch_id_from_key(held_key), "someone-else", 60)
+    assert lease is not None
+    monkeypatch.setenv("MAILSPOOL_SWEEP_AFTER", "0")
+    monkeypatch.setenv("MAILSPOOL_ALERT_AFTER", "0")
+    result = sweeper_handler({"source": "aws.events"}, Context())
+    assert (result["redriven"], result["held"], result["sent"]) == (1, 1, 3)
+    assert (result["pending"], result["late"]) == (2, 2)
+    assert list(stack.store.keys(layout.QUEUE)) == [held_key]
+    assert free_key not in list(stack.store.keys(layout.QUEUE))
+
+
+def test_the_worker_consumes_bucket_notifications_from_sqs(stack: Stack) -> None:
+    hand_off(4)
+    hand_off(3, start=4)
+    worker = _worker(stack)
+    rounds: list[int] = []
+
+    def after_round(received: int) -> None:
+        rounds.append(received)
+        if received == 0:
+            worker.stop()
+
+    try:
+        consume(worker, stack.queue_url, wait_seconds=0, on_round=after_round)
+    finally:
+        worker.close()
+    assert sum(rounds) == 2
+    assert rounds[-1] == 0
+    assert stack.recipients() == collections.Counter(f"user{i}@example.org" for i in range(7))
+    assert stack.receive() == []  # delivered: deleted

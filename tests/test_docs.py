@@ -1,0 +1,39 @@
+"""What the docs promise about the public surface: every variable on one page, __all__."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mailspool
+from mailspool.config import SETTINGS_HELP
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_environment_variable_is_on_the_configuration_page() -> None:
+    used = set()
+    for path in (ROOT / "src" / "mailspool").rglob("*.py"):
+        used |= set(re.findall(r"MAILSPOOL_[A-Z_]+[A-Z]", path.read_text()))
+    documented = set(
+        re.findall(r"MAILSPOOL_[A-Z_]+[A-Z]", (ROOT / "docs" / "configuration.md").read_text())
+    )
+    assert used
+    assert used - documented == set()
+    assert set(SETTINGS_HELP) <= documented
+
+
+def test_the_public_names_are_exported() -> None:
+    assert sorted(mailspool.__all__) == sorted(set(mailspool.__all__))
+    for name in mailspool.__all__:
+        assert hasattr(mailspool, name), name
+    public = {n for n in vars(mailspool) if not n.startswith("_") and n[0].isupper()}
+    assert public <= set(mailspool.__all__)
+
+
+def test_the_published_schemas_are_the_packaged_ones() -> None:
+    for version in (0, 1):
+        name = f"batch-v{version}.schema.json"
+        assert (ROOT / "docs" / name).read_text() == (
+            ROOT / "src" / "mailspool" / "schema" / name
+        ).read_text()
