@@ -16,10 +16,8 @@ Run: ``python benchmarks/bench_request.py``.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,19 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import median_of  # noqa: E402 - after the path is set
+
 PLOT = ROOT / "docs" / "img" / "request-time.png"
 SMTP_SIZES = (20, 50)
 MAILSPOOL_SIZES = (20, 100, 500, 1000, 5000)
 DELAY = 0.05
-
-
-def _timed(action: Callable[[], object], runs: int) -> float:
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
 
 
 def _request(n: int) -> None:
@@ -58,13 +49,13 @@ def _django_smtp(port: int) -> dict[int, float]:
         EMAIL_PORT=port,
         MIDDLEWARE=[],
     ):
-        return {n: _timed(lambda n=n: _request(n), runs=1) for n in SMTP_SIZES}
+        return {n: median_of(1, lambda n=n: _request(n)) for n in SMTP_SIZES}
 
 
 def _mailspool(store_url: str) -> dict[int, float]:
     os.environ["MAILSPOOL_STORE"] = store_url
     _request(5)  # open the store's client once, as a running process has
-    return {n: _timed(lambda n=n: _request(n), runs=3) for n in MAILSPOOL_SIZES}
+    return {n: median_of(3, lambda n=n: _request(n)) for n in MAILSPOOL_SIZES}
 
 
 def _s3_store_url() -> tuple[str, Callable[[], None]]:

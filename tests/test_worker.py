@@ -23,7 +23,7 @@ from mailspool.stores.memory import MemoryStore
 from mailspool.transports.base import Receipt
 from mailspool.transports.memory import MemoryTransport
 from mailspool.transports.smtp import SMTPTransport
-from mailspool.triggers.local import drain
+from mailspool.triggers.local import drain, run_forever
 from mailspool.worker import Worker, WorkerOptions
 from tests.fixtures.smtp_server import SMTPSink
 
@@ -329,3 +329,32 @@ def test_status_counts_add_up_through_a_failed_retry(
     worker.close()
     after = collect_status(store)
     assert (after.sent, after.failed, after.pending, after.total) == (8, 0, 0, 8)
+
+
+class PausedTransport(MemoryTransport):
+    """A stub for a fault no local server produces: SES answering SendingPaused."""
+
+    attempts = 0
+
+    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
+        PausedTransport.attempts += 1
+        raise SendingPaused("SendingPausedException: sending is paused for this account")
+
+
+def test_a_running_worker_waits_after_the_provider_paused(store: MemoryStore) -> None:
+    queue(store, 3)
+    queue(store, 3, prefix="v")
+    worker = Worker(store, PausedTransport(), options=FAST)
+    thread = threading.Thread(
+        target=run_forever, args=(worker,), kwargs={"poll_interval": 0.01, "pause": 60}
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not PausedTransport.attempts and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # thirty polls: without the pause each would try the batches again
+    worker.stop()
+    thread.join()
+    worker.close()
+    assert 1 <= PausedTransport.attempts <= 8  # the first batches' in-flight sends, then nothing
+    assert collect_status(store).pending == 6

@@ -99,19 +99,31 @@ def run_forever(
     parallel_batches: int | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
     fallback_base: str | None = None,
+    pause: float = 60.0,
 ) -> None:
-    """Deliver batches as they arrive until ``worker.stop()``; then finish what is in flight."""
+    """Deliver batches as they arrive until ``worker.stop()``; then finish what is in flight.
+
+    When the provider pauses sending (a batch ends ``paused``), no batch is started for
+    ``pause`` seconds rather than trying every batch again at every poll.
+    """
     width = parallel_batches or max(2, worker.options.concurrency)
     running: dict[str, Future[BatchReport]] = {}
     lock = threading.Lock()
+    paused_until = 0.0
 
     def finished(key: str, future: Future[BatchReport]) -> None:
+        nonlocal paused_until
         with lock:
             running.pop(key, None)
         if future.exception() is not None:
             log.error("batch %s: %s", key, future.exception())
-        elif on_batch is not None:
-            on_batch(future.result())
+            return
+        report = future.result()
+        if report.status == "paused":
+            log.error("sending paused by the provider: waiting %.0f s", pause)
+            paused_until = time.monotonic() + pause
+        if on_batch is not None:
+            on_batch(report)
 
     recovered_at = 0.0
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
@@ -120,7 +132,7 @@ def run_forever(
                 recover(worker.store, fallback_base)
                 recovered_at = time.monotonic()
             try:
-                keys = pending_batches(worker.store)
+                keys = [] if time.monotonic() < paused_until else pending_batches(worker.store)
             except Exception as err:  # the store is down: keep trying, say so
                 log.error("cannot list %s: %s", worker.store, err)
                 keys = []
