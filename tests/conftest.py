@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from mailspool import shared
+
+# CI explores the same examples on every run, so a red run is reproducible and never a
+# coin toss on a shared, noisy machine; developers get fresh examples each run.
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 pytest_plugins = [
     "tests.fixtures.smtp_server",
@@ -18,7 +29,7 @@ pytest_plugins = [
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test reads the developer's MAILSPOOL_* variables or writes under their home."""
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("MAILSPOOL_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
