@@ -14,9 +14,25 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+def in_project_venv() -> None:
+    """Re-run this script with the project's virtualenv, set up by dev.py on first use."""
+    try:
+        import django  # noqa: F401
+
+        import mailspool  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(ROOT))
+        from dev import PYTHON, ensure_venv
+
+        ensure_venv("test")
+        os.execv(str(PYTHON), [str(PYTHON), __file__, *sys.argv[1:]])  # noqa: S606 - no shell wanted
 
 
 def main() -> None:
+    in_project_venv()
     sys.path.insert(0, str(HERE))
     import blog
 
