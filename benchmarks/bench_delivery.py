@@ -11,9 +11,12 @@ e-mail being sent by a running worker. Run: ``python3 dev.py bench delivery``.
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
+import shutil
 import smtplib
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -99,6 +102,21 @@ def smtplib_rate(url: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def smtp_source_rate(url: str, count: int, sessions: int) -> float | None:
+    """Postfix's own load generator at the same concurrency, when it is installed."""
+    binary = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    if not os.path.exists(binary):
+        return None
+    target = url.removeprefix("smtp://")
+    started = time.perf_counter()
+    subprocess.run(
+        [binary, "-s", str(sessions), "-m", str(count), "-l", "2048", "-f", "blog@example.com",
+         "-t", "f@example.com", target],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return count / (time.perf_counter() - started)
+
+
 def breakdown(stats: pstats.Stats) -> dict[str, float]:
     """Share of the sender threads' time in MIME, SMTP I/O, the ledger and the rest."""
     functions = stats.stats  # type: ignore[attr-defined]
@@ -170,6 +188,17 @@ def main() -> dict[str, float]:
             f"  mailspool worker, {DEFAULT_CONCURRENCY} connections (default):                 "
             f"{default:8.0f} msg/s ({default / loop:.2f}x the loop; target >= 2x)"
         )
+        source = (
+            smtp_source_rate(url, COUNT, DEFAULT_CONCURRENCY)
+            if sink.startswith("postfix")
+            else None
+        )
+        if source is not None:
+            results["smtp_source_per_s"] = source
+            print(
+                f"  postfix smtp-source, {DEFAULT_CONCURRENCY} sessions, 2 KB messages:           "
+                f"{source:8.0f} msg/s (mailspool reaches {default / source:.2f}x of it)"
+            )
     if stats is not None:
         print("  where the sender threads' time goes (a separate run of 2000 under cProfile):")
         for name, share in breakdown(stats).items():

@@ -27,6 +27,7 @@ __all__ = [
     "Message",
     "address_spec",
     "check_header",
+    "parse_address",
     "split_addresses",
 ]
 
@@ -66,6 +67,12 @@ def check_header(name: str, value: str) -> None:
         )
 
 
+@lru_cache(maxsize=8192)  # rendering and the envelope parse the same addresses again
+def parse_address(value: str) -> tuple[str, str]:
+    """``email.utils.parseaddr``, cached: ``("Ana", "ana@example.com")``."""
+    return parseaddr(value)
+
+
 def address_spec(value: str, field_name: str = "to") -> str:
     """The bare ``local@domain`` of one address, checked; raise InvalidMessage if none."""
     try:
@@ -80,7 +87,7 @@ def _address_spec(value: str) -> str:
         raise InvalidMessage(
             "address contains a line break (CR, LF or another line separator): refused as header injection"
         )
-    _, addr = parseaddr(value)
+    _, addr = parse_address(value)
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or " " in addr:
         raise InvalidMessage(f"not an e-mail address: {value!r}")
@@ -237,7 +244,7 @@ class Message:
         """Every bare address for SMTP RCPT TO: to, cc and bcc, each once, in order."""
         seen: dict[str, None] = {}
         for address in (*self.to, *self.cc, *self.bcc):
-            seen.setdefault(parseaddr(address)[1], None)
+            seen.setdefault(parse_address(address)[1], None)
         return tuple(seen)
 
     @property

@@ -10,7 +10,7 @@ yields 7-bit output with CRLF line ends, ready for SMTP or SES raw sends.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from email import encoders, policy
+from email import encoders
 from email.charset import BASE64, Charset
 from email.header import Header
 from email.message import EmailMessage
@@ -18,14 +18,37 @@ from email.message import Message as Compat32Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
-from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from email.policy import Compat32
+from email.utils import formataddr, formatdate, make_msgid
 
 from mailspool.errors import InvalidMessage
-from mailspool.message import MODELLED_HEADERS, Attachment, Message
+from mailspool.message import MODELLED_HEADERS, Attachment, Message, parse_address
 
 __all__ = ["from_email_message", "render", "to_email_message"]
 
-_SMTP_COMPAT32 = policy.compat32.clone(linesep="\r\n")
+
+class _SMTPCompat32(Compat32):
+    """compat32 with CRLF, writing a short ASCII header as it is.
+
+    compat32 folds every header through ``email.header.Header``, which is most of the
+    cost of rendering a message; a header that is ASCII and fits on one line needs no
+    folding or encoding, so it is written directly. Anything else goes the stdlib way.
+    """
+
+    def _fold(self, name: str, value: object, sanitize: bool) -> str:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and len(name) + len(value) + 2 <= (self.max_line_length or 78)
+            and "\n" not in value
+            and "\r" not in value
+        ):
+            return f"{name}: {value}{self.linesep}"
+        folded: str = super()._fold(name, value, sanitize)  # type: ignore[misc]
+        return folded
+
+
+_SMTP_COMPAT32 = _SMTPCompat32(linesep="\r\n")
 _MAX_LINE = 998  # RFC 5322: longer lines must be encoded
 
 
@@ -129,7 +152,7 @@ def _encodable(charset: str, value: str) -> str:
 def _format_addresses(addresses: tuple[str, ...], charset: str) -> str:
     formatted = []
     for address in addresses:
-        name, addr = parseaddr(address)
+        name, addr = parse_address(address)
         formatted.append(
             formataddr((name, _ascii_address(addr)), charset=_encodable(charset, name))
         )
@@ -149,7 +172,7 @@ def _ascii_address(addr: str) -> str:
 
 
 def _domain(address: str) -> str:
-    return parseaddr(address)[1].rpartition("@")[2]
+    return parse_address(address)[1].rpartition("@")[2]
 
 
 def to_email_message(message: Message, *, message_id: str | None = None) -> EmailMessage:

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parseaddr
 from typing import Any
 
 import orjson
@@ -52,6 +51,7 @@ from mailspool.errors import (
     TransientError,
 )
 from mailspool.ledger import Entry, Ledger, read_entries
+from mailspool.message import parse_address
 from mailspool.ratelimit import RateLimiter
 from mailspool.stores.base import Lease, Store, default_owner
 from mailspool.transports.base import Transport
@@ -508,7 +508,7 @@ class _Delivery:
 
 def _message_id(batch: batch_format.Batch, index: int, message: Any) -> str:
     """A stable Message-ID, so a duplicate after a crash is recognisable as one."""
-    domain = parseaddr(message.sender or "")[1].rpartition("@")[2] or "mailspool.invalid"
+    domain = parse_address(message.sender or "")[1].rpartition("@")[2] or "mailspool.invalid"
     batch_id = layout.batch_id_from_key(batch.source)
     return f"<{batch_id}.{index}@{domain}>"
 
