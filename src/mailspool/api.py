@@ -8,6 +8,7 @@ It returns True for "sent" or "queued" (S17: for deferred mail, True means queue
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from mailspool.classify import classify
@@ -97,11 +98,5 @@ def send_now(message: Message, *, settings: Settings | None = None) -> Receipt:
     """Deliver through the priority transport, reusing its open connections; raise on failure."""
     settings = settings or Settings.load()
     if message.sender is None:
-        message = _with_sender(message, settings.sender)
+        message = replace(message, sender=settings.sender)
     return shared_transport(settings.priority_transport).send(message)
-
-
-def _with_sender(message: Message, sender: str) -> Message:
-    from dataclasses import replace
-
-    return replace(message, sender=sender)

@@ -33,7 +33,8 @@ __all__ = ["main"]
 
 log = logging.getLogger("mailspool")
 
-_ENV_HELP = "\n".join(f"  {name}: {text}" for name, text in SETTINGS_HELP.items())
+# "\b" keeps click from re-wrapping the list into one paragraph.
+_ENV_HELP = "\b\n" + "\n".join(f"{name}: {text}" for name, text in SETTINGS_HELP.items())
 
 
 def _settings(ctx: click.Context, **explicit: Any) -> Settings:

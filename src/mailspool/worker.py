@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -293,8 +293,6 @@ class Worker:
         except InvalidMessage as err:
             return self._fail(batch, index, attempt, ledger, str(err), retryable=False)
         if message.sender is None:
-            from dataclasses import replace
-
             message = replace(message, sender=self.options.default_sender)
         if not self.limiter.acquire(message.recipient_count):
             return _Attempt(index, attempt, "stopped")
