@@ -123,16 +123,20 @@ class RequestScope:
         self._token = _current.set(self._outer or self)
         return self
 
+    def _leave(self) -> bool:
+        """Restore the context; True if this scope is the outermost one, which writes."""
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        return self._outer is None
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
-        if self._outer is None:
+        if self._leave():
             self._finish(failed=exc_type is not None)
 
     async def __aenter__(self) -> RequestScope:
@@ -144,10 +148,7 @@ class RequestScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
-        if self._outer is None:  # the write may fsync or go to S3: keep the loop free
+        if self._leave():  # the write may fsync or go to S3: keep the loop free
             await asyncio.to_thread(self._finish, exc_type is not None)
 
 

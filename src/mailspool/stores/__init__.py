@@ -21,12 +21,12 @@ to install.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from typing import Any
 
-from mailspool.errors import ConfigurationError, MissingDependency
+from mailspool._backends import load_backend
+from mailspool.errors import ConfigurationError
 from mailspool.stores.base import Lease, ObjectInfo, Store
 
 __all__ = ["Lease", "ObjectInfo", "Store", "check_record", "open_store"]
@@ -78,20 +78,4 @@ def _file_store(path: str, options: dict[str, Any]) -> Store:
 
 
 def _backend(scheme: str) -> Any:
-    """The backend class for a scheme, imported now; a missing extra says which."""
-    module_name, _, name = _BACKENDS[scheme].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        missing = _missing_extra(scheme, err)
-        if missing is None:
-            raise
-        raise missing from err
-    return getattr(module, name)
-
-
-def _missing_extra(scheme: str, err: ImportError) -> MissingDependency | None:
-    extra = _EXTRAS.get(scheme)
-    if extra is None or (err.name or "").partition(".")[0] not in extra[2]:
-        return None
-    return MissingDependency(extra[0], extra[1])
+    return load_backend(_BACKENDS, _EXTRAS, scheme)
