@@ -31,10 +31,10 @@ import mailspool
 from benchmarks.common import HEADERS, HTML, SUBJECT
 from benchmarks.sinks import fast_sink
 from mailspool.config import Settings
+from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.stores.file import FileStore
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain, run_forever
-from mailspool.worker import Worker, WorkerOptions
 
 COUNT = 5000
 DEFAULT_CONCURRENCY = WorkerOptions().concurrency
@@ -130,11 +130,11 @@ def breakdown(stats: pstats.Stats) -> dict[str, float]:
     parts = {
         "MIME (render)": cumulative("mailspool/mime.py", "render"),
         "SMTP I/O (send)": cumulative("smtplib.py", "sendmail"),
-        "ledger (record)": cumulative("mailspool/ledger.py", "record"),
-        "decode e-mail": cumulative("mailspool/batch.py", "message"),
-        "rate limit": cumulative("mailspool/ratelimit.py", "acquire"),
+        "ledger (record)": cumulative("mailspool/spool/ledger.py", "record"),
+        "decode e-mail": cumulative("mailspool/spool/batch.py", "message"),
+        "rate limit": cumulative("mailspool/delivery/ratelimit.py", "acquire"),
     }
-    busy = cumulative("mailspool/worker.py", "_attempt") or total
+    busy = cumulative("mailspool/delivery/worker.py", "_attempt") or total
     parts["other"] = max(busy - sum(parts.values()), 0.0)
     return {name: value / busy for name, value in parts.items()}
 

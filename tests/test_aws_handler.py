@@ -21,13 +21,13 @@ import boto3
 import pytest
 
 import mailspool
-from mailspool import batch, layout
 from mailspool.aws import handler
 from mailspool.aws.lambda_handler import BatchNotDelivered, handle
 from mailspool.config import Settings
 from mailspool.message import Message
+from mailspool.ops.status import collect_status
 from mailspool.shared import shared_store, shared_transport
-from mailspool.status import collect_status
+from mailspool.spool import batch, layout
 from mailspool.stores.base import Store
 from mailspool.transports.base import Receipt, Transport
 from tests.fixtures.moto_server import MotoServer

@@ -7,12 +7,12 @@ import collections
 
 import pytest
 
-from mailspool import layout
 from mailspool.aws import sweeper_handler
 from mailspool.aws.sqs import consume
 from mailspool.aws.sweeper import sweep
+from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.shared import shared_transport
-from mailspool.worker import Worker, WorkerOptions
+from mailspool.spool import layout
 from tests.test_aws_handler import Context, Stack, hand_off, stack
 
 __all__ = ["stack"]

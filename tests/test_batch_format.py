@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailspool import batch, layout
 from mailspool.errors import InvalidBatch, InvalidMessage
 from mailspool.message import Attachment, Message
+from mailspool.spool import batch, layout
 
 from .strategies import messages
 

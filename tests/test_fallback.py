@@ -10,8 +10,8 @@ import pytest
 
 import mailspool
 from mailspool import Settings, StoreError
-from mailspool.fallback import fallback_url_for, recover_fallback
 from mailspool.integrations.wsgi import MailspoolMiddleware
+from mailspool.producer.fallback import fallback_url_for, recover_fallback
 from mailspool.stores.file import FileStore
 from tests import framework_common as common
 from tests.fixtures.smtp_server import SMTPSink

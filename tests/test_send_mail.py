@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 import mailspool
-from mailspool import batch, layout
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, InvalidMessage
+from mailspool.spool import batch, layout
 from mailspool.stores import open_store
 from mailspool.stores.file import FileStore
 from mailspool.transports.memory import MemoryTransport

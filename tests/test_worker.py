@@ -11,20 +11,21 @@ import orjson
 import pytest
 
 import mailspool
-from mailspool import admin, layout
 from mailspool.config import Settings
+from mailspool.delivery.ratelimit import RateLimiter
+from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import PermanentError, SendingPaused, TransientError
-from mailspool.ledger import Ledger, read_entries
 from mailspool.message import Message
-from mailspool.ratelimit import RateLimiter
-from mailspool.status import collect_status
+from mailspool.ops import admin
+from mailspool.ops.status import collect_status
+from mailspool.spool import layout
+from mailspool.spool.ledger import Ledger, read_entries
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.base import Receipt
 from mailspool.transports.memory import MemoryTransport
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain, run_forever
-from mailspool.worker import Worker, WorkerOptions
 from tests.fixtures.smtp_server import SMTPSink
 
 FAST = WorkerOptions(concurrency=4, retry_base=0.001, retry_cap=0.01, max_attempts=3)

@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 import mailspool
-from mailspool import layout
 from mailspool.config import Settings
+from mailspool.spool import layout
 from mailspool.stores.file import FileStore
 from tests.fixtures.smtp_server import SMTPSink
 from tests.test_batch_format import ARTICLE_FILE

@@ -13,7 +13,6 @@ worker (``mailspool worker``, or AWS Lambda on the S3 event).
 """
 
 from mailspool._version import __version__
-from mailspool.api import send_mail, send_message, send_now
 from mailspool.config import Settings
 from mailspool.errors import (
     ConfigurationError,
@@ -28,7 +27,8 @@ from mailspool.errors import (
     TransientError,
 )
 from mailspool.message import Attachment, Message
-from mailspool.scope import RequestScope, current_scope, request
+from mailspool.producer.api import send_mail, send_message, send_now
+from mailspool.producer.scope import RequestScope, current_scope, request
 
 __all__ = [
     "Attachment",

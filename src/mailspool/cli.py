@@ -18,16 +18,17 @@ from typing import Any
 import click
 import orjson
 
-from mailspool import admin, api
 from mailspool._version import __version__
 from mailspool.config import SETTINGS_HELP, Settings
+from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
 from mailspool.errors import KeyNotFound, MailspoolError
 from mailspool.message import Message
-from mailspool.status import collect_status
+from mailspool.ops import admin
+from mailspool.ops.status import collect_status
+from mailspool.producer import api
 from mailspool.stores import Store, open_store
 from mailspool.transports import open_transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
-from mailspool.worker import BatchReport, Worker, WorkerOptions
 
 __all__ = ["main"]
 
@@ -419,7 +420,7 @@ def gc(ctx: click.Context, older_than: str, store: str | None) -> None:
 @click.pass_context
 def demo(ctx: click.Context, followers: int, store: str | None, transport: str | None) -> None:
     """Hand off a notification burst in one request, then deliver it to the outbox."""
-    from mailspool.demo import run_demo
+    from mailspool.ops.demo import run_demo
 
     with _errors():
         run_demo(_settings(ctx, store=store, transport=transport), followers=followers)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailspool import layout
 from mailspool.errors import ConfigurationError
+from mailspool.spool import layout
 
 __all__ = ["setup_bucket"]
 

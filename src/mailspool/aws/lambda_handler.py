@@ -28,13 +28,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mailspool import layout
 from mailspool.aws.events import ObjectEvent, parse_event
 from mailspool.aws.runtime import deadline_margin, open_runtime
+from mailspool.delivery.worker import BatchReport, Worker
 from mailspool.errors import MailspoolError
+from mailspool.spool import layout
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
-from mailspool.worker import BatchReport, Worker
 
 __all__ = ["BatchNotDelivered", "LambdaContext", "deliver_event", "handle", "handler"]
 

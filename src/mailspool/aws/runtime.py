@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailspool.config import Settings
+from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import ConfigurationError
 from mailspool.shared import shared_store, shared_transport
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
-from mailspool.worker import Worker, WorkerOptions
 
 __all__ = ["LEASE_TTL", "Runtime", "deadline_margin", "open_runtime"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailspool.aws.lambda_handler import deliver_event
-from mailspool.worker import Worker
+from mailspool.delivery.worker import Worker
 
 __all__ = ["consume"]
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import orjson
 
-from mailspool import layout
 from mailspool.aws.lambda_handler import LambdaContext
 from mailspool.aws.runtime import deadline_margin, open_runtime
+from mailspool.delivery.worker import Deadline, Worker
 from mailspool.errors import ConfigurationError
-from mailspool.ledger import read_entries
+from mailspool.spool import layout
+from mailspool.spool.ledger import read_entries
 from mailspool.stores.base import Store
-from mailspool.worker import Deadline, Worker
 
 __all__ = ["SweepReport", "sweep", "sweeper_handler"]
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailspool import layout
 from mailspool.aws.yaml import dump
+from mailspool.spool import layout
 
 __all__ = ["build_template", "render_template"]
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from mailspool.integrations.wsgi import SettingsSource, check_mode, resolve_settings
-from mailspool.scope import RequestScope
+from mailspool.producer.scope import RequestScope
 
 __all__ = ["ASGIApp", "MailspoolMiddleware"]
 

@@ -34,12 +34,12 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponseBase
 
 import mailspool
-from mailspool.api import send_now
-from mailspool.classify import classify
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, InvalidMessage, MailspoolError
 from mailspool.headers import PRIORITY_HEADER
 from mailspool.message import Attachment, Message, split_addresses
+from mailspool.producer.api import send_now
+from mailspool.producer.classify import classify
 
 __all__ = [
     "PRIORITY_HEADER",

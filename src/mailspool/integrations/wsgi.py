@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
-from mailspool.scope import RequestScope
+from mailspool.producer.scope import RequestScope
 
 __all__ = ["MailspoolMiddleware", "Mode", "WSGIApp"]
 

@@ -6,7 +6,7 @@ doubles as the sweeper: a batch whose worker died is claimable again (the file s
 lock dies with its process; an S3 lease expires) and the next listing picks it up.
 
 Both also move the batches a request wrote to the fallback store while the store was
-failing back into the store (``mailspool.fallback``): before a drain, and about once a
+failing back into the store (``mailspool.producer.fallback``): before a drain, and about once a
 second while running.
 """
 
@@ -20,11 +20,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from mailspool import layout
 from mailspool.config import Settings
-from mailspool.fallback import recover_fallback_for
+from mailspool.delivery.worker import BatchReport, Worker
+from mailspool.producer.fallback import recover_fallback_for
+from mailspool.spool import layout
 from mailspool.stores.base import Store
-from mailspool.worker import BatchReport, Worker
 
 __all__ = ["DrainReport", "drain", "pending_batches", "recover", "run_forever"]
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import MailspoolError
 from mailspool.integrations.django import load_settings
 from mailspool.stores import open_store
 from mailspool.transports import open_transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
-from mailspool.worker import Worker, WorkerOptions
 
 
 class Command(BaseCommand):

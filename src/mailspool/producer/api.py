@@ -11,12 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from mailspool.classify import classify
 from mailspool.config import Settings
-from mailspool.handoff import write_batches
 from mailspool.headers import HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
-from mailspool.scope import current_scope
+from mailspool.producer.classify import classify
+from mailspool.producer.handoff import write_batches
+from mailspool.producer.scope import current_scope
 from mailspool.shared import shared_store, shared_transport
 from mailspool.transports.base import Receipt
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mailspool import batch, layout
 from mailspool.message import Message
+from mailspool.spool import batch, layout
 from mailspool.stores.base import Store
 
 __all__ = ["EncodedBatches", "encode_batches", "write_batches", "write_encoded"]
@@ -24,7 +24,7 @@ class EncodedBatches:
     """Batch files ready to write: ``batches`` as (queue key, bytes), ``blobs`` by key.
 
     Encoding once and writing separately lets a failed write be retried, or sent to a
-    fallback store, with the same batch ids (see ``mailspool.fallback``).
+    fallback store, with the same batch ids (see ``mailspool.producer.fallback``).
     """
 
     batches: list[tuple[str, bytes]]

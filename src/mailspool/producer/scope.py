@@ -20,9 +20,9 @@ from types import TracebackType
 
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
-from mailspool.fallback import write_durably
-from mailspool.handoff import encode_batches
 from mailspool.message import Message
+from mailspool.producer.fallback import write_durably
+from mailspool.producer.handoff import encode_batches
 from mailspool.shared import shared_store
 from mailspool.stores.base import Store
 
@@ -87,7 +87,7 @@ class RequestScope:
         """Write everything buffered now; return the keys written.
 
         A failing store costs at most ``MAILSPOOL_WRITE_TIMEOUT`` seconds: then the
-        batches go to the fallback store (see ``mailspool.fallback``).
+        batches go to the fallback store (see ``mailspool.producer.fallback``).
         """
         with self._lock:
             messages, self._messages = self._messages, []

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from mailspool import layout
+from mailspool.spool import layout
 from mailspool.stores.base import Store
 
 __all__ = ["FailedEmail", "collect_garbage", "list_failed", "retry_failed", "show_failed"]

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import click
 
-from mailspool import api
 from mailspool.config import Settings
-from mailspool.scope import request
-from mailspool.status import collect_status
+from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.ops.status import collect_status
+from mailspool.producer import api
+from mailspool.producer.scope import request
 from mailspool.stores import open_store
 from mailspool.transports import open_transport
 from mailspool.triggers.local import drain
-from mailspool.worker import Worker, WorkerOptions
 
 __all__ = ["run_demo"]
 

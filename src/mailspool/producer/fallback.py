@@ -33,10 +33,10 @@ from pathlib import Path
 
 import orjson
 
-from mailspool import layout
 from mailspool.errors import KeyNotFound, StoreError
-from mailspool.handoff import EncodedBatches, write_encoded
+from mailspool.producer.handoff import EncodedBatches, write_encoded
 from mailspool.shared import shared_store
+from mailspool.spool import layout
 from mailspool.stores.base import Store
 
 __all__ = [

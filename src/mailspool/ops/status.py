@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from mailspool import layout
-from mailspool.ledger import read_entries
+from mailspool.spool import layout
+from mailspool.spool.ledger import read_entries
 from mailspool.stores.base import Store
 
 __all__ = ["Status", "collect_status"]

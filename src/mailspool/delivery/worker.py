@@ -39,8 +39,7 @@ from typing import Any
 
 import orjson
 
-from mailspool import batch as batch_format
-from mailspool import layout
+from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.errors import (
     InvalidBatch,
     InvalidMessage,
@@ -50,9 +49,10 @@ from mailspool.errors import (
     SendingPaused,
     TransientError,
 )
-from mailspool.ledger import Entry, Ledger, read_entries
 from mailspool.message import parse_address
-from mailspool.ratelimit import RateLimiter
+from mailspool.spool import batch as batch_format
+from mailspool.spool import layout
+from mailspool.spool.ledger import Entry, Ledger, read_entries
 from mailspool.stores.base import Lease, Store, default_owner
 from mailspool.transports.base import Transport
 

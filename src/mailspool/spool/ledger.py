@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from mailspool import layout
+from mailspool.spool import layout
 from mailspool.stores.base import Store
 
 __all__ = ["Entry", "Ledger", "read_entries"]

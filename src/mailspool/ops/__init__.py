@@ -1,0 +1,1 @@
+"""Operations: status counts, failed e-mails, garbage collection and the demo."""
