@@ -12,19 +12,27 @@ import pytest
 from mailspool.errors import ConfigurationError, PermanentError, TransientError
 from mailspool.transports import Transport, open_transport
 from mailspool.transports.smtp import SMTPTransport
-from tests.fixtures.smtp_server import SMTP_PASSWORD, SMTP_USER, SMTPSink
+from tests.fixtures.smtp_server import SMTP_PASSWORD, SMTP_USER, SMTPSink, running_smtp_server
 from tests.transport_contract import Delivered, TransportContract, simple_message
 
 
 class TestSMTPTransport(TransportContract):
+    """The contract against a server without PIPELINING and one that advertises it."""
+
+    @pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+    def contract_server(self, request: pytest.FixtureRequest) -> Iterator[SMTPSink]:
+        with running_smtp_server(pipelining=request.param) as server:
+            yield server
+
     @pytest.fixture
-    def transport(self, smtp_server: SMTPSink) -> Iterator[Transport]:
-        with open_transport(smtp_server.url) as transport:
+    def transport(self, contract_server: SMTPSink) -> Iterator[Transport]:
+        with open_transport(contract_server.url) as transport:
             yield transport
 
     @pytest.fixture
-    def delivered(self, smtp_server: SMTPSink) -> Delivered:
-        return lambda: [(e.mail_from, e.rcpt_tos, e.parsed()) for e in smtp_server.envelopes]
+    def delivered(self, contract_server: SMTPSink) -> Delivered:
+        envelopes = lambda: contract_server.envelopes  # noqa: E731
+        return lambda: [(e.mail_from, e.rcpt_tos, e.parsed()) for e in envelopes()]
 
 
 @pytest.fixture

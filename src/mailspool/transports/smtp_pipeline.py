@@ -1,0 +1,140 @@
+"""SMTP PIPELINING (RFC 2920) on top of ``smtplib``'s connection handling.
+
+Without pipelining an e-mail costs four round trips: MAIL FROM, RCPT TO (one per
+recipient), DATA, then the content. When the server advertises ``PIPELINING``,
+``PipeliningSMTP.sendmail`` writes MAIL FROM, every RCPT TO and DATA in one write and
+reads their answers in order: two round trips per e-mail, whatever the number of
+recipients. Socket, TLS, EHLO, AUTH and reply parsing stay ``smtplib``'s own.
+
+Answers are read and judged exactly as ``smtplib.SMTP.sendmail`` judges them, and the same
+exceptions come out: a refused sender is ``SMTPSenderRefused``, recipients refused while
+others were accepted are returned, all refused is ``SMTPRecipientsRefused``, a refused
+DATA or content is ``SMTPDataError``; a 421 closes the connection. RFC 2920 asks the
+client to check the answer to DATA even when every recipient was refused: if the server
+accepted it anyway (354), an empty message (a lone dot) ends the transaction.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["PipeliningSMTP"]
+
+_OK = frozenset({250, 251})
+_CRLF = b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answers:
+    """The answers to one pipelined group: MAIL FROM, each RCPT TO, then DATA."""
+
+    mail: tuple[int, bytes]
+    rcpt: tuple[tuple[int, bytes], ...]
+    data: tuple[int, bytes]
+
+
+class PipeliningSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` that pipelines the envelope when the server offers it.
+
+    ``pipelining = False`` (per connection) sends as plain ``smtplib`` does. A subclass
+    may override ``begin_data`` to learn when the content starts to travel.
+    """
+
+    pipelining = True
+
+    def sendmail(  # type: ignore[override]
+        self,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        msg: bytes,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        self.ehlo_or_helo_if_needed()
+        if not (self.pipelining and self.does_esmtp and self.has_extn("pipelining")):
+            return super().sendmail(from_addr, list(to_addrs), msg, mail_options, rcpt_options)
+        options = [*mail_options]
+        if self.has_extn("size"):
+            options.insert(0, f"size={len(msg)}")
+        self.send(_group(from_addr, options, to_addrs, rcpt_options))
+        answers = self._read_answers(len(to_addrs))
+        refused = self._judge_envelope(from_addr, to_addrs, answers)
+        self.begin_data()
+        self.send(_content(msg))
+        code, text = self.getreply()
+        if code != 250:
+            self._end_transaction(code)
+            raise smtplib.SMTPDataError(code, text)
+        return refused
+
+    def begin_data(self) -> None:
+        """Called when the server said 354 and the content is about to be sent."""
+
+    def _read_answers(self, recipients: int) -> _Answers:
+        mail = self.getreply()
+        rcpt = tuple(self.getreply() for _ in range(recipients))
+        return _Answers(mail, rcpt, self.getreply())
+
+    def _judge_envelope(
+        self, from_addr: str, to_addrs: Sequence[str], answers: _Answers
+    ) -> dict[str, tuple[int, bytes]]:
+        """The recipients refused; raises as ``smtplib.sendmail`` would for the rest."""
+        code, text = answers.mail
+        if code != 250:
+            self._abandon(answers.data[0], code)
+            raise smtplib.SMTPSenderRefused(code, text, from_addr)
+        refused: dict[str, tuple[int, bytes]] = {}
+        for address, (code, text) in zip(to_addrs, answers.rcpt, strict=True):
+            if code not in _OK:
+                refused[address] = (code, text)
+            if code == 421:
+                self.close()
+                raise smtplib.SMTPRecipientsRefused(refused)
+        if len(refused) == len(to_addrs):
+            self._abandon(answers.data[0], 250)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        code, text = answers.data
+        if code != 354:
+            self._end_transaction(code)
+            raise smtplib.SMTPDataError(code, text)
+        return refused
+
+    def _abandon(self, data_code: int, code: int) -> None:
+        """Leave a transaction that must not carry the message (RFC 2920, 3.1)."""
+        if (
+            code != 421 and data_code == 354
+        ):  # the server took DATA anyway: end it with an empty message
+            self.send(b"." + _CRLF)
+            self.getreply()
+        self._end_transaction(code)
+
+    def _end_transaction(self, code: int) -> None:
+        if code == 421:
+            self.close()
+        else:
+            self._rset()  # type: ignore[attr-defined]
+
+
+def _group(
+    sender: str, options: Sequence[str], recipients: Sequence[str], rcpt_options: Sequence[str]
+) -> bytes:
+    """MAIL FROM, each RCPT TO and DATA as one write."""
+    mail_tail = "".join(f" {option}" for option in options)
+    rcpt_tail = "".join(f" {option}" for option in rcpt_options)
+    lines = [f"mail FROM:{smtplib.quoteaddr(sender)}{mail_tail}"]
+    lines.extend(f"rcpt TO:{smtplib.quoteaddr(address)}{rcpt_tail}" for address in recipients)
+    lines.append("data")
+    for line in lines:
+        if "\r" in line or "\n" in line:
+            raise ValueError(f"a line break in an SMTP command: {line!r}")
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _content(msg: bytes) -> bytes:
+    """The message with leading dots doubled and the end-of-data line, as smtplib sends it."""
+    quoted: bytes = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
+    if not quoted.endswith(_CRLF):
+        quoted += _CRLF
+    return quoted + b"." + _CRLF
