@@ -1,24 +1,31 @@
-"""Deployment: the template passes cfn-lint and checkov, the zip imports the handler in a
-clean virtualenv, ``setup_bucket`` configures a bucket on moto (real HTTP)."""
+"""Deployment: the template passes cfn-lint and checkov and the CLI fills in its parameters,
+the zip imports the handler in a clean virtualenv, ``setup_bucket`` configures a bucket on
+moto (real HTTP)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import venv
 import zipfile
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from cfnlint.decode import cfn_yaml
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailspool.aws.bucket_setup import setup_bucket
 from mailspool.aws.cli import aws as aws_cli
 from mailspool.aws.package import build_package
-from mailspool.aws.template import build_template
+from mailspool.spool import layout
 from tests.fixtures.moto_server import MotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +43,27 @@ def _tool(name: str) -> str:
     found = next((c for c in candidates if c and Path(c).is_file()), None)
     assert found is not None, f"{name} is not installed: run the tests with 'python3 dev.py test'"
     return found
+
+
+def _printed(*args: str) -> str:
+    result = CliRunner().invoke(aws_cli, ["template", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _decoded(*args: str) -> dict[str, Any]:
+    """The printed template as CloudFormation reads it (cfn-lint's loader: !Sub, !Ref...)."""
+    decoded: dict[str, Any] = cfn_yaml.loads(_printed(*args))
+    return decoded
+
+
+def _sub(value: Any, template: dict[str, Any]) -> Any:
+    """``{"Fn::Sub": "..."}`` with the parameters' Defaults put in, as a deployment would."""
+    text = value["Fn::Sub"]
+    for name, parameter in template["Parameters"].items():
+        if "Default" in parameter:
+            text = text.replace("${" + name + "}", str(parameter["Default"]))
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -77,23 +105,95 @@ def test_the_template_passes_checkov_with_every_skip_justified(template_file: Pa
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Failed checks: 0" in result.stdout
-    for resource in build_template(bucket="b")["Resources"].values():
+    for resource in _decoded("--bucket", "b")["Resources"].values():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert skip["id"].startswith("CKV_")
             assert len(skip["comment"]) > 20
 
 
 def test_the_lifecycle_expires_finished_batches_only() -> None:
-    bucket = build_template(prefix="spool")["Resources"]["Bucket"]["Properties"]
-    prefixes = {r["Prefix"] for r in bucket["LifecycleConfiguration"]["Rules"]}
+    template = _decoded("--prefix", "spool")
+    bucket = template["Resources"]["Bucket"]["Properties"]
+    prefixes = {_sub(r["Prefix"], template) for r in bucket["LifecycleConfiguration"]["Rules"]}
     assert prefixes == {"spool/done/", "spool/ledger/", "spool/.leases/"}
+    assert {layout.DONE, layout.LEDGER} < {p.removeprefix("spool/") for p in prefixes}
     rules = bucket["NotificationConfiguration"]["QueueConfigurations"][0]["Filter"]["S3Key"][
         "Rules"
     ]
-    assert rules == [
-        {"Name": "prefix", "Value": "spool/queue/"},
+    assert [{**r, "Value": _sub(r["Value"], template)} for r in rules[:1]] + rules[1:] == [
+        {"Name": "prefix", "Value": f"spool/{layout.QUEUE}"},
         {"Name": "suffix", "Value": ".json"},
     ]
+
+
+def test_the_template_prints_as_packaged_without_options() -> None:
+    packaged = resources.files("mailspool.aws").joinpath("template.yaml").read_text("utf-8")
+    assert _printed() == packaged
+    assert packaged == (ROOT / "src" / "mailspool" / "aws" / "template.yaml").read_text("utf-8")
+
+
+def test_values_given_change_only_their_default_lines() -> None:
+    before = _printed().splitlines()
+    after = _printed("--bucket", "my-mail", "--prefix", "/spool/", "--set", "CodeBucket=deploy")
+    changed = [line for line in after.splitlines() if line not in before]
+    assert changed == [
+        '    Default: "my-mail"',
+        '    Default: "spool/"',
+        '    Default: "deploy"',
+    ]
+    assert len(after.splitlines()) == len(before) + 2  # BucketName and CodeBucket had none
+
+
+def test_the_role_is_scoped_to_the_prefix_and_keeps_every_permission() -> None:
+    template = _decoded("--prefix", "spool")
+    [policy] = template["Resources"]["FunctionRole"]["Properties"]["Policies"]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"] if "Sid" in s}
+    assert list(statements) == [
+        "StoreObjects",
+        "ListStore",
+        "SendThroughSes",
+        "ReadSendQuota",
+        "ConsumeNotifications",
+        "DeadLetters",
+        "Logs",
+    ]
+    objects = _sub(statements["StoreObjects"]["Resource"], template)
+    assert objects == "arn:${AWS::Partition}:s3:::${BucketName}/spool/*"
+    listing = statements["ListStore"]["Condition"]["StringLikeIfExists"]["s3:prefix"]
+    assert [_sub(p, template) for p in listing] == ["spool/*"]
+    assert statements["StoreObjects"]["Action"] == [
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+    ]
+
+
+def test_parameters_file_lists_the_values_for_deploy() -> None:
+    printed = _printed("--parameters", "--sender", "Site <a@example.com>", "--prefix", "spool")
+    assert json.loads(printed) == [
+        {"ParameterKey": "Prefix", "ParameterValue": "spool/"},
+        {"ParameterKey": "Sender", "ParameterValue": "Site <a@example.com>"},
+    ]
+
+
+@given(st.text(st.characters(codec="utf-8").filter(str.isprintable)))
+def test_any_printable_value_reads_back_as_given(value: str) -> None:
+    assert _decoded("--sender", value)["Parameters"]["Sender"]["Default"] == value
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "Nope=1"], "the template has no parameter Nope; it has BucketName"),
+        (["--sender", "a\nb"], "parameter Sender: 'a\\nb' holds a control or line-break"),
+        (["--set", "Sender"], "--set 'Sender': expected NAME=VALUE"),
+        (["--sender", "a", "--set", "Sender=b"], "Sender is given twice"),
+    ],
+)
+def test_wrong_values_are_refused_by_name(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(aws_cli, ["template", *args])
+    assert result.exit_code != 0
+    assert message in result.output
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -17,36 +19,91 @@ def aws() -> None:
 
 
 @aws.command()
-@click.option("--bucket", help="Default of the BucketName parameter.")
+@click.option("--bucket", help="BucketName: the bucket to create for batches.")
+@click.option("--prefix", help="Prefix: the store's folder inside the bucket.")
+@click.option("--region", "ses_region", help="SesRegion (default: the stack's region).")
+@click.option("--sender", help="Sender: the From of an e-mail that has none.")
+@click.option("--expire-days", type=click.IntRange(min=1), help="ExpireDays (template: 14).")
+@click.option("--runtime", help="Runtime: the Lambda runtime (template: python3.11).")
+@click.option("--memory", type=click.IntRange(128, 10240), help="MemorySize in MB (template: 512).")
 @click.option(
-    "--prefix", default="", help="Store prefix inside the bucket (fixed in the template)."
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Any parameter by its name, e.g. --set CodeBucket=my-deploy-bucket (repeatable).",
 )
-@click.option("--region", "ses_region", default="", help="SES region (default: the stack's).")
-@click.option("--sender", help="Default From address (MAILSPOOL_SENDER).")
-@click.option("--expire-days", type=click.IntRange(min=1), default=14, show_default=True)
-@click.option("--runtime", default="python3.11", show_default=True, help="Lambda runtime.")
+@click.option(
+    "--parameters",
+    "as_parameters",
+    is_flag=True,
+    help="Print the values as a parameters file (JSON) for 'aws cloudformation deploy "
+    "--parameter-overrides file://FILE' instead, and leave the template as packaged.",
+)
 def template(
     bucket: str | None,
-    prefix: str,
-    ses_region: str,
+    prefix: str | None,
+    ses_region: str | None,
     sender: str | None,
-    expire_days: int,
-    runtime: str,
+    expire_days: int | None,
+    runtime: str | None,
+    memory: int | None,
+    assignments: tuple[str, ...],
+    as_parameters: bool,
 ) -> None:
-    """Print the CloudFormation template (YAML) of the whole stack."""
-    from mailspool.aws.template import render_template
+    """Print the CloudFormation template (YAML) of the whole stack.
 
-    click.echo(
-        render_template(
-            bucket=bucket,
-            prefix=prefix,
-            sender=sender,
-            ses_region=ses_region,
-            expire_days=expire_days,
-            runtime=runtime,
-        ),
-        nl=False,
-    )
+    Without options it is the template as packaged; each value given becomes its
+    parameter's Default (only those lines change), or, with --parameters, a line of a
+    parameters file.
+    """
+    from mailspool.aws.template import fill_defaults, parameters_file
+
+    named = {
+        "BucketName": bucket,
+        "Prefix": None if prefix is None else _folder(prefix),
+        "SesRegion": ses_region,
+        "Sender": sender,
+        "ExpireDays": expire_days,
+        "Runtime": runtime,
+        "MemorySize": memory,
+    }
+    values = _assignments(assignments)
+    for name, value in named.items():
+        if value is not None:
+            if name in values:
+                raise click.UsageError(f"{name} is given twice (an option and --set)")
+            values[name] = str(value)
+    with _click_errors():
+        text = parameters_file(values) if as_parameters else fill_defaults(values)
+    click.echo(text, nl=False)
+
+
+def _folder(prefix: str) -> str:
+    """``spool`` or ``/spool/`` as the template's Prefix wants it: ``spool/``."""
+    stripped = prefix.strip("/")
+    return f"{stripped}/" if stripped else ""
+
+
+def _assignments(assignments: tuple[str, ...]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            raise click.UsageError(f"--set {assignment!r}: expected NAME=VALUE")
+        if name in values:
+            raise click.UsageError(f"--set {name} is given twice")
+        values[name] = value
+    return values
+
+
+@contextmanager
+def _click_errors() -> Iterator[None]:
+    """mailspool's errors as the CLI shows them: one line, exit status 1."""
+    try:
+        yield
+    except MailspoolError as err:
+        raise click.ClickException(str(err)) from err
 
 
 @aws.command()
@@ -70,7 +127,7 @@ def package(
     """Build the Lambda function zip with its dependencies."""
     from mailspool.aws.package import build_package
 
-    try:
+    with _click_errors():
         build_package(
             output,
             python_version=python_version,
@@ -78,8 +135,6 @@ def package(
             source=source,
             boto3=with_boto3,
         )
-    except MailspoolError as err:
-        raise click.ClickException(str(err)) from err
     click.echo(f"wrote {output} ({output.stat().st_size // 1024} KiB)")
 
 
@@ -95,7 +150,7 @@ def setup(
     """Configure an existing bucket: encryption, public access block, lifecycle, events."""
     from mailspool.aws.bucket_setup import setup_bucket
 
-    try:
+    with _click_errors():
         setup_bucket(
             bucket,
             prefix=prefix,
@@ -103,6 +158,4 @@ def setup(
             queue_arn=queue_arn,
             expire_days=expire_days,
         )
-    except MailspoolError as err:
-        raise click.ClickException(str(err)) from err
     click.echo(f"configured s3://{bucket}/{prefix.strip('/')}")

@@ -1,521 +1,99 @@
-"""The CloudFormation template of the whole stack: ``mailspool aws template``.
+"""The CloudFormation template of the whole stack and the values a deployment gives it.
 
-```
-bucket ──ObjectCreated queue/*.json──▶ SQS queue ──▶ deliver function ──▶ SES
-   │                                     └─ after 5 receives ─▶ dead-letter queue
-   └── sweeper function (every 5 minutes): re-drives old batches, reports late e-mails
-```
-
-An SQS queue between the bucket and the function breaks the usual circular dependency
-(the queue policy names the bucket by the name parameter, not by a reference), batches
-events, retries with a visibility timeout and keeps what keeps failing in a DLQ.
-The lifecycle rule expires finished batches only (``done/``, ``ledger/``, stale
-``.leases/``): never ``queue/``, ``failed/``, ``quarantine/`` or ``blobs/`` (a blob
-may be shared by a batch written today). The role may touch the bucket's prefix, send
-through SES identities of the account and region, and nothing else.
+The template is a file, ``template.yaml`` beside this module, so that it is read, diffed
+and reviewed as one. ``mailspool aws template`` prints it unchanged, or with the
+``Default:`` line of each parameter the user gives a value rewritten (nothing else);
+``--parameters`` prints those values instead as a CloudFormation parameters file for
+``aws cloudformation deploy --parameter-overrides file://FILE`` (also read by
+``create-stack --parameters file://FILE``), leaving the template as reviewed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import re
+from collections.abc import Mapping
+from importlib import resources
 
-from mailspool.aws.yaml import dump
-from mailspool.spool import layout
+from mailspool.errors import ConfigurationError
 
-__all__ = ["build_template", "render_template"]
+__all__ = ["fill_defaults", "parameter_names", "parameters_file", "template_text"]
 
-_PARTITION_ARN = "arn:${AWS::Partition}"
-_CHECKOV_SKIPS = {
-    "bucket": [
-        ("CKV_AWS_18", "access logging is the AccessLogBucket parameter (a second bucket)"),
-    ],
-    "function": [
-        ("CKV_AWS_117", "reaches only S3, SQS and SES public endpoints: a VPC adds NAT cost"),
-        ("CKV_AWS_173", "environment holds no secrets (URLs and numbers only)"),
-    ],
-    "queue": [
-        (
-            "CKV_AWS_27",
-            "encrypted with SSE-SQS (SqsManagedSseEnabled): S3 notifications cannot write to "
-            "a queue under the AWS-managed KMS key",
-        )
-    ],
-    "log": [("CKV_AWS_158", "logs hold no bodies or addresses; KMS key optional to add")],
-}
+_PARAMETERS = "Parameters:\n"
+_PARAMETER = re.compile(r"  ([A-Za-z0-9]+):\s*\n")
+_PROPERTY_INDENT = "    "
+_DEFAULT = _PROPERTY_INDENT + "Default:"
 
 
-def render_template(**options: Any) -> str:
-    """The template as YAML text; options as for ``build_template``."""
-    return dump(build_template(**options))
+def template_text() -> str:
+    """The template as packaged."""
+    return resources.files("mailspool.aws").joinpath("template.yaml").read_text("utf-8")
 
 
-def build_template(
-    *,
-    bucket: str | None = None,
-    prefix: str = "",
-    sender: str | None = None,
-    ses_region: str = "",
-    expire_days: int = 14,
-    runtime: str = "python3.11",
-) -> dict[str, Any]:
-    """The template as a dict. ``prefix`` is fixed here (it shapes ARNs and filters);
-    the rest are parameters whose defaults the arguments set."""
-    root = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    return {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": "mailspool: deferred e-mail from S3 batches through Lambda and SES",
-        "Parameters": _parameters(bucket, sender, ses_region, expire_days),
-        "Conditions": {
-            "UseKms": {"Fn::Not": [{"Fn::Equals": [{"Ref": "KmsKeyArn"}, ""]}]},
-            "LogAccess": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AccessLogBucket"}, ""]}]},
-            "SesInStackRegion": {"Fn::Equals": [{"Ref": "SesRegion"}, ""]},
-            "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]},
-        },
-        "Resources": {
-            **_storage(root),
-            **_queues(),
-            "FunctionRole": _role(root),
-            **_functions(root, runtime),
-            **_alarms(),
-        },
-        "Outputs": {
-            "BucketName": {"Value": {"Ref": "Bucket"}},
-            "StoreUrl": {"Value": {"Fn::Sub": f"s3://${{Bucket}}/{root}"}},
-            "NotificationQueueUrl": {"Value": {"Ref": "NotifyQueue"}},
-            "DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}},
-            "DeliverFunction": {"Value": {"Ref": "DeliverFunction"}},
-        },
-    }
+def parameter_names(text: str | None = None) -> list[str]:
+    """The template's parameters, in the order it declares them."""
+    lines = (text or template_text()).splitlines(keepends=True)
+    return list(_parameter_blocks(lines))
 
 
-def _parameters(
-    bucket: str | None, sender: str | None, ses_region: str, expire_days: int
-) -> dict[str, Any]:
-    def param(kind: str, description: str, default: Any = None, **extra: Any) -> dict[str, Any]:
-        spec: dict[str, Any] = {"Type": kind, "Description": description, **extra}
-        if default is not None:
-            spec["Default"] = default
-        return spec
-
-    return {
-        "BucketName": param("String", "The bucket to create for batches", bucket),
-        "CodeBucket": param("String", "Bucket holding the function zip (mailspool aws package)"),
-        "CodeKey": param("String", "Key of the function zip", "mailspool/function.zip"),
-        "Sender": param("String", "From when an e-mail has none", sender or ""),
-        "SesRegion": param("String", "SES region (empty: the stack's region)", ses_region),
-        "MaxRate": param(
-            "String",
-            "E-mails per second per invocation: SES MaxSendRate / ReservedConcurrency",
-            "7",
-        ),
-        "ReservedConcurrency": param(
-            "Number", "Invocations of the deliver function at once", 2, MinValue=2
-        ),
-        "FunctionTimeout": param("Number", "Seconds per invocation", 60, MinValue=10, MaxValue=900),
-        "ExpireDays": param(
-            "Number", "Days before finished batches and ledgers expire", expire_days, MinValue=1
-        ),
-        "Versioning": param(
-            "String", "Bucket versioning", "Enabled", AllowedValues=["Enabled", "Suspended"]
-        ),
-        "KmsKeyArn": param("String", "KMS key for bucket encryption (empty: SSE-S3)", ""),
-        "AccessLogBucket": param("String", "Bucket for S3 access logs (empty: none)", ""),
-        "LogRetentionDays": param("Number", "Days to keep function logs", 365),
-        "AlarmTopicArn": param("String", "SNS topic for alarms (empty: no action)", ""),
-    }
+def fill_defaults(values: Mapping[str, str], text: str | None = None) -> str:
+    """The template with each named parameter's ``Default`` set to its value."""
+    lines = (text or template_text()).splitlines(keepends=True)
+    blocks = _parameter_blocks(lines)
+    _check(values, blocks)
+    # From the last block up, so that an inserted line moves no block still to be done.
+    for name in sorted(values, key=lambda n: blocks[n].start, reverse=True):
+        block = blocks[name]
+        line = f"{_DEFAULT} {_yaml_string(name, values[name])}\n"
+        found = next((i for i in block if lines[i].startswith(_DEFAULT)), None)
+        if found is None:
+            lines.insert(block.stop, line)
+        else:
+            lines[found] = line
+    return "".join(lines)
 
 
-def _storage(root: str) -> dict[str, Any]:
-    def expire(rule_id: str, folder: str, days: Any) -> dict[str, Any]:
-        return {
-            "Id": rule_id,
-            "Status": "Enabled",
-            "Prefix": root + folder,
-            "ExpirationInDays": days,
-            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-        }
-
-    encryption = {
-        "Fn::If": [
-            "UseKms",
-            {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "KmsKeyArn"}},
-            {"SSEAlgorithm": "AES256"},
-        ]
-    }
-    bucket = {
-        "Type": "AWS::S3::Bucket",
-        "DependsOn": "NotifyQueuePolicy",
-        "DeletionPolicy": "Retain",
-        "UpdateReplacePolicy": "Retain",
-        "Metadata": _skips("bucket"),
-        "Properties": {
-            "BucketName": {"Ref": "BucketName"},
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True,
-                "BlockPublicPolicy": True,
-                "IgnorePublicAcls": True,
-                "RestrictPublicBuckets": True,
-            },
-            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-            "BucketEncryption": {
-                "ServerSideEncryptionConfiguration": [
-                    {"ServerSideEncryptionByDefault": encryption, "BucketKeyEnabled": True}
-                ]
-            },
-            "VersioningConfiguration": {"Status": {"Ref": "Versioning"}},
-            "LoggingConfiguration": {
-                "Fn::If": [
-                    "LogAccess",
-                    {"DestinationBucketName": {"Ref": "AccessLogBucket"}, "LogFilePrefix": "s3/"},
-                    {"Ref": "AWS::NoValue"},
-                ]
-            },
-            "LifecycleConfiguration": {
-                "Rules": [
-                    expire("ExpireFinishedBatches", layout.DONE, {"Ref": "ExpireDays"}),
-                    expire("ExpireLedgers", layout.LEDGER, {"Ref": "ExpireDays"}),
-                    expire("ExpireStaleLeases", ".leases/", 1),
-                ]
-            },
-            "NotificationConfiguration": {
-                "QueueConfigurations": [
-                    {
-                        "Event": "s3:ObjectCreated:*",
-                        "Queue": {"Fn::GetAtt": ["NotifyQueue", "Arn"]},
-                        "Filter": {
-                            "S3Key": {
-                                "Rules": [
-                                    {"Name": "prefix", "Value": root + layout.QUEUE},
-                                    {"Name": "suffix", "Value": ".json"},
-                                ]
-                            }
-                        },
-                    }
-                ]
-            },
-        },
-    }
-    tls_only = {
-        "Type": "AWS::S3::BucketPolicy",
-        "Properties": {
-            "Bucket": {"Ref": "Bucket"},
-            "PolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "TlsOnly",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:*",
-                        "Resource": [
-                            {"Fn::Sub": f"{_PARTITION_ARN}:s3:::${{BucketName}}"},
-                            {"Fn::Sub": f"{_PARTITION_ARN}:s3:::${{BucketName}}/*"},
-                        ],
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    }
-                ],
-            },
-        },
-    }
-    return {"Bucket": bucket, "BucketTlsPolicy": tls_only}
-
-
-def _queues() -> dict[str, Any]:
-    dead_letter = {
-        "Type": "AWS::SQS::Queue",
-        "Metadata": _skips("queue"),
-        "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
-    }
-    notify = {
-        "Type": "AWS::SQS::Queue",
-        "Metadata": _skips("queue"),
-        "Properties": {
-            "VisibilityTimeout": 900,  # at least 6 x the function timeout (AWS advice)
-            "SqsManagedSseEnabled": True,
-            "RedrivePolicy": {
-                "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
-                "maxReceiveCount": 5,
-            },
-        },
-    }
-    policy = {
-        "Type": "AWS::SQS::QueuePolicy",
-        "Properties": {
-            "Queues": [{"Ref": "NotifyQueue"}],
-            "PolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "BucketNotifications",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "s3.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": {"Fn::GetAtt": ["NotifyQueue", "Arn"]},
-                        "Condition": {
-                            "ArnEquals": {
-                                "aws:SourceArn": {
-                                    "Fn::Sub": f"{_PARTITION_ARN}:s3:::${{BucketName}}"
-                                }
-                            },
-                            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
-                        },
-                    }
-                ],
-            },
-        },
-    }
-    return {"DeadLetterQueue": dead_letter, "NotifyQueue": notify, "NotifyQueuePolicy": policy}
-
-
-def policy_statements(root: str) -> list[dict[str, Any]]:
-    """The function role's permissions (least privilege); ``docs/aws.md`` prints them."""
-    bucket_arn = f"{_PARTITION_ARN}:s3:::${{BucketName}}"
-    ses_arn = f"{_PARTITION_ARN}:ses:${{SesRegionName}}:${{AWS::AccountId}}"
-    listing: dict[str, Any] = {
-        "Sid": "ListStore",
-        "Effect": "Allow",
-        "Action": "s3:ListBucket",
-        "Resource": {"Fn::Sub": bucket_arn},
-    }
-    if root:
-        # IfExists: HeadObject's implicit ListBucket check (404, not 403) has no prefix.
-        listing["Condition"] = {"StringLikeIfExists": {"s3:prefix": [f"{root}*"]}}
-    ses_region = {"Fn::If": ["SesInStackRegion", {"Ref": "AWS::Region"}, {"Ref": "SesRegion"}]}
-    return [
-        {
-            "Sid": "StoreObjects",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            "Resource": {"Fn::Sub": f"{bucket_arn}/{root}*"},
-        },
-        listing,
-        {
-            "Sid": "SendThroughSes",
-            "Effect": "Allow",
-            "Action": ["ses:SendEmail", "ses:SendRawEmail"],
-            "Resource": [
-                {"Fn::Sub": [f"{ses_arn}:identity/*", {"SesRegionName": ses_region}]},
-                {"Fn::Sub": [f"{ses_arn}:configuration-set/*", {"SesRegionName": ses_region}]},
-            ],
-        },
-        {
-            "Sid": "ReadSendQuota",
-            "Effect": "Allow",
-            "Action": ["ses:GetAccount", "ses:GetSendQuota"],
-            "Resource": "*",
-        },
-        {
-            "Sid": "ConsumeNotifications",
-            "Effect": "Allow",
-            "Action": [
-                "sqs:ReceiveMessage",
-                "sqs:DeleteMessage",
-                "sqs:GetQueueAttributes",
-                "sqs:ChangeMessageVisibility",
-            ],
-            "Resource": {"Fn::GetAtt": ["NotifyQueue", "Arn"]},
-        },
-        {
-            "Sid": "DeadLetters",
-            "Effect": "Allow",
-            "Action": "sqs:SendMessage",
-            "Resource": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
-        },
-        {
-            "Sid": "Logs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": [
-                {"Fn::GetAtt": ["DeliverLogGroup", "Arn"]},
-                {"Fn::GetAtt": ["SweeperLogGroup", "Arn"]},
-            ],
-        },
-        {
-            "Fn::If": [
-                "UseKms",
-                {
-                    "Sid": "BucketKey",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": {"Ref": "KmsKeyArn"},
-                },
-                {"Ref": "AWS::NoValue"},
-            ]
-        },
+def parameters_file(values: Mapping[str, str], text: str | None = None) -> str:
+    """The values as a CloudFormation parameters file (JSON), in the template's order."""
+    blocks = _parameter_blocks((text or template_text()).splitlines(keepends=True))
+    _check(values, blocks)
+    for name, value in values.items():
+        _yaml_string(name, value)  # the same rule for both outputs
+    entries = [
+        {"ParameterKey": name, "ParameterValue": values[name]} for name in blocks if name in values
     ]
+    return json.dumps(entries, indent=2, ensure_ascii=False) + "\n"
 
 
-def _role(root: str) -> dict[str, Any]:
-    return {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "AssumeRolePolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            },
-            "Policies": [
-                {
-                    "PolicyName": "mailspool",
-                    "PolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": policy_statements(root),
-                    },
-                }
-            ],
-        },
-    }
+def _parameter_blocks(lines: list[str]) -> dict[str, range]:
+    """Each parameter's lines: its name line and the indented lines below it."""
+    blocks: dict[str, range] = {}
+    name = None
+    for number in range(lines.index(_PARAMETERS) + 1, len(lines)):
+        line = lines[number]
+        if line[:1] not in ("", " ", "\n", "#"):
+            break  # the next top-level section
+        match = _PARAMETER.fullmatch(line)
+        if match:
+            name = match[1]
+            blocks[name] = range(number, number + 1)
+        elif name is not None and line.startswith(_PROPERTY_INDENT):
+            blocks[name] = range(blocks[name].start, number + 1)
+    return blocks
 
 
-def _functions(root: str, runtime: str) -> dict[str, Any]:
-    environment = {
-        "MAILSPOOL_STORE": {"Fn::Sub": f"s3://${{BucketName}}/{root}"},
-        "MAILSPOOL_TRANSPORT": {
-            "Fn::If": [
-                "SesInStackRegion",
-                {"Fn::Sub": "ses://${AWS::Region}"},
-                {"Fn::Sub": "ses://${SesRegion}"},
-            ]
-        },
-        "MAILSPOOL_MAX_RATE": {"Ref": "MaxRate"},
-        "MAILSPOOL_SENDER": {"Ref": "Sender"},
-    }
-
-    def function(name: str, handler: str, timeout: Any, concurrency: Any) -> dict[str, Any]:
-        return {
-            "Type": "AWS::Lambda::Function",
-            "DependsOn": f"{name}LogGroup",
-            "Metadata": _skips("function"),
-            "Properties": {
-                "FunctionName": {"Fn::Sub": f"${{AWS::StackName}}-{name.lower()}"},
-                "Runtime": runtime,
-                "Handler": handler,
-                "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
-                "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
-                "Timeout": timeout,
-                "MemorySize": 512,
-                "ReservedConcurrentExecutions": concurrency,
-                "DeadLetterConfig": {"TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
-                "TracingConfig": {"Mode": "PassThrough"},
-                "Environment": {"Variables": environment},
-            },
-        }
-
-    def log_group(name: str) -> dict[str, Any]:
-        return {
-            "Type": "AWS::Logs::LogGroup",
-            "Metadata": _skips("log"),
-            "Properties": {
-                "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{name.lower()}"},
-                "RetentionInDays": {"Ref": "LogRetentionDays"},
-            },
-        }
-
-    deliver = function(
-        "Deliver",
-        "mailspool.aws.handler",
-        {"Ref": "FunctionTimeout"},
-        {"Ref": "ReservedConcurrency"},
-    )
-    sweeper = function("Sweeper", "mailspool.aws.sweeper_handler", 300, 1)
-    return {
-        "DeliverLogGroup": log_group("Deliver"),
-        "SweeperLogGroup": log_group("Sweeper"),
-        "DeliverFunction": deliver,
-        "SweeperFunction": sweeper,
-        "DeliverEvents": {
-            "Type": "AWS::Lambda::EventSourceMapping",
-            "Properties": {
-                "EventSourceArn": {"Fn::GetAtt": ["NotifyQueue", "Arn"]},
-                "FunctionName": {"Ref": "DeliverFunction"},
-                "BatchSize": 10,
-                "MaximumBatchingWindowInSeconds": 1,
-                "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                "ScalingConfig": {"MaximumConcurrency": {"Ref": "ReservedConcurrency"}},
-            },
-        },
-        "SweeperSchedule": {
-            "Type": "AWS::Events::Rule",
-            "Properties": {
-                "ScheduleExpression": "rate(5 minutes)",
-                "State": "ENABLED",
-                "Targets": [{"Id": "sweeper", "Arn": {"Fn::GetAtt": ["SweeperFunction", "Arn"]}}],
-            },
-        },
-        "SweeperPermission": {
-            "Type": "AWS::Lambda::Permission",
-            "Properties": {
-                "Action": "lambda:InvokeFunction",
-                "FunctionName": {"Ref": "SweeperFunction"},
-                "Principal": "events.amazonaws.com",
-                "SourceArn": {"Fn::GetAtt": ["SweeperSchedule", "Arn"]},
-            },
-        },
-    }
+def _check(values: Mapping[str, str], blocks: Mapping[str, range]) -> None:
+    unknown = sorted(set(values) - set(blocks))
+    if unknown:
+        raise ConfigurationError(
+            f"the template has no parameter {', '.join(unknown)}; it has {', '.join(blocks)}"
+        )
 
 
-def _alarms() -> dict[str, Any]:
-    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
-
-    def alarm(description: str, namespace: Any, metric: str, dimensions: Any) -> dict[str, Any]:
-        properties: dict[str, Any] = {
-            "AlarmDescription": description,
-            "Namespace": namespace,
-            "MetricName": metric,
-            "Statistic": "Maximum",
-            "Period": 300,
-            "EvaluationPeriods": 1,
-            "Threshold": 0,
-            "ComparisonOperator": "GreaterThanThreshold",
-            "TreatMissingData": "notBreaching",
-            "AlarmActions": actions,
-        }
-        if dimensions:
-            properties["Dimensions"] = dimensions
-        return {"Type": "AWS::CloudWatch::Alarm", "Properties": properties}
-
-    return {
-        "LateEmailsMetric": {
-            "Type": "AWS::Logs::MetricFilter",
-            "Properties": {
-                "LogGroupName": {"Ref": "SweeperLogGroup"},
-                "FilterPattern": '{ $.event = "sweep" }',
-                "MetricTransformations": [
-                    {
-                        "MetricNamespace": {"Fn::Sub": "mailspool/${AWS::StackName}"},
-                        "MetricName": "LateEmails",
-                        "MetricValue": "$.late",
-                        "DefaultValue": 0,
-                    }
-                ],
-            },
-        },
-        "LateEmailsAlarm": alarm(
-            "E-mails waiting longer than MAILSPOOL_ALERT_AFTER (the sweeper's report)",
-            {"Fn::Sub": "mailspool/${AWS::StackName}"},
-            "LateEmails",
-            None,
-        ),
-        "DeadLettersAlarm": alarm(
-            "Notifications that failed 5 times are in the dead-letter queue",
-            "AWS/SQS",
-            "ApproximateNumberOfMessagesVisible",
-            [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}],
-        ),
-        "DeliverErrorsAlarm": alarm(
-            "The deliver function raised",
-            "AWS/Lambda",
-            "Errors",
-            [{"Name": "FunctionName", "Value": {"Ref": "DeliverFunction"}}],
-        ),
-    }
-
-
-def _skips(kind: str) -> dict[str, Any]:
-    return {"checkov": {"skip": [{"id": i, "comment": c} for i, c in _CHECKOV_SKIPS[kind]]}}
+def _yaml_string(name: str, value: str) -> str:
+    """``value`` as a YAML double-quoted string (JSON's escapes are YAML's too)."""
+    if not all(ch.isprintable() for ch in value):
+        raise ConfigurationError(
+            f"parameter {name}: {value!r} holds a control or line-break character"
+        )
+    return json.dumps(value, ensure_ascii=False)
