@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from mailspool.errors import MailspoolError
+from mailspool.cli import _errors as _click_errors  # one way to show an error
 
 __all__ = ["aws"]
 
@@ -95,15 +93,6 @@ def _assignments(assignments: tuple[str, ...]) -> dict[str, str]:
             raise click.UsageError(f"--set {name} is given twice")
         values[name] = value
     return values
-
-
-@contextmanager
-def _click_errors() -> Iterator[None]:
-    """mailspool's errors as the CLI shows them: one line, exit status 1."""
-    try:
-        yield
-    except MailspoolError as err:
-        raise click.ClickException(str(err)) from err
 
 
 @aws.command()
