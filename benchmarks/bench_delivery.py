@@ -56,19 +56,21 @@ def worker_rate(
         store = FileStore(Path(folder) / "spool")
         queue_emails(store, count)
         transport = SMTPTransport.from_url(f"{url}?max_connections={concurrency}")
-        worker = Worker(store, transport, options=WorkerOptions(concurrency=concurrency))
         profiles: list[cProfile.Profile] = []
+        executor = None
         if profile:
-            worker._senders.shutdown()
-            worker._senders = ThreadPoolExecutor(
+            executor = ThreadPoolExecutor(
                 concurrency, initializer=_start_profile, initargs=(profiles,)
             )
+        worker = Worker(
+            store, transport, options=WorkerOptions(concurrency=concurrency), executor=executor
+        )
         started = time.perf_counter()
         report = drain(worker)
         seconds = time.perf_counter() - started
         worker.close()
         transport.close()
-        assert report.count("sent") == count, report
+        assert report.sent == count, report
         stats = None
         if profiles:
             for item in profiles:
@@ -134,7 +136,7 @@ def breakdown(stats: pstats.Stats) -> dict[str, float]:
         "decode e-mail": cumulative("mailspool/spool/batch.py", "message"),
         "rate limit": cumulative("mailspool/delivery/ratelimit.py", "acquire"),
     }
-    busy = cumulative("mailspool/delivery/worker.py", "_attempt") or total
+    busy = cumulative("mailspool/delivery/attempt.py", "attempt") or total
     parts["other"] = max(busy - sum(parts.values()), 0.0)
     return {name: value / busy for name, value in parts.items()}
 

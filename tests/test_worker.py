@@ -19,7 +19,7 @@ from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
 from mailspool.spool import layout
-from mailspool.spool.ledger import Ledger, read_entries
+from mailspool.spool.ledger import Ledger, LedgerEntry, read_entries
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.base import Receipt
@@ -57,7 +57,7 @@ def transport() -> MemoryTransport:
 def test_a_rerun_resumes_from_the_ledger(store: MemoryStore, transport: MemoryTransport) -> None:
     key = queue(store, 10)
     batch_id = layout.batch_id_from_key(key)
-    Ledger(store, batch_id).record_many({"i": i, "s": "sent", "id": "earlier"} for i in range(6))
+    Ledger(store, batch_id).record_many(LedgerEntry.sent(i, "earlier", 1) for i in range(6))
     report = Worker(store, transport, options=FAST).deliver(key)
     assert report.status == "finished"
     assert report.sent == 4
@@ -74,7 +74,9 @@ def test_transient_errors_are_retried_then_sent(
     report = Worker(store, transport, options=FAST).deliver(key)
     assert (report.sent, report.failed) == (5, 0)
     assert recipients(transport) == Counter(f"u{i}@example.com" for i in range(5))
-    attempts = sorted(e["a"] for e in read_entries(store, layout.batch_id_from_key(key)).values())
+    attempts = sorted(
+        e.attempts or 0 for e in read_entries(store, layout.batch_id_from_key(key)).values()
+    )
     assert attempts[-1] >= 2
 
 
@@ -167,7 +169,7 @@ def test_a_lost_continuation_file_is_written_when_the_batch_finishes(
     key = queue(store, 6)
     batch_id = layout.batch_id_from_key(key)
     Ledger(store, batch_id).record_many(
-        {"i": i, "s": "continued", "batch": f"{batch_id}-p3"} for i in range(3, 6)
+        LedgerEntry.continued(i, f"{batch_id}-p3") for i in range(3, 6)
     )
     report = Worker(store, transport, options=FAST).deliver(key)
     assert report.sent == 3
@@ -189,7 +191,7 @@ def test_a_large_batch_is_split_for_parallel_workers(
     worker = Worker(store, transport, options=options)
     reports = drain(worker)
     worker.close()
-    assert reports.count("sent") == 70
+    assert reports.sent == 70
     assert recipients(transport) == Counter(f"u{i}@example.com" for i in range(100))
 
 
@@ -234,8 +236,8 @@ def test_refused_recipients_are_recorded_and_retried_alone(
     status = collect_status(store)
     assert (status.sent, status.failed, status.refused_recipients) == (1, 0, 1)
     [failed] = admin.list_failed(store)
-    assert failed.recipients == ["b@example.com"]
-    assert "unknown" in str(failed.record["refused"])
+    assert failed.record.recipients == ["b@example.com"]
+    assert "unknown" in str(failed.record.refused)
     smtp_server.accept_recipient("b@example.com")
     admin.retry_failed(store, [failed])
     drain(worker)
@@ -263,7 +265,9 @@ def test_the_ledger_group_commits_and_loses_no_entry() -> None:
     ledger = Ledger(store, "b1")
     threads = [
         threading.Thread(
-            target=lambda n=n: [ledger.record({"i": n * 50 + k, "s": "sent"}) for k in range(50)]
+            target=lambda n=n: [
+                ledger.record(LedgerEntry.sent(n * 50 + k, "id", 1)) for k in range(50)
+            ]
         )
         for n in range(8)
     ]

@@ -26,6 +26,7 @@ from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
+from mailspool.producer.classify import Priority
 from mailspool.stores import Store, open_store
 from mailspool.transports import open_transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
@@ -135,7 +136,7 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
         )
         priority = opts["priority"]
         if priority is None:
-            priority = settings.default_priority == "now"
+            priority = settings.default_priority == Priority.NOW
         if priority:
             receipt = api.send_now(message, settings=settings)
             click.echo(f"sent {receipt.message_id} via {settings.priority_transport}")
@@ -284,9 +285,9 @@ def _log_batch(report: BatchReport) -> None:
 
 def _print_drain(report: DrainReport) -> None:
     click.echo(
-        f"drained {len(report.batches)} batch(es): {report.count('sent')} sent, "
-        f"{report.count('failed')} failed, "
-        f"{sum(1 for b in report.batches if b.status == 'quarantined')} quarantined"
+        f"drained {len(report.batches)} batch(es): {report.sent} sent, "
+        f"{report.failed} failed, "
+        f"{report.quarantined} quarantined"
     )
 
 
@@ -331,17 +332,18 @@ def failed_list(ctx: click.Context, store: str | None, as_json: bool) -> None:
         rows = [
             {
                 "id": i.id,
-                "attempts": i.attempts,
-                "retryable": i.retryable,
-                "recipients": i.recipients,
-                "reason": i.reason,
+                "attempts": i.record.attempts,
+                "retryable": i.record.retryable,
+                "recipients": i.record.recipients,
+                "reason": i.record.reason,
             }
             for i in items
         ]
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     for item in items:
-        click.echo(f"{item.id}\t{item.attempts}\t{', '.join(item.recipients)}\t{item.reason}")
+        record = item.record
+        click.echo(f"{item.id}\t{record.attempts}\t{', '.join(record.recipients)}\t{record.reason}")
 
 
 @failed.command("show")
@@ -357,7 +359,7 @@ def failed_show(ctx: click.Context, failed_id: str, store: str | None) -> None:
             raise click.ClickException(
                 f"no failed e-mail {failed_id!r} (see 'mailspool failed list')"
             ) from None
-    click.echo(orjson.dumps(item.record, option=orjson.OPT_INDENT_2).decode())
+    click.echo(orjson.dumps(item.record.to_json(), option=orjson.OPT_INDENT_2).decode())
 
 
 @failed.command("retry")

@@ -5,7 +5,8 @@ MailspoolError
 ├─ ConfigurationError (also ValueError)     a setting or URL is wrong
 │  └─ MissingDependency                      an optional extra is not installed
 ├─ InvalidMessage (also ValueError)         one e-mail is wrong: names source, index, field
-│  └─ InvalidBatch                          a batch file cannot be read
+│  ├─ InvalidBatch                          a batch file cannot be read
+│  └─ InvalidRecord                         a failed or quarantine record cannot be read
 ├─ StoreError                               the store failed or cannot be reached
 │  ├─ KeyNotFound (also KeyError)
 │  └─ LeaseLost                             another worker took over a claim
@@ -26,6 +27,7 @@ __all__ = [
     "DeliveryError",
     "InvalidBatch",
     "InvalidMessage",
+    "InvalidRecord",
     "KeyNotFound",
     "LeaseLost",
     "MailspoolError",
@@ -97,6 +99,11 @@ class InvalidMessage(MailspoolError, ValueError):
 
 class InvalidBatch(InvalidMessage):
     """A batch file cannot be read: not JSON, wrong types, missing fields, unknown version."""
+
+
+class InvalidRecord(InvalidMessage):
+    """A record of the store (``failed/``, ``quarantine/``) cannot be read; names the key
+    and the field."""
 
 
 class StoreError(MailspoolError):

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from mailspool.errors import InvalidMessage
 from mailspool.message import check_header, split_addresses
+from mailspool.producer.classify import Priority
 
 __all__ = ["PRIORITY_HEADER", "HeaderFields", "parse_headers"]
 
@@ -34,7 +35,7 @@ class HeaderFields:
     reply_to: tuple[str, ...] = ()
     content_type: str | None = None
     charset: str | None = None
-    priority: str | None = None
+    priority: Priority | None = None
     extra: tuple[tuple[str, str], ...] = ()
 
 
@@ -109,10 +110,10 @@ def _content_type(value: str) -> tuple[str, str | None]:
     return content_type, charset.lower() if isinstance(charset, str) else None
 
 
-def _priority(value: str) -> str:
-    word = value.strip().lower()
-    if word not in ("now", "deferred"):
+def _priority(value: str) -> Priority:
+    try:
+        return Priority(value.strip().lower())
+    except ValueError:
         raise InvalidMessage(
             f"{PRIORITY_HEADER} must be 'now' or 'deferred', not {value!r}", field=PRIORITY_HEADER
-        )
-    return word
+        ) from None

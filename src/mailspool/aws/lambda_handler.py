@@ -26,11 +26,12 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from mailspool.aws.events import ObjectEvent, parse_event
 from mailspool.aws.runtime import deadline_margin, open_runtime
-from mailspool.delivery.worker import BatchReport, Worker
+from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.errors import MailspoolError
 from mailspool.spool import layout
 from mailspool.stores.base import Store
@@ -40,8 +41,28 @@ __all__ = ["BatchNotDelivered", "LambdaContext", "deliver_event", "handle", "han
 
 log = logging.getLogger("mailspool.aws")
 
+
+class EventOutcome(StrEnum):
+    """What became of an announced object that was not delivered (else: its BatchStatus)."""
+
+    #: not a queued batch of this store
+    SKIPPED = "skipped"
+    #: not started: too close to the end of the invocation (SQS brings it back)
+    DEADLINE = "deadline"
+    #: the delivery raised (a store error): to be tried again
+    ERROR = "error"
+
+
 #: Outcomes after which the batch must be tried again (the others are settled).
-RETRY_STATUSES = frozenset({"paused", "lost", "stopped", "error", "deadline"})
+RETRY_STATUSES: frozenset[BatchStatus | EventOutcome] = frozenset(
+    {
+        BatchStatus.PAUSED,
+        BatchStatus.LOST,
+        BatchStatus.STOPPED,
+        EventOutcome.ERROR,
+        EventOutcome.DEADLINE,
+    }
+)
 
 
 class LambdaContext(Protocol):
@@ -59,7 +80,7 @@ class BatchNotDelivered(MailspoolError):
 @dataclass(slots=True)
 class _Result:
     event: ObjectEvent
-    status: str
+    status: BatchStatus | EventOutcome
     report: BatchReport | None = None
 
 
@@ -113,10 +134,11 @@ def _one(
 ) -> _Result:
     key = _store_key(worker.store, item)
     if key is None:
-        return _Result(item, "skipped")
+        return _Result(item, EventOutcome.SKIPPED)
     if item.message_id is not None and remaining is not None and remaining() < margin:
-        _log({"event": "batch", "batch": key, "status": "deadline", "request_id": request_id})
-        return _Result(item, "deadline")  # not started: SQS brings it back
+        outcome = EventOutcome.DEADLINE  # not started: SQS brings it back
+        _log({"event": "batch", "batch": key, "status": outcome, "request_id": request_id})
+        return _Result(item, outcome)
     try:
         report = worker.deliver(key, deadline=remaining)
     except Exception as err:  # a store error, or anything else: this batch is retried
@@ -125,13 +147,13 @@ def _one(
                 {
                     "event": "batch",
                     "batch": key,
-                    "status": "error",
+                    "status": EventOutcome.ERROR,
                     "request_id": request_id,
                     "error": f"{type(err).__name__}: {err}",
                 }
             )
         )
-        return _Result(item, "error")
+        return _Result(item, EventOutcome.ERROR)
     _log(
         {
             "event": "batch",

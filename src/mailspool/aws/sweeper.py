@@ -20,14 +20,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import orjson
-
 from mailspool.aws.lambda_handler import LambdaContext
 from mailspool.aws.runtime import deadline_margin, open_runtime
-from mailspool.delivery.worker import Deadline, Worker
+from mailspool.delivery.worker import BatchStatus, Deadline, Worker
 from mailspool.errors import ConfigurationError
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.records import BatchOutline
 from mailspool.stores.base import Store
 
 __all__ = ["SweepReport", "sweep", "sweeper_handler"]
@@ -74,7 +73,7 @@ def sweep(
             report.left += 1
             continue
         result = worker.deliver(key, deadline=deadline)
-        if result.status == "held":
+        if result.status is BatchStatus.HELD:
             report.held += 1
         else:
             report.redriven.append(key)
@@ -130,11 +129,10 @@ def _queued(store: Store, now: float) -> list[tuple[str, float]]:
 def _waiting(store: Store, key: str) -> int:
     """E-mails of a queued batch with no outcome in its ledger (0 if it is gone)."""
     try:
-        document = orjson.loads(store.get(key))
-    except Exception:  # gone since the listing, or unreadable: the worker quarantines it
+        outline = BatchOutline.read(store.get(key))
+    except Exception:  # gone since the listing: the worker finished it
         return 0
-    emails = document.get("emails") if isinstance(document, dict) else None
-    total = len(emails) if isinstance(emails, list) else 0
+    total = 0 if outline is None else outline.emails  # unreadable: the worker quarantines it
     return max(total - len(read_entries(store, layout.batch_id_from_key(key))), 0)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from mailspool.spool import layout
+from mailspool.spool.records import BatchDocument, FailedRecord, timestamp
 from mailspool.stores.base import Store
 
 __all__ = ["FailedEmail", "collect_garbage", "list_failed", "retry_failed", "show_failed"]
@@ -17,17 +18,11 @@ __all__ = ["FailedEmail", "collect_garbage", "list_failed", "retry_failed", "sho
 
 @dataclass(frozen=True, slots=True)
 class FailedEmail:
-    """One record of ``failed/``: the e-mail, why it failed, how often it was tried."""
+    """One record of ``failed/`` (the e-mail, why it failed, how often it was tried) and
+    its key."""
 
     key: str
-    batch: str
-    index: int
-    reason: str
-    attempts: int
-    retryable: bool
-    failed_at: str
-    recipients: list[str]
-    record: dict[str, Any]
+    record: FailedRecord
 
     @property
     def id(self) -> str:
@@ -45,22 +40,7 @@ def show_failed(store: Store, failed_id: str) -> FailedEmail:
 
 
 def _load(store: Store, key: str) -> FailedEmail:
-    record = orjson.loads(store.get(key))
-    email = record.get("email") or {}
-    recipients = list(email.get("to") or [])
-    if record.get("refused"):
-        recipients = list(record["refused"])
-    return FailedEmail(
-        key=key,
-        batch=str(record.get("batch")),
-        index=int(record.get("index", 0)),
-        reason=str(record.get("reason")),
-        attempts=int(record.get("attempts", 0)),
-        retryable=bool(record.get("retryable")),
-        failed_at=str(record.get("failedAt")),
-        recipients=recipients,
-        record=record,
-    )
+    return FailedEmail(key, FailedRecord.decode(store.get(key), source=key))
 
 
 def retry_failed(store: Store, failed: Iterable[FailedEmail]) -> list[str]:
@@ -70,42 +50,39 @@ def retry_failed(store: Store, failed: Iterable[FailedEmail]) -> list[str]:
     re-queue an e-mail twice, never lose one. A partial failure (some recipients
     refused) is re-sent to the refused recipients only.
     """
-    groups: dict[bytes, tuple[dict[str, Any], list[FailedEmail]]] = {}
+    groups: dict[bytes, tuple[Mapping[str, Any], list[FailedEmail]]] = {}
     for item in failed:
-        meta = item.record.get("meta") or {}
-        groups.setdefault(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS), (meta, []))[1].append(
-            item
-        )
+        meta = item.record.meta
+        group = orjson.dumps(meta, option=orjson.OPT_SORT_KEYS)
+        groups.setdefault(group, (meta, []))[1].append(item)
     written = []
     for meta, items in groups.values():
         batch_id = layout.new_batch_id()
-        document = {
-            "version": 1,
-            "id": batch_id,
-            "createdAt": _now(),
-            "meta": _retry_meta(meta, items),
-            "emails": [_retry_email(item) for item in items],
-        }
+        document = BatchDocument(
+            id=batch_id,
+            created_at=timestamp(),
+            meta=_retry_meta(meta, items),
+            emails=[_retry_email(item.record) for item in items],
+        )
         key = layout.queue_key(batch_id)
-        store.put(key, orjson.dumps(document))
+        store.put(key, document.encode())
         written.append(key)
         for item in items:
             store.delete(item.key)
     return written
 
 
-def _retry_meta(meta: dict[str, Any], items: list[FailedEmail]) -> dict[str, Any]:
-    if any(item.record.get("partial") for item in items):
+def _retry_meta(meta: Mapping[str, Any], items: list[FailedEmail]) -> Mapping[str, Any]:
+    if any(item.record.partial for item in items):
         # Refused recipients are re-sent as To only; cc/bcc already got the e-mail.
         return {k: v for k, v in meta.items() if k not in ("cc", "bcc")}
     return meta
 
 
-def _retry_email(item: FailedEmail) -> dict[str, Any]:
-    email = dict(item.record.get("email") or {})
-    if item.record.get("partial"):
-        email["to"] = item.recipients
-    return email
+def _retry_email(record: FailedRecord) -> Mapping[str, Any]:
+    if record.partial:
+        return {**record.email, "to": record.recipients}
+    return record.email
 
 
 def collect_garbage(store: Store, *, older_than: float, now: float | None = None) -> list[str]:
@@ -121,9 +98,3 @@ def collect_garbage(store: Store, *, older_than: float, now: float | None = None
         store.delete(info.key)
         removed.append(info.key)
     return removed
-
-
-def _now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")

@@ -90,7 +90,7 @@ def run_demo(settings: Settings, *, followers: int) -> None:
         worker.close()
         transport.close()
     seconds = time.perf_counter() - started
-    sent = report.count("sent")
+    sent = report.sent
     click.echo(f"delivered: {sent} e-mails in {seconds:.2f} s ({sent / max(seconds, 1e-9):.0f}/s)")
     status = collect_status(store)
     click.echo(

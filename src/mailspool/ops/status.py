@@ -17,13 +17,13 @@ E-mails handed to a continuation batch are counted there, not in their first bat
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import orjson
-
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.records import BatchOutline, LedgerEntry, LedgerState
 from mailspool.stores.base import Store
 
 __all__ = ["Status", "collect_status"]
@@ -60,9 +60,8 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
         batch_id = layout.batch_id_from_key(info.key)
         total = _email_count(store, info.key)
         entries = read_entries(store, batch_id)
-        sent_here = sum(1 for e in entries.values() if e.get("s") == "sent")
-        sent += sent_here
-        refused += sum(len(e.get("refused") or ()) for e in entries.values())
+        sent += _sent(entries.values())
+        refused += _refused(entries.values())
         waiting = max(total - len(entries), 0)
         if waiting:
             pending += waiting
@@ -73,8 +72,8 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
     for info in store.list(layout.DONE):
         batches_done += 1
         entries = read_entries(store, layout.batch_id_from_key(info.key))
-        sent += sum(1 for e in entries.values() if e.get("s") == "sent")
-        refused += sum(len(e.get("refused") or ()) for e in entries.values())
+        sent += _sent(entries.values())
+        refused += _refused(entries.values())
     failed = sum(1 for key in store.keys(layout.FAILED) if not layout.is_partial_failure(key))
     quarantined = sum(
         _email_count(store, info.key, default=1)
@@ -95,8 +94,15 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
 
 def _email_count(store: Store, key: str, default: int = 0) -> int:
     try:
-        document = orjson.loads(store.get(key))
-    except (orjson.JSONDecodeError, Exception):  # unreadable: it still held something
+        outline = BatchOutline.read(store.get(key))
+    except Exception:  # unreadable: it still held something
         return default
-    emails = document.get("emails") if isinstance(document, dict) else None
-    return len(emails) if isinstance(emails, list) and emails else default
+    return outline.emails if outline is not None and outline.emails else default
+
+
+def _sent(entries: Iterable[LedgerEntry]) -> int:
+    return sum(1 for entry in entries if entry.state is LedgerState.SENT)
+
+
+def _refused(entries: Iterable[LedgerEntry]) -> int:
+    return sum(len(entry.refused or ()) for entry in entries)

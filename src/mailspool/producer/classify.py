@@ -16,8 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import parseaddr
+from enum import StrEnum
 
-__all__ = ["Decision", "classify"]
+__all__ = ["Decision", "Priority", "classify"]
+
+
+class Priority(StrEnum):
+    """The words of the priority header and of ``MAILSPOOL_DEFAULT_PRIORITY``."""
+
+    NOW = "now"
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +51,7 @@ def classify(
     if priority is not None:
         votes.append(bool(priority))
     if header is not None:
-        votes.append(header == "now")
+        votes.append(header == Priority.NOW)
     if marker_recipient:
         marker = parseaddr(marker_recipient)[1].lower()
         kept = tuple(a for a in to if parseaddr(a)[1].lower() != marker)
@@ -53,5 +61,5 @@ def classify(
     if subject_marker and subject.startswith(subject_marker):
         votes.append(False)
         subject = subject[len(subject_marker) :].lstrip()
-    votes.append(default == "now")
+    votes.append(default == Priority.NOW)
     return Decision(priority=votes[0], to=to, subject=subject)

@@ -31,12 +31,11 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
-import orjson
-
 from mailspool.errors import KeyNotFound, StoreError
 from mailspool.producer.handoff import EncodedBatches, write_encoded
 from mailspool.shared import shared_store
 from mailspool.spool import layout
+from mailspool.spool.records import BatchOutline
 from mailspool.stores.base import Store
 
 __all__ = [
@@ -200,15 +199,7 @@ def recover_fallback_for(store: Store, fallback_base: str) -> int:
 
 
 def _blob_keys(data: bytes) -> list[str]:
-    """The blob keys a batch file refers to (attachments stored by reference)."""
-    try:
-        document = orjson.loads(data)
-        emails = document.get("emails") or []
-        return [
-            layout.blob_key(item["sha256"])
-            for email in emails
-            for item in (email.get("attachments") or [])
-            if isinstance(item, dict) and isinstance(item.get("sha256"), str)
-        ]
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        return []  # an unreadable batch moves as it is; the worker quarantines it
+    """The blob keys a batch file refers to (an unreadable batch moves as it is; the
+    worker quarantines it)."""
+    outline = BatchOutline.read(data)
+    return [] if outline is None else [layout.blob_key(digest) for digest in outline.blobs]

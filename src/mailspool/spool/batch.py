@@ -28,13 +28,12 @@ import binascii
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-
-import orjson
 
 from mailspool.errors import InvalidBatch, InvalidMessage, KeyNotFound
 from mailspool.message import Attachment, Message, split_addresses
+from mailspool.spool.records import CURRENT_VERSION, BatchDocument, json_object, timestamp
 
 __all__ = [
     "CURRENT_VERSION",
@@ -47,7 +46,6 @@ __all__ = [
     "meta_key",
 ]
 
-CURRENT_VERSION = 1
 KNOWN_VERSIONS = frozenset({0, 1})
 CONTENT_TYPES = frozenset({"text/html", "text/plain"})
 
@@ -105,15 +103,12 @@ def encode(
     key = meta_key(messages[0], default_sender)
     if any(meta_key(m, default_sender) != key for m in messages[1:]):
         raise InvalidBatch("every e-mail of a batch must share its meta", field="meta")
-    moment = created_at or datetime.now(UTC)
-    document = {
-        "version": CURRENT_VERSION,
-        "id": batch_id,
-        "createdAt": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "meta": _encode_meta(key),
-        "emails": [_encode_email(m, blob_writer, inline_limit) for m in messages],
-    }
-    return orjson.dumps(document)
+    return BatchDocument(
+        id=batch_id,
+        created_at=timestamp(created_at),
+        meta=_encode_meta(key),
+        emails=[_encode_email(m, blob_writer, inline_limit) for m in messages],
+    ).encode()
 
 
 def _encode_meta(key: MetaKey) -> dict[str, Any]:
@@ -197,6 +192,15 @@ class Batch:
     def raw_email(self, index: int) -> Mapping[str, Any]:
         return self.emails[index]
 
+    def document(self) -> BatchDocument:
+        """The file as mailspool writes it (a version-1 file encodes to its own bytes)."""
+        return BatchDocument(self.id, self.created_at, self.meta, self.emails, self.version)
+
+    def part(self, batch_id: str, indices: Sequence[int]) -> BatchDocument:
+        """A new batch of some of these e-mails with the same meta (a continuation)."""
+        emails = [self.emails[i] for i in indices]
+        return BatchDocument(batch_id, self.created_at or timestamp(), self.meta, emails)
+
     def recipient_total(self) -> int:
         """Recipients in the whole file (to + cc + bcc of each e-mail), as SES counts them."""
         shared = sum(len(_as_list(self.meta.get(k))) for k in ("cc", "bcc"))
@@ -205,12 +209,7 @@ class Batch:
 
 def decode(data: bytes | str, *, source: str = "<batch>") -> Batch:
     """Check a file's structure (JSON, types, required fields, version); raise InvalidBatch."""
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as err:
-        raise InvalidBatch(f"not valid JSON: {err}", source=source) from None
-    if not isinstance(document, dict):
-        raise InvalidBatch("the file must hold a JSON object", source=source)
+    document = json_object(data, source, InvalidBatch)
     version = document.get("version", 0)
     if isinstance(version, bool) or version not in KNOWN_VERSIONS:
         raise InvalidBatch(

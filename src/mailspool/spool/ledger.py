@@ -6,39 +6,33 @@ been sent without being recorded: that is the duplicate window, the send concurr
 Records are group-committed: threads that finish while a write is under way are written
 together by the next one (one ``append`` per group, which on S3 is one PUT).
 
-On disk a record is one JSON array of entries, each ``{"i": index, "s": status, ...}``
-with status ``sent`` (``id``: provider message id), ``failed`` (``reason``,
-``attempts``) or ``continued`` (``batch``: the batch that carries the e-mail on).
+On disk a record is one JSON array of entries (``records.LedgerEntry``), each
+``{"i": index, "s": state, ...}`` with state ``sent`` (``id``: the provider's message
+id, ``a``: attempts, ``refused``: recipients refused while the others got it),
+``failed`` (``reason``, ``a``) or ``continued`` (``batch``: the batch that carries the
+e-mail on).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
-
-import orjson
 
 from mailspool.spool import layout
+from mailspool.spool.records import LedgerEntry, decode_entries, encode_entries
 from mailspool.stores.base import Store
 
-__all__ = ["Entry", "Ledger", "read_entries"]
-
-Entry = dict[str, Any]
+__all__ = ["Ledger", "LedgerEntry", "read_entries"]
 
 
-def read_entries(store: Store, batch_id: str) -> dict[int, Entry]:
-    """The last entry recorded for each e-mail index of a batch."""
-    entries: dict[int, Entry] = {}
-    for record in store.read_log(layout.ledger_key(batch_id)):
-        try:
-            items = orjson.loads(record)
-        except orjson.JSONDecodeError:
-            continue  # a torn write from a crash: its e-mails count as not recorded
-        for entry in items if isinstance(items, list) else (items,):
-            if isinstance(entry, dict) and isinstance(entry.get("i"), int):
-                entries[entry["i"]] = entry
-    return entries
+def read_entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
+    """The last entry recorded for each e-mail index of a batch. A torn write from a
+    crash holds no entry: its e-mails count as not recorded."""
+    return {
+        entry.index: entry
+        for record in store.read_log(layout.ledger_key(batch_id))
+        for entry in decode_entries(record)
+    }
 
 
 class Ledger:
@@ -48,17 +42,17 @@ class Ledger:
         self._store = store
         self._key = layout.ledger_key(batch_id)
         self._cond = threading.Condition()
-        self._pending: list[Entry] = []
+        self._pending: list[LedgerEntry] = []
         self._queued = 0  # entries handed to record()
         self._durable = 0  # entries known written
         self._writing = False
         self._error: BaseException | None = None
 
-    def record(self, entry: Entry) -> None:
+    def record(self, entry: LedgerEntry) -> None:
         """Add one entry and return once it is durable (raises if the write failed)."""
         self.record_many((entry,))
 
-    def record_many(self, entries: Iterable[Entry]) -> None:
+    def record_many(self, entries: Iterable[LedgerEntry]) -> None:
         """Add entries and return once all are durable (entries are written in order)."""
         added = list(entries)
         with self._cond:
@@ -79,7 +73,7 @@ class Ledger:
         self._writing = True
         self._cond.release()
         try:
-            self._store.append(self._key, orjson.dumps(batch))
+            self._store.append(self._key, encode_entries(batch))
         except BaseException as err:
             self._cond.acquire()
             self._error = err

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from mailspool.config import Settings
-from mailspool.delivery.worker import BatchReport, Worker
+from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.producer.fallback import recover_fallback_for
 from mailspool.spool import layout
 from mailspool.stores.base import Store
@@ -53,12 +53,26 @@ class DrainReport:
 
     batches: list[BatchReport] = field(default_factory=list)
 
-    def count(self, name: str) -> int:
-        return sum(int(getattr(report, name)) for report in self.batches)
+    @property
+    def sent(self) -> int:
+        return sum(report.sent for report in self.batches)
+
+    @property
+    def failed(self) -> int:
+        return sum(report.failed for report in self.batches)
+
+    @property
+    def continued(self) -> int:
+        return sum(report.continued for report in self.batches)
+
+    @property
+    def quarantined(self) -> int:
+        """Batch files found unreadable (moved to ``quarantine/``)."""
+        return sum(1 for report in self.batches if report.status is BatchStatus.QUARANTINED)
 
     @property
     def paused(self) -> bool:
-        return any(report.status == "paused" for report in self.batches)
+        return any(report.status is BatchStatus.PAUSED for report in self.batches)
 
 
 def drain(
@@ -119,7 +133,7 @@ def run_forever(
             log.error("batch %s: %s", key, future.exception())
             return
         report = future.result()
-        if report.status == "paused":
+        if report.status is BatchStatus.PAUSED:
             log.error("sending paused by the provider: waiting %.0f s", pause)
             paused_until = time.monotonic() + pause
         if on_batch is not None:

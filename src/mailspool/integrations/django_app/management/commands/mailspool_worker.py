@@ -35,8 +35,8 @@ class Command(BaseCommand):
             raise CommandError(str(err)) from err
         if report is not None:
             self.stdout.write(
-                f"drained {len(report.batches)} batch(es): {report.count('sent')} sent, "
-                f"{report.count('failed')} failed"
+                f"drained {len(report.batches)} batch(es): {report.sent} sent, "
+                f"{report.failed} failed"
             )
 
     def _run(self, *, drain_only: bool, options: dict[str, Any]) -> DrainReport | None:

@@ -1,0 +1,258 @@
+"""One claimed batch from claim to finish: load it (or quarantine it), send what its
+ledger lacks through the sender pool with a window of e-mails in flight, retry on a timer
+(no sender thread sleeps through a backoff), keep the claim alive, hand the rest to a
+continuation near the deadline, and move it to ``done/`` when nothing is left."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+from mailspool.delivery.attempt import Attempt, EmailSender, SendOutcome, SendRules
+from mailspool.delivery.report import BatchReport, BatchStatus
+from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost
+from mailspool.spool import batch as batch_format
+from mailspool.spool import layout
+from mailspool.spool.ledger import Ledger, read_entries
+from mailspool.spool.records import LedgerEntry, LedgerState, QuarantineError
+from mailspool.stores.base import Lease, Store
+
+if TYPE_CHECKING:  # the worker module imports this one
+    from mailspool.delivery.worker import WorkerOptions
+
+__all__ = ["BatchRun", "Deadline", "DeliveryContext", "backoff"]
+
+log = logging.getLogger("mailspool.worker")
+
+#: Seconds left before the caller must return (Lambda's remaining time).
+Deadline = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What a batch run needs from its worker."""
+
+    store: Store
+    senders: Executor
+    options: WorkerOptions
+    rules: SendRules
+
+
+def backoff(options: WorkerOptions, attempt: int) -> float:
+    """Full jitter: a random delay up to base * 2^(attempt-1), capped."""
+    ceiling = min(options.retry_cap, options.retry_base * 2 ** (attempt - 1))
+    return random.uniform(0, ceiling)
+
+
+@dataclass(order=True, slots=True)
+class _Retry:
+    due: float
+    index: int
+    attempt: int = field(compare=False)
+
+
+class _Halt(Enum):
+    """Why the send loop stopped taking e-mails (it still collects those in flight)."""
+
+    NONE = auto()
+    TROUBLE = auto()  # paused by the provider, or the claim lost
+    DEADLINE = auto()  # the rest goes to a continuation
+    STOPPED = auto()  # the worker is stopping
+
+
+class BatchRun:
+    """Delivers one claimed batch once; ``run`` returns its report."""
+
+    def __init__(
+        self, context: DeliveryContext, key: str, lease: Lease, deadline: Deadline | None
+    ) -> None:
+        self._context = context
+        self._store = context.store
+        self._options = context.options
+        self._lease = lease
+        self._deadline = deadline
+        self._report = BatchReport(key=key, batch_id=layout.batch_id_from_key(key))
+        self._trouble: BatchStatus | None = None  # PAUSED or LOST, once it happens
+        self._renew_at = time.monotonic() + self._options.lease_ttl / 3
+        # the send loop's state
+        self._pending: list[int] = []  # popped from the end: lowest index first
+        self._retries: list[_Retry] = []  # a heap: the next one due first
+        self._in_flight = 0
+        self._done: queue.Queue[Future[Attempt]] = queue.Queue()
+        self._recorded: dict[int, LedgerEntry] = {}  # what this run wrote to the ledger
+
+    def run(self) -> BatchReport:
+        report = self._report
+        try:
+            data = self._store.get(report.key)
+        except KeyNotFound:
+            report.status = BatchStatus.MISSING  # finished by another worker before our claim
+            return report
+        try:
+            batch = batch_format.decode(data, source=report.key)
+        except InvalidBatch as err:
+            self._quarantine(data, err)
+            report.status, report.error = BatchStatus.QUARANTINED, str(err)
+            return report
+        self._deliver(batch)
+        return report
+
+    # -- the batch ----------------------------------------------------------------------
+
+    def _deliver(self, batch: batch_format.Batch) -> None:
+        entries = read_entries(self._store, self._report.batch_id)
+        todo = [i for i in range(len(batch)) if i not in entries]
+        size = self._options.split_above
+        if size and len(todo) > size:
+            for start in range(size, len(todo), size):
+                entries.update(self._continue(batch, todo[start : start + size]))
+            todo = todo[:size]
+        ledger = Ledger(self._store, self._report.batch_id)
+        halt = self._send(EmailSender(self._context.rules, self._store, batch, ledger), todo)
+        entries.update(self._recorded)  # no re-read: the claim kept the ledger ours
+        if halt is _Halt.DEADLINE and self._trouble is None:
+            rest = sorted([*self._pending, *(retry.index for retry in self._retries)])
+            if rest:
+                entries.update(self._continue(batch, rest))
+        self._report.pending = len(batch) - len(entries)
+        self._report.status = self._conclude(halt)
+        if self._report.status is BatchStatus.FINISHED:
+            self._finish(batch, entries)
+
+    def _conclude(self, halt: _Halt) -> BatchStatus:
+        """The run's status, decided once at its end."""
+        if self._trouble is not None:
+            return self._trouble
+        if halt is _Halt.STOPPED or self._report.pending:
+            return BatchStatus.STOPPED
+        return BatchStatus.FINISHED
+
+    def _continue(self, batch: batch_format.Batch, indices: list[int]) -> dict[int, LedgerEntry]:
+        """Hand e-mails to a new batch: ledger first, then the file (see ``_finish``).
+        Returns the ledger entries written."""
+        continuation_id = f"{self._report.batch_id}-p{indices[0]}"
+        entries = {i: LedgerEntry.continued(i, continuation_id) for i in indices}
+        Ledger(self._store, self._report.batch_id).record_many(entries.values())
+        self._store.put(
+            layout.queue_key(continuation_id), batch.part(continuation_id, indices).encode()
+        )
+        self._report.continued += len(indices)
+        self._report.continuations.append(layout.queue_key(continuation_id))
+        return entries
+
+    def _finish(self, batch: batch_format.Batch, entries: dict[int, LedgerEntry]) -> None:
+        carried: dict[str, list[int]] = {}
+        for index, entry in entries.items():
+            if entry.state is LedgerState.CONTINUED and entry.batch is not None:
+                carried.setdefault(entry.batch, []).append(index)
+        for continuation_id, indices in carried.items():
+            # A crash between the ledger entry and the write leaves no file: write it now.
+            if not (
+                self._store.exists(layout.queue_key(continuation_id))
+                or self._store.exists(layout.done_key(continuation_id))
+            ):
+                part = batch.part(continuation_id, sorted(indices))
+                self._store.put(layout.queue_key(continuation_id), part.encode())
+        self._store.move(self._report.key, layout.done_key(self._report.batch_id))
+
+    def _quarantine(self, data: bytes, err: InvalidBatch) -> None:
+        key = self._report.key
+        log.warning("quarantined %s: %s", key, err)
+        self._store.put(layout.quarantine_key(key), data)
+        self._store.put(layout.quarantine_error_key(key), QuarantineError.of(key, err).encode())
+        self._store.delete(key)
+
+    # -- the send loop ------------------------------------------------------------------
+
+    def _send(self, sender: EmailSender, todo: list[int]) -> _Halt:
+        """Keep up to ``concurrency`` e-mails in flight until none is left or a halt."""
+        self._pending = list(reversed(todo))
+        halt = _Halt.NONE
+        while self._pending or self._retries or self._in_flight:
+            if halt is _Halt.NONE:
+                halt = self._halt_reason()
+            if halt is _Halt.NONE:
+                self._submit_ready(sender)
+            elif not self._in_flight:
+                break
+            self._collect(halted=halt is not _Halt.NONE)
+        return halt
+
+    def _halt_reason(self) -> _Halt:
+        if self._trouble is not None:
+            return _Halt.TROUBLE
+        if self._deadline_near():
+            return _Halt.DEADLINE
+        if self._context.rules.stopping.is_set():
+            return _Halt.STOPPED
+        return _Halt.NONE
+
+    def _deadline_near(self) -> bool:
+        return self._deadline is not None and self._deadline() < self._options.deadline_margin
+
+    def _submit_ready(self, sender: EmailSender) -> None:
+        now = time.monotonic()
+        while self._in_flight < self._options.concurrency:
+            if self._retries and self._retries[0].due <= now:
+                retry = heapq.heappop(self._retries)
+                self._submit(sender, retry.index, retry.attempt)
+            elif self._pending:
+                self._submit(sender, self._pending.pop(), 1)
+            else:
+                return
+
+    def _submit(self, sender: EmailSender, index: int, attempt: int) -> None:
+        future = self._context.senders.submit(sender.attempt, index, attempt)
+        self._in_flight += 1
+        future.add_done_callback(self._done.put)
+
+    def _collect(self, *, halted: bool) -> None:
+        try:
+            future = self._done.get(timeout=self._wait_time(halted))
+        except queue.Empty:
+            self._renew_lease()
+            return
+        self._in_flight -= 1
+        self._renew_lease()
+        self._settle(future.result())  # a StoreError from the ledger propagates: stop here
+
+    def _settle(self, attempt: Attempt) -> None:
+        if attempt.entry is not None:
+            self._recorded[attempt.index] = attempt.entry
+        if attempt.outcome is SendOutcome.SENT:
+            self._report.sent += 1
+        elif attempt.outcome is SendOutcome.FAILED:
+            self._report.failed += 1
+        elif attempt.outcome is SendOutcome.RETRY:
+            due = time.monotonic() + backoff(self._options, attempt.attempt)
+            heapq.heappush(self._retries, _Retry(due, attempt.index, attempt.attempt + 1))
+        elif attempt.outcome is SendOutcome.PAUSED:
+            self._trouble, self._report.error = BatchStatus.PAUSED, attempt.reason
+        # STOPPED: not tried; the e-mail stays pending
+
+    def _wait_time(self, halted: bool) -> float:
+        now = time.monotonic()
+        waits = [self._renew_at - now]
+        if self._retries and not halted:
+            waits.append(self._retries[0].due - now)
+        if self._deadline is not None and not halted:  # once halted, only wait for results
+            waits.append(max(self._deadline() - self._options.deadline_margin, 0.0))
+        return max(min(min(waits), 1.0), 0.0)
+
+    def _renew_lease(self) -> None:
+        if time.monotonic() < self._renew_at:
+            return
+        try:
+            self._lease = self._store.renew(self._lease, self._options.lease_ttl)
+        except LeaseLost:
+            log.error("lost the claim on %s: another worker took it over", self._report.key)
+            self._trouble = BatchStatus.LOST
+        self._renew_at = time.monotonic() + self._options.lease_ttl / 3

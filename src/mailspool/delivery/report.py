@@ -1,0 +1,56 @@
+"""What one run of one batch came to: its status and its counts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["BatchReport", "BatchStatus"]
+
+log = logging.getLogger("mailspool.worker")
+
+
+class BatchStatus(StrEnum):
+    """How one run of one batch ended."""
+
+    #: every e-mail sent, failed or handed to a continuation; the batch is in ``done/``
+    FINISHED = "finished"
+    #: another worker has the batch
+    HELD = "held"
+    #: already gone (finished by another worker just before the claim)
+    MISSING = "missing"
+    #: the file could not be read; it is in ``quarantine/``
+    QUARANTINED = "quarantined"
+    #: shutdown before the end; the rest waits in ``queue/``
+    STOPPED = "stopped"
+    #: the provider paused sending; nothing failed, the rest waits in ``queue/``
+    PAUSED = "paused"
+    #: the claim was taken over by another worker
+    LOST = "lost"
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What happened to one batch in one run (``status``: see ``BatchStatus``)."""
+
+    key: str
+    batch_id: str
+    status: BatchStatus = BatchStatus.FINISHED
+    sent: int = 0
+    failed: int = 0
+    continued: int = 0
+    pending: int = 0
+    continuations: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def log(self) -> None:
+        log.info(
+            "batch %s %s: %d sent, %d failed, %d continued, %d pending",
+            self.batch_id,
+            self.status,
+            self.sent,
+            self.failed,
+            self.continued,
+            self.pending,
+        )

@@ -1,0 +1,360 @@
+"""The records a store holds, each encoded and decoded in this one place.
+
+```
+queue/<batch>.json                    BatchDocument (checked by ``spool.batch.decode``)
+ledger/<batch>                        LedgerEntry: one JSON array of entries per record
+failed/<batch>.<index>[.refused].json FailedRecord
+quarantine/<file>.error.json          QuarantineError
+```
+
+Writers build these types and call ``encode``; readers call ``decode``, which treats
+what it reads as hostile and raises ``InvalidRecord`` naming the key and the field. The
+JSON keys and their order are the format: ``tests/test_store_compat.py`` decodes files
+written by earlier versions and checks that encoding them again gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from mailspool.errors import InvalidBatch, InvalidMessage, InvalidRecord
+
+__all__ = [
+    "CURRENT_VERSION",
+    "BatchDocument",
+    "BatchOutline",
+    "FailedRecord",
+    "LedgerEntry",
+    "LedgerState",
+    "QuarantineError",
+    "decode_entries",
+    "encode_entries",
+    "json_object",
+    "timestamp",
+]
+
+#: The batch format version mailspool writes.
+CURRENT_VERSION = 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def timestamp(moment: datetime | None = None) -> str:
+    """RFC 3339 in UTC with a ``Z``, as every record writes its times."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- the batch file -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDocument:
+    """A batch file as mailspool writes it: by the producer, as a continuation, as a retry.
+
+    ``meta`` and ``emails`` are the format's JSON objects (``docs/format.md``); the
+    producer builds them from Messages, a continuation or a retry copies them.
+    """
+
+    id: str | None
+    created_at: str | None
+    meta: Mapping[str, Any]
+    emails: Sequence[Mapping[str, Any]]
+    version: int = CURRENT_VERSION
+
+    def encode(self) -> bytes:
+        document: dict[str, Any] = {"version": self.version} if self.version else {}
+        if self.id is not None:
+            document["id"] = self.id
+        if self.created_at is not None:
+            document["createdAt"] = self.created_at
+        document["meta"] = dict(self.meta)
+        document["emails"] = list(self.emails)
+        return orjson.dumps(document)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutline:
+    """What can be told of a batch file without checking it (the worker checks it): how
+    many e-mails it holds and the blobs it refers to. For counting and for copying."""
+
+    emails: int
+    blobs: tuple[str, ...]
+
+    @classmethod
+    def read(cls, data: bytes) -> BatchOutline | None:
+        """The outline, or None when the data is not a JSON object."""
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        emails = document.get("emails")
+        if not isinstance(emails, list):
+            return cls(0, ())
+        return cls(len(emails), tuple(dict.fromkeys(_blob_digests(emails))))
+
+
+def _blob_digests(emails: list[Any]) -> list[str]:
+    return [
+        item["sha256"]
+        for email in emails
+        if isinstance(email, dict) and isinstance(email.get("attachments"), list)
+        for item in email["attachments"]
+        if isinstance(item, dict)
+        and isinstance(item.get("sha256"), str)
+        and _SHA256.fullmatch(item["sha256"])
+    ]
+
+
+# -- the ledger ---------------------------------------------------------------------------
+
+
+class LedgerState(StrEnum):
+    """An e-mail's outcome in its batch's ledger (the ``s`` of an entry)."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    CONTINUED = "continued"
+
+
+_STATES = frozenset(state.value for state in LedgerState)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One e-mail's outcome. On disk (JSON key: field): ``i``: index, ``s``: state,
+    ``id``: message_id (sent), ``reason`` (failed), ``a``: attempts (sent, failed),
+    ``batch``: the batch that carries the e-mail on (continued), ``refused``: the
+    recipients refused while the others got the e-mail (sent)."""
+
+    index: int
+    state: LedgerState
+    message_id: str | None = None
+    reason: str | None = None
+    attempts: int | None = None
+    batch: str | None = None
+    refused: Mapping[str, str] | None = None
+
+    @classmethod
+    def sent(
+        cls, index: int, message_id: str, attempts: int, refused: Mapping[str, str] | None = None
+    ) -> LedgerEntry:
+        return cls(index, LedgerState.SENT, message_id, attempts=attempts, refused=refused or None)
+
+    @classmethod
+    def failed(cls, index: int, reason: str, attempts: int) -> LedgerEntry:
+        return cls(index, LedgerState.FAILED, reason=reason, attempts=attempts)
+
+    @classmethod
+    def continued(cls, index: int, batch: str) -> LedgerEntry:
+        return cls(index, LedgerState.CONTINUED, batch=batch)
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"i": self.index, "s": self.state.value}
+        optional = (
+            ("id", self.message_id),
+            ("reason", self.reason),
+            ("a", self.attempts),
+            ("batch", self.batch),
+            ("refused", None if self.refused is None else dict(self.refused)),
+        )
+        entry.update((name, value) for name, value in optional if value is not None)
+        return entry
+
+    @classmethod
+    def from_json(cls, item: object) -> LedgerEntry | None:
+        """An entry read back; None for anything that is not one (a torn or foreign
+        write). Fields of the wrong type read as absent."""
+        if not isinstance(item, dict):
+            return None
+        index, state = item.get("i"), item.get("s")
+        if not isinstance(index, int) or isinstance(index, bool) or state not in _STATES:
+            return None
+        refused = item.get("refused")
+        return cls(
+            index,
+            LedgerState(state),
+            message_id=_str_or_none(item.get("id")),
+            reason=_str_or_none(item.get("reason")),
+            attempts=item["a"] if _is_int(item.get("a")) else None,
+            batch=_str_or_none(item.get("batch")),
+            refused=refused if _is_text_map(refused) else None,
+        )
+
+
+def encode_entries(entries: Sequence[LedgerEntry]) -> bytes:
+    """One ledger record: the entries of one group commit, as one JSON array."""
+    return orjson.dumps([entry.to_json() for entry in entries])
+
+
+def decode_entries(record: bytes) -> list[LedgerEntry]:
+    """The entries of one ledger record; a torn write from a crash holds none."""
+    try:
+        items = orjson.loads(record)
+    except orjson.JSONDecodeError:
+        return []
+    decoded = (
+        LedgerEntry.from_json(item) for item in (items if isinstance(items, list) else (items,))
+    )
+    return [entry for entry in decoded if entry is not None]
+
+
+# -- failed/ and quarantine/ --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecord:
+    """An e-mail that failed for good (``partial``: only the ``refused`` recipients did),
+    with the batch's ``meta`` and the ``email`` as they were, so it can be re-queued."""
+
+    batch: str
+    index: int
+    reason: str
+    attempts: int
+    retryable: bool
+    failed_at: str
+    partial: bool
+    refused: Mapping[str, str] | None
+    meta: Mapping[str, Any]
+    email: Mapping[str, Any]
+
+    @property
+    def recipients(self) -> list[str]:
+        """Who did not get the e-mail: the refused recipients, or its ``to``."""
+        if self.refused:
+            return list(self.refused)
+        return [a for a in self.email.get("to") or () if isinstance(a, str)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "index": self.index,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "retryable": self.retryable,
+            "failedAt": self.failed_at,
+            "partial": self.partial,
+            "refused": None if self.refused is None else dict(self.refused),
+            "meta": dict(self.meta),
+            "email": dict(self.email),
+        }
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_json())
+
+    @classmethod
+    def decode(cls, data: bytes, *, source: str) -> FailedRecord:
+        """Read a ``failed/`` record; InvalidRecord names the key and the field."""
+        fields = _Fields(json_object(data, source), source)
+        refused = fields.get("refused", dict, optional=True)
+        if refused is not None and not _is_text_map(refused):
+            raise InvalidRecord("must map addresses to answers", field="refused", source=source)
+        return cls(
+            batch=fields.get("batch", str),
+            index=fields.get("index", int),
+            reason=fields.get("reason", str),
+            attempts=fields.get("attempts", int),
+            retryable=fields.get("retryable", bool),
+            failed_at=fields.get("failedAt", str),
+            partial=fields.get("partial", bool),
+            refused=refused,
+            meta=fields.get("meta", dict),
+            email=fields.get("email", dict),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineError:
+    """Why a batch file was quarantined: ``error`` is the whole message, ``reason``,
+    ``field`` and ``index`` its parts (``index``: the e-mail, when one is at fault)."""
+
+    file: str
+    error: str
+    reason: str
+    field: str | None
+    index: int | None
+    quarantined_at: str
+
+    @classmethod
+    def of(cls, key: str, err: InvalidBatch) -> QuarantineError:
+        return cls(key, str(err), err.reason, err.field, err.index, timestamp())
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "file": self.file,
+                "error": self.error,
+                "reason": self.reason,
+                "field": self.field,
+                "index": self.index,
+                "quarantinedAt": self.quarantined_at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, *, source: str) -> QuarantineError:
+        """Read a ``quarantine/*.error.json``; InvalidRecord names the key and the field."""
+        fields = _Fields(json_object(data, source), source)
+        return cls(
+            file=fields.get("file", str),
+            error=fields.get("error", str),
+            reason=fields.get("reason", str),
+            field=fields.get("field", str, optional=True),
+            index=fields.get("index", int, optional=True),
+            quarantined_at=fields.get("quarantinedAt", str),
+        )
+
+
+# -- reading hostile JSON -----------------------------------------------------------------
+
+
+def json_object(
+    data: bytes | str, source: str, error: type[InvalidMessage] = InvalidRecord
+) -> dict[str, Any]:
+    """The JSON object a file holds; ``error`` (naming ``source``) if it holds none."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise error(f"not valid JSON: {err}", source=source) from None
+    if not isinstance(document, dict):
+        raise error("the file must hold a JSON object", source=source)
+    return document
+
+
+class _Fields:
+    """Typed access to a decoded JSON object; a wrong or missing field is InvalidRecord."""
+
+    def __init__(self, document: dict[str, Any], source: str) -> None:
+        self._document = document
+        self._source = source
+
+    def get(self, name: str, kind: type[Any], *, optional: bool = False) -> Any:
+        value = self._document.get(name)
+        if value is None and optional:
+            return None
+        # bool is an int to Python, never to the format
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            found = "missing" if name not in self._document else f"not {type(value).__name__}"
+            expected = {str: "a string", int: "a whole number", bool: "true or false"}
+            wanted = expected.get(kind, "an object")
+            raise InvalidRecord(f"must be {wanted} ({found})", field=name, source=self._source)
+        return value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _is_text_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
