@@ -43,6 +43,16 @@ _line_text = st.text(
     ),
     max_size=80,
 ).map(str.strip)
+# Header values of any length: long runs without white space (built by repetition, as
+# drawing thousands of characters is slow) mixed with ordinary words.
+long_header_values = st.lists(
+    st.one_of(
+        _line_text,
+        st.tuples(_line_text.filter(bool), st.integers(50, 1600)).map(lambda p: p[0] * p[1]),
+    ),
+    min_size=1,
+    max_size=4,
+).map(lambda parts: " ".join(parts).strip())
 _chars = st.characters(blacklist_categories=("Cs",))
 # Long bodies are built by repetition: drawing 20000 random characters is too slow.
 bodies = st.one_of(

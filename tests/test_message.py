@@ -121,9 +121,13 @@ def test_an_international_domain_is_sent_as_idna() -> None:
     assert b"o@xn--bcher-kva.example" in data
 
 
-def test_a_non_ascii_local_part_is_refused_clearly() -> None:
-    with pytest.raises(InvalidMessage, match="SMTPUTF8"):
-        render(Message(to=("jürgen@example.de",), subject="s", text="t"))
+def test_a_non_ascii_local_part_is_downgraded_in_7_bit_and_raw_with_smtputf8() -> None:
+    message = Message(to=("Jü <jürgen@example.de>", "a@example.de"), subject="s", text="t")
+    seven_bit = render(message)
+    assert seven_bit.isascii()
+    to = BytesParser(policy=policy.default).parsebytes(seven_bit)["To"]
+    assert [g.display_name for g in to.groups] == ["Jü <jürgen@example.de>", None]
+    assert " <jürgen@example.de>,\r\n a@example.de".encode() in render(message, utf8=True)
 
 
 def test_a_body_the_charset_cannot_hold_is_refused() -> None:

@@ -26,7 +26,9 @@ __all__ = [
     "Attachment",
     "Message",
     "address_spec",
+    "ascii_domain",
     "check_header",
+    "has_utf8_local_part",
     "parse_address",
     "split_addresses",
 ]
@@ -91,7 +93,26 @@ def _address_spec(value: str) -> str:
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or " " in addr:
         raise InvalidMessage(f"not an e-mail address: {value!r}")
+    ascii_domain(domain)  # refused here, so no transport ever meets it
     return addr
+
+
+@lru_cache(maxsize=1024)
+def ascii_domain(domain: str) -> str:
+    """The domain as it travels without SMTPUTF8: IDNA (punycode) labels, or as given
+    when it is ASCII. Raise InvalidMessage when IDNA cannot encode it."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError as err:
+        raise InvalidMessage(f"domain {domain!r} cannot be encoded with IDNA: {err}") from None
+
+
+def has_utf8_local_part(address: str) -> bool:
+    """True when the part before the last ``@`` is not ASCII: it can only travel with
+    SMTPUTF8 (RFC 6531), never through a 7-bit envelope or header."""
+    return not address.rpartition("@")[0].isascii()
 
 
 def split_addresses(value: str | Iterable[str] | None, field_name: str = "to") -> tuple[str, ...]:

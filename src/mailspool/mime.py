@@ -22,9 +22,16 @@ from email.policy import Compat32
 from email.utils import formataddr, formatdate, make_msgid
 
 from mailspool.errors import InvalidMessage
-from mailspool.message import MODELLED_HEADERS, Attachment, Message, parse_address
+from mailspool.message import (
+    MODELLED_HEADERS,
+    Attachment,
+    Message,
+    ascii_domain,
+    has_utf8_local_part,
+    parse_address,
+)
 
-__all__ = ["from_email_message", "render", "to_email_message"]
+__all__ = ["check_line_length", "from_email_message", "render", "to_email_message"]
 
 
 class _SMTPCompat32(Compat32):
@@ -49,23 +56,57 @@ class _SMTPCompat32(Compat32):
 
 
 _SMTP_COMPAT32 = _SMTPCompat32(linesep="\r\n")
+# SMTPUTF8 (RFC 6531/6532): address headers may carry raw UTF-8, which compat32 writes
+# as given (from surrogate escapes) when the policy does not sanitize 8-bit headers.
+_SMTPUTF8_COMPAT32 = _SMTPCompat32(linesep="\r\n", cte_type="8bit")
 _MAX_LINE = 998  # RFC 5322: longer lines must be encoded
+_FOLD_AT = 76  # where encoded words are split (RFC 2047 allows at most 75 each)
 
 
-def render(message: Message, *, message_id: str | None = None, default_sender: str = "") -> bytes:
-    """The message as 7-bit RFC 5322 bytes with CRLF line ends; Bcc is not in the headers.
+def render(
+    message: Message,
+    *,
+    message_id: str | None = None,
+    default_sender: str = "",
+    utf8: bool = False,
+) -> bytes:
+    """The message as RFC 5322 bytes with CRLF line ends; Bcc is not in the headers.
 
     ``message_id`` (``<...>``) is used unless the message carries its own Message-ID;
-    otherwise one is made from the sender's domain.
+    otherwise one is made from the sender's domain. Without ``utf8`` the bytes are 7-bit
+    and an address whose local part is not ASCII is written as an empty group named by
+    that address in an encoded word (RFC 6857's downgrade); with ``utf8`` (the server
+    offered SMTPUTF8) it is written as it is, in UTF-8. No line is longer than 998
+    octets: a header without room to fold on whitespace is written as encoded words,
+    and one that still cannot fit raises ``InvalidMessage`` naming it and the limit.
     """
     sender = message.sender or default_sender
     root = _body(message)
-    _set_headers(root, message, sender)
+    _set_headers(root, message, sender, utf8)
     if message.header("Message-ID") is None:
         root["Message-ID"] = message_id or make_msgid(domain=_domain(sender) or None)
     if message.header("Date") is None:
         root["Date"] = formatdate(usegmt=True)
-    return root.as_bytes(policy=_SMTP_COMPAT32)
+    data = root.as_bytes(policy=_SMTPUTF8_COMPAT32 if utf8 else _SMTP_COMPAT32)
+    check_line_length(data)
+    return data
+
+
+def check_line_length(data: bytes) -> None:
+    """Raise InvalidMessage naming the header of the first line over 998 octets."""
+    if len(data) <= _MAX_LINE or max(map(len, data.split(b"\r\n"))) <= _MAX_LINE:
+        return
+    header = "message"
+    for line in data.split(b"\r\n"):
+        if line[:1] not in (b" ", b"\t"):
+            header = line.partition(b":")[0].decode("ascii", "replace")[:80]
+        if len(line) > _MAX_LINE:
+            break
+    raise InvalidMessage(
+        f"a line is longer than {_MAX_LINE} octets (the limit of RFC 5322 section 2.1.1) "
+        "and cannot be folded",
+        field=header,
+    )
 
 
 def _body(message: Message) -> Compat32Message:
@@ -121,24 +162,35 @@ def _attachment_part(attachment: Attachment) -> MIMEBase:
     return part
 
 
-def _set_headers(root: Compat32Message, message: Message, sender: str) -> None:
+def _set_headers(root: Compat32Message, message: Message, sender: str, utf8: bool) -> None:
     charset = message.charset
     if "MIME-Version" not in root:
         root["MIME-Version"] = "1.0"
     if sender:
-        root["From"] = _format_addresses((sender,), charset)
+        root["From"] = _format_addresses((sender,), charset, utf8)
     for name, addresses in (("To", message.to), ("Cc", message.cc), ("Reply-To", message.reply_to)):
         if addresses:
-            root[name] = _format_addresses(addresses, charset)
-    root["Subject"] = _header_value(message.subject, charset)  # type: ignore[assignment]
+            root[name] = _format_addresses(addresses, charset, utf8)
+    root["Subject"] = _header_value("Subject", message.subject, charset)  # type: ignore[assignment]
     for name, value in message.headers:
-        root[name] = _header_value(value, charset)  # type: ignore[assignment]  # compat32 takes Header
+        root[name] = _header_value(name, value, charset)  # type: ignore[assignment]  # compat32 takes Header
 
 
-def _header_value(value: str, charset: str) -> str | Header:
+def _header_value(name: str, value: str, charset: str) -> str | Header:
+    """ASCII as it is while compat32 can fold it on whitespace into lines of at most
+    998 octets; otherwise encoded words, which can be split between any characters."""
     if value.isascii():
-        return value
-    return Header(value, _encodable(charset, value), maxlinelen=76)
+        if _foldable(name, value):
+            return value
+        charset = "utf-8"  # a charset that encodes: us-ascii would be split on spaces only
+    return Header(value, _encodable(charset, value), maxlinelen=_FOLD_AT, header_name=name)
+
+
+def _foldable(name: str, value: str) -> bool:
+    """True when every run without whitespace fits on a line with the header's name."""
+    if len(name) + len(value) + 2 <= _MAX_LINE:
+        return True
+    return all(len(name) + len(word) + 2 <= _MAX_LINE for word in value.split())
 
 
 def _encodable(charset: str, value: str) -> str:
@@ -149,26 +201,37 @@ def _encodable(charset: str, value: str) -> str:
     return charset
 
 
-def _format_addresses(addresses: tuple[str, ...], charset: str) -> str:
+def _format_addresses(addresses: tuple[str, ...], charset: str, utf8: bool) -> str:
     formatted = []
     for address in addresses:
         name, addr = parse_address(address)
-        formatted.append(
-            formataddr((name, _ascii_address(addr)), charset=_encodable(charset, name))
-        )
+        local, _, domain = addr.rpartition("@")
+        name_charset = _encodable(charset, name)
+        if not has_utf8_local_part(addr):
+            formatted.append(formataddr((name, f"{local}@{ascii_domain(domain)}"), name_charset))
+        elif utf8:
+            formatted.append(_utf8_address(name, addr, name_charset))
+        else:
+            formatted.append(_downgraded(name, addr))
+    if utf8 and not "".join(formatted).isascii():
+        return ",\r\n ".join(formatted)  # compat32 writes raw UTF-8 unfolded: fold here
     return ", ".join(formatted)
 
 
-def _ascii_address(addr: str) -> str:
-    if addr.isascii():
-        return addr
-    local, _, domain = addr.rpartition("@")
-    if not local.isascii():
-        raise InvalidMessage(
-            f"{addr!r}: a non-ASCII local part needs SMTPUTF8, which mailspool does not send",
-            field="to",
-        )
-    return f"{local}@{domain.encode('idna').decode('ascii')}"
+def _utf8_address(name: str, addr: str, charset: str) -> str:
+    """``Name <local@domain>`` with the address in raw UTF-8 (as surrogate escapes, which
+    compat32 turns back into those bytes), the display name encoded as usual."""
+    placeholder = "x@x"
+    shown = formataddr((name, placeholder), charset)[: -len(placeholder) - 2].rstrip()
+    spec = addr.encode("utf-8").decode("ascii", "surrogateescape")
+    return f"{shown} <{spec}>" if shown else spec
+
+
+def _downgraded(name: str, addr: str) -> str:
+    """RFC 6857 section 3.1.9: an address 7-bit mail cannot carry becomes an empty group
+    named by the address in an encoded word, so readers still see who it was."""
+    text = f"{name} <{addr}>" if name else addr
+    return f"{Header(text, 'utf-8').encode()}:;"
 
 
 def _domain(address: str) -> str:

@@ -99,6 +99,8 @@ class EmailSender:
             return Attempt(index, attempt, SendOutcome.RETRY, err.response)
         except PermanentError as err:
             return self._fail(index, attempt, err.response, retryable=False)
+        except InvalidMessage as err:  # the transport found it unsendable: this e-mail only
+            return self._fail(index, attempt, str(err), retryable=False)
         if receipt.refused:
             self._write_failed(index, attempt, "recipients refused", False, receipt.refused)
         entry = LedgerEntry.sent(index, receipt.message_id, attempt, receipt.refused)

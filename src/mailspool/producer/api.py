@@ -19,6 +19,7 @@ from mailspool.producer.handoff import write_batches
 from mailspool.producer.scope import current_scope
 from mailspool.shared import shared_store, shared_transport
 from mailspool.transports.base import Receipt
+from mailspool.transports.limits import check_deliverable
 
 __all__ = ["AttachmentInput", "send_mail", "send_message", "send_now"]
 
@@ -41,7 +42,8 @@ def send_mail(
     text/plain. ``attachments`` are paths (or a newline-separated string of paths) or
     ``(filename, bytes[, content type])`` tuples. ``priority=None`` lets the header
     ``X-Mailspool-Priority``, the markers and the default decide (see ``classify``).
-    Raises ``InvalidMessage`` for bad input (nothing is written) and, for a priority
+    Raises ``InvalidMessage`` for bad input, or for what the transport that will deliver
+    the e-mail is known to refuse (``transports.limits``): nothing is written. For a priority
     e-mail, ``DeliveryError`` when the send fails.
     """
     scope = current_scope()
@@ -72,6 +74,8 @@ def send_mail(
         headers=fields.extra,
         attachments=tuple(Attachment.coerce(a) for a in attachments or ()),
     )
+    transport = settings.priority_transport if decision.priority else settings.transport
+    check_deliverable(email, transport)
     send_message(email, priority=decision.priority, settings=settings)
     return True
 

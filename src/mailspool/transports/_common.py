@@ -44,12 +44,13 @@ class Outgoing:
     recipients: tuple[str, ...]
 
 
-def prepare(message: Message, message_id: str | None = None) -> Outgoing:
-    """Render ``message``; the Message-ID is its own header, else ``message_id``, else new."""
+def prepare(message: Message, message_id: str | None = None, *, utf8: bool = False) -> Outgoing:
+    """Render ``message``; the Message-ID is its own header, else ``message_id``, else new.
+    ``utf8``: the receiver takes SMTPUTF8 (see ``mailspool.mime.render``)."""
     chosen = message.header("Message-ID") or message_id or new_message_id(message.sender)
     return Outgoing(
         message_id=chosen.strip(),
-        data=render(message, message_id=chosen),
+        data=render(message, message_id=chosen, utf8=utf8),
         sender=message.envelope_sender,
         recipients=message.envelope_recipients,
     )

@@ -34,10 +34,16 @@ from mailspool.errors import (
     SendingPaused,
     TransientError,
 )
-from mailspool.message import Message
+from mailspool.message import Message, ascii_domain, has_utf8_local_part
 from mailspool.mime import render
 from mailspool.transports._common import check_options, query_parameters
 from mailspool.transports.base import Receipt, Transport
+from mailspool.transports.limits import (
+    MAX_RECIPIENTS,
+    NO_SMTPUTF8,
+    check_deliverable,
+    without_utf8_recipients,
+)
 
 try:
     import boto3
@@ -52,7 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_RECIPIENTS", "SESTransport", "translate_error"]
 
-MAX_RECIPIENTS = 50  # SES: "a message can include up to 50 recipients" (To, Cc, Bcc)
 _URL_OPTIONS = frozenset({"configuration_set", "max_attempts"})
 _SESSION_LOCK = threading.Lock()  # boto3's default session is not thread-safe
 
@@ -174,12 +179,18 @@ class SESTransport(Transport):
         return cls(**arguments)
 
     def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
-        request = self.request(message, message_id=message_id)
+        """Send through SES. A recipient whose local part is not ASCII is refused (SES
+        takes no SMTPUTF8) and the others get the e-mail; with none left, PermanentError."""
+        sendable, refused = without_utf8_recipients(message)
+        if sendable is None:
+            listed = "; ".join(f"{a}: {r}" for a, r in refused.items())
+            raise PermanentError(f"SES can take no recipient of this e-mail: {listed}")
+        request = self.request(sendable, message_id=message_id)
         try:
             response = self._client.send_email(**request)
         except (boto_errors.ClientError, boto_errors.BotoCoreError) as err:
             raise translate_error(err) from err
-        return Receipt(message_id=response["MessageId"])
+        return Receipt(message_id=response["MessageId"], refused=refused)
 
     def request(
         self, message: Message, *, message_id: str | None = None
@@ -188,13 +199,8 @@ class SESTransport(Transport):
         sender = message.sender or self.default_sender
         if not sender:
             raise PermanentError("SES needs a From address: the message has no sender")
-        count = len(message.to) + len(message.cc) + len(message.bcc)
-        if count > MAX_RECIPIENTS:
-            raise PermanentError(
-                f"SES accepts at most {MAX_RECIPIENTS} recipients per message (To, Cc and Bcc "
-                f"together); this one has {count}: split it into several messages"
-            )
         try:
+            check_deliverable(message, self.url)
             request: SendEmailRequestTypeDef = {
                 "FromEmailAddress": _ses_address(sender),
                 "Destination": _destination(message),
@@ -293,11 +299,6 @@ def _ses_address(address: str) -> str:
     international domains in punycode. A non-ASCII local part cannot be sent."""
     name, addr = parseaddr(address)
     local, _, domain = addr.rpartition("@")
-    if not local.isascii():
-        raise InvalidMessage(f"{addr!r}: SES does not accept a non-ASCII local part", field="to")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as err:
-            raise InvalidMessage(f"{addr!r}: invalid domain: {err}", field="to") from err
-    return formataddr((name, f"{local}@{domain}"), charset="utf-8")
+    if has_utf8_local_part(addr):
+        raise InvalidMessage(f"{addr!r}: {NO_SMTPUTF8}", field="to")
+    return formataddr((name, f"{local}@{ascii_domain(domain)}"), charset="utf-8")

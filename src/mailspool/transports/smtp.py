@@ -34,6 +34,7 @@ import logging
 import smtplib
 import ssl
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
@@ -44,8 +45,9 @@ from mailspool.errors import (
     PermanentError,
     TransientError,
 )
-from mailspool.message import Message
+from mailspool.message import Message, ascii_domain, has_utf8_local_part
 from mailspool.transports._common import (
+    Outgoing,
     check_options,
     parse_bool,
     prepare,
@@ -152,16 +154,14 @@ class SMTPTransport(Transport):
 
     def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
         """Deliver over a pooled connection; recipients the server refused while accepting
-        others are in ``Receipt.refused``."""
-        outgoing = prepare(message, message_id)
-        sender = _smtp_address(outgoing.sender)
-        recipients = [_smtp_address(address) for address in outgoing.recipients]
+        others are in ``Receipt.refused``. An address whose local part is not ASCII goes
+        with SMTPUTF8 when the server offers it; otherwise that recipient is refused
+        (``553 5.6.7``) and the others get the e-mail."""
+        envelope = _Envelope(message, message_id)
         with self._slots:
-            refused = self._deliver(sender, recipients, outgoing.data)
-        return Receipt(
-            outgoing.message_id,
-            refused={address: _answer(code, text) for address, (code, text) in refused.items()},
-        )
+            outgoing, refused = self._deliver(envelope)
+        answers = {address: _answer(code, text) for address, (code, text) in refused.items()}
+        return Receipt(outgoing.message_id, refused={**envelope.unsendable, **answers})
 
     def close(self) -> None:
         """QUIT every idle connection; connections in use are closed when their send ends.
@@ -174,14 +174,19 @@ class SMTPTransport(Transport):
 
     # -- the pool --------------------------------------------------------------------
 
-    def _deliver(
-        self, sender: str, recipients: list[str], data: bytes
-    ) -> dict[str, tuple[int, bytes]]:
+    def _deliver(self, envelope: _Envelope) -> tuple[Outgoing, dict[str, tuple[int, bytes]]]:
         connection, reused = self._borrow()
         while True:
             connection.data_started = False
             try:
-                refused = connection.sendmail(sender, recipients, data)
+                connection.ehlo_or_helo_if_needed()
+                outgoing = envelope.for_server(connection.has_extn("smtputf8"), self._where)
+                refused = connection.sendmail(
+                    outgoing.sender, list(outgoing.recipients), outgoing.data, envelope.options
+                )
+            except (InvalidMessage, PermanentError):
+                self._give_back(connection)  # the e-mail cannot go; the connection is fine
+                raise
             except BaseException as err:
                 self._discard(connection)
                 if reused and _dropped_before_data(connection, err):
@@ -192,7 +197,7 @@ class SMTPTransport(Transport):
                     raise self._translate(err, connection.data_started) from err
                 raise
             self._give_back(connection)
-            return refused
+            return outgoing, refused
 
     def _borrow(self) -> tuple[_Connection, bool]:
         with self._lock:
@@ -352,20 +357,53 @@ def _quit(connection: smtplib.SMTP) -> None:
         connection.close()
 
 
-def _smtp_address(address: str) -> str:
-    """The address as SMTP carries it without SMTPUTF8: an IDNA domain, an ASCII local part."""
-    if address.isascii():
-        return address
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        raise InvalidMessage(
-            f"{address!r}: a non-ASCII local part needs SMTPUTF8, which mailspool does not send",
-            field="recipients",
+class _Envelope:
+    """One e-mail as it goes to a server that offers SMTPUTF8 or does not; rendered
+    once for each answer. Without SMTPUTF8 the recipients whose local part is not ASCII
+    are refused (``unsendable``) and the e-mail goes to the others."""
+
+    def __init__(self, message: Message, message_id: str | None) -> None:
+        self.message = message
+        self.message_id = message_id
+        self.needs_utf8 = any(
+            has_utf8_local_part(a) for a in (message.envelope_sender, *message.envelope_recipients)
         )
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError as err:
-        raise InvalidMessage(f"{address!r}: invalid domain: {err}", field="recipients") from err
+        self.options: list[str] = []
+        self.unsendable: dict[str, str] = {}
+        self._rendered: dict[bool, tuple[Outgoing, dict[str, str]]] = {}
+
+    def for_server(self, offers_utf8: bool, where: str) -> Outgoing:
+        utf8 = self.needs_utf8 and offers_utf8
+        self.options = ["SMTPUTF8"] if utf8 else []
+        if utf8 not in self._rendered:
+            self._rendered[utf8] = self._outgoing(utf8, where)
+        outgoing, self.unsendable = self._rendered[utf8]
+        return outgoing
+
+    def _outgoing(self, utf8: bool, where: str) -> tuple[Outgoing, dict[str, str]]:
+        outgoing = prepare(self.message, self.message_id, utf8=utf8)
+        kept, unsendable = outgoing.recipients, {}
+        if self.needs_utf8 and not utf8:
+            refusal = (
+                f"553 5.6.7 {where} does not offer SMTPUTF8, needed for a non-ASCII local part"
+            )
+            if has_utf8_local_part(outgoing.sender):
+                raise PermanentError(f"sender {outgoing.sender!r}: {refusal}", response=refusal)
+            kept = tuple(a for a in kept if not has_utf8_local_part(a))
+            unsendable = {a: refusal for a in outgoing.recipients if a not in kept}
+            if not kept:
+                listed = "; ".join(f"{a}: {refusal}" for a in unsendable)
+                raise PermanentError(f"{where} can take no recipient: {listed}", response=listed)
+        sender = _smtp_address(outgoing.sender)
+        return replace(
+            outgoing, sender=sender, recipients=tuple(map(_smtp_address, kept))
+        ), unsendable
+
+
+def _smtp_address(address: str) -> str:
+    """The address with its domain in IDNA (A-labels), which every server takes."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}{at}{ascii_domain(domain)}" if at else address
 
 
 def _ssl_context(verify: bool, cafile: str | None) -> ssl.SSLContext:

@@ -129,7 +129,8 @@ def _group(
     for line in lines:
         if "\r" in line or "\n" in line:
             raise ValueError(f"a line break in an SMTP command: {line!r}")
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+    utf8 = any(option.lower() == "smtputf8" for option in options)  # RFC 6531: UTF-8 commands
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8" if utf8 else "ascii")
 
 
 def _content(msg: bytes) -> bytes:
