@@ -25,7 +25,7 @@ from mailspool.transports.ses import SESTransport
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import DrainReport, drain
 from tests.fixtures.moto_server import MotoServer
-from tests.fixtures.smtp_server import SMTPSink
+from tests.fixtures.smtp_server import SMTPSink, running_smtp_server
 
 FAST = WorkerOptions(concurrency=2, retry_base=0.001, retry_cap=0.01, max_attempts=2)
 META = {"from": "Blog <blog@example.com>", "contentType": "text/plain", "charset": "utf-8"}
@@ -80,6 +80,17 @@ def test_with_smtputf8_the_address_goes_as_it_is(smtputf8_server: SMTPSink) -> N
     assert "Jos <josé@example.com>" in utf8.content.decode("utf-8")
     assert "SMTPUTF8" not in envelopes[("ok@xn--exmple-cua.de",)].mail_options  # only if needed
     assert collect_status(store).refused_recipients == 0
+
+
+def test_smtputf8_commands_are_pipelined_in_utf8() -> None:
+    with running_smtp_server(smtputf8=True, pipelining=True) as server:
+        store = MemoryStore()
+        queue_raw(store, [["josé@example.com", "ok@example.com"]])
+        [report] = deliver(store, server.url).batches
+        assert (report.sent, report.failed) == (1, 0)
+        [arrived] = server.envelopes
+    assert arrived.rcpt_tos == ("josé@example.com", "ok@example.com")
+    assert "SMTPUTF8" in arrived.mail_options
 
 
 def test_a_domain_idna_cannot_encode_fails_that_email_alone(smtp_server: SMTPSink) -> None:
