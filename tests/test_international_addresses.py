@@ -59,7 +59,7 @@ def test_without_smtputf8_only_that_recipient_is_refused(smtp_server: SMTPSink) 
     assert arrived == [("a@xn--exmple-cua.de",), ("ok@example.com",)]
     status = collect_status(store)
     assert (status.pending, status.sent, status.failed, status.refused_recipients) == (0, 2, 1, 1)
-    failed = {item.index: item for item in admin.list_failed(store)}
+    failed = {item.record.index: item.record for item in admin.list_failed(store)}
     assert failed[0].recipients == ["josé@example.com"]
     assert "does not offer SMTPUTF8" in failed[1].reason
     to_ok = next(e for e in smtp_server.envelopes if e.rcpt_tos == ("ok@example.com",))
@@ -99,7 +99,7 @@ def test_a_domain_idna_cannot_encode_fails_that_email_alone(smtp_server: SMTPSin
     drained = deliver(store, smtp_server.url)
     [report] = drained.batches
     assert (report.status, report.sent, report.failed) == ("finished", 1, 1)
-    [failed] = admin.list_failed(store)
+    [failed] = [item.record for item in admin.list_failed(store)]
     assert "IDNA" in failed.reason
     assert not failed.retryable
     assert [e.rcpt_tos for e in smtp_server.envelopes] == [("ok@example.com",)]
