@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 
 from mailspool.errors import InvalidMessage
 from mailspool.headers import parse_headers
-from mailspool.message import Attachment, Message, split_addresses
-from mailspool.mime import render
+from mailspool.message import Attachment, Message, sender_domain, split_addresses
+from mailspool.mime import new_message_id, render
 
 from .strategies import messages
 
@@ -128,6 +128,13 @@ def test_a_non_ascii_local_part_is_downgraded_in_7_bit_and_raw_with_smtputf8() -
     to = BytesParser(policy=policy.default).parsebytes(seven_bit)["To"]
     assert [g.display_name for g in to.groups] == ["Jü <jürgen@example.de>", None]
     assert " <jürgen@example.de>,\r\n a@example.de".encode() in render(message, utf8=True)
+
+
+def test_new_message_ids_take_the_sender_s_domain() -> None:
+    assert new_message_id("Ana <ana@example.org>").endswith("@example.org>")
+    assert sender_domain("Ana <ana@example.org>") == "example.org"
+    assert sender_domain(None) == sender_domain("no-domain") == ""
+    assert new_message_id(None) != new_message_id(None)
 
 
 def test_a_body_the_charset_cannot_hold_is_refused() -> None:

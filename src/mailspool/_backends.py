@@ -1,12 +1,38 @@
-"""Pluggable backends imported on first use: a missing extra names what to install."""
+"""Pluggable backends (stores, transports): what they share, imported on first use.
+
+A backend is named by a URL, may hold connections or files, and is closed by ``close()``
+or by leaving a ``with`` block. Its module is imported only when a URL needs it, so a
+missing extra names what to install.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 from mailspool.errors import MissingDependency
+
+__all__ = ["Backend", "load_backend"]
+
+
+class Backend:
+    """What every store and transport shares: its URL, ``close()`` and ``with``."""
+
+    url: str
+
+    def close(self) -> None:
+        """Release connections and file handles (nothing, unless the backend holds some)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
 
 #: scheme -> (what needs it, the extra to install, the top-level modules it provides)
 Extras = Mapping[str, tuple[str, str, frozenset[str]]]

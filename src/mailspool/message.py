@@ -30,6 +30,7 @@ __all__ = [
     "check_header",
     "has_utf8_local_part",
     "parse_address",
+    "sender_domain",
     "split_addresses",
 ]
 
@@ -73,6 +74,12 @@ def check_header(name: str, value: str) -> None:
 def parse_address(value: str) -> tuple[str, str]:
     """``email.utils.parseaddr``, cached: ``("Ana", "ana@example.com")``."""
     return parseaddr(value)
+
+
+def sender_domain(sender: str | None) -> str:
+    """The domain of the sender's address; empty when there is no sender or no domain."""
+    _, at, domain = parse_address(sender)[1].rpartition("@") if sender else ("", "", "")
+    return domain if at else ""
 
 
 def address_spec(value: str, field_name: str = "to") -> str:

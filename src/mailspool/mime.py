@@ -9,6 +9,8 @@ yields 7-bit output with CRLF line ends, ready for SMTP or SES raw sends.
 
 from __future__ import annotations
 
+import functools
+import socket
 from collections.abc import Sequence
 from email import encoders
 from email.charset import BASE64, Charset
@@ -29,9 +31,16 @@ from mailspool.message import (
     ascii_domain,
     has_utf8_local_part,
     parse_address,
+    sender_domain,
 )
 
-__all__ = ["check_line_length", "from_email_message", "render", "to_email_message"]
+__all__ = [
+    "check_line_length",
+    "from_email_message",
+    "new_message_id",
+    "render",
+    "to_email_message",
+]
 
 
 class _SMTPCompat32(Compat32):
@@ -84,7 +93,7 @@ def render(
     root = _body(message)
     _set_headers(root, message, sender, utf8)
     if message.header("Message-ID") is None:
-        root["Message-ID"] = message_id or make_msgid(domain=_domain(sender) or None)
+        root["Message-ID"] = message_id or new_message_id(sender)
     if message.header("Date") is None:
         root["Date"] = formatdate(usegmt=True)
     data = root.as_bytes(policy=_SMTPUTF8_COMPAT32 if utf8 else _SMTP_COMPAT32)
@@ -234,8 +243,14 @@ def _downgraded(name: str, addr: str) -> str:
     return f"{Header(text, 'utf-8').encode()}:;"
 
 
-def _domain(address: str) -> str:
-    return parse_address(address)[1].rpartition("@")[2]
+def new_message_id(sender: str | None) -> str:
+    """A fresh ``<...@domain>`` id, in the sender's domain when there is one, else this host's."""
+    return make_msgid(domain=sender_domain(sender) or _local_domain())
+
+
+@functools.cache
+def _local_domain() -> str:
+    return socket.getfqdn()  # once per process: getfqdn may wait for DNS
 
 
 def to_email_message(message: Message, *, message_id: str | None = None) -> EmailMessage:

@@ -24,7 +24,8 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import TracebackType
+
+from mailspool._backends import Backend
 
 __all__ = ["Lease", "ObjectInfo", "Store", "default_owner"]
 
@@ -53,10 +54,9 @@ class Lease:
     token: object = None
 
 
-class Store(abc.ABC):
-    """Objects under keys; see the module docstring for what every backend promises."""
-
-    url: str
+class Store(Backend, abc.ABC):
+    """Objects under keys; see the module docstring for what every backend promises.
+    ``close()`` releases its connections and file handles; ``with store:`` closes it."""
 
     # -- objects -------------------------------------------------------------------
 
@@ -132,22 +132,3 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def release(self, lease: Lease) -> None:
         """Give a claim back; no error if it had already expired or been taken."""
-
-    # -- life cycle ------------------------------------------------------------------
-
-    def close(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
-        """Release connections and file handles."""
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}>"

@@ -7,18 +7,15 @@ the bytes that left. URL helpers keep passwords out of every message they build.
 
 from __future__ import annotations
 
-import functools
 import inspect
-import socket
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from email.utils import make_msgid, parseaddr
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from mailspool.errors import ConfigurationError
 from mailspool.message import Message
-from mailspool.mime import render
+from mailspool.mime import new_message_id, render
 
 __all__ = [
     "Outgoing",
@@ -54,17 +51,6 @@ def prepare(message: Message, message_id: str | None = None, *, utf8: bool = Fal
         sender=message.envelope_sender,
         recipients=message.envelope_recipients,
     )
-
-
-def new_message_id(sender: str | None) -> str:
-    """A fresh ``<...@domain>`` id, in the sender's domain when there is a sender."""
-    domain = parseaddr(sender)[1].rpartition("@")[2] if sender else ""
-    return make_msgid(domain=domain or _local_domain())
-
-
-@functools.cache
-def _local_domain() -> str:
-    return socket.getfqdn()  # once per process: getfqdn may wait for DNS
 
 
 def redact(url: str) -> str:

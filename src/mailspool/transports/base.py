@@ -13,8 +13,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 
+from mailspool._backends import Backend
 from mailspool.message import Message
 
 __all__ = ["Receipt", "Transport"]
@@ -34,30 +34,12 @@ class Receipt:
     refused: Mapping[str, str] = field(default_factory=dict)
 
 
-class Transport(abc.ABC):
-    """Delivers messages. Thread-safe; reuses its connections; close() releases them."""
-
-    url: str
+class Transport(Backend, abc.ABC):
+    """Delivers messages. Thread-safe; reuses its connections; ``close()`` (or leaving
+    ``with transport:``) closes every open connection."""
 
     @abc.abstractmethod
     def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
         """Deliver one message. ``message_id`` (``<...>``) is used as its Message-ID
         unless the message has one; the worker passes a stable id so that a duplicate
         after a crash carries the same Message-ID as the original."""
-
-    def close(self) -> None:  # noqa: B027 - a no-op unless the transport holds connections
-        """Close every open connection."""
-
-    def __enter__(self) -> Transport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}>"
