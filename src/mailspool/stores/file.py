@@ -36,7 +36,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import stat
 import threading
 import time
@@ -47,15 +46,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from mailspool._files import (
+    FILE_MODE,
+    fsync_folder,
+    make_folder,
+    remove,
+    write_atomically,
+    write_temp,
+)
 from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, StoreError
 from mailspool.stores import check_record
 from mailspool.stores.base import Lease, ObjectInfo, Store
 
 __all__ = ["FileStore", "check_key"]
 
-_FILE_MODE = 0o600
-_FOLDER_MODE = 0o700
-_TEMP_PREFIX = ".tmp-"
 _LEASES = ".leases"
 _CLAIM_ATTEMPTS = 16
 _LONGEST_LEASE_FILE = 200
@@ -119,27 +123,22 @@ class FileStore(Store):
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         with self._failure("write", key):
-            self._make_folder(path.parent)
-            temp = _write_temp(path.parent, data)
-            try:
-                os.replace(temp, path)
-            except BaseException:
-                _remove(temp)
-                raise
-            _fsync_folder(path.parent)
+            make_folder(path.parent)
+            write_atomically(path, data)
+            fsync_folder(path.parent)
 
     def put_new(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         with self._failure("write", key):
-            self._make_folder(path.parent)
-            temp = _write_temp(path.parent, data)
+            make_folder(path.parent)
+            temp = write_temp(path.parent, data)
             try:
                 os.link(temp, path)
             except FileExistsError:
                 return False
             finally:
-                _remove(temp)
-            _fsync_folder(path.parent)
+                remove(temp)
+            fsync_folder(path.parent)
             return True
 
     def get(self, key: str) -> bytes:
@@ -156,8 +155,8 @@ class FileStore(Store):
     def delete(self, key: str) -> None:
         path = self._path(key)
         with self._failure("delete", key):
-            if _remove(path):
-                _fsync_folder(path.parent)
+            if remove(path):
+                fsync_folder(path.parent)
 
     def move(self, source: str, destination: str) -> bool:
         """Move by hard link then unlink: atomic, and never over an existing object
@@ -167,19 +166,19 @@ class FileStore(Store):
         if source == destination:
             return src.is_file()
         with self._failure("move", source):
-            self._make_folder(dst.parent)
+            make_folder(dst.parent)
             try:
                 os.link(src, dst)
             except FileNotFoundError:
                 return False
             except FileExistsError:
                 return _moved_by_another(src, dst, f"{source!r} to {destination!r}")
-            if not _remove(src):
-                _remove(dst)
+            if not remove(src):
+                remove(dst)
                 return False
-            _fsync_folder(dst.parent)
+            fsync_folder(dst.parent)
             if src.parent != dst.parent:
-                _fsync_folder(src.parent)
+                fsync_folder(src.parent)
             return True
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -199,9 +198,9 @@ class FileStore(Store):
         check_record(record)
         path = self._path(key)
         with self._failure("append to", key):
-            self._make_folder(path.parent)
+            make_folder(path.parent)
             flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-            fd = os.open(path, flags, _FILE_MODE)
+            fd = os.open(path, flags, FILE_MODE)
             try:
                 _append_line(fd, record, path.parent)
             finally:
@@ -226,13 +225,13 @@ class FileStore(Store):
         claim is exclusive between threads too: each claim opens its own descriptor."""
         path = self._lease_path(name)
         with self._failure("claim", name):
-            self._make_folder(path.parent)
+            make_folder(path.parent)
             handle = _acquire(path)
             if handle is None:
                 return None
             lease = Lease(name, owner, time.time() + ttl, handle)
             try:
-                os.fchmod(handle.fd, _FILE_MODE)
+                os.fchmod(handle.fd, FILE_MODE)
                 _record(handle, lease)
             except BaseException:
                 handle.release()
@@ -297,18 +296,6 @@ class FileStore(Store):
             escaped = "sha256-" + hashlib.sha256(name.encode()).hexdigest()
         return self.root / _LEASES / escaped
 
-    def _make_folder(self, folder: Path) -> None:
-        """Create a folder and its missing parents, 0700 whatever the umask."""
-        if folder.is_dir():
-            return
-        self._make_folder(folder.parent)
-        try:
-            os.mkdir(folder, _FOLDER_MODE)
-        except FileExistsError:
-            return
-        os.chmod(folder, _FOLDER_MODE)
-        _fsync_folder(folder.parent)
-
     def _walk(self, folder: Path, base: str, start: str) -> Iterator[ObjectInfo]:
         for name, is_folder, info in self._entries(folder, start):
             if is_folder:
@@ -367,7 +354,7 @@ class _LeaseFile:
             self.held = False
             try:
                 if self.pid == os.getpid() and self.is_current():
-                    _remove(self.path)
+                    remove(self.path)
             finally:
                 os.close(self.fd)
 
@@ -390,7 +377,7 @@ def _acquire(path: Path) -> _LeaseFile | None:
 
 
 def _lock(path: Path) -> _LeaseFile | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -446,8 +433,8 @@ def _read_lease(fd: int, path: Path) -> Lease:
 def _append_line(fd: int, record: bytes, folder: Path) -> None:
     """One write, then fsync. Starts a fresh line if the log ends in a torn one."""
     info = os.fstat(fd)
-    if stat.S_IMODE(info.st_mode) != _FILE_MODE:
-        os.fchmod(fd, _FILE_MODE)
+    if stat.S_IMODE(info.st_mode) != FILE_MODE:
+        os.fchmod(fd, FILE_MODE)
     line = record + b"\n"
     if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
         line = b"\n" + line
@@ -456,25 +443,7 @@ def _append_line(fd: int, record: bytes, folder: Path) -> None:
         raise StoreError(f"short write to the log in {folder} (disk full?)")
     os.fsync(fd)
     if info.st_size == 0:
-        _fsync_folder(folder)
-
-
-def _write_temp(folder: Path, data: bytes) -> Path:
-    """A fsynced 0600 temp file in ``folder`` holding ``data``."""
-    temp = folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        _remove(temp)
-        raise
-    finally:
-        os.close(fd)
-    return temp
+        fsync_folder(folder)
 
 
 def _moved_by_another(src: Path, dst: Path, what: str) -> bool:
@@ -503,21 +472,3 @@ def _entry(item: os.DirEntry[str]) -> _Entry | None:
 
 def _visible(name: str, start: str) -> bool:
     return not name.startswith(".") and name.startswith(start)
-
-
-def _remove(path: Path) -> bool:
-    """Unlink; False if there was nothing to unlink."""
-    try:
-        os.unlink(path)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return False
-    return True
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename, link or unlink in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -28,6 +28,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+from mailspool._files import fsync_folder, make_folder, write_atomically
 from mailspool.errors import ConfigurationError, TransientError
 from mailspool.message import Message
 from mailspool.transports._common import check_options, prepare
@@ -35,8 +36,6 @@ from mailspool.transports.base import Receipt, Transport
 
 __all__ = ["FileTransport", "SavedMessage"]
 
-_FILE_MODE = 0o600
-_FOLDER_MODE = 0o700
 _ENVELOPE_SUFFIX = ".envelope.json"
 
 
@@ -87,10 +86,10 @@ class FileTransport(Transport):
         }
         stem = _new_stem()
         try:
-            _make_folder(self.directory)
-            _write_atomically(self.directory / f"{stem}{_ENVELOPE_SUFFIX}", _json(envelope))
-            _write_atomically(self.directory / f"{stem}.eml", outgoing.data)
-            _fsync_folder(self.directory)
+            make_folder(self.directory)
+            write_atomically(self.directory / f"{stem}{_ENVELOPE_SUFFIX}", _json(envelope))
+            write_atomically(self.directory / f"{stem}.eml", outgoing.data)
+            fsync_folder(self.directory)
         except OSError as err:
             raise TransientError(
                 f"cannot write to the outbox {str(self.directory)!r}: {err.strerror or err}"
@@ -121,43 +120,3 @@ def _load(path: Path) -> SavedMessage:
         message_id=envelope["message_id"],
         data=path.read_bytes(),
     )
-
-
-def _make_folder(folder: Path) -> None:
-    """The folder and its missing parents, each created 0700 whatever the umask."""
-    if folder.is_dir():
-        return
-    _make_folder(folder.parent)
-    try:
-        os.mkdir(folder, _FOLDER_MODE)
-    except FileExistsError:
-        return
-    os.chmod(folder, _FOLDER_MODE)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Readers see no file or the whole file: temp file, fsync, rename."""
-    temp = path.with_name(f".tmp-{secrets.token_hex(8)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
-    try:
-        try:
-            os.fchmod(fd, _FILE_MODE)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the renames in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,88 @@
+"""Private, durable files on the local disk: the file store's and the file transport's.
+
+Files are 0600 and folders 0700 whatever the umask: e-mails are personal data. A file is
+written whole under a temporary name (``.tmp-<random>``) and fsynced before it is renamed
+or linked into place, so a reader sees no file, the old one or the whole new one; fsyncing
+the folder then makes the rename survive a power loss.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+__all__ = [
+    "FILE_MODE",
+    "FOLDER_MODE",
+    "TEMP_PREFIX",
+    "fsync_folder",
+    "make_folder",
+    "remove",
+    "write_atomically",
+    "write_temp",
+]
+
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+TEMP_PREFIX = ".tmp-"  # a name no key or message file starts with
+
+
+def make_folder(folder: Path) -> None:
+    """The folder and its missing parents, each created 0700 and made durable."""
+    if folder.is_dir():
+        return
+    make_folder(folder.parent)
+    try:
+        os.mkdir(folder, FOLDER_MODE)
+    except FileExistsError:
+        return
+    os.chmod(folder, FOLDER_MODE)
+    fsync_folder(folder.parent)
+
+
+def write_temp(folder: Path, data: bytes) -> Path:
+    """A fsynced 0600 temp file in ``folder`` holding ``data``."""
+    temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        remove(temp)
+        raise
+    finally:
+        os.close(fd)
+    return temp
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole, replacing any file there; fsync its folder afterwards (once
+    for several files) to make the rename durable."""
+    temp = write_temp(path.parent, data)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        remove(temp)
+        raise
+
+
+def remove(path: Path) -> bool:
+    """Unlink; False if there was nothing to unlink."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False
+    return True
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename, link or unlink in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
