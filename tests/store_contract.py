@@ -97,6 +97,23 @@ class StoreContract:
         assert store.move("queue/a.json", "failed/a.json") is False
         assert keys(store, "failed/") == []
 
+    def test_move_onto_an_existing_key_replaces_it(self, store: Store) -> None:
+        """A batch finished a second time after a crash: its copy in done/ exists already,
+        and the one in queue/ must still go, without an error."""
+        store.put("queue/a.json", b"batch")
+        store.put("done/a.json", b"older copy")
+        assert store.move("queue/a.json", "done/a.json") is True
+        assert store.get("done/a.json") == b"batch"
+        assert keys(store, "queue/") == []
+
+    def test_of_concurrent_moves_to_one_key_exactly_one_is_true(self, store: Store) -> None:
+        store.put("queue/a.json", b"batch")
+        store.put("done/a.json", b"older copy")
+        results = race(8, lambda _: store.move("queue/a.json", "done/a.json"))
+        assert results.count(True) == 1
+        assert store.get("done/a.json") == b"batch"
+        assert keys(store, "queue/") == []
+
     # -- listing ---------------------------------------------------------------------
 
     def test_list_matches_a_prefix_ending_inside_a_name(self, store: Store) -> None:

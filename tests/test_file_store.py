@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailspool.errors import ConfigurationError, LeaseLost, StoreError
+from mailspool.errors import ConfigurationError, LeaseLost
 from mailspool.stores.file import FileStore
 from tests.store_contract import StoreContract, keys, race
 
@@ -168,13 +168,21 @@ def test_list_tolerates_folders_removed_while_listing(store: FileStore, root: Pa
 # -- move ----------------------------------------------------------------------------
 
 
-def test_move_never_overwrites(store: FileStore) -> None:
-    store.put("queue/a.json", b"new")
-    store.put("done/a.json", b"old")
-    with pytest.raises(StoreError, match="destination exists"):
-        store.move("queue/a.json", "done/a.json")
-    assert store.get("queue/a.json") == b"new"
-    assert store.get("done/a.json") == b"old"
+def test_a_move_cut_short_by_a_crash_completes(store: FileStore, root: Path) -> None:
+    """A crash between link and unlink (how this store used to move) left one file under
+    both names; rename() alone would leave both, the move removes the source's."""
+    store.put("queue/a.json", b"batch")
+    (root / "done").mkdir(mode=0o700)
+    os.link(root / "queue/a.json", root / "done/a.json")
+    assert store.move("queue/a.json", "done/a.json") is True
+    assert keys(store, "") == ["done/a.json"]
+    assert store.get("done/a.json") == b"batch"
+
+
+def test_a_folder_is_not_an_object_to_move(store: FileStore) -> None:
+    store.put("queue/sub/a.json", b"batch")
+    assert store.move("queue/sub", "done/sub") is False
+    assert keys(store, "") == ["queue/sub/a.json"]
 
 
 def test_concurrent_moves_leave_one_copy(store: FileStore) -> None:

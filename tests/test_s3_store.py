@@ -325,3 +325,11 @@ def _http_response(status: int, body: bytes) -> Any:
             yield body
 
     return AWSResponse("http://stub", status, HTTPHeaders(), _Raw())
+
+
+def test_the_store_and_the_ses_transport_make_clients_under_one_lock() -> None:
+    """boto3's default session is one object: two locks would not exclude each other."""
+    from mailspool.stores import s3
+    from mailspool.transports import ses
+
+    assert s3.BOTO3_SESSION_LOCK is ses.BOTO3_SESSION_LOCK

@@ -3,17 +3,25 @@
 A backend is named by a URL, may hold connections or files, and is closed by ``close()``
 or by leaving a ``with`` block. Its module is imported only when a URL needs it, so a
 missing extra names what to install.
+
+Clients of AWS services come from boto3's default session (its loaded models are reused,
+and it honours ``boto3.setup_default_session``). Making a client from a session is not
+thread-safe, so every client mailspool makes, in the S3 store, the SES transport or the
+AWS tools, is made under the one ``BOTO3_SESSION_LOCK``.
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Mapping
 from typing import Any, Self
 
 from mailspool.errors import MissingDependency
 
-__all__ = ["Backend", "load_backend"]
+__all__ = ["BOTO3_SESSION_LOCK", "Backend", "load_backend"]
+
+BOTO3_SESSION_LOCK = threading.Lock()
 
 
 class Backend:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
 
 __all__ = ["close_all", "shared_store", "shared_transport"]
+
+B = TypeVar("B", Store, Transport)
 
 _lock = threading.Lock()
 _stores: dict[str, Store] = {}
@@ -22,24 +26,24 @@ _transports: dict[str, Transport] = {}
 
 def shared_store(url: str) -> Store:
     """The process's store for that URL, opened on first use."""
-    with _lock:
-        store = _stores.get(url)
-        if store is None:
-            from mailspool.stores import open_store
+    from mailspool.stores import open_store
 
-            store = _stores[url] = open_store(url)
-        return store
+    return _shared(_stores, url, open_store)
 
 
 def shared_transport(url: str) -> Transport:
     """The process's transport for that URL; its connections stay open between sends."""
-    with _lock:
-        transport = _transports.get(url)
-        if transport is None:
-            from mailspool.transports import open_transport
+    from mailspool.transports import open_transport
 
-            transport = _transports[url] = open_transport(url)
-        return transport
+    return _shared(_transports, url, open_transport)
+
+
+def _shared(opened: dict[str, B], url: str, open_url: Callable[[str], B]) -> B:
+    with _lock:
+        backend = opened.get(url)
+        if backend is None:
+            backend = opened[url] = open_url(url)
+        return backend
 
 
 def close_all() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -107,23 +108,13 @@ def _assignments(assignments: tuple[str, ...]) -> dict[str, str]:
     "--platform", default="manylinux2014_x86_64", show_default=True, help="'native': this machine."
 )
 @click.option("--source", help="mailspool to package: a path or requirement (default: this one).")
-@click.option(
-    "--boto3/--no-boto3", "with_boto3", default=True, show_default=True, help="Bundle boto3."
-)
-def package(
-    output: Path, python_version: str, platform: str, source: str | None, with_boto3: bool
-) -> None:
+@click.option("--boto3/--no-boto3", default=True, show_default=True, help="Bundle boto3.")
+def package(output: Path, **options: Any) -> None:
     """Build the Lambda function zip with its dependencies."""
     from mailspool.aws.package import build_package
 
     with _click_errors():
-        build_package(
-            output,
-            python_version=python_version,
-            platform=platform,
-            source=source,
-            boto3=with_boto3,
-        )
+        build_package(output, **options)  # the options are build_package's keywords
     click.echo(f"wrote {output} ({output.stat().st_size // 1024} KiB)")
 
 
@@ -133,18 +124,10 @@ def package(
 @click.option("--function-arn", help="Notify this Lambda function of new batches.")
 @click.option("--queue-arn", help="Notify this SQS queue of new batches.")
 @click.option("--expire-days", type=click.IntRange(min=1), default=14, show_default=True)
-def setup(
-    bucket: str, prefix: str, function_arn: str | None, queue_arn: str | None, expire_days: int
-) -> None:
+def setup(bucket: str, prefix: str, **options: Any) -> None:
     """Configure an existing bucket: encryption, public access block, lifecycle, events."""
     from mailspool.aws.bucket_setup import setup_bucket
 
     with _click_errors():
-        setup_bucket(
-            bucket,
-            prefix=prefix,
-            function_arn=function_arn,
-            queue_arn=queue_arn,
-            expire_days=expire_days,
-        )
+        setup_bucket(bucket, prefix=prefix, **options)  # the options are its keywords
     click.echo(f"configured s3://{bucket}/{prefix.strip('/')}")

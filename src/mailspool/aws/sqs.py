@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from mailspool._backends import BOTO3_SESSION_LOCK
 from mailspool.aws.lambda_handler import deliver_event
 from mailspool.delivery.worker import Worker
 
@@ -29,9 +30,7 @@ def consume(
     on_round: Callable[[int], None] | None = None,
 ) -> None:
     """Receive, deliver and delete until ``worker.stop()``."""
-    import boto3
-
-    sqs = client or boto3.client("sqs")
+    sqs = client if client is not None else _sqs_client()
     while not worker.stopping.is_set():
         try:
             answer = sqs.receive_message(
@@ -59,3 +58,10 @@ def consume_messages(worker: Worker, sqs: Any, queue_url: str, messages: list[An
         if message["MessageId"] not in kept:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     return kept
+
+
+def _sqs_client() -> Any:
+    import boto3
+
+    with BOTO3_SESSION_LOCK:  # the worker's threads may be making clients at this moment
+        return boto3.client("sqs")

@@ -6,6 +6,8 @@ worker needs is here, each with a promise that both backends keep:
 
 - ``put``: the object appears whole or not at all (atomic), private to its owner.
 - ``put_new``: create only if absent; the answer says who won (blobs, leases).
+- ``move``: atomic; it replaces an object already at the destination, so a batch
+  finished twice (after a crash) moves again without error.
 - ``append`` / ``read_log``: a durable record log (the batch ledger). A record that
   ``append`` returned for is never lost; records come back in the order appended.
 - ``claim``: at most one live holder per name. A claim whose holder died is released
@@ -26,8 +28,45 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mailspool._backends import Backend
+from mailspool.errors import ConfigurationError, KeyNotFound
 
-__all__ = ["Lease", "ObjectInfo", "Store", "default_owner"]
+__all__ = ["Lease", "ObjectInfo", "Store", "check_key", "check_prefix", "default_owner"]
+
+
+def check_key(key: str, what: str = "key") -> str:
+    """The key, if it is a plain relative path (``queue/x.json``); a ConfigurationError
+    naming it otherwise. Every backend keeps the same rules, so a key valid on one store
+    is valid on another; no segment starts with ``.``: such names are the store's own
+    (temp files, ``.leases/``)."""
+    problem = _key_problem(key)
+    if problem is not None:
+        raise ConfigurationError(f"invalid store {what} {key!r}: {problem}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or the start of a valid key (it may end inside a name)."""
+    problem = _key_problem(prefix + "x") if prefix else None
+    if problem is not None:
+        raise ConfigurationError(f"invalid store prefix {prefix!r}: {problem}")
+    return prefix
+
+
+def _key_problem(key: str) -> str | None:
+    if not key:
+        return "it is empty"
+    if "\\" in key or "\0" in key:
+        return "it contains a backslash or NUL"
+    if key.startswith("/"):
+        return "it is absolute"
+    for part in key.split("/"):
+        if not part:
+            return "it has an empty segment"
+        if part in (".", ".."):
+            return f"it has a {part!r} segment"
+        if part.startswith("."):
+            return "a segment starts with '.' (such names are the store's own files)"
+    return None
 
 
 def default_owner() -> str:
@@ -94,9 +133,15 @@ class Store(Backend, abc.ABC):
         return (info.key for info in self.list(prefix))
 
     def move(self, source: str, destination: str) -> bool:
-        """Move an object; False if the source was already gone (someone else moved it)."""
-        from mailspool.errors import KeyNotFound
+        """Move an object; False if the source was already gone (someone else moved it).
 
+        An object already at the destination is replaced, atomically: readers see the
+        old one or the new one. Replacing is what S3 can do (a copy over the key), and
+        a batch finished a second time after a crash (its copy in ``done/`` made, its
+        ``queue/`` object not yet removed) must move again without an error, so that
+        the copy in ``queue/`` goes. Of concurrent moves of one object to one
+        destination, exactly one is True.
+        """
         try:
             data = self.get(source)
         except KeyNotFound:

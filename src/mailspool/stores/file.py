@@ -10,7 +10,8 @@ of ``Store`` is kept:
   skips.
 - ``put_new``: the finished temp file is hard-linked to the key. The link fails if the
   key exists, so exactly one writer wins, and its object is whole from the first moment.
-- ``move``: hard link, then unlink: atomic, and it never overwrites the destination.
+- ``move``: a rename: atomic, and it replaces an object at the destination (the
+  store's contract, see ``Store.move``).
 - ``append``: one line per record, added by a single ``O_APPEND`` write and fsynced, so
   appends from many threads and processes never interleave. A line torn by a power
   loss or a full disk is ignored by ``read_log`` while it is last; the next append
@@ -56,9 +57,9 @@ from mailspool._files import (
 )
 from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, StoreError
 from mailspool.stores import check_record
-from mailspool.stores.base import Lease, ObjectInfo, Store
+from mailspool.stores.base import Lease, ObjectInfo, Store, check_key, check_prefix
 
-__all__ = ["FileStore", "check_key"]
+__all__ = ["FileStore"]
 
 _LEASES = ".leases"
 _CLAIM_ATTEMPTS = 16
@@ -66,30 +67,6 @@ _LONGEST_LEASE_FILE = 200
 _LEASE_BYTES = 4096
 
 _Entry = tuple[str, bool, os.stat_result]
-
-
-def check_key(key: str, what: str = "key") -> None:
-    """Refuse a key that is not a plain relative path inside the store."""
-    problem = _key_problem(key)
-    if problem is not None:
-        raise ConfigurationError(f"invalid store {what} {key!r}: {problem}")
-
-
-def _key_problem(key: str) -> str | None:
-    if not key:
-        return "it is empty"
-    if "\\" in key or "\0" in key:
-        return "it contains a backslash or NUL"
-    if key.startswith("/"):
-        return "it is absolute"
-    for part in key.split("/"):
-        if not part:
-            return "it has an empty segment"
-        if part in (".", ".."):
-            return f"it has a {part!r} segment"
-        if part.startswith("."):
-            return "a segment starts with '.' (such names are the store's own files)"
-    return None
 
 
 def _root_from_url(url: str) -> str:
@@ -159,22 +136,22 @@ class FileStore(Store):
                 fsync_folder(path.parent)
 
     def move(self, source: str, destination: str) -> bool:
-        """Move by hard link then unlink: atomic, and never over an existing object
-        (``StoreError``, both objects left as they were). False if the source is gone,
-        or another worker is moving it at the same moment and wins."""
+        """Rename: atomic, replacing any object at the destination. False if the source
+        is gone (another worker moved it first) or is not a file."""
         src, dst = self._path(source), self._path(destination)
         if source == destination:
             return src.is_file()
         with self._failure("move", source):
+            if not _is_file(src):
+                return False
             make_folder(dst.parent)
             try:
-                os.link(src, dst)
+                os.rename(src, dst)
             except FileNotFoundError:
                 return False
-            except FileExistsError:
-                return _moved_by_another(src, dst, f"{source!r} to {destination!r}")
-            if not remove(src):
-                remove(dst)
+            # Two names of one file (a link left by a crash) stay as they were after
+            # rename(): remove the source's; False if another mover removed it first.
+            if _same_file(src, dst) and not remove(src):
                 return False
             fsync_folder(dst.parent)
             if src.parent != dst.parent:
@@ -185,9 +162,7 @@ class FileStore(Store):
         """Objects under ``prefix`` (which may end inside a name) in ascending key order,
         reading only the folders the prefix reaches. Files deleted meanwhile are left
         out; temp files and lease files never appear."""
-        problem = _key_problem(prefix + "x") if prefix else None
-        if problem is not None:
-            raise ConfigurationError(f"invalid store prefix {prefix!r}: {problem}")
+        check_prefix(prefix)
         folder_key, _, start = prefix.rpartition("/")
         folder = self.root / folder_key if folder_key else self.root
         return self._walk(folder, f"{folder_key}/" if folder_key else "", start)
@@ -446,16 +421,18 @@ def _append_line(fd: int, record: bytes, folder: Path) -> None:
         fsync_folder(folder)
 
 
-def _moved_by_another(src: Path, dst: Path, what: str) -> bool:
-    """The destination exists: False if it is the source itself (another worker is
-    moving it) or the source is gone; otherwise refuse to overwrite."""
+def _is_file(path: Path) -> bool:
     try:
-        if os.path.samefile(src, dst):
-            return False
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
     except FileNotFoundError:
-        if not src.exists():
-            return False
-    raise StoreError(f"cannot move {what}: the destination exists")
+        return False
 
 
 def _entry(item: os.DirEntry[str]) -> _Entry | None:

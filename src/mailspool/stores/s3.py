@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from mailspool._backends import BOTO3_SESSION_LOCK
 from mailspool.errors import (
     ConfigurationError,
     KeyNotFound,
@@ -52,7 +53,7 @@ from mailspool.errors import (
     StoreError,
 )
 from mailspool.stores import check_record
-from mailspool.stores.base import Lease, ObjectInfo, Store
+from mailspool.stores.base import Lease, ObjectInfo, Store, check_key, check_prefix
 
 try:
     import boto3
@@ -75,7 +76,6 @@ _CONSTRUCTOR_OPTIONS = _URL_OPTIONS | {"bucket", "prefix", "client"}
 _CONFLICT_RETRIES = 5  # 409 ConditionalRequestConflict: another conditional write in flight
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 _READ_THREADS = 16
-_SESSION_LOCK = threading.Lock()
 
 
 def client_config() -> Config:
@@ -122,7 +122,7 @@ class S3Store(Store):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if self.prefix:
-            _check_key(self.prefix, "prefix")
+            check_key(self.prefix, "prefix")
         self._root = f"{self.prefix}/" if self.prefix else ""
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._owns_client = client is None
@@ -181,9 +181,7 @@ class S3Store(Store):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` in S3's order (UTF-8 bytes, the same as ``str``
         order); lease objects never appear."""
-        if prefix:
-            _check_key(prefix + "x", "prefix")
-        full = self._root + prefix
+        full = self._root + check_prefix(prefix)
         leases = self._root + LEASES
         paginator = self._client.get_paginator("list_objects_v2")
         with self._translate("list", full):
@@ -237,7 +235,7 @@ class S3Store(Store):
         self._put(f"{self._key(key)}/{self._next_part()}", record + b"\n")
 
     def read_log(self, key: str) -> builtins.list[bytes]:
-        parts = [info.key for info in self.list(f"{_check_key(key)}/")]
+        parts = [info.key for info in self.list(f"{check_key(key)}/")]
         if len(parts) <= 1:
             chunks = [self._get_or_empty(part) for part in parts]
         else:
@@ -246,7 +244,7 @@ class S3Store(Store):
         return [line for chunk in chunks for line in chunk.splitlines() if line]
 
     def delete_log(self, key: str) -> None:
-        parts = [self._root + info.key for info in self.list(f"{_check_key(key)}/")]
+        parts = [self._root + info.key for info in self.list(f"{check_key(key)}/")]
         for start in range(0, len(parts), _DELETE_BATCH):
             chunk = parts[start : start + _DELETE_BATCH]
             with self._translate("delete log", self._key(key)):
@@ -320,10 +318,10 @@ class S3Store(Store):
     # -- helpers ---------------------------------------------------------------------
 
     def _key(self, key: str) -> str:
-        return self._root + _check_key(key)
+        return self._root + check_key(key)
 
     def _lease_key(self, name: str) -> str:
-        return self._root + LEASES + _check_key(name, "claim name")
+        return self._root + LEASES + check_key(name, "claim name")
 
     def _next_part(self) -> str:
         """A log part name that sorts after every part this store wrote before."""
@@ -400,26 +398,6 @@ class S3Store(Store):
             raise StoreError(f"cannot {action} {where}: {err}") from err
 
 
-def _check_key(key: str, what: str = "key") -> str:
-    """The key, if it is a plain relative path; the file store's rules, so that a key
-    valid on one store is valid on the other and ``.leases/`` stays the store's own."""
-    problem = None
-    if not key:
-        problem = "it is empty"
-    elif "\\" in key or "\0" in key:
-        problem = "it contains a backslash or NUL"
-    elif key.startswith("/"):
-        problem = "it is absolute"
-    else:
-        for part in key.split("/"):
-            if not part or part.startswith("."):
-                problem = f"segment {part!r} is empty or starts with '.'"
-                break
-    if problem is not None:
-        raise ConfigurationError(f"invalid store {what} {key!r}: {problem}")
-    return key
-
-
 def _client_error(err: ClientError, action: str, where: str) -> StoreError:
     error = err.response.get("Error", {})
     code = str(error.get("Code", ""))
@@ -440,7 +418,7 @@ def _make_client(region: str | None) -> S3Client:
     """A client from boto3's default session (its loaded models are reused, and it
     honours ``boto3.setup_default_session``); a session is not thread-safe, hence the lock."""
     try:
-        with _SESSION_LOCK:
+        with BOTO3_SESSION_LOCK:
             return boto3.client("s3", region_name=region, config=client_config())
     except BotoCoreError as err:
         raise ConfigurationError(f"S3 store: cannot make an S3 client: {err}") from err

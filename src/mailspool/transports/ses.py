@@ -25,6 +25,7 @@ from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from mailspool._backends import BOTO3_SESSION_LOCK
 from mailspool.errors import (
     ConfigurationError,
     DeliveryError,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["MAX_RECIPIENTS", "SESTransport", "translate_error"]
 
 _URL_OPTIONS = frozenset({"configuration_set", "max_attempts"})
-_SESSION_LOCK = threading.Lock()  # boto3's default session is not thread-safe
 
 TRANSIENT_CODES = frozenset(
     {
@@ -241,7 +241,7 @@ class SESTransport(Transport):
             pass  # not implemented (emulators), not allowed, or no quota: ask SES v1
         except boto_errors.BotoCoreError:
             final = False
-        with _SESSION_LOCK:
+        with BOTO3_SESSION_LOCK:
             v1 = boto3.client(
                 "ses",
                 region_name=self._client.meta.region_name,
@@ -267,7 +267,7 @@ def _make_client(region: str | None, max_attempts: int) -> SESV2Client:
         read_timeout=30,
     )
     try:
-        with _SESSION_LOCK:
+        with BOTO3_SESSION_LOCK:
             return boto3.client("sesv2", region_name=region, config=config)
     except boto_errors.BotoCoreError as err:
         raise ConfigurationError(f"SES transport: cannot make an SES client: {err}") from err
