@@ -16,7 +16,7 @@ from mailspool.errors import (
     SendingPaused,
     TransientError,
 )
-from mailspool.message import Message, parse_address
+from mailspool.message import Message, sender_domain
 from mailspool.spool import layout
 from mailspool.spool.batch import Batch
 from mailspool.spool.ledger import Ledger
@@ -151,7 +151,7 @@ class EmailSender:
 
     def _message_id(self, index: int, message: Message) -> str:
         """A stable Message-ID, so a duplicate after a crash is recognisable as one."""
-        domain = parse_address(message.sender or "")[1].rpartition("@")[2] or "mailspool.invalid"
+        domain = sender_domain(message.sender) or "mailspool.invalid"
         return f"<{self._batch_id}.{index}@{domain}>"
 
 
