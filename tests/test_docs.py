@@ -37,3 +37,21 @@ def test_the_published_schemas_are_the_packaged_ones() -> None:
         assert (ROOT / "docs" / name).read_text() == (
             ROOT / "src" / "mailspool" / "schema" / name
         ).read_text()
+
+
+def test_the_article_s_numbers_appear_only_on_its_page() -> None:
+    """S1..S17 and W1..W12 number the article's requirements and weak spots on
+    docs/article.md; elsewhere the code and the docs say in words what they meant
+    (S3 alone is also Amazon S3's name, so it is not searched for)."""
+    number = re.compile(r"\b(W(1[0-2]|[1-9])|S(1[0-7]|[124-9]))\b")
+    article = ROOT / "docs" / "article.md"
+    pages = [*(ROOT / "src" / "mailspool").rglob("*.py"), *(ROOT / "docs").glob("*.md")]
+    cited = [
+        f"{path.relative_to(ROOT)}: {match.group()}"
+        for path in pages
+        if path != article
+        for match in number.finditer(path.read_text())
+    ]
+    assert cited == []
+    assert len(number.findall(article.read_text())) >= 29
+    assert "(article.md)" in (ROOT / "docs" / "architecture.md").read_text()

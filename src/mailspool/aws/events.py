@@ -1,4 +1,4 @@
-"""Lambda events -> the S3 objects they announce (W1: every record, every wrapper).
+"""Lambda events -> the S3 objects they announce: every record, in every wrapper.
 
 Shapes understood, nested as AWS nests them:
 

@@ -1,4 +1,5 @@
-"""The sweeper: re-drives batches whose event was lost or whose retries ran out (W3).
+"""The sweeper: re-drives batches whose event was lost or whose retries ran out, so
+that no batch is silently left behind.
 
 Run on a schedule (the template: every 5 minutes), it lists ``queue/`` and delivers
 every batch older than ``MAILSPOOL_SWEEP_AFTER`` seconds (default 300) right there,

@@ -1,4 +1,5 @@
-"""One rate limit shared by every thread of a worker (W4).
+"""One rate limit shared by every thread of a worker: the provider's send rate holds
+however many sends run at once.
 
 A provider counts recipients, not messages (SES: ``MaxSendRate`` recipients per second),
 so ``acquire(n)`` takes ``n`` units. The limiter hands out start times spaced

@@ -3,9 +3,9 @@
 For one batch: claim it (no second worker may take it), load and check it, then for
 each e-mail not yet in its ledger: wait for the shared rate limit, send, record. An
 e-mail is recorded before its sender thread takes the next one, so a crash can repeat
-at most the e-mails in flight (one per sender thread), never the batch (W2).
+at most the e-mails in flight (one per sender thread), never the whole batch.
 
-Outcomes (W3, W5):
+Outcomes (no e-mail is lost silently; one bad e-mail never fails its batch):
 
 - transient failure (4xx, throttling, dropped connection): retried later with
   exponential backoff and full jitter, without holding a sender thread, up to
@@ -19,7 +19,7 @@ Outcomes (W3, W5):
 A batch is finished when every e-mail is sent, failed or carried on by a continuation
 batch; it then moves to ``done/``, the only place a lifecycle rule may expire.
 Near a deadline (Lambda) the worker writes the e-mails still to send as a continuation
-batch instead of timing out half-way (W9); a large batch can be split the same way so
+batch instead of timing out half-way (no batch size to tune against a timeout); a large batch can be split the same way so
 that several workers deliver its parts in parallel.
 """
 

@@ -1,4 +1,4 @@
-"""Every e-mail's fate, counted from the store itself (W10).
+"""Every e-mail's fate, counted from the store itself: what is pending, sent or failed.
 
 ``pending + sent + failed + quarantined`` adds up to every e-mail accepted into the
 store and still on record (``gc`` and lifecycle rules forget finished batches):

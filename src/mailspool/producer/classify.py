@@ -1,4 +1,5 @@
-"""Decide whether an e-mail goes out now or later (the article's S2-S3).
+"""Decide whether an e-mail goes out now (priority mail) or later in a batch, behind
+the one send function the application calls for both.
 
 In order, the first that speaks decides:
 

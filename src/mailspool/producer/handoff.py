@@ -1,7 +1,7 @@
 """Write deferred e-mails to a store as batch files: one write per meta group.
 
-This is the whole cost a request pays for its non-priority mail (the article's S4-S5,
-S7): group by meta, encode each group once, one ``put`` per group. The article's
+This is the whole cost a request pays for its non-priority mail: group by meta (the
+headers the e-mails share), encode each group once, one ``put`` per group. The article's
 chunking (``MAILSPOOL_EMAILS_PER_FILE``) is available but off by default, since the
 worker delivers a large batch in parallel itself and never runs into a timeout.
 """

@@ -1,4 +1,5 @@
-"""The request scope: deferred e-mails wait here until the request ends (W11, W12).
+"""The request scope: deferred e-mails wait here until the request ends, one buffer per
+request (safe for threads and async code), written in one go after the response.
 
 ``with mailspool.request():`` (or ``async with``) opens a buffer held in a
 ``contextvars.ContextVar``: every thread and every asyncio task has its own, so
