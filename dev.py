@@ -23,6 +23,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 STAMP = VENV / ".mailspool-installed"
+CHROMIUM = "/usr/bin/chromium"
 
 
 def ensure_venv(extras: str) -> None:
@@ -60,8 +61,22 @@ def ensure_tool(name: str) -> Path:
     return binary
 
 
+def ensure_chromium() -> None:
+    """Debian's chromium for the dashboard's browser test (Playwright cannot download
+    its own build here); installed with apt-get when missing, which needs root."""
+    if Path(CHROMIUM).exists():
+        return
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        sys.exit(f"the browser test needs {CHROMIUM}: run `apt-get install chromium` as root")
+    print("installing chromium with apt-get (once)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-qq"], env=env)
+    run(["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=600", "chromium"], env=env)
+
+
 def test(args: list[str]) -> None:
     ensure_venv("test")
+    ensure_chromium()
     checkov = ensure_tool("checkov")
     run([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "dev.py"])
     run([str(BIN / "ruff"), "format", "--check", "src", "tests", "benchmarks", "dev.py"])

@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python3 dev.py bench [handoff|delivery|request ...]`` (default: all).
+"""Run the benchmarks: ``python3 dev.py bench [handoff|delivery|request|overview ...]`` (default: all).
 
 Each prints figures measured side by side in one run, as ratios: the machines these run
 on are shared and noisy, so absolute times move while ratios hold.
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "handoff": "benchmarks.bench_handoff",
     "delivery": "benchmarks.bench_delivery",
     "request": "benchmarks.bench_request",
+    "overview": "benchmarks.bench_overview",
 }
 
 

@@ -29,8 +29,10 @@ from mailspool.ops.status import collect_status
 from mailspool.shared import shared_store, shared_transport
 from mailspool.spool import batch, layout
 from mailspool.stores.base import Store
+from mailspool.transports import open_transport
 from mailspool.transports.base import Receipt, Transport
 from tests.fixtures.moto_server import MotoServer
+from tests.fixtures.smtp_server import SMTPSink
 
 BUCKET = "mailspool-aws"
 PREFIX = "spool"
@@ -376,3 +378,46 @@ def _json_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         if record.name == "mailspool.aws":
             line = json.loads(record.getMessage())
             assert "@" not in json.dumps(line)
+
+
+# -- CloudWatch metrics (Embedded Metric Format) ----------------------------------------
+
+
+def emf_lines(output: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+    return [line for line in lines if "CloudWatchMetrics" in line["_aws"]]
+
+
+def test_each_batch_run_prints_an_emf_line_with_its_counts(
+    stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILSPOOL_METRICS_NAMESPACE", "mailspool/test-stack")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "test-deliver")
+    hand_off(3)
+    assert stack.run_queue() == []
+    [line] = emf_lines(capsys.readouterr().out)
+    [directive] = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "mailspool/test-stack"
+    assert directive["Dimensions"] == [["Function"]]
+    names = [metric["Name"] for metric in directive["Metrics"]]
+    assert names == ["Sent", "Failed", "Suppressed", "Throttled", "BatchLatency"]
+    assert (line["Function"], line["Sent"], line["Failed"], line["Throttled"]) == (
+        "test-deliver",
+        3,
+        0,
+        0,
+    )
+    assert line["BatchLatency"] > 0
+    assert isinstance(line["_aws"]["Timestamp"], int)
+
+
+def test_throttled_sends_are_counted(
+    stack: Stack, capsys: pytest.CaptureFixture[str], smtp_server: SMTPSink
+) -> None:
+    smtp_server.defer_first_attempt()  # 451 to every first try, as a throttling server
+    transport = open_transport(smtp_server.url)
+    hand_off(2)
+    assert stack.run_queue(transport=transport) == []
+    transport.close()
+    [line] = emf_lines(capsys.readouterr().out)
+    assert (line["Sent"], line["Throttled"]) == (2, 2)

@@ -26,3 +26,4 @@ def test_demo_hands_off_delivers_and_leaves_readable_files(tmp_path: Path) -> No
     assert len(list(outbox.glob("*.eml"))) == 122  # 121 delivered + the priority one
     assert len(list((tmp_path / "mailspool" / "spool" / "done").glob("*.json"))) == 1
     assert str(outbox) in result.stdout
+    assert "dashboard: mailspool serve --store" in result.stdout  # offered, never waited for

@@ -28,7 +28,7 @@ from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.classify import Priority
 from mailspool.stores import Store, open_store
-from mailspool.transports import open_transport
+from mailspool.transports import Transport, open_transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
 
 __all__ = ["main"]
@@ -180,6 +180,11 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
     default=None,
     help="Progress bar (default: when a terminal is attached).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (needs mailspool[serve]).",
+)
 @click.pass_context
 def worker(ctx: click.Context, /, **opts: Any) -> None:
     """Deliver queued batches: until stopped (SIGTERM, Ctrl-C), or once with --drain."""
@@ -195,6 +200,8 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
         store = open_store(settings.store)
         store.check()
         transport = open_transport(settings.transport)
+        if opts["metrics_port"] is not None:
+            transport = _with_metrics(store, transport, opts["metrics_port"])
         options = WorkerOptions(
             concurrency=settings.concurrency,
             max_attempts=settings.max_attempts,
@@ -228,6 +235,16 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
             _print_drain(report)
             if report.paused:
                 raise click.ClickException("the provider paused sending; e-mails stay pending")
+
+
+def _with_metrics(store: Store, transport: Transport, port: int) -> Transport:
+    try:
+        from mailspool.web.metrics import start_worker_metrics
+    except ImportError as err:
+        raise click.ClickException(
+            f"--metrics-port needs mailspool[serve] (pip install 'mailspool[serve]'): {err}"
+        ) from None
+    return start_worker_metrics(store, transport, port)
 
 
 def _run_worker(the_worker: Worker, poll_interval: float | None, sqs_queue: str | None) -> None:
@@ -419,13 +436,76 @@ def gc(ctx: click.Context, older_than: str, store: str | None) -> None:
 @click.option("--followers", type=click.IntRange(min=1), default=500, show_default=True)
 @store_option
 @click.option("--transport", metavar="URL", help="Delivery URL; env MAILSPOOL_TRANSPORT.")
+@click.option(
+    "--serve/--no-serve",
+    "leave_serving",
+    default=None,
+    help="Then leave the dashboard running on 127.0.0.1 (default: ask when a terminal is attached).",
+)
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8025, show_default=True)
 @click.pass_context
-def demo(ctx: click.Context, followers: int, store: str | None, transport: str | None) -> None:
+def demo(
+    ctx: click.Context,
+    followers: int,
+    store: str | None,
+    transport: str | None,
+    leave_serving: bool | None,
+    port: int,
+) -> None:
     """Hand off a notification burst in one request, then deliver it to the outbox."""
     from mailspool.ops.demo import run_demo
 
     with _errors():
-        run_demo(_settings(ctx, store=store, transport=transport), followers=followers)
+        settings = _settings(ctx, store=store, transport=transport)
+        run_demo(settings, followers=followers)
+    url = f"http://127.0.0.1:{port}/"
+    if leave_serving is None:
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        leave_serving = interactive and click.confirm(f"Leave the dashboard running at {url}?")
+    if not leave_serving:
+        click.echo(f"dashboard: mailspool serve --store {settings.store}  (then open {url})")
+        return
+    ctx.invoke(serve, host="127.0.0.1", port=port, token=None, store=settings.store)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8025, show_default=True)
+@click.option(
+    "--token",
+    envvar="MAILSPOOL_SERVE_TOKEN",
+    help="Every page but the public endpoints asks for it; needed off loopback. "
+    "Env MAILSPOOL_SERVE_TOKEN.",
+)
+@click.option("--show-bodies", is_flag=True, help="Show e-mail bodies on the failed page.")
+@store_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    token: str | None,
+    show_bodies: bool,
+    store: str | None,
+) -> None:
+    """The dashboard and /metrics for a store (needs mailspool[serve])."""
+    try:
+        from mailspool.web.security import require_token_for
+        from mailspool.web.server import serve as run_server
+    except ImportError as err:
+        raise click.ClickException(
+            f"serve needs mailspool[serve] (pip install 'mailspool[serve]'): {err}"
+        ) from None
+    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+        require_token_for(host, token)
+        click.echo(
+            f"mailspool dashboard: http://{_url_host(host)}:{port}/ (Ctrl-C to stop)", err=True
+        )
+        run_server(the_store, host=host, port=port, token=token, show_bodies=show_bodies)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _register_optional_commands() -> None:

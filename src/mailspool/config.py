@@ -202,4 +202,6 @@ SETTINGS_HELP: dict[str, str] = {
     "MAILSPOOL_WRITE_ATTEMPTS": "attempts at the store within MAILSPOOL_WRITE_TIMEOUT (default 3)",
     "MAILSPOOL_FALLBACK_STORE": "where batches go when the store fails; `mailspool worker` moves "
     "them back (default: file://$XDG_DATA_HOME/mailspool/fallback)",
+    "MAILSPOOL_SERVE_TOKEN": "the token `mailspool serve` asks for on every page but the public "
+    "endpoints; required to listen on a non-loopback address (default: none)",
 }

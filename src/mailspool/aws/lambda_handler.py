@@ -17,19 +17,22 @@ What the caller learns:
   on-failure destination receives the event; the sweeper re-drives the batch anyway.
 
 A repeated event, or a retry after a crash, sends nothing already recorded in the
-batch's ledger. Logs are JSON lines without bodies or addresses.
+batch's ledger. Logs are JSON lines without bodies or addresses; each batch run also
+prints one CloudWatch Embedded Metric Format line (``mailspool.aws.metrics``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
 from mailspool.aws.events import ObjectEvent, parse_event
+from mailspool.aws.metrics import ThrottleCounter, write_batch_metrics
 from mailspool.aws.runtime import deadline_margin, open_runtime
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.errors import MailspoolError
@@ -105,6 +108,7 @@ def handle(
         return context.get_remaining_time_in_millis() / 1000
 
     margin = deadline_margin(remaining())
+    runtime.transport = ThrottleCounter(runtime.transport)  # for the EMF metrics
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")
     try:
         return deliver_event(event, worker, remaining=remaining, request_id=request_id)
@@ -139,6 +143,7 @@ def _one(
         outcome = EventOutcome.DEADLINE  # not started: SQS brings it back
         _log({"event": "batch", "batch": key, "status": outcome, "request_id": request_id})
         return _Result(item, outcome)
+    throttled = _throttled(worker)
     try:
         report = worker.deliver(key, deadline=remaining)
     except Exception as err:  # a store error, or anything else: this batch is retried
@@ -167,7 +172,17 @@ def _one(
             "source": item.source,
         }
     )
+    write_batch_metrics(
+        report,
+        throttled=_throttled(worker) - throttled,
+        function=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local"),
+    )
     return _Result(item, report.status, report)
+
+
+def _throttled(worker: Worker) -> int:
+    counter = worker.transport
+    return counter.throttled if isinstance(counter, ThrottleCounter) else 0
 
 
 def _store_key(store: Store, item: ObjectEvent) -> str | None:

@@ -20,7 +20,7 @@ from mailspool.delivery.attempt import Attempt, EmailSender, SendOutcome, SendRu
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost
 from mailspool.spool import batch as batch_format
-from mailspool.spool import layout
+from mailspool.spool import layout, tally
 from mailspool.spool.ledger import Ledger, read_entries
 from mailspool.spool.records import LedgerEntry, LedgerState, QuarantineError
 from mailspool.stores.base import Lease, Store
@@ -161,7 +161,8 @@ class BatchRun:
             ):
                 part = batch.part(continuation_id, sorted(indices))
                 self._store.put(layout.queue_key(continuation_id), part.encode())
-        self._store.move(self._report.key, layout.done_key(self._report.batch_id))
+        if self._store.move(self._report.key, layout.done_key(self._report.batch_id)):
+            tally.record_finished(self._store, self._report.batch_id, entries.values())
 
     def _quarantine(self, data: bytes, err: InvalidBatch) -> None:
         key = self._report.key

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from mailspool.spool import layout
+from mailspool.spool import layout, tally
 from mailspool.spool.records import BatchDocument, FailedRecord, timestamp
 from mailspool.stores.base import Store
 
@@ -94,6 +94,7 @@ def collect_garbage(store: Store, *, older_than: float, now: float | None = None
         created = layout.id_time(batch_id) or info.modified
         if now - max(created, 0) < older_than or now - info.modified < older_than:
             continue
+        tally.record_forgotten(store, batch_id)
         store.delete_log(layout.ledger_key(batch_id))
         store.delete(info.key)
         removed.append(info.key)

@@ -12,21 +12,25 @@ store and still on record (``gc`` and lifecycle rules forget finished batches):
 - ``quarantined``: e-mails in quarantined files (a file that is not even JSON counts 1).
 
 E-mails handed to a continuation batch are counted there, not in their first batch.
+
+Finished batches are not read again: their counts come from ``mailspool.spool.tally``,
+which the worker keeps as batches finish and ``gc`` as it forgets them; only the queue,
+``failed/`` and ``quarantine/`` are looked at, so the cost follows the work in hand,
+not the store's history.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mailspool.spool import layout
+from mailspool.spool import layout, tally
 from mailspool.spool.ledger import read_entries
-from mailspool.spool.records import BatchOutline, LedgerEntry, LedgerState
+from mailspool.spool.records import BatchOutline
 from mailspool.stores.base import Store
 
-__all__ = ["Status", "collect_status"]
+__all__ = ["Status", "collect_status", "email_count"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,25 +62,23 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
         if not info.key.endswith(".json"):
             continue
         batch_id = layout.batch_id_from_key(info.key)
-        total = _email_count(store, info.key)
+        total = email_count(store, info.key)
         entries = read_entries(store, batch_id)
-        sent += _sent(entries.values())
-        refused += _refused(entries.values())
+        counts = tally.ledger_counts(entries.values())
+        sent += counts.sent
+        refused += counts.refused
         waiting = max(total - len(entries), 0)
         if waiting:
             pending += waiting
             batches_pending += 1
             created = layout.id_time(batch_id) or info.modified
             oldest = created if oldest is None else min(oldest, created)
-    batches_done = 0
-    for info in store.list(layout.DONE):
-        batches_done += 1
-        entries = read_entries(store, layout.batch_id_from_key(info.key))
-        sent += _sent(entries.values())
-        refused += _refused(entries.values())
+    counted = tally.read_tally(store, now=now)
+    sent += counted.sent
+    refused += counted.refused
     failed = sum(1 for key in store.keys(layout.FAILED) if not layout.is_partial_failure(key))
     quarantined = sum(
-        _email_count(store, info.key, default=1)
+        email_count(store, info.key, default=1)
         for info in store.list(layout.QUARANTINE)
         if not info.key.endswith(".error.json")
     )
@@ -86,23 +88,16 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
         failed=failed,
         quarantined=quarantined,
         batches_pending=batches_pending,
-        batches_done=batches_done,
+        batches_done=counted.done,
         oldest_pending_age=None if oldest is None else max(now - oldest, 0.0),
         refused_recipients=refused,
     )
 
 
-def _email_count(store: Store, key: str, default: int = 0) -> int:
+def email_count(store: Store, key: str, default: int = 0) -> int:
+    """How many e-mails the batch file at ``key`` holds; ``default`` if it cannot be read."""
     try:
         outline = BatchOutline.read(store.get(key))
     except Exception:  # unreadable: it still held something
         return default
     return outline.emails if outline is not None and outline.emails else default
-
-
-def _sent(entries: Iterable[LedgerEntry]) -> int:
-    return sum(1 for entry in entries if entry.state is LedgerState.SENT)
-
-
-def _refused(entries: Iterable[LedgerEntry]) -> int:
-    return sum(len(entry.refused or ()) for entry in entries)

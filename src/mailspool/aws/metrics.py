@@ -1,0 +1,105 @@
+"""CloudWatch metrics from the Lambda handler, as Embedded Metric Format log lines.
+
+One JSON line per batch run on stdout: CloudWatch Logs turns it into metrics without an
+API call (no ``PutMetricData`` cost, nothing to wait for). Namespace
+``MAILSPOOL_METRICS_NAMESPACE`` (the template sets ``mailspool/<stack>``; default
+``mailspool``), dimension ``Function``, metrics:
+
+- ``Sent``, ``Failed``, ``Suppressed`` (Count): e-mails of the batch in this run;
+- ``Throttled`` (Count): sends the provider answered with a transient error (SES's
+  throttling, an SMTP 4xx), each retried later;
+- ``BatchLatency`` (Milliseconds): from the batch's creation to the end of this run,
+  the time a queued e-mail waited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from mailspool.delivery.worker import BatchReport
+from mailspool.errors import TransientError
+from mailspool.message import Message
+from mailspool.spool import layout
+from mailspool.transports.base import Receipt, Transport
+
+__all__ = ["METRIC_NAMES", "ThrottleCounter", "batch_metrics", "write_batch_metrics"]
+
+METRIC_NAMES = ("Sent", "Failed", "Suppressed", "Throttled", "BatchLatency")
+_DEFAULT_NAMESPACE = "mailspool"
+
+
+class ThrottleCounter(Transport):
+    """A transport that counts transient refusals (the throttled sends)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self._lock = threading.Lock()
+        self._throttled = 0
+
+    @property
+    def throttled(self) -> int:
+        with self._lock:
+            return self._throttled
+
+    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
+        try:
+            return self.inner.send(message, message_id=message_id)
+        except TransientError:
+            with self._lock:
+                self._throttled += 1
+            raise
+
+    def max_send_rate(self) -> float | None:
+        reader = getattr(self.inner, "max_send_rate", None)
+        return reader() if callable(reader) else None
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def batch_metrics(
+    report: BatchReport, *, throttled: int, function: str, now: float | None = None
+) -> dict[str, Any]:
+    """The EMF document of one batch run."""
+    moment = time.time() if now is None else now
+    created = layout.id_time(report.batch_id)
+    latency = max(moment - created, 0.0) * 1000 if created is not None else 0.0
+    namespace = os.environ.get("MAILSPOOL_METRICS_NAMESPACE", "").strip() or _DEFAULT_NAMESPACE
+    units = {"BatchLatency": "Milliseconds"}
+    return {
+        "_aws": {
+            "Timestamp": int(moment * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [["Function"]],
+                    "Metrics": [
+                        {"Name": name, "Unit": units.get(name, "Count")} for name in METRIC_NAMES
+                    ],
+                }
+            ],
+        },
+        "Function": function,
+        "Sent": report.sent,
+        "Failed": report.failed,
+        "Suppressed": int(getattr(report, "suppressed", 0) or 0),
+        "Throttled": throttled,
+        "BatchLatency": round(latency, 1),
+        "batch": report.batch_id,
+        "status": str(report.status),
+    }
+
+
+def write_batch_metrics(
+    report: BatchReport, *, throttled: int, function: str, out: TextIO | None = None
+) -> None:
+    """Print the EMF line of one batch run (Lambda sends stdout to CloudWatch Logs)."""
+    stream = sys.stdout if out is None else out
+    stream.write(json.dumps(batch_metrics(report, throttled=throttled, function=function)) + "\n")
+    stream.flush()

@@ -1,0 +1,228 @@
+"""The dashboard: one handler from ``Request`` to ``Response``, served as ASGI or WSGI.
+
+    app = Dashboard(store, token=None).asgi()      # uvicorn, or mounted in any ASGI app
+    app = Dashboard(store).wsgi()                  # Flask (DispatcherMiddleware), WSGI
+
+Pages are GETs; every change (retry) is a POST checked by ``security.Guard``. Public
+endpoints (the SES events and the unsubscribe link) are mounted from
+``mailspool.feedback`` when it is installed, and need neither token nor CSRF token:
+they check their own signatures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from mailspool.errors import KeyNotFound, MailspoolError
+from mailspool.ops import admin
+from mailspool.ops.status import collect_status
+from mailspool.stores.base import Store
+from mailspool.web import metrics, views
+from mailspool.web.http import Handler, Request, Response, asgi_app, wsgi_app
+from mailspool.web.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    TOKEN_COOKIE,
+    Guard,
+    same_origin,
+    secure_headers,
+)
+
+__all__ = ["Dashboard"]
+
+log = logging.getLogger("mailspool.web")
+_TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """What a page handler returns: a template and its values, or a ready response."""
+
+    template: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+    response: Response | None = None
+
+
+class Dashboard:
+    """The operator's view of one store; see the module doc."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        token: str | None = None,
+        show_bodies: bool = False,
+        public: dict[str, Handler] | None = None,
+    ) -> None:
+        self.store = store
+        self.guard = Guard(token)
+        self.show_bodies = show_bodies
+        self.public = dict(public if public is not None else _feedback_endpoints(store))
+        self._templates = Environment(
+            loader=PackageLoader("mailspool.web", "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+        self._pages: dict[tuple[str, str], Callable[[Request], _Page]] = {
+            ("GET", "/"): self._overview,
+            ("GET", "/batches"): self._batches,
+            ("GET", "/failed"): self._failed,
+            ("POST", "/failed/retry"): self._retry,
+            ("GET", "/quarantine"): self._quarantine,
+            ("GET", "/quarantine/download"): self._download,
+            ("GET", "/login"): lambda request: _Page("login.html"),
+        }
+
+    def asgi(self) -> Any:
+        return asgi_app(self.handle)
+
+    def wsgi(self) -> Any:
+        return wsgi_app(self.handle)
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request; never raises."""
+        try:
+            return secure_headers(self._route(request))
+        except Exception:
+            log.exception("%s %s", request.method, request.path)
+            return secure_headers(Response(500, b"internal error; see the server's log", _TEXT))
+
+    def _route(self, request: Request) -> Response:
+        public = self.public.get(request.path)
+        if public is not None:
+            return public(request)
+        if request.path == "/static/style.css":
+            return _stylesheet()
+        if request.method == "POST" and request.path == "/login":
+            return self._login(request)
+        if request.path != "/login" and not self.guard.authorised(request):
+            in_browser = request.method == "GET" and request.path != "/metrics"
+            return _redirect(request, "/login") if in_browser else _refused(401)
+        if request.path == "/metrics" and request.method == "GET":
+            return Response(200, metrics.render_metrics(self.store), metrics.CONTENT_TYPE)
+        page = self._pages.get((request.method, request.path))
+        if page is None:
+            known = any(path == request.path for _, path in self._pages)
+            return _refused(405 if known else 404)
+        return self._render(request, page(request))
+
+    def _render(self, request: Request, page: _Page) -> Response:
+        if page.response is not None:
+            return page.response
+        browser, new = self.guard.browser_id(request)
+        values = {
+            "root": request.root,
+            "csrf_field": CSRF_FIELD,
+            "csrf_token": self.guard.csrf_token(browser),
+            "token_required": self.guard.token is not None,
+            **page.values,
+        }
+        body = self._templates.get_template(page.template).render(values).encode()
+        response = Response(200, body)
+        if new:
+            response.headers.append(("set-cookie", _cookie(request, CSRF_COOKIE, browser)))
+        return response
+
+    # -- pages -------------------------------------------------------------------------
+
+    def _overview(self, request: Request) -> _Page:
+        now = time.time()
+        status = collect_status(self.store, now=now)
+        counts = status.as_dict()
+        return _Page(
+            "overview.html",
+            {
+                "status": status,
+                "counts": counts,
+                "states": [*metrics.EMAIL_STATES, "suppressed"],
+                "series": views.per_minute(self.store, now=now),
+                "bounce_level": views.SES_REVIEW_BOUNCE,
+                "complaint_level": views.SES_REVIEW_COMPLAINT,
+            },
+        )
+
+    def _batches(self, request: Request) -> _Page:
+        return _Page("batches.html", {"batches": views.queued_batches(self.store)})
+
+    def _failed(self, request: Request) -> _Page:
+        rows = views.failed_rows(self.store, show_bodies=self.show_bodies)
+        return _Page("failed.html", {"rows": rows, "show_bodies": self.show_bodies})
+
+    def _quarantine(self, request: Request) -> _Page:
+        return _Page("quarantine.html", {"rows": views.quarantine_rows(self.store)})
+
+    def _download(self, request: Request) -> _Page:
+        name = request.arguments().get("name", "")
+        data = views.quarantined_file(self.store, name)
+        if data is None:
+            return _Page(response=_refused(404))
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        response = Response(200, data, "application/octet-stream")
+        response.headers.append(("content-disposition", f'attachment; filename="{safe}"'))
+        return _Page(response=response)
+
+    # -- changes -----------------------------------------------------------------------
+
+    def _retry(self, request: Request) -> _Page:
+        form = request.form()
+        why_not = self.guard.change_allowed(request, form)
+        if why_not is not None:
+            log.warning("refused %s %s: %s", request.method, request.path, why_not)
+            return _Page(response=_refused(403, why_not))
+        try:
+            if form.get("all") == "1":
+                items = admin.list_failed(self.store)
+            else:
+                items = [admin.show_failed(self.store, form.get("id", ""))]
+        except (KeyNotFound, MailspoolError, ValueError):
+            return _Page(response=_refused(404, "no such failed e-mail (already retried?)"))
+        admin.retry_failed(self.store, items)
+        return _Page(response=_redirect(request, "/failed"))
+
+    def _login(self, request: Request) -> Response:
+        if not same_origin(request):
+            return _refused(403, "the request does not come from this dashboard")
+        given = request.form().get("token", "")
+        if not self.guard.token_matches(given):
+            return _redirect(request, "/login?failed=1")
+        response = _redirect(request, "/")
+        response.headers.append(("set-cookie", _cookie(request, TOKEN_COOKIE, given)))
+        return response
+
+
+def _feedback_endpoints(store: Store) -> dict[str, Handler]:
+    """``POST /events/ses`` and the unsubscribe endpoint, when ``mailspool.feedback``
+    provides them."""
+    try:
+        from mailspool.feedback import web as feedback_web  # type: ignore[import-not-found,attr-defined,unused-ignore]
+    except ImportError:
+        return {}
+    endpoints: dict[str, Handler] = feedback_web.endpoints(store)
+    return endpoints
+
+
+def _cookie(request: Request, name: str, value: str) -> str:
+    secure = "; Secure" if request.scheme == "https" else ""
+    return f"{name}={value}; Path={request.root or '/'}; HttpOnly; SameSite=Strict{secure}"
+
+
+def _redirect(request: Request, path: str) -> Response:
+    return Response(303, b"", _TEXT, [("location", f"{request.root}{path}")])
+
+
+def _refused(status: int, why: str = "") -> Response:
+    from http import HTTPStatus
+
+    text = why or HTTPStatus(status).phrase
+    return Response(status, f"{status} {text}\n".encode(), _TEXT)
+
+
+def _stylesheet() -> Response:
+    css = resources.files("mailspool.web").joinpath("static/style.css").read_bytes()
+    return Response(200, css, "text/css; charset=utf-8")

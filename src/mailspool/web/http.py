@@ -1,0 +1,193 @@
+"""The dashboard's HTTP records, free of any framework: a request in, a response out.
+
+Adapters (``asgi_app``, ``wsgi_app``) turn a server's request into a ``Request`` and a
+``Response`` back into what that server sends; the pages never see which one it is.
+Everything in a request is hostile: sizes are bounded and forms parsed strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+__all__ = ["MAX_BODY", "Handler", "Request", "Response", "asgi_app", "wsgi_app"]
+
+#: The largest request body read (an SNS notification is far smaller).
+MAX_BODY = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request: header names lower-case, the body read whole (bounded)."""
+
+    method: str
+    path: str
+    query: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    scheme: str = "http"
+    root: str = ""  # where the app is mounted ("" at the server's root)
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+    def cookie(self, name: str) -> str:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(self.header("cookie"))
+        except Exception:  # a malformed Cookie header counts as none
+            return ""
+        morsel = jar.get(name)
+        return morsel.value if morsel is not None else ""
+
+    def form(self) -> dict[str, str]:
+        """An ``application/x-www-form-urlencoded`` body; a repeated name keeps its last value."""
+        if not self.header("content-type").startswith("application/x-www-form-urlencoded"):
+            return {}
+        try:
+            fields = parse_qs(self.body.decode("utf-8"), strict_parsing=False, max_num_fields=100)
+        except (UnicodeDecodeError, ValueError):
+            return {}
+        return {name: values[-1] for name, values in fields.items()}
+
+    def arguments(self) -> dict[str, str]:
+        fields = parse_qs(self.query, max_num_fields=20)
+        return {name: values[-1] for name, values in fields.items()}
+
+
+@dataclass(slots=True)
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def all_headers(self) -> list[tuple[str, str]]:
+        return [
+            ("content-type", self.content_type),
+            ("content-length", str(len(self.body))),
+            *self.headers,
+        ]
+
+
+Handler = Callable[[Request], Response]
+
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+
+def asgi_app(handler: Handler) -> ASGIApp:
+    """An ASGI application around ``handler``; the handler runs in a thread (it reads
+    the store, which may be S3)."""
+    import asyncio
+
+    async def app(scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        if body is None:
+            response = Response(413, b"request body too large", "text/plain; charset=utf-8")
+        else:
+            response = await asyncio.to_thread(handler, _asgi_request(scope, body))
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.all_headers()]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    return app
+
+
+async def _lifespan(receive: _Receive, send: _Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _read_body(receive: _Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _asgi_request(scope: _Scope, body: bytes) -> Request:
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+    prefix = scope.get("root_path", "")
+    return Request(
+        method=scope["method"],
+        path=scope["path"].removeprefix(prefix) or "/",
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=body,
+        scheme=scope.get("scheme", "http"),
+        root=prefix,
+    )
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def wsgi_app(handler: Handler) -> WSGIApp:
+    """A WSGI application around ``handler`` (Flask: ``DispatcherMiddleware``)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY:
+            response = Response(413, b"request body too large", "text/plain; charset=utf-8")
+        else:
+            response = handler(_wsgi_request(environ, environ["wsgi.input"].read(length)))
+        start_response(f"{response.status} {_reason(response.status)}", response.all_headers())
+        return [response.body]
+
+    return app
+
+
+def _wsgi_request(environ: dict[str, Any], body: bytes) -> Request:
+    headers = {
+        name[5:].replace("_", "-").lower(): str(value)
+        for name, value in environ.items()
+        if name.startswith("HTTP_")
+    }
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    return Request(
+        method=environ.get("REQUEST_METHOD", "GET"),
+        path=environ.get("PATH_INFO", "") or "/",
+        query=environ.get("QUERY_STRING", ""),
+        headers=headers,
+        body=body,
+        scheme=environ.get("wsgi.url_scheme", "http"),
+        root=environ.get("SCRIPT_NAME", ""),
+    )
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

@@ -1,0 +1,142 @@
+"""Prometheus metrics (``prometheus_client``).
+
+The store's gauges are computed at each scrape from ``collect_status``, so they equal
+``mailspool status --json``:
+
+- ``mailspool_emails{state="pending|sent|failed|quarantined|scheduled"}``;
+- ``mailspool_oldest_pending_seconds``;
+- ``mailspool_batches{state="pending|done"}`` and ``mailspool_refused_recipients``.
+
+A running worker (``mailspool worker --metrics-port P``) adds what only it sees:
+``mailspool_sends_total{outcome="sent|transient|permanent|paused"}`` and the histogram
+``mailspool_send_seconds`` of each call to the transport.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mailspool.errors import PermanentError, SendingPaused, TransientError
+from mailspool.message import Message
+from mailspool.ops.status import Status, collect_status
+from mailspool.stores.base import Store
+from mailspool.transports.base import Receipt, Transport
+
+__all__ = [
+    "CONTENT_TYPE",
+    "EMAIL_STATES",
+    "MeasuredTransport",
+    "StoreCollector",
+    "render_metrics",
+    "start_worker_metrics",
+]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+EMAIL_STATES = ("pending", "sent", "failed", "quarantined", "scheduled")
+
+
+class StoreCollector(Collector):
+    """The store's counts, read at each scrape."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(status_metrics(collect_status(self.store)))
+
+
+def status_metrics(status: Status) -> list[Metric]:
+    counts: dict[str, Any] = status.as_dict()
+    emails = GaugeMetricFamily(
+        "mailspool_emails", "E-mails in the store by state (as status --json)", labels=["state"]
+    )
+    for state in EMAIL_STATES:
+        emails.add_metric([state], float(counts.get(state) or 0))
+    age = status.oldest_pending_age
+    batches = GaugeMetricFamily("mailspool_batches", "Batches by state", labels=["state"])
+    batches.add_metric(["pending"], float(status.batches_pending))
+    batches.add_metric(["done"], float(status.batches_done))
+    return [
+        emails,
+        GaugeMetricFamily(
+            "mailspool_oldest_pending_seconds",
+            "Age of the oldest pending e-mail (0 when none is pending)",
+            value=0.0 if age is None else age,
+        ),
+        batches,
+        GaugeMetricFamily(
+            "mailspool_refused_recipients",
+            "Recipients refused while the others got the e-mail",
+            value=float(status.refused_recipients),
+        ),
+    ]
+
+
+def render_metrics(store: Store) -> bytes:
+    """The Prometheus text of the store's gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store))
+    return generate_latest(registry)
+
+
+class MeasuredTransport(Transport):
+    """A transport that counts each send by outcome and times it."""
+
+    def __init__(self, inner: Transport, registry: CollectorRegistry) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.sends = Counter(
+            "mailspool_sends",
+            "Calls to the transport by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "mailspool_send_seconds", "Seconds per call to the transport", registry=registry
+        )
+        for outcome in ("sent", "transient", "permanent", "paused"):
+            self.sends.labels(outcome)
+
+    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
+        started = time.perf_counter()
+        outcome = "sent"
+        try:
+            return self.inner.send(message, message_id=message_id)
+        except SendingPaused:
+            outcome = "paused"
+            raise
+        except TransientError:
+            outcome = "transient"
+            raise
+        except PermanentError:
+            outcome = "permanent"
+            raise
+        finally:
+            self.latency.observe(time.perf_counter() - started)
+            self.sends.labels(outcome).inc()
+
+    def max_send_rate(self) -> float | None:
+        reader = getattr(self.inner, "max_send_rate", None)
+        return reader() if callable(reader) else None
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def start_worker_metrics(
+    store: Store, transport: Transport, port: int, host: str = "127.0.0.1"
+) -> MeasuredTransport:
+    """Serve ``/metrics`` for a worker on ``host:port``; returns the transport to use."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store))
+    measured = MeasuredTransport(transport, registry)
+    start_http_server(port, addr=host, registry=registry)
+    return measured

@@ -1,0 +1,154 @@
+"""What each page shows, read from the store as typed records (no HTML here)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from mailspool.errors import MailspoolError
+from mailspool.ops import admin
+from mailspool.ops.status import email_count
+from mailspool.spool import layout, tally
+from mailspool.spool.ledger import read_entries
+from mailspool.stores.base import Store
+
+__all__ = [
+    "SES_REVIEW_BOUNCE",
+    "SES_REVIEW_COMPLAINT",
+    "BatchRow",
+    "FailedRow",
+    "QuarantineRow",
+    "RatePoint",
+    "failed_rows",
+    "per_minute",
+    "quarantine_rows",
+    "queued_batches",
+]
+
+#: The rates at which SES puts an account under review.
+SES_REVIEW_BOUNCE = 0.05
+SES_REVIEW_COMPLAINT = 0.001
+_PAGE_ROWS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    batch_id: str
+    emails: int
+    sent: int
+    failed: int
+    age: float
+
+    @property
+    def percent(self) -> int:
+        return 100 * (self.sent + self.failed) // self.emails if self.emails else 100
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRow:
+    id: str
+    recipients: list[str]
+    subject: str
+    reason: str
+    attempts: int
+    failed_at: str
+    retryable: bool
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    name: str
+    size: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class RatePoint:
+    minute: int
+    sent: int
+    failed: int
+
+
+def queued_batches(store: Store, *, now: float | None = None) -> list[BatchRow]:
+    """The batches in ``queue/``, oldest first, with their progress."""
+    moment = time.time() if now is None else now
+    rows: list[BatchRow] = []
+    for info in store.list(layout.QUEUE):
+        if not info.key.endswith(".json") or len(rows) >= _PAGE_ROWS:
+            continue
+        batch_id = layout.batch_id_from_key(info.key)
+        counts = tally.ledger_counts(read_entries(store, batch_id).values())
+        created = layout.id_time(batch_id) or info.modified
+        rows.append(
+            BatchRow(
+                batch_id=batch_id,
+                emails=email_count(store, info.key),
+                sent=counts.sent,
+                failed=counts.failed,
+                age=max(moment - created, 0.0),
+            )
+        )
+    return rows
+
+
+def failed_rows(store: Store, *, show_bodies: bool) -> list[FailedRow]:
+    rows = []
+    for item in admin.list_failed(store)[:_PAGE_ROWS]:
+        record = item.record
+        rows.append(
+            FailedRow(
+                id=item.id,
+                recipients=record.recipients,
+                subject=str(record.email.get("subject", "")),
+                reason=record.reason,
+                attempts=record.attempts,
+                failed_at=record.failed_at,
+                retryable=record.retryable,
+                body=str(record.email.get("message", "")) if show_bodies else "",
+            )
+        )
+    return rows
+
+
+def quarantine_rows(store: Store) -> list[QuarantineRow]:
+    rows: list[QuarantineRow] = []
+    for info in store.list(layout.QUARANTINE):
+        if info.key.endswith(".error.json") or len(rows) >= _PAGE_ROWS:
+            continue
+        rows.append(
+            QuarantineRow(info.key[len(layout.QUARANTINE) :], info.size, _error(store, info.key))
+        )
+    return rows
+
+
+def quarantined_file(store: Store, name: str) -> bytes | None:
+    """A quarantined file by the name the listing shows; None for any other name."""
+    if name not in {row.name for row in quarantine_rows(store)}:
+        return None
+    try:
+        return store.get(f"{layout.QUARANTINE}{name}")
+    except MailspoolError:
+        return None
+
+
+def per_minute(store: Store, *, hours: int = 3, now: float | None = None) -> list[RatePoint]:
+    """E-mails sent and failed per minute over the last ``hours``, counted when each
+    batch finished."""
+    moment = time.time() if now is None else now
+    counted = tally.read_tally(store, now=moment)
+    last = int(moment) // 60
+    return [
+        RatePoint(minute, *counted.minutes.get(minute, (0, 0)))
+        for minute in range(last - hours * 60 + 1, last + 1)
+    ]
+
+
+def _error(store: Store, key: str) -> str:
+    try:
+        record = orjson.loads(store.get(f"{key}.error.json"))
+    except (MailspoolError, orjson.JSONDecodeError):
+        return "no error record"
+    return str(record.get("error", "")) if isinstance(record, dict) else "no error record"
