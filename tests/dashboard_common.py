@@ -53,10 +53,11 @@ def queue(spool: Path, *recipients: str) -> None:
         api.send_message(message, priority=False, settings=settings)
 
 
-def deliver(spool: Path, server: SMTPSink) -> None:
-    """Drain the spool into the SMTP server, as `mailspool worker --drain` does."""
+def deliver(spool: Path, server: SMTPSink | str) -> None:
+    """Drain the spool into the SMTP server (or the transport URL), as `mailspool worker
+    --drain` does."""
     store = FileStore(spool)
-    transport = open_transport(server.url)
+    transport = open_transport(server if isinstance(server, str) else server.url)
     worker = Worker(store, transport, options=WorkerOptions(concurrency=2, max_attempts=1))
     try:
         drain(worker)

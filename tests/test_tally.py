@@ -10,34 +10,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailspool.config import Settings
-from mailspool.delivery.worker import Worker
 from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.spool import tally
 from mailspool.stores.file import FileStore
-from mailspool.transports import open_transport
-from mailspool.triggers.local import drain
 from tests.dashboard_common import deliver, queue
 from tests.fixtures.smtp_server import SMTPSink
 
 
-def deliver_to_outbox(spool: Path, outbox: Path) -> None:
-    store = FileStore(spool)
-    transport = open_transport(f"file://{outbox}")
-    worker = Worker(store, transport)
-    try:
-        drain(worker)
-    finally:
-        worker.close()
-        transport.close()
-        store.close()
-
-
 def test_finished_batches_are_counted_and_gc_takes_them_out(spool: Path, tmp_path: Path) -> None:
     queue(spool, "ann@example.com", "bob@example.com", "cy@example.com")
-    deliver_to_outbox(spool, tmp_path / "outbox")
+    deliver(spool, f"file://{tmp_path / 'outbox'}")
     store = FileStore(spool)
     status = collect_status(store)
     assert (status.sent, status.batches_done, status.pending) == (3, 3, 0)
@@ -52,21 +37,21 @@ def test_a_store_without_counts_is_counted_once_from_its_ledgers(
     spool: Path, tmp_path: Path
 ) -> None:
     queue(spool, "ann@example.com", "bob@example.com")
-    deliver_to_outbox(spool, tmp_path / "outbox")
+    deliver(spool, f"file://{tmp_path / 'outbox'}")
     store = FileStore(spool)
     for key in list(store.keys("tally/")):
         store.delete_log(key)  # as a version without counts left it
     assert collect_status(store).sent == 2
     assert store.exists(tally.TOTAL)
     queue(spool, "cy@example.com")
-    deliver_to_outbox(spool, tmp_path / "outbox")
+    deliver(spool, f"file://{tmp_path / 'outbox'}")
     assert collect_status(store).sent == 3
     store.close()
 
 
 def test_closed_segments_are_folded_into_the_total(spool: Path, tmp_path: Path) -> None:
     queue(spool, "ann@example.com", "bob@example.com")
-    deliver_to_outbox(spool, tmp_path / "outbox")
+    deliver(spool, f"file://{tmp_path / 'outbox'}")
     store = FileStore(spool)
     assert collect_status(store).sent == 2
     later = time.time() + 3600
@@ -80,7 +65,7 @@ def test_closed_segments_are_folded_into_the_total(spool: Path, tmp_path: Path) 
 
 def test_a_damaged_total_is_counted_again(spool: Path, tmp_path: Path) -> None:
     queue(spool, "ann@example.com")
-    deliver_to_outbox(spool, tmp_path / "outbox")
+    deliver(spool, f"file://{tmp_path / 'outbox'}")
     store = FileStore(spool)
     collect_status(store, now=time.time() + 3600)
     store.put(tally.TOTAL, b'{"version": 99}')

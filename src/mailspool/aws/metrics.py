@@ -26,6 +26,7 @@ from mailspool.errors import TransientError
 from mailspool.message import Message
 from mailspool.spool import layout
 from mailspool.transports.base import Receipt, Transport
+from mailspool.transports.wrapper import TransportWrapper
 
 __all__ = ["METRIC_NAMES", "ThrottleCounter", "batch_metrics", "write_batch_metrics"]
 
@@ -33,12 +34,11 @@ METRIC_NAMES = ("Sent", "Failed", "Suppressed", "Throttled", "BatchLatency")
 _DEFAULT_NAMESPACE = "mailspool"
 
 
-class ThrottleCounter(Transport):
+class ThrottleCounter(TransportWrapper):
     """A transport that counts transient refusals (the throttled sends)."""
 
     def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self._lock = threading.Lock()
         self._throttled = 0
 
@@ -54,13 +54,6 @@ class ThrottleCounter(Transport):
             with self._lock:
                 self._throttled += 1
             raise
-
-    def max_send_rate(self) -> float | None:
-        reader = getattr(self.inner, "max_send_rate", None)
-        return reader() if callable(reader) else None
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def batch_metrics(

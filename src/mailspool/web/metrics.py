@@ -27,6 +27,7 @@ from mailspool.message import Message
 from mailspool.ops.status import Status, collect_status
 from mailspool.stores.base import Store
 from mailspool.transports.base import Receipt, Transport
+from mailspool.transports.wrapper import TransportWrapper
 
 __all__ = [
     "CONTENT_TYPE",
@@ -85,12 +86,11 @@ def render_metrics(store: Store) -> bytes:
     return generate_latest(registry)
 
 
-class MeasuredTransport(Transport):
+class MeasuredTransport(TransportWrapper):
     """A transport that counts each send by outcome and times it."""
 
     def __init__(self, inner: Transport, registry: CollectorRegistry) -> None:
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self.sends = Counter(
             "mailspool_sends",
             "Calls to the transport by outcome",
@@ -120,13 +120,6 @@ class MeasuredTransport(Transport):
         finally:
             self.latency.observe(time.perf_counter() - started)
             self.sends.labels(outcome).inc()
-
-    def max_send_rate(self) -> float | None:
-        reader = getattr(self.inner, "max_send_rate", None)
-        return reader() if callable(reader) else None
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def start_worker_metrics(

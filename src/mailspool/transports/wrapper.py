@@ -1,0 +1,28 @@
+"""A transport around another one, for what watches sends (metrics) without changing them."""
+
+from __future__ import annotations
+
+from mailspool.message import Message
+from mailspool.transports.base import Receipt, Transport
+
+__all__ = ["TransportWrapper"]
+
+
+class TransportWrapper(Transport):
+    """Forwards everything to ``inner``; subclasses override ``send`` to watch it."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
+        return self.inner.send(message, message_id=message_id)
+
+    def max_send_rate(self) -> float | None:
+        """The inner transport's own limit (SES: MaxSendRate), if it has one."""
+        reader = getattr(self.inner, "max_send_rate", None)
+        rate = reader() if callable(reader) else None
+        return rate if isinstance(rate, (int, float)) else None
+
+    def close(self) -> None:
+        self.inner.close()
