@@ -20,6 +20,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from mailspool.config import Settings
 from mailspool.errors import KeyNotFound, MailspoolError
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
@@ -197,14 +198,27 @@ class Dashboard:
 
 
 def _feedback_endpoints(store: Store) -> dict[str, Handler]:
-    """``POST /events/ses`` and the unsubscribe endpoint, when ``mailspool.feedback``
-    provides them."""
+    """``POST /events/ses`` and the unsubscribe endpoint from ``mailspool.feedback``
+    (configured by its settings), when it is installed."""
     try:
-        from mailspool.feedback import web as feedback_web  # type: ignore[import-not-found,attr-defined,unused-ignore]
+        from mailspool.feedback import settings as feedback  # type: ignore[import-not-found,attr-defined,unused-ignore]
     except ImportError:
         return {}
-    endpoints: dict[str, Handler] = feedback_web.endpoints(store)
-    return endpoints
+    build = getattr(feedback, "endpoints_from_settings", None)
+    if not callable(build):
+        return {}
+    endpoints: Any = build(Settings.load(), store=store)
+
+    def handle(request: Request) -> Response:
+        answer = endpoints.handle(
+            request.method, request.path, request.query, request.headers, request.body
+        )
+        headers = [(str(k).lower(), str(v)) for k, v in answer.headers]
+        content_type = dict(headers).pop("content-type", _TEXT)
+        rest = [(k, v) for k, v in headers if k != "content-type"]
+        return Response(int(answer.status), bytes(answer.body), content_type, rest)
+
+    return {"/events/ses": handle, "/unsubscribe": handle}
 
 
 def _cookie(request: Request, name: str, value: str) -> str:
