@@ -1,4 +1,5 @@
-"""Run the benchmarks: ``python3 dev.py bench [handoff|delivery|request|overview ...]`` (default: all).
+"""Run the benchmarks: ``python3 dev.py bench [handoff|delivery|request|overview|suppression ...]``
+(default: all).
 
 Each prints figures measured side by side in one run, as ratios: the machines these run
 on are shared and noisy, so absolute times move while ratios hold.
@@ -17,6 +18,7 @@ BENCHMARKS = {
     "delivery": "benchmarks.bench_delivery",
     "request": "benchmarks.bench_request",
     "overview": "benchmarks.bench_overview",
+    "suppression": "benchmarks.bench_suppression",
 }
 
 

@@ -1,4 +1,5 @@
-"""The ``mailspool`` command: send, worker, status, failed, gc, demo (and aws, with [aws]).
+"""The ``mailspool`` command: send, worker, status, failed, gc, demo, suppression, trace,
+events (and aws, with [aws]).
 
 Every option that has a setting falls back to its ``MAILSPOOL_*`` variable, then to the
 embedded default (a spool and an outbox under ``$XDG_DATA_HOME/mailspool``). Errors are
@@ -22,6 +23,7 @@ from mailspool._version import __version__
 from mailspool.config import SETTINGS_HELP, Settings
 from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
 from mailspool.errors import KeyNotFound, MailspoolError
+from mailspool.feedback import cli as feedback_cli
 from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
@@ -506,6 +508,9 @@ def serve(
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+cli.add_command(feedback_cli.suppression)
 
 
 def _register_optional_commands() -> None:

@@ -16,6 +16,8 @@ from mailspool.errors import (
     SendingPaused,
     TransientError,
 )
+from mailspool.feedback.screen import Screened, screen
+from mailspool.feedback.suppression import SuppressionList
 from mailspool.message import Message, sender_domain
 from mailspool.spool import layout
 from mailspool.spool.batch import Batch
@@ -61,6 +63,7 @@ class SendRules:
     max_attempts: int
     default_sender: str
     on_outcome: OutcomeCallback | None = None
+    suppressions: SuppressionList | None = None
 
 
 class EmailSender:
@@ -85,6 +88,12 @@ class EmailSender:
             return self._fail(index, attempt, str(err), retryable=False)
         if message.sender is None:
             message = replace(message, sender=rules.default_sender)
+        screened = (
+            Screened(message) if rules.suppressions is None else screen(message, rules.suppressions)
+        )
+        if screened.message is None:  # every recipient suppressed: no send at all
+            return self._fail(index, attempt, screened.reason, retryable=False)
+        message = screened.message
         if not rules.limiter.acquire(message.recipient_count):
             return Attempt(index, attempt, SendOutcome.STOPPED)
         try:
@@ -101,9 +110,11 @@ class EmailSender:
             return self._fail(index, attempt, err.response, retryable=False)
         except InvalidMessage as err:  # the transport found it unsendable: this e-mail only
             return self._fail(index, attempt, str(err), retryable=False)
-        if receipt.refused:
-            self._write_failed(index, attempt, "recipients refused", False, receipt.refused)
-        entry = LedgerEntry.sent(index, receipt.message_id, attempt, receipt.refused)
+        refused = {**screened.suppressed, **receipt.refused}
+        if refused:
+            why = "recipients refused" if receipt.refused else "recipients suppressed"
+            self._write_failed(index, attempt, why, False, refused)
+        entry = LedgerEntry.sent(index, receipt.message_id, attempt, refused)
         self._ledger.record(entry)
         self._notify(index, LedgerState.SENT)
         return Attempt(index, attempt, SendOutcome.SENT, entry=entry)

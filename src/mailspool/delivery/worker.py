@@ -33,6 +33,8 @@ from mailspool.delivery.attempt import OutcomeCallback, SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
+from mailspool.feedback.screen import shared_suppressions
+from mailspool.feedback.suppression import SuppressionList
 from mailspool.spool import layout
 from mailspool.stores.base import Store, default_owner
 from mailspool.transports.base import Transport
@@ -80,9 +82,11 @@ class Worker:
         on_outcome: OutcomeCallback | None = None,
         owner: str | None = None,
         executor: Executor | None = None,
+        suppressions: SuppressionList | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
+        self.suppressions = suppressions or shared_suppressions(store)
         self.options = options or WorkerOptions()
         self.owner = owner or default_owner()
         self.on_outcome = on_outcome
@@ -142,5 +146,6 @@ class Worker:
             max_attempts=self.options.max_attempts,
             default_sender=self.options.default_sender,
             on_outcome=self.on_outcome,
+            suppressions=self.suppressions,
         )
         return DeliveryContext(self.store, self._senders, self.options, rules)

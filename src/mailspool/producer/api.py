@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mailspool.config import Settings
+from mailspool.feedback.screen import screen_priority
 from mailspool.headers import HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.classify import classify
@@ -34,6 +35,7 @@ def send_mail(
     attachments: str | Iterable[AttachmentInput] | None = None,
     *,
     priority: bool | None = None,
+    bypass_suppression: bool = False,
 ) -> bool:
     """Send an e-mail now (priority) or queue it (deferred); True when sent or queued.
 
@@ -42,9 +44,11 @@ def send_mail(
     text/plain. ``attachments`` are paths (or a newline-separated string of paths) or
     ``(filename, bytes[, content type])`` tuples. ``priority=None`` lets the header
     ``X-Mailspool-Priority``, the markers and the default decide (see ``classify``).
-    Raises ``InvalidMessage`` for bad input, or for what the transport that will deliver
-    the e-mail is known to refuse (``transports.limits``): nothing is written. For a priority
-    e-mail, ``DeliveryError`` when the send fails.
+    Suppressed recipients are never sent to; ``bypass_suppression=True`` lets a priority
+    e-mail through anyway (a password reset). Raises ``InvalidMessage`` for bad input, or
+    for what the transport that will deliver the e-mail is known to refuse
+    (``transports.limits``): nothing is written. For a priority e-mail,
+    ``DeliveryError`` when the send fails.
     """
     scope = current_scope()
     settings = scope.settings if scope is not None else Settings.load()
@@ -76,14 +80,25 @@ def send_mail(
     )
     transport = settings.priority_transport if decision.priority else settings.transport
     check_deliverable(email, transport)
-    send_message(email, priority=decision.priority, settings=settings)
+    send_message(
+        email,
+        priority=decision.priority,
+        settings=settings,
+        bypass_suppression=bypass_suppression,
+    )
     return True
 
 
-def send_message(message: Message, *, priority: bool, settings: Settings | None = None) -> None:
+def send_message(
+    message: Message,
+    *,
+    priority: bool,
+    settings: Settings | None = None,
+    bypass_suppression: bool = False,
+) -> None:
     """Send a ready Message now, or queue it in the current scope (or at once outside one)."""
     if priority:
-        send_now(message, settings=settings)
+        send_now(message, settings=settings, bypass_suppression=bypass_suppression)
         return
     scope = current_scope()
     if scope is not None:
@@ -98,9 +113,20 @@ def send_message(message: Message, *, priority: bool, settings: Settings | None 
     )
 
 
-def send_now(message: Message, *, settings: Settings | None = None) -> Receipt:
-    """Deliver through the priority transport, reusing its open connections; raise on failure."""
+def send_now(
+    message: Message, *, settings: Settings | None = None, bypass_suppression: bool = False
+) -> Receipt:
+    """Deliver through the priority transport, reusing its open connections; raise on failure.
+
+    Suppressed recipients are taken off first (``PermanentError`` if none is left) unless
+    ``bypass_suppression`` (a password reset, say, may be let through)."""
     settings = settings or Settings.load()
     if message.sender is None:
         message = replace(message, sender=settings.sender)
-    return shared_transport(settings.priority_transport).send(message)
+    suppressed: dict[str, str] = {}
+    if not bypass_suppression:
+        message, suppressed = screen_priority(message, shared_store(settings.store))
+    receipt = shared_transport(settings.priority_transport).send(message)
+    if not suppressed:
+        return receipt
+    return Receipt(receipt.message_id, {**suppressed, **receipt.refused})

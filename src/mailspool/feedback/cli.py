@@ -1,0 +1,129 @@
+"""``mailspool suppression``, ``mailspool trace`` and ``mailspool events``.
+
+The commands open the store named by ``--store`` or ``MAILSPOOL_STORE`` (as every other
+command does) and print one line per item, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import click
+import orjson
+
+from mailspool.config import Settings
+from mailspool.errors import MailspoolError
+from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
+from mailspool.stores import Store, open_store
+
+__all__ = ["suppression"]
+
+_REASONS = click.Choice([r.value for r in Reason])
+
+store_option = click.option(
+    "--store",
+    metavar="URL",
+    help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
+)
+
+
+@contextmanager
+def opened_store(store: str | None) -> Iterator[Store]:
+    """The store of ``--store`` or the settings; mailspool's errors as one clean line."""
+    try:
+        settings = Settings.load(store=store) if store else Settings.load()
+        with open_store(settings.store) as the_store:
+            yield the_store
+    except (MailspoolError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+
+
+def print_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+@click.group()
+def suppression() -> None:
+    """Addresses never sent to again: bounces, complaints, unsubscribes, manual entries."""
+
+
+@suppression.command("list")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of {address, reason, since}.")
+def suppression_list(store: str | None, as_json: bool) -> None:
+    """Every suppressed address, with its reason and since when."""
+    with opened_store(store) as the_store:
+        entries = sorted(SuppressionList(the_store).entries(), key=lambda e: e.address)
+    if as_json:
+        print_json([entry.as_dict() for entry in entries])
+        return
+    for entry in entries:
+        click.echo(f"{entry.address}\t{entry.reason}\t{entry.since}\t{entry.diagnostic}")
+
+
+@suppression.command("add")
+@click.argument("address")
+@click.option("--reason", type=_REASONS, default=Reason.MANUAL.value, show_default=True)
+@click.option("--diagnostic", default="", help="A note kept with the entry.")
+@store_option
+def suppression_add(address: str, reason: str, diagnostic: str, store: str | None) -> None:
+    """Never send to ADDRESS again (an existing entry is kept as it is)."""
+    with opened_store(store) as the_store:
+        entry = SuppressionList(the_store).add(address, Reason(reason), diagnostic=diagnostic)
+    click.echo(f"suppressed {entry.address} ({entry.reason} since {entry.since})")
+
+
+@suppression.command("remove")
+@click.argument("address")
+@store_option
+def suppression_remove(address: str, store: str | None) -> None:
+    """Let ADDRESS receive mail again."""
+    with opened_store(store) as the_store:
+        removed = SuppressionList(the_store).remove(address)
+    click.echo(f"removed {address}" if removed else f"{address} was not suppressed")
+
+
+@suppression.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--reason", type=_REASONS, default=Reason.MANUAL.value, help="For lines without one.")
+@click.option("--replace", is_flag=True, help="Overwrite entries already present.")
+@store_option
+def suppression_import(file: IO[str], reason: str, replace: bool, store: str | None) -> None:
+    """Add entries from FILE ('-': stdin): JSON lines as 'export' writes, or one address a line."""
+    entries = list(read_entries(file, Reason(reason)))
+    with opened_store(store) as the_store:
+        written = SuppressionList(the_store).import_entries(entries, replace=replace)
+    click.echo(f"imported {written} address(es)")
+
+
+@suppression.command("export")
+@store_option
+def suppression_export(store: str | None) -> None:
+    """Every entry as JSON lines on stdout (what 'import' reads)."""
+    with opened_store(store) as the_store:
+        for entry in SuppressionList(the_store).entries():
+            sys.stdout.write(entry.encode().decode() + "\n")
+
+
+def read_entries(file: IO[str], reason: Reason) -> Iterator[Suppression]:
+    """Entries from JSON lines or bare addresses; a bad line stops with its line number."""
+    name = getattr(file, "name", "-")
+    for number, line in enumerate(file, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        source = f"{name}, line {number}"
+        try:
+            if text.startswith("{"):
+                data = orjson.loads(text)
+                if isinstance(data, dict):
+                    data.setdefault("reason", reason.value)
+                yield Suppression.from_dict(data, source)
+            else:
+                yield Suppression.from_dict({"address": text, "reason": reason.value}, source)
+        except (ValueError, MailspoolError) as err:
+            message = str(err) if str(err).startswith(source) else f"{source}: {err}"
+            raise click.ClickException(message) from err

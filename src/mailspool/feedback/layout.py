@@ -1,0 +1,70 @@
+"""Where feedback lives in a store: one function per kind of key.
+
+```
+suppression/<h:3>/<h>.json    one suppressed address (h: SHA-256 of the address)
+history/<h:3>/<h>             a log of the events received for one address
+events/<provider-id>          a log of the events received for one sent e-mail
+events-seen/<event-id>        an event already acted on (hooks run once)
+```
+One small object per address keeps a check at one read however long the list grows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from mailspool.message import address_spec
+
+__all__ = [
+    "HISTORY",
+    "MESSAGE_EVENTS",
+    "SEEN",
+    "SUPPRESSION",
+    "address_digest",
+    "history_key",
+    "message_events_key",
+    "normalize_address",
+    "seen_key",
+    "suppression_key",
+]
+
+SUPPRESSION = "suppression/"
+HISTORY = "history/"
+MESSAGE_EVENTS = "events/"
+SEEN = "events-seen/"
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")
+
+
+def normalize_address(address: str, field: str = "address") -> str:
+    """``Ana <Ana@Example.com>`` -> ``ana@example.com``; raises InvalidMessage if invalid.
+
+    Lower-cased whole, as SES and the mailbox providers treat addresses."""
+    return address_spec(address.strip(), field).lower()
+
+
+def address_digest(address: str) -> str:
+    """The SHA-256 of a normalized address, hex: the key of everything about it."""
+    return hashlib.sha256(normalize_address(address).encode()).hexdigest()
+
+
+def suppression_key(address: str) -> str:
+    digest = address_digest(address)
+    return f"{SUPPRESSION}{digest[:3]}/{digest}.json"
+
+
+def history_key(address: str) -> str:
+    digest = address_digest(address)
+    return f"{HISTORY}{digest[:3]}/{digest}"
+
+
+def message_events_key(provider_id: str) -> str:
+    """Provider ids (SES: ``0100018c...-000000``) are used as they are when plain."""
+    name = provider_id.strip("<>")
+    if not _SAFE_ID.fullmatch(name):
+        name = "h-" + hashlib.sha256(provider_id.encode()).hexdigest()
+    return f"{MESSAGE_EVENTS}{name}"
+
+
+def seen_key(event_id: str) -> str:
+    return f"{SEEN}{hashlib.sha256(event_id.encode()).hexdigest()}"

@@ -1,0 +1,221 @@
+"""The suppression list: addresses never to send to again, kept in the store.
+
+Each suppressed address is one small object (``feedback.layout.suppression_key``), so
+checking a recipient is one read (a file open, or one S3 GET) whatever the size of the
+list: with a million entries a send still reads only its own recipients' keys. Answers,
+"suppressed" and "not suppressed" alike, are cached in the process for ``cache_ttl``
+seconds (30 by default), so a batch to the same list costs one read per address per
+worker per half-minute. An entry added or removed through this object is seen at once
+by it; other processes see it within ``cache_ttl``.
+
+A record that cannot be read counts as suppressed (logged with its key): not sending to
+someone who may have complained is the safe side.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from mailspool.errors import KeyNotFound
+from mailspool.feedback import layout
+from mailspool.stores.base import Store
+
+__all__ = ["Reason", "Suppression", "SuppressionList", "now_iso"]
+
+log = logging.getLogger("mailspool.suppression")
+
+_CACHE_LIMIT = 200_000  # entries kept before the cache starts over (bounded memory)
+_IMPORT_THREADS = 8
+
+
+class Reason(StrEnum):
+    """Why an address is suppressed (**contract**: the ``reason`` of ``--json``)."""
+
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    MANUAL = "manual"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """One suppressed address: why, since when (ISO 8601, UTC), and the provider's words."""
+
+    address: str
+    reason: Reason
+    since: str
+    diagnostic: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "address": self.address,
+            "reason": str(self.reason),
+            "since": self.since,
+            "diagnostic": self.diagnostic,
+        }
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.as_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> Suppression:
+        """Read a record (store object, import line); ValueError names ``source`` and field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: a suppression entry must be a JSON object")
+        address = data.get("address")
+        if not isinstance(address, str):
+            raise ValueError(f"{source}: field 'address' must be a string")
+        try:
+            reason = Reason(data.get("reason", Reason.MANUAL))
+        except ValueError:
+            choices = ", ".join(r.value for r in Reason)
+            raise ValueError(f"{source}: field 'reason' must be one of {choices}") from None
+        since = data.get("since") or now_iso()
+        diagnostic = data.get("diagnostic") or ""
+        if not isinstance(since, str) or not isinstance(diagnostic, str):
+            raise ValueError(f"{source}: fields 'since' and 'diagnostic' must be strings")
+        return cls(layout.normalize_address(address), reason, since, diagnostic)
+
+    @classmethod
+    def decode(cls, data: bytes, source: str) -> Suppression:
+        try:
+            return cls.from_dict(orjson.loads(data), source)
+        except orjson.JSONDecodeError as err:
+            raise ValueError(f"{source}: not JSON ({err})") from None
+
+
+class SuppressionList:
+    """The store's suppression list, with an in-process cache; safe across threads."""
+
+    def __init__(self, store: Store, *, cache_ttl: float = 30.0) -> None:
+        self.store = store
+        self.cache_ttl = cache_ttl
+        self._cache: dict[str, tuple[float, Suppression | None]] = {}
+        self._lock = threading.Lock()
+
+    # -- checks (the send path) -----------------------------------------------------------
+
+    def get(self, address: str) -> Suppression | None:
+        """The entry for ``address``, or None; one read at most per ``cache_ttl``."""
+        now = time.monotonic()
+        cached = self._cache.get(address)  # as written in the batch: no parsing when cached
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        normalized = layout.normalize_address(address)
+        entry = self._read(normalized)
+        self._remember(normalized, entry, now, address)
+        return entry
+
+    def is_suppressed(self, address: str) -> bool:
+        return self.get(address) is not None
+
+    def split(self, recipients: Iterable[str]) -> tuple[list[str], dict[str, Suppression]]:
+        """Recipients to send to, and the suppressed ones with their entries."""
+        allowed: list[str] = []
+        suppressed: dict[str, Suppression] = {}
+        for recipient in recipients:
+            entry = self.get(recipient)
+            if entry is None:
+                allowed.append(recipient)
+            else:
+                suppressed[recipient] = entry
+        return allowed, suppressed
+
+    # -- changes ------------------------------------------------------------------------
+
+    def add(
+        self,
+        address: str,
+        reason: Reason = Reason.MANUAL,
+        *,
+        diagnostic: str = "",
+        since: str | None = None,
+    ) -> Suppression:
+        """Suppress ``address``; an address already suppressed keeps its first entry."""
+        entry = Suppression(
+            layout.normalize_address(address), reason, since or now_iso(), diagnostic
+        )
+        return self.put(entry, replace=False)
+
+    def put(self, entry: Suppression, *, replace: bool = True) -> Suppression:
+        """Write an entry (``replace=False``: only where none is); the entry in force."""
+        key = layout.suppression_key(entry.address)
+        if replace:
+            self.store.put(key, entry.encode())
+        elif not self.store.put_new(key, entry.encode()):
+            entry = self._read(entry.address) or entry
+        self._remember(entry.address, entry, time.monotonic())
+        return entry
+
+    def remove(self, address: str) -> bool:
+        """Let ``address`` receive mail again; False if it was not suppressed."""
+        normalized = layout.normalize_address(address)
+        present = self._read(normalized) is not None
+        self.store.delete(layout.suppression_key(normalized))
+        self._remember(normalized, None, time.monotonic())
+        return present
+
+    def import_entries(self, entries: Iterable[Suppression], *, replace: bool = False) -> int:
+        """Write many entries, several at once (S3 latency); the number written."""
+        with ThreadPoolExecutor(_IMPORT_THREADS, thread_name_prefix="mailspool-import") as pool:
+            return sum(1 for _ in pool.map(lambda e: self.put(e, replace=replace), entries))
+
+    # -- reading the whole list (operators, never the send path) ----------------------------
+
+    def entries(self) -> Iterator[Suppression]:
+        """Every entry, in key order (not address order); unreadable ones are logged."""
+        for key in self.store.keys(layout.SUPPRESSION):
+            if not key.endswith(".json"):
+                continue
+            try:
+                yield Suppression.decode(self.store.get(key), key)
+            except KeyNotFound:
+                continue  # removed while listing
+            except ValueError as err:
+                log.warning("skipped an unreadable suppression entry: %s", err)
+
+    def count(self) -> int:
+        return sum(1 for key in self.store.keys(layout.SUPPRESSION) if key.endswith(".json"))
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _read(self, normalized: str) -> Suppression | None:
+        key = layout.suppression_key(normalized)
+        try:
+            data = self.store.get(key)
+        except KeyNotFound:
+            return None
+        try:
+            return Suppression.decode(data, key)
+        except ValueError as err:
+            log.warning("unreadable suppression entry counts as suppressed: %s", err)
+            return Suppression(normalized, Reason.MANUAL, now_iso(), f"unreadable entry: {err}")
+
+    def _remember(
+        self, normalized: str, entry: Suppression | None, now: float, spelling: str = ""
+    ) -> None:
+        """Cache an answer under the normalized address and the spelling asked for.
+
+        A change made here (no ``spelling``) empties the cache, so that no other spelling
+        of the address keeps the old answer: changes are rare, checks are many."""
+        answer = (now + self.cache_ttl, entry)
+        with self._lock:
+            if not spelling or len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[normalized] = answer
+            if spelling:
+                self._cache[spelling] = answer
