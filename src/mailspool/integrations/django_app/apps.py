@@ -1,4 +1,4 @@
-"""The app's configuration: it only carries the management command."""
+"""The app's configuration: the management command, and the SES event signals."""
 
 from __future__ import annotations
 
@@ -11,3 +11,9 @@ class MailspoolConfig(AppConfig):
     name = "mailspool.integrations.django_app"
     label = "mailspool"
     verbose_name = "mailspool"
+
+    def ready(self) -> None:
+        from mailspool.feedback import hooks
+        from mailspool.integrations.django_signals import send_signals
+
+        hooks.register(send_signals)

@@ -1,0 +1,146 @@
+"""Act on SES events: suppress, remember, tell the application. Idempotent.
+
+For each event (``feedback.events.FeedbackEvent``):
+
+1. it is appended to the history of each recipient (``history/...``) and of the e-mail
+   (``events/<provider id>``), which ``trace`` reads;
+2. a hard bounce or a complaint suppresses its recipients, with SES's diagnostic; a soft
+   bounce suppresses a recipient only once ``soft_bounce_limit`` distinct soft bounces
+   fell within ``soft_bounce_window`` (3 in 7 days by default);
+3. the first time the event is seen (``events-seen/<id>``, a create-only write), the
+   hooks run (``feedback.hooks``).
+
+A redelivered event changes nothing: history readers count each event id once, adding
+an address already suppressed keeps its entry, soft bounces are counted by distinct id,
+and the hooks run only for the call that created the seen marker. Steps 1 and 2 come
+before the marker, so a crash part-way is completed by the redelivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from mailspool.errors import InvalidMessage
+from mailspool.feedback import hooks, layout
+from mailspool.feedback.events import EventKind, FeedbackEvent
+from mailspool.feedback.suppression import Reason, SuppressionList
+from mailspool.stores.base import Store
+
+__all__ = ["FeedbackOptions", "IngestReport", "ingest", "read_history"]
+
+log = logging.getLogger("mailspool.feedback")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackOptions:
+    """How events act; ``docs/configuration.md`` explains each."""
+
+    soft_bounce_limit: int = 3
+    soft_bounce_window: float = 7 * 86400.0
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What a call to ``ingest`` did."""
+
+    events: int = 0
+    new: int = 0
+    suppressed: int = 0
+
+
+def ingest(
+    store: Store,
+    events: Iterable[FeedbackEvent],
+    *,
+    suppressions: SuppressionList | None = None,
+    options: FeedbackOptions | None = None,
+) -> IngestReport:
+    """Apply events in order; see the module docstring. Raises ``StoreError``."""
+    suppressions = suppressions or SuppressionList(store)
+    options = options or FeedbackOptions()
+    report = IngestReport()
+    for event in events:
+        report.events += 1
+        record = orjson.dumps(event.as_dict())
+        store.append(layout.message_events_key(event.provider_id), record)
+        for recipient in _valid(event.recipients):
+            store.append(layout.history_key(recipient), record)
+            if _suppress(store, suppressions, options, event, recipient):
+                report.suppressed += 1
+        if store.put_new(layout.seen_key(event.id), record):
+            report.new += 1
+            hooks.fire(event)
+    return report
+
+
+def read_history(store: Store, key: str) -> list[FeedbackEvent]:
+    """The events of a history log, each event id once, oldest first; bad lines skipped."""
+    seen: dict[str, FeedbackEvent] = {}
+    for line in store.read_log(key):
+        try:
+            event = FeedbackEvent.from_dict(orjson.loads(line))
+        except (orjson.JSONDecodeError, ValueError) as err:
+            log.warning("%s: skipped an unreadable event: %s", key, err)
+            continue
+        seen.setdefault(event.id, event)
+    return sorted(seen.values(), key=lambda e: e.timestamp)
+
+
+def _suppress(
+    store: Store,
+    suppressions: SuppressionList,
+    options: FeedbackOptions,
+    event: FeedbackEvent,
+    recipient: str,
+) -> bool:
+    said = event.diagnostics.get(recipient, event.detail)
+    if event.kind is EventKind.COMPLAINED:
+        suppressions.add(recipient, Reason.COMPLAINT, diagnostic=said)
+        return True
+    if event.kind is not EventKind.BOUNCED:
+        return False
+    if event.permanent:
+        suppressions.add(recipient, Reason.BOUNCE, diagnostic=said)
+        return True
+    soft = _soft_bounces(store, recipient, event, options.soft_bounce_window)
+    if soft < options.soft_bounce_limit:
+        return False
+    days = options.soft_bounce_window / 86400
+    note = f"{soft} soft bounces in {days:g} days; last: {said}"
+    suppressions.add(recipient, Reason.BOUNCE, diagnostic=note)
+    return True
+
+
+def _soft_bounces(store: Store, recipient: str, event: FeedbackEvent, window: float) -> int:
+    since = _parse_time(event.timestamp) - timedelta(seconds=window)
+    return sum(
+        1
+        for past in read_history(store, layout.history_key(recipient))
+        if past.kind is EventKind.BOUNCED
+        and not past.permanent
+        and _parse_time(past.timestamp) >= since
+    )
+
+
+def _parse_time(text: str) -> datetime:
+    """SES timestamps (``2026-11-29T06:55:04.123Z``); an unreadable one counts as now."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _valid(recipients: Iterable[str]) -> Iterable[str]:
+    for recipient in recipients:
+        try:
+            layout.normalize_address(recipient)
+        except InvalidMessage as err:
+            log.warning("event recipient skipped: %s", err)
+            continue
+        yield recipient
