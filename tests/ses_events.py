@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-MAIL_TIMESTAMP = "2026-11-29T06:00:00.000Z"
+
+def later(seconds: float = 0.0) -> str:
+    """An SES timestamp: now (when the e-mail was just sent), plus ``seconds``."""
+    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def mail(provider_id: str, destination: list[str]) -> dict[str, Any]:
     return {
-        "timestamp": MAIL_TIMESTAMP,
+        "timestamp": later(),
         "source": "blog@example.com",
         "sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/example.com",
         "sendingAccountId": "123456789012",
@@ -27,7 +32,7 @@ def bounce(
     address: str,
     *,
     permanent: bool = True,
-    when: str = "2026-11-29T06:00:01.000Z",
+    when: str = "",
     format: str = "eventType",
 ) -> dict[str, Any]:
     return {
@@ -45,7 +50,7 @@ def bounce(
                     else "smtp; 452 4.2.2 mailbox full",
                 }
             ],
-            "timestamp": when,
+            "timestamp": when or later(1),
             "feedbackId": f"feedback-{provider_id}-{when}",
         },
         "mail": mail(provider_id, [address]),
@@ -57,7 +62,7 @@ def complaint(provider_id: str, address: str, *, format: str = "eventType") -> d
         format: "Complaint",
         "complaint": {
             "complainedRecipients": [{"emailAddress": address}],
-            "timestamp": "2026-11-29T06:05:00.000Z",
+            "timestamp": later(300),
             "feedbackId": f"complaint-{provider_id}",
             "complaintFeedbackType": "abuse",
         },
@@ -69,7 +74,7 @@ def delivery(provider_id: str, address: str, *, format: str = "eventType") -> di
     return {
         format: "Delivery",
         "delivery": {
-            "timestamp": "2026-11-29T06:00:02.000Z",
+            "timestamp": later(2),
             "processingTimeMillis": 546,
             "recipients": [address],
             "smtpResponse": "250 2.6.0 Message received",
@@ -82,7 +87,7 @@ def delivery(provider_id: str, address: str, *, format: str = "eventType") -> di
 def open_event(provider_id: str, address: str) -> dict[str, Any]:
     return {
         "eventType": "Open",
-        "open": {"timestamp": "2026-11-29T07:00:00.000Z", "ipAddress": "192.0.2.1"},
+        "open": {"timestamp": later(3600), "ipAddress": "192.0.2.1"},
         "mail": mail(provider_id, [address]),
     }
 

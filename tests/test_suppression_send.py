@@ -10,8 +10,7 @@ import mailspool
 from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import PermanentError
-from mailspool.feedback.screen import shared_suppressions
-from mailspool.feedback.suppression import Reason, SuppressionList
+from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
 from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status

@@ -511,6 +511,8 @@ def _url_host(host: str) -> str:
 
 
 cli.add_command(feedback_cli.suppression)
+cli.add_command(feedback_cli.trace)
+cli.add_command(feedback_cli.events)
 
 
 def _register_optional_commands() -> None:

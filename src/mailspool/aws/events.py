@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from mailspool.feedback.events import is_ses_event
+
 __all__ = ["ObjectEvent", "parse_event"]
 
 log = logging.getLogger("mailspool.aws")
@@ -49,8 +51,8 @@ def _walk(payload: Any, via: str, message_id: str | None) -> Iterator[ObjectEven
     if not isinstance(payload, Mapping):
         log.warning(json.dumps({"event": "ignored", "reason": "not an object", "via": via}))
         return
-    if payload.get("Event") == "s3:TestEvent":
-        return
+    if payload.get("Event") == "s3:TestEvent" or _is_ses(payload):
+        return  # SES events are mailspool.feedback's
     if "detail" in payload and "detail-type" in payload:
         yield from _eventbridge(payload, message_id)
         return
@@ -63,6 +65,10 @@ def _walk(payload: Any, via: str, message_id: str | None) -> Iterator[ObjectEven
         return
     for record in records:
         yield from _record(record, message_id)
+
+
+def _is_ses(payload: Mapping[str, Any]) -> bool:
+    return payload.get("source") == "aws.ses" or is_ses_event(payload)
 
 
 def _record(record: Any, message_id: str | None) -> Iterator[ObjectEvent]:

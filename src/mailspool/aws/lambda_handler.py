@@ -1,8 +1,9 @@
 """The Lambda entry point: ``mailspool.aws.handler(event, context)`` (**contract**).
 
-Every object an event announces (see ``events``) that is a batch of this store
-(``MAILSPOOL_STORE``: same bucket, under ``PREFIX/queue/``, ending ``.json``) goes
-through ``Worker.deliver``, the one code path every trigger uses; anything else is
+SES events (bounces, complaints, deliveries...) arriving on the same routes are recorded
+first (``mailspool.feedback.route``). Every object an event announces (see ``events``)
+that is a batch of this store (``MAILSPOOL_STORE``: same bucket, under ``PREFIX/queue/``,
+ending ``.json``) goes through ``Worker.deliver``, the one code path every trigger uses; anything else is
 logged and skipped. Near the end of the invocation the worker writes what is left as a
 continuation batch: a new ``queue/`` object, so a new event, so a new invocation.
 
@@ -36,6 +37,7 @@ from mailspool.aws.metrics import ThrottleCounter, write_batch_metrics
 from mailspool.aws.runtime import deadline_margin, open_runtime
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.errors import MailspoolError
+from mailspool.feedback.route import FeedbackResult, ingest_invocation
 from mailspool.spool import layout
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
@@ -107,13 +109,15 @@ def handle(
     def remaining() -> float:
         return context.get_remaining_time_in_millis() / 1000
 
+    feedback = ingest_invocation(event, runtime.store)  # SES events on the same route
     margin = deadline_margin(remaining())
     runtime.transport = ThrottleCounter(runtime.transport)  # for the EMF metrics
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")
     try:
-        return deliver_event(event, worker, remaining=remaining, request_id=request_id)
+        answer = deliver_event(event, worker, remaining=remaining, request_id=request_id)
     finally:
         worker.close()
+    return _with_feedback(event, answer, feedback)
 
 
 def deliver_event(
@@ -216,6 +220,21 @@ def _answer(event: Mapping[str, Any], results: list[_Result]) -> dict[str, Any]:
         keys = ", ".join(f"{r.event.key} ({r.status})" for r in retry)
         raise BatchNotDelivered(f"not delivered, to be retried: {keys}")
     return summary
+
+
+def _with_feedback(
+    event: Mapping[str, Any], answer: dict[str, Any], feedback: FeedbackResult
+) -> dict[str, Any]:
+    """The answer with the SES events' outcome: SQS messages to retry, or an error."""
+    if _from_sqs(event):
+        failures = answer.setdefault("batchItemFailures", [])
+        failures.extend({"itemIdentifier": i} for i in feedback.retry)
+        return answer
+    if feedback.errors:
+        raise BatchNotDelivered(f"SES events not recorded, to be retried: {feedback.errors[0]}")
+    if feedback.events:
+        answer["events"] = feedback.events
+    return answer
 
 
 def _from_sqs(event: Mapping[str, Any]) -> bool:

@@ -33,8 +33,7 @@ from mailspool.delivery.attempt import OutcomeCallback, SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
-from mailspool.feedback.screen import shared_suppressions
-from mailspool.feedback.suppression import SuppressionList
+from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.spool import layout
 from mailspool.stores.base import Store, default_owner
 from mailspool.transports.base import Transport

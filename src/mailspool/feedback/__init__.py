@@ -7,6 +7,8 @@ screen.py        suppressed recipients taken off an e-mail before it is sent
 events.py        SES events (both formats, every wrapper) -> typed FeedbackEvent
 ingest.py        apply events: suppression, soft-bounce threshold, history, hooks
 hooks.py         Python callbacks for every event (Django signals build on them)
-cli.py           mailspool suppression
+route.py         the SES events of a Lambda invocation or of JSON lines
+trace.py         each e-mail's history, joined through the provider id in the ledger
+cli.py           mailspool suppression | trace | events
 ```
 """

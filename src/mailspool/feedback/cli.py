@@ -16,10 +16,12 @@ import orjson
 
 from mailspool.config import Settings
 from mailspool.errors import MailspoolError
+from mailspool.feedback.route import ingest_lines
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
+from mailspool.feedback.trace import trace_address, trace_message
 from mailspool.stores import Store, open_store
 
-__all__ = ["suppression"]
+__all__ = ["events", "suppression", "trace"]
 
 _REASONS = click.Choice([r.value for r in Reason])
 
@@ -127,3 +129,51 @@ def read_entries(file: IO[str], reason: Reason) -> Iterator[Suppression]:
         except (ValueError, MailspoolError) as err:
             message = str(err) if str(err).startswith(source) else f"{source}: {err}"
             raise click.ClickException(message) from err
+
+
+@click.command()
+@click.argument("target", metavar="ADDRESS|MESSAGE-ID")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of e-mails with their states.")
+def trace(target: str, store: str | None, as_json: bool) -> None:
+    """What happened to the e-mails to an address, or to one e-mail (its Message-ID or the
+    provider's id): queued, sent, delivered, bounced, complained, opened, failed..."""
+    with opened_store(store) as the_store:
+        if "@" in target and not target.startswith("<"):
+            traces = trace_address(the_store, target)
+        else:
+            traces = trace_message(the_store, target)
+    if as_json:
+        print_json([t.as_dict() for t in traces])
+        return
+    if not traces:
+        click.echo(f"nothing on record for {target}")
+    for item in traces:
+        data = item.as_dict()
+        where = f"{data['batch']}.{data['index']}" if data["batch"] else "(batch no longer kept)"
+        click.echo(f"{where}  {data['subject']!r} to {', '.join(data['recipients'])}")
+        for step in data["states"]:
+            click.echo(f"  {step['at'] or '-':32} {step['state']:18} {step['detail']}")
+
+
+@click.group()
+def events() -> None:
+    """SES events (bounces, complaints, deliveries...) from other routes than Lambda."""
+
+
+@events.command("ingest")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@store_option
+def events_ingest(file: IO[str], store: str | None) -> None:
+    """Record the SES events in FILE ('-': stdin), one JSON document a line: an SES event
+    in either format, an SNS notification, an EventBridge event or a Lambda event.
+    A redelivered event changes nothing; a bad line is reported and the rest recorded."""
+    with opened_store(store) as the_store:
+        result, problems = ingest_lines(file, the_store)
+    for problem in problems:
+        click.echo(problem, err=True)
+    click.echo(
+        f"{result.events} event(s), {result.new} new, {result.suppressed} address(es) suppressed"
+    )
+    if problems:
+        raise click.ClickException(f"{len(problems)} line(s) not recorded")

@@ -28,7 +28,7 @@ import orjson
 from mailspool.errors import InvalidMessage
 from mailspool.feedback import hooks, layout
 from mailspool.feedback.events import EventKind, FeedbackEvent
-from mailspool.feedback.suppression import Reason, SuppressionList
+from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
 from mailspool.stores.base import Store
 
 __all__ = ["FeedbackOptions", "IngestReport", "ingest", "read_history"]
@@ -61,7 +61,7 @@ def ingest(
     options: FeedbackOptions | None = None,
 ) -> IngestReport:
     """Apply events in order; see the module docstring. Raises ``StoreError``."""
-    suppressions = suppressions or SuppressionList(store)
+    suppressions = suppressions or shared_suppressions(store)  # this process sees it at once
     options = options or FeedbackOptions()
     report = IngestReport()
     for event in events:

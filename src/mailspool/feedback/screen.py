@@ -8,20 +8,16 @@ with the entry that suppressed it, so ``failed list`` and ``trace`` can say why.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field, replace
 
 from mailspool.errors import PermanentError, StoreError
-from mailspool.feedback.suppression import Suppression, SuppressionList
+from mailspool.feedback.suppression import Suppression, SuppressionList, shared_suppressions
 from mailspool.message import Message
 from mailspool.stores.base import Store
 
-__all__ = ["Screened", "describe", "screen", "screen_priority", "shared_suppressions"]
+__all__ = ["Screened", "describe", "screen", "screen_priority"]
 
 log = logging.getLogger("mailspool.suppression")
-
-_lists: dict[int, SuppressionList] = {}
-_lists_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +52,6 @@ def screen(message: Message, suppressions: SuppressionList) -> Screened:
         return Screened(None, suppressed)
     kept_message = replace(message, to=kept["to"], cc=kept["cc"], bcc=kept["bcc"])
     return Screened(kept_message, suppressed)
-
-
-def shared_suppressions(store: Store) -> SuppressionList:
-    """One suppression list (and its cache) per store object in this process."""
-    with _lists_lock:
-        found = _lists.get(id(store))
-        if found is None or found.store is not store:
-            found = _lists[id(store)] = SuppressionList(store)
-        return found
 
 
 def screen_priority(message: Message, store: Store) -> tuple[Message, dict[str, str]]:

@@ -30,7 +30,7 @@ from mailspool.errors import KeyNotFound
 from mailspool.feedback import layout
 from mailspool.stores.base import Store
 
-__all__ = ["Reason", "Suppression", "SuppressionList", "now_iso"]
+__all__ = ["Reason", "Suppression", "SuppressionList", "now_iso", "shared_suppressions"]
 
 log = logging.getLogger("mailspool.suppression")
 
@@ -219,3 +219,16 @@ class SuppressionList:
             self._cache[normalized] = answer
             if spelling:
                 self._cache[spelling] = answer
+
+
+_lists: dict[int, SuppressionList] = {}
+_lists_lock = threading.Lock()
+
+
+def shared_suppressions(store: Store) -> SuppressionList:
+    """One suppression list (and its cache) per store object in this process."""
+    with _lists_lock:
+        found = _lists.get(id(store))
+        if found is None or found.store is not store:
+            found = _lists[id(store)] = SuppressionList(store)
+        return found

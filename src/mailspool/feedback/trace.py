@@ -1,0 +1,195 @@
+"""Each e-mail's history: ``mailspool trace ADDRESS|MESSAGE-ID``.
+
+An e-mail's states come from three places, joined through the provider's message id
+that the worker recorded in the batch's ledger when the provider accepted the e-mail:
+
+- the batch (``queue/`` or ``done/``): queued, at the batch's creation time;
+- the ledger and ``failed/``: sent (with the provider id), failed (with the reason),
+  suppressed (recipients taken off before the send);
+- the SES events recorded for the address (``history/``) or for the provider id
+  (``events/``): delivered, delayed, bounced (with the diagnostic), complained, opened,
+  clicked...
+
+Tracing an address reads every batch still kept (queued and finished; ``gc`` and
+lifecycle rules forget old ones, and their events stay, listed under their provider
+id): an operator's command, not something to run per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailspool.errors import InvalidBatch, InvalidMessage, KeyNotFound
+from mailspool.feedback import layout as feedback_layout
+from mailspool.feedback.events import FeedbackEvent
+from mailspool.feedback.ingest import read_history
+from mailspool.spool import batch as batch_format
+from mailspool.spool import layout
+from mailspool.spool.ledger import read_entries
+from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState
+from mailspool.stores.base import Store
+
+__all__ = ["EmailTrace", "Step", "trace_address", "trace_message"]
+
+log = logging.getLogger("mailspool.feedback")
+
+#: ``<batch-id>.<index>@domain``: the Message-ID the worker gives each e-mail.
+_OWN_ID = re.compile(
+    r"<?(?P<batch>[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}(?:-p[0-9]+)?)\.(?P<index>[0-9]+)(?:@[^>]*)?>?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One state of an e-mail: ``queued``, ``sent``, ``delivered``, ``bounced``..."""
+
+    state: str
+    at: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"state": self.state, "at": self.at, "detail": self.detail}
+
+
+@dataclass(slots=True)
+class EmailTrace:
+    """One e-mail and its states over time (``batch`` is None once the batch is gone)."""
+
+    batch: str | None
+    index: int | None
+    subject: str
+    recipients: list[str]
+    provider_id: str | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "index": self.index,
+            "subject": self.subject,
+            "recipients": self.recipients,
+            "provider_id": self.provider_id,
+            "states": [step.as_dict() for step in sorted(self.steps, key=lambda s: s.at)],
+        }
+
+
+def trace_address(store: Store, address: str) -> list[EmailTrace]:
+    """Every e-mail to ``address`` still on record, oldest first, with its events."""
+    wanted = feedback_layout.normalize_address(address)
+    traces = [t for t in _emails(store) if wanted in map(_normal, t.recipients)]
+    events = read_history(store, feedback_layout.history_key(wanted))
+    return _join(traces, events)
+
+
+def trace_message(store: Store, message_id: str) -> list[EmailTrace]:
+    """The e-mail with this Message-ID (``<batch.index@domain>``) or provider id."""
+    own = _OWN_ID.fullmatch(message_id.strip())
+    if own is not None:
+        batch_id, index = own["batch"], int(own["index"])
+        traces = [t for t in _emails(store, only=batch_id) if t.index == index]
+        provider_ids = {t.provider_id for t in traces if t.provider_id}
+        events = [e for pid in provider_ids for e in _message_events(store, pid)]
+        return _join(traces, events)
+    events = _message_events(store, message_id)
+    traces = [t for t in _emails(store) if t.provider_id == message_id]
+    return _join(traces, events)
+
+
+def _message_events(store: Store, provider_id: str) -> list[FeedbackEvent]:
+    return read_history(store, feedback_layout.message_events_key(provider_id))
+
+
+def _join(traces: list[EmailTrace], events: list[FeedbackEvent]) -> list[EmailTrace]:
+    """Attach each event to the e-mail with its provider id; an orphan gets its own trace."""
+    by_id = {t.provider_id: t for t in traces if t.provider_id}
+    for event in events:
+        trace = by_id.get(event.provider_id)
+        if trace is None:
+            trace = EmailTrace(None, None, "", list(event.recipients), event.provider_id)
+            by_id[event.provider_id] = trace
+            traces.append(trace)
+        trace.steps.append(_event_step(event))
+    return sorted(traces, key=lambda t: min((s.at for s in t.steps), default=""))
+
+
+def _event_step(event: FeedbackEvent) -> Step:
+    said = "; ".join(f"{a}: {d}" for a, d in event.diagnostics.items()) or event.detail
+    return Step(str(event.kind), event.timestamp, said)
+
+
+def _emails(store: Store, only: str | None = None) -> Iterator[EmailTrace]:
+    """Every e-mail of every batch kept (or of batch ``only``), with its spool states."""
+    keys = (
+        [layout.queue_key(only), layout.done_key(only)]
+        if only
+        else [*store.keys(layout.QUEUE), *store.keys(layout.DONE)]
+    )
+    for key in keys:
+        if not key.endswith(".json"):
+            continue
+        try:
+            batch = batch_format.decode(store.get(key), source=key)
+        except KeyNotFound:
+            continue
+        except InvalidBatch as err:
+            log.warning("trace skipped an unreadable batch: %s", err)
+            continue
+        yield from _batch_emails(store, batch, layout.batch_id_from_key(key))
+
+
+def _batch_emails(store: Store, batch: batch_format.Batch, batch_id: str) -> Iterator[EmailTrace]:
+    entries = read_entries(store, batch_id)
+    created = batch.created_at or ""
+    for index in range(len(batch)):
+        try:
+            message = batch.message(index)
+        except InvalidMessage:
+            continue  # the worker fails it with the reason; failed/ shows it
+        recipients = [*message.to, *message.cc, *message.bcc]
+        trace = EmailTrace(batch_id, index, message.subject, recipients)
+        trace.steps.append(Step("queued", created))
+        _ledger_steps(store, trace, entries.get(index))
+        yield trace
+
+
+def _ledger_steps(store: Store, trace: EmailTrace, entry: LedgerEntry | None) -> None:
+    if entry is None or trace.batch is None or trace.index is None:
+        return
+    if entry.state is LedgerState.SENT:
+        trace.provider_id = entry.message_id or None
+        at = _failed_at(store, trace.batch, trace.index, partial=True) or _after(trace)
+        trace.steps.append(Step("sent", at, f"provider id {trace.provider_id}"))
+        for address, why in dict(entry.refused or {}).items():
+            state = "suppressed" if str(why).startswith("suppressed") else "refused"
+            trace.steps.append(Step(state, at, f"{address}: {why}"))
+    elif entry.state is LedgerState.FAILED:
+        at = _failed_at(store, trace.batch, trace.index, partial=False) or _after(trace)
+        reason = entry.reason or ""
+        state = "suppressed" if "suppressed (" in reason else "failed"
+        trace.steps.append(Step(state, at, reason))
+    elif entry.state is LedgerState.CONTINUED:
+        trace.steps.append(Step("continued", _after(trace), f"in batch {entry.batch}"))
+
+
+def _failed_at(store: Store, batch_id: str, index: int, *, partial: bool) -> str | None:
+    key = layout.failed_key(batch_id, index, partial=partial)
+    try:
+        return FailedRecord.decode(store.get(key), source=key).failed_at
+    except (KeyNotFound, ValueError):
+        return None
+
+
+def _after(trace: EmailTrace) -> str:
+    """The ledger keeps no time: a state without one sorts right after the last known."""
+    return max((s.at for s in trace.steps), default="")
+
+
+def _normal(address: str) -> str:
+    try:
+        return feedback_layout.normalize_address(address)
+    except InvalidMessage:
+        return address
