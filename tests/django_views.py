@@ -10,7 +10,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connectio
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
-from django.urls import path
+from django.urls import include, path
 
 from tests import framework_common as common
 
@@ -123,3 +123,4 @@ def notify_each(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns.append(path("notify-each/", notify_each))
+urlpatterns.append(path("mail/", include("mailspool.integrations.django_feedback")))

@@ -24,6 +24,7 @@ from mailspool.config import SETTINGS_HELP, Settings
 from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
 from mailspool.errors import KeyNotFound, MailspoolError
 from mailspool.feedback import cli as feedback_cli
+from mailspool.feedback.settings import unsubscribe_links
 from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
@@ -217,6 +218,7 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
                 options=options,
                 max_rate=_max_rate(settings, transport),
                 on_outcome=on_outcome,
+                unsubscribe=unsubscribe_links(settings),
             )
             _stop_on_signals(the_worker)
             try:

@@ -64,6 +64,13 @@ class Settings:
     write_timeout: float
     write_attempts: int
     fallback_store: str
+    sns_topics: frozenset[str]
+    unsubscribe_url: str
+    unsubscribe_secret: str
+    unsubscribe_mailto: str
+    soft_bounce_limit: int
+    soft_bounce_days: float
+    on_event: str
 
     @classmethod
     def load(
@@ -108,6 +115,13 @@ class Settings:
             write_timeout=lookup("write_timeout", _positive_seconds, lambda: 2.0),
             write_attempts=lookup("write_attempts", _positive_int, lambda: 3),
             fallback_store=lookup("fallback_store", _text, _default_fallback_store),
+            sns_topics=lookup("sns_topics", _names, frozenset),
+            unsubscribe_url=lookup("unsubscribe_url", _any_text, str),
+            unsubscribe_secret=lookup("unsubscribe_secret", _any_text, str),
+            unsubscribe_mailto=lookup("unsubscribe_mailto", _any_text, str),
+            soft_bounce_limit=lookup("soft_bounce_limit", _positive_int, lambda: 3),
+            soft_bounce_days=lookup("soft_bounce_days", _positive_number, lambda: 7.0),
+            on_event=lookup("on_event", _any_text, str),
         )
 
 
@@ -119,6 +133,21 @@ def _text(name: str, value: str) -> str:
 
 def _any_text(name: str, value: str) -> str:
     return value
+
+
+def _positive_number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {value!r}") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name} must be more than 0, not {value!r}")
+    return number
+
+
+def _names(name: str, value: str) -> frozenset[str]:
+    """A comma-separated list (of SNS topic ARNs, say)."""
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
 def _non_negative_int(name: str, value: str) -> int:
@@ -204,4 +233,15 @@ SETTINGS_HELP: dict[str, str] = {
     "them back (default: file://$XDG_DATA_HOME/mailspool/fallback)",
     "MAILSPOOL_SERVE_TOKEN": "the token `mailspool serve` asks for on every page but the public "
     "endpoints; required to listen on a non-loopback address (default: none)",
+    "MAILSPOOL_SNS_TOPICS": "SNS topic ARNs (comma-separated) whose SES events POST /events/ses "
+    "accepts (default: none, and the endpoint answers 404)",
+    "MAILSPOOL_UNSUBSCRIBE_URL": "https:// URL of the one-click unsubscribe endpoint; with "
+    "MAILSPOOL_UNSUBSCRIBE_SECRET, deferred e-mails carry List-Unsubscribe (default: none)",
+    "MAILSPOOL_UNSUBSCRIBE_SECRET": "the key (16 bytes or more) that signs unsubscribe tokens",
+    "MAILSPOOL_UNSUBSCRIBE_MAILTO": "an address offered beside the URL in List-Unsubscribe "
+    "(default: none)",
+    "MAILSPOOL_SOFT_BOUNCE_LIMIT": "soft bounces within MAILSPOOL_SOFT_BOUNCE_DAYS that "
+    "suppress an address (default 3)",
+    "MAILSPOOL_SOFT_BOUNCE_DAYS": "the window in which soft bounces are counted (default 7)",
+    "MAILSPOOL_ON_EVENT": "package.module:function called once per SES event (default: none)",
 }

@@ -38,6 +38,7 @@ from mailspool.aws.runtime import deadline_margin, open_runtime
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.errors import MailspoolError
 from mailspool.feedback.route import FeedbackResult, ingest_invocation
+from mailspool.feedback.settings import feedback_options
 from mailspool.spool import layout
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
@@ -109,7 +110,8 @@ def handle(
     def remaining() -> float:
         return context.get_remaining_time_in_millis() / 1000
 
-    feedback = ingest_invocation(event, runtime.store)  # SES events on the same route
+    options = feedback_options(runtime.settings)
+    feedback = ingest_invocation(event, runtime.store, options=options)  # SES events too
     margin = deadline_margin(remaining())
     runtime.transport = ThrottleCounter(runtime.transport)  # for the EMF metrics
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")

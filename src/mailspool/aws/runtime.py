@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import ConfigurationError
+from mailspool.feedback.settings import unsubscribe_links
 from mailspool.shared import shared_store, shared_transport
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
@@ -53,7 +54,12 @@ class Runtime:
             default_sender=self.settings.sender,
         )
         return Worker(
-            self.store, self.transport, options=options, max_rate=self.max_rate(), owner=owner
+            self.store,
+            self.transport,
+            options=options,
+            max_rate=self.max_rate(),
+            owner=owner,
+            unsubscribe=unsubscribe_links(self.settings),
         )
 
 

@@ -18,6 +18,7 @@ from mailspool.errors import (
 )
 from mailspool.feedback.screen import Screened, screen
 from mailspool.feedback.suppression import SuppressionList
+from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.message import Message, sender_domain
 from mailspool.spool import layout
 from mailspool.spool.batch import Batch
@@ -64,6 +65,7 @@ class SendRules:
     default_sender: str
     on_outcome: OutcomeCallback | None = None
     suppressions: SuppressionList | None = None
+    unsubscribe: UnsubscribeLinks | None = None  # List-Unsubscribe on every e-mail sent
 
 
 class EmailSender:
@@ -94,6 +96,8 @@ class EmailSender:
         if screened.message is None:  # every recipient suppressed: no send at all
             return self._fail(index, attempt, screened.reason, retryable=False)
         message = screened.message
+        if rules.unsubscribe is not None:
+            message = rules.unsubscribe.add_headers(message)
         if not rules.limiter.acquire(message.recipient_count):
             return Attempt(index, attempt, SendOutcome.STOPPED)
         try:

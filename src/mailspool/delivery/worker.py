@@ -34,6 +34,7 @@ from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, ba
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.feedback.suppression import SuppressionList, shared_suppressions
+from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.spool import layout
 from mailspool.stores.base import Store, default_owner
 from mailspool.transports.base import Transport
@@ -82,10 +83,12 @@ class Worker:
         owner: str | None = None,
         executor: Executor | None = None,
         suppressions: SuppressionList | None = None,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
         self.suppressions = suppressions or shared_suppressions(store)
+        self.unsubscribe = unsubscribe
         self.options = options or WorkerOptions()
         self.owner = owner or default_owner()
         self.on_outcome = on_outcome
@@ -146,5 +149,6 @@ class Worker:
             default_sender=self.options.default_sender,
             on_outcome=self.on_outcome,
             suppressions=self.suppressions,
+            unsubscribe=self.unsubscribe,
         )
         return DeliveryContext(self.store, self._senders, self.options, rules)

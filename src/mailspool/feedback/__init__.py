@@ -9,6 +9,11 @@ ingest.py        apply events: suppression, soft-bounce threshold, history, hook
 hooks.py         Python callbacks for every event (Django signals build on them)
 route.py         the SES events of a Lambda invocation or of JSON lines
 trace.py         each e-mail's history, joined through the provider id in the ledger
+sns.py           SNS message signature verification and subscription confirmation
+http.py          POST /events/ses as a plain function (method, headers, body) -> Response
+unsubscribe.py   RFC 8058 one-click unsubscribe: signed per-recipient tokens, headers
+endpoints.py     both endpoints routed by path, and as an ASGI app
+settings.py      the feedback parts built from mailspool.config.Settings
 cli.py           mailspool suppression | trace | events
 ```
 """

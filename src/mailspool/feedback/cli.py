@@ -17,6 +17,7 @@ import orjson
 from mailspool.config import Settings
 from mailspool.errors import MailspoolError
 from mailspool.feedback.route import ingest_lines
+from mailspool.feedback.settings import feedback_options
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
 from mailspool.feedback.trace import trace_address, trace_message
 from mailspool.stores import Store, open_store
@@ -169,7 +170,8 @@ def events_ingest(file: IO[str], store: str | None) -> None:
     in either format, an SNS notification, an EventBridge event or a Lambda event.
     A redelivered event changes nothing; a bad line is reported and the rest recorded."""
     with opened_store(store) as the_store:
-        result, problems = ingest_lines(file, the_store)
+        options = feedback_options(Settings.load())
+        result, problems = ingest_lines(file, the_store, options=options)
     for problem in problems:
         click.echo(problem, err=True)
     click.echo(

@@ -58,10 +58,13 @@ def load_hook(path: str, setting: str = "MAILSPOOL_ON_EVENT") -> Hook:
     return hook
 
 
-def fire(event: FeedbackEvent) -> None:
-    """Run every registered hook on ``event``; failures are logged, never raised."""
+def fire(event: FeedbackEvent, configured: Hook | None = None) -> None:
+    """Run every registered hook (then ``configured``) on ``event``; failures are
+    logged, never raised."""
     with _lock:
         hooks = list(_hooks)
+    if configured is not None and configured not in hooks:
+        hooks.append(configured)
     for hook in hooks:
         try:
             hook(event)

@@ -42,6 +42,7 @@ class FeedbackOptions:
 
     soft_bounce_limit: int = 3
     soft_bounce_window: float = 7 * 86400.0
+    on_event: hooks.Hook | None = None  # the ``on_event`` setting, beside registered hooks
 
 
 @dataclass(slots=True)
@@ -74,7 +75,7 @@ def ingest(
                 report.suppressed += 1
         if store.put_new(layout.seen_key(event.id), record):
             report.new += 1
-            hooks.fire(event)
+            hooks.fire(event, options.on_event)
     return report
 
 

@@ -5,7 +5,8 @@ checking a recipient is one read (a file open, or one S3 GET) whatever the size 
 list: with a million entries a send still reads only its own recipients' keys. Answers,
 "suppressed" and "not suppressed" alike, are cached in the process for ``cache_ttl``
 seconds (30 by default), so a batch to the same list costs one read per address per
-worker per half-minute. An entry added or removed through this object is seen at once
+worker per half-minute; an empty list costs one listing per half-minute, and no read
+per recipient. An entry added or removed through this object is seen at once
 by it; other processes see it within ``cache_ttl``.
 
 A record that cannot be read counts as suppressed (logged with its key): not sending to
@@ -105,6 +106,7 @@ class SuppressionList:
         self.store = store
         self.cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, Suppression | None]] = {}
+        self._empty_until = 0.0  # the list was seen empty: no read per recipient until then
         self._lock = threading.Lock()
 
     # -- checks (the send path) -----------------------------------------------------------
@@ -115,6 +117,11 @@ class SuppressionList:
         cached = self._cache.get(address)  # as written in the batch: no parsing when cached
         if cached is not None and cached[0] > now:
             return cached[1]
+        if self._empty_until > now:
+            return None
+        if not any(True for _ in self.store.keys(layout.SUPPRESSION)):  # one listing
+            self._empty_until = now + self.cache_ttl
+            return None
         normalized = layout.normalize_address(address)
         entry = self._read(normalized)
         self._remember(normalized, entry, now, address)
@@ -216,6 +223,7 @@ class SuppressionList:
         with self._lock:
             if not spelling or len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
+                self._empty_until = 0.0
             self._cache[normalized] = answer
             if spelling:
                 self._cache[spelling] = answer

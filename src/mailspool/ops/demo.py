@@ -15,6 +15,7 @@ import click
 
 from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.feedback.settings import unsubscribe_links
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.scope import request
@@ -77,6 +78,7 @@ def run_demo(settings: Settings, *, followers: int) -> None:
         transport,
         options=WorkerOptions(concurrency=settings.concurrency, default_sender=settings.sender),
         max_rate=settings.max_rate,
+        unsubscribe=unsubscribe_links(settings),
     )
     started = time.perf_counter()
     try:

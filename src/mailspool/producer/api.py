@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailspool.config import Settings
 from mailspool.feedback.screen import screen_priority
+from mailspool.feedback.settings import unsubscribe_links
 from mailspool.headers import HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.classify import classify
@@ -36,6 +37,7 @@ def send_mail(
     *,
     priority: bool | None = None,
     bypass_suppression: bool = False,
+    unsubscribe: bool = False,
 ) -> bool:
     """Send an e-mail now (priority) or queue it (deferred); True when sent or queued.
 
@@ -45,10 +47,12 @@ def send_mail(
     ``(filename, bytes[, content type])`` tuples. ``priority=None`` lets the header
     ``X-Mailspool-Priority``, the markers and the default decide (see ``classify``).
     Suppressed recipients are never sent to; ``bypass_suppression=True`` lets a priority
-    e-mail through anyway (a password reset). Raises ``InvalidMessage`` for bad input, or
-    for what the transport that will deliver the e-mail is known to refuse
-    (``transports.limits``): nothing is written. For a priority e-mail,
-    ``DeliveryError`` when the send fails.
+    Suppressed recipients are never sent to; ``bypass_suppression=True`` lets a priority
+    e-mail through anyway (a password reset). Deferred e-mails carry one-click
+    List-Unsubscribe headers when the unsubscribe URL is set; ``unsubscribe=True`` adds
+    them to a priority e-mail too. Raises ``InvalidMessage`` for bad input, or for what
+    the transport that will deliver the e-mail is known to refuse (``transports.limits``):
+    nothing is written. For a priority e-mail, ``DeliveryError`` when the send fails.
     """
     scope = current_scope()
     settings = scope.settings if scope is not None else Settings.load()
@@ -85,6 +89,7 @@ def send_mail(
         priority=decision.priority,
         settings=settings,
         bypass_suppression=bypass_suppression,
+        unsubscribe=unsubscribe,
     )
     return True
 
@@ -95,10 +100,16 @@ def send_message(
     priority: bool,
     settings: Settings | None = None,
     bypass_suppression: bool = False,
+    unsubscribe: bool = False,
 ) -> None:
     """Send a ready Message now, or queue it in the current scope (or at once outside one)."""
     if priority:
-        send_now(message, settings=settings, bypass_suppression=bypass_suppression)
+        send_now(
+            message,
+            settings=settings,
+            bypass_suppression=bypass_suppression,
+            unsubscribe=unsubscribe,
+        )
         return
     scope = current_scope()
     if scope is not None:
@@ -114,18 +125,26 @@ def send_message(
 
 
 def send_now(
-    message: Message, *, settings: Settings | None = None, bypass_suppression: bool = False
+    message: Message,
+    *,
+    settings: Settings | None = None,
+    bypass_suppression: bool = False,
+    unsubscribe: bool = False,
 ) -> Receipt:
     """Deliver through the priority transport, reusing its open connections; raise on failure.
 
     Suppressed recipients are taken off first (``PermanentError`` if none is left) unless
-    ``bypass_suppression`` (a password reset, say, may be let through)."""
+    ``bypass_suppression`` (a password reset, say, may be let through). ``unsubscribe``
+    adds the one-click List-Unsubscribe headers, as deferred mail always has them."""
     settings = settings or Settings.load()
     if message.sender is None:
         message = replace(message, sender=settings.sender)
     suppressed: dict[str, str] = {}
     if not bypass_suppression:
         message, suppressed = screen_priority(message, shared_store(settings.store))
+    links = unsubscribe_links(settings) if unsubscribe else None
+    if links is not None:
+        message = links.add_headers(message)
     receipt = shared_transport(settings.priority_transport).send(message)
     if not suppressed:
         return receipt

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import MailspoolError
+from mailspool.feedback.settings import unsubscribe_links
 from mailspool.integrations.django import load_settings
 from mailspool.stores import open_store
 from mailspool.transports import open_transport
@@ -54,6 +55,7 @@ class Command(BaseCommand):
                 default_sender=settings.sender,
             ),
             max_rate=settings.max_rate,
+            unsubscribe=unsubscribe_links(settings),
         )
         _stop_on_signals(worker)
         try:

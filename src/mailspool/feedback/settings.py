@@ -1,0 +1,55 @@
+"""The feedback parts as the settings describe them (``mailspool.config.Settings``)."""
+
+from __future__ import annotations
+
+from mailspool.config import Settings
+from mailspool.errors import ConfigurationError
+from mailspool.feedback.endpoints import FeedbackEndpoints
+from mailspool.feedback.hooks import load_hook
+from mailspool.feedback.http import SesEndpoint
+from mailspool.feedback.ingest import FeedbackOptions
+from mailspool.feedback.sns import SNSVerifier
+from mailspool.feedback.suppression import shared_suppressions
+from mailspool.feedback.unsubscribe import UnsubscribeEndpoint, UnsubscribeLinks
+from mailspool.shared import shared_store
+from mailspool.stores.base import Store
+
+__all__ = ["endpoints_from_settings", "feedback_options", "unsubscribe_links"]
+
+
+def feedback_options(settings: Settings) -> FeedbackOptions:
+    return FeedbackOptions(
+        soft_bounce_limit=settings.soft_bounce_limit,
+        soft_bounce_window=settings.soft_bounce_days * 86400,
+        on_event=load_hook(settings.on_event) if settings.on_event else None,
+    )
+
+
+def unsubscribe_links(settings: Settings) -> UnsubscribeLinks | None:
+    """The signer, when both the URL and the secret are set (one alone is an error)."""
+    if not settings.unsubscribe_url and not settings.unsubscribe_secret:
+        return None
+    if not (settings.unsubscribe_url and settings.unsubscribe_secret):
+        raise ConfigurationError(
+            "set both MAILSPOOL_UNSUBSCRIBE_URL and MAILSPOOL_UNSUBSCRIBE_SECRET, or neither"
+        )
+    return UnsubscribeLinks(
+        settings.unsubscribe_url,
+        settings.unsubscribe_secret.encode(),
+        settings.unsubscribe_mailto or None,
+    )
+
+
+def endpoints_from_settings(
+    settings: Settings, *, store: Store | None = None, trusted_origin: str | None = None
+) -> FeedbackEndpoints:
+    """``POST /events/ses`` when topics are allowed, the unsubscribe endpoint when its
+    URL and secret are set. ``trusted_origin`` is for tests only (see ``sns``)."""
+    store = store or shared_store(settings.store)
+    ses = None
+    if settings.sns_topics:
+        verifier = SNSVerifier(settings.sns_topics, trusted_origin=trusted_origin)
+        ses = SesEndpoint(store, verifier, options=feedback_options(settings))
+    links = unsubscribe_links(settings)
+    unsubscribe = UnsubscribeEndpoint(links, shared_suppressions(store)) if links else None
+    return FeedbackEndpoints(ses, unsubscribe)
