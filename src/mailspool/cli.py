@@ -24,7 +24,8 @@ from mailspool.config import SETTINGS_HELP, Settings
 from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
 from mailspool.errors import KeyNotFound, MailspoolError
 from mailspool.feedback import cli as feedback_cli
-from mailspool.feedback.settings import unsubscribe_links
+from mailspool.feedback.rates import collect_rates
+from mailspool.feedback.settings import rate_guard, unsubscribe_links
 from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
@@ -219,6 +220,7 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
                 max_rate=_max_rate(settings, transport),
                 on_outcome=on_outcome,
                 unsubscribe=unsubscribe_links(settings),
+                guard=rate_guard(settings, store),
             )
             _stop_on_signals(the_worker)
             try:
@@ -321,10 +323,13 @@ def _print_drain(report: DrainReport) -> None:
 @click.pass_context
 def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
     """Count pending, sent, failed and quarantined e-mails."""
-    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+    settings = _settings(ctx, store=store)
+    with _errors(), open_store(settings.store) as the_store:
         result = collect_status(the_store)
+        rates = collect_rates(the_store, sends=settings.rate_sends)
     if as_json:
-        click.echo(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        document = {**result.as_dict(), **rates.as_dict()}
+        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     age = "-" if result.oldest_pending_age is None else f"{result.oldest_pending_age:.1f} s"
     click.echo(
@@ -332,7 +337,9 @@ def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
         f"sent         {result.sent}\n"
         f"failed       {result.failed}\n"
         f"quarantined  {result.quarantined}\n"
-        f"total        {result.total}"
+        f"total        {result.total}\n"
+        f"bounce rate  {rates.bounce_rate:.2%}, complaint rate {rates.complaint_rate:.2%} "
+        f"(last {rates.sends} sends); {rates.suppressed} suppressed"
     )
 
 

@@ -71,6 +71,8 @@ class Settings:
     soft_bounce_limit: int
     soft_bounce_days: float
     on_event: str
+    rate_guard: str
+    rate_sends: int
 
     @classmethod
     def load(
@@ -122,6 +124,8 @@ class Settings:
             soft_bounce_limit=lookup("soft_bounce_limit", _positive_int, lambda: 3),
             soft_bounce_days=lookup("soft_bounce_days", _positive_number, lambda: 7.0),
             on_event=lookup("on_event", _any_text, str),
+            rate_guard=lookup("rate_guard", _rate_guard_word, lambda: "off"),
+            rate_sends=lookup("rate_sends", _positive_int, lambda: 1000),
         )
 
 
@@ -135,14 +139,23 @@ def _any_text(name: str, value: str) -> str:
     return value
 
 
-def _positive_number(name: str, value: str) -> float:
+def _positive_number(name: str, value: str, unit: str = "") -> float:
+    """A number above 0; ``unit`` (`` seconds``) only words the error."""
     try:
         number = float(value)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, not {value!r}") from None
+        kind = f"a number of{unit}" if unit else "a number"
+        raise ConfigurationError(f"{name} must be {kind}, not {value!r}") from None
     if number <= 0:
-        raise ConfigurationError(f"{name} must be more than 0, not {value!r}")
+        raise ConfigurationError(f"{name} must be more than 0{unit}, not {value!r}")
     return number
+
+
+def _rate_guard_word(name: str, value: str) -> str:
+    word = value.lower()
+    if word not in ("off", "warn", "hold"):
+        raise ConfigurationError(f"{name} must be 'off', 'warn' or 'hold', not {value!r}")
+    return word
 
 
 def _names(name: str, value: str) -> frozenset[str]:
@@ -168,13 +181,7 @@ def _positive_int(name: str, value: str) -> int:
 
 
 def _positive_seconds(name: str, value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}") from None
-    if seconds <= 0:
-        raise ConfigurationError(f"{name} must be more than 0 seconds, not {value!r}")
-    return seconds
+    return _positive_number(name, value, " seconds")
 
 
 def _optional_rate(name: str, value: str) -> float | None:
@@ -244,4 +251,8 @@ SETTINGS_HELP: dict[str, str] = {
     "suppress an address (default 3)",
     "MAILSPOOL_SOFT_BOUNCE_DAYS": "the window in which soft bounces are counted (default 7)",
     "MAILSPOOL_ON_EVENT": "package.module:function called once per SES event (default: none)",
+    "MAILSPOOL_RATE_GUARD": "'warn' (log) or 'hold' (keep deferred mail queued) while the "
+    "bounce or complaint rate is past SES's review level; default 'off'",
+    "MAILSPOOL_RATE_SENDS": "the last N sends the bounce and complaint rates are counted "
+    "over (default 1000)",
 }

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import ConfigurationError
-from mailspool.feedback.settings import unsubscribe_links
+from mailspool.feedback.settings import rate_guard, unsubscribe_links
 from mailspool.shared import shared_store, shared_transport
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
@@ -60,6 +60,7 @@ class Runtime:
             max_rate=self.max_rate(),
             owner=owner,
             unsubscribe=unsubscribe_links(self.settings),
+            guard=rate_guard(self.settings, self.store),
         )
 
 

@@ -33,6 +33,7 @@ from mailspool.delivery.attempt import OutcomeCallback, SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
+from mailspool.feedback.rates import RateGuard
 from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.spool import layout
@@ -84,11 +85,13 @@ class Worker:
         executor: Executor | None = None,
         suppressions: SuppressionList | None = None,
         unsubscribe: UnsubscribeLinks | None = None,
+        guard: RateGuard | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
         self.suppressions = suppressions or shared_suppressions(store)
         self.unsubscribe = unsubscribe
+        self.guard = guard  # bounce and complaint rates: warn, or hold deferred mail
         self.options = options or WorkerOptions()
         self.owner = owner or default_owner()
         self.on_outcome = on_outcome
@@ -122,6 +125,10 @@ class Worker:
         bad content (it quarantines or fails it). Raises ``StoreError`` if the store
         cannot be reached."""
         held = BatchReport(key, layout.batch_id_from_key(key), BatchStatus.HELD)
+        if self.guard is not None and self.guard.holding():
+            paused = BatchReport(key, held.batch_id, BatchStatus.PAUSED, error=self.guard.reason)
+            paused.log()
+            return paused
         with self._active_lock:
             if key in self._active:
                 return held

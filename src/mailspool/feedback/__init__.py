@@ -14,6 +14,8 @@ http.py          POST /events/ses as a plain function (method, headers, body) ->
 unsubscribe.py   RFC 8058 one-click unsubscribe: signed per-recipient tokens, headers
 endpoints.py     both endpoints routed by path, and as an ASGI app
 settings.py      the feedback parts built from mailspool.config.Settings
+rates.py         bounce and complaint rates over the last sends; the worker's guard
+ses_sync.py      two-way sync with SES's account-level suppression list
 cli.py           mailspool suppression | trace | events
 ```
 """

@@ -111,6 +111,23 @@ def suppression_export(store: str | None) -> None:
             sys.stdout.write(entry.encode().decode() + "\n")
 
 
+@suppression.command("sync-ses")
+@click.option("--region", help="SES region (default: the AWS configuration's).")
+@click.option("--pull/--no-pull", default=True, help="Add SES's entries here.")
+@click.option("--push/--no-push", default=True, help="Put bounces and complaints on SES's list.")
+@store_option
+def suppression_sync_ses(region: str | None, pull: bool, push: bool, store: str | None) -> None:
+    """Sync with SES's account-level suppression list (needs mailspool[aws])."""
+    from mailspool.feedback import ses_sync
+
+    with opened_store(store) as the_store:
+        client = ses_sync.open_client(region)
+        suppressions = SuppressionList(the_store)
+        pulled = ses_sync.pull(client, suppressions) if pull else 0
+        pushed = ses_sync.push(client, suppressions) if push else 0
+    click.echo(f"pulled {pulled} address(es) from SES, pushed {pushed}")
+
+
 def read_entries(file: IO[str], reason: Reason) -> Iterator[Suppression]:
     """Entries from JSON lines or bare addresses; a bad line stops with its line number."""
     name = getattr(file, "name", "-")

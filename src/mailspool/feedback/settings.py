@@ -8,13 +8,14 @@ from mailspool.feedback.endpoints import FeedbackEndpoints
 from mailspool.feedback.hooks import load_hook
 from mailspool.feedback.http import SesEndpoint
 from mailspool.feedback.ingest import FeedbackOptions
+from mailspool.feedback.rates import RateGuard, shared_guard
 from mailspool.feedback.sns import SNSVerifier
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeEndpoint, UnsubscribeLinks
 from mailspool.shared import shared_store
 from mailspool.stores.base import Store
 
-__all__ = ["endpoints_from_settings", "feedback_options", "unsubscribe_links"]
+__all__ = ["endpoints_from_settings", "feedback_options", "rate_guard", "unsubscribe_links"]
 
 
 def feedback_options(settings: Settings) -> FeedbackOptions:
@@ -38,6 +39,13 @@ def unsubscribe_links(settings: Settings) -> UnsubscribeLinks | None:
         settings.unsubscribe_secret.encode(),
         settings.unsubscribe_mailto or None,
     )
+
+
+def rate_guard(settings: Settings, store: Store) -> RateGuard | None:
+    """The worker's rate guard, when ``MAILSPOOL_RATE_GUARD`` is ``warn`` or ``hold``."""
+    if settings.rate_guard == "off":
+        return None
+    return shared_guard(store, hold=settings.rate_guard == "hold", sends=settings.rate_sends)
 
 
 def endpoints_from_settings(
