@@ -1,8 +1,9 @@
 """Stores and transports shared by everything in a process, one per URL.
 
 A web process sends priority mail over the same SMTP connections request after request
-(the article's third cause of slow requests is a new connection per e-mail), and writes batches over one S3
-client with its connection pool. Both are opened on first use and closed at exit.
+(the article's third cause of slow requests is a new connection per e-mail), and writes
+batches over one S3 client with its connection pool. Both are opened on first use and
+closed at exit.
 """
 
 from __future__ import annotations

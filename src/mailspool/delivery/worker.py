@@ -17,10 +17,10 @@ Outcomes (no e-mail is lost silently; one bad e-mail never fails its batch):
 - the provider paused sending (SES ``SendingPaused``): the batch stops, nothing fails.
 
 A batch is finished when every e-mail is sent, failed or carried on by a continuation
-batch; it then moves to ``done/``, the only place a lifecycle rule may expire.
-Near a deadline (Lambda) the worker writes the e-mails still to send as a continuation
-batch instead of timing out half-way (no batch size to tune against a timeout); a large batch can be split the same way so
-that several workers deliver its parts in parallel.
+batch; it then moves to ``done/``, the only place a lifecycle rule may expire. Near a
+deadline (Lambda) the worker writes the e-mails still to send as a continuation batch
+instead of timing out half-way (no batch size to tune against a timeout); a large batch
+can be split the same way so that several workers deliver its parts in parallel.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``send_mail``: the article's ``wp_mail``, for Python.
 
-One function for every e-mail, priority or not. Priority mail is sent at once over a pooled
-connection; deferred mail joins the request scope, or is written at once outside one.
-It returns True for "sent" or "queued": for deferred mail, True means queued, not sent.
+One function for every e-mail, priority or not. Priority mail is sent at once over a
+pooled connection; deferred mail joins the request scope, or is written at once outside
+one. It returns True for "sent" or "queued": for deferred mail, True means queued, not
+sent.
 """
 
 from __future__ import annotations

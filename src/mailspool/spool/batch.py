@@ -67,7 +67,8 @@ MetaKey = tuple[
 
 
 def meta_key(message: Message, default_sender: str) -> MetaKey:
-    """The grouping key: e-mails with equal keys share one ``meta`` (grouped by identical headers, as the article groups them)."""
+    """The grouping key: e-mails with equal keys share one ``meta`` (e-mails with identical
+    headers are grouped, as the article groups them)."""
     content_type = "text/html" if message.html is not None else "text/plain"
     return (
         message.sender or default_sender,
