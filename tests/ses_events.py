@@ -13,7 +13,9 @@ def later(seconds: float = 0.0) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def mail(provider_id: str, destination: list[str]) -> dict[str, Any]:
+def mail(
+    provider_id: str, destination: list[str], tags: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     return {
         "timestamp": later(),
         "source": "blog@example.com",
@@ -23,7 +25,7 @@ def mail(provider_id: str, destination: list[str]) -> dict[str, Any]:
         "destination": destination,
         "headersTruncated": False,
         "commonHeaders": {"from": ["blog@example.com"], "to": destination, "subject": "New post"},
-        "tags": {"ses:configuration-set": ["mailspool"]},
+        "tags": {"ses:configuration-set": ["mailspool"], **(tags or {})},
     }
 
 
@@ -70,7 +72,13 @@ def complaint(provider_id: str, address: str, *, format: str = "eventType") -> d
     }
 
 
-def delivery(provider_id: str, address: str, *, format: str = "eventType") -> dict[str, Any]:
+def delivery(
+    provider_id: str,
+    address: str,
+    *,
+    format: str = "eventType",
+    tags: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
     return {
         format: "Delivery",
         "delivery": {
@@ -80,7 +88,7 @@ def delivery(provider_id: str, address: str, *, format: str = "eventType") -> di
             "smtpResponse": "250 2.6.0 Message received",
             "reportingMTA": "a8-70.smtp-out.amazonses.com",
         },
-        "mail": mail(provider_id, [address]),
+        "mail": mail(provider_id, [address], tags),
     }
 
 

@@ -32,6 +32,11 @@ def sent_ids(the_stack: Stack, keys: list[str]) -> dict[str, str]:
     return ids
 
 
+def tags_of(key: str, index: int) -> dict[str, list[str]]:
+    """The message tags SES echoes in its events (the SES transport sets them)."""
+    return {"mailspool-batch": [layout.batch_id_from_key(key)], "mailspool-index": [str(index)]}
+
+
 def ses_topic(the_stack: Stack) -> tuple[Any, str]:
     """An SNS topic (SES's event destination) feeding the handler's queue."""
     sns = boto3.client("sns")
@@ -63,7 +68,7 @@ def test_bounces_and_complaints_through_sns_and_sqs_suppress_the_next_batch(
         ses_events.bounce(ids[GONE], GONE),
         ses_events.complaint(ids[ANGRY], ANGRY, format="notificationType"),
         ses_events.bounce(ids[FULL], FULL, permanent=False),
-        ses_events.delivery(ids[FINE], FINE),
+        ses_events.delivery(ids[FINE], FINE, tags=tags_of(first[0], 3)),
     ):
         sns.publish(TopicArn=topic, Message=json.dumps(event))
     assert stack.run_queue() == []
@@ -85,6 +90,10 @@ def test_bounces_and_complaints_through_sns_and_sqs_suppress_the_next_batch(
         [line] = [row for row in failed.splitlines() if address in row]
         assert "suppressed (" in line
 
+    by_id = orjson.loads(run("trace", ids[FINE], "--json"))
+    assert [[s["state"] for s in t["states"]] for t in by_id] == [["queued", "sent", "delivered"]]
+    own_id = f"{layout.batch_id_from_key(first[0])}.3@example.com"  # the worker's Message-ID
+    assert orjson.loads(run("trace", own_id, "--json")) == by_id
     traced = orjson.loads(run("trace", FINE, "--json"))
     states = [[s["state"] for s in t["states"]] for t in traced]
     assert states[0] == ["queued", "sent", "delivered"]

@@ -96,6 +96,18 @@ def test_hostile_input_only_ever_raises_value_error(payload: Any) -> None:
             list(unwrap(candidate))
 
 
+def test_the_transport_tags_name_the_email() -> None:
+    payload = ses_events.delivery("id-7", "a@example.com")
+    payload["mail"]["tags"].update(
+        {"mailspool-batch": ["20261129T070000000000Z-1a2b3c4d"], "mailspool-index": ["4"]}
+    )
+    event = parse_ses_event(payload)
+    assert (event.batch, event.index) == ("20261129T070000000000Z-1a2b3c4d", 4)
+    assert FeedbackEvent.from_dict(event.as_dict()) == event
+    untagged = parse_ses_event(ses_events.delivery("id-8", "a@example.com"))
+    assert (untagged.batch, untagged.index) == (None, None)
+
+
 def test_an_unknown_type_names_the_field() -> None:
     with pytest.raises(ValueError, match="eventType"):
         parse_ses_event({"eventType": "Teleport", "mail": ses_events.mail("x", [])})

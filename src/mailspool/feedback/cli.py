@@ -19,7 +19,7 @@ from mailspool.errors import MailspoolError
 from mailspool.feedback.route import ingest_lines
 from mailspool.feedback.settings import feedback_options
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
-from mailspool.feedback.trace import trace_address, trace_message
+from mailspool.feedback.trace import is_own_message_id, trace_address, trace_message
 from mailspool.stores import Store, open_store
 
 __all__ = ["events", "suppression", "trace"]
@@ -157,7 +157,7 @@ def trace(target: str, store: str | None, as_json: bool) -> None:
     """What happened to the e-mails to an address, or to one e-mail (its Message-ID or the
     provider's id): queued, sent, delivered, bounced, complained, opened, failed..."""
     with opened_store(store) as the_store:
-        if "@" in target and not target.startswith("<"):
+        if "@" in target and not target.startswith("<") and not is_own_message_id(target):
             traces = trace_address(the_store, target)
         else:
             traces = trace_message(the_store, target)

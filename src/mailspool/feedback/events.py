@@ -91,6 +91,8 @@ class FeedbackEvent:
     permanent: bool = False
     diagnostics: dict[str, str] = field(default_factory=dict)
     detail: str = ""
+    batch: str | None = None  # from the SES message tags the SES transport sets
+    index: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +104,8 @@ class FeedbackEvent:
             "permanent": self.permanent,
             "diagnostics": self.diagnostics,
             "detail": self.detail,
+            "batch": self.batch,
+            "index": self.index,
         }
 
     @classmethod
@@ -121,6 +125,8 @@ class FeedbackEvent:
                     str(k): str(v) for k, v in dict(data.get("diagnostics") or {}).items()
                 },
                 detail=str(data.get("detail") or ""),
+                batch=data.get("batch") if isinstance(data.get("batch"), str) else None,
+                index=data.get("index") if isinstance(data.get("index"), int) else None,
             )
         except (TypeError, ValueError) as err:
             raise ValueError(f"unreadable event record: {err}") from None
@@ -158,6 +164,7 @@ def parse_ses_event(payload: Any) -> FeedbackEvent:
     if not isinstance(details, Mapping):
         raise ValueError(f"field {details_key!r} must be an object")
     recipients, diagnostics = _recipients(kind, details, mail)
+    batch, index = _tagged_email(mail.get("tags"))
     return FeedbackEvent(
         id=_event_id(payload),
         kind=kind,
@@ -167,6 +174,8 @@ def parse_ses_event(payload: Any) -> FeedbackEvent:
         permanent=kind is EventKind.BOUNCED and details.get("bounceType") == "Permanent",
         diagnostics=diagnostics,
         detail=_detail(kind, details),
+        batch=batch,
+        index=index,
     )
 
 
@@ -232,6 +241,18 @@ def _said(kind: EventKind, details: Mapping[str, Any], item: Any) -> str:
     if kind is EventKind.DELAYED:
         return str(details.get("delayType") or "")
     return ""
+
+
+def _tagged_email(tags: Any) -> tuple[str | None, int | None]:
+    """The batch and index the SES transport put in the message tags, if both are there."""
+    if not isinstance(tags, Mapping):
+        return None, None
+    batch, index = tags.get("mailspool-batch"), tags.get("mailspool-index")
+    if not (isinstance(batch, list) and isinstance(index, list) and batch and index):
+        return None, None
+    if not isinstance(batch[0], str) or not str(index[0]).isdigit():
+        return None, None
+    return batch[0], int(index[0])
 
 
 def _detail(kind: EventKind, details: Mapping[str, Any]) -> str:

@@ -33,7 +33,7 @@ from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState
 from mailspool.stores.base import Store
 
-__all__ = ["EmailTrace", "Step", "trace_address", "trace_message"]
+__all__ = ["EmailTrace", "Step", "is_own_message_id", "trace_address", "trace_message"]
 
 log = logging.getLogger("mailspool.feedback")
 
@@ -77,6 +77,11 @@ class EmailTrace:
         }
 
 
+def is_own_message_id(text: str) -> bool:
+    """True for the Message-ID the worker gives an e-mail (with or without <>)."""
+    return _OWN_ID.fullmatch(text.strip()) is not None
+
+
 def trace_address(store: Store, address: str) -> list[EmailTrace]:
     """Every e-mail to ``address`` still on record, oldest first, with its events."""
     wanted = feedback_layout.normalize_address(address)
@@ -95,7 +100,9 @@ def trace_message(store: Store, message_id: str) -> list[EmailTrace]:
         events = [e for pid in provider_ids for e in _message_events(store, pid)]
         return _join(traces, events)
     events = _message_events(store, message_id)
-    traces = [t for t in _emails(store) if t.provider_id == message_id]
+    tagged = {e.batch for e in events if e.batch}  # the index the tags give: one batch read
+    candidates = (t for b in tagged for t in _emails(store, only=b)) if tagged else _emails(store)
+    traces = [t for t in candidates if t.provider_id == message_id]
     return _join(traces, events)
 
 

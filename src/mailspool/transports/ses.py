@@ -7,7 +7,9 @@ A message without attachments or extra headers goes as SES "Simple" content (SES
 the MIME); anything else is rendered here (``mailspool.mime.render``: 7-bit, CRLF) and
 sent as "Raw" content. Either way SES replaces the Message-ID and Date headers with its
 own, so the ``message_id`` a worker passes cannot survive on SES: the receipt carries
-SES's id, which is what bounces and complaints refer to.
+SES's id, which is what bounces and complaints refer to. The worker's id
+(``<batch.index@domain>``) goes along as two message tags, ``mailspool-batch`` and
+``mailspool-index``, which SES echoes in the events it publishes.
 
 Retries: botocore retries a dropped connection or a throttled call only briefly (a
 small ``max_attempts``). Throttling is the worker's business: it rate-limits every
@@ -20,6 +22,7 @@ here with ``PermanentError`` rather than half-sent (splitting it belongs to the 
 
 from __future__ import annotations
 
+import re
 import threading
 from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_RECIPIENTS", "SESTransport", "translate_error"]
 
 _URL_OPTIONS = frozenset({"configuration_set", "max_attempts"})
+_OWN_ID = re.compile(r"<(?P<batch>[A-Za-z0-9_-]{1,200})\.(?P<index>[0-9]{1,9})@[^>]*>")
 
 TRANSIENT_CODES = frozenset(
     {
@@ -217,6 +221,9 @@ class SESTransport(Transport):
             raise PermanentError(f"SES cannot send this message: {err}") from err
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
+        tags = _email_tags(message_id)
+        if tags:
+            request["EmailTags"] = tags
         return request
 
     def max_send_rate(self) -> float | None:
@@ -271,6 +278,18 @@ def _make_client(region: str | None, max_attempts: int) -> SESV2Client:
             return boto3.client("sesv2", region_name=region, config=config)
     except boto_errors.BotoCoreError as err:
         raise ConfigurationError(f"SES transport: cannot make an SES client: {err}") from err
+
+
+def _email_tags(message_id: str | None) -> list[Any]:
+    """The worker's ``<batch.index@domain>`` as two message tags: SES replaces the
+    Message-ID, but its events carry the tags (``mail.tags``), which names the e-mail."""
+    found = _OWN_ID.fullmatch(message_id or "")
+    if found is None:
+        return []
+    return [
+        {"Name": "mailspool-batch", "Value": found["batch"]},
+        {"Name": "mailspool-index", "Value": found["index"]},
+    ]
 
 
 def _simple(message: Message) -> Any:
