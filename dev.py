@@ -4,6 +4,7 @@
     python3 dev.py demo     # a virtualenv in .venv, then `mailspool demo` on the embedded default
     python3 dev.py test     # the same virtualenv, then ruff, mypy --strict and the whole test suite
     python3 dev.py bench    # the benchmarks under benchmarks/ (prints ratios measured side by side)
+    python3 dev.py docs     # regenerate the settings table in docs/configuration.md
 
 The virtualenv is (re)built when pyproject.toml changes. Extra arguments go to the tool:
 `python3 dev.py test -k worker`, `python3 dev.py demo --followers 2000`.
@@ -98,8 +99,14 @@ def bench(args: list[str]) -> None:
     sys.exit(subprocess.call([str(PYTHON), "benchmarks/run.py", *args], cwd=ROOT))
 
 
+def docs(args: list[str]) -> None:
+    ensure_venv("test")
+    page = "docs/configuration.md"
+    sys.exit(subprocess.call([str(PYTHON), "-m", "mailspool.settings_docs", page], cwd=ROOT))
+
+
 def main() -> None:
-    commands = {"test": test, "demo": demo, "bench": bench}
+    commands = {"test": test, "demo": demo, "bench": bench, "docs": docs}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](sys.argv[2:])

@@ -5,8 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 import mailspool
-from mailspool.config import SETTINGS_HELP
+from mailspool import settings_docs
+from mailspool.cli import cli
+from mailspool.config import SETTINGS, SETTINGS_HELP, Settings
+from mailspool.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +26,51 @@ def test_every_environment_variable_is_on_the_configuration_page() -> None:
     assert used
     assert used - documented == set()
     assert set(SETTINGS_HELP) <= documented
+
+
+def _variables_named_in_src() -> set[str]:
+    used = set()
+    for path in (ROOT / "src" / "mailspool").rglob("*.py"):
+        used |= set(re.findall(r"MAILSPOOL_[A-Z_]+[A-Z]", path.read_text()))
+    return used
+
+
+def test_every_variable_named_in_src_is_a_row_of_the_settings_table() -> None:
+    table = {row.env for row in SETTINGS}
+    assert "MAILSPOOL_DEADLINE_MARGIN" in _variables_named_in_src()
+    assert _variables_named_in_src() - table == set()
+
+
+def test_the_configuration_page_shows_the_settings_table_as_generated() -> None:
+    """Fails when a row changed without `python3 dev.py docs`."""
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    start = page.index(settings_docs.BEGIN) + len(settings_docs.BEGIN)
+    assert page[start : page.index(settings_docs.END)].strip() == settings_docs.markdown_table()
+
+
+def test_cli_help_lists_every_variable_with_the_meaning_the_page_gives() -> None:
+    epilog = cli.epilog or ""
+    for row in SETTINGS:
+        line = next(line for line in epilog.splitlines() if line.startswith(f"{row.env}: "))
+        assert line.startswith(f"{row.env}: {row.help.replace('`', '')[:30]}")
+
+
+def test_every_row_parses_its_own_variable_and_names_it_when_bad() -> None:
+    defaults = Settings.load(environ={})
+    for row in SETTINGS:
+        assert getattr(defaults, row.name) == row.default(vars_of(defaults))
+    with pytest.raises(ConfigurationError, match="MAILSPOOL_SWEEP_AFTER"):
+        Settings.load(environ={"MAILSPOOL_SWEEP_AFTER": "soon"})
+    with pytest.raises(ConfigurationError, match="MAILSPOOL_DEADLINE_MARGIN"):
+        Settings.load(environ={"MAILSPOOL_DEADLINE_MARGIN": "-1"})
+    loaded = Settings.load(
+        environ={"MAILSPOOL_DEADLINE_MARGIN": "1.5", "MAILSPOOL_RETRY_BASE": "2"}
+    )
+    assert (loaded.deadline_margin, loaded.retry_base) == (1.5, 2.0)
+
+
+def vars_of(settings: Settings) -> dict[str, object]:
+    return {row.name: getattr(settings, row.name) for row in SETTINGS}
 
 
 def test_the_public_names_are_exported() -> None:

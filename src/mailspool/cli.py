@@ -20,7 +20,7 @@ import click
 import orjson
 
 from mailspool._version import __version__
-from mailspool.config import SETTINGS_HELP, Settings
+from mailspool.config import Settings
 from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
 from mailspool.errors import KeyNotFound, MailspoolError
 from mailspool.feedback import cli as feedback_cli
@@ -31,6 +31,7 @@ from mailspool.ops import admin
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.classify import Priority
+from mailspool.settings_docs import environment_help
 from mailspool.stores import Store, open_store
 from mailspool.transports import Transport, open_transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
@@ -40,7 +41,7 @@ __all__ = ["main"]
 log = logging.getLogger("mailspool")
 
 # "\b" keeps click from re-wrapping the list into one paragraph.
-_ENV_HELP = "\b\n" + "\n".join(f"{name}: {text}" for name, text in SETTINGS_HELP.items())
+_ENV_HELP = "\b\n" + environment_help()
 
 
 def _settings(ctx: click.Context, **explicit: Any) -> Settings:
@@ -166,7 +167,9 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
 )
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Env MAILSPOOL_MAX_ATTEMPTS.")
 @click.option(
-    "--retry-base", type=float, default=1.0, show_default=True, help="First retry delay, seconds."
+    "--retry-base",
+    type=click.FloatRange(min=0, min_open=True),
+    help="First retry delay, seconds; env MAILSPOOL_RETRY_BASE.",
 )
 @click.option(
     "--poll-interval",
@@ -200,6 +203,7 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
             concurrency=opts["concurrency"],
             max_rate=opts["max_rate"],
             max_attempts=opts["max_attempts"],
+            retry_base=opts["retry_base"],
         )
         store = open_store(settings.store)
         store.check()
@@ -209,7 +213,7 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
         options = WorkerOptions(
             concurrency=settings.concurrency,
             max_attempts=settings.max_attempts,
-            retry_base=opts["retry_base"],
+            retry_base=settings.retry_base,
             default_sender=settings.sender,
         )
         with _progress(store, opts["progress"], opts["drain"]) as on_outcome:

@@ -1,4 +1,9 @@
-"""One settings lookup, in a documented order.
+"""Every setting, defined once, and one lookup in a documented order.
+
+Each field of ``Settings`` is one row of the settings table: its name (the variable is
+``MAILSPOOL_<NAME>``), its type and parser, its default, one line of help and, for the
+settings a worker uses, the ``WorkerOptions`` field it fills. ``docs/configuration.md``
+and ``mailspool --help`` are generated from these rows (``mailspool.settings_docs``).
 
 For every setting the first of these that gives a value wins:
 
@@ -6,7 +11,7 @@ For every setting the first of these that gives a value wins:
 2. framework settings passed in by the glue (Django's ``MAILSPOOL`` dict, Flask's
    ``app.config["MAILSPOOL_..."]``), as a mapping keyed by the setting's name;
 3. the environment variable ``MAILSPOOL_<NAME>``;
-4. the default below.
+4. the default.
 
 Nothing is read at import time: ``Settings.load()`` reads the environment when called.
 A bad value raises ``ConfigurationError`` naming the variable and what it accepts.
@@ -16,15 +21,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from mailspool.errors import ConfigurationError
 
-__all__ = ["SETTINGS_HELP", "Settings", "data_dir"]
+__all__ = ["SETTINGS", "SETTINGS_HELP", "Setting", "Settings", "data_dir", "default_of"]
 
-T = TypeVar("T")
+#: Turns a text value into the setting's type; raises ``ConfigurationError`` naming ``name``.
+Parser = Callable[[str, str], Any]
+#: Computes a default from the settings resolved before it (in table order).
+Default = Callable[[Mapping[str, Any]], Any]
 
 
 def data_dir() -> Path:
@@ -33,100 +41,7 @@ def data_dir() -> Path:
     return Path(base) / "mailspool"
 
 
-def _default_store() -> str:
-    return f"file://{data_dir() / 'spool'}"
-
-
-def _default_fallback_store() -> str:
-    return f"file://{data_dir() / 'fallback'}"
-
-
-def _default_transport() -> str:
-    return f"file://{data_dir() / 'outbox'}"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Every setting; see ``docs/configuration.md`` for each one's meaning."""
-
-    store: str
-    transport: str
-    priority_transport: str
-    emails_per_file: int
-    max_rate: float | None
-    concurrency: int
-    max_attempts: int
-    default_priority: str
-    sender: str
-    subject_marker: str
-    marker_recipient: str
-    on_error: str
-    write_timeout: float
-    write_attempts: int
-    fallback_store: str
-    sns_topics: frozenset[str]
-    unsubscribe_url: str
-    unsubscribe_secret: str
-    unsubscribe_mailto: str
-    soft_bounce_limit: int
-    soft_bounce_days: float
-    on_event: str
-    rate_guard: str
-    rate_sends: int
-
-    @classmethod
-    def load(
-        cls,
-        framework: Mapping[str, Any] | None = None,
-        *,
-        environ: Mapping[str, str] | None = None,
-        **explicit: Any,
-    ) -> Settings:
-        """The settings from arguments, framework settings, environment and defaults."""
-        env = os.environ if environ is None else environ
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(explicit) - known) + sorted(set(framework or {}) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown mailspool setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-
-        def lookup(name: str, parse: Callable[[str, str], T], default: Callable[[], T]) -> T:
-            for value in (explicit.get(name), (framework or {}).get(name)):
-                if value is not None:
-                    return parse(name, value) if isinstance(value, str) else value
-            raw = env.get(f"MAILSPOOL_{name.upper()}")
-            if raw is not None and raw.strip():
-                return parse(f"MAILSPOOL_{name.upper()}", raw.strip())
-            return default()
-
-        transport = lookup("transport", _text, _default_transport)
-        return cls(
-            store=lookup("store", _text, _default_store),
-            transport=transport,
-            priority_transport=lookup("priority_transport", _text, lambda: transport),
-            emails_per_file=lookup("emails_per_file", _non_negative_int, lambda: 0),
-            max_rate=lookup("max_rate", _optional_rate, lambda: None),
-            concurrency=lookup("concurrency", _positive_int, lambda: 32),
-            max_attempts=lookup("max_attempts", _positive_int, lambda: 5),
-            default_priority=lookup("default_priority", _priority_word, lambda: "deferred"),
-            sender=lookup("sender", _text, lambda: "mailspool <mailspool@localhost>"),
-            subject_marker=lookup("subject_marker", _any_text, lambda: "[Non-priority!]"),
-            marker_recipient=lookup("marker_recipient", _any_text, lambda: ""),
-            on_error=lookup("on_error", _on_error_word, lambda: "write"),
-            write_timeout=lookup("write_timeout", _positive_seconds, lambda: 2.0),
-            write_attempts=lookup("write_attempts", _positive_int, lambda: 3),
-            fallback_store=lookup("fallback_store", _text, _default_fallback_store),
-            sns_topics=lookup("sns_topics", _names, frozenset),
-            unsubscribe_url=lookup("unsubscribe_url", _any_text, str),
-            unsubscribe_secret=lookup("unsubscribe_secret", _any_text, str),
-            unsubscribe_mailto=lookup("unsubscribe_mailto", _any_text, str),
-            soft_bounce_limit=lookup("soft_bounce_limit", _positive_int, lambda: 3),
-            soft_bounce_days=lookup("soft_bounce_days", _positive_number, lambda: 7.0),
-            on_event=lookup("on_event", _any_text, str),
-            rate_guard=lookup("rate_guard", _rate_guard_word, lambda: "off"),
-            rate_sends=lookup("rate_sends", _positive_int, lambda: 1000),
-        )
+# -- parsers: (variable name, text) -> value -----------------------------------------------------
 
 
 def _text(name: str, value: str) -> str:
@@ -137,30 +52,6 @@ def _text(name: str, value: str) -> str:
 
 def _any_text(name: str, value: str) -> str:
     return value
-
-
-def _positive_number(name: str, value: str, unit: str = "") -> float:
-    """A number above 0; ``unit`` (`` seconds``) only words the error."""
-    try:
-        number = float(value)
-    except ValueError:
-        kind = f"a number of{unit}" if unit else "a number"
-        raise ConfigurationError(f"{name} must be {kind}, not {value!r}") from None
-    if number <= 0:
-        raise ConfigurationError(f"{name} must be more than 0{unit}, not {value!r}")
-    return number
-
-
-def _rate_guard_word(name: str, value: str) -> str:
-    word = value.lower()
-    if word not in ("off", "warn", "hold"):
-        raise ConfigurationError(f"{name} must be 'off', 'warn' or 'hold', not {value!r}")
-    return word
-
-
-def _names(name: str, value: str) -> frozenset[str]:
-    """A comma-separated list (of SNS topic ARNs, say)."""
-    return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
 def _non_negative_int(name: str, value: str) -> int:
@@ -180,8 +71,40 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
+def _number_of_seconds(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}") from None
+
+
+def _seconds(name: str, value: str) -> float:
+    seconds = _number_of_seconds(name, value)
+    if seconds < 0:
+        raise ConfigurationError(f"{name} must be 0 seconds or more, not {value!r}")
+    return seconds
+
+
 def _positive_seconds(name: str, value: str) -> float:
-    return _positive_number(name, value, " seconds")
+    seconds = _number_of_seconds(name, value)
+    if seconds <= 0:
+        raise ConfigurationError(f"{name} must be more than 0 seconds, not {value!r}")
+    return seconds
+
+
+def _positive_number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {value!r}") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name} must be more than 0, not {value!r}")
+    return number
+
+
+def _names(name: str, value: str) -> frozenset[str]:
+    """A comma-separated list (of SNS topic ARNs, say)."""
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
 def _optional_rate(name: str, value: str) -> float | None:
@@ -198,61 +121,335 @@ def _optional_rate(name: str, value: str) -> float | None:
     return rate
 
 
-def _priority_word(name: str, value: str) -> str:
-    word = value.lower()
-    if word not in ("now", "deferred"):
-        raise ConfigurationError(f"{name} must be 'now' or 'deferred', not {value!r}")
-    return word
+def _one_of(*words: str) -> Parser:
+    quoted = [repr(word) for word in words]
+    allowed = ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+    def parse(name: str, value: str) -> str:
+        word = value.lower()
+        if word not in words:
+            raise ConfigurationError(f"{name} must be {allowed}, not {value!r}")
+        return word
+
+    return parse
 
 
-def _on_error_word(name: str, value: str) -> str:
-    word = value.lower()
-    if word not in ("write", "discard"):
-        raise ConfigurationError(f"{name} must be 'write' or 'discard', not {value!r}")
-    return word
+# -- the table -------------------------------------------------------------------------------------
 
 
-#: Each setting's environment variable and one line on what it does (docs and --help).
-SETTINGS_HELP: dict[str, str] = {
-    "MAILSPOOL_STORE": "where batches are written: file://DIR or s3://BUCKET/PREFIX "
-    "(default: file://$XDG_DATA_HOME/mailspool/spool)",
-    "MAILSPOOL_TRANSPORT": "how the worker delivers: smtp://, smtps://, ses://REGION, file://DIR, "
-    "console:, memory: (default: file://$XDG_DATA_HOME/mailspool/outbox)",
-    "MAILSPOOL_PRIORITY_TRANSPORT": "how priority e-mail is sent at once (default: MAILSPOOL_TRANSPORT)",
-    "MAILSPOOL_EMAILS_PER_FILE": "split a request's e-mails into files of at most N (the article's "
-    "EMAILS_PER_FILE; default 0: one file per meta group)",
-    "MAILSPOOL_MAX_RATE": "e-mails per second, counting recipients as SES does (default: unlimited; "
-    "with SES, the account's MaxSendRate)",
-    "MAILSPOOL_CONCURRENCY": "e-mails in flight at once in one worker, one SMTP connection each (default 32)",
-    "MAILSPOOL_MAX_ATTEMPTS": "attempts for a transient failure before an e-mail fails (default 5)",
-    "MAILSPOOL_DEFAULT_PRIORITY": "'now' or 'deferred' when nothing marks an e-mail (default deferred)",
-    "MAILSPOOL_SENDER": "From when an e-mail has none (default: mailspool <mailspool@localhost>)",
-    "MAILSPOOL_SUBJECT_MARKER": "a subject prefix that marks an e-mail deferred, removed before "
-    "sending (default '[Non-priority!]'; empty turns it off)",
-    "MAILSPOOL_MARKER_RECIPIENT": "an address that marks an e-mail deferred when among its "
-    "recipients, removed before sending (default: none)",
-    "MAILSPOOL_ON_ERROR": "what a request scope does with its e-mails when the request raised: "
-    "'write' (default) or 'discard'",
-    "MAILSPOOL_WRITE_TIMEOUT": "seconds a request may spend writing its batches to the store, "
-    "retries included, before they go to the fallback store (default 2)",
-    "MAILSPOOL_WRITE_ATTEMPTS": "attempts at the store within MAILSPOOL_WRITE_TIMEOUT (default 3)",
-    "MAILSPOOL_FALLBACK_STORE": "where batches go when the store fails; `mailspool worker` moves "
-    "them back (default: file://$XDG_DATA_HOME/mailspool/fallback)",
-    "MAILSPOOL_SERVE_TOKEN": "the token `mailspool serve` asks for on every page but the public "
-    "endpoints; required to listen on a non-loopback address (default: none)",
-    "MAILSPOOL_SNS_TOPICS": "SNS topic ARNs (comma-separated) whose SES events POST /events/ses "
-    "accepts (default: none, and the endpoint answers 404)",
-    "MAILSPOOL_UNSUBSCRIBE_URL": "https:// URL of the one-click unsubscribe endpoint; with "
-    "MAILSPOOL_UNSUBSCRIBE_SECRET, deferred e-mails carry List-Unsubscribe (default: none)",
-    "MAILSPOOL_UNSUBSCRIBE_SECRET": "the key (16 bytes or more) that signs unsubscribe tokens",
-    "MAILSPOOL_UNSUBSCRIBE_MAILTO": "an address offered beside the URL in List-Unsubscribe "
-    "(default: none)",
-    "MAILSPOOL_SOFT_BOUNCE_LIMIT": "soft bounces within MAILSPOOL_SOFT_BOUNCE_DAYS that "
-    "suppress an address (default 3)",
-    "MAILSPOOL_SOFT_BOUNCE_DAYS": "the window in which soft bounces are counted (default 7)",
-    "MAILSPOOL_ON_EVENT": "package.module:function called once per SES event (default: none)",
-    "MAILSPOOL_RATE_GUARD": "'warn' (log) or 'hold' (keep deferred mail queued) while the "
-    "bounce or complaint rate is past SES's review level; default 'off'",
-    "MAILSPOOL_RATE_SENDS": "the last N sends the bounce and complaint rates are counted "
-    "over (default 1000)",
-}
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the settings table (see the module docstring)."""
+
+    name: str
+    parse: Parser
+    default: Default
+    shown: str
+    help: str
+    worker_option: str | None = None
+
+    @property
+    def env(self) -> str:
+        """The environment variable: ``MAILSPOOL_<NAME>``."""
+        return f"MAILSPOOL_{self.name.upper()}"
+
+
+def setting(
+    parse: Parser,
+    default: Any,
+    *,
+    shown: str,
+    help: str,
+    worker_option: str | None = None,
+) -> Any:
+    """A field of ``Settings``: one row of the table. ``default`` is a value, or a
+    ``Default`` callable given the settings before it; ``shown`` is how docs print it."""
+    compute: Default = default if callable(default) else (lambda _resolved: default)
+    row = Setting("", parse, compute, shown, help, worker_option)
+    return field(metadata={"setting": row})
+
+
+def _under_data_dir(folder: str) -> Default:
+    return lambda _resolved: f"file://{data_dir() / folder}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting; ``docs/configuration.md`` is generated from these rows."""
+
+    store: str = setting(
+        _text,
+        _under_data_dir("spool"),
+        shown="`file://$XDG_DATA_HOME/mailspool/spool`",
+        help="where batches are written: `file://DIR` (`file:///abs`, `file://rel`), "
+        "`memory:NAME`, `s3://BUCKET/PREFIX`",
+    )
+    transport: str = setting(
+        _text,
+        _under_data_dir("outbox"),
+        shown="`file://$XDG_DATA_HOME/mailspool/outbox`",
+        help="how the worker delivers: `smtp://[user:pass@]host[:port]?starttls=auto|always|never"
+        "&timeout=30&verify=true&max_connections=N`, `smtps://...`, `ses://REGION?configuration_set=NAME`, "
+        "`file://DIR` (one `.eml` per message), `console:`, `memory:NAME`",
+    )
+    priority_transport: str = setting(
+        _text,
+        lambda resolved: resolved["transport"],
+        shown="`MAILSPOOL_TRANSPORT`",
+        help="how priority e-mail is sent at once",
+    )
+    emails_per_file: int = setting(
+        _non_negative_int,
+        0,
+        shown="`0` (off)",
+        help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N",
+    )
+    max_rate: float | None = setting(
+        _optional_rate,
+        None,
+        shown="unlimited (SES: the account's `MaxSendRate`)",
+        help="e-mails per second, counting every recipient as SES does, shared by all sender "
+        "threads; unset, the transport's own limit",
+    )
+    concurrency: int = setting(
+        _positive_int,
+        32,
+        shown="`32`",
+        help="e-mails in flight in one worker; one SMTP connection each",
+        worker_option="concurrency",
+    )
+    max_attempts: int = setting(
+        _positive_int,
+        5,
+        shown="`5`",
+        help="attempts for a transient failure before the e-mail fails (retryable)",
+        worker_option="max_attempts",
+    )
+    retry_base: float = setting(
+        _positive_seconds,
+        1.0,
+        shown="`1` (second)",
+        help="the first retry's delay; each retry doubles it, with jitter, up to a minute",
+        worker_option="retry_base",
+    )
+    default_priority: str = setting(
+        _one_of("now", "deferred"),
+        "deferred",
+        shown="`deferred`",
+        help="`now` or `deferred` when nothing marks an e-mail",
+    )
+    sender: str = setting(
+        _text,
+        "mailspool <mailspool@localhost>",
+        shown="`mailspool <mailspool@localhost>`",
+        help="From when an e-mail has none (the article's site name and admin address)",
+        worker_option="default_sender",
+    )
+    subject_marker: str = setting(
+        _any_text,
+        "[Non-priority!]",
+        shown="`[Non-priority!]`",
+        help="a subject prefix marking an e-mail deferred; removed before sending; "
+        "empty turns it off",
+    )
+    marker_recipient: str = setting(
+        _any_text,
+        "",
+        shown="none",
+        help="an address marking an e-mail deferred when among its recipients; removed",
+    )
+    on_error: str = setting(
+        _one_of("write", "discard"),
+        "write",
+        shown="`write`",
+        help="what a request scope does with its e-mails when the request raised: "
+        "`write` or `discard`",
+    )
+    write_timeout: float = setting(
+        _positive_seconds,
+        2.0,
+        shown="`2` (seconds)",
+        help="seconds a request may spend writing its batches to the store, all attempts "
+        "together, before they go to the fallback store ([frameworks](frameworks.md))",
+    )
+    write_attempts: int = setting(
+        _positive_int,
+        3,
+        shown="`3`",
+        help="store write attempts within `MAILSPOOL_WRITE_TIMEOUT` before the fallback",
+    )
+    fallback_store: str = setting(
+        _text,
+        _under_data_dir("fallback"),
+        shown="`file://$XDG_DATA_HOME/mailspool/fallback`",
+        help="where a request's batches go when the store fails; `mailspool worker` moves "
+        "them back",
+    )
+    serve_token: str | None = setting(
+        _text,
+        None,
+        shown="none",
+        help="the token `mailspool serve` asks for on every page but the public endpoints; "
+        "required to listen on a non-loopback address ([dashboard](dashboard.md))",
+    )
+    middleware_mode: str = setting(
+        _one_of("before", "after"),
+        "before",
+        shown="`before`",
+        help="Flask (the WSGI and ASGI middleware take `mode=`): write `before` the response "
+        "completes (durable) or `after` it was sent",
+    )
+    deadline_margin: float | None = setting(
+        _seconds,
+        None,
+        shown="a quarter of the time left, at most 5 s",
+        help="Lambda: seconds before the deadline at which the handler hands the rest to a "
+        "continuation batch ([aws](aws.md))",
+    )
+    metrics_namespace: str = setting(
+        _text,
+        "mailspool",
+        shown="`mailspool` (the template: `mailspool/<stack>`)",
+        help="Lambda: the CloudWatch namespace of the handler's Embedded Metric Format lines "
+        "([aws](aws.md))",
+    )
+    sweep_after: float = setting(
+        _seconds,
+        300.0,
+        shown="`300` (seconds)",
+        help="the sweeper re-drives queued batches older than this whose claim is free",
+    )
+    alert_after: float = setting(
+        _seconds,
+        3600.0,
+        shown="`3600` (seconds)",
+        help="the sweeper reports e-mails waiting longer than this",
+    )
+
+    sns_topics: frozenset[str] = setting(
+        _names,
+        frozenset(),
+        shown="none (the endpoint answers 404)",
+        help="SNS topic ARNs, comma-separated, whose SES events `POST /events/ses` accepts "
+        "([feedback](feedback.md))",
+    )
+    unsubscribe_url: str = setting(
+        _any_text,
+        "",
+        shown="none",
+        help="the `https://` URL of the one-click unsubscribe endpoint; with the secret, deferred "
+        "e-mails carry `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058)",
+    )
+    unsubscribe_secret: str = setting(
+        _any_text,
+        "",
+        shown="none",
+        help="the key (16 bytes or more) that signs each recipient's unsubscribe token "
+        "(HMAC-SHA256)",
+    )
+    unsubscribe_mailto: str = setting(
+        _any_text,
+        "",
+        shown="none",
+        help="an address offered beside the URL in `List-Unsubscribe`",
+    )
+    soft_bounce_limit: int = setting(
+        _positive_int,
+        3,
+        shown="`3`",
+        help="soft bounces within `MAILSPOOL_SOFT_BOUNCE_DAYS` that suppress an address",
+    )
+    soft_bounce_days: float = setting(
+        _positive_number,
+        7.0,
+        shown="`7`",
+        help="the window in which soft bounces are counted",
+    )
+    on_event: str = setting(
+        _any_text,
+        "",
+        shown="none",
+        help="`package.module:function` called once per SES event (beside "
+        "`mailspool.feedback.hooks.register`)",
+    )
+    rate_guard: str = setting(
+        _one_of("off", "warn", "hold"),
+        "off",
+        shown="`off`",
+        help="`warn`: the worker logs a warning while the bounce rate passes 5% or the complaint "
+        "rate 0.1% (SES's review levels); `hold`: it also keeps deferred mail queued meanwhile "
+        "(batches end `paused`)",
+    )
+    rate_sends: int = setting(
+        _positive_int,
+        1000,
+        shown="`1000`",
+        help="the last N sends over which `status` and the guard count the rates",
+    )
+
+    @classmethod
+    def load(
+        cls,
+        framework: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **explicit: Any,
+    ) -> Settings:
+        """The settings from arguments, framework settings, environment and defaults."""
+        env = os.environ if environ is None else environ
+        given = framework or {}
+        known = {row.name for row in SETTINGS}
+        unknown = sorted(set(explicit) - known) + sorted(set(given) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown mailspool setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        resolved: dict[str, Any] = {}
+        for row in SETTINGS:
+            resolved[row.name] = _lookup(row, explicit, given, env, resolved)
+        return cls(**resolved)
+
+    def worker_options(self) -> dict[str, Any]:
+        """The ``WorkerOptions`` fields these settings fill, by field name."""
+        return {row.worker_option: getattr(self, row.name) for row in SETTINGS if row.worker_option}
+
+
+def _lookup(
+    row: Setting,
+    explicit: Mapping[str, Any],
+    framework: Mapping[str, Any],
+    env: Mapping[str, str],
+    resolved: Mapping[str, Any],
+) -> Any:
+    for value in (explicit.get(row.name), framework.get(row.name)):
+        if value is not None:
+            return row.parse(row.env, value) if isinstance(value, str) else value
+    raw = env.get(row.env)
+    if raw is not None and raw.strip():
+        return row.parse(row.env, raw.strip())
+    return row.default(resolved)
+
+
+def _rows() -> tuple[Setting, ...]:
+    rows = []
+    for item in fields(Settings):
+        row: Setting = item.metadata["setting"]
+        rows.append(
+            Setting(item.name, row.parse, row.default, row.shown, row.help, row.worker_option)
+        )
+    return tuple(rows)
+
+
+#: The settings table, in the order of the fields of ``Settings``.
+SETTINGS: tuple[Setting, ...] = _rows()
+
+#: Each setting's environment variable and its one line of help.
+SETTINGS_HELP: dict[str, str] = {row.env: row.help for row in SETTINGS}
+
+
+def default_of(name: str) -> Any:
+    """A setting's default (for defaults that depend on no other setting)."""
+    for row in SETTINGS:
+        if row.name == name:
+            return row.default({})
+    raise KeyError(name)

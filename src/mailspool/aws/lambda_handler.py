@@ -112,7 +112,7 @@ def handle(
 
     options = feedback_options(runtime.settings)
     feedback = ingest_invocation(event, runtime.store, options=options)  # SES events too
-    margin = deadline_margin(remaining())
+    margin = deadline_margin(runtime.settings, remaining())
     runtime.transport = ThrottleCounter(runtime.transport)  # for the EMF metrics
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")
     try:

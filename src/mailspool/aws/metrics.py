@@ -15,12 +15,12 @@ API call (no ``PutMetricData`` cost, nothing to wait for). Namespace
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
 from typing import Any, TextIO
 
+from mailspool.config import Settings
 from mailspool.delivery.worker import BatchReport
 from mailspool.errors import TransientError
 from mailspool.message import Message
@@ -31,7 +31,6 @@ from mailspool.transports.wrapper import TransportWrapper
 __all__ = ["METRIC_NAMES", "ThrottleCounter", "batch_metrics", "write_batch_metrics"]
 
 METRIC_NAMES = ("Sent", "Failed", "Suppressed", "Throttled", "BatchLatency")
-_DEFAULT_NAMESPACE = "mailspool"
 
 
 class ThrottleCounter(TransportWrapper):
@@ -63,7 +62,7 @@ def batch_metrics(
     moment = time.time() if now is None else now
     created = layout.id_time(report.batch_id)
     latency = max(moment - created, 0.0) * 1000 if created is not None else 0.0
-    namespace = os.environ.get("MAILSPOOL_METRICS_NAMESPACE", "").strip() or _DEFAULT_NAMESPACE
+    namespace = Settings.load().metrics_namespace
     units = {"BatchLatency": "Milliseconds"}
     return {
         "_aws": {

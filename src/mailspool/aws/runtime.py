@@ -9,13 +9,11 @@ invocation was given; it is closed before the invocation returns.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
-from mailspool.errors import ConfigurationError
 from mailspool.feedback.settings import rate_guard, unsubscribe_links
 from mailspool.shared import shared_store, shared_transport
 from mailspool.stores.base import Store
@@ -74,22 +72,13 @@ def open_runtime(*, store: Store | None = None, transport: Transport | None = No
     )
 
 
-def deadline_margin(remaining: float) -> float:
+def deadline_margin(settings: Settings, remaining: float) -> float:
     """Seconds before the end at which to stop sending and hand the rest on.
 
     ``MAILSPOOL_DEADLINE_MARGIN`` if set; else a quarter of the time given, at most 5 s:
     enough to finish the sends in flight, record them and write the continuation batch
     (a few S3 requests), even when an invocation starts with only 2 s left.
     """
-    raw = os.environ.get("MAILSPOOL_DEADLINE_MARGIN", "").strip()
-    if raw:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigurationError(
-                f"MAILSPOOL_DEADLINE_MARGIN must be seconds (a number), not {raw!r}"
-            ) from None
-        if value < 0:
-            raise ConfigurationError("MAILSPOOL_DEADLINE_MARGIN must be 0 or more")
-        return value
+    if settings.deadline_margin is not None:
+        return settings.deadline_margin
     return min(_MAX_MARGIN, max(remaining, 0.0) / 4)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,8 +22,8 @@ from typing import Any
 
 from mailspool.aws.lambda_handler import LambdaContext
 from mailspool.aws.runtime import deadline_margin, open_runtime
+from mailspool.config import default_of
 from mailspool.delivery.worker import BatchStatus, Deadline, Worker
-from mailspool.errors import ConfigurationError
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import BatchOutline
@@ -34,8 +33,8 @@ __all__ = ["SweepReport", "sweep", "sweeper_handler"]
 
 log = logging.getLogger("mailspool.aws")
 
-SWEEP_AFTER = 300.0
-ALERT_AFTER = 3600.0
+SWEEP_AFTER: float = default_of("sweep_after")
+ALERT_AFTER: float = default_of("alert_after")
 
 
 @dataclass(slots=True)
@@ -100,13 +99,14 @@ def sweeper_handler(event: Mapping[str, Any], context: LambdaContext) -> dict[st
         return context.get_remaining_time_in_millis() / 1000
 
     request_id = str(getattr(context, "aws_request_id", "") or "local")
-    worker = runtime.worker(margin=deadline_margin(remaining()), owner=f"sweeper:{request_id}")
+    margin = deadline_margin(runtime.settings, remaining())
+    worker = runtime.worker(margin=margin, owner=f"sweeper:{request_id}")
     try:
         report = sweep(
             runtime.store,
             worker,
-            older_than=_seconds("MAILSPOOL_SWEEP_AFTER", SWEEP_AFTER),
-            alert_after=_seconds("MAILSPOOL_ALERT_AFTER", ALERT_AFTER),
+            older_than=runtime.settings.sweep_after,
+            alert_after=runtime.settings.alert_after,
             deadline=remaining,
         )
     finally:
@@ -135,13 +135,3 @@ def _waiting(store: Store, key: str) -> int:
         return 0
     total = 0 if outline is None else outline.emails  # unreadable: the worker quarantines it
     return max(total - len(read_entries(store, layout.batch_id_from_key(key))), 0)
-
-
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be seconds (a number), not {raw!r}") from None

@@ -29,6 +29,7 @@ import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from mailspool.config import default_of
 from mailspool.delivery.attempt import OutcomeCallback, SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.ratelimit import RateLimiter
@@ -53,16 +54,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
-    """How a worker delivers; ``docs/configuration.md`` explains each."""
+    """How a worker delivers. The fields that are settings take their defaults from the
+    settings table (``mailspool.config``); ``docs/configuration.md`` explains them."""
 
-    concurrency: int = 32
-    max_attempts: int = 5
-    retry_base: float = 1.0
+    concurrency: int = default_of("concurrency")
+    max_attempts: int = default_of("max_attempts")
+    retry_base: float = default_of("retry_base")
     retry_cap: float = 60.0
     lease_ttl: float = 300.0
     split_above: int | None = None
     deadline_margin: float = 5.0
-    default_sender: str = "mailspool <mailspool@localhost>"
+    default_sender: str = default_of("sender")
 
 
 class Worker:

@@ -21,7 +21,6 @@ from mailspool.integrations.wsgi import MailspoolMiddleware
 __all__ = ["Mailspool", "load_settings"]
 
 _PREFIX = "MAILSPOOL_"
-_GLUE_KEYS = frozenset({"MAILSPOOL_MIDDLEWARE_MODE"})
 
 
 def load_settings(config: Mapping[str, Any]) -> Settings:
@@ -29,7 +28,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
     framework = {
         key[len(_PREFIX) :].lower(): value
         for key, value in config.items()
-        if key.startswith(_PREFIX) and key not in _GLUE_KEYS
+        if key.startswith(_PREFIX)
     }
     return Settings.load(framework=framework)
 
@@ -43,7 +42,7 @@ class Mailspool:
 
     def init_app(self, app: Flask) -> None:
         """Wrap the application; the config is read per request, so tests may change it."""
-        mode = str(app.config.get("MAILSPOOL_MIDDLEWARE_MODE", "before"))
+        mode = load_settings(app.config).middleware_mode
         app.wsgi_app = MailspoolMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, mode=mode, settings=lambda: load_settings(app.config)
         )

@@ -7,6 +7,7 @@ The same loop as the CLI (``mailspool.triggers.local``), configured from
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--drain", action="store_true", help="Deliver everything, then exit.")
         parser.add_argument("--poll-interval", type=float, default=0.05)
-        parser.add_argument("--retry-base", type=float, default=1.0)
+        parser.add_argument("--retry-base", type=float, default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -42,6 +43,8 @@ class Command(BaseCommand):
 
     def _run(self, *, drain_only: bool, options: dict[str, Any]) -> DrainReport | None:
         settings = load_settings()
+        if options["retry_base"] is not None:
+            settings = replace(settings, retry_base=options["retry_base"])
         store = open_store(settings.store)
         store.check()
         transport = open_transport(settings.transport)
@@ -51,7 +54,7 @@ class Command(BaseCommand):
             options=WorkerOptions(
                 concurrency=settings.concurrency,
                 max_attempts=settings.max_attempts,
-                retry_base=options["retry_base"],
+                retry_base=settings.retry_base,
                 default_sender=settings.sender,
             ),
             max_rate=settings.max_rate,
