@@ -189,7 +189,7 @@ class Settings:
         _under_data_dir("outbox"),
         shown="`file://$XDG_DATA_HOME/mailspool/outbox`",
         help="how the worker delivers: `smtp://[user:pass@]host[:port]?starttls=auto|always|never"
-        "&timeout=30&verify=true&max_connections=N`, `smtps://...`, `ses://REGION?configuration_set=NAME`, "
+        "&timeout=30&verify=true&max_connections=N&pipelining=true`, `smtps://...`, `ses://REGION?configuration_set=NAME`, "
         "`file://DIR` (one `.eml` per message), `console:`, `memory:NAME`",
     )
     priority_transport: str = setting(
