@@ -31,9 +31,9 @@ import mailspool
 from benchmarks.common import HEADERS, HTML, SUBJECT
 from benchmarks.sinks import fast_sink
 from mailspool.config import Settings
-from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.delivery.factory import build_worker, open_delivery_transport
+from mailspool.delivery.worker import WorkerOptions
 from mailspool.stores.file import FileStore
-from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain, run_forever
 
 COUNT = 5000
@@ -55,16 +55,15 @@ def worker_rate(
     with tempfile.TemporaryDirectory() as folder:
         store = FileStore(Path(folder) / "spool")
         queue_emails(store, count)
-        transport = SMTPTransport.from_url(f"{url}?max_connections={concurrency}")
+        settings = Settings.load(store=store.url, transport=url, concurrency=concurrency)
+        transport = open_delivery_transport(settings)  # the CLI's worker: pool = concurrency
         profiles: list[cProfile.Profile] = []
         executor = None
         if profile:
             executor = ThreadPoolExecutor(
                 concurrency, initializer=_start_profile, initargs=(profiles,)
             )
-        worker = Worker(
-            store, transport, options=WorkerOptions(concurrency=concurrency), executor=executor
-        )
+        worker = build_worker(settings, store, transport, executor=executor)
         started = time.perf_counter()
         report = drain(worker)
         seconds = time.perf_counter() - started
@@ -145,9 +144,10 @@ def first_send_delay(trials: int = 20) -> list[float]:
     delays = []
     with running_smtp_server() as server, tempfile.TemporaryDirectory() as folder:
         store = FileStore(Path(folder) / "spool")
-        transport = SMTPTransport.from_url(server.url)
+        settings = Settings.load(store=store.url, transport=server.url)
+        transport = open_delivery_transport(settings)
         sent = threading.Event()
-        worker = Worker(store, transport, on_outcome=lambda *_: sent.set())
+        worker = build_worker(settings, store, transport, on_outcome=lambda *_: sent.set())
         thread = threading.Thread(
             target=run_forever, args=(worker,), kwargs={"poll_interval": 0.05}
         )

@@ -346,18 +346,18 @@ def unreachable_client() -> Any:
 # -- the account's rate ------------------------------------------------------------------
 
 
-def test_max_send_rate_falls_back_to_v1_and_is_asked_once(transport: SESTransport) -> None:
+def test_send_rate_falls_back_to_v1_and_is_asked_once(transport: SESTransport) -> None:
     """moto has no SES v2 GetAccount: the v1 GetSendQuota answers (moto: 1 per second)."""
     calls: list[str] = []
     transport._client.meta.events.register(
         "before-call.*", lambda model, **_: calls.append(model.name)
     )
-    assert transport.max_send_rate() == 1.0
-    assert transport.max_send_rate() == 1.0
+    assert transport.send_rate() == 1.0
+    assert transport.send_rate() == 1.0
     assert calls == ["GetAccount"]
 
 
-def test_max_send_rate_is_none_and_asked_again_when_ses_cannot_be_reached(
+def test_send_rate_is_none_and_asked_again_when_ses_cannot_be_reached(
     aws: MotoServer,
 ) -> None:
     transport = SESTransport(client=unreachable_client())
@@ -365,8 +365,8 @@ def test_max_send_rate_is_none_and_asked_again_when_ses_cannot_be_reached(
     transport._client.meta.events.register(
         "before-call.*", lambda model, **_: calls.append(model.name)
     )
-    assert transport.max_send_rate() is None
-    assert transport.max_send_rate() is None
+    assert transport.send_rate() is None
+    assert transport.send_rate() is None
     assert calls == ["GetAccount", "GetAccount"]
 
 

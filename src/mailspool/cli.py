@@ -8,12 +8,11 @@ one line on stderr and a non-zero exit: 1 for a failure, 2 for bad usage.
 
 from __future__ import annotations
 
+import functools
 import logging
-import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 import click
@@ -21,11 +20,11 @@ import orjson
 
 from mailspool._version import __version__
 from mailspool.config import Settings
-from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
+from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
+from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
 from mailspool.errors import KeyNotFound, MailspoolError
 from mailspool.feedback import cli as feedback_cli
 from mailspool.feedback.rates import collect_rates
-from mailspool.feedback.settings import rate_guard, unsubscribe_links
 from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
@@ -33,7 +32,7 @@ from mailspool.producer import api
 from mailspool.producer.classify import Priority
 from mailspool.settings_docs import environment_help
 from mailspool.stores import Store, open_store
-from mailspool.transports import Transport, open_transport
+from mailspool.transports import Transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
 
 __all__ = ["main"]
@@ -205,42 +204,12 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
             max_attempts=opts["max_attempts"],
             retry_base=opts["retry_base"],
         )
-        store = open_store(settings.store)
-        store.check()
-        transport = open_transport(settings.transport)
+        wrap = None
         if opts["metrics_port"] is not None:
-            transport = _with_metrics(store, transport, opts["metrics_port"])
-        options = WorkerOptions(
-            concurrency=settings.concurrency,
-            max_attempts=settings.max_attempts,
-            retry_base=settings.retry_base,
-            default_sender=settings.sender,
-        )
-        with _progress(store, opts["progress"], opts["drain"]) as on_outcome:
-            the_worker = Worker(
-                store,
-                transport,
-                options=options,
-                max_rate=_max_rate(settings, transport),
-                on_outcome=on_outcome,
-                unsubscribe=unsubscribe_links(settings),
-                guard=rate_guard(settings, store),
-            )
-            _stop_on_signals(the_worker)
-            try:
-                if opts["drain"]:
-                    report = drain(the_worker, on_batch=_log_batch)
-                else:
-                    click.echo(
-                        f"mailspool worker: {store.url} -> {transport.url} (Ctrl-C to stop)",
-                        err=True,
-                    )
-                    _run_worker(the_worker, opts["poll_interval"], opts["sqs_queue"])
-                    report = None
-            finally:
-                the_worker.close()
-                transport.close()
-                store.close()
+            wrap = functools.partial(_with_metrics, port=opts["metrics_port"])
+        with open_worker(settings, wrap=wrap) as the_worker:
+            stop_on_signals(the_worker)
+            report = _deliver(the_worker, settings, opts)
         if report is not None:
             _print_drain(report)
             if report.paused:
@@ -257,40 +226,43 @@ def _with_metrics(store: Store, transport: Transport, port: int) -> Transport:
     return start_worker_metrics(store, transport, port)
 
 
-def _run_worker(the_worker: Worker, poll_interval: float | None, sqs_queue: str | None) -> None:
+def _deliver(the_worker: Worker, settings: Settings, opts: dict[str, Any]) -> DrainReport | None:
+    """Drain once (with a progress bar on a terminal), or run until stopped."""
+    if opts["drain"]:
+        with _progress(the_worker.store, opts["progress"]) as on_outcome:
+            the_worker.on_outcome = on_outcome
+            return drain(the_worker, on_batch=_log_batch, fallback_base=settings.fallback_store)
+    click.echo(
+        f"mailspool worker: {the_worker.store.url} -> {the_worker.transport.url} (Ctrl-C to stop)",
+        err=True,
+    )
+    _run_worker(the_worker, settings, opts["poll_interval"], opts["sqs_queue"])
+    return None
+
+
+def _run_worker(
+    the_worker: Worker, settings: Settings, poll_interval: float | None, sqs_queue: str | None
+) -> None:
     """Poll the store, or consume bucket notifications from SQS (``mailspool[aws]``)."""
     if sqs_queue:
         from mailspool.aws.sqs import consume
 
         consume(the_worker, sqs_queue)
         return
-    if poll_interval is None:  # listing a bucket is a paid request; a folder is free
-        poll_interval = 5.0 if the_worker.store.url.startswith("s3://") else 0.05
-    run_forever(the_worker, poll_interval=poll_interval, on_batch=_log_batch)
-
-
-def _max_rate(settings: Settings, transport: Any) -> float | None:
-    if settings.max_rate is not None:
-        return settings.max_rate
-    reader: Callable[[], float | None] | None = getattr(transport, "max_send_rate", None)
-    return reader() if reader is not None else None
-
-
-def _stop_on_signals(the_worker: Worker) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.warning("signal %d: finishing the e-mails in flight, then stopping", signum)
-        the_worker.stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    if poll_interval is None:
+        poll_interval = poll_interval_for(the_worker.store)
+    run_forever(
+        the_worker,
+        poll_interval=poll_interval,
+        on_batch=_log_batch,
+        fallback_base=settings.fallback_store,
+    )
 
 
 @contextmanager
-def _progress(
-    store: Store, wanted: bool | None, draining: bool
-) -> Iterator[Callable[[str, int, str], None] | None]:
+def _progress(store: Store, wanted: bool | None) -> Iterator[OutcomeCallback | None]:
     show = sys.stderr.isatty() if wanted is None else wanted
-    if not (show and draining):
+    if not show:
         yield None
         return
     total = collect_status(store).pending

@@ -189,7 +189,9 @@ class Settings:
         _under_data_dir("outbox"),
         shown="`file://$XDG_DATA_HOME/mailspool/outbox`",
         help="how the worker delivers: `smtp://[user:pass@]host[:port]?starttls=auto|always|never"
-        "&timeout=30&verify=true&max_connections=N&pipelining=true`, `smtps://...`, `ses://REGION?configuration_set=NAME`, "
+        "&timeout=30&verify=true&max_connections=N&pipelining=true` (the pool follows the "
+        "concurrency unless `max_connections` is given), `smtps://...`, "
+        "`ses://REGION?configuration_set=NAME`, "
         "`file://DIR` (one `.eml` per message), `console:`, `memory:NAME`",
     )
     priority_transport: str = setting(

@@ -9,12 +9,11 @@ invocation was given; it is closed before the invocation returns.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailspool.config import Settings
-from mailspool.delivery.worker import Worker, WorkerOptions
-from mailspool.feedback.settings import rate_guard, unsubscribe_links
+from mailspool.delivery.factory import build_worker, delivery_url
+from mailspool.delivery.worker import Worker
 from mailspool.shared import shared_store, shared_transport
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
@@ -34,41 +33,30 @@ class Runtime:
     store: Store
     transport: Transport
 
-    def max_rate(self) -> float | None:
-        """``MAILSPOOL_MAX_RATE``, else the provider's own limit (SES: MaxSendRate, asked
-        once per container). Every concurrent invocation gets this whole rate: set
-        ``MAILSPOOL_MAX_RATE`` to MaxSendRate / reserved concurrency."""
-        if self.settings.max_rate is not None:
-            return self.settings.max_rate
-        reader: Callable[[], float | None] | None = getattr(self.transport, "max_send_rate", None)
-        return reader() if reader is not None else None
-
     def worker(self, *, margin: float, owner: str) -> Worker:
-        options = WorkerOptions(
-            concurrency=self.settings.concurrency,
-            max_attempts=self.settings.max_attempts,
-            lease_ttl=LEASE_TTL,
-            deadline_margin=margin,
-            default_sender=self.settings.sender,
-        )
-        return Worker(
+        """A worker for one invocation. Without ``MAILSPOOL_MAX_RATE`` it sends at the
+        provider's own limit (SES: MaxSendRate, asked once per container), and every
+        concurrent invocation gets that whole rate: set ``MAILSPOOL_MAX_RATE`` to
+        MaxSendRate / reserved concurrency."""
+        return build_worker(
+            self.settings,
             self.store,
             self.transport,
-            options=options,
-            max_rate=self.max_rate(),
             owner=owner,
-            unsubscribe=unsubscribe_links(self.settings),
-            guard=rate_guard(self.settings, self.store),
+            lease_ttl=LEASE_TTL,
+            deadline_margin=margin,
         )
 
 
 def open_runtime(*, store: Store | None = None, transport: Transport | None = None) -> Runtime:
     """The runtime from ``MAILSPOOL_*``; a store or transport given is used as is."""
     settings = Settings.load()
+    if transport is None:
+        transport = shared_transport(delivery_url(settings))
     return Runtime(
         settings=settings,
         store=store if store is not None else shared_store(settings.store),
-        transport=transport if transport is not None else shared_transport(settings.transport),
+        transport=transport,
     )
 
 

@@ -14,13 +14,12 @@ from pathlib import Path
 import click
 
 from mailspool.config import Settings
-from mailspool.delivery.worker import Worker, WorkerOptions
-from mailspool.feedback.settings import unsubscribe_links
+from mailspool.delivery.factory import build_worker, open_delivery_transport
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.scope import request
 from mailspool.stores import open_store
-from mailspool.transports import open_transport
+from mailspool.stores.base import Store
 from mailspool.triggers.local import drain
 
 __all__ = ["run_demo"]
@@ -36,20 +35,34 @@ _POST = (
 
 
 def run_demo(settings: Settings, *, followers: int) -> None:
-    store = open_store(settings.store)
-    click.echo(f"store:     {store.url}")
-    click.echo(f"outbox:    {settings.transport}")
+    """Hand off the burst in one request, deliver it, and say where to look."""
+    with open_store(settings.store) as store:
+        click.echo(f"store:     {store.url}")
+        click.echo(f"outbox:    {settings.transport}")
+        _request(store, settings, followers)
+        _deliver(store, settings)
+        status = collect_status(store)
+        click.echo(
+            f"status:    {status.pending} pending, {status.sent} sent, {status.failed} failed, "
+            f"{status.quarantined} quarantined"
+        )
+    outbox = _outbox_dir(settings.transport)
+    if outbox is not None:
+        newest = sorted(outbox.glob("*.eml"))[-1:] if outbox.is_dir() else []
+        click.echo(f"look at:   {outbox}" + (f" (e.g. {newest[0].name})" if newest else ""))
+
+
+def _request(store: Store, settings: Settings, followers: int) -> None:
+    """The article's request: a notification per follower, a PDF, a password reset."""
     headers = {"From": "Blog <blog@example.com>", "Reply-To": "Ana Author <ana@example.com>"}
+    title = "Sending e-mail asynchronously"
     started = time.perf_counter()
     with request(store=store, settings=settings) as scope:
         for number in range(followers):
+            name = f"Follower {number}"
+            body = _POST.format(title=title, name=name, author="Ana")
             api.send_mail(
-                f"Follower {number} <follower{number}@example.com>",
-                "New post: Sending e-mail asynchronously",
-                _POST.format(
-                    title="Sending e-mail asynchronously", name=f"Follower {number}", author="Ana"
-                ),
-                headers,
+                f"{name} <follower{number}@example.com>", f"New post: {title}", body, headers
             )
         api.send_mail(
             "Editor <editor@example.com>",
@@ -71,39 +84,26 @@ def run_demo(settings: Settings, *, followers: int) -> None:
         f"request:   {request_ms:.1f} ms to hand off {handed_off} e-mails in "
         f"{len(scope.keys)} file(s), and send 1 priority e-mail at once"
     )
-    transport = open_transport(settings.transport)
+
+
+def _deliver(store: Store, settings: Settings) -> None:
+    """Drain the queue into the outbox with the worker every trigger uses."""
     pending = collect_status(store).pending
-    worker = Worker(
-        store,
-        transport,
-        options=WorkerOptions(concurrency=settings.concurrency, default_sender=settings.sender),
-        max_rate=settings.max_rate,
-        unsubscribe=unsubscribe_links(settings),
-    )
-    started = time.perf_counter()
-    try:
-        if sys.stderr.isatty():
-            with click.progressbar(length=pending, label="delivering", file=sys.stderr) as bar:
-                worker.on_outcome = lambda batch_id, index, status: bar.update(1)
+    with open_delivery_transport(settings) as transport:
+        worker = build_worker(settings, store, transport)
+        started = time.perf_counter()
+        try:
+            if sys.stderr.isatty():
+                with click.progressbar(length=pending, label="delivering", file=sys.stderr) as bar:
+                    worker.on_outcome = lambda batch_id, index, status: bar.update(1)
+                    report = drain(worker)
+            else:
                 report = drain(worker)
-        else:
-            report = drain(worker)
-    finally:
-        worker.close()
-        transport.close()
+        finally:
+            worker.close()
     seconds = time.perf_counter() - started
     sent = report.sent
     click.echo(f"delivered: {sent} e-mails in {seconds:.2f} s ({sent / max(seconds, 1e-9):.0f}/s)")
-    status = collect_status(store)
-    click.echo(
-        f"status:    {status.pending} pending, {status.sent} sent, {status.failed} failed, "
-        f"{status.quarantined} quarantined"
-    )
-    outbox = _outbox_dir(settings.transport)
-    if outbox is not None:
-        newest = sorted(outbox.glob("*.eml"))[-1:] if outbox.is_dir() else []
-        click.echo(f"look at:   {outbox}" + (f" (e.g. {newest[0].name})" if newest else ""))
-    store.close()
 
 
 def _outbox_dir(url: str) -> Path | None:

@@ -2,7 +2,8 @@
 
 ``send(message, message_id=...)`` delivers one ``Message`` and returns a ``Receipt``, or
 raises ``TransientError`` (may succeed later) or ``PermanentError`` (never will, as it
-is). Every transport is safe to call from several threads at once: a connection-based
+is); ``send_rate()`` is the provider's own limit (SES: the account's MaxSendRate), None
+by default. Every transport is safe to call from several threads at once: a connection-based
 transport keeps a pool of open connections and reuses them, so a worker with N threads
 uses N connections and a web process reuses its connection across requests.
 ``tests/transport_contract.py`` runs the same tests on every transport.
@@ -43,3 +44,8 @@ class Transport(Backend, abc.ABC):
         """Deliver one message. ``message_id`` (``<...>``) is used as its Message-ID
         unless the message has one; the worker passes a stable id so that a duplicate
         after a crash carries the same Message-ID as the original."""
+
+    def send_rate(self) -> float | None:
+        """The provider's limit in e-mails (recipients) per second, or None if it has none
+        or will not say. A worker without ``MAILSPOOL_MAX_RATE`` sends at this rate."""
+        return None

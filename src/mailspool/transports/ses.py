@@ -13,7 +13,7 @@ SES's id, which is what bounces and complaints refer to. The worker's id
 
 Retries: botocore retries a dropped connection or a throttled call only briefly (a
 small ``max_attempts``). Throttling is the worker's business: it rate-limits every
-sender thread from one shared budget (see ``max_send_rate``), and retries transient
+sender thread from one shared budget (see ``send_rate``), and retries transient
 errors with backoff and jitter. One client is shared by every thread.
 
 SES takes at most 50 recipients (To + Cc + Bcc) per message; a larger message is refused
@@ -226,7 +226,7 @@ class SESTransport(Transport):
             request["EmailTags"] = tags
         return request
 
-    def max_send_rate(self) -> float | None:
+    def send_rate(self) -> float | None:
         """The account's maximum sends per second (asked once, then remembered), or None
         if SES will not say. SES v2 ``GetAccount`` first, then SES v1 ``GetSendQuota``."""
         with self._lock:

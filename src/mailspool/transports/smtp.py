@@ -17,10 +17,11 @@ round trip when the server advertises PIPELINING (RFC 2920, ``smtp_pipeline``).
 Why a pool: opening a connection costs several round trips (greeting, EHLO, TLS, AUTH)
 before the first message; paying them for every e-mail is the article's third cause of
 slow requests. A connection returns to the pool after each send, so ten sends from one
-thread use one connection and N threads use at most ``max_connections`` (10). A server
-may close a connection while it sits idle; the next send then reconnects once and
-resends, but only when the failure came before DATA, so a message is never sent twice by
-a retry. A connection that raised anything is closed, never reused.
+thread use one connection and N threads use at most ``max_connections`` (10; a worker
+sets it to its concurrency unless the URL gives it, see ``mailspool.delivery.factory``).
+A server may close a connection while it sits idle; the next send then reconnects once
+and resends, but only when the failure came before DATA, so a message is never sent
+twice by a retry. A connection that raised anything is closed, never reused.
 
 Errors: 4xx answers, dropped connections, timeouts and TLS failures are
 ``TransientError``; 5xx answers (a message too large included) and failed

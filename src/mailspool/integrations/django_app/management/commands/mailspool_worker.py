@@ -1,24 +1,20 @@
 """``manage.py mailspool_worker [--drain]``: ``mailspool worker`` with Django's settings.
 
-The same loop as the CLI (``mailspool.triggers.local``), configured from
-``settings.MAILSPOOL`` first, then the ``MAILSPOOL_*`` variables.
+The same loop as the CLI (``mailspool.triggers.local``) and the same worker
+(``mailspool.delivery.factory``), configured from ``settings.MAILSPOOL`` first, then the
+``MAILSPOOL_*`` variables.
 """
 
 from __future__ import annotations
 
-import signal
 from dataclasses import replace
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.errors import MailspoolError
-from mailspool.feedback.settings import unsubscribe_links
 from mailspool.integrations.django import load_settings
-from mailspool.stores import open_store
-from mailspool.transports import open_transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
 
 
@@ -27,8 +23,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--drain", action="store_true", help="Deliver everything, then exit.")
-        parser.add_argument("--poll-interval", type=float, default=0.05)
-        parser.add_argument("--retry-base", type=float, default=None)
+        parser.add_argument(
+            "--poll-interval",
+            type=float,
+            default=None,
+            help="Seconds between looks at the queue (default 0.05; 5 for an s3:// store).",
+        )
+        parser.add_argument(
+            "--retry-base", type=float, default=None, help="First retry delay, seconds."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -45,40 +48,16 @@ class Command(BaseCommand):
         settings = load_settings()
         if options["retry_base"] is not None:
             settings = replace(settings, retry_base=options["retry_base"])
-        store = open_store(settings.store)
-        store.check()
-        transport = open_transport(settings.transport)
-        worker = Worker(
-            store,
-            transport,
-            options=WorkerOptions(
-                concurrency=settings.concurrency,
-                max_attempts=settings.max_attempts,
-                retry_base=settings.retry_base,
-                default_sender=settings.sender,
-            ),
-            max_rate=settings.max_rate,
-            unsubscribe=unsubscribe_links(settings),
-        )
-        _stop_on_signals(worker)
-        try:
+        with open_worker(settings) as worker:
+            stop_on_signals(worker)
             if drain_only:
                 return drain(worker, fallback_base=settings.fallback_store)
+            poll_interval = options["poll_interval"]
             run_forever(
                 worker,
-                poll_interval=options["poll_interval"],
+                poll_interval=poll_interval_for(worker.store)
+                if poll_interval is None
+                else poll_interval,
                 fallback_base=settings.fallback_store,
             )
             return None
-        finally:
-            worker.close()
-            transport.close()
-            store.close()
-
-
-def _stop_on_signals(worker: Worker) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,136 @@
+"""One way to build a worker from settings, for every trigger.
+
+``mailspool worker`` (poll, drain, SQS), ``manage.py mailspool_worker``, ``mailspool
+demo`` and the Lambda handlers all get their worker from ``build_worker``, so they agree
+on what the settings mean:
+
+- the ``WorkerOptions`` that are settings (concurrency, attempts, first retry delay,
+  default sender) come from ``Settings``; a trigger adds only its own (the Lambda's
+  claim time and deadline margin);
+- the rate is ``MAILSPOOL_MAX_RATE`` when set, else the transport's own
+  (``Transport.send_rate``: SES's MaxSendRate, asked once);
+- the unsubscribe links (``MAILSPOOL_UNSUBSCRIBE_*``) and the bounce and complaint
+  rate guard (``MAILSPOOL_RATE_GUARD``) are the same for every trigger;
+- a pooled transport gets one connection per sender thread: the SMTP pool's
+  ``max_connections`` follows ``MAILSPOOL_CONCURRENCY`` unless the URL sets it.
+
+``open_worker`` opens the store and the transport too, and closes all three at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import ExitStack, contextmanager
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from mailspool.config import Settings
+from mailspool.delivery.worker import OutcomeCallback, Worker, WorkerOptions
+from mailspool.feedback.settings import rate_guard, unsubscribe_links
+from mailspool.stores import open_store
+from mailspool.stores.base import Store
+from mailspool.transports import open_transport
+from mailspool.transports.base import Transport
+
+__all__ = [
+    "build_worker",
+    "delivery_url",
+    "effective_rate",
+    "open_delivery_transport",
+    "open_worker",
+    "poll_interval_for",
+    "stop_on_signals",
+]
+
+log = logging.getLogger("mailspool.worker")
+
+_POOLED_SCHEMES = frozenset({"smtp", "smtps"})
+
+
+def build_worker(
+    settings: Settings,
+    store: Store,
+    transport: Transport,
+    *,
+    owner: str | None = None,
+    on_outcome: OutcomeCallback | None = None,
+    executor: Executor | None = None,
+    **options: Any,
+) -> Worker:
+    """A worker for ``store`` and ``transport`` as ``settings`` say; ``options`` are
+    ``WorkerOptions`` fields a trigger sets itself (e.g. ``lease_ttl``)."""
+    return Worker(
+        store,
+        transport,
+        options=WorkerOptions(**(settings.worker_options() | options)),
+        max_rate=effective_rate(settings, transport),
+        on_outcome=on_outcome,
+        owner=owner,
+        executor=executor,
+        unsubscribe=unsubscribe_links(settings),
+        guard=rate_guard(settings, store),
+    )
+
+
+def effective_rate(settings: Settings, transport: Transport) -> float | None:
+    """``MAILSPOOL_MAX_RATE`` if set, else the transport's own limit (None: unlimited)."""
+    if settings.max_rate is not None:
+        return settings.max_rate
+    return transport.send_rate()
+
+
+def open_delivery_transport(settings: Settings) -> Transport:
+    """The worker's transport, with one pooled connection per sender thread."""
+    return open_transport(delivery_url(settings))
+
+
+def delivery_url(settings: Settings) -> str:
+    """``MAILSPOOL_TRANSPORT`` with ``max_connections`` = the concurrency added, for a
+    pooled transport whose URL leaves it out."""
+    url = settings.transport
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _POOLED_SCHEMES or "max_connections" in parse_qs(parts.query):
+        return url
+    separator = "&" if parts.query else ("" if url.endswith("?") else "?")
+    return f"{url}{separator}max_connections={settings.concurrency}"
+
+
+@contextmanager
+def open_worker(
+    settings: Settings,
+    *,
+    on_outcome: OutcomeCallback | None = None,
+    wrap: Callable[[Store, Transport], Transport] | None = None,
+) -> Iterator[Worker]:
+    """Open the store (checked) and the transport, build the worker; close all three.
+    ``wrap`` may put a watching transport (metrics) around the one opened."""
+    with ExitStack() as stack:
+        store = stack.enter_context(open_store(settings.store))
+        store.check()
+        transport = stack.enter_context(open_delivery_transport(settings))
+        if wrap is not None:
+            transport = wrap(store, transport)
+        worker = build_worker(settings, store, transport, on_outcome=on_outcome)
+        stack.callback(worker.close)
+        yield worker
+
+
+def poll_interval_for(store: Store) -> float:
+    """Seconds between looks at ``queue/``: listing a bucket is a paid request, a folder
+    is free."""
+    return 5.0 if store.url.startswith("s3://") else 0.05
+
+
+def stop_on_signals(worker: Worker) -> None:
+    """SIGTERM and Ctrl-C finish the e-mails in flight, then stop the worker."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning("signal %d: finishing the e-mails in flight, then stopping", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
