@@ -26,6 +26,15 @@ def settings_for(store_url: str, smtp_server: SMTPSink) -> Settings:
     )
 
 
+def refusing_store(
+    spool: Path, smtp_server: SMTPSink, caplog: pytest.LogCaptureFixture
+) -> tuple[common.RefusingStore, Settings]:
+    """The process's store for ``spool`` refuses every write; its errors are captured."""
+    store = common.RefusingStore(spool)
+    caplog.set_level(logging.ERROR, "mailspool")
+    return store, settings_for(common.install_store(store), smtp_server)
+
+
 def fallback_files(tmp_path: Path, store_url: str) -> list[Path]:
     base = f"file://{tmp_path / 'xdg' / 'mailspool' / 'fallback'}"
     folder = Path(fallback_url_for(store_url, base).removeprefix("file://"))
@@ -60,9 +69,7 @@ def test_hanging_store_request_returns_in_bound_and_a_late_write_is_not_doubled(
 def test_refusing_store_request_succeeds_and_the_worker_delivers_later(
     tmp_path: Path, spool: Path, smtp_server: SMTPSink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = common.RefusingStore(spool)
-    settings = settings_for(common.install_store(store), smtp_server)
-    caplog.set_level(logging.ERROR, "mailspool")
+    store, settings = refusing_store(spool, smtp_server, caplog)
     with running_waitress(MailspoolMiddleware(view, settings=settings)) as url:
         status, _ = common.get(f"{url}/")
 
@@ -109,3 +116,43 @@ def test_a_file_store_inside_the_fallback_folder_gets_a_sibling(tmp_path: Path) 
 
     assert url.startswith(f"{base}-2/")
     assert fallback_url_for("s3://bucket/x", base).startswith(f"{base}/")
+
+
+def test_send_mail_outside_a_scope_falls_back_from_a_refusing_store_and_is_delivered(
+    tmp_path: Path, spool: Path, smtp_server: SMTPSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A script or a task: no request scope, the same fallback (RefusingStore: a stub)."""
+    store, settings = refusing_store(spool, smtp_server, caplog)
+
+    for i in range(10):
+        mailspool.send_message(common.notification(i), priority=False, settings=settings)
+
+    assert common.queued_files(spool) == []
+    assert len(fallback_files(tmp_path, store.url)) == 10
+    assert any("503 Slow Down" in r.getMessage() for r in caplog.records)
+    common.drain(spool, smtp_server)
+    common.assert_followers_once_whole(smtp_server, count=10)
+    assert fallback_files(tmp_path, store.url) == []
+
+
+def test_send_mail_outside_a_scope_returns_in_bound_from_a_hanging_store(
+    tmp_path: Path, spool: Path, smtp_server: SMTPSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``send_mail`` in a script, settings from the environment (HangingStore: a stub)."""
+    store = common.HangingStore(spool)
+    monkeypatch.setenv("MAILSPOOL_STORE", common.install_store(store))
+    monkeypatch.setenv("MAILSPOOL_WRITE_TIMEOUT", "1")
+
+    assert mailspool.send_mail(common.follower(3), "New post 3", "<p>Read post 3</p>") is True
+
+    assert store.entered.is_set()  # it returned while the store's write still hangs
+    assert not store.release.is_set()
+    assert len(fallback_files(tmp_path, store.url)) == 1
+    store.release.set()  # the late write lands too: the batch is still delivered once
+    deadline = time.monotonic() + 30
+    while not common.queued_files(spool):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    common.drain(spool, smtp_server)
+    assert [list(e.rcpt_tos) for e in smtp_server.envelopes] == [[common.follower(3)]]
+    assert fallback_files(tmp_path, store.url) == []

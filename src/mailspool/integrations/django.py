@@ -40,6 +40,7 @@ from mailspool.headers import PRIORITY_HEADER
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.api import send_now
 from mailspool.producer.classify import classify
+from mailspool.producer.scope import enqueue
 
 __all__ = [
     "PRIORITY_HEADER",
@@ -231,15 +232,8 @@ class EmailBackend(BaseEmailBackend):
 
 def _queue(messages: list[Message], settings: Settings, fail_silently: bool) -> None:
     """Into the running request's scope, or written now (with the fallback) outside one."""
-    scope = mailspool.current_scope()
-    if scope is not None:
-        for message in messages:
-            scope.add(message)
-        return
     try:
-        with mailspool.request(settings=settings) as own:
-            for message in messages:
-                own.add(message)
+        enqueue(messages, settings)
     except MailspoolError as err:
         if isinstance(err, ConfigurationError) or not fail_silently:
             raise

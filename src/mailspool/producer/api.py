@@ -2,8 +2,9 @@
 
 One function for every e-mail, priority or not. Priority mail is sent at once over a
 pooled connection; deferred mail joins the request scope, or is written at once outside
-one. It returns True for "sent" or "queued": for deferred mail, True means queued, not
-sent.
+one, with the scope's bounded write and fallback store either way
+(``mailspool.producer.scope.enqueue``). It returns True for "sent" or "queued": for
+deferred mail, True means queued, not sent.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from mailspool.feedback.settings import unsubscribe_links
 from mailspool.headers import HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.classify import classify
-from mailspool.producer.handoff import write_batches
-from mailspool.producer.scope import current_scope
+from mailspool.producer.scope import current_scope, enqueue
 from mailspool.shared import shared_store, shared_transport
 from mailspool.transports.base import Receipt
 from mailspool.transports.limits import check_deliverable
@@ -103,7 +103,8 @@ def send_message(
     bypass_suppression: bool = False,
     unsubscribe: bool = False,
 ) -> None:
-    """Send a ready Message now, or queue it in the current scope (or at once outside one)."""
+    """Send a ready Message now, or queue it in the current scope (or at once outside one,
+    with the bounded write and the fallback store)."""
     if priority:
         send_now(
             message,
@@ -112,17 +113,7 @@ def send_message(
             unsubscribe=unsubscribe,
         )
         return
-    scope = current_scope()
-    if scope is not None:
-        scope.add(message)
-        return
-    settings = settings or Settings.load()
-    write_batches(
-        shared_store(settings.store),
-        [message],
-        default_sender=settings.sender,
-        emails_per_file=settings.emails_per_file,
-    )
+    enqueue([message], settings)
 
 
 def send_now(

@@ -26,13 +26,15 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
+from mailspool.config import Settings
 from mailspool.errors import KeyNotFound, StoreError
-from mailspool.producer.handoff import EncodedBatches, write_encoded
+from mailspool.message import Message
+from mailspool.producer.handoff import EncodedBatches, encode_batches, write_encoded
 from mailspool.shared import shared_store
 from mailspool.spool import layout
 from mailspool.spool.records import BatchOutline
@@ -44,6 +46,7 @@ __all__ = [
     "recover_fallback",
     "recover_fallback_for",
     "write_durably",
+    "write_messages",
 ]
 
 log = logging.getLogger("mailspool")
@@ -73,6 +76,24 @@ def _inside(store_url: str, base_url: str) -> bool:
     base_path = Path(base_url.removeprefix("file://").removeprefix("file:")).expanduser()
     store_path, base_path = store_path.absolute(), base_path.absolute()
     return store_path == base_path or base_path in store_path.parents
+
+
+def write_messages(store: Store, messages: Sequence[Message], settings: Settings) -> list[str]:
+    """Deferred e-mails as batch files, written by ``write_durably`` as ``settings`` say:
+    the one write of every enqueue path (a scope's end, ``send_mail`` outside a scope,
+    the framework glue). Returns the keys written."""
+    if not messages:
+        return []
+    encoded = encode_batches(
+        messages, default_sender=settings.sender, emails_per_file=settings.emails_per_file
+    )
+    return write_durably(
+        store,
+        encoded,
+        timeout=settings.write_timeout,
+        attempts=settings.write_attempts,
+        fallback_base=settings.fallback_store,
+    )
 
 
 def write_durably(

@@ -16,7 +16,7 @@ from mailspool.message import Message
 from mailspool.spool import batch, layout
 from mailspool.stores.base import Store
 
-__all__ = ["EncodedBatches", "encode_batches", "write_batches", "write_encoded"]
+__all__ = ["EncodedBatches", "encode_batches", "write_encoded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,21 +33,6 @@ class EncodedBatches:
     @property
     def keys(self) -> list[str]:
         return [key for key, _ in self.batches]
-
-
-def write_batches(
-    store: Store,
-    messages: Iterable[Message],
-    *,
-    default_sender: str,
-    emails_per_file: int = 0,
-) -> list[str]:
-    """Write the messages as batch files; return the keys written, oldest first."""
-    encoded = encode_batches(
-        messages, default_sender=default_sender, emails_per_file=emails_per_file
-    )
-    write_encoded(store, encoded)
-    return encoded.keys
 
 
 def encode_batches(

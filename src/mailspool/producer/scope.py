@@ -16,18 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
 from mailspool.message import Message
-from mailspool.producer.fallback import write_durably
-from mailspool.producer.handoff import encode_batches
+from mailspool.producer.fallback import write_messages
 from mailspool.shared import shared_store
 from mailspool.stores.base import Store
 
-__all__ = ["RequestScope", "current_scope", "request"]
+__all__ = ["RequestScope", "current_scope", "enqueue", "request"]
 
 log = logging.getLogger("mailspool")
 _current: ContextVar[RequestScope | None] = ContextVar("mailspool_request_scope", default=None)
@@ -36,6 +36,20 @@ _current: ContextVar[RequestScope | None] = ContextVar("mailspool_request_scope"
 def current_scope() -> RequestScope | None:
     """The scope of the running request, or None outside any."""
     return _current.get()
+
+
+def enqueue(messages: Sequence[Message], settings: Settings | None = None) -> list[str]:
+    """The one way deferred e-mail is queued: into the running request's scope, or,
+    outside any (a script, a task, a management command), written at once with the
+    same bounded write, retries and fallback store as a scope's end. Returns the keys
+    written now (none inside a scope, which writes when it ends)."""
+    scope = current_scope()
+    if scope is not None:
+        for message in messages:
+            scope.add(message)
+        return []
+    settings = settings or Settings.load()
+    return write_messages(shared_store(settings.store), messages, settings)
 
 
 class RequestScope:
@@ -94,18 +108,7 @@ class RequestScope:
             messages, self._messages = self._messages, []
         if not messages:
             return []
-        encoded = encode_batches(
-            messages,
-            default_sender=self.settings.sender,
-            emails_per_file=self.settings.emails_per_file,
-        )
-        keys = write_durably(
-            self.store,
-            encoded,
-            timeout=self.settings.write_timeout,
-            attempts=self.settings.write_attempts,
-            fallback_base=self.settings.fallback_store,
-        )
+        keys = write_messages(self.store, messages, self.settings)
         self.keys.extend(keys)
         return keys
 
