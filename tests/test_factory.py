@@ -73,7 +73,7 @@ def test_open_worker_delivers_with_one_connection_per_sender_thread(
         assert isinstance(worker.transport, SMTPTransport)
         assert worker.transport.max_connections == worker.options.concurrency == 12
         report = drain(worker)
-    assert report.count("sent") == 30
+    assert report.sent == 30
     assert len(smtp_server.envelopes) == 30
 
 
