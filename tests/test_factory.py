@@ -16,6 +16,7 @@ from mailspool.stores.memory import MemoryStore
 from mailspool.transports.memory import MemoryTransport
 from mailspool.transports.ses import SESTransport
 from mailspool.transports.smtp import SMTPTransport
+from mailspool.transports.wrapper import TransportWrapper
 from mailspool.triggers.local import drain
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.smtp_server import SMTPSink
@@ -91,12 +92,14 @@ def test_without_max_rate_the_worker_sends_at_the_ses_accounts_rate(aws: MotoSer
     """moto's sandbox account answers MaxSendRate 1 per second."""
     with closing(SESTransport(region="us-east-1")) as ses:
         worker = build_worker(Settings.load(transport="ses://us-east-1"), MemoryStore(), ses)
+        wrapped = build_worker(Settings.load(), MemoryStore(), TransportWrapper(ses))
         explicit = build_worker(Settings.load(max_rate=50), MemoryStore(), ses)
         try:
-            assert worker.limiter.rate == 1.0
+            assert worker.limiter.rate == wrapped.limiter.rate == 1.0  # metrics wrap it
             assert explicit.limiter.rate == 50.0
         finally:
             worker.close()
+            wrapped.close()
             explicit.close()
 
 

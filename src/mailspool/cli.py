@@ -460,7 +460,6 @@ def demo(
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8025, show_default=True)
 @click.option(
     "--token",
-    envvar="MAILSPOOL_SERVE_TOKEN",
     help="Every page but the public endpoints asks for it; needed off loopback. "
     "Env MAILSPOOL_SERVE_TOKEN.",
 )
@@ -483,12 +482,21 @@ def serve(
         raise click.ClickException(
             f"serve needs mailspool[serve] (pip install 'mailspool[serve]'): {err}"
         ) from None
-    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
-        require_token_for(host, token)
-        click.echo(
-            f"mailspool dashboard: http://{_url_host(host)}:{port}/ (Ctrl-C to stop)", err=True
-        )
-        run_server(the_store, host=host, port=port, token=token, show_bodies=show_bodies)
+    with _errors():
+        settings = _settings(ctx, store=store, serve_token=token)
+        with open_store(settings.store) as the_store:
+            require_token_for(host, settings.serve_token)
+            click.echo(
+                f"mailspool dashboard: http://{_url_host(host)}:{port}/ (Ctrl-C to stop)",
+                err=True,
+            )
+            run_server(
+                the_store,
+                host=host,
+                port=port,
+                token=settings.serve_token,
+                show_bodies=show_bodies,
+            )
 
 
 def _url_host(host: str) -> str:

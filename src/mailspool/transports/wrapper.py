@@ -18,11 +18,9 @@ class TransportWrapper(Transport):
     def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
         return self.inner.send(message, message_id=message_id)
 
-    def max_send_rate(self) -> float | None:
+    def send_rate(self) -> float | None:
         """The inner transport's own limit (SES: MaxSendRate), if it has one."""
-        reader = getattr(self.inner, "max_send_rate", None)
-        rate = reader() if callable(reader) else None
-        return rate if isinstance(rate, (int, float)) else None
+        return self.inner.send_rate()
 
     def close(self) -> None:
         self.inner.close()
