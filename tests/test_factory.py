@@ -113,3 +113,20 @@ def test_only_the_factory_makes_workers(name: str) -> None:
                 makers.add(path.relative_to(SRC).as_posix())
     assert makers <= {"delivery/factory.py", "delivery/worker.py"}
     assert "delivery/factory.py" in makers
+
+
+def test_every_trigger_gets_the_unsubscribe_links_and_the_rate_guard() -> None:
+    settings = Settings.load(
+        unsubscribe_url="https://example.com/unsubscribe",
+        unsubscribe_secret="s" * 32,
+        rate_guard="warn",
+    )
+    worker = build_worker(settings, MemoryStore(), MemoryTransport())
+    plain = build_worker(Settings.load(), MemoryStore(), MemoryTransport())
+    try:
+        assert worker.unsubscribe is not None
+        assert worker.guard is not None
+        assert (plain.unsubscribe, plain.guard) == (None, None)
+    finally:
+        worker.close()
+        plain.close()

@@ -9,8 +9,8 @@ on what the settings mean:
   claim time and deadline margin);
 - the rate is ``MAILSPOOL_MAX_RATE`` when set, else the transport's own
   (``Transport.send_rate``: SES's MaxSendRate, asked once);
-- the unsubscribe links (``MAILSPOOL_UNSUBSCRIBE_*``) and the bounce and complaint
-  rate guard (``MAILSPOOL_RATE_GUARD``) are the same for every trigger;
+- the unsubscribe links (``MAILSPOOL_UNSUBSCRIBE_URL`` and its secret) and the bounce
+  and complaint rate guard (``MAILSPOOL_RATE_GUARD``) are the same for every trigger;
 - a pooled transport gets one connection per sender thread: the SMTP pool's
   ``max_connections`` follows ``MAILSPOOL_CONCURRENCY`` unless the URL sets it.
 
