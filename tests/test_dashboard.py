@@ -224,3 +224,55 @@ def test_demo_serve_leaves_the_dashboard_running_on_the_demo_store(tmp_path: Pat
     assert code == 200
     assert gauges(text)["mailspool_emails:sent"] == 4  # 3 followers and the editor
     assert "status:    0 pending, 4 sent" in output
+
+
+def posted(dashboard: Dashboard, path: str, **fields: str) -> int:
+    """POST a form as the dashboard's own page does (CSRF token, same origin)."""
+    token = dashboard.guard.csrf_token("a" * 32)
+    return dashboard.handle(request("POST", path, csrf_token=token, **fields)).status
+
+
+def test_suppression_list_add_remove_and_lookup(spool: Path) -> None:
+    store = FileStore(spool)
+    dashboard = Dashboard(store, public={})
+    assert (
+        dashboard.handle(request("POST", "/suppression/add", address="x@example.com")).status == 403
+    )
+    assert posted(dashboard, "/suppression/add", address="Gone@Example.com", reason="bounce") == 303
+    page = dashboard.handle(Request("GET", "/suppression", query="address=gone@example.com"))
+    assert b"<strong>gone@example.com</strong> is suppressed (bounce" in page.body
+    assert b'<td class="address">gone@example.com</td>' in page.body
+    assert posted(dashboard, "/suppression/add", address="not an address") == 400
+    assert posted(dashboard, "/suppression/add", address="y@example.com", reason="whim") == 400
+    assert posted(dashboard, "/suppression/remove", address="gone@example.com") == 303
+    page = dashboard.handle(Request("GET", "/suppression"))
+    assert b"0 address(es) receive no mail" in page.body
+    store.close()
+
+
+def test_trace_shows_what_happened_to_an_address(spool: Path, smtp_server: SMTPSink) -> None:
+    mixed_store(spool, smtp_server)
+    store = FileStore(spool)
+    dashboard = Dashboard(store, public={})
+    page = dashboard.handle(Request("GET", "/trace", query="q=ann%40example.com")).body.decode()
+    assert "Hello ann@example.com" in page
+    assert "<td>sent</td>" in page
+    gone = dashboard.handle(Request("GET", "/trace", query="q=gone%40example.com")).body.decode()
+    assert "<td>failed</td>" in gone
+    assert "550 5.1.1" in gone
+    store.close()
+
+
+def test_overview_and_metrics_count_suppressed_addresses_as_status_json(spool: Path) -> None:
+    store = FileStore(spool)
+    dashboard = Dashboard(store, public={})
+    for address in ("a@example.com", "b@example.com"):
+        assert posted(dashboard, "/suppression/add", address=address) == 303
+    expected = status_json(spool)
+    assert expected["suppressed"] == 2
+    page = dashboard.handle(Request("GET", "/")).body.decode()
+    assert '<dd id="count-suppressed">2</dd>' in page
+    text = dashboard.handle(Request("GET", "/metrics")).body.decode()
+    assert gauges(text)["mailspool_suppressed_addresses"] == 2
+    assert gauges(text)["mailspool_bounce_rate"] == expected["bounce_rate"]
+    store.close()

@@ -53,7 +53,7 @@ def test_overview_failed_page_and_retry(
     with running_dashboard(spool) as base:
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         page.goto(f"{base}/")
-        for state in ("pending", "sent", "failed", "quarantined"):
+        for state in ("pending", "sent", "failed", "quarantined", "suppressed"):
             assert page.text_content(f"#count-{state}") == str(expected[state])
         assert (expected["pending"], expected["sent"], expected["failed"]) == (2, 3, 1)
         screenshot(page, tmp_path, "dashboard-overview.png")

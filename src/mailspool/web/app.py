@@ -11,6 +11,7 @@ they check their own signatures.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -21,11 +22,14 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mailspool.config import Settings
-from mailspool.errors import KeyNotFound, MailspoolError
-from mailspool.ops import admin
+from mailspool.errors import KeyNotFound
+from mailspool.feedback.endpoints import SES_PATH, UNSUBSCRIBE_PATH
+from mailspool.feedback.rates import collect_rates
+from mailspool.feedback.settings import endpoints_from_settings
 from mailspool.ops.status import collect_status
 from mailspool.stores.base import Store
-from mailspool.web import metrics, views
+from mailspool.web import feedback_pages, metrics, views
+from mailspool.web.changes import CHANGES, Change
 from mailspool.web.http import Handler, Request, Response, asgi_app, wsgi_app
 from mailspool.web.security import (
     CSRF_COOKIE,
@@ -63,9 +67,12 @@ class Dashboard:
         public: dict[str, Handler] | None = None,
     ) -> None:
         self.store = store
+        self.settings = Settings.load()
         self.guard = Guard(token)
         self.show_bodies = show_bodies
-        self.public = dict(public if public is not None else _feedback_endpoints(store))
+        self.public = dict(
+            public if public is not None else _feedback_endpoints(store, self.settings)
+        )
         self._templates = Environment(
             loader=PackageLoader("mailspool.web", "templates"),
             autoescape=select_autoescape(default=True),
@@ -74,11 +81,14 @@ class Dashboard:
             ("GET", "/"): self._overview,
             ("GET", "/batches"): self._batches,
             ("GET", "/failed"): self._failed,
-            ("POST", "/failed/retry"): self._retry,
             ("GET", "/quarantine"): self._quarantine,
             ("GET", "/quarantine/download"): self._download,
+            ("GET", "/suppression"): self._suppression,
+            ("GET", "/trace"): self._trace,
             ("GET", "/login"): lambda request: _Page("login.html"),
         }
+        for path, change in CHANGES.items():
+            self._pages["POST", path] = functools.partial(self._change, change)
 
     def asgi(self) -> Any:
         return asgi_app(self.handle)
@@ -106,7 +116,11 @@ class Dashboard:
             in_browser = request.method == "GET" and request.path != "/metrics"
             return _redirect(request, "/login") if in_browser else _refused(401)
         if request.path == "/metrics" and request.method == "GET":
-            return Response(200, metrics.render_metrics(self.store), metrics.CONTENT_TYPE)
+            return Response(
+                200,
+                metrics.render_metrics(self.store, rate_sends=self.settings.rate_sends),
+                metrics.CONTENT_TYPE,
+            )
         page = self._pages.get((request.method, request.path))
         if page is None:
             known = any(path == request.path for _, path in self._pages)
@@ -135,7 +149,8 @@ class Dashboard:
     def _overview(self, request: Request) -> _Page:
         now = time.time()
         status = collect_status(self.store, now=now)
-        counts = status.as_dict()
+        rates = collect_rates(self.store, sends=self.settings.rate_sends)
+        counts = {**status.as_dict(), **rates.as_dict()}
         return _Page(
             "overview.html",
             {
@@ -158,6 +173,22 @@ class Dashboard:
     def _quarantine(self, request: Request) -> _Page:
         return _Page("quarantine.html", {"rows": views.quarantine_rows(self.store)})
 
+    def _suppression(self, request: Request) -> _Page:
+        lookup = request.arguments().get("address", "")
+        try:
+            page = feedback_pages.suppression_page(self.store, lookup)
+        except ValueError as err:
+            return _Page(response=_refused(400, str(err)))
+        return _Page("suppression.html", {"page": page, "reasons": feedback_pages.REASONS})
+
+    def _trace(self, request: Request) -> _Page:
+        target = request.arguments().get("q", "")
+        try:
+            traces = feedback_pages.find_trace(self.store, target)
+        except ValueError as err:
+            return _Page(response=_refused(400, str(err)))
+        return _Page("trace.html", {"target": target, "traces": [t.as_dict() for t in traces]})
+
     def _download(self, request: Request) -> _Page:
         name = request.arguments().get("name", "")
         data = views.quarantined_file(self.store, name)
@@ -170,21 +201,19 @@ class Dashboard:
 
     # -- changes -----------------------------------------------------------------------
 
-    def _retry(self, request: Request) -> _Page:
+    def _change(self, change: Change, request: Request) -> _Page:
         form = request.form()
         why_not = self.guard.change_allowed(request, form)
         if why_not is not None:
             log.warning("refused %s %s: %s", request.method, request.path, why_not)
             return _Page(response=_refused(403, why_not))
         try:
-            if form.get("all") == "1":
-                items = admin.list_failed(self.store)
-            else:
-                items = [admin.show_failed(self.store, form.get("id", ""))]
-        except (KeyNotFound, MailspoolError, ValueError):
-            return _Page(response=_refused(404, "no such failed e-mail (already retried?)"))
-        admin.retry_failed(self.store, items)
-        return _Page(response=_redirect(request, "/failed"))
+            back = change(self.store, form)
+        except KeyNotFound as err:
+            return _Page(response=_refused(404, str(err)))
+        except ValueError as err:  # a bad address or reason: say which
+            return _Page(response=_refused(400, str(err)))
+        return _Page(response=_redirect(request, back))
 
     def _login(self, request: Request) -> Response:
         if not same_origin(request):
@@ -197,28 +226,21 @@ class Dashboard:
         return response
 
 
-def _feedback_endpoints(store: Store) -> dict[str, Handler]:
-    """``POST /events/ses`` and the unsubscribe endpoint from ``mailspool.feedback``
-    (configured by its settings), when it is installed."""
-    try:
-        from mailspool.feedback import settings as feedback  # type: ignore[import-not-found,attr-defined,unused-ignore]
-    except ImportError:
-        return {}
-    build = getattr(feedback, "endpoints_from_settings", None)
-    if not callable(build):
-        return {}
-    endpoints: Any = build(Settings.load(), store=store)
+def _feedback_endpoints(store: Store, settings: Settings) -> dict[str, Handler]:
+    """``POST /events/ses`` and the unsubscribe endpoint of ``mailspool.feedback``,
+    configured by its settings (a part not configured answers 404)."""
+    endpoints = endpoints_from_settings(settings, store=store)
 
     def handle(request: Request) -> Response:
         answer = endpoints.handle(
             request.method, request.path, request.query, request.headers, request.body
         )
-        headers = [(str(k).lower(), str(v)) for k, v in answer.headers]
-        content_type = dict(headers).pop("content-type", _TEXT)
-        rest = [(k, v) for k, v in headers if k != "content-type"]
-        return Response(int(answer.status), bytes(answer.body), content_type, rest)
+        headers = [(name.lower(), value) for name, value in answer.headers]
+        content_type = dict(headers).get("content-type", _TEXT)
+        rest = [(name, value) for name, value in headers if name != "content-type"]
+        return Response(answer.status, answer.body, content_type, rest)
 
-    return {"/events/ses": handle, "/unsubscribe": handle}
+    return {SES_PATH: handle, UNSUBSCRIBE_PATH: handle}
 
 
 def _cookie(request: Request, name: str, value: str) -> str:

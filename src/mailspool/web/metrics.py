@@ -5,7 +5,9 @@ The store's gauges are computed at each scrape from ``collect_status``, so they 
 
 - ``mailspool_emails{state="pending|sent|failed|quarantined|scheduled"}``;
 - ``mailspool_oldest_pending_seconds``;
-- ``mailspool_batches{state="pending|done"}`` and ``mailspool_refused_recipients``.
+- ``mailspool_batches{state="pending|done"}`` and ``mailspool_refused_recipients``;
+- ``mailspool_suppressed_addresses``, ``mailspool_bounce_rate`` and
+  ``mailspool_complaint_rate`` (as ``status --json``'s ``suppressed`` and rates).
 
 A running worker (``mailspool worker --metrics-port P``) adds what only it sees:
 ``mailspool_sends_total{outcome="sent|transient|permanent|paused"}`` and the histogram
@@ -23,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mailspool.errors import PermanentError, SendingPaused, TransientError
+from mailspool.feedback.rates import Rates, collect_rates
 from mailspool.message import Message
 from mailspool.ops.status import Status, collect_status
 from mailspool.stores.base import Store
@@ -45,11 +48,33 @@ EMAIL_STATES = ("pending", "sent", "failed", "quarantined", "scheduled")
 class StoreCollector(Collector):
     """The store's counts, read at each scrape."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, rate_sends: int = 1000) -> None:
         self.store = store
+        self.rate_sends = rate_sends
 
     def collect(self) -> Iterator[Metric]:
-        return iter(status_metrics(collect_status(self.store)))
+        rates = collect_rates(self.store, sends=self.rate_sends)
+        return iter([*status_metrics(collect_status(self.store)), *rate_metrics(rates)])
+
+
+def rate_metrics(rates: Rates) -> list[Metric]:
+    return [
+        GaugeMetricFamily(
+            "mailspool_suppressed_addresses",
+            "Addresses on the suppression list",
+            value=float(rates.suppressed),
+        ),
+        GaugeMetricFamily(
+            "mailspool_bounce_rate",
+            "Hard bounces over the last sends (SES reviews an account at 0.05)",
+            value=rates.bounce_rate,
+        ),
+        GaugeMetricFamily(
+            "mailspool_complaint_rate",
+            "Complaints over the last sends (SES reviews an account at 0.001)",
+            value=rates.complaint_rate,
+        ),
+    ]
 
 
 def status_metrics(status: Status) -> list[Metric]:
@@ -79,10 +104,10 @@ def status_metrics(status: Status) -> list[Metric]:
     ]
 
 
-def render_metrics(store: Store) -> bytes:
+def render_metrics(store: Store, *, rate_sends: int = 1000) -> bytes:
     """The Prometheus text of the store's gauges."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))
+    registry.register(StoreCollector(store, rate_sends=rate_sends))
     return generate_latest(registry)
 
 
