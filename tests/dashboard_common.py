@@ -83,12 +83,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_dashboard(spool: Path, *extra: str) -> Iterator[str]:
+def running_dashboard(spool: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`mailspool serve` in its own process; yields its base URL."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "mailspool", "serve", "--port", str(port), *extra],
-        env={**os.environ, "MAILSPOOL_STORE": f"file://{spool}"},
+        env={**os.environ, "MAILSPOOL_STORE": f"file://{spool}", **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -124,3 +124,4 @@ def notify_each(request: HttpRequest) -> HttpResponse:
 
 urlpatterns.append(path("notify-each/", notify_each))
 urlpatterns.append(path("mail/", include("mailspool.integrations.django_feedback")))
+urlpatterns.append(path("ops/mail/", include("mailspool.integrations.django_dashboard")))

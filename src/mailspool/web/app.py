@@ -65,10 +65,12 @@ class Dashboard:
         token: str | None = None,
         show_bodies: bool = False,
         public: dict[str, Handler] | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        """``token`` None: the ``serve_token`` setting (``MAILSPOOL_SERVE_TOKEN``)."""
         self.store = store
-        self.settings = Settings.load()
-        self.guard = Guard(token)
+        self.settings = settings or Settings.load()
+        self.guard = Guard(token if token is not None else self.settings.serve_token)
         self.show_bodies = show_bodies
         self.public = dict(
             public if public is not None else _feedback_endpoints(store, self.settings)
