@@ -71,35 +71,31 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
-def _number_of_seconds(name: str, value: str) -> float:
+def _number(name: str, value: str, unit: str = "") -> float:
+    """A number; ``unit`` (`` seconds``) only words the error."""
     try:
         return float(value)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}") from None
+        kind = f"a number of{unit}" if unit else "a number"
+        raise ConfigurationError(f"{name} must be {kind}, not {value!r}") from None
 
 
 def _seconds(name: str, value: str) -> float:
-    seconds = _number_of_seconds(name, value)
+    seconds = _number(name, value, " seconds")
     if seconds < 0:
         raise ConfigurationError(f"{name} must be 0 seconds or more, not {value!r}")
     return seconds
 
 
-def _positive_seconds(name: str, value: str) -> float:
-    seconds = _number_of_seconds(name, value)
-    if seconds <= 0:
-        raise ConfigurationError(f"{name} must be more than 0 seconds, not {value!r}")
-    return seconds
-
-
-def _positive_number(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, not {value!r}") from None
+def _positive_number(name: str, value: str, unit: str = "") -> float:
+    number = _number(name, value, unit)
     if number <= 0:
-        raise ConfigurationError(f"{name} must be more than 0, not {value!r}")
+        raise ConfigurationError(f"{name} must be more than 0{unit}, not {value!r}")
     return number
+
+
+def _positive_seconds(name: str, value: str) -> float:
+    return _positive_number(name, value, " seconds")
 
 
 def _names(name: str, value: str) -> frozenset[str]:
@@ -177,217 +173,42 @@ def _under_data_dir(folder: str) -> Default:
 class Settings:
     """Every setting; ``docs/configuration.md`` is generated from these rows."""
 
-    store: str = setting(
-        _text,
-        _under_data_dir("spool"),
-        shown="`file://$XDG_DATA_HOME/mailspool/spool`",
-        help="where batches are written: `file://DIR` (`file:///abs`, `file://rel`), "
-        "`memory:NAME`, `s3://BUCKET/PREFIX`",
-    )
-    transport: str = setting(
-        _text,
-        _under_data_dir("outbox"),
-        shown="`file://$XDG_DATA_HOME/mailspool/outbox`",
-        help="how the worker delivers: `smtp://[user:pass@]host[:port]?starttls=auto|always|never"
-        "&timeout=30&verify=true&max_connections=N&pipelining=true` (the pool follows the "
-        "concurrency unless `max_connections` is given), `smtps://...`, "
-        "`ses://REGION?configuration_set=NAME`, "
-        "`file://DIR` (one `.eml` per message), `console:`, `memory:NAME`",
-    )
-    priority_transport: str = setting(
-        _text,
-        lambda resolved: resolved["transport"],
-        shown="`MAILSPOOL_TRANSPORT`",
-        help="how priority e-mail is sent at once",
-    )
-    emails_per_file: int = setting(
-        _non_negative_int,
-        0,
-        shown="`0` (off)",
-        help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N",
-    )
-    max_rate: float | None = setting(
-        _optional_rate,
-        None,
-        shown="unlimited (SES: the account's `MaxSendRate`)",
-        help="e-mails per second, counting every recipient as SES does, shared by all sender "
-        "threads; unset, the transport's own limit",
-    )
-    concurrency: int = setting(
-        _positive_int,
-        32,
-        shown="`32`",
-        help="e-mails in flight in one worker; one SMTP connection each",
-        worker_option="concurrency",
-    )
-    max_attempts: int = setting(
-        _positive_int,
-        5,
-        shown="`5`",
-        help="attempts for a transient failure before the e-mail fails (retryable)",
-        worker_option="max_attempts",
-    )
-    retry_base: float = setting(
-        _positive_seconds,
-        1.0,
-        shown="`1` (second)",
-        help="the first retry's delay; each retry doubles it, with jitter, up to a minute",
-        worker_option="retry_base",
-    )
-    default_priority: str = setting(
-        _one_of("now", "deferred"),
-        "deferred",
-        shown="`deferred`",
-        help="`now` or `deferred` when nothing marks an e-mail",
-    )
-    sender: str = setting(
-        _text,
-        "mailspool <mailspool@localhost>",
-        shown="`mailspool <mailspool@localhost>`",
-        help="From when an e-mail has none (the article's site name and admin address)",
-        worker_option="default_sender",
-    )
-    subject_marker: str = setting(
-        _any_text,
-        "[Non-priority!]",
-        shown="`[Non-priority!]`",
-        help="a subject prefix marking an e-mail deferred; removed before sending; "
-        "empty turns it off",
-    )
-    marker_recipient: str = setting(
-        _any_text,
-        "",
-        shown="none",
-        help="an address marking an e-mail deferred when among its recipients; removed",
-    )
-    on_error: str = setting(
-        _one_of("write", "discard"),
-        "write",
-        shown="`write`",
-        help="what a request scope does with its e-mails when the request raised: "
-        "`write` or `discard`",
-    )
-    write_timeout: float = setting(
-        _positive_seconds,
-        2.0,
-        shown="`2` (seconds)",
-        help="seconds a request may spend writing its batches to the store, all attempts "
-        "together, before they go to the fallback store ([frameworks](frameworks.md))",
-    )
-    write_attempts: int = setting(
-        _positive_int,
-        3,
-        shown="`3`",
-        help="store write attempts within `MAILSPOOL_WRITE_TIMEOUT` before the fallback",
-    )
-    fallback_store: str = setting(
-        _text,
-        _under_data_dir("fallback"),
-        shown="`file://$XDG_DATA_HOME/mailspool/fallback`",
-        help="where a request's batches go when the store fails; `mailspool worker` moves "
-        "them back",
-    )
-    serve_token: str | None = setting(
-        _text,
-        None,
-        shown="none",
-        help="the token `mailspool serve` asks for on every page but the public endpoints; "
-        "required to listen on a non-loopback address ([dashboard](dashboard.md))",
-    )
-    middleware_mode: str = setting(
-        _one_of("before", "after"),
-        "before",
-        shown="`before`",
-        help="Flask (the WSGI and ASGI middleware take `mode=`): write `before` the response "
-        "completes (durable) or `after` it was sent",
-    )
-    deadline_margin: float | None = setting(
-        _seconds,
-        None,
-        shown="a quarter of the time left, at most 5 s",
-        help="Lambda: seconds before the deadline at which the handler hands the rest to a "
-        "continuation batch ([aws](aws.md))",
-    )
-    metrics_namespace: str = setting(
-        _text,
-        "mailspool",
-        shown="`mailspool` (the template: `mailspool/<stack>`)",
-        help="Lambda: the CloudWatch namespace of the handler's Embedded Metric Format lines "
-        "([aws](aws.md))",
-    )
-    sweep_after: float = setting(
-        _seconds,
-        300.0,
-        shown="`300` (seconds)",
-        help="the sweeper re-drives queued batches older than this whose claim is free",
-    )
-    alert_after: float = setting(
-        _seconds,
-        3600.0,
-        shown="`3600` (seconds)",
-        help="the sweeper reports e-mails waiting longer than this",
-    )
+    # One row a setting: parser, default, how the docs show the default, help, and the
+    # WorkerOptions field it fills. Kept one line each, as a table (hence fmt: off).
+    # fmt: off
+    store: str = setting(_text, _under_data_dir("spool"), shown="`file://$XDG_DATA_HOME/mailspool/spool`", help="where batches are written: `file://DIR` (`file:///abs`, `file://rel`), `memory:NAME`, `s3://BUCKET/PREFIX`")
+    transport: str = setting(_text, _under_data_dir("outbox"), shown="`file://$XDG_DATA_HOME/mailspool/outbox`", help="how the worker delivers: `smtp://[user:pass@]host[:port]?starttls=auto|always|never&timeout=30&verify=true&max_connections=N&pipelining=true` (the pool follows the concurrency unless `max_connections` is given), `smtps://...`, `ses://REGION?configuration_set=NAME`, `file://DIR` (one `.eml` per message), `console:`, `memory:NAME`")
+    priority_transport: str = setting(_text, lambda resolved: resolved["transport"], shown="`MAILSPOOL_TRANSPORT`", help="how priority e-mail is sent at once")
+    emails_per_file: int = setting(_non_negative_int, 0, shown="`0` (off)", help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N")
+    max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by all sender threads; unset, the transport's own limit")
+    concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
+    max_attempts: int = setting(_positive_int, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")
+    retry_base: float = setting(_positive_seconds, 1.0, shown="`1` (second)", help="the first retry's delay; each retry doubles it, with jitter, up to a minute", worker_option="retry_base")
+    default_priority: str = setting(_one_of("now", "deferred"), "deferred", shown="`deferred`", help="`now` or `deferred` when nothing marks an e-mail")
+    sender: str = setting(_text, "mailspool <mailspool@localhost>", shown="`mailspool <mailspool@localhost>`", help="From when an e-mail has none (the article's site name and admin address)", worker_option="default_sender")
+    subject_marker: str = setting(_any_text, "[Non-priority!]", shown="`[Non-priority!]`", help="a subject prefix marking an e-mail deferred; removed before sending; empty turns it off")
+    marker_recipient: str = setting(_any_text, "", shown="none", help="an address marking an e-mail deferred when among its recipients; removed")
+    on_error: str = setting(_one_of("write", "discard"), "write", shown="`write`", help="what a request scope does with its e-mails when the request raised: `write` or `discard`")
+    write_timeout: float = setting(_positive_seconds, 2.0, shown="`2` (seconds)", help="seconds a request may spend writing its batches to the store, all attempts together, before they go to the fallback store ([frameworks](frameworks.md))")
+    write_attempts: int = setting(_positive_int, 3, shown="`3`", help="store write attempts within `MAILSPOOL_WRITE_TIMEOUT` before the fallback")
+    fallback_store: str = setting(_text, _under_data_dir("fallback"), shown="`file://$XDG_DATA_HOME/mailspool/fallback`", help="where a request's batches go when the store fails; `mailspool worker` moves them back")
+    serve_token: str | None = setting(_text, None, shown="none", help="the token `mailspool serve` asks for on every page but the public endpoints; required to listen on a non-loopback address ([dashboard](dashboard.md))")
+    middleware_mode: str = setting(_one_of("before", "after"), "before", shown="`before`", help="Flask (the WSGI and ASGI middleware take `mode=`): write `before` the response completes (durable) or `after` it was sent")
+    deadline_margin: float | None = setting(_seconds, None, shown="a quarter of the time left, at most 5 s", help="Lambda: seconds before the deadline at which the handler hands the rest to a continuation batch ([aws](aws.md))")
+    metrics_namespace: str = setting(_text, "mailspool", shown="`mailspool` (the template: `mailspool/<stack>`)", help="Lambda: the CloudWatch namespace of the handler's Embedded Metric Format lines ([aws](aws.md))")
+    sweep_after: float = setting(_seconds, 300.0, shown="`300` (seconds)", help="the sweeper re-drives queued batches older than this whose claim is free")
+    alert_after: float = setting(_seconds, 3600.0, shown="`3600` (seconds)", help="the sweeper reports e-mails waiting longer than this")
 
-    sns_topics: frozenset[str] = setting(
-        _names,
-        frozenset(),
-        shown="none (the endpoint answers 404)",
-        help="SNS topic ARNs, comma-separated, whose SES events `POST /events/ses` accepts "
-        "([feedback](feedback.md))",
-    )
-    unsubscribe_url: str = setting(
-        _any_text,
-        "",
-        shown="none",
-        help="the `https://` URL of the one-click unsubscribe endpoint; with the secret, deferred "
-        "e-mails carry `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058)",
-    )
-    unsubscribe_secret: str = setting(
-        _any_text,
-        "",
-        shown="none",
-        help="the key (16 bytes or more) that signs each recipient's unsubscribe token "
-        "(HMAC-SHA256)",
-    )
-    unsubscribe_mailto: str = setting(
-        _any_text,
-        "",
-        shown="none",
-        help="an address offered beside the URL in `List-Unsubscribe`",
-    )
-    soft_bounce_limit: int = setting(
-        _positive_int,
-        3,
-        shown="`3`",
-        help="soft bounces within `MAILSPOOL_SOFT_BOUNCE_DAYS` that suppress an address",
-    )
-    soft_bounce_days: float = setting(
-        _positive_number,
-        7.0,
-        shown="`7`",
-        help="the window in which soft bounces are counted",
-    )
-    on_event: str = setting(
-        _any_text,
-        "",
-        shown="none",
-        help="`package.module:function` called once per SES event (beside "
-        "`mailspool.feedback.hooks.register`)",
-    )
-    rate_guard: str = setting(
-        _one_of("off", "warn", "hold"),
-        "off",
-        shown="`off`",
-        help="`warn`: the worker logs a warning while the bounce rate passes 5% or the complaint "
-        "rate 0.1% (SES's review levels); `hold`: it also keeps deferred mail queued meanwhile "
-        "(batches end `paused`)",
-    )
-    rate_sends: int = setting(
-        _positive_int,
-        1000,
-        shown="`1000`",
-        help="the last N sends over which `status` and the guard count the rates",
-    )
+    sns_topics: frozenset[str] = setting(_names, frozenset(), shown="none (the endpoint answers 404)", help="SNS topic ARNs, comma-separated, whose SES events `POST /events/ses` accepts ([feedback](feedback.md))")
+    unsubscribe_url: str = setting(_any_text, "", shown="none", help="the `https://` URL of the one-click unsubscribe endpoint; with the secret, deferred e-mails carry `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058)")
+    unsubscribe_secret: str = setting(_any_text, "", shown="none", help="the key (16 bytes or more) that signs each recipient's unsubscribe token (HMAC-SHA256)")
+    unsubscribe_mailto: str = setting(_any_text, "", shown="none", help="an address offered beside the URL in `List-Unsubscribe`")
+    soft_bounce_limit: int = setting(_positive_int, 3, shown="`3`", help="soft bounces within `MAILSPOOL_SOFT_BOUNCE_DAYS` that suppress an address")
+    soft_bounce_days: float = setting(_positive_number, 7.0, shown="`7`", help="the window in which soft bounces are counted")
+    on_event: str = setting(_any_text, "", shown="none", help="`package.module:function` called once per SES event (beside `mailspool.feedback.hooks.register`)")
+    rate_guard: str = setting(_one_of("off", "warn", "hold"), "off", shown="`off`", help="`warn`: the worker logs a warning while the bounce rate passes 5% or the complaint rate 0.1% (SES's review levels); `hold`: it also keeps deferred mail queued meanwhile (batches end `paused`)")
+    rate_sends: int = setting(_positive_int, 1000, shown="`1000`", help="the last N sends over which `status` and the guard count the rates")
+    # fmt: on
 
     @classmethod
     def load(

@@ -16,9 +16,9 @@ from pathlib import Path
 from mailspool.config import Settings
 from mailspool.feedback.screen import screen_priority
 from mailspool.feedback.settings import unsubscribe_links
-from mailspool.headers import HeaderInput, parse_headers
+from mailspool.headers import HeaderFields, HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
-from mailspool.producer.classify import classify
+from mailspool.producer.classify import Decision, classify
 from mailspool.producer.scope import current_scope, enqueue
 from mailspool.shared import shared_store, shared_transport
 from mailspool.transports.base import Receipt
@@ -48,7 +48,6 @@ def send_mail(
     ``(filename, bytes[, content type])`` tuples. ``priority=None`` lets the header
     ``X-Mailspool-Priority``, the markers and the default decide (see ``classify``).
     Suppressed recipients are never sent to; ``bypass_suppression=True`` lets a priority
-    Suppressed recipients are never sent to; ``bypass_suppression=True`` lets a priority
     e-mail through anyway (a password reset). Deferred e-mails carry one-click
     List-Unsubscribe headers when the unsubscribe URL is set; ``unsubscribe=True`` adds
     them to a priority e-mail too. Raises ``InvalidMessage`` for bad input, or for what
@@ -67,22 +66,7 @@ def send_mail(
         marker_recipient=settings.marker_recipient,
         default=settings.default_priority,
     )
-    is_html = (fields.content_type or "text/html") == "text/html"
-    if isinstance(attachments, str):
-        attachments = [line for line in attachments.replace("\r\n", "\n").split("\n") if line]
-    email = Message(
-        to=decision.to,
-        subject=decision.subject,
-        html=message if is_html else None,
-        text=None if is_html else message,
-        sender=fields.sender,
-        cc=fields.cc,
-        bcc=fields.bcc,
-        reply_to=fields.reply_to,
-        charset=fields.charset or "utf-8",
-        headers=fields.extra,
-        attachments=tuple(Attachment.coerce(a) for a in attachments or ()),
-    )
+    email = _message(decision, message, fields, attachments)
     transport = settings.priority_transport if decision.priority else settings.transport
     check_deliverable(email, transport)
     send_message(
@@ -93,6 +77,31 @@ def send_mail(
         unsubscribe=unsubscribe,
     )
     return True
+
+
+def _message(
+    decision: Decision,
+    body: str,
+    fields: HeaderFields,
+    attachments: str | Iterable[AttachmentInput] | None,
+) -> Message:
+    """The e-mail ``send_mail`` was given, with the recipients and subject classified."""
+    is_html = (fields.content_type or "text/html") == "text/html"
+    if isinstance(attachments, str):
+        attachments = [line for line in attachments.replace("\r\n", "\n").split("\n") if line]
+    return Message(
+        to=decision.to,
+        subject=decision.subject,
+        html=body if is_html else None,
+        text=None if is_html else body,
+        sender=fields.sender,
+        cc=fields.cc,
+        bcc=fields.bcc,
+        reply_to=fields.reply_to,
+        charset=fields.charset or "utf-8",
+        headers=fields.extra,
+        attachments=tuple(Attachment.coerce(a) for a in attachments or ()),
+    )
 
 
 def send_message(
