@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.errors import ConfigurationError
+from mailspool.producer.classify import Priority
 
 __all__ = ["SETTINGS", "SETTINGS_HELP", "Setting", "Settings", "data_dir", "default_of"]
 
@@ -184,7 +185,7 @@ class Settings:
     concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
     max_attempts: int = setting(_positive_int, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")
     retry_base: float = setting(_positive_seconds, 1.0, shown="`1` (second)", help="the first retry's delay; each retry doubles it, with jitter, up to a minute", worker_option="retry_base")
-    default_priority: str = setting(_one_of("now", "deferred"), "deferred", shown="`deferred`", help="`now` or `deferred` when nothing marks an e-mail")
+    default_priority: str = setting(_one_of(*(p.value for p in Priority)), Priority.DEFERRED.value, shown="`deferred`", help="`now` or `deferred` when nothing marks an e-mail")
     sender: str = setting(_text, "mailspool <mailspool@localhost>", shown="`mailspool <mailspool@localhost>`", help="From when an e-mail has none (the article's site name and admin address)", worker_option="default_sender")
     subject_marker: str = setting(_any_text, "[Non-priority!]", shown="`[Non-priority!]`", help="a subject prefix marking an e-mail deferred; removed before sending; empty turns it off")
     marker_recipient: str = setting(_any_text, "", shown="none", help="an address marking an e-mail deferred when among its recipients; removed")
