@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import socket
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from email import encoders
 from email.charset import BASE64, Charset
 from email.header import Header
@@ -23,6 +23,7 @@ from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import formataddr, formatdate, make_msgid
 
+from mailspool.body_cache import BodyCache, EncodedBody
 from mailspool.errors import InvalidMessage
 from mailspool.message import (
     MODELLED_HEADERS,
@@ -35,10 +36,12 @@ from mailspool.message import (
 )
 
 __all__ = [
+    "BODIES",
     "check_line_length",
     "from_email_message",
     "new_message_id",
     "render",
+    "render_whole",
     "to_email_message",
 ]
 
@@ -88,17 +91,63 @@ def render(
     offered SMTPUTF8) it is written as it is, in UTF-8. No line is longer than 998
     octets: a header without room to fold on whitespace is written as encoded words,
     and one that still cannot fit raises ``InvalidMessage`` naming it and the limit.
+
+    The body's encoded MIME parts are shared with every other message of the same body
+    (``BODIES``); the bytes are those of ``render_whole``, which builds the whole tree
+    for this message alone.
     """
-    sender = message.sender or default_sender
+    policy = _policy(utf8)
+    body = BODIES.get(_body_key(message, utf8), lambda: _encode_body(message, policy))
+    head = Compat32Message()
+    _set_root_headers(head, message, message.sender or default_sender, message_id, utf8)
+    fields = b"".join(policy.fold_binary(name, value) for name, value in head.raw_items())
+    data = b"".join((body.headers, fields, b"\r\n", body.payload))
+    check_line_length(data)
+    return data
+
+
+def render_whole(
+    message: Message,
+    *,
+    message_id: str | None = None,
+    default_sender: str = "",
+    utf8: bool = False,
+) -> bytes:
+    """``render`` without sharing: the whole MIME tree built and written for one message."""
     root = _body(message)
+    _set_root_headers(root, message, message.sender or default_sender, message_id, utf8)
+    data = root.as_bytes(policy=_policy(utf8))
+    check_line_length(data)
+    return data
+
+
+#: Encoded bodies shared across the messages of a batch (one post, many followers).
+BODIES = BodyCache()
+
+
+def _policy(utf8: bool) -> _SMTPCompat32:
+    return _SMTPUTF8_COMPAT32 if utf8 else _SMTP_COMPAT32
+
+
+def _body_key(message: Message, utf8: bool) -> Hashable:
+    return (message.text, message.html, message.charset, message.attachments, utf8)
+
+
+def _encode_body(message: Message, policy: _SMTPCompat32) -> EncodedBody:
+    """The body's MIME headers and payload, as the generator writes them under the root."""
+    written = _body(message).as_bytes(policy=policy)
+    headers, _, payload = written.partition(b"\r\n\r\n")
+    return EncodedBody(headers + b"\r\n", payload)
+
+
+def _set_root_headers(
+    root: Compat32Message, message: Message, sender: str, message_id: str | None, utf8: bool
+) -> None:
     _set_headers(root, message, sender, utf8)
     if message.header("Message-ID") is None:
         root["Message-ID"] = message_id or new_message_id(sender)
     if message.header("Date") is None:
         root["Date"] = formatdate(usegmt=True)
-    data = root.as_bytes(policy=_SMTPUTF8_COMPAT32 if utf8 else _SMTP_COMPAT32)
-    check_line_length(data)
-    return data
 
 
 def check_line_length(data: bytes) -> None:
