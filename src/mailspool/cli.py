@@ -8,6 +8,7 @@ one line on stderr and a non-zero exit: 1 for a failure, 2 for bad usage.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -21,6 +22,7 @@ import orjson
 from mailspool._version import __version__
 from mailspool.config import Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
+from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
 from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
 from mailspool.errors import KeyNotFound, MailspoolError
 from mailspool.feedback import cli as feedback_cli
@@ -189,7 +191,15 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
 @click.option(
     "--metrics-port",
     type=click.IntRange(min=1, max=65535),
-    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (needs mailspool[serve]).",
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (needs mailspool[serve]; "
+    "one delivery process).",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Delivery processes sharing the store, the concurrency and the rate "
+    "(default: the CPU count; 1 with --metrics-port).",
 )
 @click.pass_context
 def worker(ctx: click.Context, /, **opts: Any) -> None:
@@ -204,16 +214,24 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
             max_attempts=opts["max_attempts"],
             retry_base=opts["retry_base"],
         )
-        wrap = None
-        if opts["metrics_port"] is not None:
-            wrap = functools.partial(_with_metrics, port=opts["metrics_port"])
-        with open_worker(settings, wrap=wrap) as the_worker:
-            stop_on_signals(the_worker)
-            report = _deliver(the_worker, settings, opts)
+        processes = _processes(opts)
+        if processes == 1:
+            report = _work(settings, opts, Share(0, 1))
+        else:
+            report = run_processes(processes, functools.partial(_work, settings, opts))
         if report is not None:
             _print_drain(report)
             if report.paused:
                 raise click.ClickException("the provider paused sending; e-mails stay pending")
+
+
+def _processes(opts: dict[str, Any]) -> int:
+    """``--processes``, else the CPU count; metrics are served by one process."""
+    if opts["metrics_port"] is None:
+        return int(opts["processes"] or default_processes())
+    if (opts["processes"] or 1) > 1:
+        raise click.UsageError("--metrics-port serves one process: use it with --processes 1")
+    return 1
 
 
 def _with_metrics(store: Store, transport: Transport, port: int) -> Transport:
@@ -226,16 +244,38 @@ def _with_metrics(store: Store, transport: Transport, port: int) -> Transport:
     return start_worker_metrics(store, transport, port)
 
 
-def _deliver(the_worker: Worker, settings: Settings, opts: dict[str, Any]) -> DrainReport | None:
-    """Drain once (with a progress bar on a terminal), or run until stopped."""
+def _work(settings: Settings, opts: dict[str, Any], share: Share) -> DrainReport | None:
+    """One delivery process: its share of the concurrency (and so of the SMTP pool) and
+    of the rate; alone, the whole of both."""
+    wrap = None
+    if opts["metrics_port"] is not None:
+        wrap = functools.partial(_with_metrics, port=opts["metrics_port"])
+    mine = dataclasses.replace(settings, concurrency=share.concurrency(settings.concurrency))
+    split: dict[str, Any] = {"split_above": share.split_above} if share.split_above else {}
+    with open_worker(mine, wrap=wrap, **split) as the_worker:
+        the_worker.limiter.rate = share.rate(the_worker.limiter.rate)
+        stop_on_signals(the_worker)
+        return _deliver(the_worker, mine, opts, share)
+
+
+def _deliver(
+    the_worker: Worker, settings: Settings, opts: dict[str, Any], share: Share
+) -> DrainReport | None:
+    """Drain once (with a progress bar on a terminal, one process), or run until stopped."""
     if opts["drain"]:
+        if share.count > 1:
+            return drain_shared(
+                the_worker, on_batch=_log_batch, fallback_base=settings.fallback_store
+            )
         with _progress(the_worker.store, opts["progress"]) as on_outcome:
             the_worker.on_outcome = on_outcome
             return drain(the_worker, on_batch=_log_batch, fallback_base=settings.fallback_store)
-    click.echo(
-        f"mailspool worker: {the_worker.store.url} -> {the_worker.transport.url} (Ctrl-C to stop)",
-        err=True,
-    )
+    if share.index == 0:
+        click.echo(
+            f"mailspool worker: {the_worker.store.url} -> {the_worker.transport.url} "
+            "(Ctrl-C to stop)",
+            err=True,
+        )
     _run_worker(the_worker, settings, opts["poll_interval"], opts["sqs_queue"])
     return None
 

@@ -105,16 +105,18 @@ def open_worker(
     *,
     on_outcome: OutcomeCallback | None = None,
     wrap: Callable[[Store, Transport], Transport] | None = None,
+    **options: Any,
 ) -> Iterator[Worker]:
     """Open the store (checked) and the transport, build the worker; close all three.
-    ``wrap`` may put a watching transport (metrics) around the one opened."""
+    ``wrap`` may put a watching transport (metrics) around the one opened; ``options``
+    are ``WorkerOptions`` fields the trigger sets itself (as for ``build_worker``)."""
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings.store))
         store.check()
         transport = stack.enter_context(open_delivery_transport(settings))
         if wrap is not None:
             transport = wrap(store, transport)
-        worker = build_worker(settings, store, transport, on_outcome=on_outcome)
+        worker = build_worker(settings, store, transport, on_outcome=on_outcome, **options)
         stack.callback(worker.close)
         yield worker
 

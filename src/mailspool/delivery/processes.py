@@ -1,0 +1,189 @@
+"""More than one core: N delivery processes on one store (``mailspool worker --processes N``).
+
+One process runs its sender threads under one interpreter lock, so on a fast link it is
+bound by one core. ``--processes N`` (default: the CPU count) starts N processes, each a
+whole worker of its own, and shares the work and the limits among them:
+
+- **batches**: each process claims batches for itself (the store's claim: a ``flock``, an
+  S3 lease), so no batch is delivered by two of them;
+- **a large batch**: a process that claims a batch of more than ``SHARE_SPLIT`` e-mails
+  keeps the first ``SHARE_SPLIT`` and hands the rest on as continuation batches of that
+  size at once, so the other processes deliver parts of it;
+- **the rate limit**: one limit for all, split evenly: each process sends at most
+  ``max_rate / N``. Together they never exceed ``max_rate``; a process with nothing to
+  send leaves its share unused (no coordination between processes is needed);
+- **connections**: the concurrency is split too (``ceil(concurrency / N)`` sender threads
+  and SMTP connections each), so the server sees as many connections as with one process;
+- **signals**: SIGTERM and Ctrl-C reach every process; each finishes the e-mails in
+  flight, records them and exits. A child dies with its parent (Linux), so a SIGKILLed
+  worker leaves no process behind.
+
+Draining with several processes ends when no batch is left in ``queue/`` that this
+process has not tried, and none is held by another process (it may still hand out parts).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.context import ForkContext, SpawnContext
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import SimpleQueue
+from types import FrameType
+from typing import Any
+
+from mailspool.delivery.worker import Worker
+from mailspool.errors import MailspoolError
+from mailspool.triggers.local import DrainReport, drain
+
+__all__ = ["SHARE_SPLIT", "Share", "default_processes", "drain_shared", "run_processes"]
+
+log = logging.getLogger("mailspool.worker")
+
+#: E-mails a process keeps of a batch it claims when others share the work.
+SHARE_SPLIT = 500
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+#: Seconds between looks at ``queue/`` while another process still holds a batch.
+_HELD_POLL = 0.02
+
+#: What one process does with its share: deliver, and return the drain's report (or
+#: None when it ran until stopped).
+Work = Callable[["Share"], DrainReport | None]
+
+
+def default_processes() -> int:
+    """The CPU count (at least 1)."""
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """Process ``index`` of ``count``: its part of the concurrency and of the rate."""
+
+    index: int
+    count: int
+
+    def concurrency(self, total: int) -> int:
+        return max(1, math.ceil(total / self.count))
+
+    def rate(self, total: float | None) -> float | None:
+        return None if total is None else total / self.count
+
+    @property
+    def split_above(self) -> int | None:
+        """Split batches above this size so the others share them (None when alone)."""
+        return SHARE_SPLIT if self.count > 1 else None
+
+
+def drain_shared(worker: Worker, **options: object) -> DrainReport:
+    """``drain`` for one of several processes: also waits for batches that another
+    process holds, since they may still be split into parts for this one."""
+    total = DrainReport()
+    while True:
+        report = drain(worker, **options)  # type: ignore[arg-type]
+        total.batches.extend(b for b in report.batches if b.status != "held")
+        held = [b for b in report.batches if b.status == "held"]
+        if not held or report.paused or worker.stopping.is_set():
+            return total
+        worker.stopping.wait(_HELD_POLL)
+
+
+def run_processes(count: int, work: Work) -> DrainReport | None:
+    """Run ``work`` in ``count`` processes at once; the drain reports joined (None when
+    they ran until stopped). Raises ``MailspoolError`` if a process failed."""
+    context = _context()
+    results: SimpleQueue[tuple[DrainReport | None, str | None]] = context.SimpleQueue()
+    children = [
+        context.Process(
+            target=_child, args=(work, Share(i, count), results, os.getpid()), name=f"mailspool-{i}"
+        )
+        for i in range(count)
+    ]
+    for child in children:
+        child.start()
+    previous = _forward_signals(children)
+    try:
+        outcomes = _collect(children, results)
+        for child in children:
+            child.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    errors = [error for _, error in outcomes if error is not None]
+    if errors:
+        raise MailspoolError("; ".join(errors))
+    reports = [report for report, _ in outcomes if report is not None]
+    if not reports:
+        return None
+    return DrainReport(batches=[b for report in reports for b in report.batches])
+
+
+def _collect(
+    children: Sequence[BaseProcess], results: SimpleQueue[tuple[DrainReport | None, str | None]]
+) -> list[tuple[DrainReport | None, str | None]]:
+    """Each child's outcome; a child that died without one (killed) counts as an error."""
+    outcomes: list[tuple[DrainReport | None, str | None]] = []
+    while len(outcomes) < len(children):
+        if not results.empty():
+            outcomes.append(results.get())
+        elif any(child.is_alive() for child in children):
+            time.sleep(0.05)
+        elif results.empty():
+            codes = ", ".join(str(child.exitcode) for child in children)
+            missing = len(children) - len(outcomes)
+            error = f"{missing} delivery process(es) ended without a report (exit codes {codes})"
+            outcomes.extend([(None, error)] * missing)
+    return outcomes
+
+
+def _child(
+    work: Work,
+    share: Share,
+    results: SimpleQueue[tuple[DrainReport | None, str | None]],
+    parent: int,
+) -> None:
+    _die_with(parent)
+    try:
+        report = work(share)
+    except Exception as err:  # the parent reports it; nothing else is lost
+        results.put((None, str(err) or type(err).__name__))
+        return
+    results.put((report, None))
+
+
+def _die_with(parent: int) -> None:
+    """A child dies with its parent (Linux): a SIGKILLed worker leaves no sender behind,
+    so a crash repeats at most the e-mails in flight, as with one process."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _context() -> ForkContext | SpawnContext:
+    # fork starts at once and shares the imports; the parent has no threads yet.
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _forward_signals(children: Sequence[BaseProcess]) -> dict[int, Any]:
+    """SIGTERM or SIGINT to the parent stops every child (each finishes its e-mails in
+    flight; a Ctrl-C that reached them too changes nothing). Returns the replaced handlers."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning("signal %d: stopping %d delivery processes", signum, len(children))
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    return {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}

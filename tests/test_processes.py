@@ -1,0 +1,88 @@
+"""Several delivery processes on one store (``mailspool worker --processes N``)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mailspool
+from mailspool.config import Settings
+from mailspool.delivery.processes import SHARE_SPLIT, Share, run_processes
+from mailspool.delivery.worker import BatchReport
+from mailspool.errors import MailspoolError
+from mailspool.spool import layout
+from mailspool.stores.file import FileStore
+from mailspool.triggers.local import DrainReport
+from tests.fixtures.smtp_server import SMTPSink
+
+
+def test_each_process_takes_its_share_of_concurrency_and_rate() -> None:
+    third = Share(index=2, count=3)
+    assert third.concurrency(32) == 11  # 3 x 11 >= 32 sender threads in all
+    assert third.rate(90.0) == 30.0  # together at most the one limit
+    assert third.rate(None) is None
+    assert third.split_above == SHARE_SPLIT
+    assert Share(0, 1).split_above is None  # alone: no batch is split
+
+
+def test_two_processes_share_a_large_batch_and_send_each_email_once(
+    spool: Path, smtp_server: SMTPSink
+) -> None:
+    count = 2 * SHARE_SPLIT + 100
+    with mailspool.request(settings=Settings.load(store=f"file://{spool}")):
+        for i in range(count):
+            mailspool.send_mail(f"user{i}@example.com", f"Note {i}", "<p>Hello</p>")
+    result = subprocess.run(
+        [sys.executable, "-m", "mailspool", "worker", "--drain", "--processes", "2"],
+        env={
+            **os.environ,
+            "MAILSPOOL_STORE": f"file://{spool}",
+            "MAILSPOOL_TRANSPORT": smtp_server.url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"drained 3 batch(es): {count} sent, 0 failed" in result.stdout
+    recipients = collections.Counter(r for e in smtp_server.envelopes for r in e.rcpt_tos)
+    assert len(recipients) == count
+    assert set(recipients.values()) == {1}
+    done = FileStore(spool).keys(layout.DONE)
+    assert len([key for key in done if key.endswith(".json")]) == 3  # the batch and 2 parts
+
+
+def _fails(share: Share) -> DrainReport | None:
+    raise MailspoolError(f"store unreachable in process {share.index}")
+
+
+def _dies(share: Share) -> DrainReport | None:
+    os._exit(3)
+
+
+def _drains(share: Share) -> DrainReport | None:
+    key = f"queue/b{share.index}.json"
+    return DrainReport(batches=[BatchReport(key, f"b{share.index}", sent=share.index + 1)])
+
+
+def test_a_failing_process_is_reported() -> None:
+    with pytest.raises(MailspoolError, match="store unreachable in process 1"):
+        run_processes(2, _fails)
+
+
+def test_a_process_that_dies_without_a_report_is_an_error() -> None:
+    with pytest.raises(MailspoolError, match=r"2 delivery process\(es\) ended without a report"):
+        run_processes(2, _dies)
+
+
+def test_the_reports_of_every_process_are_joined() -> None:
+    report = run_processes(2, _drains)
+    assert report is not None
+    assert sorted((b.batch_id, b.sent) for b in report.batches) == [("b0", 1), ("b1", 2)]
+    assert report.count("sent") == 3
