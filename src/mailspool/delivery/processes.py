@@ -40,6 +40,7 @@ from multiprocessing.queues import SimpleQueue
 from types import FrameType
 from typing import Any
 
+from mailspool.delivery.report import BatchStatus
 from mailspool.delivery.worker import Worker
 from mailspool.errors import MailspoolError
 from mailspool.triggers.local import DrainReport, drain
@@ -89,8 +90,8 @@ def drain_shared(worker: Worker, **options: object) -> DrainReport:
     total = DrainReport()
     while True:
         report = drain(worker, **options)  # type: ignore[arg-type]
-        total.batches.extend(b for b in report.batches if b.status != "held")
-        held = [b for b in report.batches if b.status == "held"]
+        total.batches.extend(b for b in report.batches if b.status != BatchStatus.HELD)
+        held = [b for b in report.batches if b.status == BatchStatus.HELD]
         if not held or report.paused or worker.stopping.is_set():
             return total
         worker.stopping.wait(_HELD_POLL)
