@@ -5,6 +5,7 @@ continuation near the deadline, and move it to ``done/`` when nothing is left.""
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import queue
@@ -115,8 +116,15 @@ class BatchRun:
             for start in range(size, len(todo), size):
                 entries.update(self._continue(batch, todo[start : start + size]))
             todo = todo[:size]
-        ledger = Ledger(self._store, self._report.batch_id)
-        halt = self._send(EmailSender(self._context.rules, self._store, batch, ledger), todo)
+        window = self._options.ledger_entries_in_wait
+        ledger = Ledger(self._store, self._report.batch_id, window=window)
+        try:
+            halt = self._send(EmailSender(self._context.rules, self._store, batch, ledger), todo)
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the first error; record what was sent
+                ledger.flush()
+            raise
+        ledger.flush()  # every outcome durable before the batch is concluded
         entries.update(self._recorded)  # no re-read: the claim kept the ledger ours
         if halt is _Halt.DEADLINE and self._trouble is None:
             rest = sorted([*self._pending, *(retry.index for retry in self._retries)])

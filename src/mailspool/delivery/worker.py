@@ -65,6 +65,14 @@ class WorkerOptions:
     split_above: int | None = None
     deadline_margin: float = 5.0
     default_sender: str = default_of("sender")
+    #: outcomes that may wait for their ledger write while the senders go on (None: the
+    #: concurrency); a crash can then repeat concurrency + ledger_window e-mails
+    ledger_window: int | None = None
+
+    @property
+    def ledger_entries_in_wait(self) -> int:
+        """The ledger's window: ``ledger_window``, by default the concurrency."""
+        return self.concurrency if self.ledger_window is None else self.ledger_window
 
 
 class Worker:

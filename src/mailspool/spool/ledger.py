@@ -1,10 +1,13 @@
 """A batch's ledger: which of its e-mails are sent or failed, durable before going on.
 
-Each sender thread records an e-mail's outcome and waits until it is durable before
-taking the next e-mail, so after a crash at most one e-mail per sender thread can have
-been sent without being recorded: that is the duplicate window, the send concurrency.
-Records are group-committed: threads that finish while a write is under way are written
-together by the next one (one ``append`` per group, which on S3 is one PUT).
+Each sender thread records an e-mail's outcome before taking the next e-mail. Records
+are group-committed: entries recorded while a write is under way are written together
+by the next one (one ``append`` per group, which on S3 is one PUT). With ``window=0`` a
+thread waits until its entry is durable, so after a crash at most one e-mail per sender
+thread can have been sent without being recorded. With a window of W entries, a thread
+goes on while at most W entries wait for their write (the fsync, the PUT is then off
+the senders' path), and the duplicate window after a crash grows to the send
+concurrency plus W. A window in time (commit at most every T ms) fits the same place.
 
 On disk a record is one JSON array of entries (``records.LedgerEntry``), each
 ``{"i": index, "s": state, ...}`` with state ``sent`` (``id``: the provider's message
@@ -36,11 +39,17 @@ def read_entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
 
 
 class Ledger:
-    """Durable outcomes for one batch, written with group commit (see module doc)."""
+    """Durable outcomes for one batch, written with group commit (see module doc).
 
-    def __init__(self, store: Store, batch_id: str) -> None:
+    ``window``: how many recorded entries may wait for their write while the thread
+    that recorded them goes on (0: each waits until its own entry is durable). A thread
+    that finds no write under way writes what is pending; ``flush`` writes the rest.
+    """
+
+    def __init__(self, store: Store, batch_id: str, *, window: int = 0) -> None:
         self._store = store
         self._key = layout.ledger_key(batch_id)
+        self._window = max(window, 0)
         self._cond = threading.Condition()
         self._pending: list[LedgerEntry] = []
         self._queued = 0  # entries handed to record()
@@ -49,23 +58,37 @@ class Ledger:
         self._error: BaseException | None = None
 
     def record(self, entry: LedgerEntry) -> None:
-        """Add one entry and return once it is durable (raises if the write failed)."""
+        """Add one entry; return once at most ``window`` entries are not yet durable
+        (raises if a write failed)."""
         self.record_many((entry,))
 
     def record_many(self, entries: Iterable[LedgerEntry]) -> None:
-        """Add entries and return once all are durable (entries are written in order)."""
+        """Add entries (written in order); return as ``record`` does."""
         added = list(entries)
         with self._cond:
             self._pending.extend(added)
             self._queued += len(added)
-            mine = self._queued
-            while self._durable < mine:
-                if self._error is not None:
-                    raise self._error
-                if self._writing:
-                    self._cond.wait()
-                    continue
+            self._settle(self._queued - self._window)
+
+    def flush(self) -> None:
+        """Return once every entry recorded so far is durable."""
+        with self._cond:
+            self._settle(self._queued)
+
+    def _settle(self, target: int) -> None:
+        # Called with the condition held: write when no write is under way (once, or
+        # until ``target`` entries are durable), else wait for the writer.
+        first = True
+        while True:
+            if self._error is not None:
+                raise self._error
+            if not self._writing and self._pending and (first or self._durable < target):
                 self._write_pending()
+                first = False
+            elif self._durable >= target:
+                return
+            else:
+                self._cond.wait()
 
     def _write_pending(self) -> None:
         # Called with the condition held; releases it for the write itself.

@@ -1,0 +1,86 @@
+"""The ledger's window: outcomes recorded while a write is under way do not wait for it,
+up to ``window`` of them; ``flush`` makes every one durable."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mailspool.errors import StoreError
+from mailspool.spool.ledger import Ledger, read_entries
+from mailspool.spool.records import LedgerEntry
+from mailspool.stores.memory import MemoryStore
+
+
+class SlowDisk(MemoryStore):
+    """A real memory store whose appends wait until the test lets them go (a slow fsync),
+    or fail (a full disk): timing and faults no real store produces on demand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.writing = threading.Event()
+        self.full = False
+
+    def append(self, key: str, record: bytes) -> None:
+        self.writing.set()
+        self.gate.wait(30)
+        if self.full:
+            raise StoreError("no space left on device")
+        super().append(key, record)
+
+
+def sent(index: int) -> LedgerEntry:
+    return LedgerEntry.sent(index, f"<{index}@test>", 1)
+
+
+def test_outcomes_within_the_window_go_on_while_the_write_is_under_way() -> None:
+    store = SlowDisk()
+    ledger = Ledger(store, "b1", window=3)
+    leader = threading.Thread(target=ledger.record, args=(sent(0),))
+    leader.start()  # writes entry 0, and waits on the slow disk
+    assert store.writing.wait(30)
+    ledger.record(sent(1))
+    ledger.record(sent(2))
+    assert read_entries(store, "b1") == {}  # returned before anything was durable
+    store.gate.set()
+    leader.join(30)
+    ledger.flush()
+    assert sorted(read_entries(store, "b1")) == [0, 1, 2]
+
+
+def test_without_a_window_a_record_returns_once_durable() -> None:
+    store = MemoryStore()
+    ledger = Ledger(store, "b1")
+    for index in range(3):
+        ledger.record(sent(index))
+        assert sorted(read_entries(store, "b1")) == list(range(index + 1))
+
+
+def test_many_threads_record_everything_once_flushed() -> None:
+    store = MemoryStore()
+    ledger = Ledger(store, "b1", window=4)
+    threads = [
+        threading.Thread(target=lambda n=n: [ledger.record(sent(n * 50 + i)) for i in range(50)])  # type: ignore[misc]
+        for n in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    ledger.flush()
+    assert sorted(read_entries(store, "b1")) == list(range(400))
+
+
+def test_a_failed_write_reaches_the_next_record_and_flush() -> None:
+    store = SlowDisk()
+    store.full = True
+    store.gate.set()
+    ledger = Ledger(store, "b1", window=8)
+    with pytest.raises(StoreError, match="no space"):
+        ledger.record(sent(0))  # no write under way: this thread writes, and fails
+    with pytest.raises(StoreError, match="no space"):
+        ledger.record(sent(1))
+    with pytest.raises(StoreError, match="no space"):
+        ledger.flush()
