@@ -43,7 +43,8 @@ class Ledger:
 
     ``window``: how many recorded entries may wait for their write while the thread
     that recorded them goes on (0: each waits until its own entry is durable). A thread
-    that finds no write under way writes what is pending; ``flush`` writes the rest.
+    that finds no write under way writes what is pending, until nothing is: when every
+    thread that recorded has returned, every entry is durable.
     """
 
     def __init__(self, store: Store, batch_id: str, *, window: int = 0) -> None:
@@ -76,15 +77,14 @@ class Ledger:
             self._settle(self._queued)
 
     def _settle(self, target: int) -> None:
-        # Called with the condition held: write when no write is under way (once, or
-        # until ``target`` entries are durable), else wait for the writer.
-        first = True
+        # Called with the condition held. A thread that finds no write under way writes
+        # until nothing is pending (so every entry recorded is written while its thread
+        # lives on); the others wait only while more than ``window`` are not durable.
         while True:
             if self._error is not None:
                 raise self._error
-            if not self._writing and self._pending and (first or self._durable < target):
+            if not self._writing and self._pending:
                 self._write_pending()
-                first = False
             elif self._durable >= target:
                 return
             else:
