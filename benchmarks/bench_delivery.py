@@ -28,8 +28,9 @@ from pathlib import Path
 from tests.fixtures.smtp_server import running_smtp_server
 
 import mailspool
-from benchmarks.common import HEADERS, HTML, SUBJECT
-from benchmarks.sinks import fast_sink
+from benchmarks.common import HEADERS, HTML, SUBJECT, ProcessRun, mailspool_drain, run_process
+from benchmarks.latency import distant
+from benchmarks.sinks import debian_binary, fast_sink
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, open_delivery_transport
 from mailspool.delivery.worker import WorkerOptions
@@ -105,8 +106,8 @@ def smtplib_rate(url: str, count: int) -> float:
 
 def smtp_source_rate(url: str, count: int, sessions: int) -> float | None:
     """Postfix's own load generator at the same concurrency, when it is installed."""
-    binary = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-    if not os.path.exists(binary):
+    binary = debian_binary("smtp-source", "postfix")
+    if binary is None:
         return None
     target = url.removeprefix("smtp://")
     started = time.perf_counter()
@@ -130,7 +131,7 @@ def breakdown(stats: pstats.Stats) -> dict[str, float]:
 
     parts = {
         "MIME (render)": cumulative("mailspool/mime.py", "render"),
-        "SMTP I/O (send)": cumulative("smtplib.py", "sendmail"),
+        "SMTP I/O (send)": cumulative("transports/smtp_pipeline.py", "sendmail"),
         "ledger (record)": cumulative("mailspool/spool/ledger.py", "record"),
         "decode e-mail": cumulative("mailspool/spool/batch.py", "message"),
         "rate limit": cumulative("mailspool/delivery/ratelimit.py", "acquire"),
@@ -140,26 +141,12 @@ def breakdown(stats: pstats.Stats) -> dict[str, float]:
     return {name: value / busy for name, value in parts.items()}
 
 
-def cli_drain_rate(url: str, count: int) -> float:
-    """``mailspool worker --drain`` with its defaults, the whole process, in messages/s."""
-    with tempfile.TemporaryDirectory() as folder:
-        store = FileStore(Path(folder) / "spool")
-        queue_emails(store, count)
-        env = {**os.environ, "MAILSPOOL_STORE": store.url, "MAILSPOOL_TRANSPORT": url}
-        command = [sys.executable, "-m", "mailspool", "worker", "--drain", "--no-progress"]
-        started = time.perf_counter()
-        subprocess.run(command, env=env, check=True, capture_output=True)
-        seconds = time.perf_counter() - started
-        assert len(list((Path(folder) / "spool" / "done").glob("*.json"))) == 1
-        return count / seconds
-
-
 def print_cli_rates() -> dict[str, float]:
     """The CLI's defaults (pool = concurrency) and the former fixed pool of 10, side by side."""
     with running_smtp_server() as slow:
         slow.slow_down(0.05)
-        pooled = cli_drain_rate(slow.url, 500)
-        capped = cli_drain_rate(f"{slow.url}?max_connections=10", 500)
+        pooled, _ = cli_rate(slow.url, 500)
+        capped, _ = cli_rate(f"{slow.url}?max_connections=10", 500)
     print("`mailspool worker --drain` (defaults, whole process), 500 messages, 50 ms a command:")
     print(f"  SMTP pool of 10 connections (the former default): {capped:6.1f} msg/s")
     print(
@@ -198,53 +185,117 @@ def first_send_delay(trials: int = 20) -> list[float]:
     return delays
 
 
-def main() -> dict[str, float]:
-    results: dict[str, float] = {}
+def cli_rate(url: str, count: int, *extra: str) -> tuple[float, ProcessRun]:
+    """``mailspool worker --drain`` with the CLI's defaults, whole process, on ``count``
+    queued e-mails; checks that every one was sent."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = FileStore(Path(folder) / "spool")
+        queue_emails(store, count)
+        run = mailspool_drain(store.url, url, *extra)
+    assert f" {count} sent" in run.output, run.output
+    return count / run.seconds, run
+
+
+def syscalls_per_email(url: str, count: int) -> dict[str, float] | None:
+    """System calls of a CLI drain per e-mail (strace -f -c), less those of an empty drain."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    totals = []
+    for emails in (0, count):
+        with tempfile.TemporaryDirectory() as folder:
+            store = FileStore(Path(folder) / "spool")
+            store.check()
+            if emails:
+                queue_emails(store, emails)
+            summary = Path(folder) / "strace.txt"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+            run_process(
+                [strace, "-f", "-c", "-o", str(summary), sys.executable, "-m", "mailspool",
+                 "worker", "--drain", "--no-progress", "--store", store.url, "--transport", url],
+                env,
+            )  # fmt: skip
+            totals.append(_strace_calls(summary.read_text()))
+    empty, full = totals
+    return {name: (calls - empty.get(name, 0)) / count for name, calls in full.items()}
+
+
+def _strace_calls(summary: str) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    for line in summary.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+            calls[fields[-1]] = int(fields[3])
+    return calls
+
+
+def throughput(results: dict[str, float]) -> None:
     with fast_sink() as (url, sink):
         print(f"delivery of {COUNT} queued ~2 KB e-mails to {sink} on 127.0.0.1")
         loop = smtplib_rate(url, COUNT)
-        one, _ = worker_rate(url, COUNT, 1)
-        default, _ = worker_rate(url, COUNT, DEFAULT_CONCURRENCY)
-        _, stats = worker_rate(url, 2000, DEFAULT_CONCURRENCY, profile=True)
-        results |= {
-            "smtplib_loop_per_s": loop,
-            "worker_1_per_s": one,
-            "worker_default_per_s": default,
-        }
+        rate, run = cli_rate(url, COUNT)
+        source = smtp_source_rate(url, COUNT, DEFAULT_CONCURRENCY)
+        results |= {"smtplib_loop_per_s": loop, "cli_per_s": rate}
         print(f"  plain smtplib loop, 1 connection, EmailMessage per message: {loop:8.0f} msg/s")
         print(
-            f"  mailspool worker, 1 connection:                              {one:8.0f} msg/s ({one / loop:.2f}x)"
+            f"  mailspool worker --drain (CLI defaults, whole process):      {rate:8.0f} msg/s "
+            f"({rate / loop:.2f}x the loop; target >= 3x)"
         )
         print(
-            f"  mailspool worker, {DEFAULT_CONCURRENCY} connections (default):                 "
-            f"{default:8.0f} msg/s ({default / loop:.2f}x the loop; target >= 2x)"
-        )
-        source = (
-            smtp_source_rate(url, COUNT, DEFAULT_CONCURRENCY)
-            if sink.startswith("postfix")
-            else None
+            f"    {run.seconds:.2f} s wall, CPU {run.user:.2f} s user + {run.system:.2f} s system "
+            f"= {(run.user + run.system) / COUNT * 1e6:.0f} us per e-mail"
         )
         if source is not None:
             results["smtp_source_per_s"] = source
             print(
                 f"  postfix smtp-source, {DEFAULT_CONCURRENCY} sessions, 2 KB messages:           "
-                f"{source:8.0f} msg/s (mailspool reaches {default / source:.2f}x of it)"
+                f"{source:8.0f} msg/s (mailspool reaches {rate / source:.2f}x of it; aim >= 0.25)"
             )
+        calls = syscalls_per_email(url, 2000)
+        if calls:
+            top = sorted(calls.items(), key=lambda item: -item[1])[:8]
+            listed = ", ".join(f"{name} {per:.1f}" for name, per in top if per >= 0.05)
+            print(f"  system calls per e-mail (strace -f, 2000 e-mails): {sum(calls.values()):.1f}")
+            print(f"    {listed}")
+
+
+def thread_profile() -> None:
+    with fast_sink() as (url, _):
+        _, stats = worker_rate(url, 2000, DEFAULT_CONCURRENCY, profile=True)
     if stats is not None:
-        print("  where the sender threads' time goes (a separate run of 2000 under cProfile):")
+        print("  where the sender threads' time goes (in-process run of 2000 under cProfile):")
         for name, share in breakdown(stats).items():
             print(f"    {name:<18} {share:6.1%}")
-    with running_smtp_server() as slow:
-        slow.slow_down(0.05)
-        slow_loop = smtplib_rate(slow.url, 20)
-        slow_worker, _ = worker_rate(slow.url, 500, DEFAULT_CONCURRENCY)
-        ratio = slow_worker / slow_loop
-        results |= {"slow_loop_per_s": slow_loop, "slow_worker_per_s": slow_worker}
-        print("against a sink that waits 50 ms on each command (a distant server):")
-        print(f"  plain smtplib loop (20 messages): {slow_loop:6.1f} msg/s")
-        print(
-            f"  mailspool worker (500 messages):  {slow_worker:6.1f} msg/s ({ratio:.1f}x; target >= 20x)"
-        )
+
+
+def far_server(results: dict[str, float], count: int = 1000) -> None:
+    with fast_sink() as (url, sink), distant(url, 0.05) as (far, turns):
+        print(f"against {sink} 50 ms away (each command answered 50 ms after it is sent):")
+        loop = smtplib_rate(far, 20)
+        turns.count = 0
+        rate, _ = cli_rate(far, count)
+        round_trips = turns.count / count
+        turns.count = 0
+        plain, _ = cli_rate(f"{far}?pipelining=false", count // 4)
+        plain_trips = turns.count / (count // 4)
+    results |= {"far_loop_per_s": loop, "far_cli_per_s": rate, "far_round_trips": round_trips}
+    print(f"  plain smtplib loop (20 messages):             {loop:7.1f} msg/s")
+    print(
+        f"  mailspool worker --drain ({count}, CLI defaults): {rate:7.1f} msg/s "
+        f"({rate / loop:.1f}x; target >= 30x); {round_trips:.2f} round trips per e-mail "
+        "with PIPELINING (aim 2)"
+    )
+    print(
+        f"  the same with ?pipelining=false ({count // 4}):       {plain:7.1f} msg/s "
+        f"({plain / loop:.1f}x); {plain_trips:.2f} round trips per e-mail"
+    )
+
+
+def main() -> dict[str, float]:
+    results: dict[str, float] = {}
+    throughput(results)
+    thread_profile()
+    far_server(results)
     results |= print_cli_rates()
     delays = first_send_delay()
     results["first_send_median_ms"] = statistics.median(delays) * 1000

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: About 2 KB of HTML, the size the benchmarks are specified with.
 HTML = (
@@ -33,3 +38,36 @@ def median_of(runs: int, action: Callable[[], object]) -> float:
         action()
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRun:
+    """A command timed whole, start-up included, with the CPU its processes used."""
+
+    seconds: float
+    user: float
+    system: float
+    output: str
+
+
+def run_process(command: list[str], env: dict[str, str] | None = None) -> ProcessRun:
+    """Run ``command`` to the end; raise with its output if it failed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+    )
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command} failed ({done.returncode}): {done.stdout}{done.stderr}")
+    return ProcessRun(
+        seconds, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, done.stdout
+    )
+
+
+def mailspool_drain(store_url: str, transport_url: str, *extra: str) -> ProcessRun:
+    """``mailspool worker --drain`` with the CLI's defaults, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+    command = [sys.executable, "-m", "mailspool", "worker", "--drain", "--no-progress"]
+    return run_process([*command, "--store", store_url, "--transport", transport_url, *extra], env)

@@ -1,5 +1,5 @@
-"""Run the benchmarks: ``python3 dev.py bench [handoff|delivery|request|overview|suppression ...]``
-(default: all).
+"""Run the benchmarks: ``python3 dev.py bench [NAME ...]`` (default: all), NAME one of
+handoff, delivery, request, overview, suppression, peers.
 
 Each prints figures measured side by side in one run, as ratios: the machines these run
 on are shared and noisy, so absolute times move while ratios hold.
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "request": "benchmarks.bench_request",
     "overview": "benchmarks.bench_overview",
     "suppression": "benchmarks.bench_suppression",
+    "peers": "benchmarks.bench_peers",
 }
 
 

@@ -1,18 +1,21 @@
-"""SMTP sinks for the benchmarks: Postfix's smtp-sink when installed, else aiosmtpd.
+"""SMTP sinks for the benchmarks: Postfix's smtp-sink, else aiosmtpd.
 
 ``aiosmtpd`` accepts at most about 2800 messages/s on this kind of machine, below what
 the worker can send, so throughput figures use ``smtp-sink`` (Debian's ``postfix``
-package) when it is there, and say which sink they used.
+package, installed with apt when missing and the benchmark runs as root), and say which
+sink they used.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from tests.fixtures.smtp_server import running_smtp_server
@@ -25,10 +28,27 @@ def free_port() -> int:
         return port
 
 
-def smtp_sink_path() -> str | None:
-    return shutil.which("smtp-sink") or (
-        "/usr/sbin/smtp-sink" if os.path.exists("/usr/sbin/smtp-sink") else None
+def debian_binary(name: str, package: str) -> str | None:
+    """The path of ``name`` from Debian's ``package``, installed with apt if missing
+    (as root only; the benchmarks then say which stand-in they used)."""
+    found = shutil.which(name) or next(
+        (f"{d}/{name}" for d in ("/usr/sbin", "/usr/bin") if os.path.exists(f"{d}/{name}")),
+        None,
     )
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    print(f"installing Debian's {package} for {name} (once)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "check": False}
+    subprocess.run(["apt-get", "update", "-q"], **quiet)  # type: ignore[call-overload]
+    subprocess.run(["apt-get", "install", "-y", "-q", package], **quiet)  # type: ignore[call-overload]
+    return shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+    )
+
+
+def smtp_sink_path() -> str | None:
+    return debian_binary("smtp-sink", "postfix")
 
 
 @contextmanager
@@ -50,6 +70,32 @@ def fast_sink() -> Iterator[tuple[str, str]]:
     finally:
         process.terminate()
         process.wait()
+
+
+@contextmanager
+def counting_sink() -> Iterator[tuple[int, Callable[[], int]]]:
+    """``(port, delivered)`` of a Postfix smtp-sink that counts the messages it accepted."""
+    binary = smtp_sink_path()
+    if binary is None:
+        raise RuntimeError("this benchmark needs Postfix's smtp-sink (Debian's postfix)")
+    port = free_port()
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            [binary, "-c", *user, f"127.0.0.1:{port}", "1000"], stdout=output
+        )
+
+        def delivered() -> int:
+            output.seek(0)
+            counts = re.findall(rb"mesg=(\d+)", output.read()[-200:])
+            return int(counts[-1]) if counts else 0
+
+        try:
+            _wait_listening(port)
+            yield port, delivered
+        finally:
+            process.terminate()
+            process.wait()
 
 
 def _wait_listening(port: int) -> None:
