@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -107,3 +108,50 @@ def test_the_article_s_numbers_appear_only_on_its_page() -> None:
     assert cited == []
     assert len(number.findall(article.read_text())) >= 29
     assert "(article.md)" in (ROOT / "docs" / "architecture.md").read_text()
+
+
+@pytest.mark.parametrize("page_name", ["architecture.md", "article.md"])
+def test_every_module_a_page_names_exists(page_name: str) -> None:
+    page = (ROOT / "docs" / page_name).read_text()
+    package = ROOT / "src" / "mailspool"
+    names = {path.name for path in package.rglob("*") if path.suffix in (".py", ".yaml")}
+    named = set(re.findall(r"\b((?:[a-z_]+/)?[a-z_]+\.(?:py|yaml))\b", page))
+    missing = [
+        name
+        for name in sorted(named)
+        if not (
+            (ROOT / name).exists()
+            if name.startswith("tests/")
+            else (package / name).exists()
+            if "/" in name
+            else name in names
+        )
+    ]
+    assert len(named) > 20
+    assert missing == []
+
+
+def _layer_imports(layer: str) -> set[str]:
+    """The top-level parts of mailspool that a folder of the package imports."""
+    found: set[str] = set()
+    for path in (ROOT / "src" / "mailspool" / layer).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mailspool."):
+                found.add(str(node.module).split(".")[1])
+            elif isinstance(node, ast.Import):
+                found.update(
+                    a.name.split(".")[1] for a in node.names if a.name.startswith("mailspool.")
+                )
+    return found - {layer}
+
+
+def test_the_layers_import_one_way() -> None:
+    """As docs/architecture.md says: stores and transports use only the flat modules,
+    the spool format adds the stores, and the request side and delivery never use each
+    other."""
+    flat = {path.stem for path in (ROOT / "src" / "mailspool").glob("*.py")}
+    assert _layer_imports("stores") <= flat
+    assert _layer_imports("transports") <= flat
+    assert _layer_imports("spool") <= flat | {"stores"}
+    assert "delivery" not in _layer_imports("producer")
+    assert "producer" not in _layer_imports("delivery")

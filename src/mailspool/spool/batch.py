@@ -304,6 +304,17 @@ def _check_attachment(attachment: object, fail: Callable[[str, str], InvalidBatc
         raise fail("sha256 must be 64 hex digits", "attachments.sha256")
 
 
+def _present(
+    mapping: Mapping[str, Any], name: str, field: str, source: str, required: bool
+) -> bool:
+    """Whether ``name`` is there to check; a missing required one is an InvalidBatch."""
+    if name in mapping:
+        return True
+    if required:
+        raise InvalidBatch("missing", field=field, source=source)
+    return False
+
+
 def _require_type(
     mapping: Mapping[str, Any],
     name: str,
@@ -313,9 +324,7 @@ def _require_type(
     *,
     required: bool = False,
 ) -> None:
-    if name not in mapping:
-        if required:
-            raise InvalidBatch("missing", field=field, source=source)
+    if not _present(mapping, name, field, source, required):
         return
     value = mapping[name]
     if not isinstance(value, kind):
@@ -327,9 +336,7 @@ def _require_type(
 def _require_addresses(
     mapping: Mapping[str, Any], name: str, field: str, source: str, *, required: bool = False
 ) -> None:
-    if name not in mapping:
-        if required:
-            raise InvalidBatch("missing", field=field, source=source)
+    if not _present(mapping, name, field, source, required):
         return
     value = mapping[name]
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):

@@ -63,14 +63,17 @@ def id_time(batch_id: str) -> float | None:
 
 
 def queue_key(batch_id: str) -> str:
+    """A batch waiting for delivery, or being delivered."""
     return f"{QUEUE}{batch_id}{_SUFFIX}"
 
 
 def done_key(batch_id: str) -> str:
+    """A finished batch: the one folder, with the ledgers, that may expire."""
     return f"{DONE}{batch_id}{_SUFFIX}"
 
 
 def ledger_key(batch_id: str) -> str:
+    """The log of a batch's outcomes, one record per e-mail."""
     return f"{LEDGER}{batch_id}"
 
 
@@ -80,18 +83,22 @@ def failed_key(batch_id: str, index: int, *, partial: bool = False) -> str:
 
 
 def is_partial_failure(key: str) -> bool:
+    """True for a failed record of an e-mail that reached some of its recipients."""
     return key.endswith(f".refused{_SUFFIX}")
 
 
 def quarantine_key(batch_key: str) -> str:
+    """Where a batch file that cannot be read is set aside, under its own name."""
     return f"{QUARANTINE}{batch_key.rpartition('/')[2]}"
 
 
 def quarantine_error_key(batch_key: str) -> str:
+    """The error beside a quarantined file: which e-mail and which field."""
     return f"{quarantine_key(batch_key)}.error{_SUFFIX}"
 
 
 def blob_key(digest: str) -> str:
+    """A large attachment, stored once under its SHA-256 and shared by batches."""
     return f"{BLOBS}{digest}"
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import orjson
 
 from mailspool.errors import MailspoolError
+from mailspool.feedback.rates import BOUNCE_REVIEW, COMPLAINT_REVIEW
 from mailspool.ops import admin
 from mailspool.ops.status import email_count
 from mailspool.spool import layout, tally
@@ -27,9 +28,9 @@ __all__ = [
     "queued_batches",
 ]
 
-#: The rates at which SES puts an account under review.
-SES_REVIEW_BOUNCE = 0.05
-SES_REVIEW_COMPLAINT = 0.001
+#: The rates at which SES puts an account under review (the feedback guard's own).
+SES_REVIEW_BOUNCE = BOUNCE_REVIEW
+SES_REVIEW_COMPLAINT = COMPLAINT_REVIEW
 _PAGE_ROWS = 500
 
 
