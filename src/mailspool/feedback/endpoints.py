@@ -77,7 +77,8 @@ def asgi_app(endpoints: FeedbackEndpoints | Callable[[], FeedbackEndpoints]) -> 
 
 
 async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None once it passes ``MAX_BODY``."""
+    """The request body, or None once it passes ``MAX_BODY``. (``mailspool.web.http``
+    has the same loop; importing it would pull in the dashboard's extras.)"""
     chunks: list[bytes] = []
     size = 0
     while True:
