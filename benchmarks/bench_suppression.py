@@ -70,7 +70,7 @@ def per_check(store: FileStore, population: int, *, cached: bool) -> float:
         address(rng.randrange(population)) if i % 2 else f"someone{i}@example.org"
         for i in range(CHECKS)
     ]
-    suppressions = SuppressionList(store, cache_ttl=3600 if cached else 0)
+    suppressions = SuppressionList(store, cache_ttl=3600 if cached else 0, listing_ttl=3600)
     if cached:
         for name in names:
             suppressions.is_suppressed(name)

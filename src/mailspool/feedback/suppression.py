@@ -102,11 +102,15 @@ class Suppression:
 class SuppressionList:
     """The store's suppression list, with an in-process cache; safe across threads."""
 
-    def __init__(self, store: Store, *, cache_ttl: float = 30.0) -> None:
+    def __init__(
+        self, store: Store, *, cache_ttl: float = 30.0, listing_ttl: float | None = None
+    ) -> None:
         self.store = store
         self.cache_ttl = cache_ttl
+        self.listing_ttl = cache_ttl if listing_ttl is None else listing_ttl
         self._cache: dict[str, tuple[float, Suppression | None]] = {}
-        self._empty_until = 0.0  # the list was seen empty: no read per recipient until then
+        self._listed_until = 0.0  # whether the list is empty is known until then
+        self._empty = False
         self._lock = threading.Lock()
 
     # -- checks (the send path) -----------------------------------------------------------
@@ -117,10 +121,7 @@ class SuppressionList:
         cached = self._cache.get(address)  # as written in the batch: no parsing when cached
         if cached is not None and cached[0] > now:
             return cached[1]
-        if self._empty_until > now:
-            return None
-        if not any(True for _ in self.store.keys(layout.SUPPRESSION)):  # one listing
-            self._empty_until = now + self.cache_ttl
+        if self._is_empty(now):
             return None
         normalized = layout.normalize_address(address)
         entry = self._read(normalized)
@@ -212,6 +213,13 @@ class SuppressionList:
             log.warning("unreadable suppression entry counts as suppressed: %s", err)
             return Suppression(normalized, Reason.MANUAL, now_iso(), f"unreadable entry: {err}")
 
+    def _is_empty(self, now: float) -> bool:
+        """An empty list needs no read per recipient; asked at most once per listing_ttl."""
+        if self._listed_until <= now:
+            self._empty = not any(True for _ in self.store.keys(layout.SUPPRESSION))
+            self._listed_until = now + self.listing_ttl
+        return self._empty
+
     def _remember(
         self, normalized: str, entry: Suppression | None, now: float, spelling: str = ""
     ) -> None:
@@ -223,7 +231,7 @@ class SuppressionList:
         with self._lock:
             if not spelling or len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-                self._empty_until = 0.0
+                self._listed_until = 0.0
             self._cache[normalized] = answer
             if spelling:
                 self._cache[spelling] = answer
