@@ -127,7 +127,12 @@ class Dashboard:
         if page is None:
             known = any(path == request.path for _, path in self._pages)
             return _refused(405 if known else 404)
-        return self._render(request, page(request))
+        try:
+            return self._render(request, page(request))
+        except KeyNotFound as err:
+            return _refused(404, str(err))
+        except ValueError as err:  # a bad address, reason or Message-ID: say which
+            return _refused(400, str(err))
 
     def _render(self, request: Request, page: _Page) -> Response:
         if page.response is not None:
@@ -177,18 +182,12 @@ class Dashboard:
 
     def _suppression(self, request: Request) -> _Page:
         lookup = request.arguments().get("address", "")
-        try:
-            page = feedback_pages.suppression_page(self.store, lookup)
-        except ValueError as err:
-            return _Page(response=_refused(400, str(err)))
+        page = feedback_pages.suppression_page(self.store, lookup)
         return _Page("suppression.html", {"page": page, "reasons": feedback_pages.REASONS})
 
     def _trace(self, request: Request) -> _Page:
         target = request.arguments().get("q", "")
-        try:
-            traces = feedback_pages.find_trace(self.store, target)
-        except ValueError as err:
-            return _Page(response=_refused(400, str(err)))
+        traces = feedback_pages.find_trace(self.store, target)
         return _Page("trace.html", {"target": target, "traces": [t.as_dict() for t in traces]})
 
     def _download(self, request: Request) -> _Page:
@@ -209,13 +208,7 @@ class Dashboard:
         if why_not is not None:
             log.warning("refused %s %s: %s", request.method, request.path, why_not)
             return _Page(response=_refused(403, why_not))
-        try:
-            back = change(self.store, form)
-        except KeyNotFound as err:
-            return _Page(response=_refused(404, str(err)))
-        except ValueError as err:  # a bad address or reason: say which
-            return _Page(response=_refused(400, str(err)))
-        return _Page(response=_redirect(request, back))
+        return _Page(response=_redirect(request, change(self.store, form)))
 
     def _login(self, request: Request) -> Response:
         if not same_origin(request):
