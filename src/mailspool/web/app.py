@@ -24,7 +24,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from mailspool.config import Settings
 from mailspool.errors import KeyNotFound
 from mailspool.feedback.endpoints import SES_PATH, UNSUBSCRIBE_PATH
-from mailspool.feedback.rates import collect_rates
 from mailspool.feedback.settings import endpoints_from_settings
 from mailspool.ops.status import collect_status
 from mailspool.stores.base import Store
@@ -71,6 +70,7 @@ class Dashboard:
         self.store = store
         self.settings = settings or Settings.load()
         self.guard = Guard(token if token is not None else self.settings.serve_token)
+        self.rates = metrics.RecentRates(store, sends=self.settings.rate_sends)
         self.show_bodies = show_bodies
         self.public = dict(
             public if public is not None else _feedback_endpoints(store, self.settings)
@@ -120,7 +120,7 @@ class Dashboard:
         if request.path == "/metrics" and request.method == "GET":
             return Response(
                 200,
-                metrics.render_metrics(self.store, rate_sends=self.settings.rate_sends),
+                metrics.render_metrics(self.store, self.rates),
                 metrics.CONTENT_TYPE,
             )
         page = self._pages.get((request.method, request.path))
@@ -156,7 +156,7 @@ class Dashboard:
     def _overview(self, request: Request) -> _Page:
         now = time.time()
         status = collect_status(self.store, now=now)
-        rates = collect_rates(self.store, sends=self.settings.rate_sends)
+        rates = self.rates.get()
         counts = {**status.as_dict(), **rates.as_dict()}
         return _Page(
             "overview.html",
@@ -208,7 +208,9 @@ class Dashboard:
         if why_not is not None:
             log.warning("refused %s %s: %s", request.method, request.path, why_not)
             return _Page(response=_refused(403, why_not))
-        return _Page(response=_redirect(request, change(self.store, form)))
+        back = change(self.store, form)
+        self.rates.forget()  # the suppressed count may have changed
+        return _Page(response=_redirect(request, back))
 
     def _login(self, request: Request) -> Response:
         if not same_origin(request):

@@ -16,6 +16,7 @@ A running worker (``mailspool worker --metrics-port P``) adds what only it sees:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "CONTENT_TYPE",
     "EMAIL_STATES",
     "MeasuredTransport",
+    "RecentRates",
     "StoreCollector",
     "render_metrics",
     "start_worker_metrics",
@@ -45,16 +47,43 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 EMAIL_STATES = ("pending", "sent", "failed", "quarantined", "scheduled")
 
 
-class StoreCollector(Collector):
-    """The store's counts, read at each scrape."""
+class RecentRates:
+    """``collect_rates``, computed again at most every ``ttl`` seconds: the rates move
+    slowly, and counting them reads the newest ledgers and lists the suppression list,
+    which a page view or a scrape need not pay each time."""
 
-    def __init__(self, store: Store, *, rate_sends: int = 1000) -> None:
+    def __init__(self, store: Store, *, sends: int = 1000, ttl: float = 60.0) -> None:
         self.store = store
-        self.rate_sends = rate_sends
+        self.sends = sends
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._value: tuple[float, Rates] | None = None
+
+    def get(self) -> Rates:
+        with self._lock:
+            if self._value is not None and time.monotonic() - self._value[0] < self.ttl:
+                return self._value[1]
+        rates = collect_rates(self.store, sends=self.sends)
+        with self._lock:
+            self._value = (time.monotonic(), rates)
+        return rates
+
+    def forget(self) -> None:
+        """Count again at the next ``get`` (the list was just changed)."""
+        with self._lock:
+            self._value = None
+
+
+class StoreCollector(Collector):
+    """The store's counts, read at each scrape (the rates through ``RecentRates``)."""
+
+    def __init__(self, store: Store, rates: RecentRates | None = None) -> None:
+        self.store = store
+        self.rates = rates or RecentRates(store)
 
     def collect(self) -> Iterator[Metric]:
-        rates = collect_rates(self.store, sends=self.rate_sends)
-        return iter([*status_metrics(collect_status(self.store)), *rate_metrics(rates)])
+        status = collect_status(self.store)
+        return iter([*status_metrics(status), *rate_metrics(self.rates.get())])
 
 
 def rate_metrics(rates: Rates) -> list[Metric]:
@@ -104,10 +133,10 @@ def status_metrics(status: Status) -> list[Metric]:
     ]
 
 
-def render_metrics(store: Store, *, rate_sends: int = 1000) -> bytes:
+def render_metrics(store: Store, rates: RecentRates | None = None) -> bytes:
     """The Prometheus text of the store's gauges."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, rate_sends=rate_sends))
+    registry.register(StoreCollector(store, rates))
     return generate_latest(registry)
 
 
