@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from mailspool.errors import KeyNotFound
+from mailspool.errors import KeyNotFound, ObjectTooLarge
 from mailspool.stores import Store
 
 T = TypeVar("T")
@@ -113,6 +113,20 @@ class StoreContract:
         assert results.count(True) == 1
         assert store.get("done/a.json") == b"batch"
         assert keys(store, "queue/") == []
+
+    def test_get_at_most_reads_an_object_within_the_limit(self, store: Store) -> None:
+        store.put("queue/a.json", b"0123456789")
+        assert store.get_at_most("queue/a.json", 10) == b"0123456789"
+
+    def test_get_at_most_refuses_a_larger_object_naming_the_setting(self, store: Store) -> None:
+        store.put("queue/a.json", b"0123456789")
+        with pytest.raises(ObjectTooLarge, match="MAILSPOOL_MAX_BATCH_BYTES=9") as caught:
+            store.get_at_most("queue/a.json", 9, "MAILSPOOL_MAX_BATCH_BYTES")
+        assert (caught.value.size, caught.value.limit) == (10, 9)
+
+    def test_get_at_most_of_a_missing_key_raises_key_not_found(self, store: Store) -> None:
+        with pytest.raises(KeyNotFound):
+            store.get_at_most("queue/missing.json", 10)
 
     # -- listing ---------------------------------------------------------------------
 

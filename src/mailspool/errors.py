@@ -9,11 +9,15 @@ MailspoolError
 │  └─ InvalidRecord                         a failed or quarantine record cannot be read
 ├─ StoreError                               the store failed or cannot be reached
 │  ├─ KeyNotFound (also KeyError)
-│  └─ LeaseLost                             another worker took over a claim
+│  ├─ LeaseLost                             another worker took over a claim
+│  ├─ UnsafeKey (also ValueError)           a key or id with '/', '..', NUL or a control char
+│  └─ ObjectRefused                         not read: a symlink, a special file...
+│     └─ ObjectTooLarge                     ...or larger than the limit
 └─ DeliveryError                            a send failed
    ├─ TransientError                        retry later: 4xx, throttling, dropped connection
    │  └─ SendingPaused                      the provider stopped sending: stop, fail nothing
    └─ PermanentError                        never retry: 5xx, refused recipient, bad address
+      └─ SenderNotAllowed                   From or Sender not in MAILSPOOL_ALLOWED_SENDERS
 ```
 
 Third-party errors are translated where they enter (``raise ... from err``), so callers
@@ -32,10 +36,14 @@ __all__ = [
     "LeaseLost",
     "MailspoolError",
     "MissingDependency",
+    "ObjectRefused",
+    "ObjectTooLarge",
     "PermanentError",
+    "SenderNotAllowed",
     "SendingPaused",
     "StoreError",
     "TransientError",
+    "UnsafeKey",
 ]
 
 
@@ -121,6 +129,25 @@ class LeaseLost(StoreError):
     """A claim expired and another worker took it over; stop working on that batch."""
 
 
+class UnsafeKey(StoreError, ValueError):
+    """A key or id read from the store or an event that could leave its folder or
+    confuse a log: empty, with ``/``, ``\\``, ``..``, NUL or a control character."""
+
+
+class ObjectRefused(StoreError):
+    """The store will not read this object: a symbolic link, a device, a FIFO..."""
+
+
+class ObjectTooLarge(ObjectRefused):
+    """The object is larger than the caller's limit; nothing of it was read."""
+
+    def __init__(self, key: str, size: int, limit: int, setting: str) -> None:
+        super().__init__(
+            f"{key}: {size} bytes, more than the limit {setting}={limit}; nothing was read"
+        )
+        self.key, self.size, self.limit, self.setting = key, size, limit, setting
+
+
 class DeliveryError(MailspoolError):
     """A send failed. ``response`` is the provider's answer, as it gave it."""
 
@@ -139,3 +166,7 @@ class SendingPaused(TransientError):
 
 class PermanentError(DeliveryError):
     """The send will never succeed as it is: SMTP 5xx, refused recipient, invalid address."""
+
+
+class SenderNotAllowed(PermanentError):
+    """The From or Sender address is not in ``MAILSPOOL_ALLOWED_SENDERS``: never sent."""

@@ -6,13 +6,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
+from mailspool.delivery.guards import Guards
+from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.errors import (
     InvalidMessage,
+    ObjectRefused,
     PermanentError,
+    SenderNotAllowed,
     SendingPaused,
     TransientError,
 )
@@ -23,6 +27,7 @@ from mailspool.message import Message, sender_domain
 from mailspool.spool import layout
 from mailspool.spool.batch import Batch
 from mailspool.spool.ledger import Ledger
+from mailspool.spool.limits import Limits
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState, timestamp
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
@@ -63,6 +68,8 @@ class SendRules:
     stopping: threading.Event
     max_attempts: int
     default_sender: str
+    guards: Guards
+    in_flight: BytesInFlight
     on_outcome: OutcomeCallback | None = None
     suppressions: SuppressionList | None = None
     unsubscribe: UnsubscribeLinks | None = None  # List-Unsubscribe on every e-mail sent
@@ -77,19 +84,29 @@ class EmailSender:
         self._batch = batch
         self._batch_id = layout.batch_id_from_key(batch.source)
         self._ledger = ledger
-        self._blobs = _Blobs(store)
+        self._blobs = _Blobs(store, rules.guards.limits)
 
     def attempt(self, index: int, attempt: int) -> Attempt:
         """Try e-mail ``index`` once; a sent or failed e-mail is in the ledger on return."""
         rules = self._rules
-        if rules.stopping.is_set():
+        footprint = rules.guards.limits.footprint(self._batch.raw_email(index)).total
+        reserved = (
+            None if rules.stopping.is_set() else rules.in_flight.acquire(footprint, rules.stopping)
+        )
+        if reserved is None:
             return Attempt(index, attempt, SendOutcome.STOPPED)
         try:
-            message = self._batch.message(index, self._blobs.get)
-        except InvalidMessage as err:
+            return self._send(index, attempt)
+        finally:
+            rules.in_flight.release(reserved)
+
+    def _send(self, index: int, attempt: int) -> Attempt:
+        """Read, check, wait for the rate limit, send and record one e-mail."""
+        rules = self._rules
+        try:
+            message = rules.guards.read(self._batch, index, self._blobs.get, rules.default_sender)
+        except (InvalidMessage, SenderNotAllowed) as err:
             return self._fail(index, attempt, str(err), retryable=False)
-        if message.sender is None:
-            message = replace(message, sender=rules.default_sender)
         screened = (
             Screened(message) if rules.suppressions is None else screen(message, rules.suppressions)
         )
@@ -171,14 +188,33 @@ class EmailSender:
 
 
 class _Blobs:
-    """Attachment blobs read once per batch, shared by its e-mails."""
+    """Attachment blobs read once per batch, shared by its e-mails; none larger than
+    the attachment limit is read, and the cache holds at most the message limit."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, limits: Limits) -> None:
         self._store = store
+        self._limits = limits
         self._cache: dict[str, bytes] = {}
+        self._cached = 0
+        self._lock = threading.Lock()
 
     def get(self, digest: str) -> bytes:
         content = self._cache.get(digest)
         if content is None:
-            content = self._cache[digest] = self._store.get(layout.blob_key(digest))
+            content = self._read(digest)
+            with self._lock:  # sender threads share the cache
+                if self._cached + len(content) > self._limits.message_bytes:
+                    self._cache.clear()  # bounded: a batch may name many distinct blobs
+                    self._cached = 0
+                self._cache[digest] = content
+                self._cached += len(content)
         return content
+
+    def _read(self, digest: str) -> bytes:
+        limit = self._limits.attachment_bytes
+        try:
+            return self._store.get_at_most(
+                layout.blob_key(digest), limit, self._limits.setting("attachment_bytes")
+            )
+        except ObjectRefused as err:
+            raise InvalidMessage(f"blob refused: {err}", field="attachments.sha256") from None

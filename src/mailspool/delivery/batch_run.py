@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from mailspool.delivery.attempt import Attempt, EmailSender, SendOutcome, SendRules
 from mailspool.delivery.report import BatchReport, BatchStatus
-from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost
+from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost, ObjectRefused
 from mailspool.spool import batch as batch_format
 from mailspool.spool import layout, tally
 from mailspool.spool.ledger import Ledger, read_entries
-from mailspool.spool.records import LedgerEntry, LedgerState, QuarantineError
+from mailspool.spool.records import LedgerEntry, LedgerState, QuarantineError, timestamp
 from mailspool.stores.base import Lease, Store
 
 if TYPE_CHECKING:  # the worker module imports this one
@@ -92,13 +92,21 @@ class BatchRun:
 
     def run(self) -> BatchReport:
         report = self._report
+        limits = self._options.guards.limits
         try:
-            data = self._store.get(report.key)
+            data = self._store.get_at_most(
+                report.key, limits.batch_bytes, limits.setting("batch_bytes")
+            )
         except KeyNotFound:
             report.status = BatchStatus.MISSING  # finished by another worker before our claim
             return report
+        except ObjectRefused as err:  # a link, a special file, too large: never read
+            self._quarantine(None, err)
+            report.status, report.error = BatchStatus.QUARANTINED, str(err)
+            return report
         try:
             batch = batch_format.decode(data, source=report.key)
+            limits.check_batch(len(batch), report.key)
         except InvalidBatch as err:
             self._quarantine(data, err)
             report.status, report.error = BatchStatus.QUARANTINED, str(err)
@@ -172,12 +180,21 @@ class BatchRun:
         if self._store.move(self._report.key, layout.done_key(self._report.batch_id)):
             tally.record_finished(self._store, self._report.batch_id, entries.values())
 
-    def _quarantine(self, data: bytes, err: InvalidBatch) -> None:
+    def _quarantine(self, data: bytes | None, err: InvalidBatch | ObjectRefused) -> None:
+        """Keep the file beside its error; ``data`` None: it was not read, so move it."""
         key = self._report.key
         log.warning("quarantined %s: %s", key, err)
-        self._store.put(layout.quarantine_key(key), data)
-        self._store.put(layout.quarantine_error_key(key), QuarantineError.of(key, err).encode())
-        self._store.delete(key)
+        if isinstance(err, InvalidBatch):
+            error = QuarantineError.of(key, err)
+        else:
+            error = QuarantineError(key, str(err), str(err), None, None, timestamp())
+        if data is None:
+            self._store.move(key, layout.quarantine_key(key))
+        else:
+            self._store.put(layout.quarantine_key(key), data)
+        self._store.put(layout.quarantine_error_key(key), error.encode())
+        if data is not None:
+            self._store.delete(key)
 
     # -- the send loop ------------------------------------------------------------------
 

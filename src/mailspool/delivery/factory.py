@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from mailspool.config import Settings
+from mailspool.delivery.guards import Guards
 from mailspool.delivery.worker import OutcomeCallback, Worker, WorkerOptions
 from mailspool.feedback.settings import rate_guard, unsubscribe_links
 from mailspool.stores import open_store
@@ -66,7 +67,9 @@ def build_worker(
     return Worker(
         store,
         transport,
-        options=WorkerOptions(**(settings.worker_options() | options)),
+        options=WorkerOptions(
+            **(settings.worker_options() | {"guards": Guards.from_settings(settings)} | options)
+        ),
         max_rate=effective_rate(settings, transport),
         on_outcome=on_outcome,
         owner=owner,

@@ -22,6 +22,8 @@ class BatchStatus(StrEnum):
     MISSING = "missing"
     #: the file could not be read; it is in ``quarantine/``
     QUARANTINED = "quarantined"
+    #: the key is not ``queue/<safe id>.json`` (``spool.keys``): left untouched, unread
+    REFUSED = "refused"
     #: shutdown before the end; the rest waits in ``queue/``
     STOPPED = "stopped"
     #: the provider paused sending; nothing failed, the rest waits in ``queue/``

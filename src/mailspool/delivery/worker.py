@@ -13,7 +13,10 @@ Outcomes (no e-mail is lost silently; one bad e-mail never fails its batch):
 - permanent failure (5xx, refused recipient, invalid address): that e-mail goes to
   ``failed/`` with the answer and the attempt count; the rest of the batch goes on;
 - a file that cannot be read goes to ``quarantine/`` with an error naming the file, the
-  e-mail and the field; the worker goes on;
+  e-mail and the field (a link, special file or oversized file is moved there unread);
+  the worker goes on;
+- an e-mail the guards refuse (a limit, a path attachment, its sender: ``guards``)
+  fails for good like a permanent failure;
 - the provider paused sending (SES ``SendingPaused``): the batch stops, nothing fails.
 
 A batch is finished when every e-mail is sent, failed or carried on by a continuation
@@ -25,21 +28,27 @@ can be split the same way so that several workers deliver its parts in parallel.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailspool.config import default_of
 from mailspool.delivery.attempt import OutcomeCallback, SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
+from mailspool.delivery.guards import Guards
+from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
+from mailspool.errors import UnsafeKey
 from mailspool.feedback.rates import RateGuard
 from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.spool import layout
 from mailspool.stores.base import Store, default_owner
 from mailspool.transports.base import Transport
+
+log = logging.getLogger("mailspool.worker")
 
 __all__ = [
     "BatchReport",
@@ -68,6 +77,7 @@ class WorkerOptions:
     #: outcomes that may wait for their ledger write while the senders go on (None: the
     #: concurrency); a crash can then repeat concurrency + ledger_window e-mails
     ledger_window: int | None = None
+    guards: Guards = field(default_factory=Guards)
 
     @property
     def ledger_entries_in_wait(self) -> int:
@@ -107,6 +117,8 @@ class Worker:
         self.on_outcome = on_outcome
         self.stopping = threading.Event()
         self.limiter = RateLimiter(max_rate, stop=self.stopping)
+        # the sender threads hold at most two e-mails at the message limit at once
+        self.in_flight = BytesInFlight(2 * self.options.guards.limits.message_bytes)
         self._senders = executor or ThreadPoolExecutor(
             max_workers=self.options.concurrency, thread_name_prefix="mailspool-send"
         )
@@ -134,7 +146,11 @@ class Worker:
         """Deliver one batch (``queue/<id>.json``) as far as possible; never raises for
         bad content (it quarantines or fails it). Raises ``StoreError`` if the store
         cannot be reached."""
-        held = BatchReport(key, layout.batch_id_from_key(key), BatchStatus.HELD)
+        try:
+            held = BatchReport(key, layout.queued_batch_id(key), BatchStatus.HELD)
+        except UnsafeKey as err:
+            log.warning("%s", err)
+            return BatchReport(key, "", BatchStatus.REFUSED, error=str(err))
         if self.guard is not None and self.guard.holding():
             paused = BatchReport(key, held.batch_id, BatchStatus.PAUSED, error=self.guard.reason)
             paused.log()
@@ -164,6 +180,8 @@ class Worker:
             stopping=self.stopping,
             max_attempts=self.options.max_attempts,
             default_sender=self.options.default_sender,
+            guards=self.options.guards,
+            in_flight=self.in_flight,
             on_outcome=self.on_outcome,
             suppressions=self.suppressions,
             unsubscribe=self.unsubscribe,

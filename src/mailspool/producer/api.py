@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mailspool.config import Settings
+from mailspool.delivery.senders import AllowedSenders
 from mailspool.feedback.screen import screen_priority
 from mailspool.feedback.settings import unsubscribe_links
 from mailspool.headers import HeaderFields, HeaderInput, parse_headers
@@ -132,7 +133,8 @@ def send_now(
     bypass_suppression: bool = False,
     unsubscribe: bool = False,
 ) -> Receipt:
-    """Deliver through the priority transport, reusing its open connections; raise on failure.
+    """Deliver through the priority transport, reusing its open connections; raise on
+    failure (``SenderNotAllowed`` when From or Sender is not in MAILSPOOL_ALLOWED_SENDERS).
 
     Suppressed recipients are taken off first (``PermanentError`` if none is left) unless
     ``bypass_suppression`` (a password reset, say, may be let through). ``unsubscribe``
@@ -140,6 +142,7 @@ def send_now(
     settings = settings or Settings.load()
     if message.sender is None:
         message = replace(message, sender=settings.sender)
+    AllowedSenders.parse(settings.allowed_senders).check(message)
     suppressed: dict[str, str] = {}
     if not bypass_suppression:
         message, suppressed = screen_priority(message, shared_store(settings.store))

@@ -41,6 +41,7 @@ __all__ = [
     "BlobReader",
     "BlobWriter",
     "MetaKey",
+    "PathReader",
     "decode",
     "encode",
     "meta_key",
@@ -53,6 +54,8 @@ CONTENT_TYPES = frozenset({"text/html", "text/plain"})
 BlobReader = Callable[[str], bytes]
 #: Stores a blob's bytes under its SHA-256 hex digest (idempotent).
 BlobWriter = Callable[[str, bytes], None]
+#: Reads a version-0 path attachment (``mailspool.delivery.attachments``), or refuses it.
+PathReader = Callable[[str], Attachment]
 
 #: What e-mails of one batch share: from, contentType, charset, cc, bcc, replyTo, headers.
 MetaKey = tuple[
@@ -183,10 +186,13 @@ class Batch:
     def __len__(self) -> int:
         return len(self.emails)
 
-    def message(self, index: int, blobs: BlobReader | None = None) -> Message:
-        """E-mail ``index`` as a Message; InvalidMessage names file, e-mail and field."""
+    def message(
+        self, index: int, blobs: BlobReader | None = None, files: PathReader | None = None
+    ) -> Message:
+        """E-mail ``index`` as a Message; InvalidMessage names file, e-mail and field.
+        A path attachment is read by ``files`` only; without it, it is refused."""
         try:
-            return _decode_message(self.meta, self.emails[index], blobs)
+            return _decode_message(self.meta, self.emails[index], blobs, files)
         except InvalidMessage as err:
             raise err.located(source=self.source, index=index) from None
 
@@ -212,7 +218,7 @@ def decode(data: bytes | str, *, source: str = "<batch>") -> Batch:
     """Check a file's structure (JSON, types, required fields, version); raise InvalidBatch."""
     document = json_object(data, source, InvalidBatch)
     version = document.get("version", 0)
-    if isinstance(version, bool) or version not in KNOWN_VERSIONS:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in KNOWN_VERSIONS:
         raise InvalidBatch(
             f"unknown format version {version!r} (this mailspool reads 0 and 1)",
             field="version",
@@ -344,7 +350,10 @@ def _require_addresses(
 
 
 def _decode_message(
-    meta: Mapping[str, Any], email: Mapping[str, Any], blobs: BlobReader | None
+    meta: Mapping[str, Any],
+    email: Mapping[str, Any],
+    blobs: BlobReader | None,
+    files: PathReader | None,
 ) -> Message:
     bodies = {_content_type(meta["contentType"]): email["message"]}
     for alternative in email.get("alternatives") or ():
@@ -361,21 +370,33 @@ def _decode_message(
         reply_to=split_addresses(meta.get("replyTo"), "replyTo"),
         charset=meta["charset"] or "utf-8",
         headers=tuple(headers.items()),
-        attachments=tuple(_decode_attachments(email.get("attachments") or (), blobs)),
+        attachments=tuple(_decode_attachments(email.get("attachments") or (), blobs, files)),
     )
 
 
-def _decode_attachments(items: Iterable[Any], blobs: BlobReader | None) -> Iterable[Attachment]:
+def _decode_attachments(
+    items: Iterable[Any], blobs: BlobReader | None, files: PathReader | None
+) -> Iterable[Attachment]:
     for item in items:
         if isinstance(item, str):
             if item.strip():  # PHP's explode() leaves empty strings behind
-                yield Attachment.from_path(item)
+                yield _path_attachment(item, files)
             continue
         yield Attachment(
             filename=item["filename"],
             content=_attachment_bytes(item, blobs),
             content_type=item["contentType"],
         )
+
+
+def _path_attachment(path: str, files: PathReader | None) -> Attachment:
+    if files is None:
+        raise InvalidMessage(
+            f"attachment {path!r} refused: path attachments are read only by a worker "
+            "with MAILSPOOL_ATTACHMENT_ROOT set; nothing was read",
+            field="attachments",
+        )
+    return files(path)
 
 
 def _attachment_bytes(item: Mapping[str, Any], blobs: BlobReader | None) -> bytes:

@@ -10,6 +10,8 @@ quarantine/<batch-file>       a file that could not be read, beside <batch-file>
 blobs/<sha256>                an attachment stored once, referenced by hash
 ```
 Batch ids sort by creation time, so listing ``queue/`` yields the oldest first.
+Every name a key is drawn from is checked on the way in (``keys``): ids and digests
+read from the store or from an event cannot reach outside their folder.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
+
+from mailspool.errors import UnsafeKey
+from mailspool.spool.keys import check_digest, check_name
 
 __all__ = [
     "BLOBS",
@@ -36,6 +41,7 @@ __all__ = [
     "quarantine_error_key",
     "quarantine_key",
     "queue_key",
+    "queued_batch_id",
 ]
 
 QUEUE = "queue/"
@@ -64,22 +70,22 @@ def id_time(batch_id: str) -> float | None:
 
 def queue_key(batch_id: str) -> str:
     """A batch waiting for delivery, or being delivered."""
-    return f"{QUEUE}{batch_id}{_SUFFIX}"
+    return f"{QUEUE}{check_name(batch_id)}{_SUFFIX}"
 
 
 def done_key(batch_id: str) -> str:
     """A finished batch: the one folder, with the ledgers, that may expire."""
-    return f"{DONE}{batch_id}{_SUFFIX}"
+    return f"{DONE}{check_name(batch_id)}{_SUFFIX}"
 
 
 def ledger_key(batch_id: str) -> str:
     """The log of a batch's outcomes, one record per e-mail."""
-    return f"{LEDGER}{batch_id}"
+    return f"{LEDGER}{check_name(batch_id)}"
 
 
 def failed_key(batch_id: str, index: int, *, partial: bool = False) -> str:
     """A failed e-mail; ``partial``: only some of its recipients were refused."""
-    return f"{FAILED}{batch_id}.{index}{'.refused' if partial else ''}{_SUFFIX}"
+    return f"{FAILED}{check_name(batch_id)}.{int(index)}{'.refused' if partial else ''}{_SUFFIX}"
 
 
 def is_partial_failure(key: str) -> bool:
@@ -89,7 +95,7 @@ def is_partial_failure(key: str) -> bool:
 
 def quarantine_key(batch_key: str) -> str:
     """Where a batch file that cannot be read is set aside, under its own name."""
-    return f"{QUARANTINE}{batch_key.rpartition('/')[2]}"
+    return f"{QUARANTINE}{check_name(batch_key.rpartition('/')[2], 'file name')}"
 
 
 def quarantine_error_key(batch_key: str) -> str:
@@ -99,7 +105,14 @@ def quarantine_error_key(batch_key: str) -> str:
 
 def blob_key(digest: str) -> str:
     """A large attachment, stored once under its SHA-256 and shared by batches."""
-    return f"{BLOBS}{digest}"
+    return f"{BLOBS}{check_digest(digest)}"
+
+
+def queued_batch_id(key: str) -> str:
+    """The id of ``queue/<id>.json``, checked; ``UnsafeKey`` for any other key."""
+    if not (key.startswith(QUEUE) and key.endswith(_SUFFIX)):
+        raise UnsafeKey(f"refused batch key {key!r}: a batch is queue/<id>{_SUFFIX}")
+    return check_name(key[len(QUEUE) : -len(_SUFFIX)])
 
 
 def batch_id_from_key(key: str) -> str:

@@ -8,6 +8,8 @@ worker needs is here, each with a promise that both backends keep:
 - ``put_new``: create only if absent; the answer says who won (blobs, leases).
 - ``move``: atomic; it replaces an object already at the destination, so a batch
   finished twice (after a crash) moves again without error.
+- ``get_at_most``: read an object only if its size is within a limit, known before
+  the body is read, so a hostile object cannot exhaust the reader's memory.
 - ``append`` / ``read_log``: a durable record log (the batch ledger). A record that
   ``append`` returned for is never lost; records come back in the order appended.
 - ``claim``: at most one live holder per name. A claim whose holder died is released
@@ -110,6 +112,17 @@ class Store(Backend, abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The object's bytes; raise ``KeyNotFound`` if there is none."""
+
+    def get_at_most(self, key: str, limit: int, setting: str = "the limit") -> bytes:
+        """The object's bytes if it holds at most ``limit``; else ``ObjectTooLarge``
+        naming ``setting``. Backends check the size before they read the body; this
+        default (for stores already in memory) checks after."""
+        from mailspool.errors import ObjectTooLarge
+
+        data = self.get(key)
+        if len(data) > limit:
+            raise ObjectTooLarge(key, len(data), limit, setting)
+        return data
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

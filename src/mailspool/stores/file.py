@@ -26,6 +26,10 @@ of ``Store`` is kept:
   shared between hosts, over NFS and the like, needs the S3 store), and a child forked
   while a claim is held shares that claim until it exits too.
 
+Reads never follow a symbolic link (``mailspool._beneath``): a link or any other
+special file placed in the spool is listed, so the worker can quarantine it, but
+reading it raises ``ObjectRefused``; ``move`` moves the link itself, not its target.
+
 Names starting with ``.`` belong to the store (temp files, ``.leases``): no segment of
 a key may start with a dot, and ``list`` skips them. POSIX only (flock, hard links).
 """
@@ -38,6 +42,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +52,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from mailspool._beneath import read_beneath
 from mailspool._files import (
     FILE_MODE,
     fsync_folder,
@@ -119,15 +125,19 @@ class FileStore(Store):
             return True
 
     def get(self, key: str) -> bytes:
-        path = self._path(key)
+        return self.get_at_most(key, sys.maxsize)
+
+    def get_at_most(self, key: str, limit: int, setting: str = "the limit") -> bytes:
+        """Read through no symbolic link, only a regular file, its size checked first."""
+        check_key(key)
         with self._failure("read", key):
             try:
-                return path.read_bytes()
+                return read_beneath(self.root, key.split("/"), limit, key, setting)
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
                 raise KeyNotFound(key) from err
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return _is_file(self._path(key))
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -422,8 +432,10 @@ def _append_line(fd: int, record: bytes, folder: Path) -> None:
 
 
 def _is_file(path: Path) -> bool:
+    """Anything but a folder: a link or a special file is an object that moves as itself
+    (the worker moves one to ``quarantine/`` unread)."""
     try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
+        return not stat.S_ISDIR(os.lstat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):
         return False
 
@@ -442,9 +454,7 @@ def _entry(item: os.DirEntry[str]) -> _Entry | None:
         return None
     if stat.S_ISDIR(info.st_mode):
         return (item.name, True, info)
-    if stat.S_ISREG(info.st_mode):
-        return (item.name, False, info)
-    return None
+    return (item.name, False, info)  # a link or special file too: the worker refuses it
 
 
 def _visible(name: str, start: str) -> bool:

@@ -50,6 +50,7 @@ from mailspool.errors import (
     KeyNotFound,
     LeaseLost,
     MissingDependency,
+    ObjectTooLarge,
     StoreError,
 )
 from mailspool.stores import check_record
@@ -172,6 +173,24 @@ class S3Store(Store):
 
     def get(self, key: str) -> bytes:
         return self._get(self._key(key))[0]
+
+    def get_at_most(self, key: str, limit: int, setting: str = "the limit") -> bytes:
+        """The GET's ContentLength is checked before its body is read, and the read
+        stops one byte past ``limit`` whatever the header said."""
+        full = self._key(key)
+        with self._translate("read", full):
+            response = self._client.get_object(Bucket=self.bucket, Key=full)
+            body = response["Body"]
+            try:
+                size = int(response.get("ContentLength") or 0)
+                if size > limit:
+                    raise ObjectTooLarge(key, size, limit, setting)
+                data = body.read(limit + 1)
+            finally:
+                body.close()
+        if len(data) > limit:
+            raise ObjectTooLarge(key, len(data), limit, setting)
+        return data
 
     def delete(self, key: str) -> None:
         full = self._key(key)

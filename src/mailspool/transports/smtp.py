@@ -25,7 +25,8 @@ twice by a retry. A connection that raised anything is closed, never reused.
 
 Errors: 4xx answers, dropped connections, timeouts and TLS failures are
 ``TransientError``; 5xx answers (a message too large included) and failed
-authentication are ``PermanentError``. The server's code and text are in the message
+authentication are ``PermanentError``; so is a message larger than the ``SIZE`` the
+server advertises, refused before it is sent. The server's code and text are in the message
 and in ``response``. A password never appears in an error, a log line or ``url``.
 """
 
@@ -182,6 +183,7 @@ class SMTPTransport(Transport):
             try:
                 connection.ehlo_or_helo_if_needed()
                 outgoing = envelope.for_server(connection.has_extn("smtputf8"), self._where)
+                self._check_size(connection, len(outgoing.data))
                 refused = connection.sendmail(
                     outgoing.sender, list(outgoing.recipients), outgoing.data, envelope.options
                 )
@@ -199,6 +201,17 @@ class SMTPTransport(Transport):
                 raise
             self._give_back(connection)
             return outgoing, refused
+
+    def _check_size(self, connection: _Connection, size: int) -> None:
+        """Refuse, before sending anything, a message larger than the SIZE the server
+        advertises in its EHLO answer (RFC 1870)."""
+        connection.ehlo_or_helo_if_needed()
+        advertised = connection.esmtp_features.get("size", "").strip()
+        if advertised.isdigit() and 0 < int(advertised) < size:
+            raise PermanentError(
+                f"the message is {size} bytes, more than the SIZE {advertised} that "
+                f"{self._where} advertises; not sent"
+            )
 
     def _borrow(self) -> tuple[_Connection, bool]:
         with self._lock:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from mailspool.config import Settings
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
+from mailspool.errors import UnsafeKey
 from mailspool.producer.fallback import recover_fallback_for
 from mailspool.spool import layout
 from mailspool.stores.base import Store
@@ -43,8 +44,17 @@ def recover(store: Store, fallback_base: str | None = None) -> int:
 
 
 def pending_batches(store: Store) -> list[str]:
-    """Keys of the batches in ``queue/``, oldest first."""
-    return [key for key in store.keys(layout.QUEUE) if key.endswith(".json")]
+    """Keys of the batches in ``queue/``, oldest first; a name the worker would refuse
+    (``spool.keys``) is left out, so it is not tried again at every poll."""
+    return [key for key in store.keys(layout.QUEUE) if _is_batch_key(key)]
+
+
+def _is_batch_key(key: str) -> bool:
+    try:
+        layout.queued_batch_id(key)
+    except UnsafeKey:
+        return False
+    return True
 
 
 @dataclass(slots=True)
