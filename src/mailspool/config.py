@@ -212,74 +212,19 @@ class Settings:
     on_event: str = setting(_any_text, "", shown="none", help="`package.module:function` called once per SES event (beside `mailspool.feedback.hooks.register`)")
     rate_guard: str = setting(_one_of("off", "warn", "hold"), "off", shown="`off`", help="`warn`: the worker logs a warning while the bounce rate passes 5% or the complaint rate 0.1% (SES's review levels); `hold`: it also keeps deferred mail queued meanwhile (batches end `paused`)")
     rate_sends: int = setting(_positive_int, 1000, shown="`1000`", help="the last N sends over which `status` and the guard count the rates")
-    # fmt: on
 
-    attachment_root: str | None = setting(
-        _text,
-        None,
-        shown="none: no path is read",
-        help='the only folder from which a version-0 path attachment (`"attachments": '
-        '["/path"]`) may be read: a regular file whose real path is inside it, opened with '
-        "no link followed; any other path fails its e-mail ([security](security.md))",
-    )
-    allowed_senders: str = setting(
-        _any_text,
-        "",
-        shown="any sender",
-        help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not "
-        "among them fails unsent, on the worker and the priority path (Reply-To is free)",
-    )
-    max_batch_bytes: int = setting(
-        _positive_int,
-        _LIMITS.batch_bytes,
-        shown="`33554432` (32 MiB)",
-        help="largest batch file the worker reads; its size is checked before its body is "
-        "read; a larger file is quarantined unread",
-    )
-    max_emails_per_batch: int = setting(
-        _positive_int,
-        _LIMITS.emails_per_batch,
-        shown="`10000`",
-        help="most e-mails in one batch file; more: quarantined",
-    )
-    max_recipients: int = setting(
-        _positive_int,
-        _LIMITS.recipients,
-        shown="`50` (SES's own limit)",
-        help="most recipients (to + cc + bcc) of one e-mail",
-    )
-    max_headers: int = setting(
-        _positive_int, _LIMITS.headers, shown="`50`", help="most extra headers of one e-mail"
-    )
-    max_header_length: int = setting(
-        _positive_int,
-        _LIMITS.header_length,
-        shown="`2000`",
-        help="longest extra header, name plus value, in characters",
-    )
-    max_subject_length: int = setting(
-        _positive_int,
-        _LIMITS.subject_length,
-        shown="`998`",
-        help="longest subject, in characters",
-    )
-    max_attachments: int = setting(
-        _positive_int, _LIMITS.attachments, shown="`20`", help="most attachments of one e-mail"
-    )
-    max_attachment_bytes: int = setting(
-        _positive_int,
-        _LIMITS.attachment_bytes,
-        shown="`10485760` (10 MiB)",
-        help="largest attachment (inline, blob or path); a larger blob or file is not read",
-    )
-    max_message_bytes: int = setting(
-        _positive_int,
-        _LIMITS.message_bytes,
-        shown="`41943040` (40 MiB, SES's limit)",
-        help="largest e-mail as sent, estimated before rendering (base64 counted); the sender "
-        "threads hold at most twice this at once; an SMTP server's advertised `SIZE` is a "
-        "further limit",
-    )
+    attachment_root: str | None = setting(_text, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
+    allowed_senders: str = setting(_any_text, "", shown="any sender", help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not among them fails unsent, on the worker and the priority path (Reply-To is free)")
+    max_batch_bytes: int = setting(_positive_int, _LIMITS.batch_bytes, shown="`33554432` (32 MiB)", help="largest batch file the worker reads; its size is checked before its body is read; a larger file is quarantined unread")
+    max_emails_per_batch: int = setting(_positive_int, _LIMITS.emails_per_batch, shown="`10000`", help="most e-mails in one batch file; more: quarantined")
+    max_recipients: int = setting(_positive_int, _LIMITS.recipients, shown="`50` (SES's own limit)", help="most recipients (to + cc + bcc) of one e-mail")
+    max_headers: int = setting(_positive_int, _LIMITS.headers, shown="`50`", help="most extra headers of one e-mail")
+    max_header_length: int = setting(_positive_int, _LIMITS.header_length, shown="`2000`", help="longest extra header, name plus value, in characters")
+    max_subject_length: int = setting(_positive_int, _LIMITS.subject_length, shown="`998`", help="longest subject, in characters")
+    max_attachments: int = setting(_positive_int, _LIMITS.attachments, shown="`20`", help="most attachments of one e-mail")
+    max_attachment_bytes: int = setting(_positive_int, _LIMITS.attachment_bytes, shown="`10485760` (10 MiB)", help="largest attachment (inline, blob or path); a larger blob or file is not read")
+    max_message_bytes: int = setting(_positive_int, _LIMITS.message_bytes, shown="`41943040` (40 MiB, SES's limit)", help="largest e-mail as sent, estimated before rendering (base64 counted); the sender threads hold at most twice this at once; an SMTP server's advertised `SIZE` is a further limit")
+    # fmt: on
 
     @classmethod
     def load(
