@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailspool.delivery.guards import Guards
-from mailspool.delivery.senders import AllowedSenders
 from mailspool.errors import InvalidBatch, InvalidMessage, KeyNotFound, SenderNotAllowed
+from mailspool.senders import AllowedSenders
 from mailspool.spool import batch
 from mailspool.spool.limits import Limits
 

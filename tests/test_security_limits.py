@@ -17,9 +17,9 @@ import mailspool
 from mailspool.config import Settings
 from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
-from mailspool.delivery.senders import AllowedSenders
 from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
 from mailspool.errors import ConfigurationError, PermanentError, SenderNotAllowed
+from mailspool.senders import AllowedSenders
 from mailspool.spool import layout
 from mailspool.spool.limits import Limits
 from mailspool.stores.base import Store

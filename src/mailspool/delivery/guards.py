@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from mailspool.delivery.attachments import PathAttachments
-from mailspool.delivery.senders import AllowedSenders
 from mailspool.errors import InvalidMessage
 from mailspool.message import Attachment, Message
+from mailspool.senders import AllowedSenders
 from mailspool.spool.batch import Batch, BlobReader
 from mailspool.spool.limits import LIMIT_SETTINGS, Limits
 

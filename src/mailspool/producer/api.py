@@ -14,13 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from mailspool.config import Settings
-from mailspool.delivery.senders import AllowedSenders
 from mailspool.feedback.screen import screen_priority
 from mailspool.feedback.settings import unsubscribe_links
 from mailspool.headers import HeaderFields, HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.classify import Decision, classify
 from mailspool.producer.scope import current_scope, enqueue
+from mailspool.senders import AllowedSenders
 from mailspool.shared import shared_store, shared_transport
 from mailspool.transports.base import Receipt
 from mailspool.transports.limits import check_deliverable
