@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from mailspool.aws import handler
 from mailspool.spool import layout
 from tests import test_aws_handler, test_security_attachments
-from tests.test_aws_handler import BUCKET, PREFIX, Stack
+from tests.test_aws_handler import BUCKET, PREFIX, Context, Stack
 from tests.test_security_attachments import (
     INSIDE,
     SECRET,
@@ -63,3 +64,23 @@ def test_without_a_root_on_s3_no_path_is_read(stack: Stack, files: dict[str, Pat
     reasons = [item.reason for item in failed_records(stack.store)]
     assert len(reasons) == 2
     assert all("MAILSPOOL_ATTACHMENT_ROOT, which is not set" in r for r in reasons)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["queue/..%2F..%2Fsecret.json", "queue/a%2Fb.json", "queue/bell%07.json", "queue/nul%00.json"],
+)
+def test_an_event_naming_a_hostile_key_is_refused_and_nothing_is_touched(
+    stack: Stack, key: str
+) -> None:
+    stack.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/queue/a/b.json", Body=b"{}")
+    before = sorted(stack.store.keys(""))
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": BUCKET}, "object": {"key": f"{PREFIX}/{key}"}},
+    }
+    answer = handler({"Records": [record]}, Context())
+    assert (answer["batches"], answer["sent"], answer["retry"]) == (1, 0, 0)
+    assert sorted(stack.store.keys("")) == before
+    assert stack.moto.ses_messages() == []
