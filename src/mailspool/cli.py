@@ -50,6 +50,11 @@ def _settings(ctx: click.Context, **explicit: Any) -> Settings:
     return Settings.load(**{k: v for k, v in explicit.items() if v is not None})
 
 
+def _settings_from(ctx: click.Context, opts: dict[str, Any], *names: str) -> Settings:
+    """Settings from the named options of a command (None: not given), then the rest."""
+    return _settings(ctx, **{name: opts[name] for name in names})
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn mailspool's errors into one clear line and exit status 1."""
@@ -115,12 +120,8 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
         raise click.UsageError("give the body with exactly one of --body or --body-file")
     body = opts["body"] if opts["body"] is not None else opts["body_file"].read()
     with _errors():
-        settings = _settings(
-            ctx,
-            store=opts["store"],
-            priority_transport=opts["priority_transport"],
-            emails_per_file=opts["emails_per_file"],
-            sender=opts["sender"],
+        settings = _settings_from(
+            ctx, opts, "store", "priority_transport", "emails_per_file", "sender"
         )
         extra = []
         for line in opts["headers"]:
@@ -205,15 +206,8 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
 def worker(ctx: click.Context, /, **opts: Any) -> None:
     """Deliver queued batches: until stopped (SIGTERM, Ctrl-C), or once with --drain."""
     with _errors():
-        settings = _settings(
-            ctx,
-            store=opts["store"],
-            transport=opts["transport"],
-            concurrency=opts["concurrency"],
-            max_rate=opts["max_rate"],
-            max_attempts=opts["max_attempts"],
-            retry_base=opts["retry_base"],
-        )
+        names = ("store", "transport", "concurrency", "max_rate", "max_attempts", "retry_base")
+        settings = _settings_from(ctx, opts, *names)
         processes = _processes(opts)
         if processes == 1:
             report = _work(settings, opts, Share(0, 1))
