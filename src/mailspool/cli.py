@@ -259,7 +259,10 @@ def _deliver(
     if opts["drain"]:
         if share.count > 1:
             return drain_shared(
-                the_worker, on_batch=_log_batch, fallback_base=settings.fallback_store
+                the_worker,
+                poll=poll_interval_for(the_worker.store),
+                on_batch=_log_batch,
+                fallback_base=settings.fallback_store,
             )
         with _progress(the_worker.store, opts["progress"]) as on_outcome:
             the_worker.on_outcome = on_outcome

@@ -52,8 +52,6 @@ log = logging.getLogger("mailspool.worker")
 #: E-mails a process keeps of a batch it claims when others share the work.
 SHARE_SPLIT = 500
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-#: Seconds between looks at ``queue/`` while another process still holds a batch.
-_HELD_POLL = 0.02
 
 #: What one process does with its share: deliver, and return the drain's report (or
 #: None when it ran until stopped).
@@ -84,9 +82,10 @@ class Share:
         return SHARE_SPLIT if self.count > 1 else None
 
 
-def drain_shared(worker: Worker, **options: object) -> DrainReport:
+def drain_shared(worker: Worker, *, poll: float = 0.05, **options: object) -> DrainReport:
     """``drain`` for one of several processes: also waits for batches that another
-    process holds, since they may still be split into parts for this one."""
+    process holds, since they may still be split into parts for this one. ``poll``:
+    seconds between looks while waiting (a bucket listing is a paid request)."""
     total = DrainReport()
     while True:
         report = drain(worker, **options)  # type: ignore[arg-type]
@@ -94,7 +93,7 @@ def drain_shared(worker: Worker, **options: object) -> DrainReport:
         held = [b for b in report.batches if b.status == BatchStatus.HELD]
         if not held or report.paused or worker.stopping.is_set():
             return total
-        worker.stopping.wait(_HELD_POLL)
+        worker.stopping.wait(poll)
 
 
 def run_processes(count: int, work: Work) -> DrainReport | None:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
-from mailspool.feedback.endpoints import FeedbackEndpoints
 from mailspool.feedback.hooks import load_hook
-from mailspool.feedback.http import SesEndpoint
 from mailspool.feedback.ingest import FeedbackOptions
 from mailspool.feedback.rates import RateGuard, shared_guard
-from mailspool.feedback.sns import SNSVerifier
 from mailspool.feedback.suppression import shared_suppressions
-from mailspool.feedback.unsubscribe import UnsubscribeEndpoint, UnsubscribeLinks
+from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.shared import shared_store
 from mailspool.stores.base import Store
+
+if TYPE_CHECKING:
+    from mailspool.feedback.endpoints import FeedbackEndpoints
 
 __all__ = ["endpoints_from_settings", "feedback_options", "rate_guard", "unsubscribe_links"]
 
@@ -53,6 +55,12 @@ def endpoints_from_settings(
 ) -> FeedbackEndpoints:
     """``POST /events/ses`` when topics are allowed, the unsubscribe endpoint when its
     URL and secret are set. ``trusted_origin`` is for tests only (see ``sns``)."""
+    # The HTTP side is imported here: a worker or a request needs none of it.
+    from mailspool.feedback.endpoints import FeedbackEndpoints
+    from mailspool.feedback.http import SesEndpoint
+    from mailspool.feedback.sns import SNSVerifier
+    from mailspool.feedback.unsubscribe import UnsubscribeEndpoint
+
     store = store or shared_store(settings.store)
     ses = None
     if settings.sns_topics:
