@@ -146,6 +146,7 @@ def plot(results: list[Result]) -> None:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
+    from matplotlib.ticker import NullFormatter
 
     names = [r.name.replace(" + ", "\n+ ") for r in results]
     figure, (left, right) = pyplot.subplots(1, 2, figsize=(11, 4))
@@ -153,6 +154,7 @@ def plot(results: list[Result]) -> None:
     left.set_xlabel(f"e-mails delivered per second ({COUNT}, whole process)")
     right.barh(names, [r.enqueue_us for r in results], color="tab:orange")
     right.set_xscale("log")
+    right.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
     right.set_xlabel("enqueue cost, microseconds per e-mail (log)")
     figure.suptitle(f"{COUNT} queued ~2 KB e-mails to Postfix smtp-sink, one run")
     figure.tight_layout()
