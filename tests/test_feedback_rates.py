@@ -34,7 +34,7 @@ def queue(store: Store, count: int, prefix: str = "r") -> str:
 
 
 def sent_with_feedback(store: Store) -> None:
-    """20 e-mails sent; 2 hard bounces, 1 soft bounce, 1 complaint."""
+    """20 e-mails sent; 2 hard bounces, 1 soft bounce, 1 complaint (delivered twice)."""
     transport = MemoryTransport()
     key = queue(store, 20)
     Worker(store, transport, options=WorkerOptions(concurrency=2)).deliver(key)
@@ -50,6 +50,7 @@ def sent_with_feedback(store: Store) -> None:
             parse_ses_event(ses_events.complaint(ids[3], "r3@example.com")),
         ],
     )
+    ingest(store, [parse_ses_event(ses_events.complaint(ids[3], "r3@example.com"))])
 
 
 def test_rates_count_hard_bounces_and_complaints_over_the_last_sends(tmp_path: Path) -> None:

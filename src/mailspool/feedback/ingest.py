@@ -73,6 +73,13 @@ def ingest(
             store.append(layout.history_key(recipient), record)
             if _suppress(store, suppressions, options, event, recipient):
                 report.suppressed += 1
+        if event.kind is EventKind.COMPLAINED or (
+            event.kind is EventKind.BOUNCED and event.permanent
+        ):
+            day = _parse_time(event.timestamp).strftime("%Y%m%d")  # the rates read by day
+            store.append(
+                layout.bad_day_key(day), orjson.dumps([event.provider_id, str(event.kind)])
+            )
         if store.put_new(layout.seen_key(event.id), record):
             report.new += 1
             hooks.fire(event, options.on_event)

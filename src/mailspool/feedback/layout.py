@@ -5,6 +5,7 @@ suppression/<h:3>/<h>.json    one suppressed address (h: SHA-256 of the address)
 history/<h:3>/<h>             a log of the events received for one address
 events/<provider-id>          a log of the events received for one sent e-mail
 events-seen/<event-id>        an event already acted on (hooks run once)
+complaints-bounces/<YYYYMMDD> a log of the day's hard bounces and complaints (rates)
 ```
 One small object per address keeps a check at one read however long the list grows.
 """
@@ -17,11 +18,13 @@ import re
 from mailspool.message import address_spec
 
 __all__ = [
+    "BAD_DAYS",
     "HISTORY",
     "MESSAGE_EVENTS",
     "SEEN",
     "SUPPRESSION",
     "address_digest",
+    "bad_day_key",
     "history_key",
     "message_events_key",
     "normalize_address",
@@ -33,6 +36,7 @@ SUPPRESSION = "suppression/"
 HISTORY = "history/"
 MESSAGE_EVENTS = "events/"
 SEEN = "events-seen/"
+BAD_DAYS = "complaints-bounces/"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")
 
 
@@ -64,6 +68,11 @@ def message_events_key(provider_id: str) -> str:
     if not _SAFE_ID.fullmatch(name):
         name = "h-" + hashlib.sha256(provider_id.encode()).hexdigest()
     return f"{MESSAGE_EVENTS}{name}"
+
+
+def bad_day_key(day: str) -> str:
+    """``day`` as ``YYYYMMDD`` (UTC)."""
+    return f"{BAD_DAYS}{day}"
 
 
 def seen_key(event_id: str) -> str:

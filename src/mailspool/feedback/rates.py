@@ -3,7 +3,9 @@
 SES reviews an account whose bounce rate passes 5% or whose complaint rate passes 0.1%
 (and may pause its sending at 10% and 0.5%). ``collect_rates`` counts, over the last
 ``sends`` e-mails the ledgers record as sent (newest batches first), how many drew a
-hard bounce or a complaint (the events recorded under their provider id). ``RateGuard``
+hard bounce or a complaint: those are kept in one log per day
+(``complaints-bounces/<YYYYMMDD>``), so counting reads the days since the oldest of
+those batches, not one log per e-mail. ``RateGuard``
 lets a worker warn, and hold deferred mail when the ``hold_on_rates`` setting says so,
 once a rate passes those review levels; it recounts at most every few minutes.
 """
@@ -13,11 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
 
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.events import EventKind
-from mailspool.feedback.ingest import read_history
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
@@ -78,30 +83,50 @@ class Rates:
 
 def collect_rates(store: Store, *, sends: int = 1000) -> Rates:
     """Rates over the last ``sends`` sent e-mails; see the module docstring."""
-    ids = _recent_provider_ids(store, sends)
-    bounces = complaints = 0
-    for provider_id in ids:
-        kinds = {
-            (e.kind, e.permanent)
-            for e in read_history(store, feedback_layout.message_events_key(provider_id))
-        }
-        bounces += (EventKind.BOUNCED, True) in kinds
-        complaints += any(kind is EventKind.COMPLAINED for kind, _ in kinds)
-    return Rates(len(ids), bounces, complaints, SuppressionList(store).count())
+    ids, oldest = _recent_provider_ids(store, sends)
+    sent = set(ids)
+    bounced: set[str] = set()
+    complained: set[str] = set()
+    for provider_id, kind in _bad_days(store, oldest):
+        if provider_id in sent:
+            (complained if kind == EventKind.COMPLAINED else bounced).add(provider_id)
+    return Rates(len(ids), len(bounced), len(complained), SuppressionList(store).count())
 
 
-def _recent_provider_ids(store: Store, limit: int) -> list[str]:
+def _bad_days(store: Store, since: float | None) -> Iterator[tuple[str, str]]:
+    """(provider id, kind) of the hard bounces and complaints recorded since that day."""
+    first = "" if since is None else datetime.fromtimestamp(since, UTC).strftime("%Y%m%d")
+    for key in store.keys(feedback_layout.BAD_DAYS):
+        if key.removeprefix(feedback_layout.BAD_DAYS) < first:
+            continue
+        for line in store.read_log(key):
+            try:
+                provider_id, kind = orjson.loads(line)
+            except (orjson.JSONDecodeError, ValueError, TypeError):
+                continue  # a torn or foreign line
+            if isinstance(provider_id, str) and isinstance(kind, str):
+                yield provider_id, kind
+
+
+def _recent_provider_ids(store: Store, limit: int) -> tuple[list[str], float | None]:
+    """The last ``limit`` provider ids sent, and the creation time of the oldest batch read."""
     keys = [*store.keys(layout.QUEUE), *store.keys(layout.DONE)]
     batch_ids = sorted(
         {layout.batch_id_from_key(k) for k in keys if k.endswith(".json")}, reverse=True
     )
     ids: list[str] = []
+    oldest: float | None = None
     for batch_id in batch_ids:  # ids sort by creation time: newest first
         entries = read_entries(store, batch_id).values()
         ids.extend(e.message_id for e in entries if e.state is LedgerState.SENT and e.message_id)
+        oldest = (
+            layout.id_time(batch_id)
+            if oldest is None
+            else min(oldest, layout.id_time(batch_id) or oldest)
+        )
         if len(ids) >= limit:
-            return ids[:limit]
-    return ids
+            return ids[:limit], oldest
+    return ids, oldest
 
 
 class RateGuard:
