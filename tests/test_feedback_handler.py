@@ -56,3 +56,20 @@ def test_an_event_that_cannot_be_recorded_is_retried(tmp_path: Path) -> None:
     sns = {"Records": [{"EventSource": "aws:sns", "Sns": ses_events.sns_envelope(event)}]}
     with pytest.raises(BatchNotDelivered, match="SES events not recorded"):
         handle(sns, Context(), store=store, transport=MemoryTransport())
+
+
+def test_with_topics_set_the_handler_records_only_theirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryStore()
+    monkeypatch.setenv("MAILSPOOL_SNS_TOPICS", "arn:aws:sns:us-east-1:123456789012:ours")
+    bounce = ses_events.bounce("id-4", "gone@example.com")
+    other = {"Records": [{"EventSource": "aws:sns", "Sns": ses_events.sns_envelope(bounce)}]}
+    assert "events" not in handle(other, Context(), store=store, transport=MemoryTransport())
+    assert not SuppressionList(store).is_suppressed("gone@example.com")
+    ours = ses_events.sns_envelope(bounce, topic="arn:aws:sns:us-east-1:123456789012:ours")
+    handle(
+        {"Records": [{"EventSource": "aws:sns", "Sns": ours}]},
+        Context(),
+        store=store,
+        transport=MemoryTransport(),
+    )
+    assert SuppressionList(store).is_suppressed("gone@example.com")

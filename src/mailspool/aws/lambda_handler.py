@@ -111,7 +111,8 @@ def handle(
         return context.get_remaining_time_in_millis() / 1000
 
     options = feedback_options(runtime.settings)
-    feedback = ingest_invocation(event, runtime.store, options=options)  # SES events too
+    topics = runtime.settings.sns_topics  # when set, SES events of other topics are refused
+    feedback = ingest_invocation(event, runtime.store, options=options, topics=topics)
     margin = deadline_margin(runtime.settings, remaining())
     runtime.transport = ThrottleCounter(runtime.transport)  # for the EMF metrics
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")

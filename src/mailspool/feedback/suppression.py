@@ -112,6 +112,7 @@ class SuppressionList:
         self._listed_until = 0.0  # whether the list is empty is known until then
         self._empty = False
         self._lock = threading.Lock()
+        self._listing_lock = threading.Lock()
 
     # -- checks (the send path) -----------------------------------------------------------
 
@@ -214,11 +215,15 @@ class SuppressionList:
             return Suppression(normalized, Reason.MANUAL, now_iso(), f"unreadable entry: {err}")
 
     def _is_empty(self, now: float) -> bool:
-        """An empty list needs no read per recipient; asked at most once per listing_ttl."""
-        if self._listed_until <= now:
-            self._empty = not any(True for _ in self.store.keys(layout.SUPPRESSION))
-            self._listed_until = now + self.listing_ttl
-        return self._empty
+        """An empty list needs no read per recipient; asked at most once per listing_ttl,
+        by one thread while the others wait for its answer (one listing, not one each)."""
+        if self._listed_until > now:
+            return self._empty
+        with self._listing_lock:
+            if self._listed_until <= now:
+                self._empty = not any(True for _ in self.store.keys(layout.SUPPRESSION))
+                self._listed_until = time.monotonic() + self.listing_ttl
+            return self._empty
 
     def _remember(
         self, normalized: str, entry: Suppression | None, now: float, spelling: str = ""
