@@ -3,10 +3,10 @@
     app = Dashboard(store, token=None).asgi()      # uvicorn, or mounted in any ASGI app
     app = Dashboard(store).wsgi()                  # Flask (DispatcherMiddleware), WSGI
 
-Pages are GETs; every change (retry) is a POST checked by ``security.Guard``. Public
-endpoints (the SES events and the unsubscribe link) are mounted from
-``mailspool.feedback`` when it is installed, and need neither token nor CSRF token:
-they check their own signatures.
+Pages are GETs; every change (retry, suppress, remove) is a POST checked by
+``security.Guard``. The public endpoints (``POST /events/ses`` and ``/unsubscribe``)
+come from ``mailspool.feedback`` and need neither token nor CSRF token: they check
+their own signatures and tokens.
 """
 
 from __future__ import annotations
