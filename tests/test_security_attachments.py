@@ -16,6 +16,7 @@ from mailspool.delivery.attachments import PathAttachments
 from mailspool.delivery.guards import Guards
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidMessage, ObjectRefused
+from mailspool.feedback.trace import trace_address
 from mailspool.ops.admin import list_failed
 from mailspool.spool import layout
 from mailspool.spool.records import FailedRecord
@@ -176,3 +177,12 @@ def test_an_attachment_larger_than_the_limit_is_refused_unread(files: dict[str, 
     reader = PathAttachments(files["root"], max_bytes=len(INSIDE) - 1)
     with pytest.raises(InvalidMessage, match=f"MAILSPOOL_MAX_ATTACHMENT_BYTES={len(INSIDE) - 1}"):
         reader.read(str(files["inside"]))
+
+
+def test_a_trace_lists_an_e_mail_with_a_path_attachment_without_reading_the_file(
+    tmp_path: Path, files: dict[str, Path]
+) -> None:
+    store = FileStore(tmp_path / "spool")
+    queue_v0(store, [[str(files["secret"]), "/proc/self/environ"]])
+    [trace] = trace_address(store, "a0@example.com")
+    assert (trace.index, trace.subject) == (0, "s0")

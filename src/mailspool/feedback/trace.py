@@ -21,12 +21,14 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from mailspool.errors import InvalidBatch, InvalidMessage, KeyNotFound
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.events import FeedbackEvent
 from mailspool.feedback.ingest import read_history
+from mailspool.message import Attachment
 from mailspool.spool import batch as batch_format
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
@@ -153,7 +155,7 @@ def _batch_emails(store: Store, batch: batch_format.Batch, batch_id: str) -> Ite
     created = batch.created_at or ""
     for index in range(len(batch)):
         try:
-            message = batch.message(index)
+            message = batch.message(index, files=_unread)
         except InvalidMessage:
             continue  # the worker fails it with the reason; failed/ shows it
         recipients = [*message.to, *message.cc, *message.bcc]
@@ -161,6 +163,11 @@ def _batch_emails(store: Store, batch: batch_format.Batch, batch_id: str) -> Ite
         trace.steps.append(Step("queued", created))
         _ledger_steps(store, trace, entries.get(index))
         yield trace
+
+
+def _unread(path: str) -> Attachment:
+    """A version-0 path attachment named, never read: a trace needs no file's bytes."""
+    return Attachment(filename=PurePosixPath(path).name or "attachment", content=b"")
 
 
 def _ledger_steps(store: Store, trace: EmailTrace, entry: LedgerEntry | None) -> None:
