@@ -131,6 +131,17 @@ def test_every_module_a_page_names_exists(page_name: str) -> None:
     assert missing == []
 
 
+def test_the_architecture_page_shows_every_folder_of_the_package() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    folders = {
+        path.name
+        for path in (ROOT / "src" / "mailspool").iterdir()
+        if path.is_dir() and (path / "__init__.py").exists()
+    }
+    assert len(folders) >= 9
+    assert [name for name in sorted(folders) if f"{name}/ " not in page] == []
+
+
 def _layer_imports(layer: str) -> set[str]:
     """The top-level parts of mailspool that a folder of the package imports."""
     found: set[str] = set()
