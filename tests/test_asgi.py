@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator, MutableMapping
@@ -11,8 +12,11 @@ from typing import Any
 
 import pytest
 import uvicorn
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailspool import Settings
+from mailspool._asgi import read_body
 from mailspool.integrations.asgi import MailspoolMiddleware, Receive, Send
 from tests import framework_common as common
 from tests.fixtures.smtp_server import SMTPSink
@@ -115,3 +119,18 @@ def test_websocket_scope_passes_through(mode: str) -> None:
 
     assert seen == ["websocket"]
     assert sent == [{"type": "websocket.close"}]
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=8), st.integers(0, 200))
+def test_a_body_is_read_whole_or_refused_past_its_limit(chunks: list[bytes], limit: int) -> None:
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+
+    async def receive() -> MutableMapping[str, Any]:
+        return messages.pop(0)
+
+    body = asyncio.run(read_body(receive, limit))
+    whole = b"".join(chunks)
+    assert body == (whole if len(whole) <= limit else None)

@@ -11,10 +11,11 @@ configured (no SNS topic allowed, no unsubscribe URL and secret) answers 404.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from mailspool._asgi import ASGIApp, Receive, Send, read_body
 from mailspool.feedback.http import MAX_BODY, Response, SesEndpoint
 from mailspool.feedback.unsubscribe import UnsubscribeEndpoint
 
@@ -22,10 +23,6 @@ __all__ = ["SES_PATH", "UNSUBSCRIBE_PATH", "FeedbackEndpoints", "asgi_app"]
 
 SES_PATH = "/events/ses"
 UNSUBSCRIBE_PATH = "/unsubscribe"
-
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +49,7 @@ def asgi_app(endpoints: FeedbackEndpoints | Callable[[], FeedbackEndpoints]) -> 
     async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
+        body = await read_body(receive, MAX_BODY)
         if body is None:
             response = Response.text(413, "too large")
         else:
@@ -74,19 +71,3 @@ def asgi_app(endpoints: FeedbackEndpoints | Callable[[], FeedbackEndpoints]) -> 
         await send({"type": "http.response.body", "body": response.body})
 
     return app
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None once it passes ``MAX_BODY``. (``mailspool.web.http``
-    has the same loop; importing it would pull in the dashboard's extras.)"""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)

@@ -17,18 +17,16 @@ and websocket scopes pass through untouched.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
+from mailspool._asgi import ASGIApp, Receive, Send
 from mailspool.integrations.wsgi import SettingsSource, check_mode, resolve_settings
 from mailspool.producer.scope import RequestScope
 
-__all__ = ["ASGIApp", "MailspoolMiddleware"]
+__all__ = ["ASGIApp", "MailspoolMiddleware", "Receive", "Send"]
 
 Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
 class MailspoolMiddleware:

@@ -7,11 +7,13 @@ Everything in a request is hostile: sizes are bounded and forms parsed strictly.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
+
+from mailspool._asgi import ASGIApp, Receive, Scope, Send, read_body
 
 __all__ = ["MAX_BODY", "Handler", "Request", "Response", "asgi_app", "wsgi_app"]
 
@@ -75,24 +77,19 @@ class Response:
 
 Handler = Callable[[Request], Response]
 
-_Scope = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
-
 
 def asgi_app(handler: Handler) -> ASGIApp:
     """An ASGI application around ``handler``; the handler runs in a thread (it reads
     the store, which may be S3)."""
     import asyncio
 
-    async def app(scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
+        body = await read_body(receive, MAX_BODY)
         if body is None:
             response = Response(413, b"request body too large", "text/plain; charset=utf-8")
         else:
@@ -104,7 +101,7 @@ def asgi_app(handler: Handler) -> ASGIApp:
     return app
 
 
-async def _lifespan(receive: _Receive, send: _Send) -> None:
+async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -114,21 +111,7 @@ async def _lifespan(receive: _Receive, send: _Send) -> None:
             return
 
 
-async def _read_body(receive: _Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _asgi_request(scope: _Scope, body: bytes) -> Request:
+def _asgi_request(scope: Scope, body: bytes) -> Request:
     headers: dict[str, str] = {}
     for name, value in scope.get("headers", ()):
         headers[name.decode("latin-1").lower()] = value.decode("latin-1")
