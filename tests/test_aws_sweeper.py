@@ -4,9 +4,11 @@ re-driven, late e-mails are reported, bucket notifications are consumed from SQS
 from __future__ import annotations
 
 import collections
+import time
 
 import pytest
 
+import mailspool
 from mailspool.aws import sweeper_handler
 from mailspool.aws.sqs import consume
 from mailspool.aws.sweeper import sweep
@@ -75,3 +77,24 @@ def test_the_worker_consumes_bucket_notifications_from_sqs(stack: Stack) -> None
     assert rounds[-1] == 0
     assert stack.recipients() == collections.Counter(f"user{i}@example.org" for i in range(7))
     assert stack.receive() == []  # delivered: deleted
+
+
+def test_the_sweeper_queues_a_scheduled_email_when_due_and_the_handler_sends_it(
+    stack: Stack,
+) -> None:
+    """Nothing goes before its time; at the sweep after it, the move into ``queue/`` is
+    an S3 event, and the handler (fed from SQS) sends the e-mail once."""
+    assert mailspool.send_mail("later@example.org", "Reminder", "<p>x</p>", send_at=3600)
+    worker = _worker(stack)
+    try:
+        early = sweep(stack.store, worker, older_than=10**9, now=time.time())
+        assert (early.promoted, early.queued) == (0, 0)
+        assert stack.run_queue() == []
+        assert stack.moto.ses_messages() == []
+        due = sweep(stack.store, worker, older_than=10**9, now=time.time() + 3601)
+    finally:
+        worker.close()
+    assert (due.promoted, due.queued, due.pending) == (1, 1, 1)
+    assert stack.run_queue() == []
+    assert stack.recipients() == collections.Counter({"later@example.org": 1})
+    assert list(stack.store.keys(layout.QUEUE)) == []

@@ -198,3 +198,33 @@ def test_management_command_drains(configured: Path, smtp_server: SMTPSink) -> N
 
     assert len(smtp_server.envelopes) == 21
     assert common.queued_files(configured) == []
+
+
+def test_send_later_expiry_and_key_through_headers_and_attributes(configured: Path) -> None:
+    from django.core.mail import EmailMessage
+
+    from mailspool.spool import schedule
+    from mailspool.stores import open_store
+
+    by_header = EmailMessage(
+        "Reminder",
+        "tomorrow",
+        common.SENDER,
+        ["ana@example.com"],
+        headers={"X-Mailspool-Send-At": "3600", "X-Mailspool-Key": "reminder-1"},
+    )
+    by_attribute = EmailMessage("Code", "1234", common.SENDER, ["bob@example.com"])
+    by_attribute.mailspool_expires_at = 600  # type: ignore[attr-defined]
+    by_attribute.mailspool_key = "code-1"  # type: ignore[attr-defined]
+    again = EmailMessage("Code", "1234", common.SENDER, ["bob@example.com"])
+    again.mailspool_key = "code-1"  # type: ignore[attr-defined]
+
+    assert mail.get_connection().send_messages([by_header, by_attribute, again]) == 2
+    with open_store(f"file://{configured}") as store:
+        [scheduled] = store.keys(schedule.SCHEDULED)
+        data = store.get(scheduled)
+    assert b'"key":"reminder-1"' in data
+    assert b"X-Mailspool" not in data  # the headers were taken off
+    [queued] = common.queued_files(configured)
+    assert b'"expiresAt"' in queued.read_bytes()
+    assert mailspool.cancel("reminder-1") is True

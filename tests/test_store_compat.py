@@ -223,6 +223,8 @@ def test_status_counts_the_old_store(store: FileStore) -> None:
         "batches_done": 2,
         "oldest_pending_age": None,
         "refused_recipients": 1,
+        "scheduled": 0,  # 0.1 had no scheduled/ nor cancelled/
+        "cancelled": 0,
         "total": 14,
     }
 

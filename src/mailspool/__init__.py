@@ -27,6 +27,7 @@ from mailspool.errors import (
     TransientError,
 )
 from mailspool.message import Attachment, Message
+from mailspool.ops.cancel import cancel
 from mailspool.producer.api import send_mail, send_message, send_now
 from mailspool.producer.scope import RequestScope, current_scope, request
 
@@ -46,6 +47,7 @@ __all__ = [
     "StoreError",
     "TransientError",
     "__version__",
+    "cancel",
     "current_scope",
     "request",
     "send_mail",

@@ -1,5 +1,5 @@
-"""The ``mailspool`` command: send, worker, status, failed, gc, demo, suppression, trace,
-events (and aws, with [aws]).
+"""The ``mailspool`` command: send, cancel, worker, status, failed, gc, demo, suppression,
+trace, events (and aws, with [aws]).
 
 Every option that has a setting falls back to its ``MAILSPOOL_*`` variable, then to the
 embedded default (a spool and an outbox under ``$XDG_DATA_HOME/mailspool``). Errors are
@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import click
@@ -24,14 +25,16 @@ from mailspool.config import Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
 from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
-from mailspool.errors import KeyNotFound, MailspoolError
+from mailspool.errors import InvalidMessage, KeyNotFound, MailspoolError
 from mailspool.feedback import cli as feedback_cli
 from mailspool.feedback.rates import collect_rates
 from mailspool.message import Message
 from mailspool.ops import admin
+from mailspool.ops.cancel import cancel
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.classify import Priority
+from mailspool.producer.later import Later, parse_when
 from mailspool.settings_docs import environment_help
 from mailspool.stores import Store, open_store
 from mailspool.transports import Transport
@@ -85,6 +88,25 @@ def cli(ctx: click.Context, verbose: int) -> None:
 # -- send --------------------------------------------------------------------------------------
 
 
+class _When(click.ParamType[float | datetime]):
+    """Seconds from now (a number), or an ISO 8601 time with its offset."""
+
+    name = "when"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | datetime:
+        if isinstance(value, float | datetime):
+            return value
+        try:
+            return parse_when(str(value), "--at/--expires")
+        except InvalidMessage as err:
+            self.fail(err.reason, param, ctx)
+
+
+_WHEN = _When()
+
+
 @cli.command()
 @click.option("--to", "to", multiple=True, required=True, help="Recipient (repeatable).")
 @click.option("--cc", multiple=True, help="Cc recipient (repeatable).")
@@ -109,6 +131,22 @@ def cli(ctx: click.Context, verbose: int) -> None:
     "--priority/--deferred",
     default=None,
     help="Send now, or queue (default: the classifier decides).",
+)
+@click.option(
+    "--at",
+    "send_at",
+    type=_WHEN,
+    metavar="WHEN",
+    help="Send no earlier than WHEN: seconds from now, or ISO 8601 with an offset "
+    "(2026-11-30T09:00:00+01:00). Makes a --priority e-mail deferred.",
+)
+@click.option(
+    "--expires", "expires_at", type=_WHEN, metavar="WHEN", help="Fail it, unsent, after WHEN."
+)
+@click.option(
+    "--key",
+    help="Idempotency key: accepted once within MAILSPOOL_IDEMPOTENCY_WINDOW; "
+    "'mailspool cancel KEY' stops it. A key already accepted: nothing queued, exit 1.",
 )
 @store_option
 @click.option("--priority-transport", metavar="URL", help="Env MAILSPOOL_PRIORITY_TRANSPORT.")
@@ -144,12 +182,41 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
         priority = opts["priority"]
         if priority is None:
             priority = settings.default_priority == Priority.NOW
-        if priority:
+        later = Later(opts["send_at"], opts["expires_at"], opts["key"])
+        if later:
+            _send_later(message, priority, later, settings)
+        elif priority:
             receipt = api.send_now(message, settings=settings)
             click.echo(f"sent {receipt.message_id} via {settings.priority_transport}")
         else:
             api.send_message(message, priority=False, settings=settings)
             click.echo(f"queued in {settings.store}")
+
+
+def _send_later(message: Message, priority: bool, later: Later, settings: Settings) -> None:
+    """``send --at/--expires/--key``: exit 1, nothing queued, for a key already accepted."""
+    if not api.send_message(message, priority=priority, settings=settings, later=later):
+        raise click.ClickException(f"key {later.key!r} was already accepted: nothing queued")
+    if priority and later.send_at is None:
+        click.echo(f"sent via {settings.priority_transport}")
+    elif later.send_at is not None:
+        click.echo(f"scheduled in {settings.store}")
+    else:
+        click.echo(f"queued in {settings.store}")
+
+
+@cli.command("cancel")
+@click.argument("key")
+@store_option
+@click.pass_context
+def cancel_command(ctx: click.Context, key: str, store: str | None) -> None:
+    """Stop the pending or scheduled e-mail sent with KEY; exit 1 if it was not stopped
+    (unknown key, already sent, failed or cancelled, or being delivered right now)."""
+    with _errors():
+        stopped = cancel(key, store=_settings(ctx, store=store).store)
+    if not stopped:
+        raise click.ClickException(f"not cancelled: no e-mail with key {key!r} waits to be sent")
+    click.echo(f"cancelled the e-mail with key {key!r}")
 
 
 # -- worker ------------------------------------------------------------------------------------

@@ -201,6 +201,7 @@ class Settings:
     deadline_margin: float | None = setting(_seconds, None, shown="a quarter of the time left, at most 5 s", help="Lambda: seconds before the deadline at which the handler hands the rest to a continuation batch ([aws](aws.md))")
     metrics_namespace: str = setting(_text, "mailspool", shown="`mailspool` (the template: `mailspool/<stack>`)", help="Lambda: the CloudWatch namespace of the handler's Embedded Metric Format lines ([aws](aws.md))")
     sweep_after: float = setting(_seconds, 300.0, shown="`300` (seconds)", help="the sweeper re-drives queued batches older than this whose claim is free")
+    idempotency_window: float = setting(_positive_seconds, 86400.0, shown="`86400` (24 hours)", help="seconds during which an idempotency `key` given to `send_mail` is accepted once ([operations](operations.md))")
     alert_after: float = setting(_seconds, 3600.0, shown="`3600` (seconds)", help="the sweeper reports e-mails waiting longer than this")
 
     sns_topics: frozenset[str] = setting(_names, frozenset(), shown="none (the endpoint answers 404)", help="SNS topic ARNs, comma-separated, whose SES events `POST /events/ses` accepts ([feedback](feedback.md))")

@@ -1,7 +1,10 @@
 """The sweeper: re-drives batches whose event was lost or whose retries ran out, so
 that no batch is silently left behind.
 
-Run on a schedule (the template: every 5 minutes), it lists ``queue/`` and delivers
+Run on a schedule (the template: every minute), it first moves the scheduled batches
+that are due into ``queue/`` (``spool.schedule``: a listing that stops at the first batch
+not yet due); each move is an object-created event, so the handler sends them at once.
+Then it lists ``queue/`` and delivers
 every batch older than ``MAILSPOOL_SWEEP_AFTER`` seconds (default 300) right there,
 through the same ``Worker.deliver`` as the handler, within the invocation's time. A
 batch whose claim is held is being delivered by someone else and is left alone; one
@@ -27,6 +30,7 @@ from mailspool.delivery.worker import BatchStatus, Deadline, Worker
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import BatchOutline
+from mailspool.spool.schedule import promote_due
 from mailspool.stores.base import Store
 
 __all__ = ["SweepReport", "sweep", "sweeper_handler"]
@@ -42,6 +46,7 @@ class SweepReport:
     """What one sweep saw and did. ``late``: e-mails waiting longer than ``alert_after``."""
 
     queued: int = 0
+    promoted: int = 0
     redriven: list[str] = field(default_factory=list)
     held: int = 0
     left: int = 0
@@ -66,6 +71,7 @@ def sweep(
     """Deliver the batches queued for longer than ``older_than``; count what waits."""
     report = SweepReport()
     moment = time.time() if now is None else now
+    report.promoted = len(promote_due(store, moment)[0])
     for key, age in _queued(store, moment):
         if age < older_than:
             continue

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from mailspool.delivery.guards import Guards
@@ -85,6 +86,7 @@ class EmailSender:
         self._batch_id = layout.batch_id_from_key(batch.source)
         self._ledger = ledger
         self._blobs = _Blobs(store, rules.guards.limits)
+        self._expires = batch.expires()
 
     def attempt(self, index: int, attempt: int) -> Attempt:
         """Try e-mail ``index`` once; a sent or failed e-mail is in the ledger on return."""
@@ -101,8 +103,12 @@ class EmailSender:
             rules.in_flight.release(reserved)
 
     def _send(self, index: int, attempt: int) -> Attempt:
-        """Read, check, wait for the rate limit, send and record one e-mail."""
+        """Read, check, wait for the rate limit, send and record one e-mail; one whose
+        expiry has passed fails unsent."""
         rules = self._rules
+        if self._expires is not None and datetime.now(UTC) >= self._expires:
+            reason = f"expired at {timestamp(self._expires)} before it could be sent"
+            return self._fail(index, attempt, reason, retryable=False)
         try:
             message = rules.guards.read(self._batch, index, self._blobs.get, rules.default_sender)
         except (InvalidMessage, SenderNotAllowed) as err:

@@ -13,6 +13,15 @@ priority mail at once and hands deferred mail to the request's scope, which the
 middleware writes to the store when the request ends. Outside a request (management
 commands, shell, tasks) a call's deferred e-mails are written when the call returns.
 
+Sending later, expiry and idempotency keys (``mailspool.send_mail``'s ``send_at``,
+``expires_at`` and ``key``) come from the e-mail's attributes ``mailspool_send_at``,
+``mailspool_expires_at`` (timezone-aware datetimes, or seconds from now) and
+``mailspool_key``, or from its headers ``X-Mailspool-Send-At``, ``X-Mailspool-Expires-At``
+(seconds from now, or ISO 8601 with an offset) and ``X-Mailspool-Key``, which are taken
+off the e-mail. Such an e-mail is written when ``send_messages`` is called (not on
+commit), since whether its key was accepted is part of the count it returns; an e-mail
+whose key was already accepted is not counted.
+
 Deferred e-mails join the scope when the surrounding database transaction commits
 (``transaction.on_commit``) and are dropped when it rolls back, so a failed view never
 notifies anyone; ``MAILSPOOL["ON_COMMIT"] = False`` queues them regardless.
@@ -38,14 +47,17 @@ from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, InvalidMessage, MailspoolError
 from mailspool.headers import PRIORITY_HEADER
 from mailspool.message import Attachment, Message, split_addresses
-from mailspool.producer.api import send_now
+from mailspool.producer.api import send_message, send_now
 from mailspool.producer.classify import classify
+from mailspool.producer.later import Later, parse_when
 from mailspool.producer.scope import enqueue
 
 __all__ = [
+    "LATER_HEADERS",
     "PRIORITY_HEADER",
     "EmailBackend",
     "MailspoolMiddleware",
+    "later_of",
     "load_settings",
     "to_message",
 ]
@@ -56,6 +68,12 @@ log = logging.getLogger("mailspool")
 #: of ``mailspool.config.Settings`` (``STORE`` is ``MAILSPOOL_STORE``, and so on).
 GLUE_KEYS = frozenset({"PRIORITY_BACKEND", "ON_COMMIT", "DATABASE"})
 _DROPPED_HEADERS = frozenset({"message-id", "date"})
+#: Headers that carry ``send_at``, ``expires_at`` and ``key``; taken off the e-mail.
+LATER_HEADERS = {
+    "x-mailspool-send-at": "send_at",
+    "x-mailspool-expires-at": "expires_at",
+    "x-mailspool-key": "key",
+}
 
 
 def _glue(name: str, default: Any = None) -> Any:
@@ -95,7 +113,7 @@ def to_message(email: EmailMessage) -> tuple[Message, str | None]:
             raise InvalidMessage(
                 f"a {name} header apart from the recipients is not supported", field=name
             )
-        elif lowered not in _DROPPED_HEADERS:
+        elif lowered not in _DROPPED_HEADERS and lowered not in LATER_HEADERS:
             extra.append((name, str(value)))
     text, html = _bodies(email)
     return Message(
@@ -111,6 +129,22 @@ def to_message(email: EmailMessage) -> tuple[Message, str | None]:
         headers=tuple(extra),
         attachments=tuple(_attachment(item, n) for n, item in enumerate(email.attachments)),
     ), priority_header
+
+
+def later_of(email: EmailMessage) -> Later:
+    """``send_at``, ``expires_at`` and ``key`` from the e-mail's ``mailspool_*``
+    attributes, else from its ``X-Mailspool-*`` headers (see the module doc)."""
+    given: dict[str, Any] = {}
+    for name, value in email.extra_headers.items():
+        field = LATER_HEADERS.get(name.lower())
+        if field is not None:
+            text = str(value).strip()
+            given[field] = text if field == "key" else parse_when(text, name)
+    for field in ("send_at", "expires_at", "key"):
+        value = getattr(email, f"mailspool_{field}", None)
+        if value is not None:
+            given[field] = value
+    return Later(**given)
 
 
 def _bodies(email: EmailMessage) -> tuple[str | None, str | None]:
@@ -161,7 +195,10 @@ class EmailBackend(BaseEmailBackend):
             if not email.recipients():
                 continue
             message, is_priority = self._classify(email, settings)
-            if not is_priority:
+            later = later_of(email)
+            if later:
+                sent += self._send_later(message, is_priority, later, settings)
+            elif not is_priority:
                 deferred.append(message)
             elif self._send_priority(email, message, settings):
                 sent += 1
@@ -183,6 +220,19 @@ class EmailBackend(BaseEmailBackend):
         if decision.to != message.to or decision.subject != message.subject:
             message = _replace(message, to=decision.to, subject=decision.subject)
         return message, decision.priority
+
+    def _send_later(
+        self, message: Message, is_priority: bool, later: Later, settings: Settings
+    ) -> int:
+        """1 when sent or queued now, 0 when its key was already accepted (or, with
+        ``fail_silently``, when the store failed)."""
+        try:
+            return int(send_message(message, priority=is_priority, settings=settings, later=later))
+        except MailspoolError as err:
+            if isinstance(err, ConfigurationError | InvalidMessage) or not self.fail_silently:
+                raise
+            log.error("e-mail not written (fail_silently): %s", err)
+            return 0
 
     def _send_priority(self, email: EmailMessage, message: Message, settings: Settings) -> bool:
         backend = _glue("PRIORITY_BACKEND")

@@ -1,6 +1,6 @@
 """Every e-mail's fate, counted from the store itself: what is pending, sent or failed.
 
-``pending + sent + failed + quarantined`` adds up to every e-mail accepted into the
+``pending + sent + failed + quarantined + scheduled + cancelled`` adds up to every e-mail accepted into the
 store and still on record (``gc`` and lifecycle rules forget finished batches):
 
 - ``pending``: e-mails of batches in ``queue/`` with no outcome in their ledger;
@@ -9,7 +9,9 @@ store and still on record (``gc`` and lifecycle rules forget finished batches):
   ``failed/`` and counts as pending again); an e-mail that reached some recipients
   counts as sent, and its refused recipients as ``refused_recipients`` (re-queuing them
   makes a new e-mail);
-- ``quarantined``: e-mails in quarantined files (a file that is not even JSON counts 1).
+- ``quarantined``: e-mails in quarantined files (a file that is not even JSON counts 1);
+- ``scheduled``: e-mails in ``scheduled/``, not yet due (one per file);
+- ``cancelled``: e-mails in ``cancelled/`` (one per file).
 
 E-mails handed to a continuation batch are counted there, not in their first batch.
 
@@ -28,6 +30,7 @@ from typing import Any
 from mailspool.spool import layout, tally
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import BatchOutline
+from mailspool.spool.schedule import CANCELLED, SCHEDULED
 from mailspool.stores.base import Store
 
 __all__ = ["Status", "collect_status", "email_count"]
@@ -43,10 +46,19 @@ class Status:
     batches_done: int
     oldest_pending_age: float | None
     refused_recipients: int
+    scheduled: int = 0
+    cancelled: int = 0
 
     @property
     def total(self) -> int:
-        return self.pending + self.sent + self.failed + self.quarantined
+        return (
+            self.pending
+            + self.sent
+            + self.failed
+            + self.quarantined
+            + self.scheduled
+            + self.cancelled
+        )
 
     def as_dict(self) -> dict[str, Any]:
         result = asdict(self)
@@ -91,7 +103,13 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
         batches_done=counted.done,
         oldest_pending_age=None if oldest is None else max(now - oldest, 0.0),
         refused_recipients=refused,
+        scheduled=_files(store, SCHEDULED),
+        cancelled=_files(store, CANCELLED),
     )
+
+
+def _files(store: Store, prefix: str) -> int:
+    return sum(1 for key in store.keys(prefix) if key.endswith(".json"))
 
 
 def email_count(store: Store, key: str, default: int = 0) -> int:

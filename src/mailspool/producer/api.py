@@ -19,6 +19,8 @@ from mailspool.feedback.settings import unsubscribe_links
 from mailspool.headers import HeaderFields, HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.classify import Decision, classify
+from mailspool.producer.idempotency import forget
+from mailspool.producer.later import Later, When, accept_key, write_later
 from mailspool.producer.scope import current_scope, enqueue
 from mailspool.senders import AllowedSenders
 from mailspool.shared import shared_store, shared_transport
@@ -40,8 +42,12 @@ def send_mail(
     priority: bool | None = None,
     bypass_suppression: bool = False,
     unsubscribe: bool = False,
+    send_at: When | None = None,
+    expires_at: When | None = None,
+    key: str | None = None,
 ) -> bool:
-    """Send an e-mail now (priority) or queue it (deferred); True when sent or queued.
+    """Send an e-mail now (priority) or queue it (deferred); True when sent or queued,
+    False when ``key`` was already accepted (nothing is queued then).
 
     ``headers`` is a wp_mail-style string (``"From: ...\\r\\nCc: ..."``), a list of
     such lines or a mapping. The body is HTML unless a Content-Type header says
@@ -51,7 +57,11 @@ def send_mail(
     Suppressed recipients are never sent to; ``bypass_suppression=True`` lets a priority
     e-mail through anyway (a password reset). Deferred e-mails carry one-click
     List-Unsubscribe headers when the unsubscribe URL is set; ``unsubscribe=True`` adds
-    them to a priority e-mail too. Raises ``InvalidMessage`` for bad input, or for what
+    them to a priority e-mail too. ``send_at`` (a timezone-aware datetime, or seconds
+    from now) keeps the e-mail until then, and makes a priority e-mail deferred;
+    ``expires_at`` (the same) fails it, unsent, if its turn comes later; ``key`` is
+    accepted once within ``MAILSPOOL_IDEMPOTENCY_WINDOW`` and lets ``mailspool.cancel``
+    find it. Raises ``InvalidMessage`` for bad input, or for what
     the transport that will deliver the e-mail is known to refuse (``transports.limits``):
     nothing is written. For a priority e-mail, ``DeliveryError`` when the send fails.
     """
@@ -68,16 +78,17 @@ def send_mail(
         default=settings.default_priority,
     )
     email = _message(decision, message, fields, attachments)
-    transport = settings.priority_transport if decision.priority else settings.transport
-    check_deliverable(email, transport)
-    send_message(
+    later = Later(send_at, expires_at, key)
+    priority = decision.priority and later.send_at is None
+    check_deliverable(email, settings.priority_transport if priority else settings.transport)
+    return send_message(
         email,
-        priority=decision.priority,
+        priority=priority,
         settings=settings,
         bypass_suppression=bypass_suppression,
         unsubscribe=unsubscribe,
+        later=later,
     )
-    return True
 
 
 def _message(
@@ -112,9 +123,15 @@ def send_message(
     settings: Settings | None = None,
     bypass_suppression: bool = False,
     unsubscribe: bool = False,
-) -> None:
+    later: Later | None = None,
+) -> bool:
     """Send a ready Message now, or queue it in the current scope (or at once outside one,
-    with the bounded write and the fallback store)."""
+    with the bounded write and the fallback store). ``later`` (a ``send_at``,
+    ``expires_at`` or ``key``) writes it at once as a batch of its own
+    (``mailspool.producer.later``); a ``send_at`` makes it deferred. True when sent or
+    queued; False when its key was already accepted (nothing queued)."""
+    if later:
+        return _send_later(message, later, priority, settings, bypass_suppression, unsubscribe)
     if priority:
         send_now(
             message,
@@ -122,8 +139,40 @@ def send_message(
             bypass_suppression=bypass_suppression,
             unsubscribe=unsubscribe,
         )
-        return
+        return True
     enqueue([message], settings)
+    return True
+
+
+def _send_later(
+    message: Message,
+    later: Later,
+    priority: bool,
+    settings: Settings | None,
+    bypass_suppression: bool,
+    unsubscribe: bool,
+) -> bool:
+    """A priority e-mail without ``send_at`` goes now, once its key (if any) is accepted;
+    anything else is written as a batch of its own."""
+    scope = current_scope()
+    settings = settings or (scope.settings if scope is not None else Settings.load())
+    store = scope.store if scope is not None else shared_store(settings.store)
+    if not (priority and later.send_at is None):
+        return write_later(store, message, later, settings)
+    if later.key is not None and not accept_key(store, later.key, "", settings):
+        return False
+    try:
+        send_now(
+            message,
+            settings=settings,
+            bypass_suppression=bypass_suppression,
+            unsubscribe=unsubscribe,
+        )
+    except BaseException:
+        if later.key is not None:  # not sent: the key may be used again
+            forget(store, later.key)
+        raise
+    return True
 
 
 def send_now(

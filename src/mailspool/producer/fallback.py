@@ -38,6 +38,7 @@ from mailspool.producer.handoff import EncodedBatches, encode_batches, write_enc
 from mailspool.shared import shared_store
 from mailspool.spool import layout
 from mailspool.spool.records import BatchOutline
+from mailspool.spool.schedule import SCHEDULED
 from mailspool.stores.base import Store
 
 __all__ = [
@@ -182,14 +183,15 @@ def _start(work: Callable[[], None]) -> Future[None]:
 
 
 def recover_fallback(fallback: Store, store: Store) -> int:
-    """Move every batch of ``fallback`` into ``store``; return how many were moved.
+    """Move every batch of ``fallback`` (queued or scheduled) into ``store``; return how
+    many were moved.
 
     Blobs a batch refers to are copied first (create-only); a batch already queued or
     done in ``store`` (a late write of a timed-out attempt) is only removed from the
     fallback. Blobs stay in the fallback, content-addressed, for batches still to come.
     """
     moved = 0
-    for key in list(fallback.keys(layout.QUEUE)):
+    for key in [*fallback.keys(layout.QUEUE), *fallback.keys(SCHEDULED)]:
         if not key.endswith(".json"):
             continue
         try:

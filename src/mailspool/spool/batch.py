@@ -33,7 +33,14 @@ from typing import Any
 
 from mailspool.errors import InvalidBatch, InvalidMessage, KeyNotFound
 from mailspool.message import Attachment, Message, split_addresses
-from mailspool.spool.records import CURRENT_VERSION, BatchDocument, json_object, timestamp
+from mailspool.spool.records import (
+    CURRENT_VERSION,
+    NO_TIMING,
+    BatchDocument,
+    Timing,
+    json_object,
+    timestamp,
+)
 
 __all__ = [
     "CURRENT_VERSION",
@@ -95,12 +102,13 @@ def encode(
     created_at: datetime | None = None,
     blob_writer: BlobWriter | None = None,
     inline_limit: int = 4096,
+    timing: Timing = NO_TIMING,
 ) -> bytes:
     """One version-1 batch file for e-mails that share their meta.
 
     Attachments larger than ``inline_limit`` bytes go through ``blob_writer`` and are
     referenced by hash (one invoice sent to 5000 people is stored once); without a
-    writer every attachment is inline.
+    writer every attachment is inline. ``timing``: when it may go, until when, its key.
     """
     if not messages:
         raise InvalidBatch("a batch needs at least one e-mail", field="emails")
@@ -112,6 +120,7 @@ def encode(
         created_at=timestamp(created_at),
         meta=_encode_meta(key),
         emails=[_encode_email(m, blob_writer, inline_limit) for m in messages],
+        timing=timing,
     ).encode()
 
 
@@ -182,6 +191,7 @@ class Batch:
     created_at: str | None
     meta: Mapping[str, Any]
     emails: Sequence[Mapping[str, Any]]
+    timing: Timing = NO_TIMING
 
     def __len__(self) -> int:
         return len(self.emails)
@@ -201,12 +211,21 @@ class Batch:
 
     def document(self) -> BatchDocument:
         """The file as mailspool writes it (a version-1 file encodes to its own bytes)."""
-        return BatchDocument(self.id, self.created_at, self.meta, self.emails, self.version)
+        return BatchDocument(
+            self.id, self.created_at, self.meta, self.emails, self.version, self.timing
+        )
 
     def part(self, batch_id: str, indices: Sequence[int]) -> BatchDocument:
-        """A new batch of some of these e-mails with the same meta (a continuation)."""
+        """A new batch of some of these e-mails with the same meta and expiry (a
+        continuation; it is due now, and its key stays with the first batch)."""
         emails = [self.emails[i] for i in indices]
-        return BatchDocument(batch_id, self.created_at or timestamp(), self.meta, emails)
+        timing = Timing(expires_at=self.timing.expires_at)
+        created = self.created_at or timestamp()
+        return BatchDocument(batch_id, created, self.meta, emails, timing=timing)
+
+    def expires(self) -> datetime | None:
+        """When the batch's e-mails stop being worth sending (``expiresAt``), if ever."""
+        return None if self.timing.expires_at is None else moment(self.timing.expires_at)
 
     def recipient_total(self) -> int:
         """Recipients in the whole file (to + cc + bcc of each e-mail), as SES counts them."""
@@ -239,7 +258,36 @@ def decode(data: bytes | str, *, source: str = "<batch>") -> Batch:
     for name, value in (("id", batch_id), ("createdAt", created_at)):
         if value is not None and not isinstance(value, str):
             raise InvalidBatch("must be a string", field=name, source=source)
-    return Batch(source, version, batch_id, created_at, meta, emails)
+    return Batch(source, version, batch_id, created_at, meta, emails, _timing(document, source))
+
+
+def moment(text: str) -> datetime:
+    """An RFC 3339 time with its offset (``2026-11-29T09:00:00Z``); ValueError otherwise."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError("it has no time zone")
+    return parsed
+
+
+def _timing(document: Mapping[str, Any], source: str) -> Timing:
+    """``sendAt``, ``expiresAt`` (RFC 3339 with an offset) and ``key`` (1-256 characters)."""
+    for name in ("sendAt", "expiresAt"):
+        value = document.get(name)
+        if value is not None and not _is_moment(value):
+            raise InvalidBatch(
+                "must be an RFC 3339 time with its offset", field=name, source=source
+            )
+    key = document.get("key")
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= 256):
+        raise InvalidBatch("must be a string of 1 to 256 characters", field="key", source=source)
+    return Timing(document.get("sendAt"), document.get("expiresAt"), key)
+
+
+def _is_moment(value: object) -> bool:
+    try:
+        return isinstance(value, str) and moment(value) is not None
+    except ValueError:
+        return False
 
 
 def _check_meta(meta: object, source: str) -> None:

@@ -2,6 +2,9 @@
 
 ```
 queue/<batch>.json                    BatchDocument (checked by ``spool.batch.decode``)
+scheduled/<due>-<batch>.json          BatchDocument with a ``Timing`` (``spool.schedule``)
+cancelled/<batch>.json                BatchDocument of a cancelled e-mail
+keys/<sha256 of the key>.json         KeyRecord: an idempotency key and its batch
 ledger/<batch>                        LedgerEntry: one JSON array of entries per record
 failed/<batch>.<index>[.refused].json FailedRecord
 quarantine/<file>.error.json          QuarantineError
@@ -31,9 +34,11 @@ __all__ = [
     "BatchDocument",
     "BatchOutline",
     "FailedRecord",
+    "KeyRecord",
     "LedgerEntry",
     "LedgerState",
     "QuarantineError",
+    "Timing",
     "decode_entries",
     "encode_entries",
     "json_object",
@@ -54,6 +59,23 @@ def timestamp(moment: datetime | None = None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Timing:
+    """A batch's optional ``sendAt``, ``expiresAt`` (RFC 3339, UTC) and idempotency ``key``."""
+
+    send_at: str | None = None
+    expires_at: str | None = None
+    key: str | None = None
+
+    def fields(self) -> dict[str, str]:
+        """The batch file's JSON fields for what is set, in the format's order."""
+        named = (("sendAt", self.send_at), ("expiresAt", self.expires_at), ("key", self.key))
+        return {name: value for name, value in named if value is not None}
+
+
+NO_TIMING = Timing()
+
+
+@dataclass(frozen=True, slots=True)
 class BatchDocument:
     """A batch file as mailspool writes it: by the producer, as a continuation, as a retry.
 
@@ -66,6 +88,7 @@ class BatchDocument:
     meta: Mapping[str, Any]
     emails: Sequence[Mapping[str, Any]]
     version: int = CURRENT_VERSION
+    timing: Timing = NO_TIMING
 
     def encode(self) -> bytes:
         document: dict[str, Any] = {"version": self.version} if self.version else {}
@@ -73,6 +96,7 @@ class BatchDocument:
             document["id"] = self.id
         if self.created_at is not None:
             document["createdAt"] = self.created_at
+        document.update(self.timing.fields())
         document["meta"] = dict(self.meta)
         document["emails"] = list(self.emails)
         return orjson.dumps(document)
@@ -111,6 +135,40 @@ def _blob_digests(emails: list[Any]) -> list[str]:
         and isinstance(item.get("sha256"), str)
         and _SHA256.fullmatch(item["sha256"])
     ]
+
+
+# -- idempotency keys ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """``keys/<sha256 of key>.json``: the key accepted at ``accepted_at`` for ``batch``,
+    written to ``location`` (its ``queue/`` or ``scheduled/`` key)."""
+
+    key: str
+    batch: str
+    location: str
+    accepted_at: str
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "key": self.key,
+                "batch": self.batch,
+                "location": self.location,
+                "acceptedAt": self.accepted_at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, *, source: str) -> KeyRecord:
+        fields = _Fields(json_object(data, source), source)
+        return cls(
+            key=fields.get("key", str),
+            batch=fields.get("batch", str),
+            location=fields.get("location", str),
+            accepted_at=fields.get("acceptedAt", str),
+        )
 
 
 # -- the ledger ---------------------------------------------------------------------------

@@ -171,7 +171,7 @@ def read_tally(store: Store, *, now: float | None = None) -> Tally:
     if total is None:
         total = _count_in_full(store, moment)
         _save(store, total)
-    segments = [key for key in store.keys(LOG) if key[len(LOG) :] > total.through]
+    segments = [key for key in _segment_keys(store) if key[len(LOG) :] > total.through]
     closed = [key for key in segments if _is_closed(key[len(LOG) :], moment)]
     if closed:
         total = _fold(store, total, closed, moment)
@@ -180,6 +180,12 @@ def read_tally(store: Store, *, now: float | None = None) -> Tally:
             for record in _records(store, key):
                 total.add(record)
     return total
+
+
+def _segment_keys(store: Store) -> list[str]:
+    """The segment logs, oldest first. On S3 a log is a folder of parts
+    (``tally/log/<segment>/<part>``): each segment is named once, by its log key."""
+    return sorted({LOG + key[len(LOG) :].partition("/")[0] for key in store.keys(LOG)})
 
 
 def _fold(store: Store, total: Tally, closed: list[str], now: float) -> Tally:
@@ -205,7 +211,7 @@ def _fold(store: Store, total: Tally, closed: list[str], now: float) -> Tally:
 def _count_in_full(store: Store, now: float) -> Tally:
     """A store without a total: its ledgers, read once. Closed segments are covered by
     this count; a batch with a record in an open segment is left to that record."""
-    segments = [key[len(LOG) :] for key in store.keys(LOG)]
+    segments = [key[len(LOG) :] for key in _segment_keys(store)]
     total = Tally(through=max((s for s in segments if _is_closed(s, now)), default=""))
     recorded = {
         str(record.get("b"))

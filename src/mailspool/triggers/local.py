@@ -5,7 +5,10 @@ new batch as fast as a file-system watch would, works the same on every store, a
 doubles as the sweeper: a batch whose worker died is claimable again (the file store's
 lock dies with its process; an S3 lease expires) and the next listing picks it up.
 
-Both also move the batches a request wrote to the fallback store while the store was
+Both move the scheduled batches that are due into ``queue/`` (``spool.schedule``): a
+drain before each round, a running worker when the first one falls due, and at least once
+a second for those scheduled meanwhile, so a scheduled e-mail goes within a second of its
+time. Both also move the batches a request wrote to the fallback store while the store was
 failing back into the store (``mailspool.producer.fallback``): before a drain, and about once a
 second while running.
 """
@@ -25,12 +28,14 @@ from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.errors import UnsafeKey
 from mailspool.producer.fallback import recover_fallback_for
 from mailspool.spool import layout
+from mailspool.spool.schedule import promote_due
 from mailspool.stores.base import Store
 
-__all__ = ["DrainReport", "drain", "pending_batches", "recover", "run_forever"]
+__all__ = ["DrainReport", "drain", "pending_batches", "promote", "recover", "run_forever"]
 
 log = logging.getLogger("mailspool.worker")
 _RECOVER_INTERVAL = 1.0
+_PROMOTE_INTERVAL = 1.0  # a batch scheduled meanwhile, due sooner than the next known
 
 
 def recover(store: Store, fallback_base: str | None = None) -> int:
@@ -41,6 +46,16 @@ def recover(store: Store, fallback_base: str | None = None) -> int:
     except Exception as err:
         log.error("cannot recover fallback batches for %s: %s", store.url, err)
         return 0
+
+
+def promote(store: Store) -> float | None:
+    """Move the due scheduled batches into ``queue/``; when the next is due (None: none,
+    or the store failed, logged)."""
+    try:
+        return promote_due(store)[1]
+    except Exception as err:
+        log.error("cannot move due scheduled batches in %s: %s", store.url, err)
+        return None
 
 
 def pending_batches(store: Store) -> list[str]:
@@ -103,6 +118,7 @@ def drain(
     width = parallel_batches or max(2, worker.options.concurrency)
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
         while not worker.stopping.is_set() and not report.paused:
+            promote(worker.store)
             keys = [key for key in pending_batches(worker.store) if key not in tried]
             if not keys:
                 break
@@ -149,12 +165,17 @@ def run_forever(
         if on_batch is not None:
             on_batch(report)
 
-    recovered_at = 0.0
+    recovered_at = promoted_at = 0.0
+    next_due: float | None = None
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
         while not worker.stopping.is_set():
             if time.monotonic() - recovered_at >= _RECOVER_INTERVAL:
                 recover(worker.store, fallback_base)
                 recovered_at = time.monotonic()
+            if time.monotonic() - promoted_at >= _PROMOTE_INTERVAL or (
+                next_due is not None and time.time() >= next_due
+            ):
+                next_due, promoted_at = promote(worker.store), time.monotonic()
             try:
                 keys = [] if time.monotonic() < paused_until else pending_batches(worker.store)
             except Exception as err:  # the store is down: keep trying, say so

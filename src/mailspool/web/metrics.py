@@ -3,7 +3,7 @@
 The store's gauges are computed at each scrape from ``collect_status``, so they equal
 ``mailspool status --json``:
 
-- ``mailspool_emails{state="pending|sent|failed|quarantined|scheduled"}``;
+- ``mailspool_emails{state="pending|sent|failed|quarantined|scheduled|cancelled"}``;
 - ``mailspool_oldest_pending_seconds``;
 - ``mailspool_batches{state="pending|done"}`` and ``mailspool_refused_recipients``;
 - ``mailspool_suppressed_addresses``, ``mailspool_bounce_rate`` and
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-EMAIL_STATES = ("pending", "sent", "failed", "quarantined", "scheduled")
+EMAIL_STATES = ("pending", "sent", "failed", "quarantined", "scheduled", "cancelled")
 
 
 class RecentRates:

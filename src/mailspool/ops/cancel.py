@@ -1,0 +1,51 @@
+"""Cancel a pending or scheduled e-mail by its idempotency key, if it was not sent.
+
+``cancel`` finds the key's batch (``keys/``), takes the batch's claim (the one a worker
+takes to deliver it), and, if its ledger is empty, moves it from ``scheduled/`` or
+``queue/`` to ``cancelled/<batch>.json``. It says False when the key is unknown, the
+e-mail was already sent or failed, was already cancelled, or a worker is delivering it
+at this moment (its claim is held): then it is not stopped. Holding the claim keeps a
+worker from starting on the batch while it moves; a batch being promoted from
+``scheduled/`` at the same moment is moved by one of the two (``Store.move``), and
+``cancel`` then takes it from ``queue/``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mailspool.config import Settings
+from mailspool.producer.idempotency import lookup
+from mailspool.shared import shared_store
+from mailspool.spool import layout
+from mailspool.spool.ledger import read_entries
+from mailspool.spool.schedule import cancelled_key
+from mailspool.stores.base import Store, default_owner
+
+__all__ = ["cancel"]
+
+log = logging.getLogger("mailspool")
+_CLAIM_TTL = 60.0
+
+
+def cancel(key: str, *, store: Store | str | None = None) -> bool:
+    """Stop the e-mail sent with idempotency ``key``; True if it will not be sent."""
+    if not isinstance(store, Store):
+        store = shared_store(store or Settings.load().store)
+    record = lookup(store, key)
+    if record is None or not record.location:
+        return False
+    lease = store.claim(record.batch, default_owner(), _CLAIM_TTL)
+    if lease is None:  # a worker is delivering it now
+        return False
+    try:
+        if read_entries(store, record.batch):  # sent, failed or carried on already
+            return False
+        destination = cancelled_key(record.batch)
+        for source in dict.fromkeys((record.location, layout.queue_key(record.batch))):
+            if store.move(source, destination):
+                log.info("cancelled %s (%s)", source, destination)
+                return True
+        return False
+    finally:
+        store.release(lease)

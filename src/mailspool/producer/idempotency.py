@@ -1,0 +1,69 @@
+"""Idempotency keys: a key is accepted once within a window, across processes and hosts.
+
+Accepting a key creates ``keys/<sha256 of key>.json`` with a create-only write
+(``Store.put_new``: an exclusive create on a file store, ``IfNoneMatch="*"`` on S3), so
+of two processes sending the same key at once exactly one wins, whatever their memory.
+A record older than the window (``MAILSPOOL_IDEMPOTENCY_WINDOW``, default 24 hours) no
+longer blocks its key: it is replaced under the key's claim, so of two processes reusing
+an expired key at once one wins there too. A record that cannot be read is replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from mailspool.errors import InvalidRecord, KeyNotFound
+from mailspool.spool.batch import moment
+from mailspool.spool.records import KeyRecord
+from mailspool.spool.schedule import key_record_key
+from mailspool.stores.base import Store, default_owner
+
+__all__ = ["forget", "lookup", "reserve"]
+
+log = logging.getLogger("mailspool")
+_CLAIM_TTL = 30.0
+
+
+def reserve(store: Store, record: KeyRecord, *, window: float, now: datetime) -> bool:
+    """Record ``record.key`` for its batch; False if the key was accepted within ``window``
+    seconds before ``now`` (then nothing is written)."""
+    path = key_record_key(record.key)
+    if store.put_new(path, record.encode()):
+        return True
+    lease = store.claim(path.removesuffix(".json"), default_owner(), _CLAIM_TTL)
+    if lease is None:  # another process is replacing an expired record right now: it wins
+        return False
+    try:
+        earlier = lookup(store, record.key)
+        if earlier is not None and _age(earlier, now) < window:
+            return False
+        store.put(path, record.encode())
+        return True
+    finally:
+        store.release(lease)
+
+
+def lookup(store: Store, key: str) -> KeyRecord | None:
+    """The record of ``key``, or None if there is none or it cannot be read (logged)."""
+    path = key_record_key(key)
+    try:
+        record = KeyRecord.decode(store.get(path), source=path)
+    except KeyNotFound:
+        return None
+    except InvalidRecord as err:
+        log.warning("unreadable idempotency record: %s", err)
+        return None
+    return record if record.key == key else None
+
+
+def forget(store: Store, key: str) -> None:
+    """Remove the record of ``key`` (its batch could not be written)."""
+    store.delete(key_record_key(key))
+
+
+def _age(record: KeyRecord, now: datetime) -> float:
+    try:
+        return (now - moment(record.accepted_at)).total_seconds()
+    except ValueError:  # a record that cannot be read blocks nothing
+        return float("inf")
