@@ -17,19 +17,23 @@ import boto3
 import orjson
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mailspool
 from mailspool.cli import cli
 from mailspool.delivery.worker import Worker
-from mailspool.errors import InvalidMessage
+from mailspool.errors import InvalidBatch, InvalidMessage
 from mailspool.message import Message
 from mailspool.ops.status import collect_status
-from mailspool.spool import layout, schedule
-from mailspool.spool.records import FailedRecord
+from mailspool.producer.later import parse_when
+from mailspool.spool import batch, layout, schedule
+from mailspool.spool.records import FailedRecord, Timing, timestamp
 from mailspool.stores import Store, open_store
 from mailspool.transports.memory import MemoryTransport
 from mailspool.triggers.local import drain, run_forever
 from tests.fixtures.moto_server import MotoServer
+from tests.strategies import messages
 
 SENDER = "Mailspool <mail@example.com>"
 
@@ -247,3 +251,86 @@ def test_the_cli_sends_later_with_a_key_and_cancels(store: Store) -> None:
     status = runner.invoke(cli, ["status", "--json"])
     counts = orjson.loads(status.output)
     assert (counts["cancelled"], counts["scheduled"], counts["total"]) == (1, 0, 1)
+
+
+_moments = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)
+)
+
+
+@given(due=_moments, suffix=st.text("0123456789abcdef", min_size=8, max_size=8))
+def test_scheduled_keys_sort_by_due_time_and_read_back(due: datetime, suffix: str) -> None:
+    batch_id = f"20261129T080000000000Z-{suffix}"
+    key = schedule.scheduled_key(due, batch_id)
+    assert schedule.due_of(key) == (due.timestamp(), batch_id)
+    later = schedule.scheduled_key(due + timedelta(microseconds=1), batch_id)
+    assert key < later
+
+
+@given(name=st.text(max_size=40))
+def test_any_other_name_in_scheduled_is_left_alone(name: str) -> None:
+    parsed = schedule.due_of(f"{schedule.SCHEDULED}{name}")
+    assert (
+        parsed is None
+        or schedule.scheduled_key(datetime.fromtimestamp(parsed[0], UTC), parsed[1])
+        == f"{schedule.SCHEDULED}{name}"
+    )
+
+
+@given(
+    send_at=st.none() | _moments,
+    expires_at=st.none() | _moments,
+    key=st.none() | st.text(min_size=1, max_size=256),
+    message=messages(),
+)
+def test_timing_survives_the_batch_file(
+    send_at: datetime | None, expires_at: datetime | None, key: str | None, message: Message
+) -> None:
+    timing = Timing(
+        None if send_at is None else timestamp(send_at),
+        None if expires_at is None else timestamp(expires_at),
+        key,
+    )
+    data = batch.encode([message], batch_id="b", default_sender=SENDER, timing=timing)
+    decoded = batch.decode(data)
+    assert decoded.timing == timing
+    assert decoded.expires() == expires_at
+    assert decoded.document().encode() == data
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("sendAt", "tomorrow"), ("expiresAt", "2030-01-01T09:00:00"), ("key", ""), ("key", 7)],
+)
+def test_a_bad_timing_field_is_named(field: str, value: object) -> None:
+    document = orjson.loads(
+        batch.encode(
+            [Message(to=("a@example.org",), subject="s", text="x")],
+            batch_id="b",
+            default_sender=SENDER,
+        )
+    )
+    document[field] = value
+    with pytest.raises(InvalidBatch) as raised:
+        batch.decode(orjson.dumps(document), source="queue/b.json")
+    assert (raised.value.field, raised.value.source) == (field, "queue/b.json")
+
+
+@given(seconds=st.floats(allow_nan=False, allow_infinity=False), moment=_moments)
+def test_parse_when_takes_seconds_or_an_offset_time(seconds: float, moment: datetime) -> None:
+    assert parse_when(repr(seconds), "--at") == seconds
+    assert parse_when(moment.isoformat(), "--at") == moment
+
+
+@pytest.mark.parametrize("text", ["tomorrow", "2030-01-01T09:00:00", ""])
+def test_parse_when_names_the_field_it_cannot_read(text: str) -> None:
+    with pytest.raises(InvalidMessage) as raised:
+        parse_when(text, "X-Mailspool-Send-At")
+    assert raised.value.field == "X-Mailspool-Send-At"
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 1e300])
+def test_seconds_that_are_no_time_are_refused(store: Store, seconds: float) -> None:
+    with pytest.raises(InvalidMessage, match="'expires_at'"):
+        mailspool.send_mail("ana@example.org", "S", "x", expires_at=seconds)
+    assert list(store.keys("")) == []

@@ -69,9 +69,12 @@ def moment_of(value: When | None, field: str, now: datetime) -> datetime | None:
                 "must be timezone-aware (a naive datetime has no defined moment)", field=field
             )
         return value.astimezone(UTC)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidMessage("must be a datetime or a number of seconds from now", field=field)
-    return now + timedelta(seconds=value)
+    try:
+        return now + timedelta(seconds=value)
+    except (OverflowError, ValueError):  # NaN, infinity, beyond the year 9999
+        raise InvalidMessage(f"{value!r} seconds from now is no time", field=field) from None
 
 
 def write_later(store: Store, message: Message, later: Later, settings: Settings) -> bool:

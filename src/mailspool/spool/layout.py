@@ -8,6 +8,8 @@ failed/<batch>.<index>.json   an e-mail that failed for good, with the reason
 failed/<batch>.<index>.refused.json   recipients refused while the others got the e-mail
 quarantine/<batch-file>       a file that could not be read, beside <batch-file>.error.json
 blobs/<sha256>                an attachment stored once, referenced by hash
+scheduled/ cancelled/ keys/   e-mails sent later, cancelled, idempotency keys
+                              (``mailspool.spool.schedule``)
 ```
 Batch ids sort by creation time, so listing ``queue/`` yields the oldest first.
 Every name a key is drawn from is checked on the way in (``keys``): ids and digests
