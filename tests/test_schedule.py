@@ -28,7 +28,7 @@ from mailspool.message import Message
 from mailspool.ops.status import collect_status
 from mailspool.producer.later import parse_when
 from mailspool.spool import batch, layout, schedule
-from mailspool.spool.records import FailedRecord, Timing, timestamp
+from mailspool.spool.records import FailedRecord, KeyRecord, Timing, timestamp
 from mailspool.stores import Store, open_store
 from mailspool.transports.memory import MemoryTransport
 from mailspool.triggers.local import drain, run_forever
@@ -334,3 +334,17 @@ def test_seconds_that_are_no_time_are_refused(store: Store, seconds: float) -> N
     with pytest.raises(InvalidMessage, match="'expires_at'"):
         mailspool.send_mail("ana@example.org", "S", "x", expires_at=seconds)
     assert list(store.keys("")) == []
+
+
+def test_a_key_record_naming_another_object_moves_nothing(store: Store) -> None:
+    """The record is read from the store, so it is hostile: cancel only ever moves the
+    batch's own queue/ or scheduled/ file."""
+    store.put("failed/b.0.json", b"{}")
+    forged = KeyRecord("forged", "b", "failed/b.0.json", timestamp())
+    store.put(schedule.key_record_key("forged"), forged.encode())
+    escaping = KeyRecord("escaping", "../b", "queue/../b.json", timestamp())
+    store.put(schedule.key_record_key("escaping"), escaping.encode())
+    assert mailspool.cancel("forged") is False
+    assert mailspool.cancel("escaping") is False
+    assert list(store.keys("failed/")) == ["failed/b.0.json"]
+    assert list(store.keys(schedule.CANCELLED)) == []

@@ -15,8 +15,9 @@ from datetime import datetime
 
 from mailspool.errors import InvalidRecord, KeyNotFound
 from mailspool.spool.batch import moment
+from mailspool.spool.keys import is_safe_name
 from mailspool.spool.records import KeyRecord
-from mailspool.spool.schedule import key_record_key
+from mailspool.spool.schedule import is_batch_location, key_record_key
 from mailspool.stores.base import Store, default_owner
 
 __all__ = ["forget", "lookup", "reserve"]
@@ -54,7 +55,13 @@ def lookup(store: Store, key: str) -> KeyRecord | None:
     except InvalidRecord as err:
         log.warning("unreadable idempotency record: %s", err)
         return None
-    return record if record.key == key else None
+    if record.key != key or not (
+        is_safe_name(record.batch)
+        and (not record.location or is_batch_location(record.location, record.batch))
+    ):
+        log.warning("idempotency record %s names another key or batch: ignored", path)
+        return None
+    return record
 
 
 def forget(store: Store, key: str) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from mailspool.spool import layout
+from mailspool.spool.keys import check_name, is_safe_name
 from mailspool.stores.base import Store
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "SCHEDULED",
     "cancelled_key",
     "due_of",
+    "is_batch_location",
     "key_record_key",
     "next_due",
     "promote_due",
@@ -45,11 +47,20 @@ _DUE_LENGTH = len("20261129T090000000000Z")
 
 
 def scheduled_key(due: datetime, batch_id: str) -> str:
-    return f"{SCHEDULED}{due.astimezone(UTC):{_DUE}}-{batch_id}.json"
+    return f"{SCHEDULED}{due.astimezone(UTC):{_DUE}}-{check_name(batch_id)}.json"
 
 
 def cancelled_key(batch_id: str) -> str:
-    return f"{CANCELLED}{batch_id}.json"
+    return f"{CANCELLED}{check_name(batch_id)}.json"
+
+
+def is_batch_location(location: str, batch_id: str) -> bool:
+    """True if ``location`` is where the batch ``batch_id`` waits: ``queue/<id>.json`` or
+    ``scheduled/<due>-<id>.json`` (a record read from the store names no other key)."""
+    parsed = due_of(location)
+    if parsed is not None:
+        return parsed[1] == batch_id
+    return is_safe_name(batch_id) and location == layout.queue_key(batch_id)
 
 
 def key_record_key(key: str) -> str:
@@ -63,7 +74,7 @@ def due_of(key: str) -> tuple[float, str] | None:
         return None
     name = layout.batch_id_from_key(key)
     due_text, dash, batch_id = name[:_DUE_LENGTH], name[_DUE_LENGTH:][:1], name[_DUE_LENGTH + 1 :]
-    if dash != "-" or not batch_id:
+    if dash != "-" or not is_safe_name(batch_id):
         return None
     try:
         due = datetime.strptime(due_text, _DUE).replace(tzinfo=UTC)
