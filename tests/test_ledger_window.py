@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from mailspool.errors import StoreError
+from mailspool.spool import layout
 from mailspool.spool.ledger import Ledger, read_entries
 from mailspool.spool.records import LedgerEntry
 from mailspool.stores.memory import MemoryStore
@@ -84,3 +85,43 @@ def test_a_failed_write_reaches_the_next_record_and_flush() -> None:
         ledger.record(sent(1))
     with pytest.raises(StoreError, match="no space"):
         ledger.flush()
+
+
+class Clock:
+    """The time the ledger's commit interval is measured in, moved by the test: when a
+    commit falls due is then a fact of the test, not of the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_commit_interval_writes_outcomes_together_once_it_has_passed() -> None:
+    store = MemoryStore()
+    clock = Clock()
+    ledger = Ledger(store, "b1", interval=1.0, clock=clock)
+    for index in range(3):
+        ledger.record(sent(index))  # returns at once: nothing durable yet
+    assert read_entries(store, "b1") == {}
+    clock.now = 1.0
+    ledger.record(sent(3))  # the interval has passed: one write for all four
+    assert sorted(read_entries(store, "b1")) == [0, 1, 2, 3]
+    assert len(store.read_log(layout.ledger_key("b1"))) == 1
+    ledger.record(sent(4))
+    ledger.flush()
+    assert sorted(read_entries(store, "b1")) == [0, 1, 2, 3, 4]
+
+
+def test_the_committer_writes_what_waits_when_no_more_outcomes_come() -> None:
+    store = MemoryStore()
+    ledger = Ledger(store, "b1", interval=0.05)
+    ledger.record(sent(0))
+    ledger.record(sent(1))
+    deadline = threading.Event()
+    for _ in range(600):  # no flush: the committer thread alone writes them
+        if sorted(read_entries(store, "b1")) == [0, 1]:
+            break
+        deadline.wait(0.05)
+    assert sorted(read_entries(store, "b1")) == [0, 1]

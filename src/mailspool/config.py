@@ -186,6 +186,7 @@ class Settings:
     emails_per_file: int = setting(_non_negative_int, 0, shown="`0` (off)", help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N")
     max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by all sender threads; unset, the transport's own limit")
     concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
+    ledger_commit_ms: int | None = setting(_non_negative_int, None, shown="`1000` on S3 (a PUT costs money), `0` elsewhere", help="milliseconds between the ledger's commits: outcomes recorded meanwhile are written together and a crash can repeat the e-mails sent in the last T ms ([guarantees](guarantees.md)); `0`: each sender waits for the commit once `concurrency` outcomes are waiting", worker_option="ledger_commit_ms")
     max_attempts: int = setting(_positive_int, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")
     retry_base: float = setting(_positive_seconds, 1.0, shown="`1` (second)", help="the first retry's delay; each retry doubles it, with jitter, up to a minute", worker_option="retry_base")
     default_priority: str = setting(_one_of(*(p.value for p in Priority)), Priority.DEFERRED.value, shown="`deferred`", help="`now` or `deferred` when nothing marks an e-mail")

@@ -24,7 +24,7 @@ def aws() -> None:
 @click.option("--sender", help="Sender: the From of an e-mail that has none.")
 @click.option("--expire-days", type=click.IntRange(min=1), help="ExpireDays (template: 14).")
 @click.option("--runtime", help="Runtime: the Lambda runtime (template: python3.11).")
-@click.option("--memory", type=click.IntRange(128, 10240), help="MemorySize in MB (template: 512).")
+@click.option("--memory", type=click.IntRange(128, 10240), help="MemorySize in MB (template: 384).")
 @click.option(
     "--set",
     "assignments",
@@ -105,7 +105,7 @@ def _assignments(assignments: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--python-version", default="3.11", show_default=True)
 @click.option(
-    "--platform", default="manylinux2014_x86_64", show_default=True, help="'native': this machine."
+    "--platform", default="manylinux2014_aarch64", show_default=True, help="'native': this machine."
 )
 @click.option("--source", help="mailspool to package: a path or requirement (default: this one).")
 @click.option("--boto3/--no-boto3", default=True, show_default=True, help="Bundle boto3.")

@@ -1,7 +1,7 @@
 """The function zip: ``mailspool aws package``.
 
 mailspool and its dependencies, installed for Lambda's platform and Python by pip
-(``--platform manylinux2014_x86_64 --only-binary=:all:``), then zipped. boto3 is
+(``--platform manylinux2014_aarch64 --only-binary=:all:``), then zipped. boto3 is
 included: the copy bundled with Lambda's runtime lags behind and may lack the
 conditional writes (``If-None-Match``) the S3 store's claims need.
 ``platform="native"`` installs for this machine instead (tests, or a Lambda-like host).
@@ -34,7 +34,7 @@ def build_package(
     output: Path,
     *,
     python_version: str = "3.11",
-    platform: str = "manylinux2014_x86_64",
+    platform: str = "manylinux2014_aarch64",
     source: str | None = None,
     boto3: bool = True,
 ) -> Path:

@@ -124,8 +124,7 @@ class BatchRun:
             for start in range(size, len(todo), size):
                 entries.update(self._continue(batch, todo[start : start + size]))
             todo = todo[:size]
-        window = self._options.ledger_entries_in_wait
-        ledger = Ledger(self._store, self._report.batch_id, window=window)
+        ledger = self._ledger()
         try:
             halt = self._send(EmailSender(self._context.rules, self._store, batch, ledger), todo)
         except BaseException:
@@ -142,6 +141,20 @@ class BatchRun:
         self._report.status = self._conclude(halt)
         if self._report.status is BatchStatus.FINISHED:
             self._finish(batch, entries)
+
+    def _ledger(self) -> Ledger:
+        """The batch's ledger, committing as the options (or the store's cost) say."""
+        commit_ms = self._options.ledger_commit_ms
+        if commit_ms is None:
+            commit_ms = self._store.ledger_commit_ms
+        window = self._options.ledger_entries_in_wait
+        return Ledger(
+            self._store,
+            self._report.batch_id,
+            window=window,
+            interval=commit_ms / 1000,
+            clock=self._options.clock,
+        )
 
     def _conclude(self, halt: _Halt) -> BatchStatus:
         """The run's status, decided once at its end."""

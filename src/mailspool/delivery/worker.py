@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -77,6 +79,11 @@ class WorkerOptions:
     #: outcomes that may wait for their ledger write while the senders go on (None: the
     #: concurrency); a crash can then repeat concurrency + ledger_window e-mails
     ledger_window: int | None = None
+    #: milliseconds between the ledger's commits (None: the store's ``ledger_commit_ms``);
+    #: when set above 0, senders never wait for the ledger and ``ledger_window`` is unused
+    ledger_commit_ms: int | None = None
+    #: the time that interval is measured in (a test moves its own)
+    clock: Callable[[], float] = time.monotonic
     guards: Guards = field(default_factory=Guards)
 
     @property

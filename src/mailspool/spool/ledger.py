@@ -7,7 +7,14 @@ thread waits until its entry is durable, so after a crash at most one e-mail per
 thread can have been sent without being recorded. With a window of W entries, a thread
 goes on while at most W entries wait for their write (the fsync, the PUT is then off
 the senders' path), and the duplicate window after a crash grows to the send
-concurrency plus W. A window in time (commit at most every T ms) fits the same place.
+concurrency plus W.
+
+With an ``interval`` of T seconds (stores where a write costs money: one S3 PUT per
+commit), a thread never waits for the write: outcomes are committed together at most
+every T seconds, by the thread that records once T has passed, or by the ledger's
+committer thread when no more come. The duplicate window after a crash is then the
+e-mails in flight plus those recorded in the last T seconds (and during the one write
+under way). ``flush`` writes at once.
 
 On disk a record is one JSON array of entries (``records.LedgerEntry``), each
 ``{"i": index, "s": state, ...}`` with state ``sent`` (``id``: the provider's message
@@ -19,7 +26,8 @@ e-mail on).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from mailspool.spool import layout
 from mailspool.spool.records import LedgerEntry, decode_entries, encode_entries
@@ -45,9 +53,20 @@ class Ledger:
     that recorded them goes on (0: each waits until its own entry is durable). A thread
     that finds no write under way writes what is pending, until nothing is: when every
     thread that recorded has returned, every entry is durable.
+
+    ``interval``: seconds between commits (0: none; then ``window`` applies). ``clock``
+    tells the time the interval is measured in.
     """
 
-    def __init__(self, store: Store, batch_id: str, *, window: int = 0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        batch_id: str,
+        *,
+        window: int = 0,
+        interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._key = layout.ledger_key(batch_id)
         self._window = max(window, 0)
@@ -57,6 +76,10 @@ class Ledger:
         self._durable = 0  # entries known written
         self._writing = False
         self._error: BaseException | None = None
+        self._interval = max(interval, 0.0)
+        self._clock = clock
+        self._last_commit = clock()
+        self._committer: threading.Thread | None = None
 
     def record(self, entry: LedgerEntry) -> None:
         """Add one entry; return once at most ``window`` entries are not yet durable
@@ -69,7 +92,10 @@ class Ledger:
         with self._cond:
             self._pending.extend(added)
             self._queued += len(added)
-            self._settle(self._queued - self._window)
+            if self._interval:
+                self._commit_when_due()
+            else:
+                self._settle(self._queued - self._window)
 
     def flush(self) -> None:
         """Return once every entry recorded so far is durable."""
@@ -90,10 +116,42 @@ class Ledger:
             else:
                 self._cond.wait()
 
+    def _due_in(self) -> float:
+        return self._last_commit + self._interval - self._clock()
+
+    def _commit_when_due(self) -> None:
+        # Called with the condition held: write now if the interval has passed, else
+        # leave the entries to the committer thread (started when none runs).
+        if self._error is not None:
+            raise self._error
+        if not self._writing and self._due_in() <= 0:
+            self._write_pending()
+        elif self._committer is None:
+            self._committer = threading.Thread(
+                target=self._commit_in_time, name="mailspool-ledger", daemon=True
+            )
+            self._committer.start()
+
+    def _commit_in_time(self) -> None:
+        # The committer: writes what waits once the interval has passed; ends when
+        # nothing waits (a failed write is raised by the next record or flush).
+        with self._cond:
+            while self._pending and self._error is None:
+                due_in = self._due_in()
+                if self._writing or due_in > 0:
+                    self._cond.wait(None if self._writing else due_in)
+                    continue
+                try:
+                    self._write_pending()
+                except Exception:  # kept in _error: the next record or flush raises it
+                    break
+            self._committer = None
+
     def _write_pending(self) -> None:
         # Called with the condition held; releases it for the write itself.
         batch, self._pending = self._pending, []
         self._writing = True
+        self._last_commit = self._clock()
         self._cond.release()
         try:
             self._store.append(self._key, encode_entries(batch))

@@ -99,6 +99,10 @@ class Store(Backend, abc.ABC):
     """Objects under keys; see the module docstring for what every backend promises.
     ``close()`` releases its connections and file handles; ``with store:`` closes it."""
 
+    #: milliseconds between a batch ledger's commits unless ``MAILSPOOL_LEDGER_COMMIT_MS``
+    #: says otherwise: 0 (each sender waits for its commit) where a write is free
+    ledger_commit_ms: int = 0
+
     # -- objects -------------------------------------------------------------------
 
     @abc.abstractmethod

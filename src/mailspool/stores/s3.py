@@ -104,6 +104,10 @@ class _AclRefused(StoreError):
 class S3Store(Store):
     """A store in an S3 bucket; see the module docstring for how each promise is kept."""
 
+    #: one PUT per commit ($0.005 per 1000): at 14 e-mails/s, a commit a second costs
+    #: $0.36 per million e-mails instead of $5 for one PUT each (docs/aws.md)
+    ledger_commit_ms = 1000
+
     def __init__(
         self,
         *,
