@@ -29,6 +29,7 @@ def test_worker_options_default_to_the_settings_defaults() -> None:
     assert WorkerOptions() == WorkerOptions(**defaults.worker_options())
     assert defaults.worker_options() == {
         "concurrency": 32,
+        "ledger_commit_ms": None,  # the store's: 1000 on S3, 0 elsewhere
         "max_attempts": 5,
         "retry_base": 1.0,
         "default_sender": "mailspool <mailspool@localhost>",
