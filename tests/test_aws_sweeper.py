@@ -98,3 +98,21 @@ def test_the_sweeper_queues_a_scheduled_email_when_due_and_the_handler_sends_it(
     assert stack.run_queue() == []
     assert stack.recipients() == collections.Counter({"later@example.org": 1})
     assert list(stack.store.keys(layout.QUEUE)) == []
+
+
+def test_the_sqs_worker_queues_a_scheduled_email_when_due(stack: Stack) -> None:
+    assert mailspool.send_mail("soon@example.org", "Soon", "<p>x</p>", send_at=0.2)
+    time.sleep(0.3)  # past its time: the next round moves it into queue/
+    worker = _worker(stack)
+    rounds: list[int] = []
+
+    def after_round(received: int) -> None:
+        rounds.append(received)
+        if received or len(rounds) >= 5:
+            worker.stop()
+
+    try:
+        consume(worker, stack.queue_url, wait_seconds=0, on_round=after_round)
+    finally:
+        worker.close()
+    assert stack.recipients() == collections.Counter({"soon@example.org": 1})

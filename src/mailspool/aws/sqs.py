@@ -3,7 +3,9 @@
 Long-polls the queue (20 s), hands the messages to the same code as the Lambda handler
 (so every event shape is understood) with the worker's own options, deletes the messages whose batches were delivered
 or are held by another worker, and leaves the others to come back after the queue's
-visibility timeout.
+visibility timeout. Before each receive it moves the scheduled batches that are due into
+``queue/`` (their notifications then arrive like any other), so scheduled e-mail goes
+within one long poll of its time even without the sweeper.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from mailspool._backends import BOTO3_SESSION_LOCK
 from mailspool.aws.lambda_handler import deliver_event
 from mailspool.delivery.worker import Worker
+from mailspool.triggers.local import promote
 
 __all__ = ["consume"]
 
@@ -32,6 +35,7 @@ def consume(
     """Receive, deliver and delete until ``worker.stop()``."""
     sqs = client if client is not None else _sqs_client()
     while not worker.stopping.is_set():
+        promote(worker.store)
         try:
             answer = sqs.receive_message(
                 QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
