@@ -145,7 +145,7 @@ def test_550_fails_one_email_and_retry_sends_it_later(spool: Path, smtp_server: 
     assert received == {f"user{i}@example.com" for i in range(20)} - {"user3@example.com"}
 
     listed = cli(spool, smtp_server, "failed", "list", "--json")
-    [failed] = json.loads(listed.stdout)
+    [failed] = json.loads(listed.stdout)["failed"]
     assert "550" in failed["reason"]
     assert "no such user" in failed["reason"]
     assert failed["recipients"] == ["user3@example.com"]

@@ -1,9 +1,10 @@
-"""The ``mailspool`` command: send, cancel, worker, status, failed, gc, demo, suppression,
-trace, events (and aws, with [aws]).
+"""The ``mailspool`` command: send, cancel, worker, status, failed, quarantine, gc, demo,
+suppression, trace, events (and aws, with [aws]).
 
 Every option that has a setting falls back to its ``MAILSPOOL_*`` variable, then to the
-embedded default (a spool and an outbox under ``$XDG_DATA_HOME/mailspool``). Errors are
-one line on stderr and a non-zero exit: 1 for a failure, 2 for bad usage.
+embedded default (a spool and an outbox under ``$XDG_DATA_HOME/mailspool``). Every
+command that opens a store names it (a ``store:`` line on stderr; ``"store"`` in --json).
+Errors are one line on stderr and a non-zero exit: 1 for a failure, 2 for bad usage.
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ from datetime import datetime
 from typing import Any
 
 import click
-import orjson
 
 from mailspool._version import __version__
+from mailspool.commands.common import (
+    not_found,
+    opened_store,
+    parse_duration,
+    print_json,
+    store_option,
+)
+from mailspool.commands.quarantine import quarantine
 from mailspool.config import Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
@@ -65,13 +73,6 @@ def _errors() -> Iterator[None]:
         yield
     except MailspoolError as err:
         raise click.ClickException(str(err)) from err
-
-
-store_option = click.option(
-    "--store",
-    metavar="URL",
-    help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
-)
 
 
 @click.group(epilog=f"Environment:\n\n{_ENV_HELP}")
@@ -281,7 +282,7 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
         else:
             report = run_processes(processes, functools.partial(_work, settings, opts))
         if report is not None:
-            _print_drain(report)
+            _print_drain(report, settings.store)
             if report.paused:
                 raise click.ClickException("the provider paused sending; e-mails stay pending")
 
@@ -386,11 +387,10 @@ def _log_batch(report: BatchReport) -> None:
         click.echo(line, err=True)
 
 
-def _print_drain(report: DrainReport) -> None:
+def _print_drain(report: DrainReport, store: str) -> None:
     click.echo(
         f"drained {len(report.batches)} batch(es): {report.sent} sent, "
-        f"{report.failed} failed, "
-        f"{report.quarantined} quarantined"
+        f"{report.failed} failed, {report.quarantined} quarantined (store {store})"
     )
 
 
@@ -404,12 +404,11 @@ def _print_drain(report: DrainReport) -> None:
 def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
     """Count pending, sent, failed and quarantined e-mails."""
     settings = _settings(ctx, store=store)
-    with _errors(), open_store(settings.store) as the_store:
+    with opened_store(settings.store, quiet=as_json) as the_store:
         result = collect_status(the_store)
         rates = collect_rates(the_store, sends=settings.rate_sends)
     if as_json:
-        document = {**result.as_dict(), **rates.as_dict()}
-        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        print_json({"store": the_store.url, **result.as_dict(), **rates.as_dict()})
         return
     age = "-" if result.oldest_pending_age is None else f"{result.oldest_pending_age:.1f} s"
     click.echo(
@@ -428,13 +427,15 @@ def failed() -> None:
     """List, show and retry e-mails that failed."""
 
 
+_FAILED_LISTING = "failed list"
+
+
 @failed.command("list")
 @store_option
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def failed_list(ctx: click.Context, store: str | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="{store, failed: [...]} as JSON.")
+def failed_list(store: str | None, as_json: bool) -> None:
     """One line per failed e-mail: id, attempts, recipients, reason."""
-    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+    with opened_store(store, quiet=as_json) as the_store:
         items = admin.list_failed(the_store)
     if as_json:
         rows = [
@@ -447,8 +448,12 @@ def failed_list(ctx: click.Context, store: str | None, as_json: bool) -> None:
             }
             for i in items
         ]
-        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        print_json({"store": the_store.url, "failed": rows})
         return
+    if not items:
+        click.echo("no failed e-mails")
+        return
+    click.echo("ID\tATTEMPTS\tRECIPIENTS\tREASON")
     for item in items:
         record = item.record
         click.echo(f"{item.id}\t{record.attempts}\t{', '.join(record.recipients)}\t{record.reason}")
@@ -457,68 +462,54 @@ def failed_list(ctx: click.Context, store: str | None, as_json: bool) -> None:
 @failed.command("show")
 @click.argument("failed_id")
 @store_option
-@click.pass_context
-def failed_show(ctx: click.Context, failed_id: str, store: str | None) -> None:
-    """The whole record of one failed e-mail (id as printed by 'failed list')."""
-    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+def failed_show(failed_id: str, store: str | None) -> None:
+    """The whole record of one failed e-mail as JSON (id as printed by 'failed list')."""
+    with opened_store(store, quiet=True) as the_store:
         try:
             item = admin.show_failed(the_store, failed_id)
         except KeyNotFound:
-            raise click.ClickException(
-                f"no failed e-mail {failed_id!r} (see 'mailspool failed list')"
-            ) from None
-    click.echo(orjson.dumps(item.record.to_json(), option=orjson.OPT_INDENT_2).decode())
+            raise not_found("failed e-mail", failed_id, the_store, _FAILED_LISTING) from None
+    print_json({"store": the_store.url, "id": item.id, **item.record.to_json()})
 
 
 @failed.command("retry")
 @click.argument("failed_ids", nargs=-1)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed e-mail.")
 @store_option
-@click.pass_context
-def failed_retry(
-    ctx: click.Context, failed_ids: tuple[str, ...], retry_all: bool, store: str | None
-) -> None:
+def failed_retry(failed_ids: tuple[str, ...], retry_all: bool, store: str | None) -> None:
     """Queue failed e-mails again, as a new batch."""
     if not failed_ids and not retry_all:
         raise click.UsageError("name the e-mails to retry, or pass --all")
-    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
-        try:
-            items = (
-                admin.list_failed(the_store)
-                if retry_all
-                else [admin.show_failed(the_store, i) for i in failed_ids]
-            )
-        except KeyNotFound as err:
-            raise click.ClickException(
-                f"no failed e-mail {err} (see 'mailspool failed list')"
-            ) from None
+    with opened_store(store) as the_store:
+        items = admin.list_failed(the_store) if retry_all else []
+        for failed_id in failed_ids:
+            try:
+                items.append(admin.show_failed(the_store, failed_id))
+            except KeyNotFound:
+                raise not_found("failed e-mail", failed_id, the_store, _FAILED_LISTING) from None
         keys = admin.retry_failed(the_store, items)
     click.echo(f"re-queued {len(items)} e-mail(s) in {len(keys)} batch(es)")
 
 
-def _parse_age(value: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    number, unit = value[:-1], value[-1:]
-    if unit.isdigit():
-        number, unit = value, "s"
-    try:
-        return float(number) * units[unit]
-    except (KeyError, ValueError):
-        raise click.BadParameter(
-            f"{value!r}: write a number and a unit, e.g. 30m, 12h, 7d"
-        ) from None
+cli.add_command(quarantine)
 
 
 @cli.command()
 @click.option(
-    "--older-than", required=True, help="Age of finished batches to remove: 30m, 12h, 7d..."
+    "--older-than",
+    required=True,
+    metavar="AGE",
+    help="Age of finished batches to remove, with a unit: 30m, 12h, 7d, 2w.",
 )
 @store_option
-@click.pass_context
-def gc(ctx: click.Context, older_than: str, store: str | None) -> None:
+def gc(older_than: str, store: str | None) -> None:
     """Remove finished batches older than an age; pending and failed ones are never touched."""
-    age = _parse_age(older_than)
-    with _errors(), open_store(_settings(ctx, store=store).store) as the_store:
+    try:
+        age = parse_duration(older_than)
+    except click.BadParameter as err:
+        err.param_hint = "'--older-than'"
+        raise
+    with opened_store(store) as the_store:
         removed = admin.collect_garbage(the_store, older_than=age)
     click.echo(f"removed {len(removed)} finished batch(es)")
 
@@ -591,7 +582,8 @@ def serve(
         with open_store(settings.store) as the_store:
             require_token_for(host, settings.serve_token)
             click.echo(
-                f"mailspool dashboard: http://{_url_host(host)}:{port}/ (Ctrl-C to stop)",
+                f"mailspool dashboard: http://{_url_host(host)}:{port}/ for {the_store.url} "
+                "(Ctrl-C to stop)",
                 err=True,
             )
             run_server(

@@ -1,0 +1,1 @@
+"""Command groups of the ``mailspool`` CLI that live apart from ``mailspool.cli``."""

@@ -1,0 +1,75 @@
+"""What every store command shares: the ``--store`` option, opening the store while
+naming it, JSON output, "not found" messages and durations with a unit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import orjson
+
+from mailspool.config import Settings
+from mailspool.errors import MailspoolError
+from mailspool.stores import Store, open_store
+
+__all__ = [
+    "not_found",
+    "opened_store",
+    "parse_duration",
+    "print_json",
+    "say_store",
+    "store_option",
+]
+
+store_option = click.option(
+    "--store",
+    metavar="URL",
+    help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
+)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@contextmanager
+def opened_store(store: str | None, *, quiet: bool = False) -> Iterator[Store]:
+    """The store of ``--store`` or the settings, named on stderr unless ``quiet`` (the
+    --json output names it itself); mailspool's errors as one clean line."""
+    try:
+        settings = Settings.load(store=store) if store else Settings.load()
+        if not quiet:
+            say_store(settings.store)
+        with open_store(settings.store) as the_store:
+            yield the_store
+    except MailspoolError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def say_store(url: str) -> None:
+    """One line on stderr naming the store a command reads or writes."""
+    click.echo(f"store: {url}", err=True)
+
+
+def print_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def not_found(what: str, item_id: str, store: Store, listing: str) -> click.ClickException:
+    """The one wording of "not found": what, the id given, the store, where to look."""
+    return click.ClickException(f"no {what} {item_id!r} in {store.url} (see 'mailspool {listing}')")
+
+
+def parse_duration(value: str) -> float:
+    """``30s``, ``30m``, ``12h``, ``7d``, ``2w`` -> seconds; a bare number is refused,
+    since ``7`` could mean seconds or days."""
+    number, unit = value[:-1].strip(), value[-1:].lower()
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise click.BadParameter(
+            f"{value!r} needs a unit: a number then s, m, h, d or w (e.g. 30m, 12h, 7d)"
+        ) from None
+    if seconds < 0 or seconds != seconds:
+        raise click.BadParameter(f"{value!r}: the duration must be 0 or more")
+    return seconds
