@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from django.test import Client, override_settings  # noqa: E402
 import mailspool  # noqa: E402
 from mailspool import ConfigurationError, InvalidMessage, Settings  # noqa: E402
 from mailspool.integrations.django import to_message  # noqa: E402
+from mailspool.spool import layout  # noqa: E402
 from tests import framework_common as common  # noqa: E402
 from tests.django_views import django_notification  # noqa: E402
 from tests.fixtures.smtp_server import SMTPSink  # noqa: E402
@@ -193,11 +195,17 @@ def test_settings_come_from_the_mailspool_dict(monkeypatch: pytest.MonkeyPatch) 
 def test_management_command_drains(configured: Path, smtp_server: SMTPSink) -> None:
     Client().get("/notify/", {"n": "20"})
 
+    batches = [layout.batch_id_from_key(path.name) for path in common.queued_files(configured)]
+    out, err = io.StringIO(), io.StringIO()
     with override_settings(MAILSPOOL={"TRANSPORT": smtp_server.url}):
-        call_command("mailspool_worker", "--drain", stdout=open("/dev/null", "w"))  # noqa: SIM115
+        call_command("mailspool_worker", "--drain", stdout=out, stderr=err)
 
     assert len(smtp_server.envelopes) == 21
     assert common.queued_files(configured) == []
+    lines = err.getvalue().splitlines()
+    for batch_id in batches:  # one line per batch, once
+        assert len([line for line in lines if line.startswith(f"{batch_id}: finished")]) == 1
+    assert f"0 failed, 0 quarantined (store file://{configured})" in out.getvalue()
 
 
 def test_send_later_expiry_and_key_through_headers_and_attributes(configured: Path) -> None:

@@ -50,7 +50,6 @@ from mailspool.triggers.local import DrainReport, drain, run_forever
 
 __all__ = ["main"]
 
-log = logging.getLogger("mailspool")
 
 # "\b" keeps click from re-wrapping the list into one paragraph.
 _ENV_HELP = "\b\n" + environment_help()
@@ -334,7 +333,8 @@ def _deliver(
             )
         with _progress(the_worker.store, opts["progress"]) as on_outcome:
             the_worker.on_outcome = on_outcome
-            return drain(the_worker, on_batch=_log_batch, fallback_base=settings.fallback_store)
+            on_batch = _log_batch if on_outcome is None else None  # the bar says it
+            return drain(the_worker, on_batch=on_batch, fallback_base=settings.fallback_store)
     if share.index == 0:
         click.echo(
             f"mailspool worker: {the_worker.store.url} -> {the_worker.transport.url} "
@@ -352,7 +352,7 @@ def _run_worker(
     if sqs_queue:
         from mailspool.aws.sqs import consume
 
-        consume(the_worker, sqs_queue)
+        consume(the_worker, sqs_queue, on_batch=_log_batch)
         return
     if poll_interval is None:
         poll_interval = poll_interval_for(the_worker.store)
@@ -376,22 +376,13 @@ def _progress(store: Store, wanted: bool | None) -> Iterator[OutcomeCallback | N
 
 
 def _log_batch(report: BatchReport) -> None:
-    line = (
-        f"{report.batch_id}: {report.status}, {report.sent} sent, {report.failed} failed, "
-        f"{report.continued} continued, {report.pending} pending"
-    )
-    if report.error:
-        line += f" ({report.error})"
-    log.info(line)
-    if not sys.stderr.isatty():
-        click.echo(line, err=True)
+    """One line per batch on stderr, printed here only (the worker does not log it), so
+    -v adds the other log lines without repeating it."""
+    click.echo(report.line(), err=True)
 
 
 def _print_drain(report: DrainReport, store: str) -> None:
-    click.echo(
-        f"drained {len(report.batches)} batch(es): {report.sent} sent, "
-        f"{report.failed} failed, {report.quarantined} quarantined (store {store})"
-    )
+    click.echo(report.summary(store))
 
 
 # -- status, failed, gc ---------------------------------------------------------------------------

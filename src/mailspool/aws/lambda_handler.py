@@ -129,10 +129,16 @@ def deliver_event(
     *,
     remaining: Callable[[], float] | None = None,
     request_id: str = "local",
+    on_batch: Callable[[BatchReport], None] | None = None,
 ) -> dict[str, Any]:
-    """Deliver every batch an event announces with ``worker``; answer as ``handler`` does."""
+    """Deliver every batch an event announces with ``worker``; answer as ``handler`` does.
+    ``on_batch`` sees each batch's report (the SQS worker prints its line)."""
     margin = worker.options.deadline_margin
     results = [_one(worker, item, remaining, margin, request_id) for item in parse_event(event)]
+    if on_batch is not None:
+        for result in results:
+            if result.report is not None:
+                on_batch(result.report)
     return _answer(event, results)
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = ["BatchReport", "BatchStatus"]
-
-log = logging.getLogger("mailspool.worker")
 
 
 class BatchStatus(StrEnum):
@@ -46,13 +43,10 @@ class BatchReport:
     continuations: list[str] = field(default_factory=list)
     error: str | None = None
 
-    def log(self) -> None:
-        log.info(
-            "batch %s %s: %d sent, %d failed, %d continued, %d pending",
-            self.batch_id,
-            self.status,
-            self.sent,
-            self.failed,
-            self.continued,
-            self.pending,
+    def line(self) -> str:
+        """The one line a worker prints for this batch (the trigger prints it, once)."""
+        line = (
+            f"{self.batch_id}: {self.status}, {self.sent} sent, {self.failed} failed, "
+            f"{self.continued} continued, {self.pending} pending"
         )
+        return f"{line} ({self.error})" if self.error else line

@@ -159,9 +159,7 @@ class Worker:
             log.warning("%s", err)
             return BatchReport(key, "", BatchStatus.REFUSED, error=str(err))
         if self.guard is not None and self.guard.holding():
-            paused = BatchReport(key, held.batch_id, BatchStatus.PAUSED, error=self.guard.reason)
-            paused.log()
-            return paused
+            return BatchReport(key, held.batch_id, BatchStatus.PAUSED, error=self.guard.reason)
         with self._active_lock:
             if key in self._active:
                 return held
@@ -177,7 +175,6 @@ class Worker:
         finally:
             with self._active_lock:
                 self._active.discard(key)
-        report.log()
         return report
 
     def _context(self) -> DeliveryContext:

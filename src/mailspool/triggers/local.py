@@ -99,6 +99,13 @@ class DrainReport:
     def paused(self) -> bool:
         return any(report.status is BatchStatus.PAUSED for report in self.batches)
 
+    def summary(self, store: str) -> str:
+        """The line a drain ends with, quarantined files included."""
+        return (
+            f"drained {len(self.batches)} batch(es): {self.sent} sent, {self.failed} failed, "
+            f"{self.quarantined} quarantined (store {store})"
+        )
+
 
 def drain(
     worker: Worker,

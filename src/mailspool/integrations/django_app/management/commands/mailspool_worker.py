@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
+from mailspool.delivery.report import BatchReport
 from mailspool.errors import MailspoolError
 from mailspool.integrations.django import load_settings
 from mailspool.triggers.local import DrainReport, drain, run_forever
@@ -20,6 +21,7 @@ from mailspool.triggers.local import DrainReport, drain, run_forever
 
 class Command(BaseCommand):
     help = "Deliver queued mailspool batches: until stopped, or once with --drain."
+    _store = ""
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--drain", action="store_true", help="Deliver everything, then exit.")
@@ -39,25 +41,29 @@ class Command(BaseCommand):
         except MailspoolError as err:
             raise CommandError(str(err)) from err
         if report is not None:
-            self.stdout.write(
-                f"drained {len(report.batches)} batch(es): {report.sent} sent, "
-                f"{report.failed} failed"
-            )
+            self.stdout.write(report.summary(self._store))
 
     def _run(self, *, drain_only: bool, options: dict[str, Any]) -> DrainReport | None:
         settings = load_settings()
         if options["retry_base"] is not None:
             settings = replace(settings, retry_base=options["retry_base"])
+        self._store = settings.store
+        on_batch = self._batch_line if options["verbosity"] >= 1 else None
         with open_worker(settings) as worker:
             stop_on_signals(worker)
             if drain_only:
-                return drain(worker, fallback_base=settings.fallback_store)
+                return drain(worker, on_batch=on_batch, fallback_base=settings.fallback_store)
             poll_interval = options["poll_interval"]
             run_forever(
                 worker,
                 poll_interval=poll_interval_for(worker.store)
                 if poll_interval is None
                 else poll_interval,
+                on_batch=on_batch,
                 fallback_base=settings.fallback_store,
             )
             return None
+
+    def _batch_line(self, report: BatchReport) -> None:
+        """One line per batch (``-v 0`` silences it), as ``mailspool worker`` prints."""
+        self.stderr.write(report.line())
