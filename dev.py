@@ -23,16 +23,15 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
-STAMP = VENV / ".mailspool-installed"
 CHROMIUM = "/usr/bin/chromium"
 
 
-def ensure_venv(extras: str) -> None:
-    """Create .venv and install the package with ``extras`` unless already done."""
+def ensure_venv(extras: str, covered_by: tuple[str, ...] = ()) -> None:
+    """Create .venv and install the package with ``extras`` unless already done (with
+    them, or with extras ``covered_by`` that include them)."""
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py itself may run on an older Python
         sys.exit(f"mailspool needs Python 3.11 or newer, this is {sys.version.split()[0]}")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+    if PYTHON.exists() and any(_installed(name) for name in (extras, *covered_by)):
         return
     if not PYTHON.exists():
         print(f"creating {VENV}", flush=True)
@@ -40,7 +39,20 @@ def ensure_venv(extras: str) -> None:
     print(f"installing mailspool[{extras}] into {VENV} (once)", flush=True)
     run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f".[{extras}]"])
-    STAMP.write_text(wanted)
+    _stamp(extras).write_text(_digest(extras))
+
+
+def _stamp(extras: str) -> Path:
+    return VENV / f".mailspool-installed-{extras}"
+
+
+def _digest(extras: str) -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+
+
+def _installed(extras: str) -> bool:
+    stamp = _stamp(extras)
+    return stamp.exists() and stamp.read_text() == _digest(extras)
 
 
 def run(command: list[str], env: dict[str, str] | None = None) -> int:
@@ -90,7 +102,8 @@ def test(args: list[str]) -> None:
 
 
 def demo(args: list[str]) -> None:
-    ensure_venv("test")
+    # the package and its dashboard (serve) only; a venv set up for the tests has both
+    ensure_venv("serve", covered_by=("test",))
     sys.exit(subprocess.call([str(BIN / "mailspool"), "demo", *args], cwd=ROOT))
 
 
