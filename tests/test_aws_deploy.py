@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from cfnlint.decode import cfn_yaml
 from click.testing import CliRunner
 from hypothesis import given
@@ -24,7 +25,8 @@ from hypothesis import strategies as st
 
 from mailspool.aws.bucket_setup import setup_bucket
 from mailspool.aws.cli import aws as aws_cli
-from mailspool.aws.package import build_package
+from mailspool.aws.package import DEFAULT_PYTHON, build_package, dependencies
+from mailspool.aws.template import default_runtime, template_text
 from mailspool.spool import layout
 from tests.fixtures.moto_server import MotoServer
 
@@ -255,3 +257,44 @@ def test_setup_configures_an_existing_bucket_and_is_idempotent(aws: MotoServer) 
 def test_setup_refuses_two_targets(aws: MotoServer) -> None:
     with pytest.raises(ValueError, match="not both"):
         setup_bucket("b", function_arn="arn:f", queue_arn="arn:q", client=object())
+
+
+def test_setup_on_a_missing_bucket_says_what_to_create(aws: MotoServer) -> None:
+    result = CliRunner().invoke(aws_cli, ["setup", "--bucket", "nowhere"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: bucket nowhere does not exist: create it (aws s3 mb s3://nowhere), "
+        "or let the stack create it (mailspool aws template)"
+    ]
+
+
+def test_access_denied_names_the_action_to_allow() -> None:
+    """A stub for a fault moto's server does not produce (it enforces no IAM policy):
+    an AccessDenied answer to one call."""
+
+    class Denying:
+        def put_bucket_encryption(self, **kwargs: Any) -> None:
+            error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+            raise ClientError(error, "PutBucketEncryption")  # type: ignore[arg-type]
+
+    with pytest.raises(ValueError, match="access denied") as raised:
+        setup_bucket("mine", client=Denying())
+    assert str(raised.value) == (
+        "access denied to PutBucketEncryption on bucket mine: allow "
+        "s3:PutEncryptionConfiguration on arn:aws:s3:::mine to this identity"
+    )
+
+
+def test_package_dependencies_are_mailspools_own() -> None:
+    assert [r.split(">")[0] for r in dependencies(boto3=True)] == [
+        "click",
+        "orjson",
+        "email-validator",
+        "boto3",
+    ]
+    assert "boto3" not in " ".join(dependencies(boto3=False))
+
+
+def test_the_packaged_python_and_the_template_runtime_move_together() -> None:
+    assert DEFAULT_PYTHON == default_runtime().removeprefix("python") == "3.11"
+    assert "Default: python3.11" in template_text()

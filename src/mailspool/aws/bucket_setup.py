@@ -9,14 +9,26 @@ are replaced, so running it twice changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mailspool.errors import ConfigurationError
 from mailspool.spool import layout
 
-__all__ = ["setup_bucket"]
+__all__ = ["aws_errors", "setup_bucket"]
 
 _RULE_PREFIX = "mailspool-"
+
+# The IAM action each call needs, for "access denied" (botocore names the operation).
+_ACTIONS = {
+    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+    "GetBucketNotificationConfiguration": "s3:GetBucketNotification",
+    "PutBucketNotificationConfiguration": "s3:PutBucketNotification",
+}
 
 
 def setup_bucket(
@@ -35,7 +47,53 @@ def setup_bucket(
         raise ConfigurationError("expire days must be at least 1")
     import boto3
 
-    s3 = client or boto3.client("s3")
+    with aws_errors(bucket):
+        _apply(client or boto3.client("s3"), bucket, prefix, function_arn, queue_arn, expire_days)
+
+
+@contextmanager
+def aws_errors(bucket: str) -> Iterator[None]:
+    """AWS's errors as one line saying what to create or allow (no traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        yield
+    except ClientError as err:
+        raise ConfigurationError(_client_error(bucket, err)) from None
+    except NoCredentialsError:
+        raise ConfigurationError(
+            "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+            "(or run 'aws configure')"
+        ) from None
+    except BotoCoreError as err:
+        raise ConfigurationError(f"cannot reach S3 for bucket {bucket}: {err}") from None
+
+
+def _client_error(bucket: str, err: Any) -> str:
+    error = err.response.get("Error", {})
+    code, operation = str(error.get("Code", "")), str(err.operation_name)
+    if code == "NoSuchBucket":
+        return (
+            f"bucket {bucket} does not exist: create it (aws s3 mb s3://{bucket}), or let "
+            "the stack create it (mailspool aws template)"
+        )
+    if code in ("AccessDenied", "AllAccessDisabled", "403"):
+        action = _ACTIONS.get(operation, f"the S3 action of {operation}")
+        return (
+            f"access denied to {operation} on bucket {bucket}: allow {action} on "
+            f"arn:aws:s3:::{bucket} to this identity"
+        )
+    return f"{operation} on bucket {bucket} failed: {code}: {error.get('Message', '')}"
+
+
+def _apply(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    function_arn: str | None,
+    queue_arn: str | None,
+    expire_days: int,
+) -> None:
     root = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
     s3.put_bucket_encryption(
         Bucket=bucket,

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from mailspool.aws.template import default_runtime
 from mailspool.cli import _errors as _click_errors  # one way to show an error
 
 __all__ = ["aws"]
@@ -103,11 +104,20 @@ def _assignments(assignments: tuple[str, ...]) -> dict[str, str]:
     default=Path("function.zip"),
     show_default=True,
 )
-@click.option("--python-version", default="3.11", show_default=True)
+@click.option(
+    "--python-version",
+    default=default_runtime().removeprefix("python"),
+    show_default=True,
+    help="Lambda's Python (the template's Runtime default); another one needs the stack's "
+    "Runtime to match: the command says how.",
+)
 @click.option(
     "--platform", default="manylinux2014_aarch64", show_default=True, help="'native': this machine."
 )
-@click.option("--source", help="mailspool to package: a path or requirement (default: this one).")
+@click.option(
+    "--source",
+    help="mailspool to package: a clone, a wheel or a requirement (default: the installed copy).",
+)
 @click.option("--boto3/--no-boto3", default=True, show_default=True, help="Bundle boto3.")
 def package(output: Path, **options: Any) -> None:
     """Build the Lambda function zip with its dependencies."""
@@ -115,7 +125,13 @@ def package(output: Path, **options: Any) -> None:
 
     with _click_errors():
         build_package(output, **options)  # the options are build_package's keywords
-    click.echo(f"wrote {output} ({output.stat().st_size // 1024} KiB)")
+    runtime = f"python{options['python_version']}"
+    click.echo(f"wrote {output} ({output.stat().st_size // 1024} KiB) for {runtime}")
+    if runtime != default_runtime():
+        click.echo(
+            f"the stack must run it on {runtime}: mailspool aws template --runtime {runtime} "
+            f"(or --parameters --runtime {runtime})"
+        )
 
 
 @aws.command()

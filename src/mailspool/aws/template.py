@@ -17,7 +17,13 @@ from importlib import resources
 
 from mailspool.errors import ConfigurationError
 
-__all__ = ["fill_defaults", "parameter_names", "parameters_file", "template_text"]
+__all__ = [
+    "default_runtime",
+    "fill_defaults",
+    "parameter_names",
+    "parameters_file",
+    "template_text",
+]
 
 _PARAMETERS = "Parameters:\n"
 _PARAMETER = re.compile(r"  ([A-Za-z0-9]+):\s*\n")
@@ -28,6 +34,14 @@ _DEFAULT = _PROPERTY_INDENT + "Default:"
 def template_text() -> str:
     """The template as packaged."""
     return resources.files("mailspool.aws").joinpath("template.yaml").read_text("utf-8")
+
+
+def default_runtime(text: str | None = None) -> str:
+    """The ``Runtime`` parameter's default (``python3.11``): the zip is built for it."""
+    lines = (text or template_text()).splitlines(keepends=True)
+    block = _parameter_blocks(lines)["Runtime"]
+    [line] = [lines[i] for i in block if lines[i].startswith(_DEFAULT)]
+    return line[len(_DEFAULT) :].strip().strip('"')
 
 
 def parameter_names(text: str | None = None) -> list[str]:
