@@ -3,6 +3,7 @@
 
     python3 dev.py demo     # a virtualenv in .venv, then `mailspool demo` on the embedded default
     python3 dev.py test     # the same virtualenv, then ruff, mypy --strict and the whole test suite
+    python3 dev.py build    # the wheel in dist/ (pip install 'dist/mailspool-*.whl[django]')
     python3 dev.py bench    # the benchmarks under benchmarks/ (prints ratios measured side by side)
     python3 dev.py docs     # regenerate the settings table in docs/configuration.md
 
@@ -107,6 +108,15 @@ def demo(args: list[str]) -> None:
     sys.exit(subprocess.call([str(BIN / "mailspool"), "demo", *args], cwd=ROOT))
 
 
+def build(args: list[str]) -> None:
+    """The wheel, built by pip from this clone (no tool to install first), in dist/."""
+    dist = ROOT / "dist"
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist)]
+    run([*command, *args, str(ROOT)])
+    for wheel in sorted(dist.glob("mailspool-*.whl")):
+        print(wheel.relative_to(ROOT))
+
+
 def bench(args: list[str]) -> None:
     ensure_venv("bench")
     sys.exit(subprocess.call([str(PYTHON), "benchmarks/run.py", *args], cwd=ROOT))
@@ -119,7 +129,7 @@ def docs(args: list[str]) -> None:
 
 
 def main() -> None:
-    commands = {"test": test, "demo": demo, "bench": bench, "docs": docs}
+    commands = {"test": test, "demo": demo, "bench": bench, "docs": docs, "build": build}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](sys.argv[2:])

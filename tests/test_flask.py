@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from flask import Flask
 
 import mailspool
@@ -62,3 +63,18 @@ def test_config_keys_map_to_settings(spool: Path, smtp_server: SMTPSink) -> None
     assert settings.store == f"file://{spool}"
     assert settings.emails_per_file == 25
     assert app.extensions["mailspool"] is not None
+
+
+def test_flask_mailspool_worker_reads_app_config(spool: Path, smtp_server: SMTPSink) -> None:
+    app = make_app(spool, smtp_server)
+    app.config["MAILSPOOL_TRANSPORT"] = smtp_server.url
+    app.test_client().get("/notify")
+    runner = app.test_cli_runner()
+
+    status = orjson.loads(runner.invoke(args=["mailspool", "status", "--json"]).stdout)
+    assert (status["store"], status["pending"]) == (f"file://{spool}", 500)
+    drained = runner.invoke(args=["mailspool", "worker", "--drain", "--processes", "1"])
+    assert drained.exit_code == 0, drained.output
+    assert f"500 sent, 0 failed, 0 quarantined (store file://{spool})" in drained.stdout
+    common.assert_followers_once_whole(smtp_server)
+    assert runner.invoke(args=["mailspool", "failed", "list"]).stdout == "no failed e-mails\n"

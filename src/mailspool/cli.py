@@ -22,6 +22,7 @@ import click
 
 from mailspool._version import __version__
 from mailspool.commands.common import (
+    load_settings,
     not_found,
     opened_store,
     parse_duration,
@@ -56,8 +57,9 @@ _ENV_HELP = "\b\n" + environment_help()
 
 
 def _settings(ctx: click.Context, **explicit: Any) -> Settings:
-    """Settings from the flags given (None: not given), then the environment."""
-    return Settings.load(**{k: v for k, v in explicit.items() if v is not None})
+    """Settings from the flags given (None: not given), then the framework's, then the
+    environment."""
+    return load_settings(**explicit)
 
 
 def _settings_from(ctx: click.Context, opts: dict[str, Any], *names: str) -> Settings:

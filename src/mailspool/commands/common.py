@@ -3,7 +3,7 @@ naming it, JSON output, "not found" messages and durations with a unit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,6 +15,8 @@ from mailspool.errors import MailspoolError
 from mailspool.stores import Store, open_store
 
 __all__ = [
+    "FRAMEWORK_META",
+    "load_settings",
     "not_found",
     "opened_store",
     "parse_duration",
@@ -29,6 +31,10 @@ store_option = click.option(
     help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
 )
 
+#: where a framework's command group (``flask mailspool``) leaves its settings for the
+#: commands it runs: ``click.Context.meta`` is shared by a command and its group
+FRAMEWORK_META = "mailspool.framework"
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -37,13 +43,24 @@ def opened_store(store: str | None, *, quiet: bool = False) -> Iterator[Store]:
     """The store of ``--store`` or the settings, named on stderr unless ``quiet`` (the
     --json output names it itself); mailspool's errors as one clean line."""
     try:
-        settings = Settings.load(store=store) if store else Settings.load()
+        settings = load_settings(store=store)
         if not quiet:
             say_store(settings.store)
         with open_store(settings.store) as the_store:
             yield the_store
     except MailspoolError as err:
         raise click.ClickException(str(err)) from err
+
+
+def load_settings(**explicit: Any) -> Settings:
+    """Settings from the flags given (None: not given), then the framework's (under
+    ``flask mailspool``), then the environment."""
+    context = click.get_current_context(silent=True)
+    framework: Mapping[str, Any] | None = (
+        None if context is None else context.meta.get(FRAMEWORK_META)
+    )
+    given = {name: value for name, value in explicit.items() if value is not None}
+    return Settings.load(framework=framework, **given)
 
 
 def say_store(url: str) -> None:

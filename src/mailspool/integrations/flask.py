@@ -6,6 +6,10 @@ are written even when a view raises (``MAILSPOOL_ON_ERROR`` decides what then) a
 (``MAILSPOOL_STORE``, ``MAILSPOOL_PRIORITY_TRANSPORT``, ...), then the environment;
 ``MAILSPOOL_MIDDLEWARE_MODE`` is ``"before"`` (default) or ``"after"`` (see
 ``mailspool.integrations.wsgi``).
+
+It also adds ``flask mailspool`` to the app's CLI: ``worker`` (``--drain`` to deliver
+everything pending and exit), ``status``, ``failed``, ``quarantine`` and ``gc``, the
+``mailspool`` commands themselves, reading ``app.config`` first.
 """
 
 from __future__ import annotations
@@ -25,12 +29,16 @@ _PREFIX = "MAILSPOOL_"
 
 def load_settings(config: Mapping[str, Any]) -> Settings:
     """mailspool's settings from a Flask config, then ``MAILSPOOL_*`` variables."""
-    framework = {
+    return Settings.load(framework=config_values(config))
+
+
+def config_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``MAILSPOOL_*`` keys of a Flask config, by setting name."""
+    return {
         key[len(_PREFIX) :].lower(): value
         for key, value in config.items()
         if key.startswith(_PREFIX)
     }
-    return Settings.load(framework=framework)
 
 
 class Mailspool:
@@ -47,3 +55,6 @@ class Mailspool:
             app.wsgi_app, mode=mode, settings=lambda: load_settings(app.config)
         )
         app.extensions["mailspool"] = self
+        from mailspool.integrations.flask_cli import mailspool_group
+
+        app.cli.add_command(mailspool_group)
