@@ -223,7 +223,7 @@ def test_demo_serve_leaves_the_dashboard_running_on_the_demo_store(tmp_path: Pat
         output = process.communicate(timeout=30)[0].decode()
     assert code == 200
     assert gauges(text)["mailspool_emails:sent"] == 4  # 3 followers and the editor
-    assert "status:    0 pending, 4 sent" in output
+    assert "store:     0 pending, 4 sent" in output
 
 
 def posted(dashboard: Dashboard, path: str, **fields: str) -> int:
