@@ -62,8 +62,11 @@ def free_port() -> int:
         return port
 
 
-def drain(spool: Path, server: SMTPSink, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    """``mailspool worker --drain`` in a subprocess, on the spool, to the SMTP server."""
+def drain(
+    spool: Path, server: SMTPSink, *options: str, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """``mailspool [options] worker --drain`` in a subprocess, on the spool, to the SMTP
+    server."""
     env = {
         **os.environ,
         "MAILSPOOL_STORE": f"file://{spool}",
@@ -71,7 +74,7 @@ def drain(spool: Path, server: SMTPSink, **extra_env: str) -> subprocess.Complet
         **extra_env,
     }
     result = subprocess.run(
-        [sys.executable, "-m", "mailspool", "worker", "--drain"],
+        [sys.executable, "-m", "mailspool", *options, "worker", "--drain"],
         env=env,
         capture_output=True,
         text=True,

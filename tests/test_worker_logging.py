@@ -4,9 +4,6 @@ without waiting for its long poll. Real CLI, real file store, moto's SQS over a 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,7 +16,9 @@ from mailspool.config import Settings
 from mailspool.delivery.factory import open_worker
 from mailspool.spool import layout
 from mailspool.stores.file import FileStore
+from tests import framework_common as common
 from tests.fixtures.moto_server import MotoServer
+from tests.fixtures.smtp_server import SMTPSink
 
 
 def queue_batches(spool: Path, count: int) -> list[str]:
@@ -34,22 +33,11 @@ def queue_batches(spool: Path, count: int) -> list[str]:
 
 
 @pytest.mark.parametrize("verbose", [[], ["-v"]])
-def test_cli_drain_prints_each_batch_once(spool: Path, tmp_path: Path, verbose: list[str]) -> None:
+def test_cli_drain_prints_each_batch_once(
+    spool: Path, smtp_server: SMTPSink, verbose: list[str]
+) -> None:
     ids = queue_batches(spool, 3)
-    env = {
-        **os.environ,
-        "MAILSPOOL_STORE": f"file://{spool}",
-        "MAILSPOOL_TRANSPORT": f"file://{tmp_path / 'outbox'}",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "mailspool", *verbose, "worker", "--drain", "--processes", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = common.drain(spool, smtp_server, *verbose)
     lines = result.stderr.splitlines()
     for batch_id in ids:
         assert len([line for line in lines if line.startswith(f"{batch_id}: ")]) == 1, lines

@@ -379,8 +379,10 @@ def _progress(store: Store, wanted: bool | None) -> Iterator[OutcomeCallback | N
 
 def _log_batch(report: BatchReport) -> None:
     """One line per batch on stderr, printed here only (the worker does not log it), so
-    -v adds the other log lines without repeating it."""
-    click.echo(report.line(), err=True)
+    -v adds the other log lines without repeating it. A batch another worker (or delivery
+    process) holds, or had already finished, is that one's to report."""
+    if report.ran_here:
+        click.echo(report.line(), err=True)
 
 
 def _print_drain(report: DrainReport, store: str) -> None:

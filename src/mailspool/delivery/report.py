@@ -43,6 +43,12 @@ class BatchReport:
     continuations: list[str] = field(default_factory=list)
     error: str | None = None
 
+    @property
+    def ran_here(self) -> bool:
+        """False when another worker held the batch or had finished it: its line is
+        that worker's to print."""
+        return self.status not in (BatchStatus.HELD, BatchStatus.MISSING)
+
     def line(self) -> str:
         """The one line a worker prints for this batch (the trigger prints it, once)."""
         line = (

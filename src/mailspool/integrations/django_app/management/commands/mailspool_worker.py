@@ -66,4 +66,5 @@ class Command(BaseCommand):
 
     def _batch_line(self, report: BatchReport) -> None:
         """One line per batch (``-v 0`` silences it), as ``mailspool worker`` prints."""
-        self.stderr.write(report.line())
+        if report.ran_here:
+            self.stderr.write(report.line())
