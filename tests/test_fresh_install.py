@@ -112,7 +112,7 @@ def test_the_flask_page_local_set_up(fresh: Fresh, smtp_server: SMTPSink, tmp_pa
     status = shell("flask --app blog mailspool status", tmp_path, **env)
     assert "sent         1\n" in status.stdout
     assert f"store: {spool}" in status.stderr
-    assert [e.rcpt_tos for e in smtp_server.envelopes] == [["follower@example.com"]]
+    assert [e.rcpt_tos for e in smtp_server.envelopes] == [("follower@example.com",)]
 
 
 def test_aws_package_after_a_normal_install_imports_the_handler(
