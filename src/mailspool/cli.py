@@ -215,10 +215,13 @@ def cancel_command(ctx: click.Context, key: str, store: str | None) -> None:
     """Stop the pending or scheduled e-mail sent with KEY; exit 1 if it was not stopped
     (unknown key, already sent, failed or cancelled, or being delivered right now)."""
     with _errors():
-        stopped = cancel(key, store=_settings(ctx, store=store).store)
+        url = _settings(ctx, store=store).store
+        stopped = cancel(key, store=url)
     if not stopped:
-        raise click.ClickException(f"not cancelled: no e-mail with key {key!r} waits to be sent")
-    click.echo(f"cancelled the e-mail with key {key!r}")
+        raise click.ClickException(
+            f"not cancelled: no e-mail with key {key!r} waits to be sent in {url}"
+        )
+    click.echo(f"cancelled the e-mail with key {key!r} in {url}")
 
 
 # -- worker ------------------------------------------------------------------------------------
