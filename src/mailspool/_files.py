@@ -4,17 +4,24 @@ Files are 0600 and folders 0700 whatever the umask: e-mails are personal data. A
 written whole under a temporary name (``.tmp-<random>``) and fsynced before it is renamed
 or linked into place, so a reader sees no file, the old one or the whole new one; fsyncing
 the folder then makes the rename survive a power loss.
+
+No file is opened through a symbolic link (``NO_FOLLOW``), and ``make_folder`` refuses a
+folder below its ``inside`` that is one: whoever can write in the folder cannot turn a
+write into a write somewhere else.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 
 __all__ = [
     "FILE_MODE",
     "FOLDER_MODE",
+    "NO_FOLLOW",
     "TEMP_PREFIX",
     "fsync_folder",
     "make_folder",
@@ -26,13 +33,25 @@ __all__ = [
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
 TEMP_PREFIX = ".tmp-"  # a name no key or message file starts with
+NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC  # open() fails (ELOOP) on a symbolic link
 
 
-def make_folder(folder: Path) -> None:
-    """The folder and its missing parents, each created 0700 and made durable."""
-    if folder.is_dir():
+def make_folder(folder: Path, inside: Path | None = None) -> None:
+    """The folder and its missing parents, each created 0700 and made durable. A folder
+    below ``inside`` that is not a real folder (a symbolic link) raises OSError: writes
+    never leave ``inside`` (which may itself be a link: that is the operator's choice)."""
+    below = inside is not None and inside in folder.parents
+    try:
+        info = os.lstat(folder) if below else os.stat(folder)
+    except FileNotFoundError:
+        info = None
+    if info is not None:
+        if not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder (a symbolic link?)", str(folder))
+        if below:
+            make_folder(folder.parent, inside)  # the folders above are checked too
         return
-    make_folder(folder.parent)
+    make_folder(folder.parent, inside)
     try:
         os.mkdir(folder, FOLDER_MODE)
     except FileExistsError:
@@ -44,7 +63,7 @@ def make_folder(folder: Path) -> None:
 def write_temp(folder: Path, data: bytes) -> Path:
     """A fsynced 0600 temp file in ``folder`` holding ``data``."""
     temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NO_FOLLOW, FILE_MODE)
     try:
         os.fchmod(fd, FILE_MODE)
         view = memoryview(data)
@@ -81,7 +100,7 @@ def remove(path: Path) -> bool:
 
 def fsync_folder(folder: Path) -> None:
     """Make a rename, link or unlink in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | NO_FOLLOW)
     try:
         os.fsync(fd)
     finally:

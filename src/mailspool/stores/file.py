@@ -29,6 +29,10 @@ of ``Store`` is kept:
 Reads never follow a symbolic link (``mailspool._beneath``): a link or any other
 special file placed in the spool is listed, so the worker can quarantine it, but
 reading it raises ``ObjectRefused``; ``move`` moves the link itself, not its target.
+Writes do not follow one either: every file the store writes (leases, ledgers, batches,
+temp files) is opened with ``O_NOFOLLOW``, and no folder under the root may be a link,
+so a writer who can reach the store's folder cannot make a claim or a ledger write land
+in another file.
 
 Names starting with ``.`` belong to the store (temp files, ``.leases``): no segment of
 a key may start with a dot, and ``list`` skips them. POSIX only (flock, hard links).
@@ -37,6 +41,7 @@ a key may start with a dot, and ``list`` skips them. POSIX only (flock, hard lin
 from __future__ import annotations
 
 import builtins
+import errno
 import fcntl
 import hashlib
 import json
@@ -55,6 +60,7 @@ from urllib.parse import quote, unquote
 from mailspool._beneath import read_beneath
 from mailspool._files import (
     FILE_MODE,
+    NO_FOLLOW,
     fsync_folder,
     make_folder,
     remove,
@@ -106,14 +112,14 @@ class FileStore(Store):
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         with self._failure("write", key):
-            make_folder(path.parent)
+            make_folder(path.parent, self.root)
             write_atomically(path, data)
             fsync_folder(path.parent)
 
     def put_new(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         with self._failure("write", key):
-            make_folder(path.parent)
+            make_folder(path.parent, self.root)
             temp = write_temp(path.parent, data)
             try:
                 os.link(temp, path)
@@ -154,7 +160,7 @@ class FileStore(Store):
         with self._failure("move", source):
             if not _is_file(src):
                 return False
-            make_folder(dst.parent)
+            make_folder(dst.parent, self.root)
             try:
                 os.rename(src, dst)
             except FileNotFoundError:
@@ -183,8 +189,8 @@ class FileStore(Store):
         check_record(record)
         path = self._path(key)
         with self._failure("append to", key):
-            make_folder(path.parent)
-            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            make_folder(path.parent, self.root)
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | NO_FOLLOW
             fd = os.open(path, flags, FILE_MODE)
             try:
                 _append_line(fd, record, path.parent)
@@ -210,7 +216,7 @@ class FileStore(Store):
         claim is exclusive between threads too: each claim opens its own descriptor."""
         path = self._lease_path(name)
         with self._failure("claim", name):
-            make_folder(path.parent)
+            make_folder(path.parent, self.root)
             handle = _acquire(path)
             if handle is None:
                 return None
@@ -308,6 +314,8 @@ class FileStore(Store):
             yield
         except OSError as err:
             reason = err.strerror or str(err)
+            if err.errno == errno.ELOOP:
+                reason = "it is a symbolic link, which the store never follows"
             raise StoreError(f"cannot {action} {key!r} in {self.root}: {reason}") from err
 
 
@@ -362,7 +370,7 @@ def _acquire(path: Path) -> _LeaseFile | None:
 
 
 def _lock(path: Path) -> _LeaseFile | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | NO_FOLLOW, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -392,9 +400,9 @@ def _record(handle: _LeaseFile, lease: Lease) -> None:
 def _inspect(path: Path) -> Lease | None:
     """The lease in ``path`` if some process holds it locked, else None."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
+        fd = os.open(path, os.O_RDONLY | NO_FOLLOW)
+    except OSError:
+        return None  # gone, or not a lease file the store wrote (a symbolic link)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
