@@ -289,38 +289,52 @@ class S3Store(Store):
     def claim(self, name: str, owner: str, ttl: float) -> Lease | None:
         full = self._lease_key(name)
         for _ in range(_CONFLICT_RETRIES):
-            expires = time.time() + ttl
-            body = _lease_body(owner, expires)
-            try:
-                return Lease(name, owner, expires, self._put(full, body, IfNoneMatch="*"))
-            except _PreconditionFailed:
-                pass
+            body = _lease_body(owner, time.time() + ttl)
+            etag = self._put_lease(full, body, IfNoneMatch="*")
+            if etag is not None:
+                return Lease(name, owner, _lease_expires(body), etag)
             try:
                 current, etag = self._get(full)
             except KeyNotFound:
                 continue  # released in between: try to create it again
             if _lease_expires(current) > time.time():
                 return None
-            expires = time.time() + ttl
-            body = _lease_body(owner, expires)
+            body = _lease_body(owner, time.time() + ttl)
             try:
-                return Lease(name, owner, expires, self._put(full, body, IfMatch=etag))
-            except _PreconditionFailed:
-                return None  # another worker took it over first
+                etag = self._put_lease(full, body, IfMatch=etag)
             except KeyNotFound:
                 continue
+            return None if etag is None else Lease(name, owner, _lease_expires(body), etag)
         return None
 
     def renew(self, lease: Lease, ttl: float) -> Lease:
         full = self._lease_key(lease.name)
-        expires = time.time() + ttl
+        body = _lease_body(lease.owner, time.time() + ttl)
         try:
-            etag = self._put(full, _lease_body(lease.owner, expires), IfMatch=str(lease.token))
-        except (_PreconditionFailed, KeyNotFound) as err:
+            etag = self._put_lease(full, body, IfMatch=str(lease.token))
+        except KeyNotFound:
+            etag = None
+        if etag is None:
             raise LeaseLost(
                 f"claim {lease.name!r} at s3://{self.bucket}/{full} was taken over or released"
-            ) from err
-        return Lease(lease.name, lease.owner, expires, etag)
+            )
+        return Lease(lease.name, lease.owner, _lease_expires(body), etag)
+
+    def _put_lease(self, full: str, body: bytes, **condition: Any) -> str | None:
+        """Write a lease version; its ETag, or None when the condition did not hold.
+
+        A 412 can answer our own write: the PUT was applied, its answer was lost, and
+        botocore's retry met the lease it had just written. The body is unique (a
+        nonce), so a lease holding exactly this body is ours, and so is the claim.
+        """
+        try:
+            return self._put(full, body, **condition)
+        except _PreconditionFailed:
+            try:
+                current, etag = self._get(full)
+            except KeyNotFound:
+                return None
+            return etag if current == body else None
 
     def release(self, lease: Lease) -> None:
         full = self._lease_key(lease.name)
