@@ -29,6 +29,7 @@ from mailspool.config import default_of
 from mailspool.delivery.worker import BatchStatus, Deadline, Worker
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import promote_due
 from mailspool.stores.base import Store
@@ -126,10 +127,9 @@ def sweeper_handler(event: Mapping[str, Any], context: LambdaContext) -> dict[st
 def _queued(store: Store, now: float) -> list[tuple[str, float]]:
     """Queued batch keys with their age, oldest first."""
     found = []
-    for info in store.list(layout.QUEUE):
-        if info.key.endswith(".json"):
-            created = layout.id_time(layout.batch_id_from_key(info.key)) or info.modified
-            found.append((info.key, max(now - created, 0.0)))
+    for info in queued_batches(store):
+        created = layout.id_time(layout.batch_id_from_key(info.key)) or info.modified
+        found.append((info.key, max(now - created, 0.0)))
     return found
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from mailspool.spool import layout, tally
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import CANCELLED, SCHEDULED
 from mailspool.stores.base import Store
@@ -70,9 +71,7 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
     now = time.time() if now is None else now
     pending = sent = refused = batches_pending = 0
     oldest: float | None = None
-    for info in store.list(layout.QUEUE):
-        if not info.key.endswith(".json"):
-            continue
+    for info in queued_batches(store, set_aside=False):
         batch_id = layout.batch_id_from_key(info.key)
         total = email_count(store, info.key)
         entries = read_entries(store, batch_id)

@@ -14,6 +14,10 @@ scheduled/ cancelled/ keys/   e-mails sent later, cancelled, idempotency keys
 Batch ids sort by creation time, so listing ``queue/`` yields the oldest first.
 Every name a key is drawn from is checked on the way in (``keys``): ids and digests
 read from the store or from an event cannot reach outside their folder.
+
+A key is a plain relative path (``stores.base.check_key``); under ``queue/`` only
+``queue/<name>.json`` is a batch (``classify_queue_key``): anything else found there
+is set aside (``spool.queue_scan``), never delivered.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
+from urllib.parse import quote
 
 from mailspool.errors import UnsafeKey
-from mailspool.spool.keys import check_digest, check_name
+from mailspool.spool.keys import check_digest, check_name, is_safe_name
+from mailspool.stores.base import key_problem
 
 __all__ = [
     "BLOBS",
@@ -32,17 +39,23 @@ __all__ = [
     "LEDGER",
     "QUARANTINE",
     "QUEUE",
+    "QueueKey",
     "batch_id_from_key",
     "blob_key",
+    "classify_queue_key",
     "done_key",
+    "error_key",
     "failed_key",
+    "foreign_quarantine_key",
     "id_time",
+    "is_batch_key",
     "is_partial_failure",
     "ledger_key",
     "new_batch_id",
     "quarantine_error_key",
     "quarantine_key",
     "queue_key",
+    "queue_key_rule",
     "queued_batch_id",
 ]
 
@@ -102,7 +115,7 @@ def quarantine_key(batch_key: str) -> str:
 
 def quarantine_error_key(batch_key: str) -> str:
     """The error beside a quarantined file: which e-mail and which field."""
-    return f"{quarantine_key(batch_key)}.error{_SUFFIX}"
+    return error_key(quarantine_key(batch_key))
 
 
 def blob_key(digest: str) -> str:
@@ -121,3 +134,42 @@ def batch_id_from_key(key: str) -> str:
     """``queue/<id>.json`` (or any folder) -> ``<id>``; other names are kept whole."""
     name = key.rpartition("/")[2]
     return name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
+
+
+class QueueKey(StrEnum):
+    """What a key listed under ``queue/`` is."""
+
+    BATCH = "batch"  # queue/<name>.json: delivered
+    FOREIGN = "foreign"  # a key the store can address, but no batch: quarantined
+    UNREADABLE = "unreadable"  # a key no store addresses: ignored, reported once
+
+
+def queue_key_rule() -> str:
+    return f"a batch is {QUEUE}<name>{_SUFFIX}, a plain name without '/' or control characters"
+
+
+def classify_queue_key(key: str) -> QueueKey:
+    """A key listed under ``queue/``: a batch, a stray object, or a key no store reads."""
+    if key_problem(key) is not None or not key.isprintable():
+        return QueueKey.UNREADABLE
+    name = key.removeprefix(QUEUE)
+    if name in (key, _SUFFIX) or "/" in name or not name.endswith(_SUFFIX):
+        return QueueKey.FOREIGN
+    if not is_safe_name(name[: -len(_SUFFIX)]):  # the store reads it; no batch has that id
+        return QueueKey.FOREIGN
+    return QueueKey.BATCH
+
+
+def is_batch_key(key: str) -> bool:
+    return classify_queue_key(key) is QueueKey.BATCH
+
+
+def error_key(quarantined: str) -> str:
+    """The error record beside a quarantined file."""
+    return f"{quarantined}.error{_SUFFIX}"
+
+
+def foreign_quarantine_key(key: str) -> str:
+    """Where a stray key from ``queue/`` is set aside: its path below ``queue/`` in one
+    name (``queue/sub/x.json`` -> ``quarantine/sub%2Fx.json``), beside no batch's."""
+    return f"{QUARANTINE}{quote(key.removeprefix(QUEUE), safe='')}"

@@ -32,7 +32,15 @@ from dataclasses import dataclass
 from mailspool._backends import Backend
 from mailspool.errors import ConfigurationError, KeyNotFound
 
-__all__ = ["Lease", "ObjectInfo", "Store", "check_key", "check_prefix", "default_owner"]
+__all__ = [
+    "Lease",
+    "ObjectInfo",
+    "Store",
+    "check_key",
+    "check_prefix",
+    "default_owner",
+    "key_problem",
+]
 
 
 def check_key(key: str, what: str = "key") -> str:
@@ -40,7 +48,7 @@ def check_key(key: str, what: str = "key") -> str:
     naming it otherwise. Every backend keeps the same rules, so a key valid on one store
     is valid on another; no segment starts with ``.``: such names are the store's own
     (temp files, ``.leases/``)."""
-    problem = _key_problem(key)
+    problem = key_problem(key)
     if problem is not None:
         raise ConfigurationError(f"invalid store {what} {key!r}: {problem}")
     return key
@@ -48,13 +56,14 @@ def check_key(key: str, what: str = "key") -> str:
 
 def check_prefix(prefix: str) -> str:
     """A listing prefix: empty, or the start of a valid key (it may end inside a name)."""
-    problem = _key_problem(prefix + "x") if prefix else None
+    problem = key_problem(prefix + "x") if prefix else None
     if problem is not None:
         raise ConfigurationError(f"invalid store prefix {prefix!r}: {problem}")
     return prefix
 
 
-def _key_problem(key: str) -> str | None:
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is not a plain relative path inside a store; None when it is."""
     if not key:
         return "it is empty"
     if "\\" in key or "\0" in key:

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 
 from mailspool.config import Settings
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
-from mailspool.errors import UnsafeKey
 from mailspool.producer.fallback import recover_fallback_for
-from mailspool.spool import layout
+from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.schedule import promote_due
 from mailspool.stores.base import Store
 
@@ -59,17 +58,9 @@ def promote(store: Store) -> float | None:
 
 
 def pending_batches(store: Store) -> list[str]:
-    """Keys of the batches in ``queue/``, oldest first; a name the worker would refuse
-    (``spool.keys``) is left out, so it is not tried again at every poll."""
-    return [key for key in store.keys(layout.QUEUE) if _is_batch_key(key)]
-
-
-def _is_batch_key(key: str) -> bool:
-    try:
-        layout.queued_batch_id(key)
-    except UnsafeKey:
-        return False
-    return True
+    """Keys of the batches in ``queue/``, oldest first; anything else found there is set
+    aside (``spool.queue_scan``) and never stops the worker."""
+    return [info.key for info in queued_batches(store)]
 
 
 @dataclass(slots=True)
