@@ -25,6 +25,7 @@ from mailspool.spool import layout, tally
 from mailspool.spool.ledger import Ledger, read_entries
 from mailspool.spool.records import LedgerEntry, LedgerState, QuarantineError, timestamp
 from mailspool.stores.base import Lease, Store
+from mailspool.stores.retry import retry_write
 
 if TYPE_CHECKING:  # the worker module imports this one
     from mailspool.delivery.worker import WorkerOptions
@@ -190,7 +191,9 @@ class BatchRun:
             ):
                 part = batch.part(continuation_id, sorted(indices))
                 self._store.put(layout.queue_key(continuation_id), part.encode())
-        if self._store.move(self._report.key, layout.done_key(self._report.batch_id)):
+        done = layout.done_key(self._report.batch_id)
+        # The move also finishes one a crash interrupted (the batch in queue/ and done/).
+        if retry_write(lambda: self._store.move(self._report.key, done), done):
             tally.record_finished(self._store, self._report.batch_id, entries.values())
 
     def _quarantine(self, data: bytes | None, err: InvalidBatch | ObjectRefused) -> None:

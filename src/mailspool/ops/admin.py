@@ -86,13 +86,19 @@ def _retry_email(record: FailedRecord) -> Mapping[str, Any]:
 
 
 def collect_garbage(store: Store, *, older_than: float, now: float | None = None) -> list[str]:
-    """Remove finished batches (``done/`` and their ledgers) older than ``older_than`` s."""
+    """Remove finished batches (``done/`` and their ledgers) older than ``older_than`` s.
+
+    A batch still in ``queue/`` as well (a crash interrupted its move to ``done/``) is
+    left alone: without its ledger the copy in ``queue/`` would be sent again. The
+    worker's next look at it removes that copy; a later ``gc`` the rest."""
     now = time.time() if now is None else now
     removed = []
     for info in list(store.list(layout.DONE)):
         batch_id = layout.batch_id_from_key(info.key)
         created = layout.id_time(batch_id) or info.modified
         if now - max(created, 0) < older_than or now - info.modified < older_than:
+            continue
+        if store.exists(layout.queue_key(batch_id)):
             continue
         tally.record_forgotten(store, batch_id)
         store.delete_log(layout.ledger_key(batch_id))
