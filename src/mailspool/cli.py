@@ -289,6 +289,12 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
             _print_drain(report, settings.store)
             if report.paused:
                 raise click.ClickException("the provider paused sending; e-mails stay pending")
+            if report.errors:
+                listed = "; ".join(f"{r.key}: {r.error}" for r in report.errors)
+                raise click.ClickException(
+                    f"{len(report.errors)} batch(es) could not be delivered and wait in queue/: "
+                    f"{listed}"
+                )
 
 
 def _processes(opts: dict[str, Any]) -> int:

@@ -31,6 +31,7 @@ from mailspool.spool.ledger import Ledger
 from mailspool.spool.limits import Limits
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState, timestamp
 from mailspool.stores.base import Store
+from mailspool.stores.retry import retry_write
 from mailspool.transports.base import Transport
 
 __all__ = ["Attempt", "EmailSender", "OutcomeCallback", "SendOutcome"]
@@ -181,7 +182,8 @@ class EmailSender:
             email=self._batch.raw_email(index),
         )
         key = layout.failed_key(self._batch_id, index, partial=record.partial)
-        self._store.put(key, record.encode())
+        data = record.encode()
+        retry_write(lambda: self._store.put(key, data), key)
 
     def _notify(self, index: int, state: LedgerState) -> None:
         if self._rules.on_outcome is not None:

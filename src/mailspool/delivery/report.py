@@ -27,6 +27,8 @@ class BatchStatus(StrEnum):
     PAUSED = "paused"
     #: the claim was taken over by another worker
     LOST = "lost"
+    #: the run raised (the store failed beyond its retries); the batch waits in ``queue/``
+    ERROR = "error"
 
 
 @dataclass(slots=True)

@@ -48,6 +48,7 @@ from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.spool import layout
 from mailspool.stores.base import Store, default_owner
+from mailspool.stores.retry import retry_write
 from mailspool.transports.base import Transport
 
 log = logging.getLogger("mailspool.worker")
@@ -165,7 +166,10 @@ class Worker:
                 return held
             self._active.add(key)
         try:
-            lease = self.store.claim(held.batch_id, self.owner, self.options.lease_ttl)
+            lease = retry_write(
+                lambda: self.store.claim(held.batch_id, self.owner, self.options.lease_ttl),
+                f"the claim on {key}",
+            )
             if lease is None:
                 return held
             try:

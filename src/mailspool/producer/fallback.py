@@ -40,6 +40,7 @@ from mailspool.spool import layout
 from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import SCHEDULED
 from mailspool.stores.base import Store
+from mailspool.stores.retry import retry_write
 
 __all__ = [
     "MAX_STUCK_WRITES",
@@ -201,8 +202,9 @@ def recover_fallback(fallback: Store, store: Store) -> int:
         batch_id = layout.batch_id_from_key(key)
         if not store.exists(layout.done_key(batch_id)):
             for blob in _blob_keys(data):
-                store.put_new(blob, fallback.get(blob))
-            if store.put_new(key, data):
+                content = fallback.get(blob)
+                retry_write(lambda: store.put_new(blob, content), blob)  # noqa: B023 - called at once
+            if retry_write(lambda: store.put_new(key, data), key):  # noqa: B023 - called at once
                 moved += 1
         fallback.delete(key)
     if moved:

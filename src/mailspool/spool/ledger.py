@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from mailspool.spool import layout
 from mailspool.spool.records import LedgerEntry, decode_entries, encode_entries
 from mailspool.stores.base import Store
+from mailspool.stores.retry import retry_write
 
 __all__ = ["Ledger", "LedgerEntry", "read_entries"]
 
@@ -154,7 +155,8 @@ class Ledger:
         self._last_commit = self._clock()
         self._cond.release()
         try:
-            self._store.append(self._key, encode_entries(batch))
+            data = encode_entries(batch)
+            retry_write(lambda: self._store.append(self._key, data), self._key)
         except BaseException as err:
             self._cond.acquire()
             self._error = err

@@ -77,13 +77,14 @@ _CONSTRUCTOR_OPTIONS = _URL_OPTIONS | {"bucket", "prefix", "client"}
 _CONFLICT_RETRIES = 5  # 409 ConditionalRequestConflict: another conditional write in flight
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 _READ_THREADS = 16
+_POOL = 32  # connections until a worker reserves more (``reserve_connections``)
 
 
-def client_config() -> Config:
-    """Retries with backoff for S3's 503 SlowDown; a pool large enough for a worker."""
+def client_config(max_connections: int = _POOL) -> Config:
+    """Retries with backoff for S3's 503 SlowDown; a pool of ``max_connections``."""
     return Config(
         retries={"mode": "standard", "max_attempts": 5},
-        max_pool_connections=32,
+        max_pool_connections=max_connections,
         connect_timeout=5,
         read_timeout=30,
     )
@@ -131,6 +132,8 @@ class S3Store(Store):
         self._root = f"{self.prefix}/" if self.prefix else ""
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._owns_client = client is None
+        self._region = region
+        self._pool = _POOL
         self._client: S3Client = client if client is not None else _make_client(region)
         self._encryption: dict[str, Any] = {"ServerSideEncryption": sse}
         if kms_key_id:
@@ -290,18 +293,19 @@ class S3Store(Store):
         full = self._lease_key(name)
         for _ in range(_CONFLICT_RETRIES):
             body = _lease_body(owner, time.time() + ttl)
-            etag = self._put_lease(full, body, IfNoneMatch="*")
+            etag = self._put_lease(full, body, owner, IfNoneMatch="*")
             if etag is not None:
                 return Lease(name, owner, _lease_expires(body), etag)
             try:
                 current, etag = self._get(full)
             except KeyNotFound:
                 continue  # released in between: try to create it again
-            if _lease_expires(current) > time.time():
+            if _lease_owner(current) != owner and _lease_expires(current) > time.time():
                 return None
+            # expired, or this owner's own (a claim whose answer was lost): take it over
             body = _lease_body(owner, time.time() + ttl)
             try:
-                etag = self._put_lease(full, body, IfMatch=etag)
+                etag = self._put_lease(full, body, owner, IfMatch=etag)
             except KeyNotFound:
                 continue
             return None if etag is None else Lease(name, owner, _lease_expires(body), etag)
@@ -311,7 +315,7 @@ class S3Store(Store):
         full = self._lease_key(lease.name)
         body = _lease_body(lease.owner, time.time() + ttl)
         try:
-            etag = self._put_lease(full, body, IfMatch=str(lease.token))
+            etag = self._put_lease(full, body, lease.owner, IfMatch=str(lease.token))
         except KeyNotFound:
             etag = None
         if etag is None:
@@ -320,12 +324,12 @@ class S3Store(Store):
             )
         return Lease(lease.name, lease.owner, _lease_expires(body), etag)
 
-    def _put_lease(self, full: str, body: bytes, **condition: Any) -> str | None:
+    def _put_lease(self, full: str, body: bytes, owner: str, **condition: Any) -> str | None:
         """Write a lease version; its ETag, or None when the condition did not hold.
 
-        A 412 can answer our own write: the PUT was applied, its answer was lost, and
-        botocore's retry met the lease it had just written. The body is unique (a
-        nonce), so a lease holding exactly this body is ours, and so is the claim.
+        A 412 can answer this owner's own write: the PUT was applied, its answer lost,
+        and botocore's retry (or the caller's) met the lease just written. A lease that
+        names this owner (unique per worker) is its own, and so is the claim.
         """
         try:
             return self._put(full, body, **condition)
@@ -334,7 +338,7 @@ class S3Store(Store):
                 current, etag = self._get(full)
             except KeyNotFound:
                 return None
-            return etag if current == body else None
+            return etag if _lease_owner(current) == owner else None
 
     def release(self, lease: Lease) -> None:
         full = self._lease_key(lease.name)
@@ -343,6 +347,17 @@ class S3Store(Store):
                 self._client.delete_object(Bucket=self.bucket, Key=full, IfMatch=str(lease.token))
         except (_PreconditionFailed, KeyNotFound):
             pass  # taken over or already gone: not ours to delete
+
+    def reserve_connections(self, threads: int) -> None:
+        """Size the connection pool to ``threads`` plus this store's own reading threads,
+        so that no thread waits for a connection or opens one outside the pool (urllib3:
+        "Connection pool is full"). A client passed in is left as its owner made it."""
+        wanted = threads + _READ_THREADS
+        if not self._owns_client or wanted <= self._pool:
+            return
+        old, self._client = self._client, _make_client(self._region, wanted)
+        self._pool = wanted
+        old.close()
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -451,12 +466,12 @@ def _client_error(err: ClientError, action: str, where: str) -> StoreError:
     return StoreError(f"cannot {action} {where}: {code or status} {message}".rstrip())
 
 
-def _make_client(region: str | None) -> S3Client:
+def _make_client(region: str | None, max_connections: int = _POOL) -> S3Client:
     """A client from boto3's default session (its loaded models are reused, and it
     honours ``boto3.setup_default_session``); a session is not thread-safe, hence the lock."""
     try:
         with BOTO3_SESSION_LOCK:
-            return boto3.client("s3", region_name=region, config=client_config())
+            return boto3.client("s3", region_name=region, config=client_config(max_connections))
     except BotoCoreError as err:
         raise ConfigurationError(f"S3 store: cannot make an S3 client: {err}") from err
 
@@ -464,6 +479,15 @@ def _make_client(region: str | None) -> S3Client:
 def _lease_body(owner: str, expires: float) -> bytes:
     """The lease's JSON; the nonce makes every version's ETag distinct."""
     return json.dumps({"owner": owner, "expires": expires, "nonce": uuid.uuid4().hex}).encode()
+
+
+def _lease_owner(data: bytes) -> str | None:
+    """Who wrote a lease; None when it cannot be read."""
+    try:
+        owner = json.loads(data)["owner"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return owner if isinstance(owner, str) else None
 
 
 def _lease_expires(data: bytes) -> float:

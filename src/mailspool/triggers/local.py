@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from mailspool.config import Settings
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.producer.fallback import recover_fallback_for
+from mailspool.spool import layout
 from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.schedule import promote_due
 from mailspool.stores.base import Store
@@ -97,6 +98,11 @@ class DrainReport:
             f"{self.quarantined} quarantined (store {store})"
         )
 
+    @property
+    def errors(self) -> list[BatchReport]:
+        """The batch runs that raised (``error`` says why); their batches wait in ``queue/``."""
+        return [report for report in self.batches if report.status is BatchStatus.ERROR]
+
 
 def drain(
     worker: Worker,
@@ -114,6 +120,7 @@ def drain(
     recover(worker.store, fallback_base)
     tried: set[str] = set()
     width = parallel_batches or max(2, worker.options.concurrency)
+    worker.store.reserve_connections(width + worker.options.concurrency)
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
         while not worker.stopping.is_set() and not report.paused:
             promote(worker.store)
@@ -121,13 +128,28 @@ def drain(
             if not keys:
                 break
             tried.update(keys)
-            futures = [pool.submit(worker.deliver, key) for key in keys]
-            for future in futures:
-                batch_report = future.result()
+            futures = [(key, pool.submit(worker.deliver, key)) for key in keys]
+            for key, future in futures:
+                batch_report = _outcome(key, future)
                 report.batches.append(batch_report)
                 if on_batch is not None:
                     on_batch(batch_report)
     return report
+
+
+def _outcome(key: str, future: Future[BatchReport]) -> BatchReport:
+    """The batch's report; a run that raised becomes an ``error`` report, logged, so one
+    failing batch never hides the others' outcomes."""
+    try:
+        return future.result()
+    except Exception as err:
+        log.error("batch %s: %s: %s", key, type(err).__name__, err)
+        return BatchReport(
+            key,
+            layout.batch_id_from_key(key),
+            BatchStatus.ERROR,
+            error=f"{type(err).__name__}: {err}",
+        )
 
 
 def run_forever(
@@ -145,6 +167,7 @@ def run_forever(
     ``pause`` seconds rather than trying every batch again at every poll.
     """
     width = parallel_batches or max(2, worker.options.concurrency)
+    worker.store.reserve_connections(width + worker.options.concurrency)
     running: dict[str, Future[BatchReport]] = {}
     lock = threading.Lock()
     paused_until = 0.0
