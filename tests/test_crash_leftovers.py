@@ -1,16 +1,15 @@
-"""A crash between the two steps of the move to ``done/`` (file store: the link and the
-unlink; S3: the copy and the delete) leaves a finished batch in ``queue/`` and ``done/``.
+"""A crash between the two steps of the move to ``done/`` (S3: the copy and the delete;
+an older file store: the link and the unlink) leaves a finished batch in ``queue/`` and
+``done/``.
 It counts once, is never sent again, and ``gc`` never makes it sendable again: checked
 before and after ``gc``, on the file store and on S3 (moto)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -40,6 +39,21 @@ def hand_off(store: Store, count: int) -> str:
     return key
 
 
+class CrashingMove(Exception):
+    """The process dies between the two steps of a move."""
+
+
+def crash_after_copy(store: Store) -> None:
+    """Make ``store.move`` copy to the destination, then die before removing the source:
+    a stub for a crash at that exact instant, which no real server can be asked for."""
+
+    def move(source: str, destination: str) -> bool:
+        store.put(destination, store.get(source))
+        raise CrashingMove(source)
+
+    store.move = move  # type: ignore[method-assign]
+
+
 def drained(store: Store, transport: MemoryTransport) -> int:
     """E-mails one drain sent."""
     before = len(transport.outbox)
@@ -50,6 +64,8 @@ def drained(store: Store, transport: MemoryTransport) -> int:
 
 def check_leftover_is_harmless(store: Store, key: str, transport: MemoryTransport) -> None:
     batch_id = layout.batch_id_from_key(key)
+    assert store.exists(key)
+    assert store.exists(layout.done_key(batch_id))
     status = collect_status(store)
     assert (status.pending, status.sent, status.total) == (0, 5, 5)  # once, not twice
     assert collect_garbage(store, older_than=0, now=time.time() + LATER) == []
@@ -65,14 +81,13 @@ def check_leftover_is_harmless(store: Store, key: str, transport: MemoryTranspor
     assert len(transport.outbox) == 5
 
 
-def test_a_file_store_batch_linked_but_not_unlinked(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "spool")
-    key = hand_off(store, 5)
+def test_a_file_store_batch_copied_but_not_removed(tmp_path: Path) -> None:
+    crashing = FileStore(tmp_path / "spool")
+    key = hand_off(crashing, 5)
     transport = MemoryTransport()
-    assert drained(store, transport) == 5
-    done = store.root / layout.done_key(layout.batch_id_from_key(key))
-    os.link(done, store.root / key)  # the state between the link and the unlink
-    check_leftover_is_harmless(store, key, transport)
+    crash_after_copy(crashing)
+    assert drained(crashing, transport) == 5  # sent and recorded, then the crash
+    check_leftover_is_harmless(FileStore(tmp_path / "spool"), key, transport)
 
 
 @pytest.fixture
@@ -83,12 +98,9 @@ def s3_store(aws: MotoServer) -> Iterator[S3Store]:
 
 
 def test_an_s3_batch_copied_but_not_deleted(s3_store: S3Store) -> None:
-    key = hand_off(s3_store, 5)
+    crashing = S3Store(bucket=BUCKET, prefix="spool")
+    key = hand_off(crashing, 5)
     transport = MemoryTransport()
-    assert drained(s3_store, transport) == 5
-    client: Any = boto3.client("s3")
-    done = f"spool/{layout.done_key(layout.batch_id_from_key(key))}"
-    client.copy_object(  # the state between the copy and the delete
-        Bucket=BUCKET, Key=f"spool/{key}", CopySource={"Bucket": BUCKET, "Key": done}
-    )
+    crash_after_copy(crashing)
+    assert drained(crashing, transport) == 5
     check_leftover_is_harmless(s3_store, key, transport)

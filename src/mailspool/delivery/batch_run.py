@@ -193,7 +193,10 @@ class BatchRun:
                 self._store.put(layout.queue_key(continuation_id), part.encode())
         done = layout.done_key(self._report.batch_id)
         # The move also finishes one a crash interrupted (the batch in queue/ and done/).
-        if retry_write(lambda: self._store.move(self._report.key, done), done):
+        # Under the claim no one else moves this batch: a move that found its source gone
+        # (its own delete applied, the answer lost) moved it too.
+        moved = retry_write(lambda: self._store.move(self._report.key, done), done)
+        if moved or self._store.exists(done):
             tally.record_finished(self._store, self._report.batch_id, entries.values())
 
     def _quarantine(self, data: bytes | None, err: InvalidBatch | ObjectRefused) -> None:

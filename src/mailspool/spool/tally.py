@@ -219,9 +219,12 @@ def _count_in_full(store: Store, now: float) -> Tally:
         if name > total.through
         for record in _records(store, f"{LOG}{name}")
     }
+    # A batch in queue/ as well (a crash interrupted its move) is not finished yet: the
+    # queue counts it, and its worker records it once the move is done.
+    queued = {layout.batch_id_from_key(key) for key in store.keys(layout.QUEUE)}
     for info in store.list(layout.DONE):
         batch_id = layout.batch_id_from_key(info.key)
-        if batch_id not in recorded:
+        if batch_id not in recorded and batch_id not in queued:
             entries = read_entries(store, batch_id)
             total.add({"done": 1, **ledger_counts(entries.values()).record()})
     return total

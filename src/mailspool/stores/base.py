@@ -204,6 +204,6 @@ class Store(Backend, abc.ABC):
     def release(self, lease: Lease) -> None:
         """Give a claim back; no error if it had already expired or been taken."""
 
-    def reserve_connections(self, threads: int) -> None:  # noqa: B027 - no pool by default
+    def reserve_connections(self, threads: int) -> None:
         """Get ready for ``threads`` threads using the store at once (a backend with a
         connection pool sizes it to them). Call before those threads start."""
