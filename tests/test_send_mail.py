@@ -331,3 +331,13 @@ def test_files_are_private(spool: Path, settings: Settings) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert spool.stat().st_mode & 0o777 == 0o700
     assert orjson.loads(path.read_bytes())["version"] == 1
+
+
+def test_a_from_with_two_addresses_is_refused_not_cut(tmp_path: Path) -> None:
+    settings = Settings.load(store=f"file://{tmp_path / 'spool'}")
+    with (
+        pytest.raises(InvalidMessage, match="From names 2 addresses") as info,
+        mailspool.request(settings=settings),
+    ):
+        mailspool.send_mail("a@example.com", "s", "m", "From: a@example.com, b@example.com")
+    assert info.value.field == "From"

@@ -1,5 +1,9 @@
 """A one-file Django blog: publishing a post notifies every follower; password reset is
-priority. Settings, models, views and URLs are here; ``run.py`` starts it."""
+priority. Settings, models, views and URLs are here; ``run.py`` starts it.
+
+It is written to be copied: forms carry Django's CSRF token (``CsrfViewMiddleware``),
+inputs go through Django forms (a one-line title of at most 200 characters, a valid
+e-mail address) and what reaches HTML is escaped (``format_html``)."""
 
 from __future__ import annotations
 
@@ -24,7 +28,10 @@ settings.configure(
         "mailspool.integrations.django_app",
     ],
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA / "blog.sqlite3"}},
-    MIDDLEWARE=["mailspool.integrations.django.MailspoolMiddleware"],
+    MIDDLEWARE=[
+        "django.middleware.csrf.CsrfViewMiddleware",  # every POST carries the form's token
+        "mailspool.integrations.django.MailspoolMiddleware",
+    ],
     EMAIL_BACKEND="mailspool.integrations.django.EmailBackend",
     DEFAULT_FROM_EMAIL="Blog <blog@example.com>",
     TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [HERE]}],
@@ -33,26 +40,63 @@ settings.configure(
 )
 django.setup()
 
+from django import forms  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.mail import EmailMessage, send_mail  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.middleware.csrf import get_token  # noqa: E402
 from django.urls import path  # noqa: E402
-from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+from django.utils.html import format_html  # noqa: E402
+from django.views.decorators.http import require_GET, require_POST  # noqa: E402
 
 PAGE = """<h1>Blog</h1>
-<form method=post action=/publish><input name=title value="Hello"><button>Publish</button></form>
-<form method=post action=/forgot><input name=email value="author@example.com">
+<form method=post action=/publish>{token}<input name=title value="Hello" maxlength=200>
+<button>Publish</button></form>
+<form method=post action=/forgot>{token}<input name=email value="author@example.com">
 <button>Forgot password</button></form><p>{message}</p>"""
 
 
+class PostForm(forms.Form):
+    """A title: required, one line, at most 200 characters (it goes into a subject)."""
+
+    title = forms.CharField(max_length=200, strip=True)
+
+    def clean_title(self) -> str:
+        title: str = self.cleaned_data["title"]
+        if any(not character.isprintable() for character in title):
+            raise forms.ValidationError("the title must be one line of printable text")
+        return title
+
+
+class ForgotForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+
+
+def page(request: HttpRequest, message: str = "", status: int = 200) -> HttpResponse:
+    """The page, with the CSRF token in each form and the message escaped."""
+    token = format_html(
+        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request)
+    )
+    return HttpResponse(PAGE.format(token=token, message=format_html("{}", message)), status=status)
+
+
+def refused(request: HttpRequest, form: forms.Form) -> HttpResponse:
+    errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+    return page(request, f"not sent: {errors}", status=400)
+
+
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(PAGE.format(message=""))
+    return page(request)
 
 
-@csrf_exempt
+@require_POST
 def publish(request: HttpRequest) -> HttpResponse:
     """Notify every follower: deferred, handed off in one write when the request ends."""
-    title = request.POST.get("title", "A new post")
+    form = PostForm(request.POST)
+    if not form.is_valid():
+        return refused(request, form)
+    title = form.cleaned_data["title"]
     followers = list(User.objects.exclude(username="author").values_list("email", flat=True))
     for email in followers:
         send_mail(
@@ -60,22 +104,25 @@ def publish(request: HttpRequest) -> HttpResponse:
             f"Read {title!r} now.",
             None,
             [email],
-            html_message=f"<p>Read <b>{title}</b> now.</p>",
+            html_message=format_html("<p>Read <b>{}</b> now.</p>", title),
         )
-    return HttpResponse(PAGE.format(message=f"published; {len(followers)} followers notified"))
+    return page(request, f"published; {len(followers)} followers notified")
 
 
-@csrf_exempt
+@require_POST
 def forgot(request: HttpRequest) -> HttpResponse:
     """The user waits for this one: priority, sent before the response."""
+    form = ForgotForm(request.POST)
+    if not form.is_valid():
+        return refused(request, form)
     email = EmailMessage(
         "Reset your password",
         "Follow this link: https://blog.example/reset/x",
-        to=[request.POST.get("email", "author@example.com")],
+        to=[form.cleaned_data["email"]],
         headers={"X-Mailspool-Priority": "now"},
     )
     email.send()
-    return HttpResponse(PAGE.format(message="reset link sent"))
+    return page(request, "reset link sent")
 
 
 urlpatterns = [path("", home), path("publish", publish), path("forgot", forgot)]

@@ -80,7 +80,7 @@ def _parse_pairs(pairs: tuple[tuple[str, str], ...]) -> HeaderFields:
         check_header(name, value)
         lowered = name.lower()
         if lowered == "from":
-            found["sender"] = split_addresses(value, "from")[0] if value.strip() else None
+            found["sender"] = _one_sender(value)
         elif lowered in ("cc", "bcc", "reply-to"):
             key = lowered.replace("-", "_")
             found[key] = (*found.get(key, ()), *split_addresses(value, name))  # type: ignore[misc]
@@ -95,6 +95,18 @@ def _parse_pairs(pairs: tuple[tuple[str, str], ...]) -> HeaderFields:
         else:
             extra.append((name, value))
     return HeaderFields(extra=tuple(extra), **found)  # type: ignore[arg-type]
+
+
+def _one_sender(value: str) -> str | None:
+    """The one From address; several are refused rather than all but one dropped."""
+    addresses = split_addresses(value, "from") if value.strip() else ()
+    if len(addresses) > 1:
+        raise InvalidMessage(
+            f"From names {len(addresses)} addresses ({value!r}): give one sender "
+            "(others who should get replies go in Reply-To)",
+            field="From",
+        )
+    return addresses[0] if addresses else None
 
 
 def _content_type(value: str) -> tuple[str, str | None]:

@@ -34,6 +34,7 @@ from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerEntry, LedgerState
 from mailspool.stores.base import Store, default_owner
+from mailspool.stores.retry import retry_write
 
 __all__ = [
     "LedgerCounts",
@@ -159,7 +160,8 @@ def record_forgotten(store: Store, batch_id: str, *, now: float | None = None) -
 def _append(store: Store, record: dict[str, object], now: float | None) -> None:
     moment = time.time() if now is None else now
     try:
-        store.append(f"{LOG}{segment(moment)}", orjson.dumps({**record, "t": int(moment)}))
+        key, data = f"{LOG}{segment(moment)}", orjson.dumps({**record, "t": int(moment)})
+        retry_write(lambda: store.append(key, data), key)
     except MailspoolError as err:  # the batch itself is safe; only the counts lag
         log.error("cannot count batch %s in %s: %s", record.get("b"), store.url, err)
 
@@ -250,13 +252,17 @@ def _save(store: Store, total: Tally) -> bool:
 
 
 def _records(store: Store, key: str) -> list[dict[str, object]]:
+    """A segment's records, each batch's finish (or forgetting) once: a record written
+    again because its first write's answer was lost (``retry_write``) counts once."""
     records = []
+    seen: set[tuple[object, object]] = set()
     for line in store.read_log(key):
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue  # a torn write from a crash
-        if isinstance(record, dict):
+        if isinstance(record, dict) and (record.get("b"), record.get("done")) not in seen:
+            seen.add((record.get("b"), record.get("done")))
             records.append(record)
     return records
 

@@ -1,10 +1,12 @@
-"""Retrying a store write that must land: a few attempts, backoff with jitter, bounded.
+"""Retrying a store write that must land: backoff with jitter, for a bounded time.
 
 The worker records each e-mail's outcome before it goes on. A write that fails for a
 moment (a 5xx, a reset connection, a disk being cleared) is tried again rather than
-given up: giving up would stop the batch, and the next run would send again the e-mail
-whose outcome was lost. ``WRITE_ATTEMPTS`` bounds the wait (about 10 s in all), so a
-store that stays down still stops the batch, which then waits in ``queue/``.
+given up: giving up would stop the batch, and the next run would send again the e-mails
+whose outcomes were lost. The retries last at most ``WRITE_PATIENCE`` seconds, so a
+store that stays down still stops the batch, which then waits in ``queue/``. (botocore
+retries each request a few times already, but it stops retrying once its retry quota
+is spent, which a store failing half its writes spends in seconds.)
 
 A write whose answer was lost may land twice: the callers write what can be repeated
 (a ledger record read back by e-mail index, a record put at a fixed key).
@@ -20,37 +22,34 @@ from typing import TypeVar
 
 from mailspool.errors import KeyNotFound, LeaseLost, StoreError
 
-__all__ = ["WRITE_ATTEMPTS", "retry_write"]
+__all__ = ["WRITE_PATIENCE", "retry_write"]
 
 log = logging.getLogger("mailspool.store")
 
-WRITE_ATTEMPTS = 6
-_FIRST_DELAY = 0.2  # seconds; doubled at each attempt, up to _LONGEST_DELAY
-_LONGEST_DELAY = 4.0
+WRITE_PATIENCE = 30.0  # seconds of retrying before a write is given up
+_FIRST_DELAY = 0.1  # seconds; doubled at each attempt, up to _LONGEST_DELAY
+_LONGEST_DELAY = 2.0
 
 T = TypeVar("T")
 
 
 def retry_write(write: Callable[[], T], what: str) -> T:
-    """``write()``, tried up to ``WRITE_ATTEMPTS`` times while it raises ``StoreError``
-    (not a missing key nor a lost claim: those do not heal by waiting)."""
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
+    """``write()``, tried again while it raises ``StoreError`` (not a missing key nor a
+    lost claim: those do not heal by waiting), for up to ``WRITE_PATIENCE`` seconds."""
+    give_up = time.monotonic() + WRITE_PATIENCE
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return write()
         except (KeyNotFound, LeaseLost):
             raise
         except StoreError as err:
-            if attempt == WRITE_ATTEMPTS:
-                raise
             ceiling = min(_LONGEST_DELAY, _FIRST_DELAY * 2 ** (attempt - 1))
             delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+            if time.monotonic() + delay > give_up:
+                raise
             log.warning(
-                "writing %s failed (attempt %d of %d), again in %.1f s: %s",
-                what,
-                attempt,
-                WRITE_ATTEMPTS,
-                delay,
-                err,
+                "writing %s failed (attempt %d), again in %.1f s: %s", what, attempt, delay, err
             )
             time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
