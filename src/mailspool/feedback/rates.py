@@ -24,7 +24,7 @@ import orjson
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.events import EventKind
 from mailspool.feedback.suppression import SuppressionList
-from mailspool.spool import layout
+from mailspool.spool import layout, queue_scan
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerState
 from mailspool.stores.base import Store
@@ -110,7 +110,8 @@ def _bad_days(store: Store, since: float | None) -> Iterator[tuple[str, str]]:
 
 def _recent_provider_ids(store: Store, limit: int) -> tuple[list[str], float | None]:
     """The last ``limit`` provider ids sent, and the creation time of the oldest batch read."""
-    keys = [*store.keys(layout.QUEUE), *store.keys(layout.DONE)]
+    queued = (info.key for info in queue_scan.queued_batches(store, set_aside=False))
+    keys = [*queued, *store.keys(layout.DONE)]
     batch_ids = sorted(
         {layout.batch_id_from_key(k) for k in keys if k.endswith(".json")}, reverse=True
     )

@@ -30,7 +30,7 @@ from mailspool.feedback.events import FeedbackEvent
 from mailspool.feedback.ingest import read_history
 from mailspool.message import Attachment
 from mailspool.spool import batch as batch_format
-from mailspool.spool import layout
+from mailspool.spool import layout, queue_scan
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState
 from mailspool.stores.base import Store
@@ -135,7 +135,10 @@ def _emails(store: Store, only: str | None = None) -> Iterator[EmailTrace]:
     keys = (
         [layout.queue_key(only), layout.done_key(only)]
         if only
-        else [*store.keys(layout.QUEUE), *store.keys(layout.DONE)]
+        else [
+            *(info.key for info in queue_scan.queued_batches(store, set_aside=False)),
+            *store.keys(layout.DONE),
+        ]
     )
     for key in keys:
         if not key.endswith(".json"):

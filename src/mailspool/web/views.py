@@ -11,7 +11,7 @@ from mailspool.errors import MailspoolError
 from mailspool.feedback.rates import BOUNCE_REVIEW, COMPLAINT_REVIEW
 from mailspool.ops import admin
 from mailspool.ops.status import email_count
-from mailspool.spool import layout, tally
+from mailspool.spool import layout, queue_scan, tally
 from mailspool.spool.ledger import read_entries
 from mailspool.stores.base import Store
 
@@ -77,8 +77,8 @@ def queued_batches(store: Store, *, now: float | None = None) -> list[BatchRow]:
     """The batches in ``queue/``, oldest first, with their progress."""
     moment = time.time() if now is None else now
     rows: list[BatchRow] = []
-    for info in store.list(layout.QUEUE):
-        if not info.key.endswith(".json") or len(rows) >= _PAGE_ROWS:
+    for info in queue_scan.queued_batches(store, set_aside=False):
+        if len(rows) >= _PAGE_ROWS:
             continue
         batch_id = layout.batch_id_from_key(info.key)
         counts = tally.ledger_counts(read_entries(store, batch_id).values())
