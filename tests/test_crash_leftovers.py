@@ -14,8 +14,6 @@ from pathlib import Path
 import boto3
 import pytest
 
-import mailspool
-from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.ops.admin import collect_garbage
 from mailspool.ops.status import collect_status
@@ -26,17 +24,10 @@ from mailspool.stores.s3 import S3Store
 from mailspool.transports.memory import MemoryTransport
 from mailspool.triggers.local import drain
 from tests.fixtures.moto_server import MotoServer
+from tests.test_worker import queue
 
 BUCKET = "mailspool-leftovers"
 LATER = 3600.0  # gc looks from an hour later, so every finished batch is old enough
-
-
-def hand_off(store: Store, count: int) -> str:
-    with mailspool.request(store=store, settings=Settings.load(store="memory:unused")) as scope:
-        for i in range(count):
-            mailspool.send_mail(f"u{i}@example.com", "s", "m")
-    [key] = scope.keys
-    return key
 
 
 class CrashingMove(Exception):
@@ -83,7 +74,7 @@ def check_leftover_is_harmless(store: Store, key: str, transport: MemoryTranspor
 
 def test_a_file_store_batch_copied_but_not_removed(tmp_path: Path) -> None:
     crashing = FileStore(tmp_path / "spool")
-    key = hand_off(crashing, 5)
+    key = queue(crashing, 5)
     transport = MemoryTransport()
     crash_after_copy(crashing)
     assert drained(crashing, transport) == 5  # sent and recorded, then the crash
@@ -99,7 +90,7 @@ def s3_store(aws: MotoServer) -> Iterator[S3Store]:
 
 def test_an_s3_batch_copied_but_not_deleted(s3_store: S3Store) -> None:
     crashing = S3Store(bucket=BUCKET, prefix="spool")
-    key = hand_off(crashing, 5)
+    key = queue(crashing, 5)
     transport = MemoryTransport()
     crash_after_copy(crashing)
     assert drained(crashing, transport) == 5

@@ -16,32 +16,22 @@ from pathlib import Path
 import orjson
 import pytest
 
-import mailspool
 from mailspool.aws.lambda_handler import deliver_event
 from mailspool.aws.sweeper import sweep
-from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.ops.status import collect_status
 from mailspool.spool import layout
 from mailspool.spool.layout import QueueKey
-from mailspool.stores.base import Store
 from mailspool.stores.file import FileStore
 from mailspool.transports.memory import MemoryTransport
 from mailspool.triggers.local import drain
 from tests.fixtures.smtp_server import SMTPSink
 from tests.test_aws_handler import BUCKET, PREFIX, Stack, stack  # noqa: F401 - the fixture
+from tests.test_worker import queue
 
 FAST = WorkerOptions(concurrency=2, retry_base=0.001, retry_cap=0.01)
 ODD_ON_DISK = ["queue/sub/{id}.json", "queue/readme.txt", "queue/a\\b.json", "queue/tab\t.json"]
 ODD_ON_S3 = [*ODD_ON_DISK, "queue/../{id}.json", "queue/.hidden.json", "queue//{id}.json"]
-
-
-def hand_off(store: Store, count: int) -> str:
-    with mailspool.request(store=store, settings=Settings.load(store="memory:unused")) as scope:
-        for i in range(count):
-            mailspool.send_mail(f"u{i}@example.com", "s", "m")
-    [key] = scope.keys
-    return key
 
 
 @pytest.mark.parametrize(
@@ -66,7 +56,7 @@ def test_queue_keys_are_classified(key: str, kind: QueueKey) -> None:
 
 def test_odd_files_on_disk_stop_nothing(spool: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = FileStore(spool)
-    key = hand_off(store, 3)
+    key = queue(store, 3)
     batch_id = layout.batch_id_from_key(key)
     for odd in ODD_ON_DISK:
         path = spool / odd.format(id=batch_id)
@@ -104,7 +94,7 @@ def cli(spool: Path, server: SMTPSink, *args: str) -> subprocess.CompletedProces
 
 def test_the_cli_drains_and_reports_with_an_odd_file(spool: Path, smtp_server: SMTPSink) -> None:
     store = FileStore(spool)
-    hand_off(store, 2)
+    queue(store, 2)
     (spool / "queue" / "a\\b.json").write_bytes(b"{}")
     drained = cli(spool, smtp_server, "worker", "--drain")
     assert drained.returncode == 0, drained.stderr
@@ -121,7 +111,7 @@ def put_odd_keys(stack: Stack, batch_id: str) -> None:  # noqa: F811
 
 def test_the_sweeper_goes_past_odd_keys_on_s3(stack: Stack) -> None:  # noqa: F811
     store = stack.store
-    key = hand_off(store, 2)
+    key = queue(store, 2)
     put_odd_keys(stack, layout.batch_id_from_key(key))
     transport = MemoryTransport()
     with closing(Worker(store, transport, options=FAST)) as worker:
@@ -134,7 +124,7 @@ def test_the_sweeper_goes_past_odd_keys_on_s3(stack: Stack) -> None:  # noqa: F8
 
 def test_the_handler_acknowledges_events_for_odd_keys(stack: Stack) -> None:  # noqa: F811
     store = stack.store
-    key = hand_off(store, 2)
+    key = queue(store, 2)
     put_odd_keys(stack, layout.batch_id_from_key(key))
     records = stack.receive() + stack.receive() + stack.receive()
     events = {json.loads(r["body"])["Records"][0]["s3"]["object"]["key"] for r in records}

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
-from typing import Any
 
 import boto3
 import pytest
@@ -23,19 +22,13 @@ from mailspool.triggers.local import drain
 from tests.fault_proxy import FaultProxy, Faults
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.smtp_server import SMTPSink
+from tests.test_s3_store import BUCKET, s3  # noqa: F401 - the bucket's fixture
 
-BUCKET = "mailspool-faults"
+pytestmark = pytest.mark.usefixtures("s3")
 
 
 def lease_put(method: str, path: str) -> bool:
     return method == "PUT" and "/.leases/" in path
-
-
-@pytest.fixture
-def s3(aws: MotoServer) -> Any:
-    client = boto3.client("s3")
-    client.create_bucket(Bucket=BUCKET)
-    return client
 
 
 @pytest.fixture
@@ -55,7 +48,7 @@ def direct() -> S3Store:
     return S3Store(bucket=BUCKET, prefix="spool")
 
 
-def test_a_claim_whose_answer_was_lost_is_still_ours(s3: Any, proxy: FaultProxy) -> None:
+def test_a_claim_whose_answer_was_lost_is_still_ours(proxy: FaultProxy) -> None:
     store = through(proxy)
     proxy.drop_answer(lease_put)
     lease = store.claim("b", "me", 300)
@@ -67,7 +60,7 @@ def test_a_claim_whose_answer_was_lost_is_still_ours(s3: Any, proxy: FaultProxy)
     assert direct().claim("b", "another", 300) is not None
 
 
-def test_a_renewal_whose_answer_was_lost_keeps_the_claim(s3: Any, proxy: FaultProxy) -> None:
+def test_a_renewal_whose_answer_was_lost_keeps_the_claim(proxy: FaultProxy) -> None:
     store = through(proxy)
     lease = store.claim("b", "me", 300)
     assert lease is not None
@@ -79,7 +72,7 @@ def test_a_renewal_whose_answer_was_lost_keeps_the_claim(s3: Any, proxy: FaultPr
     assert direct().claim("b", "another", 300) is not None
 
 
-def test_the_worker_delivers_at_once_after_a_lost_claim_answer(s3: Any, proxy: FaultProxy) -> None:
+def test_the_worker_delivers_at_once_after_a_lost_claim_answer(proxy: FaultProxy) -> None:
     store = through(proxy)
     with mailspool.request(store=store, settings=Settings.load(store="memory:unused")) as scope:
         mailspool.send_mail(["a@example.com", "b@example.com"], "s", "m")
@@ -99,7 +92,7 @@ STORE_FAULTS = {"PUT": Faults(error=0.30, reset_before=0.08, reset_after=0.08, h
 
 @pytest.mark.slow
 def test_store_faults_lose_nothing_and_repeat_almost_nothing(
-    s3: Any, proxy: FaultProxy, smtp_server: SMTPSink
+    proxy: FaultProxy, smtp_server: SMTPSink
 ) -> None:
     """1000 e-mails from 20 requests, S3 behind the proxy failing PUTs: 30% answered 503,
     8% reset before and 8% after reaching S3, 4% held longer than the client waits.
