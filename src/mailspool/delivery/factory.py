@@ -11,8 +11,10 @@ on what the settings mean:
   (``Transport.send_rate``: SES's MaxSendRate, asked once);
 - the unsubscribe links (``MAILSPOOL_UNSUBSCRIBE_URL`` and its secret) and the bounce
   and complaint rate guard (``MAILSPOOL_RATE_GUARD``) are the same for every trigger;
-- a pooled transport gets one connection per sender thread: the SMTP pool's
-  ``max_connections`` follows ``MAILSPOOL_CONCURRENCY`` unless the URL sets it.
+- a pooled transport gets one connection per sender thread: the SMTP pool's and SES's
+  HTTP pool's ``max_connections`` follow ``MAILSPOOL_CONCURRENCY`` unless the URL sets
+  it; the S3 store's pool is sized when a drain or a running worker starts
+  (``Store.reserve_connections``).
 
 ``open_worker`` opens the store and the transport too, and closes all three at the end.
 """
@@ -49,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger("mailspool.worker")
 
-_POOLED_SCHEMES = frozenset({"smtp", "smtps"})
+_POOLED_SCHEMES = frozenset({"smtp", "smtps", "ses"})
 
 
 def build_worker(

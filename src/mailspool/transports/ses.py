@@ -1,7 +1,8 @@
 """Amazon SES (API v2): ``ses://REGION`` or ``ses://`` for the default region.
 
 Query options: ``configuration_set=NAME`` (event publishing, dedicated IPs) and
-``max_attempts=N`` (botocore's attempts per call, the first included; 2 by default).
+``max_attempts=N`` (botocore's attempts per call, the first included; 2 by default) and
+``max_connections=N`` (the HTTP pool: 32, or ``MAILSPOOL_CONCURRENCY`` for a worker).
 
 A message without attachments or extra headers goes as SES "Simple" content (SES builds
 the MIME); anything else is rendered here (``mailspool.mime.render``: 7-bit, CRLF) and
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_RECIPIENTS", "SESTransport", "translate_error"]
 
-_URL_OPTIONS = frozenset({"configuration_set", "max_attempts"})
+_URL_OPTIONS = frozenset({"configuration_set", "max_attempts", "max_connections"})
 _OWN_ID = re.compile(r"<(?P<batch>[A-Za-z0-9_-]{1,200})\.(?P<index>[0-9]{1,9})@[^>]*>")
 
 TRANSIENT_CODES = frozenset(
@@ -141,18 +142,21 @@ class SESTransport(Transport):
         region: str | None = None,
         configuration_set: str | None = None,
         max_attempts: int = 2,
+        max_connections: int = 32,
         client: SESV2Client | None = None,
         default_sender: str | None = None,
     ) -> None:
-        if max_attempts < 1:
+        """``max_connections``: the HTTP pool, one per thread that sends at once."""
+        if max_attempts < 1 or max_connections < 1:
             raise ConfigurationError(
-                f"SES transport: max_attempts must be >= 1, not {max_attempts}"
+                "SES transport: max_attempts and max_connections must be >= 1, not "
+                f"{max_attempts} and {max_connections}"
             )
         self.configuration_set = configuration_set or None
         self.default_sender = default_sender
         self._owns_client = client is None
         self._client: SESV2Client = (
-            client if client is not None else _make_client(region, max_attempts)
+            client if client is not None else _make_client(region, max_attempts, max_connections)
         )
         self.region = self._client.meta.region_name
         self.url = f"ses://{region or ''}"
@@ -172,13 +176,14 @@ class SESTransport(Transport):
         arguments: dict[str, Any] = {"region": parts.netloc or None}
         if "configuration_set" in query:
             arguments["configuration_set"] = query["configuration_set"]
-        if "max_attempts" in query:
-            try:
-                arguments["max_attempts"] = int(query["max_attempts"])
-            except ValueError as err:
-                raise ConfigurationError(
-                    f"SES transport URL {url!r}: max_attempts must be a whole number"
-                ) from err
+        for name in ("max_attempts", "max_connections"):
+            if name in query:
+                try:
+                    arguments[name] = int(query[name])
+                except ValueError as err:
+                    raise ConfigurationError(
+                        f"SES transport URL {url!r}: {name} must be a whole number"
+                    ) from err
         arguments.update(options)
         return cls(**arguments)
 
@@ -265,11 +270,11 @@ class SESTransport(Transport):
             v1.close()
 
 
-def _make_client(region: str | None, max_attempts: int) -> SESV2Client:
+def _make_client(region: str | None, max_attempts: int, max_connections: int) -> SESV2Client:
     """A client from boto3's default session, whose loaded models are reused."""
     config = Config(
         retries={"mode": "standard", "total_max_attempts": max_attempts},
-        max_pool_connections=32,
+        max_pool_connections=max_connections,
         connect_timeout=5,
         read_timeout=30,
     )
