@@ -21,10 +21,10 @@ class FailingRead(FileStore):
 
     failing = ""
 
-    def get(self, key: str) -> bytes:
+    def get_at_most(self, key: str, limit: int, setting: str = "the limit") -> bytes:
         if key == self.failing:
             raise StoreError(f"cannot read {key!r}: injected")
-        return super().get(key)
+        return super().get_at_most(key, limit, setting)
 
 
 def test_a_batch_that_raises_is_reported_and_the_others_go_on(tmp_path: Path) -> None:

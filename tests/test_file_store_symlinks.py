@@ -75,7 +75,6 @@ def test_a_key_that_is_a_link_is_not_read_and_put_replaces_the_link(
     link.symlink_to(victim)
     with pytest.raises(StoreError, match="symbolic link"):
         store.get("done/b.json")
-    assert not store.exists("done/b.json")
     store.put("done/b.json", b"new")
     assert store.get("done/b.json") == b"new"
     assert not link.is_symlink()
