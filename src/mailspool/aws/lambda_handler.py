@@ -207,8 +207,8 @@ def _store_key(store: Store, item: ObjectEvent) -> str | None:
         reason = f"the store {store.url} is not an S3 store"
     elif item.bucket != bucket:
         reason = f"bucket {item.bucket!r} is not the store's ({bucket!r})"
-    elif not item.key.startswith(root) or not layout.is_batch_key(item.key[len(root) :]):
-        reason = f"not a queued batch of {store.url} ({layout.queue_key_rule()})"
+    elif not item.key.startswith(root + layout.QUEUE) or not item.key.endswith(".json"):
+        reason = f"not a queued batch of {store.url}"
     if reason is not None:
         _log({"event": "ignored", "key": item.key, "reason": reason})
         return None
