@@ -130,6 +130,7 @@ class BatchRun:
             halt = self._send(EmailSender(self._context.rules, self._store, batch, ledger), todo)
         except BaseException:
             with contextlib.suppress(Exception):  # keep the first error; record what was sent
+                self._await_in_flight()
                 ledger.flush()
             raise
         ledger.flush()  # every outcome durable before the batch is concluded
@@ -268,6 +269,15 @@ class BatchRun:
         self._in_flight -= 1
         self._renew_lease()
         self._settle(future.result())  # a StoreError from the ledger propagates: stop here
+
+    def _await_in_flight(self) -> None:
+        # After a failure, the e-mails still in flight may have been sent: wait for their
+        # outcomes so that the flush records them and a retry does not send them again.
+        while self._in_flight:
+            future = self._done.get()
+            self._in_flight -= 1
+            with contextlib.suppress(Exception):
+                self._settle(future.result())
 
     def _settle(self, attempt: Attempt) -> None:
         if attempt.entry is not None:
