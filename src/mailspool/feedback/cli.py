@@ -8,44 +8,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO
 
 import click
 import orjson
 
+from mailspool.commands.common import opened_store, print_json, store_option
 from mailspool.config import Settings
 from mailspool.errors import MailspoolError
 from mailspool.feedback.route import ingest_lines
 from mailspool.feedback.settings import feedback_options
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
 from mailspool.feedback.trace import is_own_message_id, trace_address, trace_message
-from mailspool.stores import Store, open_store
 
 __all__ = ["events", "suppression", "trace"]
 
 _REASONS = click.Choice([r.value for r in Reason])
-
-store_option = click.option(
-    "--store",
-    metavar="URL",
-    help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
-)
-
-
-@contextmanager
-def opened_store(store: str | None) -> Iterator[Store]:
-    """The store of ``--store`` or the settings; mailspool's errors as one clean line."""
-    try:
-        settings = Settings.load(store=store) if store else Settings.load()
-        with open_store(settings.store) as the_store:
-            yield the_store
-    except (MailspoolError, ValueError) as err:
-        raise click.ClickException(str(err)) from err
-
-
-def print_json(value: Any) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
 @click.group()
@@ -58,7 +36,7 @@ def suppression() -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of {address, reason, since}.")
 def suppression_list(store: str | None, as_json: bool) -> None:
     """Every suppressed address, with its reason and since when."""
-    with opened_store(store) as the_store:
+    with opened_store(store, quiet=as_json) as the_store:
         entries = sorted(SuppressionList(the_store).entries(), key=lambda e: e.address)
     if as_json:
         print_json([entry.as_dict() for entry in entries])
@@ -106,7 +84,7 @@ def suppression_import(file: IO[str], reason: str, replace: bool, store: str | N
 @store_option
 def suppression_export(store: str | None) -> None:
     """Every entry as JSON lines on stdout (what 'import' reads)."""
-    with opened_store(store) as the_store:
+    with opened_store(store, quiet=True) as the_store:
         for entry in SuppressionList(the_store).entries():
             sys.stdout.write(entry.encode().decode() + "\n")
 
@@ -156,7 +134,7 @@ def read_entries(file: IO[str], reason: Reason) -> Iterator[Suppression]:
 def trace(target: str, store: str | None, as_json: bool) -> None:
     """What happened to the e-mails to an address, or to one e-mail (its Message-ID or the
     provider's id): queued, sent, delivered, bounced, complained, opened, failed..."""
-    with opened_store(store) as the_store:
+    with opened_store(store, quiet=as_json) as the_store:
         if "@" in target and not target.startswith("<") and not is_own_message_id(target):
             traces = trace_address(the_store, target)
         else:

@@ -24,6 +24,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from mailspool.config import Settings
 from mailspool.errors import KeyNotFound
 from mailspool.feedback.endpoints import SES_PATH, UNSUBSCRIBE_PATH
+from mailspool.feedback.rates import BOUNCE_REVIEW, COMPLAINT_REVIEW
 from mailspool.feedback.settings import endpoints_from_settings
 from mailspool.ops.status import collect_status
 from mailspool.stores.base import Store
@@ -165,8 +166,8 @@ class Dashboard:
                 "counts": counts,
                 "states": [*metrics.EMAIL_STATES, "suppressed"],
                 "series": views.per_minute(self.store, now=now),
-                "bounce_level": views.SES_REVIEW_BOUNCE,
-                "complaint_level": views.SES_REVIEW_COMPLAINT,
+                "bounce_level": BOUNCE_REVIEW,
+                "complaint_level": COMPLAINT_REVIEW,
             },
         )
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import orjson
 
 from mailspool.errors import MailspoolError
-from mailspool.feedback.rates import BOUNCE_REVIEW, COMPLAINT_REVIEW
 from mailspool.ops import admin
 from mailspool.ops.status import email_count
 from mailspool.spool import layout, queue_scan, tally
@@ -16,8 +15,6 @@ from mailspool.spool.ledger import read_entries
 from mailspool.stores.base import Store
 
 __all__ = [
-    "SES_REVIEW_BOUNCE",
-    "SES_REVIEW_COMPLAINT",
     "BatchRow",
     "FailedRow",
     "QuarantineRow",
@@ -28,9 +25,6 @@ __all__ = [
     "queued_batches",
 ]
 
-#: The rates at which SES puts an account under review (the feedback guard's own).
-SES_REVIEW_BOUNCE = BOUNCE_REVIEW
-SES_REVIEW_COMPLAINT = COMPLAINT_REVIEW
 _PAGE_ROWS = 500
 
 
