@@ -1,6 +1,6 @@
 """The docs followed as written, in ONE fresh virtualenv built from a clean clone (pip's
 cache is warm): every line of docs/installation.md's "From a clone" and "From a wheel"
-blocks, the Flask page's local set-up (one request, ``flask mailspool worker --drain``,
+blocks, the Flask and Django pages' local set-ups (one request, the worker with ``--drain``,
 delivery to a local aiosmtpd), and ``mailspool aws package`` after that normal install
 making a zip that imports the handler in a clean Python."""
 
@@ -145,3 +145,64 @@ def test_aws_package_after_a_normal_install_imports_the_handler(
     module, location = result.stdout.split()
     assert module == "mailspool.aws.lambda_handler"
     assert location.startswith(str(tmp_path / "task"))
+
+
+DJANGO_VIEW = """
+from django.core.mail import send_mail
+from django.http import HttpResponse
+from django.urls import path
+
+
+def publish(request):
+    send_mail("New post", "Read it", "blog@example.com", ["follower@example.com"])
+    return HttpResponse("published")
+
+
+urlpatterns = [path("publish", publish)]
+"""
+
+
+def test_the_django_page_local_set_up(fresh: Fresh, smtp_server: SMTPSink, tmp_path: Path) -> None:
+    """A new project with the page's settings block pasted in, one request through the
+    middleware, then the page's worker and status commands; only the SMTP port and the
+    spool folder differ (a free port, and a folder of this test's own)."""
+    page = (DOCS / "frameworks.md").read_text("utf-8")
+    [settings_block] = [
+        block for block in code_blocks(DOCS / "frameworks.md", "python") if "# settings.py" in block
+    ][:1]
+    spool = f"file://{tmp_path / 'spool'}"
+    settings_block = settings_block.replace("smtp://localhost:1025", smtp_server.url)
+    settings_block = settings_block.replace("file:///tmp/mailspool/spool", spool)
+    env = {"PATH": f"{fresh.bin}:{os.environ['PATH']}"}
+    assert shell("django-admin startproject blogsite .", tmp_path, **env).returncode == 0
+    with (tmp_path / "blogsite" / "settings.py").open("a", encoding="utf-8") as settings:
+        settings.write(settings_block)
+    (tmp_path / "blogsite" / "urls.py").write_text(DJANGO_VIEW)
+    request = (
+        "from django.test import Client; "
+        "print(Client(HTTP_HOST='localhost').get('/publish').status_code)"
+    )
+    answered = shell(f'python manage.py shell -c "{request}"', tmp_path, **env)
+    assert answered.stdout.strip().splitlines()[-1:] == ["200"], answered.stderr
+    assert smtp_server.envelopes == []  # deferred: nothing sent during the request
+    for command in ("python manage.py mailspool_worker", f"mailspool status --store {spool}"):
+        assert command.replace(spool, "file:///tmp/mailspool/spool") in page
+    drained = shell("python manage.py mailspool_worker --drain", tmp_path, **env)
+    assert drained.returncode == 0, drained.stderr
+    status = shell(f"mailspool status --store {spool}", tmp_path, **env)
+    assert "sent         1\n" in status.stdout, status.stdout
+    assert [e.rcpt_tos for e in smtp_server.envelopes] == [("follower@example.com",)]
+
+
+def test_the_readme_demo_line_works_as_written(fresh: Fresh, tmp_path: Path) -> None:
+    """The README's first command, run as written in the fresh clone (last, since it
+    re-installs the clone's venv the way dev.py does)."""
+    [readme_block, *_] = code_blocks(ROOT / "README.md", "sh")
+    [demo_line] = [line for line in readme_block.splitlines() if "dev.py demo" in line]
+    result = shell(demo_line, fresh.clone, XDG_DATA_HOME=str(tmp_path / "xdg"))
+    assert result.returncode == 0, result.stderr
+    outbox = tmp_path / "xdg" / "mailspool" / "outbox"
+    emails = list(outbox.glob("*.eml"))
+    envelopes = list(outbox.glob("*.envelope.json"))
+    assert len(emails) == len(envelopes) > 500, result.stdout
+    assert re.search(rf"this run: +{len(emails)} e-mails", result.stdout), result.stdout
