@@ -10,21 +10,20 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
 from mailspool.feedback.http import SesEndpoint
 from mailspool.feedback.sns import SNSVerifier, is_aws_sns_url
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.stores.memory import MemoryStore
 from tests import ses_events
+from tests.fixtures.smtp_server import self_signed_builder
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:mailspool-ses"
 
@@ -34,18 +33,10 @@ def make_key() -> rsa.RSAPrivateKey:
 
 
 def make_certificate(key: rsa.RSAPrivateKey) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
+    builder = self_signed_builder(
+        key, "sns.amazonaws.com", since=timedelta(minutes=5), lasting=timedelta(days=1)
     )
+    certificate = builder.sign(key, hashes.SHA256())
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
