@@ -7,12 +7,15 @@ here for callers that have one (framework glue, tests).
 
 Addresses are parsed by the stdlib (``email.utils``), never by a regular expression, and
 kept as the caller wrote them (``"Jürgen Groß <j@example.de>"``): MIME encoding of
-display names happens when the message is rendered.
+display names happens when the message is rendered. The domain that parsing yields must
+be the one written, and a domain name once in ASCII (IDNA): RFC 5321's labels of
+letters, digits and hyphens between dots, or an address literal in brackets.
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -53,6 +56,16 @@ MODELLED_HEADERS = frozenset(
 # Every character that str.splitlines(), and so the stdlib email package, treats as the
 # end of a line: any of them in a header would start a new header (injection).
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+# RFC 5321's Domain once in ASCII: labels of letters, digits and hyphens (1 to 63 each)
+# between dots, or an address literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``)
+_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[A-Za-z0-9.:-]+\]")
+_DOMAIN_RULE = (
+    "a domain is labels of letters, digits and hyphens (1 to 63 each, IDNA for others) "
+    "between dots, or an address literal in brackets"
+)
+_MAX_DOMAIN = 255  # RFC 5321, section 4.5.3.1.2
 
 
 def _has_line_break(value: str) -> bool:
@@ -100,8 +113,18 @@ def _address_spec(value: str) -> str:
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or " " in addr:
         raise InvalidMessage(f"not an e-mail address: {value!r}")
-    ascii_domain(domain)  # refused here, so no transport ever meets it
+    _check_domain(domain, value)  # refused here, so no transport ever meets it
     return addr
+
+
+def _check_domain(domain: str, value: str) -> None:
+    if domain not in value:  # parsing joins the words of "x@exa mple.com" into example.com
+        raise InvalidMessage(
+            f"the domain of {value!r} must be written as one word: no spaces or comments in it"
+        )
+    encoded = ascii_domain(domain)
+    if len(encoded) > _MAX_DOMAIN or not _DOMAIN.fullmatch(encoded):
+        raise InvalidMessage(f"domain {domain!r} of {value!r} refused: {_DOMAIN_RULE}")
 
 
 @lru_cache(maxsize=1024)
