@@ -18,6 +18,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from mailspool.config import Settings
@@ -25,7 +26,7 @@ from mailspool.delivery.worker import BatchReport
 from mailspool.errors import TransientError
 from mailspool.message import Message
 from mailspool.spool import layout
-from mailspool.transports.base import Receipt, Transport
+from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
 from mailspool.transports.wrapper import TransportWrapper
 
 __all__ = ["METRIC_NAMES", "ThrottleCounter", "batch_metrics", "write_batch_metrics"]
@@ -53,6 +54,19 @@ class ThrottleCounter(TransportWrapper):
             with self._lock:
                 self._throttled += 1
             raise
+
+    def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
+        """Each e-mail of a bulk call that SES answered with a transient status counts,
+        and every one of a call refused as a whole for the moment."""
+        try:
+            results = self.inner.send_bulk(entries)
+        except TransientError:
+            with self._lock:
+                self._throttled += len(entries)
+            raise
+        with self._lock:
+            self._throttled += sum(isinstance(r, TransientError) for r in results)
+        return results
 
 
 def batch_metrics(

@@ -7,18 +7,24 @@ by default. Every transport is safe to call from several threads at once: a conn
 transport keeps a pool of open connections and reuses them, so a worker with N threads
 uses N connections and a web process reuses its connection across requests.
 ``tests/transport_contract.py`` runs the same tests on every transport.
+
+Some providers take many e-mails that share their content in one call (SES
+``SendBulkEmail``): such a transport gives those e-mails equal ``bulk_key``s and sends up
+to ``max_bulk`` of them at once with ``send_bulk``, which answers for each e-mail on its
+own. Every other transport keeps the defaults: no key, one ``send`` per e-mail.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailspool._backends import Backend
+from mailspool.errors import DeliveryError
 from mailspool.message import Message
 
-__all__ = ["Receipt", "Transport"]
+__all__ = ["BulkEntry", "BulkResult", "Receipt", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,18 @@ class Receipt:
     refused: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class BulkEntry:
+    """One e-mail of a bulk call, with the Message-ID ``send`` would be given."""
+
+    message: Message
+    message_id: str | None = None
+
+
+#: What a bulk call says of one e-mail: accepted, or the error a ``send`` would raise.
+BulkResult = Receipt | DeliveryError
+
+
 class Transport(Backend, abc.ABC):
     """Delivers messages. Thread-safe; reuses its connections; ``close()`` (or leaving
     ``with transport:``) closes every open connection."""
@@ -49,3 +67,23 @@ class Transport(Backend, abc.ABC):
         """The provider's limit in e-mails (recipients) per second, or None if it has none
         or will not say. A worker without ``MAILSPOOL_MAX_RATE`` sends at this rate."""
         return None
+
+    #: At most this many e-mails go in one ``send_bulk`` call.
+    max_bulk: int = 1
+
+    def bulk_key(self, message: Message) -> Hashable | None:
+        """E-mails with equal keys may share one ``send_bulk`` call; None (always, by
+        default) when this one must go alone through ``send``."""
+        return None
+
+    def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
+        """Send e-mails of one ``bulk_key``; one result per entry, in order. Raises a
+        ``DeliveryError`` only when the whole call failed (nothing was sent). By default
+        each e-mail goes through ``send``."""
+        results: list[BulkResult] = []
+        for entry in entries:
+            try:
+                results.append(self.send(entry.message, message_id=entry.message_id))
+            except DeliveryError as err:
+                results.append(err)
+        return results

@@ -2,7 +2,9 @@
 
 Query options: ``configuration_set=NAME`` (event publishing, dedicated IPs) and
 ``max_attempts=N`` (botocore's attempts per call, the first included; 2 by default) and
-``max_connections=N`` (the HTTP pool: 32, or ``MAILSPOOL_CONCURRENCY`` for a worker).
+``max_connections=N`` (the HTTP pool: 32, or ``MAILSPOOL_CONCURRENCY`` for a worker) and
+``bulk=false`` (never ``SendBulkEmail``; by default a worker sends e-mails of a batch
+that share their content 50 to a call, see ``mailspool.transports.ses_bulk``).
 
 A message without attachments or extra headers goes as SES "Simple" content (SES builds
 the MIME); anything else is rendered here (``mailspool.mime.render``: 7-bit, CRLF) and
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Hashable, Sequence
 from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -41,8 +44,8 @@ from mailspool.errors import (
 )
 from mailspool.message import Message, ascii_domain, has_utf8_local_part
 from mailspool.mime import render
-from mailspool.transports._common import check_options, query_parameters
-from mailspool.transports.base import Receipt, Transport
+from mailspool.transports._common import check_options, parse_bool, query_parameters
+from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
 from mailspool.transports.limits import (
     MAX_RECIPIENTS,
     NO_SMTPUTF8,
@@ -61,9 +64,19 @@ if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
     from mypy_boto3_sesv2.type_defs import DestinationTypeDef, SendEmailRequestTypeDef
 
-__all__ = ["MAX_RECIPIENTS", "SESTransport", "translate_error"]
+__all__ = [
+    "BULK_ENTRIES",
+    "MAX_RECIPIENTS",
+    "SESTransport",
+    "email_tags",
+    "ses_address",
+    "ses_destination",
+    "translate_error",
+]
 
-_URL_OPTIONS = frozenset({"configuration_set", "max_attempts", "max_connections"})
+#: SES: "up to 50 destinations" per ``SendBulkEmail`` call.
+BULK_ENTRIES = 50
+_URL_OPTIONS = frozenset({"bulk", "configuration_set", "max_attempts", "max_connections"})
 _OWN_ID = re.compile(r"<(?P<batch>[A-Za-z0-9_-]{1,200})\.(?P<index>[0-9]{1,9})@[^>]*>")
 
 TRANSIENT_CODES = frozenset(
@@ -145,8 +158,10 @@ class SESTransport(Transport):
         max_connections: int = 32,
         client: SESV2Client | None = None,
         default_sender: str | None = None,
+        bulk: bool = True,
     ) -> None:
-        """``max_connections``: the HTTP pool, one per thread that sends at once."""
+        """``max_connections``: the HTTP pool, one per thread that sends at once;
+        ``bulk``: e-mails that share their content may go 50 to a ``SendBulkEmail``."""
         if max_attempts < 1 or max_connections < 1:
             raise ConfigurationError(
                 "SES transport: max_attempts and max_connections must be >= 1, not "
@@ -154,6 +169,8 @@ class SESTransport(Transport):
             )
         self.configuration_set = configuration_set or None
         self.default_sender = default_sender
+        self.bulk = bulk
+        self.max_bulk = BULK_ENTRIES if bulk else 1
         self._owns_client = client is None
         self._client: SESV2Client = (
             client if client is not None else _make_client(region, max_attempts, max_connections)
@@ -176,6 +193,8 @@ class SESTransport(Transport):
         arguments: dict[str, Any] = {"region": parts.netloc or None}
         if "configuration_set" in query:
             arguments["configuration_set"] = query["configuration_set"]
+        if "bulk" in query:
+            arguments["bulk"] = parse_bool(f"SES transport URL {url!r}: bulk", query["bulk"])
         for name in ("max_attempts", "max_connections"):
             if name in query:
                 try:
@@ -211,8 +230,8 @@ class SESTransport(Transport):
         try:
             check_deliverable(message, self.url)
             request: SendEmailRequestTypeDef = {
-                "FromEmailAddress": _ses_address(sender),
-                "Destination": _destination(message),
+                "FromEmailAddress": ses_address(sender),
+                "Destination": ses_destination(message),
                 "Content": {},
             }
             if message.attachments or message.headers:
@@ -221,15 +240,38 @@ class SESTransport(Transport):
             else:
                 request["Content"] = {"Simple": _simple(message)}
                 if message.reply_to:
-                    request["ReplyToAddresses"] = [_ses_address(a) for a in message.reply_to]
+                    request["ReplyToAddresses"] = [ses_address(a) for a in message.reply_to]
         except InvalidMessage as err:
             raise PermanentError(f"SES cannot send this message: {err}") from err
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
-        tags = _email_tags(message_id)
+        tags = email_tags(message_id)
         if tags:
             request["EmailTags"] = tags
         return request
+
+    def bulk_key(self, message: Message) -> Hashable | None:
+        """Equal for e-mails that can share a ``SendBulkEmail`` call (``ses_bulk``)."""
+        from mailspool.transports.ses_bulk import bulk_key  # it builds on this module
+
+        return bulk_key(message, self.default_sender) if self.bulk else None
+
+    def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
+        """One ``SendBulkEmail`` call for entries of one ``bulk_key``; a result each."""
+        from mailspool.transports.ses_bulk import bulk_request, entry_results
+
+        sender = entries[0].message.sender or self.default_sender
+        if not sender:
+            raise PermanentError("SES needs a From address: the message has no sender")
+        try:
+            request = bulk_request(entries, sender, self.configuration_set)
+        except InvalidMessage as err:
+            raise PermanentError(f"SES cannot send these messages: {err}") from err
+        try:
+            response = self._client.send_bulk_email(**request)
+        except (boto_errors.ClientError, boto_errors.BotoCoreError) as err:
+            raise translate_error(err) from err
+        return entry_results(response, len(entries))
 
     def send_rate(self) -> float | None:
         """The account's maximum sends per second (asked once, then remembered), or None
@@ -285,7 +327,7 @@ def _make_client(region: str | None, max_attempts: int, max_connections: int) ->
         raise ConfigurationError(f"SES transport: cannot make an SES client: {err}") from err
 
 
-def _email_tags(message_id: str | None) -> list[Any]:
+def email_tags(message_id: str | None) -> list[Any]:
     """The worker's ``<batch.index@domain>`` as two message tags: SES replaces the
     Message-ID, but its events carry the tags (``mail.tags``), which names the e-mail."""
     found = _OWN_ID.fullmatch(message_id or "")
@@ -307,18 +349,18 @@ def _simple(message: Message) -> Any:
     return {"Subject": {"Data": message.subject, "Charset": charset}, "Body": body}
 
 
-def _destination(message: Message) -> DestinationTypeDef:
+def ses_destination(message: Message) -> DestinationTypeDef:
     destination: DestinationTypeDef = {}
     if message.to:
-        destination["ToAddresses"] = [_ses_address(a) for a in message.to]
+        destination["ToAddresses"] = [ses_address(a) for a in message.to]
     if message.cc:
-        destination["CcAddresses"] = [_ses_address(a) for a in message.cc]
+        destination["CcAddresses"] = [ses_address(a) for a in message.cc]
     if message.bcc:
-        destination["BccAddresses"] = [_ses_address(parseaddr(a)[1]) for a in message.bcc]
+        destination["BccAddresses"] = [ses_address(parseaddr(a)[1]) for a in message.bcc]
     return destination
 
 
-def _ses_address(address: str) -> str:
+def ses_address(address: str) -> str:
     """An address as SES takes it: ASCII only, display names as RFC 2047 encoded words,
     international domains in punycode. A non-ASCII local part cannot be sent."""
     name, addr = parseaddr(address)

@@ -10,7 +10,8 @@ The store's gauges are computed at each scrape from ``collect_status``, so they 
   ``mailspool_complaint_rate`` (as ``status --json``'s ``suppressed`` and rates).
 
 A running worker (``mailspool worker --metrics-port P``) adds what only it sees:
-``mailspool_sends_total{outcome="sent|transient|permanent|paused"}`` and the histogram
+``mailspool_sends_total{outcome="sent|transient|permanent|paused"}`` (one per e-mail,
+those of an SES bulk call each with its own outcome) and the histogram
 ``mailspool_send_seconds`` of each call to the transport.
 """
 
@@ -18,19 +19,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mailspool.errors import PermanentError, SendingPaused, TransientError
+from mailspool.errors import DeliveryError, SendingPaused, TransientError
 from mailspool.feedback.rates import Rates, collect_rates
 from mailspool.message import Message
 from mailspool.ops.status import Status, collect_status
 from mailspool.stores.base import Store
-from mailspool.transports.base import Receipt, Transport
+from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
 from mailspool.transports.wrapper import TransportWrapper
 
 __all__ = [
@@ -162,18 +163,34 @@ class MeasuredTransport(TransportWrapper):
         outcome = "sent"
         try:
             return self.inner.send(message, message_id=message_id)
-        except SendingPaused:
-            outcome = "paused"
-            raise
-        except TransientError:
-            outcome = "transient"
-            raise
-        except PermanentError:
-            outcome = "permanent"
+        except DeliveryError as err:
+            outcome = _outcome(err)
             raise
         finally:
             self.latency.observe(time.perf_counter() - started)
             self.sends.labels(outcome).inc()
+
+    def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
+        """One call timed; each e-mail counted with its own outcome."""
+        started = time.perf_counter()
+        results: list[BulkResult] = []
+        try:
+            results = self.inner.send_bulk(entries)
+        except DeliveryError as err:
+            results = [err] * len(entries)
+            raise
+        finally:
+            self.latency.observe(time.perf_counter() - started)
+            for result in results:
+                outcome = _outcome(result) if isinstance(result, DeliveryError) else "sent"
+                self.sends.labels(outcome).inc()
+        return results
+
+
+def _outcome(err: DeliveryError) -> str:
+    if isinstance(err, SendingPaused):
+        return "paused"
+    return "transient" if isinstance(err, TransientError) else "permanent"
 
 
 def start_worker_metrics(
