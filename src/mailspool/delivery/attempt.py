@@ -14,9 +14,9 @@ from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.errors import (
+    DeliveryError,
     InvalidMessage,
     ObjectRefused,
-    PermanentError,
     SenderNotAllowed,
     SendingPaused,
     TransientError,
@@ -32,9 +32,9 @@ from mailspool.spool.limits import Limits
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState, timestamp
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
-from mailspool.transports.base import Transport
+from mailspool.transports.base import Receipt, Transport
 
-__all__ = ["Attempt", "EmailSender", "OutcomeCallback", "SendOutcome"]
+__all__ = ["Attempt", "EmailSender", "OutcomeCallback", "Prepared", "SendOutcome", "SendResult"]
 
 log = logging.getLogger("mailspool.worker")
 
@@ -59,6 +59,20 @@ class Attempt:
     outcome: SendOutcome
     reason: str = ""
     entry: LedgerEntry | None = None  # what was recorded in the ledger (sent, failed)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An e-mail ready to leave: checked, screened, with its headers and Message-ID."""
+
+    index: int
+    message: Message
+    message_id: str
+    suppressed: dict[str, str]  # recipients taken off by the suppression list
+
+
+#: What the transport answered for one e-mail.
+SendResult = Receipt | DeliveryError | InvalidMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +106,7 @@ class EmailSender:
     def attempt(self, index: int, attempt: int) -> Attempt:
         """Try e-mail ``index`` once; a sent or failed e-mail is in the ledger on return."""
         rules = self._rules
-        footprint = rules.guards.limits.footprint(self._batch.raw_email(index)).total
+        footprint = self.footprint(index)
         reserved = (
             None if rules.stopping.is_set() else rules.in_flight.acquire(footprint, rules.stopping)
         )
@@ -104,8 +118,19 @@ class EmailSender:
             rules.in_flight.release(reserved)
 
     def _send(self, index: int, attempt: int) -> Attempt:
-        """Read, check, wait for the rate limit, send and record one e-mail; one whose
-        expiry has passed fails unsent."""
+        """Prepare, wait for the rate limit, send and record one e-mail."""
+        prepared = self.prepare(index, attempt)
+        if isinstance(prepared, Attempt):
+            return prepared
+        return self.send_prepared(prepared, attempt)
+
+    def footprint(self, index: int) -> int:
+        """The bytes e-mail ``index`` may hold in memory (``Limits.footprint``)."""
+        return self._rules.guards.limits.footprint(self._batch.raw_email(index)).total
+
+    def prepare(self, index: int, attempt: int) -> Prepared | Attempt:
+        """E-mail ``index`` read, checked, screened and with its List-Unsubscribe headers;
+        or, recorded as failed, one that has expired or may not be sent."""
         rules = self._rules
         if self._expires is not None and datetime.now(UTC) >= self._expires:
             reason = f"expired at {timestamp(self._expires)} before it could be sent"
@@ -122,27 +147,40 @@ class EmailSender:
         message = screened.message
         if rules.unsubscribe is not None:
             message = rules.unsubscribe.add_headers(message)
-        if not rules.limiter.acquire(message.recipient_count):
-            return Attempt(index, attempt, SendOutcome.STOPPED)
+        return Prepared(index, message, self._message_id(index, message), screened.suppressed)
+
+    def send_prepared(self, prepared: Prepared, attempt: int) -> Attempt:
+        """Wait for the rate limit, send alone, and record the outcome."""
+        if not self._rules.limiter.acquire(prepared.message.recipient_count):
+            return Attempt(prepared.index, attempt, SendOutcome.STOPPED)
+        transport = self._rules.transport
         try:
-            receipt = rules.transport.send(message, message_id=self._message_id(index, message))
-        except SendingPaused as err:
-            log.error("sending paused by the provider: %s", err.response)
-            return Attempt(index, attempt, SendOutcome.PAUSED, err.response)
-        except TransientError as err:
-            if attempt >= rules.max_attempts:
-                reason = f"gave up after {attempt} attempts: {err.response}"
+            result: SendResult = transport.send(prepared.message, message_id=prepared.message_id)
+        except (DeliveryError, InvalidMessage) as err:
+            result = err
+        return self.conclude(prepared, attempt, result)
+
+    def conclude(self, prepared: Prepared, attempt: int, result: SendResult) -> Attempt:
+        """Record what the transport answered for one e-mail (sent or failed in the
+        ledger, a failed record) or say that it is to be retried, or that SES paused."""
+        index = prepared.index
+        if isinstance(result, SendingPaused):
+            log.error("sending paused by the provider: %s", result.response)
+            return Attempt(index, attempt, SendOutcome.PAUSED, result.response)
+        if isinstance(result, TransientError):
+            if attempt >= self._rules.max_attempts:
+                reason = f"gave up after {attempt} attempts: {result.response}"
                 return self._fail(index, attempt, reason, retryable=True)
-            return Attempt(index, attempt, SendOutcome.RETRY, err.response)
-        except PermanentError as err:
-            return self._fail(index, attempt, err.response, retryable=False)
-        except InvalidMessage as err:  # the transport found it unsendable: this e-mail only
-            return self._fail(index, attempt, str(err), retryable=False)
-        refused = {**screened.suppressed, **receipt.refused}
+            return Attempt(index, attempt, SendOutcome.RETRY, result.response)
+        if isinstance(result, DeliveryError):  # permanent
+            return self._fail(index, attempt, result.response, retryable=False)
+        if isinstance(result, InvalidMessage):  # the transport found it unsendable
+            return self._fail(index, attempt, str(result), retryable=False)
+        refused = {**prepared.suppressed, **result.refused}
         if refused:
-            why = "recipients refused" if receipt.refused else "recipients suppressed"
+            why = "recipients refused" if result.refused else "recipients suppressed"
             self._write_failed(index, attempt, why, False, refused)
-        entry = LedgerEntry.sent(index, receipt.message_id, attempt, refused)
+        entry = LedgerEntry.sent(index, result.message_id, attempt, refused)
         self._ledger.record(entry)
         self._notify(index, LedgerState.SENT)
         return Attempt(index, attempt, SendOutcome.SENT, entry=entry)

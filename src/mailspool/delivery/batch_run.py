@@ -18,6 +18,7 @@ from enum import Enum, auto
 from typing import TYPE_CHECKING
 
 from mailspool.delivery.attempt import Attempt, EmailSender, SendOutcome, SendRules
+from mailspool.delivery.bulk import BulkPlan, BulkSender
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost, ObjectRefused
 from mailspool.spool import batch as batch_format
@@ -88,7 +89,8 @@ class BatchRun:
         self._pending: list[int] = []  # popped from the end: lowest index first
         self._retries: list[_Retry] = []  # a heap: the next one due first
         self._in_flight = 0
-        self._done: queue.Queue[Future[Attempt]] = queue.Queue()
+        self._done: queue.Queue[Future[list[Attempt]]] = queue.Queue()
+        self._plan = BulkPlan(1, {})  # which e-mails go to the transport together
         self._recorded: dict[int, LedgerEntry] = {}  # what this run wrote to the ledger
 
     def run(self) -> BatchReport:
@@ -126,6 +128,7 @@ class BatchRun:
                 entries.update(self._continue(batch, todo[start : start + size]))
             todo = todo[:size]
         ledger = self._ledger()
+        self._plan = BulkPlan.of(self._context.rules.transport.max_bulk, batch, todo)
         try:
             halt = self._send(EmailSender(self._context.rules, self._store, batch, ledger), todo)
         except BaseException:
@@ -220,7 +223,7 @@ class BatchRun:
 
     def _send(self, sender: EmailSender, todo: list[int]) -> _Halt:
         """Keep up to ``concurrency`` e-mails in flight until none is left or a halt."""
-        self._pending = list(reversed(todo))
+        self._pending = list(reversed(self._plan.order(todo)))
         halt = _Halt.NONE
         while self._pending or self._retries or self._in_flight:
             if halt is _Halt.NONE:
@@ -251,12 +254,24 @@ class BatchRun:
                 retry = heapq.heappop(self._retries)
                 self._submit(sender, retry.index, retry.attempt)
             elif self._pending:
-                self._submit(sender, self._pending.pop(), 1)
+                self._submit_next(sender)
             else:
                 return
 
     def _submit(self, sender: EmailSender, index: int, attempt: int) -> None:
-        future = self._context.senders.submit(sender.attempt, index, attempt)
+        self._submit_job(lambda: [sender.attempt(index, attempt)])
+
+    def _submit_next(self, sender: EmailSender) -> None:
+        """The next pending e-mail, with those of equal content if the transport takes
+        them together (``delivery.bulk``)."""
+        indices = self._plan.take(self._pending)
+        if len(indices) == 1:
+            return self._submit(sender, indices[0], 1)
+        together = BulkSender(self._context.rules, sender)
+        return self._submit_job(lambda: together.attempt_many(indices))
+
+    def _submit_job(self, job: Callable[[], list[Attempt]]) -> None:
+        future = self._context.senders.submit(job)
         self._in_flight += 1
         future.add_done_callback(self._done.put)
 
@@ -279,7 +294,11 @@ class BatchRun:
             with contextlib.suppress(Exception):
                 self._settle(future.result())
 
-    def _settle(self, attempt: Attempt) -> None:
+    def _settle(self, attempts: list[Attempt]) -> None:
+        for attempt in attempts:
+            self._settle_one(attempt)
+
+    def _settle_one(self, attempt: Attempt) -> None:
         if attempt.entry is not None:
             self._recorded[attempt.index] = attempt.entry
         if attempt.outcome is SendOutcome.SENT:
