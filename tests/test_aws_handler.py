@@ -24,6 +24,7 @@ import mailspool
 from mailspool.aws import handler
 from mailspool.aws.lambda_handler import BatchNotDelivered, handle
 from mailspool.config import Settings
+from mailspool.delivery.factory import delivery_url
 from mailspool.message import Message
 from mailspool.ops.status import collect_status
 from mailspool.shared import shared_store, shared_transport
@@ -209,6 +210,29 @@ def test_2000_emails_from_a_request_arrive_once_each_through_s3_sqs_and_the_hand
     assert attachment.get_payload(decode=True) == INVOICE[1]
     counts = collect_status(stack.store)
     assert (counts.sent, counts.pending, counts.failed, counts.quarantined) == (2000, 0, 0, 0)
+
+
+def test_a_post_to_120_followers_goes_through_the_handler_in_3_bulk_calls(stack: Stack) -> None:
+    """E-mails that share their content go 50 to a ``SendBulkEmail`` (moto lacks that
+    API: the server runs ours, ``tests/fixtures/moto_ses_bulk.py``)."""
+    calls: collections.Counter[str] = collections.Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    ses = shared_transport(delivery_url(Settings.load()))  # the one the handler uses
+    ses._client.meta.events.register("before-send.sesv2", count)  # type: ignore[attr-defined]
+    try:
+        with mailspool.request(settings=Settings.load(store=STORE_URL)) as scope:
+            for i in range(120):
+                mailspool.send_mail(f"f{i}@example.org", "New post", "<p>It is up.</p>")
+        assert len(scope.keys) == 1
+        assert stack.run_queue() == []
+    finally:
+        ses._client.meta.events.unregister("before-send.sesv2", count)  # type: ignore[attr-defined]
+    assert calls == {"SendBulkEmail": 3}
+    assert stack.recipients() == collections.Counter(f"f{i}@example.org" for i in range(120))
+    assert collect_status(stack.store).sent == 120
 
 
 # -- duplicates and crashes ------------------------------------------------------------------
