@@ -27,6 +27,7 @@ import pytest
 
 import mailspool
 from mailspool.config import Settings
+from mailspool.delivery.bulk import call_size
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import PermanentError, SendingPaused, TransientError
@@ -173,6 +174,32 @@ def test_a_post_to_120_followers_goes_out_in_3_bulk_calls_each_with_its_own_head
     ]
     assert sorted(int(t["mailspool-index"]) for t in tags) == list(range(120))
     assert {t["mailspool-batch"] for t in tags} == {batch_id}
+
+
+def test_with_a_rate_limit_a_call_holds_what_the_rate_sends_in_the_deadline_margin(
+    ses: SESTransport, aws: MotoServer
+) -> None:
+    """200/s, 4 threads, a margin of 0.5 s: 4 calls in flight hold at most 100 e-mails."""
+    store, calls = MemoryStore(), Calls(ses)
+    [key] = queue(store, post(120))
+    options = WorkerOptions(concurrency=4, deadline_margin=0.5, default_sender=SENDER)
+    worker = Worker(store, ses, options=options, max_rate=200)
+    try:
+        assert worker.deliver(key).sent == 120
+    finally:
+        worker.close()
+    assert calls == {"SendBulkEmail": 5}
+    assert {len(request["BulkEmailEntries"]) for request in calls.bulk} == {25, 20}
+
+
+@pytest.mark.parametrize(
+    ("rate", "threads", "size"), [(None, 32, 50), (14, 32, 2), (14, 1, 50), (1, 32, 1)]
+)
+def test_the_call_size_follows_the_rate_the_threads_and_the_margin(
+    rate: float | None, threads: int, size: int
+) -> None:
+    assert call_size(50, rate, threads, 5.0) == size
+    assert call_size(1, rate, threads, 5.0) == 1
 
 
 def test_emails_that_share_no_content_still_go_one_by_one_through_send_email(
@@ -326,10 +353,17 @@ def test_every_bulk_status_of_the_api_maps_to_an_outcome(status: str) -> None:
 
 
 def test_answers_that_are_missing_or_malformed_are_transient() -> None:
-    answer = {"BulkEmailEntryResults": [{"Status": "SUCCESS"}, "junk", {"Status": "NEW"}]}
+    answer = {"BulkEmailEntryResults": [{"Status": 7}, "junk", {"Status": "NEW"}]}
     results = entry_results(answer, 4)
     assert [type(r) for r in results] == [TransientError] * 4
-    assert [type(r) for r in entry_results({}, 2)] == [TransientError] * 2
+    assert [type(r) for r in entry_results({"BulkEmailEntryResults": "x"}, 2)] == [
+        TransientError
+    ] * 2
+
+
+def test_a_success_without_a_message_id_is_sent_not_sent_again() -> None:
+    [result] = entry_results({"BulkEmailEntryResults": [{"Status": "SUCCESS"}]}, 1)
+    assert result == Receipt(message_id="")
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ class BatchRun:
                 entries.update(self._continue(batch, todo[start : start + size]))
             todo = todo[:size]
         ledger = self._ledger()
-        self._plan = BulkPlan.of(self._context.rules.transport.max_bulk, batch, todo)
+        self._plan = BulkPlan.of(self._context, batch, todo)
         try:
             halt = self._send(EmailSender(self._context.rules, self._store, batch, ledger), todo)
         except BaseException:

@@ -20,7 +20,8 @@ SES answers for each entry (``BulkEmailEntryResults``, in the order of the entri
 ``SendingPaused``; a rejected message, an unverified sender, a missing configuration
 set, template or IP pool, or an invalid parameter is ``PermanentError``. ``FAILED``
 (SES names no cause), an unknown status and a missing result are transient: the
-e-mail is tried again alone, where ``SendEmail`` names the cause.
+e-mail is tried again alone, where ``SendEmail`` names the cause. ``SUCCESS`` is sent
+even without a message id: sending it again would duplicate it.
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def entry_results(response: Mapping[str, Any], count: int) -> list[BulkResult]:
 def _entry_result(answer: Mapping[str, Any]) -> BulkResult:
     status = str(answer.get("Status") or "")
     message_id = answer.get("MessageId")
-    if status == "SUCCESS" and isinstance(message_id, str) and message_id:
-        return Receipt(message_id=message_id)
+    if status == "SUCCESS":  # accepted: sent, even if SES left out its id
+        return Receipt(message_id=message_id if isinstance(message_id, str) else "")
     text = f"SES bulk {status or 'no result'}: {answer.get('Error') or ''}".rstrip(": ")
     if status in _PAUSED:
         return SendingPaused(text)
