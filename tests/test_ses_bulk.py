@@ -24,10 +24,13 @@ from typing import Any
 import boto3
 import botocore
 import pytest
+from prometheus_client import CollectorRegistry
 
 import mailspool
+from mailspool.aws.metrics import ThrottleCounter
 from mailspool.config import Settings
 from mailspool.delivery.bulk import call_size
+from mailspool.delivery.guards import Guards
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import PermanentError, SendingPaused, TransientError
@@ -35,14 +38,16 @@ from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.message import Message
 from mailspool.ops import admin
-from mailspool.spool import layout
+from mailspool.senders import AllowedSenders
+from mailspool.spool import batch, layout
 from mailspool.spool.ledger import read_entries
-from mailspool.spool.records import LedgerState
+from mailspool.spool.records import LedgerState, Timing
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt
 from mailspool.transports.ses import SESTransport
 from mailspool.transports.ses_bulk import bulk_key, entry_results
 from mailspool.transports.wrapper import TransportWrapper
+from mailspool.web.metrics import MeasuredTransport
 from tests.fixtures.moto_server import MotoServer
 
 SENDER = "News <news@example.com>"
@@ -106,8 +111,14 @@ def post(count: int, *, subject: str = "New post", start: int = 0) -> list[Messa
     ]
 
 
-def deliver(store: MemoryStore, transport: Any, keys: list[str], **worker: Any) -> Worker:
-    delivering = Worker(store, transport, options=FAST, **worker)
+def deliver(
+    store: MemoryStore,
+    transport: Any,
+    keys: list[str],
+    options: WorkerOptions = FAST,
+    **worker: Any,
+) -> Worker:
+    delivering = Worker(store, transport, options=options, **worker)
     try:
         for key in keys:
             delivering.deliver(key)
@@ -272,6 +283,29 @@ def test_a_suppressed_follower_is_left_out_of_the_call_and_failed(
     assert "suppressed (bounce" in failed.record.reason
 
 
+def test_an_expired_batch_and_a_sender_not_allowed_fail_unsent(
+    ses: SESTransport, aws: MotoServer
+) -> None:
+    store, calls = MemoryStore(), Calls(ses)
+    batch_id = layout.new_batch_id()
+    expired = Timing(expires_at="2020-01-01T00:00:00Z")
+    data = batch.encode(post(3), batch_id=batch_id, default_sender=SENDER, timing=expired)
+    store.put(layout.queue_key(batch_id), data)
+    [other] = queue(store, post(3))
+    only_shop = WorkerOptions(
+        default_sender=SENDER, guards=Guards(senders=AllowedSenders.parse("@shop.example.com"))
+    )
+    deliver(store, ses, [layout.queue_key(batch_id)])
+    deliver(store, ses, [other], only_shop)
+
+    assert calls == {}
+    assert aws.ses_messages() == []
+    reasons = sorted(item.record.reason for item in admin.list_failed(store))
+    assert len(reasons) == 6
+    assert all(r.startswith("expired at 2020-01-01") for r in reasons[3:])
+    assert all("MAILSPOOL_ALLOWED_SENDERS" in r for r in reasons[:3])
+
+
 class ThrottleOne(TransportWrapper):
     """The real SES transport, except that one address's entry is answered as SES
     answers an entry it throttles (``ACCOUNT_THROTTLED``) and is not sent. A stand-in for
@@ -302,6 +336,31 @@ def test_a_throttled_entry_is_retried_later_alone_through_send_email(
     }
     entries = read_entries(store, layout.queued_batch_id(key))
     assert {i: e.attempts for i, e in entries.items()} == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
+
+
+def test_the_handler_counts_a_throttled_entry_as_throttled(ses: SESTransport) -> None:
+    store = MemoryStore()
+    [key] = queue(store, post(4))
+    counter = ThrottleCounter(ThrottleOne(ses, "reader0@example.org"))
+    deliver(store, counter, [key])
+    assert counter.throttled == 1
+    assert ledger_states(store, key) == {LedgerState.SENT: 4}
+
+
+def test_worker_metrics_count_each_email_of_a_bulk_call_with_its_outcome(
+    ses: SESTransport,
+) -> None:
+    registry = CollectorRegistry()
+    measured = MeasuredTransport(ThrottleOne(ses, "reader0@example.org"), registry)
+    store = MemoryStore()
+    [key] = queue(store, post(4))
+    deliver(store, measured, [key])
+    sends = {
+        outcome: registry.get_sample_value("mailspool_sends_total", {"outcome": outcome})
+        for outcome in ("sent", "transient")
+    }
+    assert sends == {"sent": 4.0, "transient": 1.0}  # 3 in the call, 1 alone after it
+    assert registry.get_sample_value("mailspool_send_seconds_count") == 2.0  # two calls
 
 
 def parse_to(record: dict[str, Any]) -> str:
