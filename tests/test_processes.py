@@ -86,3 +86,23 @@ def test_the_reports_of_every_process_are_joined() -> None:
     assert report is not None
     assert sorted((b.batch_id, b.sent) for b in report.batches) == [("b0", 1), ("b1", 2)]
     assert report.sent == 3
+
+
+def _reports_cpus(share: Share) -> DrainReport:
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    return DrainReport(batches=[BatchReport(key=f"queue/{cpus}.json", batch_id=cpus)])
+
+
+def test_with_one_process_per_cpu_each_runs_on_its_own_cpu() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    report = run_processes(len(cpus), _reports_cpus)
+    assert report is not None
+    assert sorted(b.batch_id for b in report.batches) == sorted(map(str, cpus))
+
+
+def test_with_more_processes_than_cpus_none_is_pinned() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    report = run_processes(len(cpus) + 1, _reports_cpus)
+    assert report is not None
+    everywhere = ",".join(map(str, cpus))
+    assert [b.batch_id for b in report.batches] == [everywhere] * (len(cpus) + 1)

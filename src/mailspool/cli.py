@@ -272,7 +272,7 @@ def cancel_command(ctx: click.Context, key: str, store: str | None) -> None:
     type=click.IntRange(min=1),
     default=None,
     help="Delivery processes sharing the store, the concurrency and the rate "
-    "(default: the CPU count; 1 with --metrics-port).",
+    "(default: the CPUs it may use; 1 with --metrics-port).",
 )
 @click.pass_context
 def worker(ctx: click.Context, /, **opts: Any) -> None:
@@ -298,7 +298,7 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
 
 
 def _processes(opts: dict[str, Any]) -> int:
-    """``--processes``, else the CPU count; metrics are served by one process."""
+    """``--processes``, else the usable CPUs; metrics are served by one process."""
     if opts["metrics_port"] is None:
         return int(opts["processes"] or default_processes())
     if (opts["processes"] or 1) > 1:

@@ -1,7 +1,7 @@
 """More than one core: N delivery processes on one store (``mailspool worker --processes N``).
 
 One process runs its sender threads under one interpreter lock, so on a fast link it is
-bound by one core. ``--processes N`` (default: the CPU count) starts N processes, each a
+bound by one core. ``--processes N`` (default: the usable CPUs) starts N processes, each a
 whole worker of its own, and shares the work and the limits among them:
 
 - **batches**: each process claims batches for itself (the store's claim: a ``flock``, an
@@ -14,6 +14,10 @@ whole worker of its own, and shares the work and the limits among them:
   send leaves its share unused (no coordination between processes is needed);
 - **connections**: the concurrency is split too (``ceil(concurrency / N)`` sender threads
   and SMTP connections each), so the server sees as many connections as with one process;
+- **cores**: when there are no more processes than CPUs this process may use, process
+  ``i`` is pinned to the ``i``-th of them (``sched_setaffinity``): its threads then pass
+  the interpreter lock on one core instead of waking each other across cores, which
+  cost a third more CPU per e-mail in a loopback drain;
 - **signals**: SIGTERM and Ctrl-C reach every process; each finishes the e-mails in
   flight, records them and exits. A child dies with its parent (Linux), so a SIGKILLed
   worker leaves no process behind.
@@ -59,8 +63,12 @@ Work = Callable[["Share"], DrainReport | None]
 
 
 def default_processes() -> int:
-    """The CPU count (at least 1)."""
-    return os.cpu_count() or 1
+    """The CPUs this process may use (at least 1)."""
+    return len(_usable_cpus()) or os.cpu_count() or 1
+
+
+def _usable_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +159,25 @@ def _child(
     parent: int,
 ) -> None:
     _die_with(parent)
+    _pin(share)
     try:
         report = work(share)
     except Exception as err:  # the parent reports it; nothing else is lost
         results.put((None, str(err) or type(err).__name__))
         return
     results.put((report, None))
+
+
+def _pin(share: Share) -> None:
+    """Process ``i`` runs on the ``i``-th CPU it may use, when there is one per process.
+
+    A process's sender threads take turns holding the interpreter lock; spread over
+    every core, each hand-over wakes a thread on another core, and the lock's cache
+    lines travel with it. On one core the same hand-over is a context switch.
+    """
+    cpus = _usable_cpus()
+    if share.count <= len(cpus):
+        os.sched_setaffinity(0, {cpus[share.index]})
 
 
 def _die_with(parent: int) -> None:
