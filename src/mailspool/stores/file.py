@@ -67,7 +67,7 @@ from mailspool._files import (
     write_atomically,
     write_temp,
 )
-from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, StoreError
+from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, ObjectRefused, StoreError
 from mailspool.stores import check_record
 from mailspool.stores.base import Lease, ObjectInfo, Store, check_key, check_prefix
 
@@ -313,9 +313,10 @@ class FileStore(Store):
         try:
             yield
         except OSError as err:
-            reason = err.strerror or str(err)
-            if err.errno == errno.ELOOP:
+            if err.errno == errno.ELOOP:  # refused for good: waiting does not heal it
                 reason = "it is a symbolic link, which the store never follows"
+                raise ObjectRefused(f"cannot {action} {key!r} in {self.root}: {reason}") from err
+            reason = err.strerror or str(err)
             raise StoreError(f"cannot {action} {key!r} in {self.root}: {reason}") from err
 
 

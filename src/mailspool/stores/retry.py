@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from mailspool.errors import KeyNotFound, LeaseLost, StoreError
+from mailspool.errors import KeyNotFound, LeaseLost, ObjectRefused, StoreError
 
 __all__ = ["WRITE_PATIENCE", "retry_write"]
 
@@ -34,15 +34,16 @@ T = TypeVar("T")
 
 
 def retry_write(write: Callable[[], T], what: str) -> T:
-    """``write()``, tried again while it raises ``StoreError`` (not a missing key nor a
-    lost claim: those do not heal by waiting), for up to ``WRITE_PATIENCE`` seconds."""
+    """``write()``, tried again while it raises ``StoreError`` (not a missing key, a lost
+    claim or a refused object such as a link: those do not heal by waiting), for up to
+    ``WRITE_PATIENCE`` seconds."""
     give_up = time.monotonic() + WRITE_PATIENCE
     attempt = 0
     while True:
         attempt += 1
         try:
             return write()
-        except (KeyNotFound, LeaseLost):
+        except (KeyNotFound, LeaseLost, ObjectRefused):
             raise
         except StoreError as err:
             ceiling = min(_LONGEST_DELAY, _FIRST_DELAY * 2 ** (attempt - 1))
