@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mailspool.body_cache import BodyCache, EncodedBody
+from mailspool.errors import InvalidMessage
 from mailspool.message import Attachment, Message
 from mailspool.mime import BODIES, render, render_whole
 from tests.strategies import addresses, messages
@@ -68,3 +70,35 @@ def test_the_cache_keeps_at_most_its_size_least_recently_used_out() -> None:
     cache.get("a", lambda: EncodedBody(b"", b""))
     cache.get("b", lambda: bodies["b"])
     assert cache.encoded == 4
+
+
+_BODY_TEXT = st.lists(
+    st.sampled_from(["a", "Z", " ", ".", "\n", "\r", "\r\n", "é", "€", "日", "From ", "x" * 300])
+    | st.characters(codec="utf-8"),
+    max_size=60,
+).map("".join)
+
+
+@given(
+    _BODY_TEXT,
+    st.sampled_from(["text", "html"]),
+    st.sampled_from(["utf-8", "iso-8859-1", "us-ascii"]),
+    st.booleans(),
+)
+def test_a_one_part_body_is_written_as_the_generator_writes_it(
+    body: str, kind: str, charset: str, utf8: bool
+) -> None:
+    """One text part is encoded without building its MIME tree: the same bytes, whether
+    7-bit (line ends made CRLF) or base64 (non-ASCII, or a line over 998 octets)."""
+    built = Message.build(
+        sender="blog@example.com", to="f@example.com", subject="s", charset=charset, **{kind: body}
+    )
+    message = replace(built, headers=(_DATE,))
+    try:
+        body.encode(charset)
+    except UnicodeEncodeError:
+        for render_function in (render, render_whole):
+            with pytest.raises(InvalidMessage, match=f"cannot be encoded as {charset}"):
+                render_function(message)
+        return
+    assert _wire(message, render, utf8) == _wire(message, render_whole, utf8)

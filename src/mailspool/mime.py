@@ -9,7 +9,9 @@ yields 7-bit output with CRLF line ends, ready for SMTP or SES raw sends.
 
 from __future__ import annotations
 
+import base64
 import functools
+import re
 import socket
 from collections.abc import Hashable, Sequence
 from email import encoders
@@ -135,6 +137,9 @@ def _body_key(message: Message, utf8: bool) -> Hashable:
 
 def _encode_body(message: Message, policy: _SMTPCompat32) -> EncodedBody:
     """The body's MIME headers and payload, as the generator writes them under the root."""
+    if not message.attachments and (message.text is None) != (message.html is None):
+        subtype = "plain" if message.html is None else "html"
+        return _encode_text_body(message.text or message.html or "", subtype, message.charset)
     written = _body(message).as_bytes(policy=policy)
     headers, _, payload = written.partition(b"\r\n\r\n")
     return EncodedBody(headers + b"\r\n", payload)
@@ -187,17 +192,57 @@ def _multipart(subtype: str, parts: Sequence[Compat32Message]) -> MIMEMultipart:
     return container
 
 
-def _text_part(content: str, subtype: str, charset_name: str) -> MIMENonMultipart:
+def _encode_text_body(content: str, subtype: str, charset_name: str) -> EncodedBody:
+    """A body of one text part: the bytes the generator writes for ``_text_part``,
+    without building it. The payload goes through the generator's own steps (base64 as
+    ``encoders.encode_base64`` does it, line ends made CRLF as ``_write_lines`` does);
+    the headers come from the generator, once for each kind of part."""
+    encoded = _charset_encoded(content, charset_name)
+    if _is_7bit(encoded):
+        payload, transfer = content, "7bit"
+    else:
+        payload, transfer = _base64_lines(encoded), "base64"
+    lines = "\r\n".join(_LINE_END.split(payload)).encode("ascii", "surrogateescape")
+    return EncodedBody(_text_part_headers(subtype, charset_name, transfer), lines)
+
+
+@functools.lru_cache(maxsize=64)
+def _text_part_headers(subtype: str, charset_name: str, transfer: str) -> bytes:
+    part = MIMENonMultipart("text", subtype, charset=charset_name)
+    del part["MIME-Version"]
+    part["Content-Transfer-Encoding"] = transfer
+    part.set_payload("")
+    return part.as_bytes(policy=_SMTP_COMPAT32).partition(b"\r\n\r\n")[0] + b"\r\n"
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")  # the generator's NLCRE
+
+
+def _base64_lines(data: bytes) -> str:
+    """``encoders.encode_base64``'s payload (``base64.encodebytes``: lines of 76)."""
+    return base64.encodebytes(data).decode("ascii")
+
+
+def _charset_encoded(content: str, charset_name: str) -> bytes:
     charset = Charset(charset_name)
     try:
-        encoded = content.encode(charset.output_charset or charset_name)
+        return content.encode(charset.output_charset or charset_name)
     except (LookupError, UnicodeEncodeError) as err:
         raise InvalidMessage(
             f"the body cannot be encoded as {charset_name}: {err}", field="message"
         ) from err
+
+
+def _is_7bit(encoded: bytes) -> bool:
+    return encoded.isascii() and all(len(line) <= _MAX_LINE for line in encoded.splitlines())
+
+
+def _text_part(content: str, subtype: str, charset_name: str) -> MIMENonMultipart:
+    encoded = _charset_encoded(content, charset_name)
+    charset = Charset(charset_name)
     part = MIMENonMultipart("text", subtype, charset=charset_name)
     del part["MIME-Version"]
-    if encoded.isascii() and all(len(line) <= _MAX_LINE for line in encoded.splitlines()):
+    if _is_7bit(encoded):
         part.set_payload(content)
         part["Content-Transfer-Encoding"] = "7bit"
     else:
