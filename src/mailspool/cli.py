@@ -338,6 +338,7 @@ def _deliver(
         if share.count > 1:
             return drain_shared(
                 the_worker,
+                share,
                 poll=poll_interval_for(the_worker.store),
                 on_batch=_log_batch,
                 fallback_base=settings.fallback_store,

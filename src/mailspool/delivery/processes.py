@@ -90,13 +90,16 @@ class Share:
         return SHARE_SPLIT if self.count > 1 else None
 
 
-def drain_shared(worker: Worker, *, poll: float = 0.05, **options: object) -> DrainReport:
-    """``drain`` for one of several processes: also waits for batches that another
-    process holds, since they may still be split into parts for this one. ``poll``:
-    seconds between looks while waiting (a bucket listing is a paid request)."""
+def drain_shared(
+    worker: Worker, share: Share, *, poll: float = 0.05, **options: object
+) -> DrainReport:
+    """``drain`` for one of several processes: each look at the queue takes its part of
+    the batches, and it also waits for batches that another process holds, since they
+    may still be split into parts for this one. ``poll``: seconds between looks while
+    waiting (a bucket listing is a paid request)."""
     total = DrainReport()
     while True:
-        report = drain(worker, **options)  # type: ignore[arg-type]
+        report = drain(worker, part=(share.index, share.count), **options)  # type: ignore[arg-type]
         total.batches.extend(b for b in report.batches if b.status != BatchStatus.HELD)
         held = [b for b in report.batches if b.status == BatchStatus.HELD]
         if not held or report.paused or worker.stopping.is_set():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -110,11 +111,14 @@ def drain(
     parallel_batches: int | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
     fallback_base: str | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> DrainReport:
     """Deliver every pending batch, continuations included, then return.
 
     Batches held by another worker are left to it; a batch is tried once per drain
     unless it finished (its continuations are new batches and are tried too).
+    ``part``: (i, n) for process i of n draining the same store: each look at the queue
+    takes only its part of the batches listed (see ``fair_part``).
     """
     report = DrainReport()
     recover(worker.store, fallback_base)
@@ -127,6 +131,7 @@ def drain(
             keys = [key for key in pending_batches(worker.store) if key not in tried]
             if not keys:
                 break
+            keys = fair_part(keys, *part)
             tried.update(keys)
             futures = [(key, pool.submit(worker.deliver, key)) for key in keys]
             for key, future in futures:
@@ -135,6 +140,17 @@ def drain(
                 if on_batch is not None:
                     on_batch(batch_report)
     return report
+
+
+def fair_part(keys: list[str], index: int, count: int) -> list[str]:
+    """Process ``index`` of ``count``'s part of the batches one look listed: a
+    ``1/count`` share, starting at its own offset. Without it, the first process to look
+    claims every batch at once (one per batch thread) while the others are still busy,
+    and delivers them alone; the rest is taken at the next look."""
+    if count <= 1:
+        return keys
+    start = index * len(keys) // count
+    return (keys[start:] + keys[:start])[: math.ceil(len(keys) / count)]
 
 
 def _outcome(key: str, future: Future[BatchReport]) -> BatchReport:
