@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -50,43 +49,33 @@ def queue_emails(store: FileStore, count: int) -> None:
             )
 
 
-def worker_rate(
-    url: str, count: int, concurrency: int, profile: bool = False
-) -> tuple[float, pstats.Stats | None]:
+def profiled_drain(url: str, count: int) -> pstats.Stats:
+    """An in-process drain of ``count`` e-mails with the CLI's worker, under cProfile in
+    the thread that sends: the event loop's, or (without one) every sender thread."""
     with tempfile.TemporaryDirectory() as folder:
         store = FileStore(Path(folder) / "spool")
         queue_emails(store, count)
-        settings = Settings.load(store=store.url, transport=url, concurrency=concurrency)
-        transport = open_delivery_transport(settings)  # the CLI's worker: pool = concurrency
-        profiles: list[cProfile.Profile] = []
-        executor = None
-        if profile:
-            executor = ThreadPoolExecutor(
-                concurrency, initializer=_start_profile, initargs=(profiles,)
-            )
-        worker = build_worker(settings, store, transport, executor=executor)
-        started = time.perf_counter()
+        settings = Settings.load(store=store.url, transport=url)
+        transport = open_delivery_transport(settings)
+        worker = build_worker(settings, store, transport)
+        profiler = cProfile.Profile()
+        loop = worker.sender_loop()
+        assert loop is not None, "the SMTP transport without TLS sends from an event loop"
+        loop.run(_enable(profiler))
         report = drain(worker)
-        seconds = time.perf_counter() - started
+        loop.run(_disable(profiler))
         worker.close()
         transport.close()
         assert report.sent == count, report
-        stats = None
-        if profiles:
-            for item in profiles:
-                item.disable()
-            stats = pstats.Stats(*profiles)
-        return count / seconds, stats
+        return pstats.Stats(profiler)
 
 
-_profile_lock = threading.Lock()
-
-
-def _start_profile(profiles: list[cProfile.Profile]) -> None:
-    profiler = cProfile.Profile()
-    with _profile_lock:
-        profiles.append(profiler)
+async def _enable(profiler: cProfile.Profile) -> None:
     profiler.enable()
+
+
+async def _disable(profiler: cProfile.Profile) -> None:
+    profiler.disable()
 
 
 def smtplib_rate(url: str, count: int) -> float:
@@ -120,7 +109,7 @@ def smtp_source_rate(url: str, count: int, sessions: int) -> float | None:
 
 
 def breakdown(stats: pstats.Stats) -> dict[str, float]:
-    """Share of the sender threads' time in MIME, SMTP I/O, the ledger and the rest."""
+    """Share of the send loop's time in MIME, SMTP I/O, the ledger and the rest."""
     functions = stats.stats  # type: ignore[attr-defined]
     total = sum(tt for (_, _, tt, _, _) in functions.values())
 
@@ -131,12 +120,12 @@ def breakdown(stats: pstats.Stats) -> dict[str, float]:
 
     parts = {
         "MIME (render)": cumulative("mailspool/mime.py", "render"),
-        "SMTP I/O (send)": cumulative("transports/smtp_pipeline.py", "sendmail"),
+        "SMTP I/O (send)": cumulative("transports/smtp_async.py", "_transact"),
         "ledger (record)": cumulative("mailspool/spool/ledger.py", "record"),
-        "decode e-mail": cumulative("mailspool/spool/batch.py", "message"),
-        "rate limit": cumulative("mailspool/delivery/ratelimit.py", "acquire"),
+        "decode e-mail": cumulative("mailspool/delivery/guards.py", "read"),
+        "rate limit": cumulative("mailspool/delivery/ratelimit.py", "acquire_async"),
     }
-    busy = cumulative("mailspool/delivery/attempt.py", "attempt") or total
+    busy = cumulative("mailspool/delivery/attempt.py", "attempt_async") or total
     parts["other"] = max(busy - sum(parts.values()), 0.0)
     return {name: value / busy for name, value in parts.items()}
 
@@ -234,8 +223,9 @@ def throughput(results: dict[str, float]) -> None:
         print(f"delivery of {COUNT} queued ~2 KB e-mails to {sink} on 127.0.0.1")
         loop = smtplib_rate(url, COUNT)
         rate, run = cli_rate(url, COUNT)
+        threads, threads_run = cli_rate(f"{url}?event_loop=false", COUNT)
         source = smtp_source_rate(url, COUNT, DEFAULT_CONCURRENCY)
-        results |= {"smtplib_loop_per_s": loop, "cli_per_s": rate}
+        results |= {"smtplib_loop_per_s": loop, "cli_per_s": rate, "cli_threads_per_s": threads}
         print(f"  plain smtplib loop, 1 connection, EmailMessage per message: {loop:8.0f} msg/s")
         print(
             f"  mailspool worker --drain (CLI defaults, whole process):      {rate:8.0f} msg/s "
@@ -244,6 +234,15 @@ def throughput(results: dict[str, float]) -> None:
         print(
             f"    {run.seconds:.2f} s wall, CPU {run.user:.2f} s user + {run.system:.2f} s system "
             f"= {(run.user + run.system) / COUNT * 1e6:.0f} us per e-mail"
+        )
+        print(
+            f"  the same with ?event_loop=false (sender threads):           {threads:8.0f} msg/s "
+            f"({threads / loop:.2f}x the loop; the event loop sends {rate / threads:.2f}x as fast)"
+        )
+        print(
+            f"    {threads_run.seconds:.2f} s wall, CPU {threads_run.user:.2f} s user + "
+            f"{threads_run.system:.2f} s system "
+            f"= {(threads_run.user + threads_run.system) / COUNT * 1e6:.0f} us per e-mail"
         )
         if source is not None:
             results["smtp_source_per_s"] = source
@@ -259,13 +258,12 @@ def throughput(results: dict[str, float]) -> None:
             print(f"    {listed}")
 
 
-def thread_profile() -> None:
+def loop_profile() -> None:
     with fast_sink() as (url, _):
-        _, stats = worker_rate(url, 2000, DEFAULT_CONCURRENCY, profile=True)
-    if stats is not None:
-        print("  where the sender threads' time goes (in-process run of 2000 under cProfile):")
-        for name, share in breakdown(stats).items():
-            print(f"    {name:<18} {share:6.1%}")
+        stats = profiled_drain(url, 2000)
+    print("  where the send loop's time goes (in-process drain of 2000 under cProfile):")
+    for name, share in breakdown(stats).items():
+        print(f"    {name:<18} {share:6.1%}")
 
 
 def far_server(results: dict[str, float], count: int = 1000) -> None:
@@ -294,7 +292,7 @@ def far_server(results: dict[str, float], count: int = 1000) -> None:
 def main() -> dict[str, float]:
     results: dict[str, float] = {}
     throughput(results)
-    thread_profile()
+    loop_profile()
     far_server(results)
     results |= print_cli_rates()
     delays = first_send_delay()

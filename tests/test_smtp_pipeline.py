@@ -1,4 +1,5 @@
-"""SMTP PIPELINING (RFC 2920): the same outcomes as without it, in two round trips.
+"""SMTP PIPELINING (RFC 2920): the same outcomes as without it, in two round trips,
+from the transport's threads (``send``) and from its event loop (``async_sender``).
 
 (The transport contract runs against both kinds of server in test_transport_smtp.py.)
 
@@ -9,15 +10,20 @@ aiosmtpd cannot produce (see its docstring).
 
 from __future__ import annotations
 
+import smtplib
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailspool.errors import DeliveryError, PermanentError, TransientError
-from mailspool.transports.smtp import SMTPTransport
+from mailspool.transports.smtp_pipeline import PLAIN_ADDRESS, quote_address
+from tests.fixtures.smtp_senders import sending
 from tests.fixtures.smtp_server import SMTPSink, running_smtp_server
+from tests.strategies import addresses
 from tests.transport_contract import simple_message
 
 RECIPIENTS = ["a@example.com", "b@example.com", "c@example.com"]
@@ -29,43 +35,45 @@ def server(request: pytest.FixtureRequest) -> Iterator[SMTPSink]:
         yield sink
 
 
-def reads_for_one_send(url: str, server: SMTPSink) -> int:
+def reads_for_one_send(url: str, server: SMTPSink, how: str) -> int:
     """Round trips of one 3-recipient send on an open connection (EHLO excluded)."""
-    with SMTPTransport.from_url(url) as transport:
-        transport.send(simple_message("warm-up"))
+    with sending(url, how) as send:
+        send(simple_message("warm-up"))
         before = server.reads
-        transport.send(simple_message("measured", to=RECIPIENTS))
+        send(simple_message("measured", to=RECIPIENTS))
         return server.reads - before
 
 
-def test_pipelining_sends_the_envelope_in_one_round_trip(smtp_pipelining_server: SMTPSink) -> None:
-    assert reads_for_one_send(smtp_pipelining_server.url, smtp_pipelining_server) == 2
+def test_pipelining_sends_the_envelope_in_one_round_trip(
+    smtp_pipelining_server: SMTPSink, how: str
+) -> None:
+    assert reads_for_one_send(smtp_pipelining_server.url, smtp_pipelining_server, how) == 2
     assert smtp_pipelining_server.envelopes[-1].rcpt_tos == tuple(RECIPIENTS)
 
 
-def test_without_pipelining_each_command_is_a_round_trip(smtp_server: SMTPSink) -> None:
-    assert reads_for_one_send(smtp_server.url, smtp_server) == 3 + len(RECIPIENTS)
+def test_without_pipelining_each_command_is_a_round_trip(smtp_server: SMTPSink, how: str) -> None:
+    assert reads_for_one_send(smtp_server.url, smtp_server, how) == 3 + len(RECIPIENTS)
 
 
-def test_pipelining_can_be_turned_off(smtp_pipelining_server: SMTPSink) -> None:
+def test_pipelining_can_be_turned_off(smtp_pipelining_server: SMTPSink, how: str) -> None:
     url = smtp_pipelining_server.url_with(pipelining="false")
-    assert reads_for_one_send(url, smtp_pipelining_server) == 3 + len(RECIPIENTS)
+    assert reads_for_one_send(url, smtp_pipelining_server, how) == 3 + len(RECIPIENTS)
 
 
-def outcome(server: SMTPSink) -> tuple[str, str]:
+def outcome(server: SMTPSink, how: str = "threads") -> tuple[str, str]:
     """What the transport made of one 3-recipient send: the refused map, or the error."""
-    with SMTPTransport.from_url(server.url) as transport:
+    with sending(server.url, how) as send:
         try:
-            receipt = transport.send(simple_message("x", to=RECIPIENTS), message_id="<m@test>")
+            receipt = send(simple_message("x", to=RECIPIENTS), message_id="<m@test>")
         except DeliveryError as err:
             return type(err).__name__, str(err).replace(f":{server.port} ", ":PORT ")
         return "sent", repr(sorted(receipt.refused.items()))
 
 
-def test_refused_recipients_are_reported_as_without_pipelining(server: SMTPSink) -> None:
+def test_refused_recipients_are_reported_as_without_pipelining(server: SMTPSink, how: str) -> None:
     server.refuse_recipient("b@example.com")
     server.refuse_recipient("c@example.com", "450 4.2.1 mailbox busy")
-    assert outcome(server) == (
+    assert outcome(server, how) == (
         "sent",
         repr(
             [
@@ -89,19 +97,19 @@ def test_refused_recipients_are_reported_as_without_pipelining(server: SMTPSink)
     ids=["all-5xx", "some-4xx"],
 )
 def test_every_recipient_refused_is_one_error(
-    server: SMTPSink, answers: list[str], error: type[DeliveryError]
+    server: SMTPSink, answers: list[str], error: type[DeliveryError], how: str
 ) -> None:
     for address, answer in zip(RECIPIENTS, answers, strict=True):
         server.refuse_recipient(address, answer)
-    kind, text = outcome(server)
+    kind, text = outcome(server, how)
     assert kind == error.__name__
     assert "refused every recipient: a@example.com: " + answers[0] in text
     assert server.attempts == []  # no content was sent
 
 
-def test_a_4xx_after_pipelined_recipients_is_transient(server: SMTPSink) -> None:
+def test_a_4xx_after_pipelined_recipients_is_transient(server: SMTPSink, how: str) -> None:
     server.defer_first_attempt()
-    kind, text = outcome(server)
+    kind, text = outcome(server, how)
     assert (kind, text.rpartition(": ")[2]) == (
         "TransientError",
         "451 4.3.0 Temporary failure, please try again later",
@@ -109,17 +117,17 @@ def test_a_4xx_after_pipelined_recipients_is_transient(server: SMTPSink) -> None
     assert server.deferred == ["<m@test>"]
 
 
-def test_outcomes_match_with_and_without_pipelining() -> None:
+def test_outcomes_match_with_and_without_pipelining_threads_or_loop() -> None:
     results = []
     for pipelining in (False, True):
-        with running_smtp_server(pipelining=pipelining) as sink:
-            sink.refuse_recipient("a@example.com", "452 4.5.3 too many recipients")
-            sink.defer_first_attempt()
-            results.append([outcome(sink), outcome(sink)])
-    plain, pipelined = results
-    assert pipelined == plain
-    assert plain[0][0] == "TransientError"
-    assert plain[1][0] == "sent"
+        for way in ("threads", "event-loop"):
+            with running_smtp_server(pipelining=pipelining) as sink:
+                sink.refuse_recipient("a@example.com", "452 4.5.3 too many recipients")
+                sink.defer_first_attempt()
+                results.append([outcome(sink, way), outcome(sink, way)])
+    assert all(result == results[0] for result in results)
+    assert results[0][0][0] == "TransientError"
+    assert results[0][1][0] == "sent"
 
 
 class _AcceptsDataAnyway(threading.Thread):
@@ -161,14 +169,19 @@ class _AcceptsDataAnyway(threading.Thread):
         return replies.get(command, b"")
 
 
-def test_data_accepted_after_every_recipient_refused_ends_with_a_lone_dot() -> None:
+def test_data_accepted_after_every_recipient_refused_ends_with_a_lone_dot(how: str) -> None:
     server = _AcceptsDataAnyway()
     server.start()
     with (
-        SMTPTransport.from_url(f"smtp://127.0.0.1:{server.port}") as transport,
+        sending(f"smtp://127.0.0.1:{server.port}", how) as send,
         pytest.raises(PermanentError, match="refused every recipient"),
     ):
-        transport.send(simple_message("never sent"))
+        send(simple_message("never sent"))
     server.join(timeout=10)
     commands = [line.split(b" ")[0].strip().upper() for line in server.received]
     assert commands == [b"EHLO", b"MAIL", b"RCPT", b"DATA", b".", b"RSET", b"QUIT"]
+
+
+@given(st.from_regex(PLAIN_ADDRESS, fullmatch=True) | addresses())
+def test_an_address_is_quoted_as_smtplib_quotes_it(address: str) -> None:
+    assert quote_address(address) == smtplib.quoteaddr(address)

@@ -5,6 +5,7 @@ continuation near the deadline, and move it to ``done/`` when nothing is left.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import logging
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from mailspool.delivery.attempt import Attempt, EmailSender, SendOutcome, SendRules
 from mailspool.delivery.bulk import BulkPlan, BulkSender
+from mailspool.delivery.event_loop import SenderLoop
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost, ObjectRefused
 from mailspool.spool import batch as batch_format
@@ -41,12 +43,14 @@ Deadline = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class DeliveryContext:
-    """What a batch run needs from its worker."""
+    """What a batch run needs from its worker: the sender threads, or the transport's
+    event loop when it has one (``loop``)."""
 
     store: Store
     senders: Executor
     options: WorkerOptions
     rules: SendRules
+    loop: SenderLoop | None = None
 
 
 def backoff(options: WorkerOptions, attempt: int) -> float:
@@ -130,7 +134,9 @@ class BatchRun:
         ledger = self._ledger()
         self._plan = BulkPlan.of(self._context, batch, todo)
         try:
-            halt = self._send(EmailSender(self._context.rules, self._store, batch, ledger), todo)
+            halt = self._send_all(
+                EmailSender(self._context.rules, self._store, batch, ledger), todo
+            )
         except BaseException:
             with contextlib.suppress(Exception):  # keep the first error; record what was sent
                 self._await_in_flight()
@@ -159,6 +165,7 @@ class BatchRun:
             window=window,
             interval=commit_ms / 1000,
             clock=self._options.clock,
+            background=self._context.loop is not None,  # the loop must not wait for a write
         )
 
     def _conclude(self, halt: _Halt) -> BatchStatus:
@@ -221,9 +228,64 @@ class BatchRun:
 
     # -- the send loop ------------------------------------------------------------------
 
-    def _send(self, sender: EmailSender, todo: list[int]) -> _Halt:
-        """Keep up to ``concurrency`` e-mails in flight until none is left or a halt."""
+    def _send_all(self, sender: EmailSender, todo: list[int]) -> _Halt:
+        """Keep up to ``concurrency`` e-mails in flight until none is left or a halt:
+        as coroutines on the transport's loop when it has one, else in sender threads."""
         self._pending = list(reversed(self._plan.order(todo)))
+        loop = self._context.loop
+        if loop is None:
+            return self._send(sender)
+        return loop.run(self._send_async(sender, loop))
+
+    async def _send_async(self, sender: EmailSender, loop: SenderLoop) -> _Halt:
+        halt = _Halt.NONE
+        tasks: set[asyncio.Task[Attempt]] = set()
+        try:
+            while self._pending or self._retries or tasks:
+                if halt is _Halt.NONE:
+                    halt = self._halt_reason()
+                if halt is _Halt.NONE:
+                    for index, attempt in self._take_ready(len(tasks)):
+                        coroutine = sender.attempt_async(index, attempt, loop.sender)
+                        tasks.add(asyncio.ensure_future(coroutine))
+                elif not tasks:
+                    break
+                done, tasks = await _first_done(tasks, self._wait_time(halt is not _Halt.NONE))
+                self._renew_lease()
+                self._settle_done(done)
+        except BaseException:
+            # As ``_await_in_flight``: the e-mails in flight may have been sent; record them.
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Attempt):
+                    self._settle_one(result)
+            raise
+        return halt
+
+    def _take_ready(self, in_flight: int) -> list[tuple[int, int]]:
+        """(index, attempt) of the e-mails to start now on the loop, retries that are
+        due first, so that at most ``concurrency`` are in flight."""
+        now = time.monotonic()
+        ready: list[tuple[int, int]] = []
+        while in_flight + len(ready) < self._options.concurrency:
+            if self._retries and self._retries[0].due <= now:
+                retry = heapq.heappop(self._retries)
+                ready.append((retry.index, retry.attempt))
+            elif self._pending:
+                ready.extend((index, 1) for index in self._plan.take(self._pending))
+            else:
+                break
+        return ready
+
+    def _settle_done(self, done: set[asyncio.Task[Attempt]]) -> None:
+        """Settle every attempt of ``done``; then raise the first error one raised."""
+        errors = [task.exception() for task in done if task.exception() is not None]
+        for task in done:
+            if task.exception() is None:
+                self._settle_one(task.result())
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+
+    def _send(self, sender: EmailSender) -> _Halt:
         halt = _Halt.NONE
         while self._pending or self._retries or self._in_flight:
             if halt is _Halt.NONE:
@@ -330,3 +392,13 @@ class BatchRun:
             log.error("lost the claim on %s: another worker took it over", self._report.key)
             self._trouble = BatchStatus.LOST
         self._renew_at = time.monotonic() + self._options.lease_ttl / 3
+
+
+async def _first_done(
+    tasks: set[asyncio.Task[Attempt]], timeout: float
+) -> tuple[set[asyncio.Task[Attempt]], set[asyncio.Task[Attempt]]]:
+    """(done, still running) once one task is done or ``timeout`` has passed."""
+    if not tasks:
+        await asyncio.sleep(timeout)
+        return set(), tasks
+    return await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -10,6 +10,7 @@ e-mail larger than the whole capacity still goes, alone.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 __all__ = ["BytesInFlight"]
@@ -34,6 +35,22 @@ class BytesInFlight:
                 self._changed.wait(0.1)
             self._used += amount
         return amount
+
+    async def acquire_async(self, amount: int, stopping: threading.Event) -> int | None:
+        """``acquire`` for a coroutine: the event loop goes on while it waits."""
+        amount = min(amount, self.capacity)
+        while not self._take(amount):
+            if stopping.is_set():
+                return None
+            await asyncio.sleep(0.01)
+        return amount
+
+    def _take(self, amount: int) -> bool:
+        with self._changed:
+            if self._used and self._used + amount > self.capacity:
+                return False
+            self._used += amount
+            return True
 
     def release(self, amount: int) -> None:
         with self._changed:

@@ -9,6 +9,7 @@ refill thread, and a message larger than the rate simply waits its turn.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -36,14 +37,27 @@ class RateLimiter:
 
     def acquire(self, units: int = 1) -> bool:
         """Wait for the turn of ``units``; False if the worker is stopping meanwhile."""
+        delay = self._reserve(units)
+        if delay > 0:
+            return not self._stop.wait(delay)
+        return not self._stop.is_set()
+
+    async def acquire_async(self, units: int = 1) -> bool:
+        """``acquire`` for a coroutine: the event loop goes on while it waits."""
+        delay = self._reserve(units)
+        while delay > 0 and not self._stop.is_set():
+            step = min(delay, 0.1)  # look at the stop signal at least every 0.1 s
+            await asyncio.sleep(step)
+            delay -= step
+        return not self._stop.is_set()
+
+    def _reserve(self, units: int) -> float:
+        """Take the next turn for ``units``: the seconds until it starts."""
         if self.rate is None:
-            return not self._stop.is_set()
+            return 0.0
         with self._lock:
             now = self._clock()
             earliest = now - self._burst / self.rate
             start = max(self._next, earliest)
             self._next = start + units / self.rate
-        delay = start - now
-        if delay > 0:
-            return not self._stop.wait(delay)
-        return not self._stop.is_set()
+        return start - now

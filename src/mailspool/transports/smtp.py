@@ -4,7 +4,7 @@ URL::
 
     smtp://[user:password@]host[:port][?starttls=auto|always|never&timeout=SECONDS
         &verify=true|false&cafile=PATH&max_connections=N&local_hostname=NAME
-        &pipelining=true|false]
+        &pipelining=true|false&event_loop=true|false]
 
 ``smtps://`` is TLS from the first byte (port 465); ``smtp://`` (port 25) upgrades with
 STARTTLS when the server offers it (``starttls=auto``), insists on it (``always``) or
@@ -13,6 +13,8 @@ transport logs in after TLS. ``verify=false`` accepts any certificate (self-sign
 servers only); ``cafile`` trusts one more CA. ``timeout`` (30 s) bounds every socket
 operation. ``pipelining`` (true) sends MAIL FROM, every RCPT TO and DATA in one
 round trip when the server advertises PIPELINING (RFC 2920, ``smtp_pipeline``).
+``event_loop`` (true) lets a worker drive the connections from one event loop instead of
+a thread each (``smtp_async``; connections without TLS only); false keeps the threads.
 
 Why a pool: opening a connection costs several round trips (greeting, EHLO, TLS, AUTH)
 before the first message; paying them for every e-mail is the article's third cause of
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
 import threading
 from dataclasses import replace
@@ -58,7 +61,8 @@ from mailspool.transports._common import (
     split_url,
 )
 from mailspool.transports.base import Receipt, Transport
-from mailspool.transports.smtp_pipeline import PipeliningSMTP
+from mailspool.transports.smtp_async import AsyncSMTPSender
+from mailspool.transports.smtp_pipeline import PipeliningSMTP, dropped_before_data
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -73,6 +77,7 @@ _URL_PARAMETERS = frozenset(
         "local_hostname",
         "max_connections",
         "pipelining",
+        "event_loop",
         "starttls",
         "timeout",
         "verify",
@@ -118,6 +123,7 @@ class SMTPTransport(Transport):
         local_hostname: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         pipelining: bool = True,
+        event_loop: bool = True,
     ) -> None:
         """Keyword form of the URL; ``ssl_context`` replaces ``verify`` and ``cafile``."""
         _check_settings(host, username, password, implicit_tls, starttls)
@@ -135,6 +141,7 @@ class SMTPTransport(Transport):
         self.max_connections = max_connections
         self.local_hostname = local_hostname
         self.pipelining = pipelining
+        self.event_loop = event_loop
         self._ssl_context = ssl_context or _ssl_context(verify, cafile)
         scheme = "smtps" if implicit_tls else "smtp"
         user = f"{quote(username, safe='')}@" if username else ""
@@ -144,6 +151,7 @@ class SMTPTransport(Transport):
         self._idle: list[_Connection] = []
         self._slots = threading.BoundedSemaphore(max_connections)
         self._generation = 0
+        self._plain: bool | None = None  # connections without TLS (known once one is open)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SMTPTransport:
@@ -164,6 +172,32 @@ class SMTPTransport(Transport):
             outgoing, refused = self._deliver(envelope)
         answers = {address: _answer(code, text) for address, (code, text) in refused.items()}
         return Receipt(outgoing.message_id, refused={**envelope.unsendable, **answers})
+
+    def async_sender(self) -> AsyncSMTPSender | None:
+        """The same pool of connections driven from one event loop (``smtp_async``), or
+        None when this server's connections are TLS, which only the threads can use.
+        Finding out opens one connection (kept in the pool); None too if that fails."""
+        if not self.event_loop or self.implicit_tls or self.starttls == "always":
+            return None
+        if self._plain is None:
+            try:
+                connection, _ = self._borrow()
+            except DeliveryError:
+                return None  # the threads meet the same error and report it as usual
+            self._plain = not isinstance(connection.sock, ssl.SSLSocket)
+            self._give_back(connection)
+        if not self._plain:
+            return None
+        return AsyncSMTPSender(
+            open_socket=self._hand_over,
+            envelope=_Envelope,
+            where=self._where,
+            check_size=self._check_advertised_size,
+            translate=self._translate,
+            answer=_answer,
+            max_connections=self.max_connections,
+            timeout=self.timeout,
+        )
 
     def close(self) -> None:
         """QUIT every idle connection; connections in use are closed when their send ends.
@@ -192,7 +226,7 @@ class SMTPTransport(Transport):
                 raise
             except BaseException as err:
                 self._discard(connection)
-                if reused and _dropped_before_data(connection, err):
+                if reused and dropped_before_data(connection.data_started, err):
                     log.info("%s closed an idle connection (%s); reconnecting", self._where, err)
                     connection, reused = self._open(), False
                     continue
@@ -203,10 +237,13 @@ class SMTPTransport(Transport):
             return outgoing, refused
 
     def _check_size(self, connection: _Connection, size: int) -> None:
+        connection.ehlo_or_helo_if_needed()
+        self._check_advertised_size(connection.esmtp_features, size)
+
+    def _check_advertised_size(self, features: dict[str, str], size: int) -> None:
         """Refuse, before sending anything, a message larger than the SIZE the server
         advertises in its EHLO answer (RFC 1870)."""
-        connection.ehlo_or_helo_if_needed()
-        advertised = connection.esmtp_features.get("size", "").strip()
+        advertised = features.get("size", "").strip()
         if advertised.isdigit() and 0 < int(advertised) < size:
             raise PermanentError(
                 f"the message is {size} bytes, more than the SIZE {advertised} that "
@@ -232,6 +269,26 @@ class SMTPTransport(Transport):
         connection.close()
 
     # -- opening a connection ----------------------------------------------------------
+
+    def _hand_over(self) -> tuple[socket.socket, dict[str, str], bool]:
+        """A connection (from the pool, else new) for the event loop: its socket, EHLO
+        features and whether it may pipeline; smtplib lets go of the socket."""
+        connection, _ = self._borrow()
+        try:
+            connection.ehlo_or_helo_if_needed()
+        except Exception as err:
+            self._discard(connection)
+            raise self._translate(err, data_started=False) from err
+        sock = connection.sock
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            self._give_back(connection)
+            raise TransientError(f"{self._where} now asks for TLS: the sender threads take over")
+        pipelining = connection.pipelining and connection.does_esmtp
+        features = dict(connection.esmtp_features)
+        if connection.file is not None:
+            connection.file.close()  # empty: the server says nothing unasked
+        connection.sock = connection.file = None
+        return sock, features, pipelining and "pipelining" in features
 
     def _open(self) -> _Connection:
         """A connected, secured and logged-in connection; errors already translated."""
@@ -304,15 +361,6 @@ class SMTPTransport(Transport):
         if isinstance(err, smtplib.SMTPException):  # not supported, no common AUTH method
             return PermanentError(f"{self._where} cannot be used as configured: {err}")
         return _network_error(self._where, err, self.timeout)
-
-
-def _dropped_before_data(connection: _Connection, err: BaseException) -> bool:
-    """True when an idle connection turned out dead before DATA: safe to resend."""
-    if connection.data_started:
-        return False
-    if isinstance(err, smtplib.SMTPResponseException):
-        return err.smtp_code == 421  # "closing the connection", e.g. after an idle timeout
-    return isinstance(err, smtplib.SMTPServerDisconnected | ConnectionError)
 
 
 def _answer(code: int, text: bytes | str) -> str:
@@ -481,7 +529,7 @@ def _typed_parameters(query: dict[str, str]) -> dict[str, Any]:
                 typed[name] = kind(query[name])
             except ValueError as err:
                 raise ConfigurationError(f"{name} must be a number, not {query[name]!r}") from err
-    for name in ("verify", "pipelining"):
+    for name in ("verify", "pipelining", "event_loop"):
         if name in query:
             typed[name] = parse_bool(name, query[name])
     return typed

@@ -16,18 +16,26 @@ accepted it anyway (354), an empty message (a lone dot) ends the transaction.
 
 from __future__ import annotations
 
+import re
 import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["PipeliningSMTP"]
+__all__ = [
+    "Answers",
+    "PipeliningSMTP",
+    "content_lines",
+    "dropped_before_data",
+    "envelope_group",
+    "judge_envelope",
+]
 
 _OK = frozenset({250, 251})
 _CRLF = b"\r\n"
 
 
 @dataclass(frozen=True, slots=True)
-class _Answers:
+class Answers:
     """The answers to one pipelined group: MAIL FROM, each RCPT TO, then DATA."""
 
     mail: tuple[int, bytes]
@@ -58,11 +66,11 @@ class PipeliningSMTP(smtplib.SMTP):
         options = [*mail_options]
         if self.has_extn("size"):
             options.insert(0, f"size={len(msg)}")
-        self.send(_group(from_addr, options, to_addrs, rcpt_options))
+        self.send(envelope_group(from_addr, options, to_addrs, rcpt_options))
         answers = self._read_answers(len(to_addrs))
         refused = self._judge_envelope(from_addr, to_addrs, answers)
         self.begin_data()
-        self.send(_content(msg))
+        self.send(content_lines(msg))
         code, text = self.getreply()
         if code != 250:
             self._end_transaction(code)
@@ -72,34 +80,30 @@ class PipeliningSMTP(smtplib.SMTP):
     def begin_data(self) -> None:
         """Called when the server said 354 and the content is about to be sent."""
 
-    def _read_answers(self, recipients: int) -> _Answers:
+    def _read_answers(self, recipients: int) -> Answers:
         mail = self.getreply()
         rcpt = tuple(self.getreply() for _ in range(recipients))
-        return _Answers(mail, rcpt, self.getreply())
+        return Answers(mail, rcpt, self.getreply())
 
     def _judge_envelope(
-        self, from_addr: str, to_addrs: Sequence[str], answers: _Answers
+        self, from_addr: str, to_addrs: Sequence[str], answers: Answers
     ) -> dict[str, tuple[int, bytes]]:
-        """The recipients refused; raises as ``smtplib.sendmail`` would for the rest."""
-        code, text = answers.mail
-        if code != 250:
-            self._abandon(answers.data[0], code)
-            raise smtplib.SMTPSenderRefused(code, text, from_addr)
-        refused: dict[str, tuple[int, bytes]] = {}
-        for address, (code, text) in zip(to_addrs, answers.rcpt, strict=True):
-            if code not in _OK:
-                refused[address] = (code, text)
-            if code == 421:
+        """The recipients refused; leaves the transaction as RFC 2920 asks and raises as
+        ``smtplib.sendmail`` would for the rest."""
+        try:
+            return judge_envelope(from_addr, to_addrs, answers)
+        except smtplib.SMTPSenderRefused as err:
+            self._abandon(answers.data[0], err.smtp_code)
+            raise
+        except smtplib.SMTPRecipientsRefused as err:
+            if any(code == 421 for code, _ in err.recipients.values()):
                 self.close()
-                raise smtplib.SMTPRecipientsRefused(refused)
-        if len(refused) == len(to_addrs):
-            self._abandon(answers.data[0], 250)
-            raise smtplib.SMTPRecipientsRefused(refused)
-        code, text = answers.data
-        if code != 354:
-            self._end_transaction(code)
-            raise smtplib.SMTPDataError(code, text)
-        return refused
+            else:
+                self._abandon(answers.data[0], 250)
+            raise
+        except smtplib.SMTPDataError as err:
+            self._end_transaction(err.smtp_code)
+            raise
 
     def _abandon(self, data_code: int, code: int) -> None:
         """Leave a transaction that must not carry the message (RFC 2920, 3.1)."""
@@ -117,14 +121,37 @@ class PipeliningSMTP(smtplib.SMTP):
             self._rset()  # type: ignore[attr-defined]
 
 
-def _group(
+def judge_envelope(
+    from_addr: str, to_addrs: Sequence[str], answers: Answers
+) -> dict[str, tuple[int, bytes]]:
+    """The recipients refused while others were accepted; raises what ``smtplib.sendmail``
+    raises: ``SMTPSenderRefused``, ``SMTPRecipientsRefused`` (every recipient refused,
+    or a 421 that closes the session), ``SMTPDataError`` (DATA not answered 354)."""
+    code, text = answers.mail
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, text, from_addr)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for address, (code, text) in zip(to_addrs, answers.rcpt, strict=True):
+        if code not in _OK:
+            refused[address] = (code, text)
+        if code == 421:
+            raise smtplib.SMTPRecipientsRefused(refused)
+    if len(refused) == len(to_addrs):
+        raise smtplib.SMTPRecipientsRefused(refused)
+    code, text = answers.data
+    if code != 354:
+        raise smtplib.SMTPDataError(code, text)
+    return refused
+
+
+def envelope_group(
     sender: str, options: Sequence[str], recipients: Sequence[str], rcpt_options: Sequence[str]
 ) -> bytes:
     """MAIL FROM, each RCPT TO and DATA as one write."""
     mail_tail = "".join(f" {option}" for option in options)
     rcpt_tail = "".join(f" {option}" for option in rcpt_options)
-    lines = [f"mail FROM:{smtplib.quoteaddr(sender)}{mail_tail}"]
-    lines.extend(f"rcpt TO:{smtplib.quoteaddr(address)}{rcpt_tail}" for address in recipients)
+    lines = [f"mail FROM:{quote_address(sender)}{mail_tail}"]
+    lines.extend(f"rcpt TO:{quote_address(address)}{rcpt_tail}" for address in recipients)
     lines.append("data")
     for line in lines:
         if "\r" in line or "\n" in line:
@@ -133,9 +160,30 @@ def _group(
     return ("\r\n".join(lines) + "\r\n").encode("utf-8" if utf8 else "ascii")
 
 
-def _content(msg: bytes) -> bytes:
+#: An address that is a dot-atom at a domain: its own addr-spec, nothing to parse.
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+
+
+def quote_address(address: str) -> str:
+    """``smtplib.quoteaddr(address)``, which parses the address with ``email.utils``
+    (a fifth of a pipelined send's time); a plain address is its own answer."""
+    if PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
+def content_lines(msg: bytes) -> bytes:
     """The message with leading dots doubled and the end-of-data line, as smtplib sends it."""
     quoted: bytes = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
     if not quoted.endswith(_CRLF):
         quoted += _CRLF
     return quoted + b"." + _CRLF
+
+
+def dropped_before_data(data_started: bool, err: BaseException) -> bool:
+    """True when an idle connection turned out dead before DATA: safe to resend."""
+    if data_started:
+        return False
+    if isinstance(err, smtplib.SMTPResponseException):
+        return err.smtp_code == 421  # "closing the connection", e.g. after an idle timeout
+    return isinstance(err, smtplib.SMTPServerDisconnected | ConnectionError)
