@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import collections
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mailspool
 from mailspool.config import Settings
@@ -17,7 +20,7 @@ from mailspool.delivery.report import BatchReport
 from mailspool.errors import MailspoolError
 from mailspool.spool import layout
 from mailspool.stores.file import FileStore
-from mailspool.triggers.local import DrainReport
+from mailspool.triggers.local import DrainReport, fair_part
 from tests.fixtures.smtp_server import SMTPSink
 
 
@@ -106,3 +109,13 @@ def test_with_more_processes_than_cpus_none_is_pinned() -> None:
     assert report is not None
     everywhere = ",".join(map(str, cpus))
     assert [b.batch_id for b in report.batches] == [everywhere] * (len(cpus) + 1)
+
+
+@given(st.lists(st.text(min_size=1), unique=True, max_size=40), st.integers(1, 6))
+def test_each_look_takes_a_fair_part_and_together_the_parts_take_every_batch(
+    keys: list[str], count: int
+) -> None:
+    parts = [fair_part(keys, index, count) for index in range(count)]
+    assert {key for part in parts for key in part} == set(keys)
+    assert all(len(part) == math.ceil(len(keys) / count) for part in parts)
+    assert fair_part(keys, 0, 1) == keys
