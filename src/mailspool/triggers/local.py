@@ -153,6 +153,16 @@ def fair_part(keys: list[str], index: int, count: int) -> list[str]:
     return (keys[start:] + keys[:start])[: math.ceil(len(keys) / count)]
 
 
+def _listed(store: Store) -> list[str]:
+    """The pending batches; none while the store cannot be listed (logged: the worker
+    keeps trying)."""
+    try:
+        return pending_batches(store)
+    except Exception as err:
+        log.error("cannot list %s: %s", store, err)
+        return []
+
+
 def _outcome(key: str, future: Future[BatchReport]) -> BatchReport:
     """The batch's report; a run that raised becomes an ``error`` report, logged, so one
     failing batch never hides the others' outcomes."""
@@ -213,11 +223,7 @@ def run_forever(
                 next_due is not None and time.time() >= next_due
             ):
                 next_due, promoted_at = promote(worker.store), time.monotonic()
-            try:
-                keys = [] if time.monotonic() < paused_until else pending_batches(worker.store)
-            except Exception as err:  # the store is down: keep trying, say so
-                log.error("cannot list %s: %s", worker.store, err)
-                keys = []
+            keys = [] if time.monotonic() < paused_until else _listed(worker.store)
             for key in keys:
                 with lock:
                     if key in running or len(running) >= width:
