@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -137,6 +137,42 @@ def _blob_digests(emails: list[Any]) -> list[str]:
     ]
 
 
+# -- records whose JSON fields are their attributes ----------------------------------------
+
+
+class _Field(NamedTuple):
+    """One JSON field of a record: its name on disk, the record's attribute, its JSON
+    type, and whether it may be null."""
+
+    name: str
+    attribute: str
+    kind: type[Any]
+    optional: bool
+
+
+def _field(name: str, kind: type[Any], *, optional: bool = False) -> _Field:
+    """A field whose attribute is its JSON name in snake_case (``failedAt``: ``failed_at``)."""
+    attribute = _CAMEL_HUMP.sub(lambda hump: f"_{hump.group().lower()}", name)
+    return _Field(name, attribute, kind, optional)
+
+
+_CAMEL_HUMP = re.compile(r"[A-Z]")
+
+
+def _to_json(record: object, table: Sequence[_Field]) -> dict[str, Any]:
+    """The record's JSON object, field by field (mappings as plain dicts for orjson)."""
+    values = ((field.name, getattr(record, field.attribute)) for field in table)
+    return {name: dict(value) if isinstance(value, Mapping) else value for name, value in values}
+
+
+def _decode_fields(fields: _Fields, table: Sequence[_Field]) -> dict[str, Any]:
+    """The record's attributes read from its JSON object; InvalidRecord names the field."""
+    return {
+        field.attribute: fields.get(field.name, field.kind, optional=field.optional)
+        for field in table
+    }
+
+
 # -- idempotency keys ---------------------------------------------------------------------
 
 
@@ -151,24 +187,19 @@ class KeyRecord:
     accepted_at: str
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "key": self.key,
-                "batch": self.batch,
-                "location": self.location,
-                "acceptedAt": self.accepted_at,
-            }
-        )
+        return orjson.dumps(_to_json(self, _KEY_FIELDS))
 
     @classmethod
     def decode(cls, data: bytes, *, source: str) -> KeyRecord:
-        fields = _Fields(json_object(data, source), source)
-        return cls(
-            key=fields.get("key", str),
-            batch=fields.get("batch", str),
-            location=fields.get("location", str),
-            accepted_at=fields.get("acceptedAt", str),
-        )
+        return cls(**_decode_fields(_Fields(json_object(data, source), source), _KEY_FIELDS))
+
+
+_KEY_FIELDS = (
+    _field("key", str),
+    _field("batch", str),
+    _field("location", str),
+    _field("acceptedAt", str),
+)
 
 
 # -- the ledger ---------------------------------------------------------------------------
@@ -291,18 +322,7 @@ class FailedRecord:
         return [a for a in self.email.get("to") or () if isinstance(a, str)]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch,
-            "index": self.index,
-            "reason": self.reason,
-            "attempts": self.attempts,
-            "retryable": self.retryable,
-            "failedAt": self.failed_at,
-            "partial": self.partial,
-            "refused": None if self.refused is None else dict(self.refused),
-            "meta": dict(self.meta),
-            "email": dict(self.email),
-        }
+        return _to_json(self, _FAILED_FIELDS)
 
     def encode(self) -> bytes:
         return orjson.dumps(self.to_json())
@@ -314,18 +334,21 @@ class FailedRecord:
         refused = fields.get("refused", dict, optional=True)
         if refused is not None and not _is_text_map(refused):
             raise InvalidRecord("must map addresses to answers", field="refused", source=source)
-        return cls(
-            batch=fields.get("batch", str),
-            index=fields.get("index", int),
-            reason=fields.get("reason", str),
-            attempts=fields.get("attempts", int),
-            retryable=fields.get("retryable", bool),
-            failed_at=fields.get("failedAt", str),
-            partial=fields.get("partial", bool),
-            refused=refused,
-            meta=fields.get("meta", dict),
-            email=fields.get("email", dict),
-        )
+        return cls(**_decode_fields(fields, _FAILED_FIELDS))
+
+
+_FAILED_FIELDS = (
+    _field("batch", str),
+    _field("index", int),
+    _field("reason", str),
+    _field("attempts", int),
+    _field("retryable", bool),
+    _field("failedAt", str),
+    _field("partial", bool),
+    _field("refused", dict, optional=True),
+    _field("meta", dict),
+    _field("email", dict),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,29 +368,23 @@ class QuarantineError:
         return cls(key, str(err), err.reason, err.field, err.index, timestamp())
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "file": self.file,
-                "error": self.error,
-                "reason": self.reason,
-                "field": self.field,
-                "index": self.index,
-                "quarantinedAt": self.quarantined_at,
-            }
-        )
+        return orjson.dumps(_to_json(self, _QUARANTINE_FIELDS))
 
     @classmethod
     def decode(cls, data: bytes, *, source: str) -> QuarantineError:
         """Read a ``quarantine/*.error.json``; InvalidRecord names the key and the field."""
         fields = _Fields(json_object(data, source), source)
-        return cls(
-            file=fields.get("file", str),
-            error=fields.get("error", str),
-            reason=fields.get("reason", str),
-            field=fields.get("field", str, optional=True),
-            index=fields.get("index", int, optional=True),
-            quarantined_at=fields.get("quarantinedAt", str),
-        )
+        return cls(**_decode_fields(fields, _QUARANTINE_FIELDS))
+
+
+_QUARANTINE_FIELDS = (
+    _field("file", str),
+    _field("error", str),
+    _field("reason", str),
+    _field("field", str, optional=True),
+    _field("index", int, optional=True),
+    _field("quarantinedAt", str),
+)
 
 
 # -- reading hostile JSON -----------------------------------------------------------------
