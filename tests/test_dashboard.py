@@ -13,8 +13,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailspool.message import Message
+from mailspool.ops.quarantine import list_quarantined
 from mailspool.ops.status import collect_status
 from mailspool.spool import layout
+from mailspool.spool.records import QuarantineError
 from mailspool.stores.file import FileStore
 from mailspool.transports import open_transport
 from mailspool.web import Dashboard
@@ -137,6 +139,25 @@ def test_pages_carry_a_strict_policy_and_escape_what_the_store_holds(spool: Path
         assert b"<script" not in response.body, path
     page = dashboard.handle(Request("GET", "/quarantine")).body
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    store.close()
+
+
+def test_the_quarantine_page_lists_what_quarantine_list_lists(spool: Path) -> None:
+    store = FileStore(spool)
+    store.put(layout.quarantine_key("queue/a.json"), b"{broken")
+    error = QuarantineError("queue/a.json", "queue/a.json: not JSON", "not JSON", None, None, "")
+    store.put(layout.quarantine_error_key("queue/a.json"), error.encode())
+    store.put(layout.foreign_quarantine_key("queue/sub/b.txt"), b"stray")
+    files = [item.as_dict() for item in list_quarantined(store)]  # quarantine list --json
+    page = Dashboard(store, public={}).handle(Request("GET", "/quarantine")).body.decode()
+    assert [(f["id"], f["error"]) for f in files] == [
+        ("a", "queue/a.json: not JSON"),
+        ("sub%2Fb.txt", None),
+    ]
+    assert "a.json</a>" in page
+    assert "queue/a.json: not JSON" in page
+    assert "sub%2Fb.txt</a>" in page
+    assert "no error record" in page
     store.close()
 
 

@@ -36,7 +36,7 @@ def quarantine_list(store: str | None, as_json: bool) -> None:
         return
     click.echo("ID\tEMAILS\tBYTES\tERROR")
     for item in files:
-        error = "(no error record)" if item.error is None else item.error.error
+        error = "(no error record)" if item.error is None else item.error
         click.echo(f"{item.id}\t{item.emails}\t{item.size}\t{error}")
 
 
@@ -52,7 +52,7 @@ def quarantine_show(quarantine_id: str, store: str | None, raw: bool) -> None:
         except KeyNotFound:
             raise not_found("quarantined file", quarantine_id, the_store, _LISTING) from None
     if not raw:
-        error = "(no error record)" if item.error is None else item.error.error
+        error = "(no error record)" if item.error is None else item.error
         click.echo(f"id:     {item.id}\nemails: {item.emails}\nerror:  {error}\n")
     click.echo(data.decode("utf-8", errors="replace"))
 

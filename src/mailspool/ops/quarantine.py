@@ -9,12 +9,14 @@ copy); ``delete`` drops it and its error for good.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 
 from mailspool.errors import InvalidRecord, KeyNotFound
 from mailspool.ops.status import email_count
 from mailspool.spool import batch as batch_format
 from mailspool.spool import layout
-from mailspool.spool.records import QuarantineError
+from mailspool.spool.quarantine import quarantined_files
+from mailspool.spool.records import QuarantineError, json_object
 from mailspool.stores.base import Store
 
 __all__ = [
@@ -25,35 +27,38 @@ __all__ = [
     "show_quarantined",
 ]
 
-_ERROR_SUFFIX = ".error.json"
-
 
 @dataclass(frozen=True, slots=True)
 class QuarantinedFile:
-    """One file of ``quarantine/``: its id, size, e-mails (1 if unreadable) and error."""
+    """One file of ``quarantine/``: its id, key, size, e-mails (1 if unreadable), and
+    the error beside it with its time (None where there is none to read)."""
 
     id: str
     key: str
     size: int
     emails: int
-    error: QuarantineError | None
+    error: str | None
+    quarantined_at: str | None
+
+    @property
+    def name(self) -> str:
+        """The file's name in ``quarantine/``."""
+        return self.key.removeprefix(layout.QUARANTINE)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "size": self.size,
             "emails": self.emails,
-            "error": None if self.error is None else self.error.error,
-            "quarantined_at": None if self.error is None else self.error.quarantined_at,
+            "error": self.error,
+            "quarantined_at": self.quarantined_at,
         }
 
 
-def list_quarantined(store: Store) -> list[QuarantinedFile]:
-    return [
-        _describe(store, info.key, info.size)
-        for info in store.list(layout.QUARANTINE)
-        if not info.key.endswith(_ERROR_SUFFIX)
-    ]
+def list_quarantined(store: Store, limit: int | None = None) -> list[QuarantinedFile]:
+    """The quarantined files in key order, the first ``limit`` of them if given."""
+    files = islice(quarantined_files(store), limit)
+    return [_describe(store, info.key, info.size) for info in files]
 
 
 def show_quarantined(store: Store, quarantine_id: str) -> tuple[QuarantinedFile, bytes]:
@@ -103,23 +108,40 @@ def _get(store: Store, key: str, quarantine_id: str) -> bytes:
 
 
 def _remove(store: Store, key: str) -> None:
-    store.delete(layout.quarantine_error_key(key))
+    store.delete(layout.error_key(key))
     store.delete(key)
 
 
 def _describe(store: Store, key: str, size: int) -> QuarantinedFile:
+    error, quarantined_at = _error(store, key)
     return QuarantinedFile(
         id=layout.batch_id_from_key(key),
         key=key,
         size=size,
         emails=email_count(store, key, default=1),
-        error=_error(store, key),
+        error=error,
+        quarantined_at=quarantined_at,
     )
 
 
-def _error(store: Store, key: str) -> QuarantineError | None:
-    error_key = layout.quarantine_error_key(key)
+def _error(store: Store, key: str) -> tuple[str | None, str | None]:
+    """The error beside a quarantined file and when it was written; of a record that
+    does not read whole (written by hand, or by another program), its ``error`` alone."""
+    error_key = layout.error_key(key)
     try:
-        return QuarantineError.decode(store.get(error_key), source=error_key)
-    except (KeyNotFound, InvalidRecord):
+        data = store.get(error_key)
+    except KeyNotFound:
+        return None, None
+    try:
+        record = QuarantineError.decode(data, source=error_key)
+    except InvalidRecord:
+        return _error_text(data, error_key), None
+    return record.error, record.quarantined_at
+
+
+def _error_text(data: bytes, error_key: str) -> str | None:
+    try:
+        text = json_object(data, error_key).get("error")
+    except InvalidRecord:
         return None
+    return text if isinstance(text, str) else None

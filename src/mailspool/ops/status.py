@@ -29,6 +29,7 @@ from typing import Any
 
 from mailspool.spool import layout, tally
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.quarantine import quarantined_files
 from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import CANCELLED, SCHEDULED
@@ -88,11 +89,7 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
     sent += counted.sent
     refused += counted.refused
     failed = sum(1 for key in store.keys(layout.FAILED) if not layout.is_partial_failure(key))
-    quarantined = sum(
-        email_count(store, info.key, default=1)
-        for info in store.list(layout.QUARANTINE)
-        if not info.key.endswith(".error.json")
-    )
+    quarantined = sum(email_count(store, info.key, default=1) for info in quarantined_files(store))
     return Status(
         pending=pending,
         sent=sent,

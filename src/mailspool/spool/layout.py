@@ -49,6 +49,7 @@ __all__ = [
     "foreign_quarantine_key",
     "id_time",
     "is_batch_key",
+    "is_error_key",
     "is_partial_failure",
     "ledger_key",
     "new_batch_id",
@@ -66,6 +67,7 @@ FAILED = "failed/"
 QUARANTINE = "quarantine/"
 BLOBS = "blobs/"
 _SUFFIX = ".json"
+_ERROR_SUFFIX = f".error{_SUFFIX}"
 
 
 def new_batch_id(now: float | None = None) -> str:
@@ -166,7 +168,12 @@ def is_batch_key(key: str) -> bool:
 
 def error_key(quarantined: str) -> str:
     """The error record beside a quarantined file."""
-    return f"{quarantined}.error{_SUFFIX}"
+    return f"{quarantined}{_ERROR_SUFFIX}"
+
+
+def is_error_key(key: str) -> bool:
+    """True for the error record beside a quarantined file, not a file set aside."""
+    return key.endswith(_ERROR_SUFFIX)
 
 
 def foreign_quarantine_key(key: str) -> str:

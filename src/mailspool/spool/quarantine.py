@@ -7,11 +7,13 @@ between leaves it in both places, and the next look at the queue moves it again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from mailspool.spool import layout
 from mailspool.spool.records import QuarantineError
-from mailspool.stores.base import Store
+from mailspool.stores.base import ObjectInfo, Store
 
-__all__ = ["quarantine"]
+__all__ = ["quarantine", "quarantined_files"]
 
 
 def quarantine(
@@ -24,3 +26,8 @@ def quarantine(
     store.put(layout.error_key(target), error.encode())
     store.delete(key)
     return target
+
+
+def quarantined_files(store: Store) -> Iterator[ObjectInfo]:
+    """The files set aside in ``quarantine/``, in key order, without their errors."""
+    return (info for info in store.list(layout.QUARANTINE) if not layout.is_error_key(info.key))

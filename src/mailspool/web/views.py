@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-
-import orjson
+from itertools import islice
 
 from mailspool.errors import MailspoolError
 from mailspool.ops import admin
+from mailspool.ops.quarantine import QuarantinedFile, list_quarantined
 from mailspool.ops.status import email_count
 from mailspool.spool import layout, queue_scan, tally
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.quarantine import quarantined_files
 from mailspool.stores.base import Store
 
 __all__ = [
     "BatchRow",
     "FailedRow",
-    "QuarantineRow",
     "RatePoint",
     "failed_rows",
     "per_minute",
@@ -51,13 +51,6 @@ class FailedRow:
     failed_at: str
     retryable: bool
     body: str
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineRow:
-    name: str
-    size: int
-    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,23 +101,18 @@ def failed_rows(store: Store, *, show_bodies: bool) -> list[FailedRow]:
     return rows
 
 
-def quarantine_rows(store: Store) -> list[QuarantineRow]:
-    rows: list[QuarantineRow] = []
-    for info in store.list(layout.QUARANTINE):
-        if info.key.endswith(".error.json") or len(rows) >= _PAGE_ROWS:
-            continue
-        rows.append(
-            QuarantineRow(info.key[len(layout.QUARANTINE) :], info.size, _error(store, info.key))
-        )
-    return rows
+def quarantine_rows(store: Store) -> list[QuarantinedFile]:
+    """The page's quarantined files: the operators' listing, the first rows of it."""
+    return list_quarantined(store, limit=_PAGE_ROWS)
 
 
 def quarantined_file(store: Store, name: str) -> bytes | None:
     """A quarantined file by the name the listing shows; None for any other name."""
-    if name not in {row.name for row in quarantine_rows(store)}:
+    key = f"{layout.QUARANTINE}{name}"
+    if key not in {info.key for info in islice(quarantined_files(store), _PAGE_ROWS)}:
         return None
     try:
-        return store.get(f"{layout.QUARANTINE}{name}")
+        return store.get(key)
     except MailspoolError:
         return None
 
@@ -139,11 +127,3 @@ def per_minute(store: Store, *, hours: int = 3, now: float | None = None) -> lis
         RatePoint(minute, *counted.minutes.get(minute, (0, 0)))
         for minute in range(last - hours * 60 + 1, last + 1)
     ]
-
-
-def _error(store: Store, key: str) -> str:
-    try:
-        record = orjson.loads(store.get(f"{key}.error.json"))
-    except (MailspoolError, orjson.JSONDecodeError):
-        return "no error record"
-    return str(record.get("error", "")) if isinstance(record, dict) else "no error record"
