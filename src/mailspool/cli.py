@@ -22,6 +22,8 @@ import click
 
 from mailspool._version import __version__
 from mailspool.commands.common import (
+    Listing,
+    list_command,
     load_settings,
     not_found,
     opened_store,
@@ -435,33 +437,29 @@ def failed() -> None:
 _FAILED_LISTING = "failed list"
 
 
-@failed.command("list")
-@store_option
-@click.option("--json", "as_json", is_flag=True, help="{store, failed: [...]} as JSON.")
-def failed_list(store: str | None, as_json: bool) -> None:
+@list_command(failed, "{store, failed: [...]} as JSON.")
+def failed_list(store: Store) -> Listing[admin.FailedEmail]:
     """One line per failed e-mail: id, attempts, recipients, reason."""
-    with opened_store(store, quiet=as_json) as the_store:
-        items = admin.list_failed(the_store)
-    if as_json:
-        rows = [
-            {
-                "id": i.id,
-                "attempts": i.record.attempts,
-                "retryable": i.record.retryable,
-                "recipients": i.record.recipients,
-                "reason": i.record.reason,
-            }
-            for i in items
-        ]
-        print_json({"store": the_store.url, "failed": rows})
-        return
-    if not items:
-        click.echo("no failed e-mails")
-        return
-    click.echo("ID\tATTEMPTS\tRECIPIENTS\tREASON")
-    for item in items:
-        record = item.record
-        click.echo(f"{item.id}\t{record.attempts}\t{', '.join(record.recipients)}\t{record.reason}")
+    return Listing(
+        admin.list_failed(store),
+        line=lambda i: (
+            f"{i.id}\t{i.record.attempts}\t{', '.join(i.record.recipients)}\t{i.record.reason}"
+        ),
+        json=lambda items: {"store": store.url, "failed": [_failed_row(i) for i in items]},
+        header="ID\tATTEMPTS\tRECIPIENTS\tREASON",
+        empty="no failed e-mails",
+    )
+
+
+def _failed_row(item: admin.FailedEmail) -> dict[str, Any]:
+    record = item.record
+    return {
+        "id": item.id,
+        "attempts": record.attempts,
+        "retryable": record.retryable,
+        "recipients": record.recipients,
+        "reason": record.reason,
+    }
 
 
 @failed.command("show")

@@ -1,11 +1,14 @@
 """What every store command shares: the ``--store`` option, opening the store while
-naming it, JSON output, "not found" messages and durations with a unit."""
+naming it, JSON output, ``list`` commands, "not found" messages and durations with a
+unit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import click
 import orjson
@@ -16,6 +19,8 @@ from mailspool.stores import Store, open_store
 
 __all__ = [
     "FRAMEWORK_META",
+    "Listing",
+    "list_command",
     "load_settings",
     "not_found",
     "opened_store",
@@ -36,6 +41,8 @@ store_option = click.option(
 FRAMEWORK_META = "mailspool.framework"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -70,6 +77,51 @@ def say_store(url: str) -> None:
 
 def print_json(value: Any) -> None:
     click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[T]):
+    """What a ``list`` command prints: with ``--json`` what ``json`` makes of the items;
+    else a ``line`` per item under ``header``, or ``empty`` when there is none."""
+
+    items: Sequence[T]
+    line: Callable[[T], str]
+    json: Callable[[Sequence[T]], Any]
+    header: str | None = None
+    empty: str | None = None
+
+    def print(self, as_json: bool) -> None:
+        if as_json:
+            print_json(self.json(self.items))
+            return
+        if not self.items:
+            if self.empty is not None:
+                click.echo(self.empty)
+            return
+        if self.header is not None:
+            click.echo(self.header)
+        for item in self.items:
+            click.echo(self.line(item))
+
+
+def list_command(
+    group: click.Group, json_help: str
+) -> Callable[[Callable[[Store], Listing[Any]]], click.Command]:
+    """``GROUP list [--store URL] [--json]``, from a function that reads the opened store
+    (named on stderr unless ``--json``) and returns its Listing; its docstring is the help."""
+
+    def decorate(read: Callable[[Store], Listing[Any]]) -> click.Command:
+        @group.command("list", help=inspect.getdoc(read))
+        @store_option
+        @click.option("--json", "as_json", is_flag=True, help=json_help)
+        def command(store: str | None, as_json: bool) -> None:
+            with opened_store(store, quiet=as_json) as the_store:
+                listing = read(the_store)
+            listing.print(as_json)
+
+        return command
+
+    return decorate
 
 
 def not_found(what: str, item_id: str, store: Store, listing: str) -> click.ClickException:

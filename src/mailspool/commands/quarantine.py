@@ -7,9 +7,10 @@ from typing import IO
 
 import click
 
-from mailspool.commands.common import not_found, opened_store, print_json, store_option
+from mailspool.commands.common import Listing, list_command, not_found, opened_store, store_option
 from mailspool.errors import KeyNotFound
 from mailspool.ops import quarantine as ops
+from mailspool.stores import Store
 
 __all__ = ["quarantine"]
 
@@ -21,23 +22,16 @@ def quarantine() -> None:
     """Batch files the worker could not read: list, show, requeue after a fix, delete."""
 
 
-@quarantine.command("list")
-@store_option
-@click.option("--json", "as_json", is_flag=True, help="{store, quarantined: [...]} as JSON.")
-def quarantine_list(store: str | None, as_json: bool) -> None:
+@list_command(quarantine, "{store, quarantined: [...]} as JSON.")
+def quarantine_list(store: Store) -> Listing[ops.QuarantinedFile]:
     """One line per quarantined file: id, e-mails, size, why it could not be read."""
-    with opened_store(store, quiet=as_json) as the_store:
-        files = ops.list_quarantined(the_store)
-    if as_json:
-        print_json({"store": the_store.url, "quarantined": [f.as_dict() for f in files]})
-        return
-    if not files:
-        click.echo("no quarantined files")
-        return
-    click.echo("ID\tEMAILS\tBYTES\tERROR")
-    for item in files:
-        error = "(no error record)" if item.error is None else item.error
-        click.echo(f"{item.id}\t{item.emails}\t{item.size}\t{error}")
+    return Listing(
+        ops.list_quarantined(store),
+        line=lambda item: f"{item.id}\t{item.emails}\t{item.size}\t{_error(item)}",
+        json=lambda files: {"store": store.url, "quarantined": [f.as_dict() for f in files]},
+        header="ID\tEMAILS\tBYTES\tERROR",
+        empty="no quarantined files",
+    )
 
 
 @quarantine.command("show")
@@ -52,8 +46,7 @@ def quarantine_show(quarantine_id: str, store: str | None, raw: bool) -> None:
         except KeyNotFound:
             raise not_found("quarantined file", quarantine_id, the_store, _LISTING) from None
     if not raw:
-        error = "(no error record)" if item.error is None else item.error
-        click.echo(f"id:     {item.id}\nemails: {item.emails}\nerror:  {error}\n")
+        click.echo(f"id:     {item.id}\nemails: {item.emails}\nerror:  {_error(item)}\n")
     click.echo(data.decode("utf-8", errors="replace"))
 
 
@@ -92,3 +85,7 @@ def quarantine_delete(quarantine_ids: tuple[str, ...], store: str | None) -> Non
             except KeyNotFound:
                 raise not_found("quarantined file", quarantine_id, the_store, _LISTING) from None
             click.echo(f"deleted {quarantine_id}")
+
+
+def _error(item: ops.QuarantinedFile) -> str:
+    return "(no error record)" if item.error is None else item.error

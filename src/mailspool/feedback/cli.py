@@ -13,13 +13,20 @@ from typing import IO
 import click
 import orjson
 
-from mailspool.commands.common import opened_store, print_json, store_option
+from mailspool.commands.common import (
+    Listing,
+    list_command,
+    opened_store,
+    print_json,
+    store_option,
+)
 from mailspool.config import Settings
 from mailspool.errors import MailspoolError
 from mailspool.feedback.route import ingest_lines
 from mailspool.feedback.settings import feedback_options
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
 from mailspool.feedback.trace import is_own_message_id, trace_address, trace_message
+from mailspool.stores import Store
 
 __all__ = ["events", "suppression", "trace"]
 
@@ -31,18 +38,14 @@ def suppression() -> None:
     """Addresses never sent to again: bounces, complaints, unsubscribes, manual entries."""
 
 
-@suppression.command("list")
-@store_option
-@click.option("--json", "as_json", is_flag=True, help="A JSON list of {address, reason, since}.")
-def suppression_list(store: str | None, as_json: bool) -> None:
+@list_command(suppression, "A JSON list of {address, reason, since}.")
+def suppression_list(store: Store) -> Listing[Suppression]:
     """Every suppressed address, with its reason and since when."""
-    with opened_store(store, quiet=as_json) as the_store:
-        entries = sorted(SuppressionList(the_store).entries(), key=lambda e: e.address)
-    if as_json:
-        print_json([entry.as_dict() for entry in entries])
-        return
-    for entry in entries:
-        click.echo(f"{entry.address}\t{entry.reason}\t{entry.since}\t{entry.diagnostic}")
+    return Listing(
+        sorted(SuppressionList(store).entries(), key=lambda e: e.address),
+        line=lambda e: f"{e.address}\t{e.reason}\t{e.since}\t{e.diagnostic}",
+        json=lambda entries: [entry.as_dict() for entry in entries],
+    )
 
 
 @suppression.command("add")
