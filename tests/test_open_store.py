@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 import mailspool.stores
-from mailspool.errors import ConfigurationError
+from mailspool.errors import ConfigurationError, MissingDependency
 from mailspool.stores import open_store
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
@@ -98,3 +99,12 @@ def test_all_names_exist() -> None:
     assert {"Store", "Lease", "ObjectInfo", "open_store"} <= set(mailspool.stores.__all__)
     for name in mailspool.stores.__all__:
         assert hasattr(mailspool.stores, name), name
+
+
+@pytest.mark.parametrize("missing", ["boto3", "botocore"])
+def test_s3_without_the_aws_extra_names_it(missing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "mailspool.stores.s3", raising=False)
+    monkeypatch.setitem(sys.modules, missing, None)  # makes importing it fail
+    with pytest.raises(MissingDependency, match=r"the S3 store .*mailspool\[aws\]") as raised:
+        open_store("s3://bucket/prefix", region="eu-west-1")
+    assert raised.value.extra == "aws"

@@ -328,8 +328,13 @@ def _http_response(status: int, body: bytes) -> Any:
 
 
 def test_the_store_and_the_ses_transport_make_clients_under_one_lock() -> None:
-    """boto3's default session is one object: two locks would not exclude each other."""
+    """boto3's default session is one object: two locks would not exclude each other.
+    Both make their clients with the one function that takes the one lock."""
+    from mailspool import _backends
+    from mailspool.aws import sqs
+    from mailspool.feedback import ses_sync
     from mailspool.stores import s3
     from mailspool.transports import ses
 
-    assert s3.BOTO3_SESSION_LOCK is ses.BOTO3_SESSION_LOCK
+    assert s3.boto3_client is ses.boto3_client is _backends.boto3_client
+    assert sqs.boto3_client is ses_sync.boto3_client is _backends.boto3_client

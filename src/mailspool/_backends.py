@@ -7,19 +7,22 @@ missing extra names what to install.
 Clients of AWS services come from boto3's default session (its loaded models are reused,
 and it honours ``boto3.setup_default_session``). Making a client from a session is not
 thread-safe, so every client mailspool makes, in the S3 store, the SES transport or the
-AWS tools, is made under the one ``BOTO3_SESSION_LOCK``.
+AWS tools, is made by ``boto3_client``, under the one ``BOTO3_SESSION_LOCK``.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Mapping
-from typing import Any, Self
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Self
 
-from mailspool.errors import MissingDependency
+from mailspool.errors import ConfigurationError, MissingDependency
 
-__all__ = ["BOTO3_SESSION_LOCK", "Backend", "load_backend"]
+if TYPE_CHECKING:
+    from botocore.config import Config
+
+__all__ = ["BOTO3_SESSION_LOCK", "Backend", "boto3_client", "load_backend"]
 
 BOTO3_SESSION_LOCK = threading.Lock()
 
@@ -57,3 +60,29 @@ def load_backend(backends: Mapping[str, str], extras: Extras, scheme: str) -> An
             raise
         raise MissingDependency(extra[0], extra[1]) from err
     return getattr(module, name)
+
+
+def boto3_client(
+    service: str,
+    region: str | None = None,
+    config: Config | None = None,
+    *,
+    user: str,
+    endpoint_url: str | None = None,
+) -> Any:
+    """A client of ``service`` from boto3's default session, made under the session lock.
+
+    ``user`` names what needs it: in ``MissingDependency`` without the ``aws`` extra, and
+    in the ``ConfigurationError`` that a botocore error (no region, a bad endpoint) becomes.
+    """
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError
+    except ImportError as err:
+        raise MissingDependency(user, "aws") from err
+    make: Callable[..., Any] = boto3.client  # the stubs type each service by its literal name
+    try:
+        with BOTO3_SESSION_LOCK:
+            return make(service, region_name=region, config=config, endpoint_url=endpoint_url)
+    except BotoCoreError as err:
+        raise ConfigurationError(f"cannot make the {service} client {user} needs: {err}") from err

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailspool._backends import BOTO3_SESSION_LOCK
+from mailspool._backends import boto3_client
 from mailspool.aws.lambda_handler import deliver_event
 from mailspool.delivery.worker import BatchReport, Worker
 from mailspool.triggers.local import promote
@@ -112,7 +112,5 @@ def consume_messages(
 
 
 def _sqs_client() -> Any:
-    import boto3
-
-    with BOTO3_SESSION_LOCK:  # the worker's threads may be making clients at this moment
-        return boto3.client("sqs")
+    # under the session lock: the worker's threads may be making clients at this moment
+    return boto3_client("sqs", user="the SQS worker")

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mailspool.errors import MissingDependency, StoreError
+from mailspool._backends import boto3_client
+from mailspool.errors import StoreError
 from mailspool.feedback.suppression import Reason, SuppressionList
 
 if TYPE_CHECKING:
@@ -30,11 +31,7 @@ _NOTE = "SES account-level suppression list"
 
 
 def open_client(region: str | None) -> SESV2Client:
-    try:
-        import boto3
-    except ImportError as err:  # pragma: no cover - depends on the installed extras
-        raise MissingDependency("the SES suppression sync", "aws") from err
-    client: SESV2Client = boto3.client("sesv2", region_name=region)
+    client: SESV2Client = boto3_client("sesv2", region, user="the SES suppression sync")
     return client
 
 

@@ -44,24 +44,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from mailspool._backends import BOTO3_SESSION_LOCK
-from mailspool.errors import (
-    ConfigurationError,
-    KeyNotFound,
-    LeaseLost,
-    MissingDependency,
-    ObjectTooLarge,
-    StoreError,
-)
+# botocore comes with the aws extra; open_store names the extra when it is missing
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mailspool._backends import boto3_client
+from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, ObjectTooLarge, StoreError
 from mailspool.stores import check_record
 from mailspool.stores.base import Lease, ObjectInfo, Store, check_key, check_prefix
-
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-except ImportError as err:  # pragma: no cover - depends on the installed extras
-    raise MissingDependency("the S3 store (s3://)", "aws") from err
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -467,13 +457,10 @@ def _client_error(err: ClientError, action: str, where: str) -> StoreError:
 
 
 def _make_client(region: str | None, max_connections: int = _POOL) -> S3Client:
-    """A client from boto3's default session (its loaded models are reused, and it
-    honours ``boto3.setup_default_session``); a session is not thread-safe, hence the lock."""
-    try:
-        with BOTO3_SESSION_LOCK:
-            return boto3.client("s3", region_name=region, config=client_config(max_connections))
-    except BotoCoreError as err:
-        raise ConfigurationError(f"S3 store: cannot make an S3 client: {err}") from err
+    client: S3Client = boto3_client(
+        "s3", region, client_config(max_connections), user="the S3 store (s3://)"
+    )
+    return client
 
 
 def _lease_body(owner: str, expires: float) -> bytes:

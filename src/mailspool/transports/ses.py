@@ -32,7 +32,7 @@ from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mailspool._backends import BOTO3_SESSION_LOCK
+from mailspool._backends import boto3_client
 from mailspool.errors import (
     ConfigurationError,
     DeliveryError,
@@ -54,7 +54,6 @@ from mailspool.transports.limits import (
 )
 
 try:
-    import boto3
     from botocore import exceptions as boto_errors
     from botocore.config import Config
 except ImportError as err:  # pragma: no cover - depends on the installed extras
@@ -295,13 +294,10 @@ class SESTransport(Transport):
             pass  # not implemented (emulators), not allowed, or no quota: ask SES v1
         except boto_errors.BotoCoreError:
             final = False
-        with BOTO3_SESSION_LOCK:
-            v1 = boto3.client(
-                "ses",
-                region_name=self._client.meta.region_name,
-                endpoint_url=self._client.meta.endpoint_url,  # email.REGION.amazonaws.com
-                config=self._client.meta.config,
-            )
+        meta = self._client.meta
+        v1 = boto3_client(  # SES v1 at v2's endpoint: email.REGION.amazonaws.com
+            "ses", meta.region_name, meta.config, user=_USER, endpoint_url=meta.endpoint_url
+        )
         try:
             return float(v1.get_send_quota()["MaxSendRate"]), True
         except (boto_errors.ClientError, KeyError):
@@ -312,6 +308,9 @@ class SESTransport(Transport):
             v1.close()
 
 
+_USER = "the SES transport (ses://)"
+
+
 def _make_client(region: str | None, max_attempts: int, max_connections: int) -> SESV2Client:
     """A client from boto3's default session, whose loaded models are reused."""
     config = Config(
@@ -320,11 +319,8 @@ def _make_client(region: str | None, max_attempts: int, max_connections: int) ->
         connect_timeout=5,
         read_timeout=30,
     )
-    try:
-        with BOTO3_SESSION_LOCK:
-            return boto3.client("sesv2", region_name=region, config=config)
-    except boto_errors.BotoCoreError as err:
-        raise ConfigurationError(f"SES transport: cannot make an SES client: {err}") from err
+    client: SESV2Client = boto3_client("sesv2", region, config, user=_USER)
+    return client
 
 
 def email_tags(message_id: str | None) -> list[Any]:
