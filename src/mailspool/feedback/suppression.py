@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +28,7 @@ import orjson
 
 from mailspool.errors import KeyNotFound
 from mailspool.feedback import layout
+from mailspool.spool.records import timestamp
 from mailspool.stores.base import Store
 
 __all__ = ["Reason", "Suppression", "SuppressionList", "now_iso", "shared_suppressions"]
@@ -49,7 +49,8 @@ class Reason(StrEnum):
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """Now to the second, as a suppression entry's ``since``."""
+    return timestamp(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,9 +50,11 @@ CURRENT_VERSION = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def timestamp(moment: datetime | None = None) -> str:
-    """RFC 3339 in UTC with a ``Z``, as every record writes its times."""
-    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+def timestamp(moment: datetime | None = None, *, timespec: str = "auto") -> str:
+    """RFC 3339 in UTC with a ``Z``, as every record writes its times (``timespec`` as
+    ``datetime.isoformat`` takes it: ``"seconds"`` for whole seconds)."""
+    at = (moment or datetime.now(UTC)).astimezone(UTC)
+    return at.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 # -- the batch file -----------------------------------------------------------------------
