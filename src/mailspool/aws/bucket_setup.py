@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mailspool._backends import boto3_client
 from mailspool.errors import ConfigurationError
 from mailspool.spool import layout
 
@@ -45,10 +46,9 @@ def setup_bucket(
         raise ConfigurationError("give --function-arn or --queue-arn, not both")
     if expire_days < 1:
         raise ConfigurationError("expire days must be at least 1")
-    import boto3
-
     with aws_errors(bucket):
-        _apply(client or boto3.client("s3"), bucket, prefix, function_arn, queue_arn, expire_days)
+        s3 = client or boto3_client("s3", user="mailspool aws setup")
+        _apply(s3, bucket, prefix, function_arn, queue_arn, expire_days)
 
 
 @contextmanager
