@@ -104,7 +104,9 @@ def test_all_names_exist() -> None:
 @pytest.mark.parametrize("missing", ["boto3", "botocore"])
 def test_s3_without_the_aws_extra_names_it(missing: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "mailspool.stores.s3", raising=False)
-    monkeypatch.setitem(sys.modules, missing, None)  # makes importing it fail
+    for name in [n for n in sys.modules if n == missing or n.startswith(f"{missing}.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # makes importing it fail
+    monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(MissingDependency, match=r"the S3 store .*mailspool\[aws\]") as raised:
         open_store("s3://bucket/prefix", region="eu-west-1")
     assert raised.value.extra == "aws"
