@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import mailspool
+from mailspool.config import Settings
 from mailspool.message import Message
 from mailspool.ops.quarantine import list_quarantined
 from mailspool.ops.status import collect_status
 from mailspool.spool import layout
-from mailspool.spool.records import QuarantineError
+from mailspool.spool.records import LedgerEntry, QuarantineError, encode_entries
 from mailspool.stores.file import FileStore
 from mailspool.transports import open_transport
 from mailspool.web import Dashboard
@@ -139,6 +141,22 @@ def test_pages_carry_a_strict_policy_and_escape_what_the_store_holds(spool: Path
         assert b"<script" not in response.body, path
     page = dashboard.handle(Request("GET", "/quarantine")).body
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    store.close()
+
+
+def test_the_batches_page_shows_the_progress_status_counts(spool: Path) -> None:
+    store = FileStore(spool)
+    with mailspool.request(settings=Settings.load(store=store.url)):
+        mailspool.send_mail(["ann@example.com"], "Hi", "<p>Hi</p>")
+        mailspool.send_mail(["bob@example.com"], "Hi", "<p>Hi</p>")
+    [key] = list(store.keys(layout.QUEUE))
+    batch_id = layout.batch_id_from_key(key)
+    store.append(layout.ledger_key(batch_id), encode_entries([LedgerEntry.sent(0, "<x@y>", 1)]))
+    page = Dashboard(store, public={}).handle(Request("GET", "/batches")).body.decode()
+    status = collect_status(store)
+    assert (status.pending, status.sent, status.batches_pending) == (1, 1, 1)
+    assert f"<code>{batch_id}</code></td><td>2</td><td>1</td><td>0</td>" in page
+    assert "50 %" in page
     store.close()
 
 

@@ -24,6 +24,7 @@ not the store's history.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,9 +34,10 @@ from mailspool.spool.quarantine import quarantined_files
 from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import CANCELLED, SCHEDULED
+from mailspool.spool.tally import LedgerCounts
 from mailspool.stores.base import Store
 
-__all__ = ["Status", "collect_status", "email_count"]
+__all__ = ["QueuedBatch", "Status", "collect_status", "email_count", "queued_progress"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,23 +70,56 @@ class Status:
         return result
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedBatch:
+    """A batch in ``queue/`` and how far it has come: its e-mails, how many of them its
+    ledger records (``counts``: sent, failed, refused recipients), and when it was
+    created (its id's time, else the file's)."""
+
+    batch_id: str
+    emails: int
+    recorded: int
+    counts: LedgerCounts
+    created: float
+
+    @property
+    def waiting(self) -> int:
+        return max(self.emails - self.recorded, 0)
+
+    @property
+    def percent(self) -> int:
+        done = self.counts.sent + self.counts.failed
+        return 100 * done // self.emails if self.emails else 100
+
+    def age(self, now: float) -> float:
+        return max(now - self.created, 0.0)
+
+
+def queued_progress(store: Store) -> Iterator[QueuedBatch]:
+    """The batches in ``queue/``, oldest first, each with its progress from its ledger."""
+    for info in queued_batches(store, set_aside=False):
+        batch_id = layout.batch_id_from_key(info.key)
+        entries = read_entries(store, batch_id)
+        yield QueuedBatch(
+            batch_id=batch_id,
+            emails=email_count(store, info.key),
+            recorded=len(entries),
+            counts=tally.ledger_counts(entries.values()),
+            created=layout.id_time(batch_id) or info.modified,
+        )
+
+
 def collect_status(store: Store, *, now: float | None = None) -> Status:
     now = time.time() if now is None else now
     pending = sent = refused = batches_pending = 0
     oldest: float | None = None
-    for info in queued_batches(store, set_aside=False):
-        batch_id = layout.batch_id_from_key(info.key)
-        total = email_count(store, info.key)
-        entries = read_entries(store, batch_id)
-        counts = tally.ledger_counts(entries.values())
-        sent += counts.sent
-        refused += counts.refused
-        waiting = max(total - len(entries), 0)
-        if waiting:
-            pending += waiting
+    for batch in queued_progress(store):
+        sent += batch.counts.sent
+        refused += batch.counts.refused
+        if batch.waiting:
+            pending += batch.waiting
             batches_pending += 1
-            created = layout.id_time(batch_id) or info.modified
-            oldest = created if oldest is None else min(oldest, created)
+            oldest = batch.created if oldest is None else min(oldest, batch.created)
     counted = tally.read_tally(store, now=now)
     sent += counted.sent
     refused += counted.refused

@@ -172,7 +172,8 @@ class Dashboard:
         )
 
     def _batches(self, request: Request) -> _Page:
-        return _Page("batches.html", {"batches": views.queued_batches(self.store)})
+        batches = views.queued_batches(self.store)
+        return _Page("batches.html", {"batches": batches, "now": time.time()})
 
     def _failed(self, request: Request) -> _Page:
         rows = views.failed_rows(self.store, show_bodies=self.show_bodies)

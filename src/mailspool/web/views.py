@@ -9,14 +9,12 @@ from itertools import islice
 from mailspool.errors import MailspoolError
 from mailspool.ops import admin
 from mailspool.ops.quarantine import QuarantinedFile, list_quarantined
-from mailspool.ops.status import email_count
-from mailspool.spool import layout, queue_scan, tally
-from mailspool.spool.ledger import read_entries
+from mailspool.ops.status import QueuedBatch, queued_progress
+from mailspool.spool import layout, tally
 from mailspool.spool.quarantine import quarantined_files
 from mailspool.stores.base import Store
 
 __all__ = [
-    "BatchRow",
     "FailedRow",
     "RatePoint",
     "failed_rows",
@@ -26,19 +24,6 @@ __all__ = [
 ]
 
 _PAGE_ROWS = 500
-
-
-@dataclass(frozen=True, slots=True)
-class BatchRow:
-    batch_id: str
-    emails: int
-    sent: int
-    failed: int
-    age: float
-
-    @property
-    def percent(self) -> int:
-        return 100 * (self.sent + self.failed) // self.emails if self.emails else 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,26 +45,9 @@ class RatePoint:
     failed: int
 
 
-def queued_batches(store: Store, *, now: float | None = None) -> list[BatchRow]:
-    """The batches in ``queue/``, oldest first, with their progress."""
-    moment = time.time() if now is None else now
-    rows: list[BatchRow] = []
-    for info in queue_scan.queued_batches(store, set_aside=False):
-        if len(rows) >= _PAGE_ROWS:
-            continue
-        batch_id = layout.batch_id_from_key(info.key)
-        counts = tally.ledger_counts(read_entries(store, batch_id).values())
-        created = layout.id_time(batch_id) or info.modified
-        rows.append(
-            BatchRow(
-                batch_id=batch_id,
-                emails=email_count(store, info.key),
-                sent=counts.sent,
-                failed=counts.failed,
-                age=max(moment - created, 0.0),
-            )
-        )
-    return rows
+def queued_batches(store: Store) -> list[QueuedBatch]:
+    """The batches in ``queue/``, oldest first, with their progress (the first rows)."""
+    return list(islice(queued_progress(store), _PAGE_ROWS))
 
 
 def failed_rows(store: Store, *, show_bodies: bool) -> list[FailedRow]:
