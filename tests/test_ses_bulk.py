@@ -443,6 +443,13 @@ def test_emails_ses_cannot_build_from_a_template_have_no_bulk_key(change: dict[s
     assert bulk_key(Message(**fields), None) is None
 
 
+def test_a_sender_with_an_international_display_name_has_a_bulk_key() -> None:
+    message = Message(**{**_fields(post(1)[0]), "sender": "Jürgen Groß <news@example.com>"})
+    assert bulk_key(message, None) is not None
+    refused = Message(**{**_fields(post(1)[0]), "sender": "jürgen@example.com"})
+    assert bulk_key(refused, None) is None
+
+
 def test_per_recipient_headers_do_not_change_the_key() -> None:
     one, other = post(2)
     tagged = Message(**{**_fields(other), "headers": (("List-Unsubscribe", "<https://x>"),)})

@@ -30,7 +30,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailspool.errors import PermanentError, SendingPaused, TransientError
-from mailspool.message import Attachment, Message, has_utf8_local_part
+from mailspool.message import Attachment, Message, has_utf8_local_part, parse_address
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt
 from mailspool.transports.limits import MAX_RECIPIENTS
 from mailspool.transports.ses import BULK_ENTRIES, email_tags, ses_address, ses_destination
@@ -79,7 +79,7 @@ def bulk_key(message: Message, default_sender: str | None) -> Hashable | None:
     recipients = message.envelope_recipients
     if len(recipients) > MAX_RECIPIENTS or any(has_utf8_local_part(a) for a in recipients):
         return None
-    if has_utf8_local_part(sender) or not _headers_fit(message.headers):
+    if has_utf8_local_part(parse_address(sender)[1]) or not _headers_fit(message.headers):
         return None
     if not all(_attachment_fits(a) for a in message.attachments):
         return None
