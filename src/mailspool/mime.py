@@ -102,7 +102,7 @@ def render(
     body = BODIES.get(_body_key(message, utf8), lambda: _encode_body(message, policy))
     head = Compat32Message()
     _set_root_headers(head, message, message.sender or default_sender, message_id, utf8)
-    fields = b"".join(policy.fold_binary(name, value) for name, value in head.raw_items())
+    fields = b"".join(_fold(utf8, name, value) for name, value in head.raw_items())
     data = b"".join((body.headers, fields, b"\r\n", body.payload))
     check_line_length(data)
     return data
@@ -125,6 +125,19 @@ def render_whole(
 
 #: Encoded bodies shared across the messages of a batch (one post, many followers).
 BODIES = BodyCache()
+
+
+def _fold(utf8: bool, name: str, value: str | Header) -> bytes:
+    if isinstance(value, str):
+        return _fold_text(utf8, name, value)
+    return _policy(utf8).fold_binary(name, value)  # type: ignore[arg-type]  # compat32 takes Header
+
+
+@functools.lru_cache(maxsize=1024)
+def _fold_text(utf8: bool, name: str, value: str) -> bytes:
+    """A header line as the policy folds it; the e-mails of a batch share most of theirs
+    (From, Reply-To, Subject), so each is folded once."""
+    return _policy(utf8).fold_binary(name, value)
 
 
 def _policy(utf8: bool) -> _SMTPCompat32:
@@ -219,8 +232,10 @@ _LINE_END = re.compile(r"\r\n|\r|\n")  # the generator's NLCRE
 
 
 def _base64_lines(data: bytes) -> str:
-    """``encoders.encode_base64``'s payload (``base64.encodebytes``: lines of 76)."""
-    return base64.encodebytes(data).decode("ascii")
+    """``encoders.encode_base64``'s payload: ``base64.encodebytes``, lines of 76 each
+    ending in a newline, here from one ``b64encode`` rather than one call per line."""
+    encoded = base64.b64encode(data).decode("ascii")
+    return "".join(encoded[i : i + 76] + "\n" for i in range(0, len(encoded), 76))
 
 
 def _charset_encoded(content: str, charset_name: str) -> bytes:
@@ -304,6 +319,7 @@ def _encodable(charset: str, value: str) -> str:
     return charset
 
 
+@functools.lru_cache(maxsize=1024)  # a batch's sender and Reply-To, formatted once
 def _format_addresses(addresses: tuple[str, ...], charset: str, utf8: bool) -> str:
     formatted = []
     for address in addresses:
