@@ -184,7 +184,7 @@ class Settings:
     transport: str = setting(_text, _under_data_dir("outbox"), shown="`file://$XDG_DATA_HOME/mailspool/outbox`", help="how the worker delivers: `smtp://[user:pass@]host[:port]?starttls=auto|always|never&timeout=30&verify=true&max_connections=N&pipelining=true&event_loop=true` (the pool follows the concurrency unless `max_connections` is given; without TLS a worker drives it from one event loop per process unless `event_loop=false`), `smtps://...`, `ses://REGION?configuration_set=NAME&bulk=true` (e-mails of a batch that share their content go 50 to a `SendBulkEmail`; `bulk=false`: one `SendEmail` each), `file://DIR` (one `.eml` per message), `console:`, `memory:NAME`")
     priority_transport: str = setting(_text, lambda resolved: resolved["transport"], shown="`MAILSPOOL_TRANSPORT`", help="how priority e-mail is sent at once")
     emails_per_file: int = setting(_non_negative_int, 0, shown="`0` (off)", help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N")
-    max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by all sender threads; unset, the transport's own limit")
+    max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by every sender (thread or coroutine); unset, the transport's own limit")
     concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
     ledger_commit_ms: int | None = setting(_non_negative_int, None, shown="`1000` on S3 (a PUT costs money), `0` elsewhere", help="milliseconds between the ledger's commits: outcomes recorded meanwhile are written together and a crash can repeat the e-mails sent in the last T ms ([guarantees](guarantees.md)); `0`: each sender waits for the commit once `concurrency` outcomes are waiting", worker_option="ledger_commit_ms")
     max_attempts: int = setting(_positive_int, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")
@@ -225,7 +225,7 @@ class Settings:
     max_subject_length: int = setting(_positive_int, _LIMITS.subject_length, shown="`998`", help="longest subject, in characters")
     max_attachments: int = setting(_positive_int, _LIMITS.attachments, shown="`20`", help="most attachments of one e-mail")
     max_attachment_bytes: int = setting(_positive_int, _LIMITS.attachment_bytes, shown="`10485760` (10 MiB)", help="largest attachment (inline, blob or path); a larger blob or file is not read")
-    max_message_bytes: int = setting(_positive_int, _LIMITS.message_bytes, shown="`41943040` (40 MiB, SES's limit)", help="largest e-mail as sent, estimated before rendering (base64 counted); the sender threads hold at most twice this at once; an SMTP server's advertised `SIZE` is a further limit")
+    max_message_bytes: int = setting(_positive_int, _LIMITS.message_bytes, shown="`41943040` (40 MiB, SES's limit)", help="largest e-mail as sent, estimated before rendering (base64 counted); the senders (threads or coroutines) hold at most twice this at once; an SMTP server's advertised `SIZE` is a further limit")
     # fmt: on
 
     @classmethod

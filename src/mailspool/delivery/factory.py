@@ -89,7 +89,7 @@ def effective_rate(settings: Settings, transport: Transport) -> float | None:
 
 
 def open_delivery_transport(settings: Settings) -> Transport:
-    """The worker's transport, with one pooled connection per sender thread."""
+    """The worker's transport, with one pooled connection per e-mail in flight."""
     return open_transport(delivery_url(settings))
 
 
