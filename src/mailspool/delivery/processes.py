@@ -35,9 +35,9 @@ import multiprocessing
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing import connection
 from multiprocessing.context import ForkContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
@@ -143,10 +143,11 @@ def _collect(
     """Each child's outcome; a child that died without one (killed) counts as an error."""
     outcomes: list[tuple[DrainReport | None, str | None]] = []
     while len(outcomes) < len(children):
+        alive = [child.sentinel for child in children if child.is_alive()]
         if not results.empty():
             outcomes.append(results.get())
-        elif any(child.is_alive() for child in children):
-            time.sleep(0.05)
+        elif alive:
+            connection.wait(alive, timeout=0.05)  # a child's report comes before its exit
         elif results.empty():
             codes = ", ".join(str(child.exitcode) for child in children)
             missing = len(children) - len(outcomes)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import re
 import threading
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -200,6 +199,8 @@ def _certificate_key(pem: bytes, url: str) -> rsa.RSAPublicKey:
 
 
 def _fetch(url: str) -> bytes:
+    import urllib.request  # here: the worker imports this module but never fetches
+
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:  # noqa: S310 - checked URL
             data: bytes = response.read(_MAX_CERT + 1)

@@ -142,15 +142,21 @@ def drain(
     return report
 
 
+#: A look at the queue takes this fraction of the process's share of what it lists.
+LOOKS_PER_SHARE = 4
+
+
 def fair_part(keys: list[str], index: int, count: int) -> list[str]:
-    """Process ``index`` of ``count``'s part of the batches one look listed: a
-    ``1/count`` share, starting at its own offset. Without it, the first process to look
-    claims every batch at once (one per batch thread) while the others are still busy,
-    and delivers them alone; the rest is taken at the next look."""
+    """Process ``index`` of ``count``'s part of the batches one look listed: a quarter
+    (``LOOKS_PER_SHARE``) of its ``1/count`` share, at least one, starting at its own
+    offset. Without it, the first process to look claims every batch at once (one per
+    batch thread) while the others are still busy, and delivers them alone; with whole
+    shares, a process slowed down (the SMTP server on its core) finishes last. Taking a
+    little at each look, the faster process comes back sooner and takes more."""
     if count <= 1:
         return keys
     start = index * len(keys) // count
-    return (keys[start:] + keys[:start])[: math.ceil(len(keys) / count)]
+    return (keys[start:] + keys[:start])[: math.ceil(len(keys) / (count * LOOKS_PER_SHARE))]
 
 
 def _listed(store: Store) -> list[str]:
