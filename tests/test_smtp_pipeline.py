@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailspool.errors import DeliveryError, PermanentError, TransientError
-from mailspool.transports.smtp_pipeline import PLAIN_ADDRESS, quote_address
+from mailspool.transports.smtp_pipeline import PLAIN_ADDRESS, content_lines, quote_address
 from tests.fixtures.smtp_senders import sending
 from tests.fixtures.smtp_server import SMTPSink, running_smtp_server
 from tests.strategies import addresses
@@ -185,3 +185,13 @@ def test_data_accepted_after_every_recipient_refused_ends_with_a_lone_dot(how: s
 @given(st.from_regex(PLAIN_ADDRESS, fullmatch=True) | addresses())
 def test_an_address_is_quoted_as_smtplib_quotes_it(address: str) -> None:
     assert quote_address(address) == smtplib.quoteaddr(address)
+
+
+@given(
+    st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"a", b"..", b"From "])).map(b"".join)
+)
+def test_the_content_is_dot_quoted_as_smtplib_quotes_it(message: bytes) -> None:
+    quoted = smtplib._quote_periods(message)  # type: ignore[attr-defined]
+    if not quoted.endswith(b"\r\n"):
+        quoted += b"\r\n"
+    assert content_lines(message) == quoted + b".\r\n"

@@ -13,7 +13,7 @@ import base64
 import functools
 import re
 import socket
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from email import encoders
 from email.charset import BASE64, Charset
 from email.header import Header
@@ -100,7 +100,7 @@ def render(
     """
     policy = _policy(utf8)
     body = BODIES.get(_body_key(message, utf8), lambda: _encode_body(message, policy))
-    head = Compat32Message()
+    head = _Fields()
     _set_root_headers(head, message, message.sender or default_sender, message_id, utf8)
     fields = b"".join(_fold(utf8, name, value) for name, value in head.raw_items())
     data = b"".join((body.headers, fields, b"\r\n", body.payload))
@@ -140,6 +140,23 @@ def _fold_text(utf8: bool, name: str, value: str) -> bytes:
     return _policy(utf8).fold_binary(name, value)
 
 
+class _Fields:
+    """A root's header fields as a compat32 ``Message`` keeps them (its policy stores
+    name and value as given) without the message: ``render`` only folds them."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, str | Header]] = []
+
+    def __setitem__(self, name: str, value: str | Header) -> None:
+        self._items.append((name, value))
+
+    def __contains__(self, name: str) -> bool:
+        return any(known.lower() == name.lower() for known, _ in self._items)
+
+    def raw_items(self) -> Iterator[tuple[str, str | Header]]:
+        return iter(self._items)
+
+
 def _policy(utf8: bool) -> _SMTPCompat32:
     return _SMTPUTF8_COMPAT32 if utf8 else _SMTP_COMPAT32
 
@@ -159,7 +176,11 @@ def _encode_body(message: Message, policy: _SMTPCompat32) -> EncodedBody:
 
 
 def _set_root_headers(
-    root: Compat32Message, message: Message, sender: str, message_id: str | None, utf8: bool
+    root: Compat32Message | _Fields,
+    message: Message,
+    sender: str,
+    message_id: str | None,
+    utf8: bool,
 ) -> None:
     _set_headers(root, message, sender, utf8)
     if message.header("Message-ID") is None:
@@ -212,10 +233,10 @@ def _encode_text_body(content: str, subtype: str, charset_name: str) -> EncodedB
     the headers come from the generator, once for each kind of part."""
     encoded = _charset_encoded(content, charset_name)
     if _is_7bit(encoded):
-        payload, transfer = content, "7bit"
+        transfer = "7bit"
+        lines = "\r\n".join(_LINE_END.split(content)).encode("ascii", "surrogateescape")
     else:
-        payload, transfer = _base64_lines(encoded), "base64"
-    lines = "\r\n".join(_LINE_END.split(payload)).encode("ascii", "surrogateescape")
+        transfer, lines = "base64", _base64_lines(encoded)
     return EncodedBody(_text_part_headers(subtype, charset_name, transfer), lines)
 
 
@@ -231,11 +252,12 @@ def _text_part_headers(subtype: str, charset_name: str, transfer: str) -> bytes:
 _LINE_END = re.compile(r"\r\n|\r|\n")  # the generator's NLCRE
 
 
-def _base64_lines(data: bytes) -> str:
-    """``encoders.encode_base64``'s payload: ``base64.encodebytes``, lines of 76 each
-    ending in a newline, here from one ``b64encode`` rather than one call per line."""
-    encoded = base64.b64encode(data).decode("ascii")
-    return "".join(encoded[i : i + 76] + "\n" for i in range(0, len(encoded), 76))
+def _base64_lines(data: bytes) -> bytes:
+    """``encoders.encode_base64``'s payload as the generator writes it: lines of 76
+    (``base64.encodebytes``), each ending CRLF; here from one ``b64encode``."""
+    encoded = base64.b64encode(data)
+    lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
+    return b"\r\n".join(lines) + b"\r\n" if lines else b""
 
 
 def _charset_encoded(content: str, charset_name: str) -> bytes:
@@ -280,7 +302,9 @@ def _attachment_part(attachment: Attachment) -> MIMEBase:
     return part
 
 
-def _set_headers(root: Compat32Message, message: Message, sender: str, utf8: bool) -> None:
+def _set_headers(
+    root: Compat32Message | _Fields, message: Message, sender: str, utf8: bool
+) -> None:
     charset = message.charset
     if "MIME-Version" not in root:
         root["MIME-Version"] = "1.0"

@@ -174,7 +174,9 @@ def quote_address(address: str) -> str:
 
 def content_lines(msg: bytes) -> bytes:
     """The message with leading dots doubled and the end-of-data line, as smtplib sends it."""
-    quoted: bytes = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
+    quoted = msg
+    if msg.startswith(b".") or b"\n." in msg:  # most messages have no line to quote
+        quoted = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
     if not quoted.endswith(_CRLF):
         quoted += _CRLF
     return quoted + b"." + _CRLF
