@@ -14,6 +14,7 @@ import smtplib
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import suppress
 
 import pytest
 from hypothesis import given
@@ -145,7 +146,8 @@ class _AcceptsDataAnyway(threading.Thread):
 
     def run(self) -> None:
         connection, _ = self.listener.accept()
-        with connection, connection.makefile("rwb") as stream:
+        # A client that gives up on a hostile answer may close with unread data: a reset.
+        with connection, connection.makefile("rwb") as stream, suppress(ConnectionResetError):
             stream.write(b"220 scripted\r\n")
             stream.flush()
             for line in iter(stream.readline, b""):
@@ -195,3 +197,40 @@ def test_the_content_is_dot_quoted_as_smtplib_quotes_it(message: bytes) -> None:
     if not quoted.endswith(b"\r\n"):
         quoted += b"\r\n"
     assert content_lines(message) == quoted + b".\r\n"
+
+
+class _AnswersBadly(_AcceptsDataAnyway):
+    """A scripted server whose answer to MAIL FROM is ``mail_reply``: a line longer than
+    smtplib accepts, or one without a reply code. No real server answers so; a hostile
+    or broken one may."""
+
+    def __init__(self, mail_reply: bytes) -> None:
+        super().__init__()
+        self.mail_reply = mail_reply
+
+    def _reply(self, line: bytes) -> bytes:
+        if line[:4].upper() == b"MAIL":
+            return self.mail_reply
+        return super()._reply(line)
+
+
+@pytest.mark.parametrize(
+    ("mail_reply", "error", "says"),
+    [
+        (b"250 " + b"x" * 10_000 + b"\r\n", PermanentError, "Line too long"),
+        (b"what? no code here\r\n", TransientError, "refused the sender"),
+    ],
+    ids=["too-long", "no-code"],
+)
+def test_a_hostile_answer_is_one_clear_error_and_nothing_is_sent(
+    how: str, mail_reply: bytes, error: type[DeliveryError], says: str
+) -> None:
+    server = _AnswersBadly(mail_reply)
+    server.start()
+    with (
+        sending(f"smtp://127.0.0.1:{server.port}", how) as send,
+        pytest.raises(error, match=says),
+    ):
+        send(simple_message("never sent"))
+    server.join(timeout=10)
+    assert not any(b"never sent" in line for line in server.received)  # no content left
