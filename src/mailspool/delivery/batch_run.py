@@ -245,9 +245,11 @@ class BatchRun:
                 if halt is _Halt.NONE:
                     halt = self._halt_reason()
                 if halt is _Halt.NONE:
-                    for index, attempt in self._take_ready(len(tasks)):
-                        coroutine = sender.attempt_async(index, attempt, loop.sender)
-                        tasks.add(asyncio.ensure_future(coroutine))
+                    for indices, attempt in self._starts(len(tasks)):
+                        tasks.update(  # no transport on a loop sends in bulk: groups of one
+                            asyncio.ensure_future(sender.attempt_async(i, attempt, loop.sender))
+                            for i in indices
+                        )
                 elif not tasks:
                     break
                 done, tasks = await _first_done(tasks, self._wait_time(halt is not _Halt.NONE))
@@ -261,20 +263,21 @@ class BatchRun:
             raise
         return halt
 
-    def _take_ready(self, in_flight: int) -> list[tuple[int, int]]:
-        """(index, attempt) of the e-mails to start now on the loop, retries that are
-        due first, so that at most ``concurrency`` are in flight."""
+    def _starts(self, in_flight: int) -> list[tuple[list[int], int]]:
+        """What to start now, as (indices, attempt): a retry that is due, alone, else
+        the next pending e-mail with those the transport takes with it (``delivery.bulk``),
+        while fewer than ``concurrency`` sends (a group counts once) are in flight."""
         now = time.monotonic()
-        ready: list[tuple[int, int]] = []
-        while in_flight + len(ready) < self._options.concurrency:
+        starts: list[tuple[list[int], int]] = []
+        while in_flight + len(starts) < self._options.concurrency:
             if self._retries and self._retries[0].due <= now:
                 retry = heapq.heappop(self._retries)
-                ready.append((retry.index, retry.attempt))
+                starts.append(([retry.index], retry.attempt))
             elif self._pending:
-                ready.extend((index, 1) for index in self._plan.take(self._pending))
+                starts.append((self._plan.take(self._pending), 1))
             else:
                 break
-        return ready
+        return starts
 
     def _settle_done(self, done: set[asyncio.Task[Attempt]]) -> None:
         """Settle every attempt of ``done``; then raise the first error one raised."""
@@ -310,27 +313,15 @@ class BatchRun:
         return self._deadline is not None and self._deadline() < self._options.deadline_margin
 
     def _submit_ready(self, sender: EmailSender) -> None:
-        now = time.monotonic()
-        while self._in_flight < self._options.concurrency:
-            if self._retries and self._retries[0].due <= now:
-                retry = heapq.heappop(self._retries)
-                self._submit(sender, retry.index, retry.attempt)
-            elif self._pending:
-                self._submit_next(sender)
-            else:
-                return
+        for indices, attempt in self._starts(self._in_flight):
+            self._submit(sender, indices, attempt)
 
-    def _submit(self, sender: EmailSender, index: int, attempt: int) -> None:
-        self._submit_job(lambda: [sender.attempt(index, attempt)])
-
-    def _submit_next(self, sender: EmailSender) -> None:
-        """The next pending e-mail, with those of equal content if the transport takes
-        them together (``delivery.bulk``)."""
-        indices = self._plan.take(self._pending)
+    def _submit(self, sender: EmailSender, indices: list[int], attempt: int) -> None:
         if len(indices) == 1:
-            return self._submit(sender, indices[0], 1)
-        together = BulkSender(self._context.rules, sender)
-        return self._submit_job(lambda: together.attempt_many(indices))
+            self._submit_job(lambda: [sender.attempt(indices[0], attempt)])
+        else:
+            together = BulkSender(self._context.rules, sender)
+            self._submit_job(lambda: together.attempt_many(indices))
 
     def _submit_job(self, job: Callable[[], list[Attempt]]) -> None:
         future = self._context.senders.submit(job)
