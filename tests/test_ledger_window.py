@@ -127,3 +127,17 @@ def test_the_committer_writes_what_waits_when_no_more_outcomes_come() -> None:
             break
         deadline.wait(0.05)
     assert sorted(read_entries(store, "b1")) == [0, 1]
+
+
+def test_with_an_interval_a_background_ledger_never_holds_the_recorder() -> None:
+    """The event loop records in background mode: with a commit interval (S3) it must
+    not wait at the window for a commit that is an hour away on the test's clock."""
+    store = MemoryStore()
+    ledger = Ledger(store, "b1", window=2, interval=3600.0, clock=Clock(), background=True)
+    recorder = threading.Thread(target=lambda: [ledger.record(sent(i)) for i in range(6)])
+    recorder.start()
+    recorder.join(timeout=30)
+    assert not recorder.is_alive()
+    assert read_entries(store, "b1") == {}  # nothing written yet: the interval holds
+    ledger.flush()
+    assert sorted(read_entries(store, "b1")) == list(range(6))

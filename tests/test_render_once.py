@@ -82,7 +82,7 @@ _BODY_TEXT = st.lists(
 @given(
     _BODY_TEXT,
     st.sampled_from(["text", "html"]),
-    st.sampled_from(["utf-8", "iso-8859-1", "us-ascii"]),
+    st.sampled_from(["utf-8", "iso-8859-1", "us-ascii", "iso-2022-jp"]),
     st.booleans(),
 )
 def test_a_one_part_body_is_written_as_the_generator_writes_it(

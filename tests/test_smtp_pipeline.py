@@ -234,3 +234,16 @@ def test_a_hostile_answer_is_one_clear_error_and_nothing_is_sent(
         send(simple_message("never sent"))
     server.join(timeout=10)
     assert not any(b"never sent" in line for line in server.received)  # no content left
+
+
+def test_an_endless_reply_is_refused_by_the_event_loop() -> None:
+    """smtplib reads continuation lines without end; the event loop stops at 100."""
+    server = _AnswersBadly(b"250-more\r\n" * 200 + b"250 ok\r\n")
+    server.start()
+    with (
+        sending(f"smtp://127.0.0.1:{server.port}", "event-loop") as send,
+        pytest.raises(PermanentError, match="too many lines"),
+    ):
+        send(simple_message("never sent"))
+    server.join(timeout=10)
+    assert not any(b"never sent" in line for line in server.received)

@@ -232,9 +232,9 @@ def _encode_text_body(content: str, subtype: str, charset_name: str) -> EncodedB
     ``encoders.encode_base64`` does it, line ends made CRLF as ``_write_lines`` does);
     the headers come from the generator, once for each kind of part."""
     encoded = _charset_encoded(content, charset_name)
-    if _is_7bit(encoded):
+    if _is_7bit(encoded):  # ASCII, or a 7-bit charset such as iso-2022-jp: as encoded
         transfer = "7bit"
-        lines = "\r\n".join(_LINE_END.split(content)).encode("ascii", "surrogateescape")
+        lines = "\r\n".join(_LINE_END.split(encoded.decode("ascii"))).encode("ascii")
     else:
         transfer, lines = "base64", _base64_lines(encoded)
     return EncodedBody(_text_part_headers(subtype, charset_name, transfer), lines)
@@ -280,7 +280,7 @@ def _text_part(content: str, subtype: str, charset_name: str) -> MIMENonMultipar
     part = MIMENonMultipart("text", subtype, charset=charset_name)
     del part["MIME-Version"]
     if _is_7bit(encoded):
-        part.set_payload(content)
+        part.set_payload(encoded.decode("ascii"))
         part["Content-Transfer-Encoding"] = "7bit"
     else:
         charset.body_encoding = BASE64  # 7-bit safe and encoded in C

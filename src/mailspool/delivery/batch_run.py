@@ -281,12 +281,15 @@ class BatchRun:
 
     def _settle_done(self, done: set[asyncio.Task[Attempt]]) -> None:
         """Settle every attempt of ``done``; then raise the first error one raised."""
-        errors = [task.exception() for task in done if task.exception() is not None]
+        errors: list[BaseException] = []
         for task in done:
-            if task.exception() is None:
+            error = task.exception()
+            if error is None:
                 self._settle_one(task.result())
+            else:
+                errors.append(error)
         if errors:
-            raise errors[0]  # type: ignore[misc]
+            raise errors[0]
 
     def _send(self, sender: EmailSender) -> _Halt:
         halt = _Halt.NONE

@@ -146,8 +146,8 @@ class Ledger:
             self._start_committer()
         else:
             self._cond.notify_all()
-        while self._queued - self._durable > self._window:
-            if self._error is not None:
+        while not self._interval and self._queued - self._durable > self._window:
+            if self._error is not None:  # with an interval, outcomes wait their turn
                 raise self._error
             self._cond.wait()
         if self._error is not None:

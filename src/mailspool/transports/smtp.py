@@ -270,10 +270,11 @@ class SMTPTransport(Transport):
 
     # -- opening a connection ----------------------------------------------------------
 
-    def _hand_over(self) -> tuple[socket.socket, dict[str, str], bool]:
+    def _hand_over(self) -> tuple[socket.socket, dict[str, str], bool, bool]:
         """A connection (from the pool, else new) for the event loop: its socket, EHLO
-        features and whether it may pipeline; smtplib lets go of the socket."""
-        connection, _ = self._borrow()
+        features, whether it may pipeline and whether it sat idle in the pool; smtplib
+        lets go of the socket."""
+        connection, reused = self._borrow()
         try:
             connection.ehlo_or_helo_if_needed()
         except Exception as err:
@@ -281,14 +282,17 @@ class SMTPTransport(Transport):
             raise self._translate(err, data_started=False) from err
         sock = connection.sock
         if sock is None or isinstance(sock, ssl.SSLSocket):
-            self._give_back(connection)
-            raise TransientError(f"{self._where} now asks for TLS: the sender threads take over")
+            self._discard(connection)
+            raise TransientError(
+                f"{self._where} now asks for TLS, which the event loop cannot take over: "
+                "restart the worker, or set event_loop=false"
+            )
         pipelining = connection.pipelining and connection.does_esmtp
         features = dict(connection.esmtp_features)
         if connection.file is not None:
             connection.file.close()  # empty: the server says nothing unasked
         connection.sock = connection.file = None
-        return sock, features, pipelining and "pipelining" in features
+        return sock, features, pipelining and "pipelining" in features, reused
 
     def _open(self) -> _Connection:
         """A connected, secured and logged-in connection; errors already translated."""

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncSMTPSender", "Session"]
 
 _MAXLINE = 8192  # smtplib's bound on a reply line
+_MAX_REPLY_LINES = 100  # a reply is a few lines; a server sending more is refused
 
 
 @dataclass(slots=True)
@@ -68,9 +69,9 @@ class Session:
         self.writer.close()
 
 
-#: Opens a connection with smtplib (in a thread): its socket, EHLO features and whether
-#: it may pipeline; raises ``DeliveryError``.
-Opener = Callable[[], tuple[socket.socket, dict[str, str], bool]]
+#: Opens a connection with smtplib (in a thread), or takes an idle one: its socket, EHLO
+#: features, whether it may pipeline and whether it was idle; raises ``DeliveryError``.
+Opener = Callable[[], tuple[socket.socket, dict[str, str], bool, bool]]
 
 
 @dataclass
@@ -179,7 +180,10 @@ class AsyncSMTPSender:
         try:
             refused = judge_envelope(sender, recipients, answers)
         except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
-            await self._leave(session, answers)
+            try:
+                await self._leave(session, answers)
+            except Exception:
+                session.reusable = False
             raise
         session.data_started = True
         session.writer.write(content_lines(data))
@@ -213,13 +217,13 @@ class AsyncSMTPSender:
         return await self._open()
 
     async def _open(self) -> Session:
-        sock, features, pipelining = await asyncio.to_thread(self._open_socket)
+        sock, features, pipelining, reused = await asyncio.to_thread(self._open_socket)
         try:
             reader, writer = await asyncio.open_connection(sock=sock, limit=_MAXLINE)
         except BaseException:
             sock.close()
             raise
-        return Session(reader, writer, features, pipelining)
+        return Session(reader, writer, features, pipelining, reused)
 
 
 async def _reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -235,6 +239,8 @@ async def _reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         lines.append(line[4:].strip(b" \t\r\n"))
         if line[3:4] != b"-":
             break
+        if len(lines) >= _MAX_REPLY_LINES:
+            raise smtplib.SMTPResponseException(500, b"Reply of too many lines.")
     try:
         code = int(line[:3])
     except ValueError:
@@ -251,7 +257,7 @@ async def _answers(reader: asyncio.StreamReader, recipients: int) -> Answers:
 async def _one_at_a_time(session: Session, commands: list[bytes]) -> Answers:
     """The envelope without PIPELINING: each command waits for its answer. After a
     refused sender, or with every recipient refused, the rest is not sent: their answers
-    are recorded as the server's ``503`` would be, and the session is closed anyway."""
+    are recorded as the server's ``503`` would be, and the transaction is left with RSET."""
     replies: list[tuple[int, bytes]] = []
     skipped = (503, b"not sent: an earlier command was refused")
     for command in commands:
