@@ -19,6 +19,7 @@ from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
 from mailspool.errors import ConfigurationError, PermanentError, SenderNotAllowed
+from mailspool.ops.status import email_count
 from mailspool.senders import AllowedSenders
 from mailspool.spool import layout
 from mailspool.spool.limits import Limits
@@ -273,3 +274,16 @@ def test_bytes_in_flight_make_large_e_mails_take_turns() -> None:
     in_flight.release(6)
     in_flight.release(4)
     assert in_flight.acquire(50, threading.Event()) == 10  # alone, a larger one still goes
+
+
+def test_status_counts_a_quarantined_file_over_the_batch_limit_without_reading_it(
+    tmp_path: Path,
+) -> None:
+    store = FileStore(tmp_path / "spool")
+    big = b'{"version": 1, "emails": [{}, {}, {}]' + b" " * Limits().batch_bytes + b"}"
+    store.put("quarantine/huge.json", big)
+    assert email_count(store, "quarantine/huge.json", default=1) == 1
+    store.put("quarantine/small.json", big.replace(b" " * 1000, b""))  # a whole read: 3
+    assert email_count(store, "quarantine/small.json", default=1) == 3
+    # Refused by size, the large one counts as one held e-mail: it is never read.
+    assert email_count(store, "quarantine/huge.json", default=1) == 1

@@ -30,6 +30,7 @@ from typing import Any
 
 from mailspool.spool import layout, tally
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.limits import Limits
 from mailspool.spool.quarantine import quarantined_files
 from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.records import BatchOutline
@@ -144,9 +145,10 @@ def _files(store: Store, prefix: str) -> int:
 
 
 def email_count(store: Store, key: str, default: int = 0) -> int:
-    """How many e-mails the batch file at ``key`` holds; ``default`` if it cannot be read."""
+    """How many e-mails the batch file at ``key`` holds; ``default`` if it cannot be read,
+    or is larger than a batch may be (a file quarantined as too large is not read)."""
     try:
-        outline = BatchOutline.read(store.get(key))
+        outline = BatchOutline.read(store.get_at_most(key, Limits().batch_bytes))
     except Exception:  # unreadable: it still held something
         return default
     return outline.emails if outline is not None and outline.emails else default
