@@ -29,11 +29,10 @@ class BytesInFlight:
         The amount reserved, to give back to ``release``; None if ``stopping`` was set."""
         amount = min(amount, self.capacity)
         with self._changed:
-            while self._used and self._used + amount > self.capacity:
+            while not self._take_held(amount):
                 if stopping.is_set():
                     return None
                 self._changed.wait(0.1)
-            self._used += amount
         return amount
 
     async def acquire_async(self, amount: int, stopping: threading.Event) -> int | None:
@@ -47,10 +46,14 @@ class BytesInFlight:
 
     def _take(self, amount: int) -> bool:
         with self._changed:
-            if self._used and self._used + amount > self.capacity:
-                return False
-            self._used += amount
-            return True
+            return self._take_held(amount)
+
+    def _take_held(self, amount: int) -> bool:
+        # Called with the condition held: reserve ``amount`` if it fits (or none is held).
+        if self._used and self._used + amount > self.capacity:
+            return False
+        self._used += amount
+        return True
 
     def release(self, amount: int) -> None:
         with self._changed:

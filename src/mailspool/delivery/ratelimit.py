@@ -44,11 +44,10 @@ class RateLimiter:
 
     async def acquire_async(self, units: int = 1) -> bool:
         """``acquire`` for a coroutine: the event loop goes on while it waits."""
-        delay = self._reserve(units)
-        while delay > 0 and not self._stop.is_set():
-            step = min(delay, 0.1)  # look at the stop signal at least every 0.1 s
-            await asyncio.sleep(step)
-            delay -= step
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._reserve(units)
+        while not self._stop.is_set() and (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(left, 0.1))  # the stop signal is seen within 0.1 s
         return not self._stop.is_set()
 
     def _reserve(self, units: int) -> float:

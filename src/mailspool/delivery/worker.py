@@ -135,6 +135,7 @@ class Worker:
         self._active: set[str] = set()
         self._active_lock = threading.Lock()
         self._loop: SenderLoop | None = None  # the transport's event loop, once started
+        self._loop_lock = threading.Lock()
 
     def stop(self) -> None:
         """Finish the e-mails in flight, record them, and take no more (SIGTERM, Ctrl-C)."""
@@ -143,7 +144,7 @@ class Worker:
     def close(self) -> None:
         self.stop()
         self._senders.shutdown(wait=True)
-        with self._active_lock:
+        with self._loop_lock:
             loop, self._loop = self._loop, None
         if loop is not None:
             loop.close()
@@ -207,7 +208,7 @@ class Worker:
         """The transport's event loop (started on the first batch, or by this call), or
         None: a transport that has no asynchronous sender, or a worker given its own
         ``executor``, sends from threads."""
-        with self._active_lock:
+        with self._loop_lock:  # not the batches' lock: finding out opens a connection
             if self._loop is None and not self._threads_given:
                 self._loop = SenderLoop.for_transport(self.transport)
             return self._loop
