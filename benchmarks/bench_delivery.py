@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -50,32 +51,30 @@ def queue_emails(store: FileStore, count: int) -> None:
 
 
 def profiled_drain(url: str, count: int) -> pstats.Stats:
-    """An in-process drain of ``count`` e-mails with the CLI's worker, under cProfile in
-    the thread that sends: the event loop's, or (without one) every sender thread."""
+    """An in-process drain of ``count`` e-mails with the CLI's worker, every sender thread
+    under a cProfile of its own (started by the pool's initializer), the stats summed."""
+    profilers: list[cProfile.Profile] = []
+
+    def profile_this_thread() -> None:
+        profiler = cProfile.Profile()
+        profilers.append(profiler)
+        profiler.enable()
+
     with tempfile.TemporaryDirectory() as folder:
         store = FileStore(Path(folder) / "spool")
         queue_emails(store, count)
         settings = Settings.load(store=store.url, transport=url)
         transport = open_delivery_transport(settings)
-        worker = build_worker(settings, store, transport)
-        profiler = cProfile.Profile()
-        loop = worker.sender_loop()
-        assert loop is not None, "the SMTP transport without TLS sends from an event loop"
-        loop.run(_enable(profiler))
+        senders = ThreadPoolExecutor(settings.concurrency, initializer=profile_this_thread)
+        worker = build_worker(settings, store, transport, executor=senders)
         report = drain(worker)
-        loop.run(_disable(profiler))
-        worker.close()
+        worker.close()  # ends the sender threads, and so their profiles
         transport.close()
         assert report.sent == count, report
-        return pstats.Stats(profiler)
-
-
-async def _enable(profiler: cProfile.Profile) -> None:
-    profiler.enable()
-
-
-async def _disable(profiler: cProfile.Profile) -> None:
-    profiler.disable()
+        stats = pstats.Stats(profilers[0])
+        for profiler in profilers[1:]:
+            stats.add(profiler)
+        return stats
 
 
 def smtplib_rate(url: str, count: int) -> float:
@@ -120,12 +119,12 @@ def breakdown(stats: pstats.Stats) -> dict[str, float]:
 
     parts = {
         "MIME (render)": cumulative("mailspool/mime.py", "render"),
-        "SMTP I/O (send)": cumulative("transports/smtp_async.py", "_transact"),
+        "SMTP I/O (send)": cumulative("transports/smtp.py", "_deliver"),
         "ledger (record)": cumulative("mailspool/spool/ledger.py", "record"),
         "decode e-mail": cumulative("mailspool/delivery/guards.py", "read"),
-        "rate limit": cumulative("mailspool/delivery/ratelimit.py", "acquire_async"),
+        "rate limit": cumulative("mailspool/delivery/ratelimit.py", "acquire"),
     }
-    busy = cumulative("mailspool/delivery/attempt.py", "attempt_async") or total
+    busy = cumulative("mailspool/delivery/attempt.py", "attempt") or total
     parts["other"] = max(busy - sum(parts.values()), 0.0)
     return {name: value / busy for name, value in parts.items()}
 
@@ -223,9 +222,8 @@ def throughput(results: dict[str, float]) -> None:
         print(f"delivery of {COUNT} queued ~2 KB e-mails to {sink} on 127.0.0.1")
         loop = smtplib_rate(url, COUNT)
         rate, run = cli_rate(url, COUNT)
-        threads, threads_run = cli_rate(f"{url}?event_loop=false", COUNT)
         source = smtp_source_rate(url, COUNT, DEFAULT_CONCURRENCY)
-        results |= {"smtplib_loop_per_s": loop, "cli_per_s": rate, "cli_threads_per_s": threads}
+        results |= {"smtplib_loop_per_s": loop, "cli_per_s": rate}
         print(f"  plain smtplib loop, 1 connection, EmailMessage per message: {loop:8.0f} msg/s")
         print(
             f"  mailspool worker --drain (CLI defaults, whole process):      {rate:8.0f} msg/s "
@@ -234,15 +232,6 @@ def throughput(results: dict[str, float]) -> None:
         print(
             f"    {run.seconds:.2f} s wall, CPU {run.user:.2f} s user + {run.system:.2f} s system "
             f"= {(run.user + run.system) / COUNT * 1e6:.0f} us per e-mail"
-        )
-        print(
-            f"  the same with ?event_loop=false (sender threads):           {threads:8.0f} msg/s "
-            f"({threads / loop:.2f}x the loop; the event loop sends {rate / threads:.2f}x as fast)"
-        )
-        print(
-            f"    {threads_run.seconds:.2f} s wall, CPU {threads_run.user:.2f} s user + "
-            f"{threads_run.system:.2f} s system "
-            f"= {(threads_run.user + threads_run.system) / COUNT * 1e6:.0f} us per e-mail"
         )
         if source is not None:
             results["smtp_source_per_s"] = source

@@ -22,7 +22,6 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 pytest_plugins = [
     "tests.fixtures.smtp_server",
     "tests.fixtures.moto_server",
-    "tests.fixtures.smtp_senders",
 ]
 
 

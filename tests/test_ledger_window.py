@@ -129,11 +129,11 @@ def test_the_committer_writes_what_waits_when_no_more_outcomes_come() -> None:
     assert sorted(read_entries(store, "b1")) == [0, 1]
 
 
-def test_with_an_interval_a_background_ledger_never_holds_the_recorder() -> None:
-    """The event loop records in background mode: with a commit interval (S3) it must
-    not wait at the window for a commit that is an hour away on the test's clock."""
+def test_with_an_interval_the_ledger_never_holds_the_recorder() -> None:
+    """With a commit interval (S3) a sender thread must not wait at the window for a
+    commit that is an hour away on the test's clock."""
     store = MemoryStore()
-    ledger = Ledger(store, "b1", window=2, interval=3600.0, clock=Clock(), background=True)
+    ledger = Ledger(store, "b1", window=2, interval=3600.0, clock=Clock())
     recorder = threading.Thread(target=lambda: [ledger.record(sent(i)) for i in range(6)])
     recorder.start()
     recorder.join(timeout=30)

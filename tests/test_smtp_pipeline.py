@@ -1,5 +1,4 @@
-"""SMTP PIPELINING (RFC 2920): the same outcomes as without it, in two round trips,
-from the transport's threads (``send``) and from its event loop (``async_sender``).
+"""SMTP PIPELINING (RFC 2920): the same outcomes as without it, in two round trips.
 
 (The transport contract runs against both kinds of server in test_transport_smtp.py.)
 
@@ -36,34 +35,32 @@ def server(request: pytest.FixtureRequest) -> Iterator[SMTPSink]:
         yield sink
 
 
-def reads_for_one_send(url: str, server: SMTPSink, how: str) -> int:
+def reads_for_one_send(url: str, server: SMTPSink) -> int:
     """Round trips of one 3-recipient send on an open connection (EHLO excluded)."""
-    with sending(url, how) as send:
+    with sending(url) as send:
         send(simple_message("warm-up"))
         before = server.reads
         send(simple_message("measured", to=RECIPIENTS))
         return server.reads - before
 
 
-def test_pipelining_sends_the_envelope_in_one_round_trip(
-    smtp_pipelining_server: SMTPSink, how: str
-) -> None:
-    assert reads_for_one_send(smtp_pipelining_server.url, smtp_pipelining_server, how) == 2
+def test_pipelining_sends_the_envelope_in_one_round_trip(smtp_pipelining_server: SMTPSink) -> None:
+    assert reads_for_one_send(smtp_pipelining_server.url, smtp_pipelining_server) == 2
     assert smtp_pipelining_server.envelopes[-1].rcpt_tos == tuple(RECIPIENTS)
 
 
-def test_without_pipelining_each_command_is_a_round_trip(smtp_server: SMTPSink, how: str) -> None:
-    assert reads_for_one_send(smtp_server.url, smtp_server, how) == 3 + len(RECIPIENTS)
+def test_without_pipelining_each_command_is_a_round_trip(smtp_server: SMTPSink) -> None:
+    assert reads_for_one_send(smtp_server.url, smtp_server) == 3 + len(RECIPIENTS)
 
 
-def test_pipelining_can_be_turned_off(smtp_pipelining_server: SMTPSink, how: str) -> None:
+def test_pipelining_can_be_turned_off(smtp_pipelining_server: SMTPSink) -> None:
     url = smtp_pipelining_server.url_with(pipelining="false")
-    assert reads_for_one_send(url, smtp_pipelining_server, how) == 3 + len(RECIPIENTS)
+    assert reads_for_one_send(url, smtp_pipelining_server) == 3 + len(RECIPIENTS)
 
 
-def outcome(server: SMTPSink, how: str = "threads") -> tuple[str, str]:
+def outcome(server: SMTPSink) -> tuple[str, str]:
     """What the transport made of one 3-recipient send: the refused map, or the error."""
-    with sending(server.url, how) as send:
+    with sending(server.url) as send:
         try:
             receipt = send(simple_message("x", to=RECIPIENTS), message_id="<m@test>")
         except DeliveryError as err:
@@ -71,10 +68,10 @@ def outcome(server: SMTPSink, how: str = "threads") -> tuple[str, str]:
         return "sent", repr(sorted(receipt.refused.items()))
 
 
-def test_refused_recipients_are_reported_as_without_pipelining(server: SMTPSink, how: str) -> None:
+def test_refused_recipients_are_reported_as_without_pipelining(server: SMTPSink) -> None:
     server.refuse_recipient("b@example.com")
     server.refuse_recipient("c@example.com", "450 4.2.1 mailbox busy")
-    assert outcome(server, how) == (
+    assert outcome(server) == (
         "sent",
         repr(
             [
@@ -98,19 +95,19 @@ def test_refused_recipients_are_reported_as_without_pipelining(server: SMTPSink,
     ids=["all-5xx", "some-4xx"],
 )
 def test_every_recipient_refused_is_one_error(
-    server: SMTPSink, answers: list[str], error: type[DeliveryError], how: str
+    server: SMTPSink, answers: list[str], error: type[DeliveryError]
 ) -> None:
     for address, answer in zip(RECIPIENTS, answers, strict=True):
         server.refuse_recipient(address, answer)
-    kind, text = outcome(server, how)
+    kind, text = outcome(server)
     assert kind == error.__name__
     assert "refused every recipient: a@example.com: " + answers[0] in text
     assert server.attempts == []  # no content was sent
 
 
-def test_a_4xx_after_pipelined_recipients_is_transient(server: SMTPSink, how: str) -> None:
+def test_a_4xx_after_pipelined_recipients_is_transient(server: SMTPSink) -> None:
     server.defer_first_attempt()
-    kind, text = outcome(server, how)
+    kind, text = outcome(server)
     assert (kind, text.rpartition(": ")[2]) == (
         "TransientError",
         "451 4.3.0 Temporary failure, please try again later",
@@ -118,14 +115,13 @@ def test_a_4xx_after_pipelined_recipients_is_transient(server: SMTPSink, how: st
     assert server.deferred == ["<m@test>"]
 
 
-def test_outcomes_match_with_and_without_pipelining_threads_or_loop() -> None:
+def test_outcomes_match_with_and_without_pipelining() -> None:
     results = []
     for pipelining in (False, True):
-        for way in ("threads", "event-loop"):
-            with running_smtp_server(pipelining=pipelining) as sink:
-                sink.refuse_recipient("a@example.com", "452 4.5.3 too many recipients")
-                sink.defer_first_attempt()
-                results.append([outcome(sink, way), outcome(sink, way)])
+        with running_smtp_server(pipelining=pipelining) as sink:
+            sink.refuse_recipient("a@example.com", "452 4.5.3 too many recipients")
+            sink.defer_first_attempt()
+            results.append([outcome(sink), outcome(sink)])
     assert all(result == results[0] for result in results)
     assert results[0][0][0] == "TransientError"
     assert results[0][1][0] == "sent"
@@ -171,11 +167,11 @@ class _AcceptsDataAnyway(threading.Thread):
         return replies.get(command, b"")
 
 
-def test_data_accepted_after_every_recipient_refused_ends_with_a_lone_dot(how: str) -> None:
+def test_data_accepted_after_every_recipient_refused_ends_with_a_lone_dot() -> None:
     server = _AcceptsDataAnyway()
     server.start()
     with (
-        sending(f"smtp://127.0.0.1:{server.port}", how) as send,
+        sending(f"smtp://127.0.0.1:{server.port}") as send,
         pytest.raises(PermanentError, match="refused every recipient"),
     ):
         send(simple_message("never sent"))
@@ -223,12 +219,12 @@ class _AnswersBadly(_AcceptsDataAnyway):
     ids=["too-long", "no-code"],
 )
 def test_a_hostile_answer_is_one_clear_error_and_nothing_is_sent(
-    how: str, mail_reply: bytes, error: type[DeliveryError], says: str
+    mail_reply: bytes, error: type[DeliveryError], says: str
 ) -> None:
     server = _AnswersBadly(mail_reply)
     server.start()
     with (
-        sending(f"smtp://127.0.0.1:{server.port}", how) as send,
+        sending(f"smtp://127.0.0.1:{server.port}") as send,
         pytest.raises(error, match=says),
     ):
         send(simple_message("never sent"))
@@ -236,12 +232,12 @@ def test_a_hostile_answer_is_one_clear_error_and_nothing_is_sent(
     assert not any(b"never sent" in line for line in server.received)  # no content left
 
 
-def test_an_endless_reply_is_refused_by_the_event_loop() -> None:
-    """smtplib reads continuation lines without end; the event loop stops at 100."""
+def test_an_endless_reply_is_refused() -> None:
+    """smtplib reads continuation lines without end; the transport stops at 100."""
     server = _AnswersBadly(b"250-more\r\n" * 200 + b"250 ok\r\n")
     server.start()
     with (
-        sending(f"smtp://127.0.0.1:{server.port}", "event-loop") as send,
+        sending(f"smtp://127.0.0.1:{server.port}") as send,
         pytest.raises(PermanentError, match="too many lines"),
     ):
         send(simple_message("never sent"))

@@ -335,8 +335,8 @@ def test_a_running_worker_notices_new_batches(spool: Path, smtp_server: SMTPSink
             wait_for(lambda: len(smtp_server.envelopes) >= 5 * (round_number + 1))  # noqa: B023
     finally:
         worker.send_signal(signal.SIGINT)
-        worker.communicate(timeout=30)
-    assert worker.returncode == 0
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
     assert len(smtp_server.envelopes) == 15
 
 

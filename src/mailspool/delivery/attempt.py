@@ -1,6 +1,5 @@
-"""One attempt at one e-mail of a claimed batch, run in a sender thread (or as a
-coroutine on the transport's event loop): check it, wait for the rate limit, send, and
-record the outcome before going on."""
+"""One attempt at one e-mail of a claimed batch, run in a sender thread: check it, wait
+for the rate limit, send, and record the outcome before going on."""
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ from mailspool.spool.limits import Limits
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState, timestamp
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
-from mailspool.transports.base import AsyncSender, Receipt, Transport
+from mailspool.transports.base import Receipt, Transport
 
 __all__ = ["Attempt", "EmailSender", "OutcomeCallback", "Prepared", "SendOutcome", "SendResult"]
 
@@ -115,33 +114,6 @@ class EmailSender:
             return Attempt(index, attempt, SendOutcome.STOPPED)
         try:
             return self._send(index, attempt)
-        finally:
-            rules.in_flight.release(reserved)
-
-    async def attempt_async(self, index: int, attempt: int, transport: AsyncSender) -> Attempt:
-        """``attempt`` as a coroutine on ``transport``'s event loop: the same steps and
-        records, and the loop goes on while this e-mail waits."""
-        rules = self._rules
-        reserved = (
-            None
-            if rules.stopping.is_set()
-            else await rules.in_flight.acquire_async(self.footprint(index), rules.stopping)
-        )
-        if reserved is None:
-            return Attempt(index, attempt, SendOutcome.STOPPED)
-        try:
-            prepared = self.prepare(index, attempt)
-            if isinstance(prepared, Attempt):
-                return prepared
-            if not await rules.limiter.acquire_async(prepared.message.recipient_count):
-                return Attempt(index, attempt, SendOutcome.STOPPED)
-            try:
-                result: SendResult = await transport.send(
-                    prepared.message, message_id=prepared.message_id
-                )
-            except (DeliveryError, InvalidMessage) as err:
-                result = err
-            return self.conclude(prepared, attempt, result)
         finally:
             rules.in_flight.release(reserved)
 

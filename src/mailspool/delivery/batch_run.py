@@ -5,7 +5,6 @@ continuation near the deadline, and move it to ``done/`` when nothing is left.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import heapq
 import logging
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from mailspool.delivery.attempt import Attempt, EmailSender, SendOutcome, SendRules
 from mailspool.delivery.bulk import BulkPlan, BulkSender
-from mailspool.delivery.event_loop import SenderLoop
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost, ObjectRefused
 from mailspool.spool import batch as batch_format
@@ -43,14 +41,12 @@ Deadline = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class DeliveryContext:
-    """What a batch run needs from its worker: the sender threads, or the transport's
-    event loop when it has one (``loop``)."""
+    """What a batch run needs from its worker: its store, sender threads and rules."""
 
     store: Store
     senders: Executor
     options: WorkerOptions
     rules: SendRules
-    loop: SenderLoop | None = None
 
 
 def backoff(options: WorkerOptions, attempt: int) -> float:
@@ -165,7 +161,6 @@ class BatchRun:
             window=window,
             interval=commit_ms / 1000,
             clock=self._options.clock,
-            background=self._context.loop is not None,  # the loop must not wait for a write
         )
 
     def _conclude(self, halt: _Halt) -> BatchStatus:
@@ -229,38 +224,18 @@ class BatchRun:
     # -- the send loop ------------------------------------------------------------------
 
     def _send_all(self, sender: EmailSender, todo: list[int]) -> _Halt:
-        """Keep up to ``concurrency`` e-mails in flight until none is left or a halt:
-        as coroutines on the transport's loop when it has one, else in sender threads."""
+        """Keep up to ``concurrency`` sends in flight in the sender threads until none
+        is left or a halt."""
         self._pending = list(reversed(self._plan.order(todo)))
-        loop = self._context.loop
-        if loop is None:
-            return self._send(sender)
-        return loop.run(self._send_async(sender, loop))
-
-    async def _send_async(self, sender: EmailSender, loop: SenderLoop) -> _Halt:
         halt = _Halt.NONE
-        tasks: set[asyncio.Task[Attempt]] = set()
-        try:
-            while self._pending or self._retries or tasks:
-                if halt is _Halt.NONE:
-                    halt = self._halt_reason()
-                if halt is _Halt.NONE:
-                    for indices, attempt in self._starts(len(tasks)):
-                        tasks.update(  # no transport on a loop sends in bulk: groups of one
-                            asyncio.ensure_future(sender.attempt_async(i, attempt, loop.sender))
-                            for i in indices
-                        )
-                elif not tasks:
-                    break
-                done, tasks = await _first_done(tasks, self._wait_time(halt is not _Halt.NONE))
-                self._renew_lease()
-                self._settle_done(done)
-        except BaseException:
-            # As ``_await_in_flight``: the e-mails in flight may have been sent; record them.
-            for result in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(result, Attempt):
-                    self._settle_one(result)
-            raise
+        while self._pending or self._retries or self._in_flight:
+            if halt is _Halt.NONE:
+                halt = self._halt_reason()
+            if halt is _Halt.NONE:
+                self._submit_ready(sender)
+            elif not self._in_flight:
+                break
+            self._collect(halted=halt is not _Halt.NONE)
         return halt
 
     def _starts(self, in_flight: int) -> list[tuple[list[int], int]]:
@@ -278,30 +253,6 @@ class BatchRun:
             else:
                 break
         return starts
-
-    def _settle_done(self, done: set[asyncio.Task[Attempt]]) -> None:
-        """Settle every attempt of ``done``; then raise the first error one raised."""
-        errors: list[BaseException] = []
-        for task in done:
-            error = task.exception()
-            if error is None:
-                self._settle_one(task.result())
-            else:
-                errors.append(error)
-        if errors:
-            raise errors[0]
-
-    def _send(self, sender: EmailSender) -> _Halt:
-        halt = _Halt.NONE
-        while self._pending or self._retries or self._in_flight:
-            if halt is _Halt.NONE:
-                halt = self._halt_reason()
-            if halt is _Halt.NONE:
-                self._submit_ready(sender)
-            elif not self._in_flight:
-                break
-            self._collect(halted=halt is not _Halt.NONE)
-        return halt
 
     def _halt_reason(self) -> _Halt:
         if self._trouble is not None:
@@ -386,13 +337,3 @@ class BatchRun:
             log.error("lost the claim on %s: another worker took it over", self._report.key)
             self._trouble = BatchStatus.LOST
         self._renew_at = time.monotonic() + self._options.lease_ttl / 3
-
-
-async def _first_done(
-    tasks: set[asyncio.Task[Attempt]], timeout: float
-) -> tuple[set[asyncio.Task[Attempt]], set[asyncio.Task[Attempt]]]:
-    """(done, still running) once one task is done or ``timeout`` has passed."""
-    if not tasks:
-        await asyncio.sleep(timeout)
-        return set(), tasks
-    return await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

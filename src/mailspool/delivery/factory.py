@@ -40,6 +40,7 @@ from mailspool.transports import open_transport
 from mailspool.transports.base import Transport
 
 __all__ = [
+    "STOP_SIGNALS",
     "build_worker",
     "delivery_url",
     "effective_rate",
@@ -132,6 +133,10 @@ def poll_interval_for(store: Store) -> float:
     return 5.0 if store.url.startswith("s3://") else 0.05
 
 
+#: The signals that stop a worker: it finishes its e-mails in flight first.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
 def stop_on_signals(worker: Worker) -> None:
     """SIGTERM and Ctrl-C finish the e-mails in flight, then stop the worker."""
 
@@ -139,5 +144,6 @@ def stop_on_signals(worker: Worker) -> None:
         log.warning("signal %d: finishing the e-mails in flight, then stopping", signum)
         worker.stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked in a child until now

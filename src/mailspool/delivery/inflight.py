@@ -10,7 +10,6 @@ e-mail larger than the whole capacity still goes, alone.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 __all__ = ["BytesInFlight"]
@@ -34,19 +33,6 @@ class BytesInFlight:
                     return None
                 self._changed.wait(0.1)
         return amount
-
-    async def acquire_async(self, amount: int, stopping: threading.Event) -> int | None:
-        """``acquire`` for a coroutine: the event loop goes on while it waits."""
-        amount = min(amount, self.capacity)
-        while not self._take(amount):
-            if stopping.is_set():
-                return None
-            await asyncio.sleep(0.01)
-        return amount
-
-    def _take(self, amount: int) -> bool:
-        with self._changed:
-            return self._take_held(amount)
 
     def _take_held(self, amount: int) -> bool:
         # Called with the condition held: reserve ``amount`` if it fits (or none is held).

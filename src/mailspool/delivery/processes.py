@@ -44,6 +44,7 @@ from multiprocessing.queues import SimpleQueue
 from types import FrameType
 from typing import Any
 
+from mailspool.delivery.factory import STOP_SIGNALS
 from mailspool.delivery.report import BatchStatus
 from mailspool.delivery.worker import Worker
 from mailspool.errors import MailspoolError
@@ -164,6 +165,10 @@ def _child(
 ) -> None:
     _die_with(parent)
     _pin(share)
+    # A stop signal that comes while the worker is still being opened waits for its
+    # handler (``factory.stop_on_signals`` unblocks it) instead of killing the process
+    # without a report.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         report = work(share)
     except Exception as err:  # the parent reports it; nothing else is lost
@@ -211,4 +216,4 @@ def _forward_signals(children: Sequence[BaseProcess]) -> dict[int, Any]:
             if child.pid is not None and child.is_alive():
                 os.kill(child.pid, signal.SIGTERM)
 
-    return {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}

@@ -9,7 +9,6 @@ refill thread, and a message larger than the rate simply waits its turn.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -40,14 +39,6 @@ class RateLimiter:
         delay = self._reserve(units)
         if delay > 0:
             return not self._stop.wait(delay)
-        return not self._stop.is_set()
-
-    async def acquire_async(self, units: int = 1) -> bool:
-        """``acquire`` for a coroutine: the event loop goes on while it waits."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + self._reserve(units)
-        while not self._stop.is_set() and (left := until - loop.time()) > 0:
-            await asyncio.sleep(min(left, 0.1))  # the stop signal is seen within 0.1 s
         return not self._stop.is_set()
 
     def _reserve(self, units: int) -> float:

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from mailspool.config import default_of
 from mailspool.delivery.attempt import OutcomeCallback, SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
-from mailspool.delivery.event_loop import SenderLoop
 from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.ratelimit import RateLimiter
@@ -128,14 +127,11 @@ class Worker:
         self.limiter = RateLimiter(max_rate, stop=self.stopping)
         # the sender threads hold at most two e-mails at the message limit at once
         self.in_flight = BytesInFlight(2 * self.options.guards.limits.message_bytes)
-        self._threads_given = executor is not None
         self._senders = executor or ThreadPoolExecutor(
             max_workers=self.options.concurrency, thread_name_prefix="mailspool-send"
         )
         self._active: set[str] = set()
         self._active_lock = threading.Lock()
-        self._loop: SenderLoop | None = None  # the transport's event loop, once started
-        self._loop_lock = threading.Lock()
 
     def stop(self) -> None:
         """Finish the e-mails in flight, record them, and take no more (SIGTERM, Ctrl-C)."""
@@ -144,10 +140,6 @@ class Worker:
     def close(self) -> None:
         self.stop()
         self._senders.shutdown(wait=True)
-        with self._loop_lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.close()
 
     def active(self) -> set[str]:
         """Batch keys this worker is delivering right now."""
@@ -202,13 +194,4 @@ class Worker:
             suppressions=self.suppressions,
             unsubscribe=self.unsubscribe,
         )
-        return DeliveryContext(self.store, self._senders, self.options, rules, self.sender_loop())
-
-    def sender_loop(self) -> SenderLoop | None:
-        """The transport's event loop (started on the first batch, or by this call), or
-        None: a transport that has no asynchronous sender, or a worker given its own
-        ``executor``, sends from threads."""
-        with self._loop_lock:  # not the batches' lock: finding out opens a connection
-            if self._loop is None and not self._threads_given:
-                self._loop = SenderLoop.for_transport(self.transport)
-            return self._loop
+        return DeliveryContext(self.store, self._senders, self.options, rules)

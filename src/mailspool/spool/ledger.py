@@ -16,11 +16,6 @@ committer thread when no more come. The duplicate window after a crash is then t
 e-mails in flight plus those recorded in the last T seconds (and during the one write
 under way). ``flush`` writes at once.
 
-With ``background=True`` (a sender that is one event loop, which must not stop for an
-fsync), the recording thread never writes: the committer thread writes what is pending
-as soon as it can, a group at a time, and ``record`` returns at once unless more than
-``window`` entries wait for their write. The duplicate window is as with ``window``.
-
 On disk a record is one JSON array of entries (``records.LedgerEntry``), each
 ``{"i": index, "s": state, ...}`` with state ``sent`` (``id``: the provider's message
 id, ``a``: attempts, ``refused``: recipients refused while the others got it),
@@ -72,10 +67,8 @@ class Ledger:
         window: int = 0,
         interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
-        background: bool = False,
     ) -> None:
         self._store = store
-        self._background = background
         self._key = layout.ledger_key(batch_id)
         self._window = max(window, 0)
         self._cond = threading.Condition()
@@ -100,9 +93,7 @@ class Ledger:
         with self._cond:
             self._pending.extend(added)
             self._queued += len(added)
-            if self._background:
-                self._hand_to_committer()
-            elif self._interval:
+            if self._interval:
                 self._commit_when_due()
             else:
                 self._settle(self._queued - self._window)
@@ -138,20 +129,6 @@ class Ledger:
             self._write_pending()
         elif self._committer is None:
             self._start_committer()
-
-    def _hand_to_committer(self) -> None:
-        # Called with the condition held: the committer writes; wait only while more
-        # than ``window`` entries are not durable.
-        if self._committer is None:
-            self._start_committer()
-        else:
-            self._cond.notify_all()
-        while not self._interval and self._queued - self._durable > self._window:
-            if self._error is not None:  # with an interval, outcomes wait their turn
-                raise self._error
-            self._cond.wait()
-        if self._error is not None:
-            raise self._error
 
     def _start_committer(self) -> None:
         self._committer = threading.Thread(

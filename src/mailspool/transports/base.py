@@ -19,13 +19,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from mailspool._backends import Backend
 from mailspool.errors import DeliveryError
 from mailspool.message import Message
 
-__all__ = ["AsyncSender", "BulkEntry", "BulkResult", "Receipt", "Transport"]
+__all__ = ["BulkEntry", "BulkResult", "Receipt", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +51,6 @@ class BulkEntry:
 
 #: What a bulk call says of one e-mail: accepted, or the error a ``send`` would raise.
 BulkResult = Receipt | DeliveryError
-
-
-class AsyncSender(Protocol):
-    """A transport's connections driven from one event loop (``Transport.async_sender``)."""
-
-    async def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
-        """As ``Transport.send``, on the loop."""
-
-    async def aclose(self) -> None:
-        """Close its idle connections."""
 
 
 class Transport(Backend, abc.ABC):
@@ -98,8 +87,3 @@ class Transport(Backend, abc.ABC):
             except DeliveryError as err:
                 results.append(err)
         return results
-
-    def async_sender(self) -> AsyncSender | None:
-        """The same deliveries from one event loop, many at once without a thread each,
-        or None (the default): the worker then sends from its threads."""
-        return None

@@ -4,7 +4,7 @@ URL::
 
     smtp://[user:password@]host[:port][?starttls=auto|always|never&timeout=SECONDS
         &verify=true|false&cafile=PATH&max_connections=N&local_hostname=NAME
-        &pipelining=true|false&event_loop=true|false]
+        &pipelining=true|false]
 
 ``smtps://`` is TLS from the first byte (port 465); ``smtp://`` (port 25) upgrades with
 STARTTLS when the server offers it (``starttls=auto``), insists on it (``always``) or
@@ -13,8 +13,8 @@ transport logs in after TLS. ``verify=false`` accepts any certificate (self-sign
 servers only); ``cafile`` trusts one more CA. ``timeout`` (30 s) bounds every socket
 operation. ``pipelining`` (true) sends MAIL FROM, every RCPT TO and DATA in one
 round trip when the server advertises PIPELINING (RFC 2920, ``smtp_pipeline``).
-``event_loop`` (true) lets a worker drive the connections from one event loop instead of
-a thread each (``smtp_async``; connections without TLS only); false keeps the threads.
+``event_loop``, an option of earlier versions, is accepted and ignored: every connection
+is driven by the worker's sender threads, plain or TLS alike.
 
 Why a pool: opening a connection costs several round trips (greeting, EHLO, TLS, AUTH)
 before the first message; paying them for every e-mail is the article's third cause of
@@ -23,20 +23,21 @@ thread use one connection and N threads use at most ``max_connections`` (10; a w
 sets it to its concurrency unless the URL gives it, see ``mailspool.delivery.factory``).
 A server may close a connection while it sits idle; the next send then reconnects once
 and resends, but only when the failure came before DATA, so a message is never sent
-twice by a retry. A connection that raised anything is closed, never reused.
+twice by a retry.
 
 Errors: 4xx answers, dropped connections, timeouts and TLS failures are
 ``TransientError``; 5xx answers (a message too large included) and failed
 authentication are ``PermanentError``; so is a message larger than the ``SIZE`` the
 server advertises, refused before it is sent. The server's code and text are in the message
-and in ``response``. A password never appears in an error, a log line or ``url``.
+and in ``response``. A connection on which the server refused an e-mail (its sender, every
+recipient, its content) carries the next one, the transaction ended with RSET; one that
+raised anything else (a dropped connection, a timeout, a 421) is closed. A password never appears in an error, a log line or ``url``.
 """
 
 from __future__ import annotations
 
 import logging
 import smtplib
-import socket
 import ssl
 import threading
 from dataclasses import replace
@@ -61,8 +62,12 @@ from mailspool.transports._common import (
     split_url,
 )
 from mailspool.transports.base import Receipt, Transport
-from mailspool.transports.smtp_async import AsyncSMTPSender
-from mailspool.transports.smtp_pipeline import PipeliningSMTP, dropped_before_data
+from mailspool.transports.smtp_pipeline import (
+    NoAnswer,
+    PipeliningSMTP,
+    UnreadableReply,
+    dropped_before_data,
+)
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -123,7 +128,6 @@ class SMTPTransport(Transport):
         local_hostname: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         pipelining: bool = True,
-        event_loop: bool = True,
     ) -> None:
         """Keyword form of the URL; ``ssl_context`` replaces ``verify`` and ``cafile``."""
         _check_settings(host, username, password, implicit_tls, starttls)
@@ -141,7 +145,6 @@ class SMTPTransport(Transport):
         self.max_connections = max_connections
         self.local_hostname = local_hostname
         self.pipelining = pipelining
-        self.event_loop = event_loop
         self._ssl_context = ssl_context or _ssl_context(verify, cafile)
         scheme = "smtps" if implicit_tls else "smtp"
         user = f"{quote(username, safe='')}@" if username else ""
@@ -151,7 +154,6 @@ class SMTPTransport(Transport):
         self._idle: list[_Connection] = []
         self._slots = threading.BoundedSemaphore(max_connections)
         self._generation = 0
-        self._plain: bool | None = None  # connections without TLS (known once one is open)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SMTPTransport:
@@ -172,32 +174,6 @@ class SMTPTransport(Transport):
             outgoing, refused = self._deliver(envelope)
         answers = {address: _answer(code, text) for address, (code, text) in refused.items()}
         return Receipt(outgoing.message_id, refused={**envelope.unsendable, **answers})
-
-    def async_sender(self) -> AsyncSMTPSender | None:
-        """The same pool of connections driven from one event loop (``smtp_async``), or
-        None when this server's connections are TLS, which only the threads can use.
-        Finding out opens one connection (kept in the pool); None too if that fails."""
-        if not self.event_loop or self.implicit_tls or self.starttls == "always":
-            return None
-        if self._plain is None:
-            try:
-                connection, _ = self._borrow()
-            except DeliveryError:
-                return None  # the threads meet the same error and report it as usual
-            self._plain = not isinstance(connection.sock, ssl.SSLSocket)
-            self._give_back(connection)
-        if not self._plain:
-            return None
-        return AsyncSMTPSender(
-            open_socket=self._hand_over,
-            envelope=_Envelope,
-            where=self._where,
-            check_size=self._check_advertised_size,
-            translate=self._translate,
-            answer=_answer,
-            max_connections=self.max_connections,
-            timeout=self.timeout,
-        )
 
     def close(self) -> None:
         """QUIT every idle connection; connections in use are closed when their send ends.
@@ -225,6 +201,9 @@ class SMTPTransport(Transport):
                 self._give_back(connection)  # the e-mail cannot go; the connection is fine
                 raise
             except BaseException as err:
+                if isinstance(err, smtplib.SMTPException) and _session_goes_on(connection, err):
+                    self._give_back(connection)  # the server refused this one; ready for more
+                    raise self._translate(err, connection.data_started) from err
                 self._discard(connection)
                 if reused and dropped_before_data(connection.data_started, err):
                     log.info("%s closed an idle connection (%s); reconnecting", self._where, err)
@@ -269,30 +248,6 @@ class SMTPTransport(Transport):
         connection.close()
 
     # -- opening a connection ----------------------------------------------------------
-
-    def _hand_over(self) -> tuple[socket.socket, dict[str, str], bool, bool]:
-        """A connection (from the pool, else new) for the event loop: its socket, EHLO
-        features, whether it may pipeline and whether it sat idle in the pool; smtplib
-        lets go of the socket."""
-        connection, reused = self._borrow()
-        try:
-            connection.ehlo_or_helo_if_needed()
-        except Exception as err:
-            self._discard(connection)
-            raise self._translate(err, data_started=False) from err
-        sock = connection.sock
-        if sock is None or isinstance(sock, ssl.SSLSocket):
-            self._discard(connection)
-            raise TransientError(
-                f"{self._where} now asks for TLS, which the event loop cannot take over: "
-                "restart the worker, or set event_loop=false"
-            )
-        pipelining = connection.pipelining and connection.does_esmtp
-        features = dict(connection.esmtp_features)
-        if connection.file is not None:
-            connection.file.close()  # empty: the server says nothing unasked
-        connection.sock = connection.file = None
-        return sock, features, pipelining and "pipelining" in features, reused
 
     def _open(self) -> _Connection:
         """A connected, secured and logged-in connection; errors already translated."""
@@ -359,6 +314,8 @@ class SMTPTransport(Transport):
             return _all_refused(self._where, err)
         if isinstance(err, smtplib.SMTPResponseException):
             return _answered(self._where, err)
+        if isinstance(err, NoAnswer):
+            return _network_error(self._where, TimeoutError(), self.timeout)
         if isinstance(err, smtplib.SMTPServerDisconnected):
             during = " during DATA (the message may have arrived)" if data_started else ""
             return TransientError(f"connection to {self._where} lost{during}: {err}")
@@ -414,6 +371,17 @@ def _network_error(where: str, err: Exception, timeout: float) -> DeliveryError:
     if isinstance(err, OSError):
         return TransientError(f"cannot talk to {where}: {err.strerror or err}")
     return TransientError(f"{where}: {type(err).__name__}: {err}")
+
+
+def _session_goes_on(connection: smtplib.SMTP, err: smtplib.SMTPException) -> bool:
+    """True when the server answered this e-mail (sender, recipients or content refused)
+    and the transaction was ended (smtplib and ``smtp_pipeline`` send RSET): the
+    connection can carry the next e-mail. A 421 closes the session."""
+    if connection.sock is None or isinstance(err, UnreadableReply):
+        return False
+    if isinstance(err, smtplib.SMTPRecipientsRefused):
+        return all(code != 421 for code, _ in err.recipients.values())
+    return isinstance(err, smtplib.SMTPResponseException) and err.smtp_code != 421
 
 
 def _quit(connection: smtplib.SMTP) -> None:
@@ -533,7 +501,9 @@ def _typed_parameters(query: dict[str, str]) -> dict[str, Any]:
                 typed[name] = kind(query[name])
             except ValueError as err:
                 raise ConfigurationError(f"{name} must be a number, not {query[name]!r}") from err
-    for name in ("verify", "pipelining", "event_loop"):
+    if typed.pop("event_loop", None) is not None:
+        log.warning("the SMTP URL option event_loop is no longer used; leave it out")
+    for name in ("verify", "pipelining"):
         if name in query:
             typed[name] = parse_bool(name, query[name])
     return typed

@@ -20,10 +20,13 @@ import re
 import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 __all__ = [
     "Answers",
+    "NoAnswer",
     "PipeliningSMTP",
+    "UnreadableReply",
     "content_lines",
     "dropped_before_data",
     "envelope_group",
@@ -32,6 +35,49 @@ __all__ = [
 
 _OK = frozenset({250, 251})
 _CRLF = b"\r\n"
+
+#: Lines one reply may have; EHLO answers run to about twenty.
+MAX_REPLY_LINES = 100
+
+
+class UnreadableReply(smtplib.SMTPResponseException):
+    """A reply the client will not read to its end: the connection is left unusable."""
+
+
+class NoAnswer(smtplib.SMTPServerDisconnected):
+    """The server said nothing within the timeout; the connection is closed."""
+
+
+class _StopReading(Exception):
+    """Raised inside ``smtplib``'s reply loop, which turns every ``OSError`` (and so every
+    ``SMTPException``) into "connection unexpectedly closed"; ``getreply`` raises
+    ``error`` instead."""
+
+    def __init__(self, error: smtplib.SMTPException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _BoundedReply:
+    """A connection's read side that counts the lines of the reply being read."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._lines = 0
+
+    def readline(self, limit: int = -1) -> bytes:
+        try:
+            line = self._file.readline(limit)
+        except TimeoutError as err:
+            raise _StopReading(NoAnswer(str(err))) from None
+        self._lines = self._lines + 1 if line[3:4] == b"-" else 0
+        if self._lines >= MAX_REPLY_LINES:
+            what = f"a reply of more than {MAX_REPLY_LINES} lines: too many lines"
+            raise _StopReading(UnreadableReply(554, what.encode()))
+        return line
+
+    def close(self) -> None:
+        self._file.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +97,17 @@ class PipeliningSMTP(smtplib.SMTP):
     """
 
     pipelining = True
+
+    def getreply(self) -> tuple[int, bytes]:
+        """``smtplib``'s reading of one reply, which takes continuation lines without
+        end; a hostile server's reply is refused past ``MAX_REPLY_LINES`` lines."""
+        if self.file is None and self.sock is not None:
+            self.file = _BoundedReply(self.sock.makefile("rb"))
+        try:
+            return super().getreply()
+        except _StopReading as stop:
+            self.close()
+            raise stop.error from None
 
     def sendmail(  # type: ignore[override]
         self,
