@@ -32,6 +32,7 @@ def test_worker_options_default_to_the_settings_defaults() -> None:
         "ledger_commit_ms": None,  # the store's: 1000 on S3, 0 elsewhere
         "max_attempts": 5,
         "retry_base": 1.0,
+        "queue_lifetime": 432000.0,  # 5 days, as Postfix
         "default_sender": "mailspool <mailspool@localhost>",
     }
 

@@ -35,6 +35,7 @@ from mailspool.errors import (
     PermanentError,
     SendingPaused,
     TransientError,
+    TransportUnavailable,
 )
 from mailspool.message import Message
 from mailspool.transports import Receipt, Transport, open_transport
@@ -384,13 +385,13 @@ def client_error(code: str, status: int, text: str = "it said no") -> ClientErro
 @pytest.mark.parametrize(
     ("code", "status", "expected"),
     [
-        ("Throttling", 400, TransientError),
-        ("ThrottlingException", 400, TransientError),
-        ("TooManyRequestsException", 429, TransientError),
-        ("LimitExceededException", 400, TransientError),
-        ("InternalFailure", 500, TransientError),
-        ("ServiceUnavailable", 503, TransientError),
-        ("SomethingNew", 502, TransientError),
+        ("Throttling", 400, TransportUnavailable),
+        ("ThrottlingException", 400, TransportUnavailable),
+        ("TooManyRequestsException", 429, TransportUnavailable),
+        ("LimitExceededException", 400, TransportUnavailable),
+        ("InternalFailure", 500, TransportUnavailable),
+        ("ServiceUnavailable", 503, TransportUnavailable),
+        ("SomethingNew", 502, TransportUnavailable),
         ("AccountSuspendedException", 400, SendingPaused),
         ("SendingPausedException", 400, SendingPaused),
         ("AccessDeniedException", 403, SendingPaused),
@@ -415,5 +416,5 @@ def test_ses_error_codes_map_to_delivery_errors(
 def test_connection_and_credential_errors_map_to_delivery_errors() -> None:
     """Also a stub: botocore errors built by hand, as a dropped network would raise them."""
     dropped = translate_error(EndpointConnectionError(endpoint_url="https://email.example"))
-    assert type(dropped) is TransientError
+    assert type(dropped) is TransportUnavailable  # SES as a whole: the worker pauses
     assert type(translate_error(NoCredentialsError())) is SendingPaused

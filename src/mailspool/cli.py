@@ -47,6 +47,7 @@ from mailspool.producer import api
 from mailspool.producer.classify import Priority
 from mailspool.producer.later import Later, parse_when
 from mailspool.settings_docs import environment_help
+from mailspool.spool.pauses import describe_pause, pause_fields, read_pauses
 from mailspool.stores import Store, open_store
 from mailspool.transports import Transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
@@ -414,8 +415,10 @@ def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
     with opened_store(settings.store, quiet=as_json) as the_store:
         result = collect_status(the_store)
         rates = collect_rates(the_store, sends=settings.rate_sends)
+        pauses = read_pauses(the_store)
     if as_json:
-        print_json({"store": the_store.url, **result.as_dict(), **rates.as_dict()})
+        paused = {"paused": [pause_fields(p) for p in pauses]}
+        print_json({"store": the_store.url, **result.as_dict(), **rates.as_dict(), **paused})
         return
     age = "-" if result.oldest_pending_age is None else f"{result.oldest_pending_age:.1f} s"
     click.echo(
@@ -427,6 +430,8 @@ def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
         f"bounce rate  {rates.bounce_rate:.2%}, complaint rate {rates.complaint_rate:.2%} "
         f"(last {rates.sends} sends); {rates.suppressed} suppressed"
     )
+    for pause in pauses:
+        click.echo(f"delivery     {describe_pause(pause)}")
 
 
 @cli.group()

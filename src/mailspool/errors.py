@@ -15,6 +15,7 @@ MailspoolError
 │     └─ ObjectTooLarge                     ...or larger than the limit
 └─ DeliveryError                            a send failed
    ├─ TransientError                        retry later: 4xx, throttling, dropped connection
+   │  ├─ TransportUnavailable               the provider is down or busy: pause, spend no attempt
    │  └─ SendingPaused                      the provider stopped sending: stop, fail nothing
    └─ PermanentError                        never retry: 5xx, refused recipient, bad address
       └─ SenderNotAllowed                   From or Sender not in MAILSPOOL_ALLOWED_SENDERS
@@ -43,6 +44,7 @@ __all__ = [
     "SendingPaused",
     "StoreError",
     "TransientError",
+    "TransportUnavailable",
     "UnsafeKey",
 ]
 
@@ -158,6 +160,13 @@ class DeliveryError(MailspoolError):
 
 class TransientError(DeliveryError):
     """The send may succeed later: SMTP 4xx, throttling, timeout, dropped connection."""
+
+
+class TransportUnavailable(TransientError):
+    """The provider took nothing, whatever the e-mail: connection refused, a timeout or
+    a dropped connection before the content, a TLS failure, a 421, throttling. The
+    worker pauses delivery through it and spends no e-mail's attempt
+    (``delivery.outage``)."""
 
 
 class SendingPaused(TransientError):

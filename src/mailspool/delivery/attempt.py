@@ -7,11 +7,12 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
+from mailspool.delivery.outage import TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.errors import (
     DeliveryError,
@@ -20,13 +21,14 @@ from mailspool.errors import (
     SenderNotAllowed,
     SendingPaused,
     TransientError,
+    TransportUnavailable,
 )
 from mailspool.feedback.screen import Screened, screen
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.message import Message, sender_domain
 from mailspool.spool import layout
-from mailspool.spool.batch import Batch
+from mailspool.spool.batch import Batch, moment
 from mailspool.spool.ledger import Ledger
 from mailspool.spool.limits import Limits
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState, timestamp
@@ -49,6 +51,7 @@ class SendOutcome(StrEnum):
     FAILED = "failed"
     RETRY = "retry"  # a transient failure: try again after a backoff
     PAUSED = "paused"  # the provider paused sending: stop the batch
+    WAITING = "waiting"  # the transport is down (``outage``): try again, no attempt spent
     STOPPED = "stopped"  # the worker is stopping: not tried
 
 
@@ -86,6 +89,8 @@ class SendRules:
     default_sender: str
     guards: Guards
     in_flight: BytesInFlight
+    gate: TransportGate
+    queue_lifetime: float
     on_outcome: OutcomeCallback | None = None
     suppressions: SuppressionList | None = None
     unsubscribe: UnsubscribeLinks | None = None  # List-Unsubscribe on every e-mail sent
@@ -102,6 +107,7 @@ class EmailSender:
         self._ledger = ledger
         self._blobs = _Blobs(store, rules.guards.limits)
         self._expires = batch.expires()
+        self._lifetime_ends = _lifetime_end(batch, rules.queue_lifetime)
 
     def attempt(self, index: int, attempt: int) -> Attempt:
         """Try e-mail ``index`` once; a sent or failed e-mail is in the ledger on return."""
@@ -132,9 +138,16 @@ class EmailSender:
         """E-mail ``index`` read, checked, screened and with its List-Unsubscribe headers;
         or, recorded as failed, one that has expired or may not be sent."""
         rules = self._rules
-        if self._expires is not None and datetime.now(UTC) >= self._expires:
+        now = datetime.now(UTC)
+        if self._expires is not None and now >= self._expires:
             reason = f"expired at {timestamp(self._expires)} before it could be sent"
             return self._fail(index, attempt, reason, retryable=False)
+        if self._lifetime_ends is not None and now >= self._lifetime_ends:
+            reason = (
+                f"its queue lifetime ({rules.queue_lifetime:g} s, MAILSPOOL_QUEUE_LIFETIME) "
+                f"ran out at {timestamp(self._lifetime_ends)} before it could be sent"
+            )
+            return self._fail(index, attempt, reason, retryable=True)
         try:
             message = rules.guards.read(self._batch, index, self._blobs.get, rules.default_sender)
         except (InvalidMessage, SenderNotAllowed) as err:
@@ -150,8 +163,13 @@ class EmailSender:
         return Prepared(index, message, self._message_id(index, message), screened.suppressed)
 
     def send_prepared(self, prepared: Prepared, attempt: int) -> Attempt:
-        """Wait for the rate limit, send alone, and record the outcome."""
+        """Wait for the rate limit, send alone, and record the outcome; while the
+        transport is down, only the probe the gate admits goes (``outage``)."""
+        gate = self._rules.gate
+        if not gate.admits():
+            return Attempt(prepared.index, attempt, SendOutcome.WAITING)
         if not self._rules.limiter.acquire(prepared.message.recipient_count):
+            gate.unanswered()
             return Attempt(prepared.index, attempt, SendOutcome.STOPPED)
         transport = self._rules.transport
         try:
@@ -164,6 +182,11 @@ class EmailSender:
         """Record what the transport answered for one e-mail (sent or failed in the
         ledger, a failed record) or say that it is to be retried, or that SES paused."""
         index = prepared.index
+        if isinstance(result, TransportUnavailable):
+            self._rules.gate.failed(result.response or str(result))
+            return Attempt(index, attempt, SendOutcome.WAITING, result.response)
+        if not isinstance(result, InvalidMessage):
+            self._rules.gate.answered()  # the provider took or refused this e-mail
         if isinstance(result, SendingPaused):
             log.error("sending paused by the provider: %s", result.response)
             return Attempt(index, attempt, SendOutcome.PAUSED, result.response)
@@ -231,6 +254,17 @@ class EmailSender:
         """A stable Message-ID, so a duplicate after a crash is recognisable as one."""
         domain = sender_domain(message.sender) or "mailspool.invalid"
         return f"<{self._batch_id}.{index}@{domain}>"
+
+
+def _lifetime_end(batch: Batch, lifetime: float) -> datetime | None:
+    """When the batch's queue lifetime runs out; None if its creation time is unknown
+    or unreadable (the e-mails then end only on an answer or ``max_attempts``)."""
+    if batch.created_at is None:
+        return None
+    try:
+        return moment(batch.created_at) + timedelta(seconds=lifetime)
+    except (ValueError, OverflowError):
+        return None
 
 
 class _Blobs:

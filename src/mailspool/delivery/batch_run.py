@@ -244,7 +244,7 @@ class BatchRun:
         while fewer than ``concurrency`` sends (a group counts once) are in flight."""
         now = time.monotonic()
         starts: list[tuple[list[int], int]] = []
-        while in_flight + len(starts) < self._options.concurrency:
+        while in_flight + len(starts) < self._room(in_flight):
             if self._retries and self._retries[0].due <= now:
                 retry = heapq.heappop(self._retries)
                 starts.append(([retry.index], retry.attempt))
@@ -254,7 +254,19 @@ class BatchRun:
                 break
         return starts
 
+    def _room(self, in_flight: int) -> int:
+        """How many sends may be in flight: the concurrency; while the transport is down
+        (``outage``), one probe once the pause has run out, and none before."""
+        gate = self._context.rules.gate
+        if gate.pause is None:
+            return self._options.concurrency
+        return 1 if in_flight == 0 and gate.wait() == 0 else in_flight
+
     def _halt_reason(self) -> _Halt:
+        if self._waits_past_deadline():
+            reason = self._context.rules.gate.pause
+            self._trouble = BatchStatus.PAUSED
+            self._report.error = f"the transport is down: {reason.reason if reason else ''}"
         if self._trouble is not None:
             return _Halt.TROUBLE
         if self._deadline_near():
@@ -262,6 +274,14 @@ class BatchRun:
         if self._context.rules.stopping.is_set():
             return _Halt.STOPPED
         return _Halt.NONE
+
+    def _waits_past_deadline(self) -> bool:
+        """With a deadline (Lambda), a pause that outlasts it leaves the batch queued for
+        a later invocation (the sweeper's), its e-mails pending, rather than spin."""
+        if self._deadline is None:
+            return False
+        wait = self._context.rules.gate.wait()
+        return wait > 0 and wait >= self._deadline() - self._options.deadline_margin
 
     def _deadline_near(self) -> bool:
         return self._deadline is not None and self._deadline() < self._options.deadline_margin
@@ -315,6 +335,9 @@ class BatchRun:
         elif attempt.outcome is SendOutcome.RETRY:
             due = time.monotonic() + backoff(self._options, attempt.attempt)
             heapq.heappush(self._retries, _Retry(due, attempt.index, attempt.attempt + 1))
+        elif attempt.outcome is SendOutcome.WAITING:  # no attempt spent: the same number
+            due = time.monotonic() + self._context.rules.gate.wait()
+            heapq.heappush(self._retries, _Retry(due, attempt.index, attempt.attempt))
         elif attempt.outcome is SendOutcome.PAUSED:
             self._trouble, self._report.error = BatchStatus.PAUSED, attempt.reason
         # STOPPED: not tried; the e-mail stays pending
@@ -324,6 +347,8 @@ class BatchRun:
         waits = [self._renew_at - now]
         if self._retries and not halted:
             waits.append(self._retries[0].due - now)
+        if self._context.rules.gate.pause is not None and not halted:
+            waits.append(self._context.rules.gate.wait())
         if self._deadline is not None and not halted:  # once halted, only wait for results
             waits.append(max(self._deadline() - self._options.deadline_margin, 0.0))
         return max(min(min(waits), 1.0), 0.0)

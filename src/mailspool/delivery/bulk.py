@@ -140,7 +140,10 @@ class BulkSender:
 
     def _send_together(self, group: list[Prepared]) -> list[Attempt]:
         rules = self._rules
+        if not rules.gate.admits():  # the transport is down: the group waits (``outage``)
+            return [Attempt(p.index, 1, SendOutcome.WAITING) for p in group]
         if not rules.limiter.acquire(sum(p.message.recipient_count for p in group)):
+            rules.gate.unanswered()
             return [Attempt(p.index, 1, SendOutcome.STOPPED) for p in group]
         entries = [BulkEntry(p.message, p.message_id) for p in group]
         try:

@@ -17,6 +17,9 @@ Outcomes (no e-mail is lost silently; one bad e-mail never fails its batch):
   the worker goes on;
 - an e-mail the guards refuse (a limit, a path attachment, its sender: ``guards``)
   fails for good like a permanent failure;
+- the transport is down or throttling (``TransportUnavailable``): every send through it
+  pauses with growing delays and no e-mail spends an attempt (``outage``); an e-mail
+  ends only on a permanent answer or when its queue lifetime runs out;
 - the provider paused sending (SES ``SendingPaused``): the batch stops, nothing fails.
 
 A batch is finished when every e-mail is sent, failed or carried on by a continuation
@@ -40,6 +43,7 @@ from mailspool.delivery.attempt import OutcomeCallback, SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
+from mailspool.delivery.outage import Pause, TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.errors import UnsafeKey
@@ -47,6 +51,7 @@ from mailspool.feedback.rates import RateGuard
 from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.spool import layout
+from mailspool.spool.pauses import PauseRecord, clear_pause, record_pause
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
 from mailspool.transports.base import Transport
@@ -73,6 +78,9 @@ class WorkerOptions:
     max_attempts: int = default_of("max_attempts")
     retry_base: float = default_of("retry_base")
     retry_cap: float = 60.0
+    queue_lifetime: float = default_of("queue_lifetime")
+    #: the longest pause between two probes of a transport that is down (``outage``)
+    outage_cap: float = 300.0
     lease_ttl: float = 300.0
     split_above: int | None = None
     deadline_margin: float = 5.0
@@ -125,6 +133,13 @@ class Worker:
         self.on_outcome = on_outcome
         self.stopping = threading.Event()
         self.limiter = RateLimiter(max_rate, stop=self.stopping)
+        self.gate = TransportGate(
+            base=self.options.retry_base,
+            cap=self.options.outage_cap,
+            clock=self.options.clock,
+            on_change=self._record_pause,
+            name=transport.url,
+        )
         # the sender threads hold at most two e-mails at the message limit at once
         self.in_flight = BytesInFlight(2 * self.options.guards.limits.message_bytes)
         self._senders = executor or ThreadPoolExecutor(
@@ -190,8 +205,20 @@ class Worker:
             default_sender=self.options.default_sender,
             guards=self.options.guards,
             in_flight=self.in_flight,
+            gate=self.gate,
+            queue_lifetime=self.options.queue_lifetime,
             on_outcome=self.on_outcome,
             suppressions=self.suppressions,
             unsubscribe=self.unsubscribe,
         )
         return DeliveryContext(self.store, self._senders, self.options, rules)
+
+    def _record_pause(self, pause: Pause | None) -> None:
+        """Where ``status`` and the dashboard see the outage (``spool.pauses``)."""
+        if pause is None:
+            clear_pause(self.store, self.owner)
+            return
+        record = PauseRecord(
+            self.transport.url, pause.since, pause.next_try, pause.reason, pause.failures
+        )
+        record_pause(self.store, self.owner, record)

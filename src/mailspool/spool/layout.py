@@ -8,6 +8,7 @@ failed/<batch>.<index>.json   an e-mail that failed for good, with the reason
 failed/<batch>.<index>.refused.json   recipients refused while the others got the e-mail
 quarantine/<batch-file>       a file that could not be read, beside <batch-file>.error.json
 blobs/<sha256>                an attachment stored once, referenced by hash
+paused/<worker>.json          a worker's transport that is down: since when, next try
 scheduled/ cancelled/ keys/   e-mails sent later, cancelled, idempotency keys
                               (``mailspool.spool.schedule``)
 ```
@@ -22,6 +23,7 @@ is set aside (``spool.queue_scan``), never delivered.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ __all__ = [
     "DONE",
     "FAILED",
     "LEDGER",
+    "PAUSED",
     "QUARANTINE",
     "QUEUE",
     "QueueKey",
@@ -53,6 +56,7 @@ __all__ = [
     "is_partial_failure",
     "ledger_key",
     "new_batch_id",
+    "pause_key",
     "quarantine_error_key",
     "quarantine_key",
     "queue_key",
@@ -66,6 +70,7 @@ DONE = "done/"
 FAILED = "failed/"
 QUARANTINE = "quarantine/"
 BLOBS = "blobs/"
+PAUSED = "paused/"
 _SUFFIX = ".json"
 _ERROR_SUFFIX = f".error{_SUFFIX}"
 
@@ -83,6 +88,12 @@ def id_time(batch_id: str) -> float | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC).timestamp()
+
+
+def pause_key(owner: str) -> str:
+    """A worker's record of its transport being down (``spool.pauses``); the owner's
+    name (``host:pid:random``) is hashed into the key."""
+    return f"{PAUSED}{hashlib.sha256(owner.encode()).hexdigest()[:20]}{_SUFFIX}"
 
 
 def queue_key(batch_id: str) -> str:

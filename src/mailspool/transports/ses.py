@@ -41,6 +41,7 @@ from mailspool.errors import (
     PermanentError,
     SendingPaused,
     TransientError,
+    TransportUnavailable,
 )
 from mailspool.message import Message, ascii_domain, has_utf8_local_part
 from mailspool.mime import render
@@ -112,7 +113,8 @@ PAUSED_CODES = frozenset(
 def translate_error(err: Exception) -> DeliveryError:
     """The ``DeliveryError`` for a botocore error, with SES's code and message.
 
-    Throttling, limits, 5xx and connection failures are transient; a suspended or paused
+    Throttling, limits, 5xx and connection failures are transient, and SES's as a whole
+    (``TransportUnavailable``: the worker pauses, no e-mail spends an attempt); a suspended or paused
     account, or credentials that do not work, pause sending; every other 4xx
     (``MessageRejected``, ``MailFromDomainNotVerifiedException``, ``BadRequestException``,
     ``NotFoundException``...) is permanent.
@@ -125,11 +127,11 @@ def translate_error(err: Exception) -> DeliveryError:
         if code in PAUSED_CODES:
             return SendingPaused(text)
         if code in TRANSIENT_CODES or status >= 500:
-            return TransientError(text)
+            return TransportUnavailable(text)  # SES as a whole: throttled, or failing
         return PermanentError(text)
     text = f"SES: {type(err).__name__}: {err}"
     if isinstance(err, boto_errors.ConnectionError | boto_errors.HTTPClientError):
-        return TransientError(text)
+        return TransportUnavailable(text)
     if isinstance(err, boto_errors.ValidationError):
         return PermanentError(text)
     credentials = (

@@ -50,6 +50,7 @@ from mailspool.errors import (
     InvalidMessage,
     PermanentError,
     TransientError,
+    TransportUnavailable,
 )
 from mailspool.message import Message, ascii_domain, has_utf8_local_part
 from mailspool.transports._common import (
@@ -291,7 +292,7 @@ class SMTPTransport(Transport):
         if connection.has_extn("starttls"):
             connection.starttls(context=self._ssl_context)
         elif self.starttls == "always":
-            raise TransientError(
+            raise TransportUnavailable(
                 f"{self._where} does not offer STARTTLS, and the transport requires it "
                 "(starttls=always): no credentials and no message were sent"
             )
@@ -315,13 +316,17 @@ class SMTPTransport(Transport):
         if isinstance(err, smtplib.SMTPResponseException):
             return _answered(self._where, err)
         if isinstance(err, NoAnswer):
-            return _network_error(self._where, TimeoutError(), self.timeout)
+            return _network_error(self._where, TimeoutError(), self.timeout, data_started)
         if isinstance(err, smtplib.SMTPServerDisconnected):
-            during = " during DATA (the message may have arrived)" if data_started else ""
-            return TransientError(f"connection to {self._where} lost{during}: {err}")
+            if data_started:
+                return TransientError(
+                    f"connection to {self._where} lost during DATA (the message may have "
+                    f"arrived): {err}"
+                )
+            return TransportUnavailable(f"connection to {self._where} lost: {err}")
         if isinstance(err, smtplib.SMTPException):  # not supported, no common AUTH method
             return PermanentError(f"{self._where} cannot be used as configured: {err}")
-        return _network_error(self._where, err, self.timeout)
+        return _network_error(self._where, err, self.timeout, data_started)
 
 
 def _answer(code: int, text: bytes | str) -> str:
@@ -331,9 +336,16 @@ def _answer(code: int, text: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
+#: Answers that close or refuse the whole session, whatever the e-mail (RFC 5321 421,
+#: RFC 3207 454 "TLS not available due to temporary reason").
+_SESSION_CODES = frozenset({421, 454})
+
+
 def _error_for(code: int, message: str, answer: str) -> DeliveryError:
     if 500 <= code < 600:
         return PermanentError(message, response=answer)
+    if code in _SESSION_CODES:
+        return TransportUnavailable(message, response=answer)
     return TransientError(message, response=answer)
 
 
@@ -355,22 +367,30 @@ def _answered(where: str, err: smtplib.SMTPResponseException) -> DeliveryError:
 def _all_refused(where: str, err: smtplib.SMTPRecipientsRefused) -> DeliveryError:
     answers = {address: _answer(code, text) for address, (code, text) in err.recipients.items()}
     listed = "; ".join(f"{address}: {answer}" for address, answer in answers.items())
-    permanent = all(500 <= code < 600 for code, _ in err.recipients.values())
-    error = PermanentError if permanent else TransientError
+    codes = [code for code, _ in err.recipients.values()]
+    error: type[DeliveryError] = TransientError
+    if any(code in _SESSION_CODES for code in codes):
+        error = TransportUnavailable
+    elif all(500 <= code < 600 for code in codes):
+        error = PermanentError
     return error(f"{where} refused every recipient: {listed}", response=listed)
 
 
-def _network_error(where: str, err: Exception, timeout: float) -> DeliveryError:
+def _network_error(where: str, err: Exception, timeout: float, data_started: bool) -> DeliveryError:
+    """Before the content, a network failure is the server's, not the e-mail's
+    (``TransportUnavailable``); once the content has started to travel, the e-mail may
+    have arrived, and a retry of it is counted."""
+    error = TransientError if data_started else TransportUnavailable
     if isinstance(err, ssl.SSLError | ssl.CertificateError):
         reason = getattr(err, "verify_message", None) or getattr(err, "reason", None) or err
-        return TransientError(f"TLS with {where} failed: {reason}")
+        return error(f"TLS with {where} failed: {reason}")
     if isinstance(err, TimeoutError):
-        return TransientError(f"{where} did not answer within {timeout:g} s")
+        return error(f"{where} did not answer within {timeout:g} s")
     if isinstance(err, ConnectionRefusedError):
-        return TransientError(f"{where} refused the connection (nothing listening?)")
+        return error(f"{where} refused the connection (nothing listening?)")
     if isinstance(err, OSError):
-        return TransientError(f"cannot talk to {where}: {err.strerror or err}")
-    return TransientError(f"{where}: {type(err).__name__}: {err}")
+        return error(f"cannot talk to {where}: {err.strerror or err}")
+    return error(f"{where}: {type(err).__name__}: {err}")
 
 
 def _session_goes_on(connection: smtplib.SMTP, err: smtplib.SMTPException) -> bool:
