@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mailspool
-from mailspool.address import canonical_address
+from mailspool.address import address_spec, canonical_address
 from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidMessage, PermanentError
@@ -345,3 +345,38 @@ def test_a_control_character_in_a_batch_file_fails_that_email_alone(
         assert "field 'to'" in failed[index].reason
         assert f"control character {code}" in failed[index].reason
         assert not failed[index].retryable
+
+
+# -- the canonical form of anything accepted is an address, and its own canonical form -----
+
+_ODD_LOCAL = st.text(
+    st.one_of(
+        st.sampled_from([*"abcXYZ019.!#$%&'*+/=?^_`{|}~-\"\\,;:()<>[]@ "]),
+        st.sampled_from(
+            [
+                *"éßİǅςﬁ",
+                *map(chr, (0xFF02, 0xFF3C, 0xFF20, 0xFF0E, 0x3002)),
+                "\u00a0",
+                "\u00a8",
+                "\u3000",
+                "\u0301",
+            ]
+        ),
+        st.characters(blacklist_categories=("Cs",)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@given(_ODD_LOCAL, st.sampled_from(["example.com", "bücher.de", f"{WIDE.upper()}\u3002com"]))
+def test_the_canonical_form_of_an_accepted_address_is_its_own(local: str, domain: str) -> None:
+    for written in (f"{local}@{domain}", f'"{local}"@{domain}'):
+        try:
+            address_spec(written)
+        except InvalidMessage:
+            continue
+        canonical = canonical_address(written)
+        assert address_spec(canonical) == canonical
+        assert canonical_address(canonical) == canonical
+        assert canonical_address(f"Ana <{canonical}>") == canonical

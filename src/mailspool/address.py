@@ -183,10 +183,13 @@ def _address_spec(value: str) -> str:
     _refuse_invisible(local, value, allowed=frozenset())
     _refuse_invisible(domain, value, allowed=_JOINERS)
     _check_domain(domain, value)  # refused here, so no transport ever meets it
+    _canonical_local(local, value)  # its canonical form must be an address too
     return addr
 
 
 def _refuse_controls(value: str) -> None:
+    if value.isascii() and value.isprintable():
+        return  # the common case: no control character in printable ASCII
     bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
     if bad is not None:
         raise InvalidMessage(
@@ -234,18 +237,27 @@ def _check_domain(domain: str, value: str) -> None:
 @lru_cache(maxsize=8192)
 def _canonical(value: str) -> str:
     local, _, domain = _address_spec(value).rpartition("@")
-    return f"{_canonical_local(local)}@{canonical_domain(domain)}"
+    return f"{_canonical_local(local, value)}@{canonical_domain(domain)}"
 
 
-def _canonical_local(local: str) -> str:
+@lru_cache(maxsize=8192)
+def _canonical_local(local: str, value: str) -> str:
     """What the local part means (quoting undone), NFKC and lower case, written plain
-    when it is a dot-atom, else as one minimal quoted string."""
+    when it is a dot-atom, else as one minimal quoted string. Refused when that meaning
+    holds what no address may (a space: NFKC makes one of U+00A0 or U+00A8, say), so that
+    the canonical form of an address is always an address, and its own canonical form."""
     meaning = _unquoted(local)
     for _ in range(4):  # lower() can undo NFKC (and back): stop where neither changes it
         folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", meaning).lower())
         if folded == meaning:
             break
         meaning = folded
+    odd = next((c for c in meaning if c.isspace() or not c.isprintable()), None)
+    if odd is not None:
+        raise InvalidMessage(
+            f"the local part of {value!r} stands for {meaning!r} (Unicode NFKC), "
+            f"which holds {_named(odd)}: not an e-mail address"
+        )
     if _is_dot_atom(meaning):
         return meaning
     escaped = meaning.replace("\\", "\\\\").replace('"', '\\"')
