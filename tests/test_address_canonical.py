@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from contextlib import closing
 from pathlib import Path
 
 import idna
 import orjson
 import pytest
+from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
 import mailspool
 from mailspool.address import address_spec, canonical_address
+from mailspool.cli import cli
 from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidMessage, PermanentError
@@ -195,15 +198,18 @@ def test_an_entry_stored_under_an_older_form_still_matches(stored: str, asked: s
 
 
 def test_an_unsubscribe_token_made_before_the_canonical_form_still_verifies() -> None:
-    links = UnsubscribeLinks("https://example.com/u", b"0123456789abcdef-secret")
-    old = links.token("ana@xn--bcher-kva.de")
-    # what the old code signed: the address lower-cased, its domain as written
+    secret = b"0123456789abcdef-secret"
+    links = UnsubscribeLinks("https://example.com/u", secret)
+    # what the earlier version signed: the address lower-cased, its domain as written
     legacy = "ana@bücher.de"
-    token = links._mac(legacy)  # the MAC over the old form
-    old_token = f"{_b64(legacy.encode())}.{_b64(token)}"
+    mac = hmac.new(secret, f"mailspool-unsubscribe:{legacy}".encode(), hashlib.sha256)
+    old_token = f"{_b64(legacy.encode())}.{_b64(mac.digest()[:16])}"
     assert links.verify(old_token) == "ana@xn--bcher-kva.de"
-    assert links.verify(old) == "ana@xn--bcher-kva.de"
-    assert links.token("ana@Bücher.de") == old  # every spelling: one token
+    new = links.token("ana@Bücher.de")
+    assert links.verify(new) == "ana@xn--bcher-kva.de"
+    assert links.token("ana@xn--bcher-kva.de") == new  # every spelling: one token
+    forged = f"{_b64(b'bob@bucher.de')}.{_b64(mac.digest()[:16])}"
+    assert links.verify(forged) is None
 
 
 def _b64(data: bytes) -> str:
@@ -380,3 +386,25 @@ def test_the_canonical_form_of_an_accepted_address_is_its_own(local: str, domain
         assert address_spec(canonical) == canonical
         assert canonical_address(canonical) == canonical
         assert canonical_address(f"Ana <{canonical}>") == canonical
+
+
+def test_the_cli_lists_one_entry_for_every_spelling_and_removes_it_by_any(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'spool'}"
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli, [*args, "--store", store], catch_exceptions=False)
+
+    assert run("suppression", "add", '"Ana"@bücher.de').exit_code == 0
+    assert run("suppression", "add", "ana@XN--BCHER-KVA.DE").exit_code == 0  # the same one
+    source = tmp_path / "list.jsonl"
+    source.write_text(f"ana@{WIDE}\u3002com\n")
+    assert "imported 1" in run("suppression", "import", str(source)).output
+    listed = orjson.loads(run("suppression", "list", "--json").output)
+    assert sorted(e["address"] for e in listed) == ["ana@example.com", "ana@xn--bcher-kva.de"]
+    assert "removed" in run("suppression", "remove", "ana@bücher.de").output
+    assert "removed" in run("suppression", "remove", '"ana"@example.com').output
+    assert orjson.loads(run("suppression", "list", "--json").output) == []
+    refused = runner.invoke(cli, ["suppression", "add", "a\x1bna@example.com", "--store", store])
+    assert refused.exit_code == 1
+    assert "control character U+001B" in refused.output
