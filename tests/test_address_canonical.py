@@ -408,3 +408,15 @@ def test_the_cli_lists_one_entry_for_every_spelling_and_removes_it_by_any(tmp_pa
     refused = runner.invoke(cli, ["suppression", "add", "a\x1bna@example.com", "--store", store])
     assert refused.exit_code == 1
     assert "control character U+001B" in refused.output
+
+
+def test_two_spellings_of_one_recipient_get_one_rcpt_to() -> None:
+    message = Message(
+        to=("Ana <ana@example.com>",),
+        cc=('"ana"@example.com', "bob@example.com"),
+        bcc=(f"ANA@{WIDE}\u3002com",),
+        subject="s",
+        text="t",
+    )
+    assert message.envelope_recipients == ("ana@example.com", "bob@example.com")
+    assert message.recipient_count == 2

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import string
 import unicodedata
 from email.utils import parseaddr
 from functools import lru_cache
@@ -88,6 +89,7 @@ _IGNORABLE = (
 _JOINERS = frozenset("\u200c\u200d")
 # RFC 5322 atext, beside letters and digits; any non-ASCII character counts too (RFC 6532)
 _ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~")
+_ASCII_DOT_ATOM = frozenset(string.ascii_letters + string.digits + ".") | _ATEXT
 
 
 def has_line_break(value: str) -> bool:
@@ -246,6 +248,8 @@ def _canonical_local(local: str, value: str) -> str:
     when it is a dot-atom, else as one minimal quoted string. Refused when that meaning
     holds what no address may (a space: NFKC makes one of U+00A0 or U+00A8, say), so that
     the canonical form of an address is always an address, and its own canonical form."""
+    if _ASCII_DOT_ATOM.issuperset(local) and _dots_fit(local):
+        return local.lower()  # the common case: ASCII is NFKC already, and needs no quotes
     meaning = _unquoted(local)
     for _ in range(4):  # lower() can undo NFKC (and back): stop where neither changes it
         folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", meaning).lower())
@@ -289,6 +293,10 @@ def _unquoted(local: str) -> str:
         return local
     words.append("".join(word))
     return ".".join(words) if was_quoted else local
+
+
+def _dots_fit(text: str) -> bool:
+    return ".." not in text and not text.startswith(".") and not text.endswith(".")
 
 
 def _is_dot_atom(text: str) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 from mailspool.address import (
     address_spec,
     ascii_domain,
+    canonical_address,
     has_utf8_local_part,
     parse_address,
     sender_domain,
@@ -216,11 +217,12 @@ class Message:
 
     @property
     def envelope_recipients(self) -> tuple[str, ...]:
-        """Every bare address for SMTP RCPT TO: to, cc and bcc, each once, in order."""
-        seen: dict[str, None] = {}
+        """Every bare address for SMTP RCPT TO: to, cc and bcc, each once, in order; two
+        spellings of one address (``canonical_address``) are one, as first written."""
+        seen: dict[str, str] = {}
         for address in (*self.to, *self.cc, *self.bcc):
-            seen.setdefault(parse_address(address)[1], None)
-        return tuple(seen)
+            seen.setdefault(canonical_address(address), parse_address(address)[1])
+        return tuple(seen.values())
 
     @property
     def recipient_count(self) -> int:
