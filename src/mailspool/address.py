@@ -124,9 +124,9 @@ def address_spec(value: str, field_name: str = "to") -> str:
 
 def canonical_address(value: str, field: str = "address") -> str:
     """The one form of an address that comparisons use (see the module docstring):
-    ``Ana <"Ana"@Example.com>``, in fullwidth letters or with U+3002 for the dot too,
-    -> ``ana@example.com``. Raises InvalidMessage
-    (naming ``field``) for what ``address_spec`` refuses."""
+    ``Ana <"Ana"@Example.com>`` -> ``ana@example.com``, and so for fullwidth letters
+    or U+3002 as the dot. Raises InvalidMessage (naming ``field``) for what
+    ``address_spec`` refuses."""
     try:
         return _canonical(value.strip())
     except InvalidMessage as err:
