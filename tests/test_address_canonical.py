@@ -252,15 +252,19 @@ def deliver(store: MemoryStore, url: str) -> DrainReport:
             worker.close()
 
 
-def test_no_spelling_of_a_suppressed_address_reaches_rcpt_to(smtputf8_server: SMTPSink) -> None:
+@pytest.mark.parametrize("server", ["smtp_server", "smtputf8_server"])
+def test_no_spelling_of_a_suppressed_address_reaches_rcpt_to(
+    request: pytest.FixtureRequest, server: str
+) -> None:
+    sink: SMTPSink = request.getfixturevalue(server)
     store = MemoryStore()
     suppressions = SuppressionList(store)
     suppressions.add("ana@example.com", Reason.COMPLAINT)
     ingest(store, [parse_ses_event(ses_events.bounce("id-1", "ana@xn--bcher-kva.de"))])
     queue_raw(store, [[s] for s in (*SIX, *REFUSED)] + [["ok@example.com"]])
-    [report] = deliver(store, smtputf8_server.url).batches
+    [report] = deliver(store, sink.url).batches
     assert (report.sent, report.failed) == (1, len(SIX) + len(REFUSED))
-    assert [e.rcpt_tos for e in smtputf8_server.envelopes] == [("ok@example.com",)]
+    assert [e.rcpt_tos for e in sink.envelopes] == [("ok@example.com",)]
     failed = {item.record.index: item.record for item in admin.list_failed(store)}
     for index, spelling in enumerate(SIX):
         assert "suppressed (" in failed[index].reason, spelling
