@@ -5,24 +5,30 @@ The request path keeps e-mails in this form and never builds MIME (building one
 ``mailspool.mime``. Conversion to and from the stdlib ``email.message.EmailMessage`` is
 here for callers that have one (framework glue, tests).
 
-Addresses are parsed by the stdlib (``email.utils``), never by a regular expression, and
-kept as the caller wrote them (``"Jürgen Groß <j@example.de>"``): MIME encoding of
-display names happens when the message is rendered. The domain that parsing yields must
-be the one written, and a domain name once in ASCII (IDNA): RFC 5321's labels of
-letters, digits and hyphens between dots, or an address literal in brackets.
+Addresses are parsed and checked by ``mailspool.address`` (re-exported here), and kept
+as the caller wrote them (``"Jürgen Groß <j@example.de>"``): MIME encoding of display
+names happens when the message is rendered. Comparing two addresses (suppression,
+events, unsubscribe) goes through ``mailspool.address.canonical_address``.
 """
 
 from __future__ import annotations
 
 import mimetypes
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import getaddresses, parseaddr
-from functools import lru_cache
+from email.utils import getaddresses
 from pathlib import Path
 
+from mailspool.address import (
+    address_spec,
+    ascii_domain,
+    canonical_address,
+    has_utf8_local_part,
+    parse_address,
+    sender_domain,
+)
+from mailspool.address import has_line_break as _has_line_break
 from mailspool.errors import InvalidMessage
 
 __all__ = [
@@ -53,25 +59,6 @@ MODELLED_HEADERS = frozenset(
 )
 
 
-# Every character that str.splitlines(), and so the stdlib email package, treats as the
-# end of a line: any of them in a header would start a new header (injection).
-_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
-
-
-# RFC 5321's Domain once in ASCII: labels of letters, digits and hyphens (1 to 63 each)
-# between dots, or an address literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``)
-_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[A-Za-z0-9.:-]+\]")
-_DOMAIN_RULE = (
-    "a domain is labels of letters, digits and hyphens (1 to 63 each, IDNA for others) "
-    "between dots, or an address literal in brackets"
-)
-_MAX_DOMAIN = 255  # RFC 5321, section 4.5.3.1.2
-
-
-def _has_line_break(value: str) -> bool:
-    return not _LINE_BREAKS.isdisjoint(value)
-
-
 def check_header(name: str, value: str) -> None:
     """Refuse header injection: CR or LF in a value, or a malformed field name."""
     if not name or not all(33 <= ord(c) <= 126 and c != ":" for c in name):
@@ -81,68 +68,6 @@ def check_header(name: str, value: str) -> None:
             f"header {name!r} contains a line break (CR, LF or another line separator): refused as header injection",
             field=name,
         )
-
-
-@lru_cache(maxsize=8192)  # rendering and the envelope parse the same addresses again
-def parse_address(value: str) -> tuple[str, str]:
-    """``email.utils.parseaddr``, cached: ``("Ana", "ana@example.com")``."""
-    return parseaddr(value)
-
-
-def sender_domain(sender: str | None) -> str:
-    """The domain of the sender's address; empty when there is no sender or no domain."""
-    _, at, domain = parse_address(sender)[1].rpartition("@") if sender else ("", "", "")
-    return domain if at else ""
-
-
-def address_spec(value: str, field_name: str = "to") -> str:
-    """The bare ``local@domain`` of one address, checked; raise InvalidMessage if none."""
-    try:
-        return _address_spec(value)
-    except InvalidMessage as err:
-        raise InvalidMessage(err.reason, field=field_name) from None
-
-
-@lru_cache(maxsize=8192)  # the request path checks each address twice; parsing costs ~8 us
-def _address_spec(value: str) -> str:
-    if _has_line_break(value):
-        raise InvalidMessage(
-            "address contains a line break (CR, LF or another line separator): refused as header injection"
-        )
-    _, addr = parse_address(value)
-    local, at, domain = addr.rpartition("@")
-    if not at or not local or not domain or " " in addr:
-        raise InvalidMessage(f"not an e-mail address: {value!r}")
-    _check_domain(domain, value)  # refused here, so no transport ever meets it
-    return addr
-
-
-def _check_domain(domain: str, value: str) -> None:
-    if domain not in value:  # parsing joins the words of "x@exa mple.com" into example.com
-        raise InvalidMessage(
-            f"the domain of {value!r} must be written as one word: no spaces or comments in it"
-        )
-    encoded = ascii_domain(domain)
-    if len(encoded) > _MAX_DOMAIN or not _DOMAIN.fullmatch(encoded):
-        raise InvalidMessage(f"domain {domain!r} of {value!r} refused: {_DOMAIN_RULE}")
-
-
-@lru_cache(maxsize=1024)
-def ascii_domain(domain: str) -> str:
-    """The domain as it travels without SMTPUTF8: IDNA (punycode) labels, or as given
-    when it is ASCII. Raise InvalidMessage when IDNA cannot encode it."""
-    if domain.isascii():
-        return domain
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError as err:
-        raise InvalidMessage(f"domain {domain!r} cannot be encoded with IDNA: {err}") from None
-
-
-def has_utf8_local_part(address: str) -> bool:
-    """True when the part before the last ``@`` is not ASCII: it can only travel with
-    SMTPUTF8 (RFC 6531), never through a 7-bit envelope or header."""
-    return not address.rpartition("@")[0].isascii()
 
 
 def split_addresses(value: str | Iterable[str] | None, field_name: str = "to") -> tuple[str, ...]:
@@ -292,11 +217,12 @@ class Message:
 
     @property
     def envelope_recipients(self) -> tuple[str, ...]:
-        """Every bare address for SMTP RCPT TO: to, cc and bcc, each once, in order."""
-        seen: dict[str, None] = {}
+        """Every bare address for SMTP RCPT TO: to, cc and bcc, each once, in order; two
+        spellings of one address (``canonical_address``) are one, as first written."""
+        seen: dict[str, str] = {}
         for address in (*self.to, *self.cc, *self.bcc):
-            seen.setdefault(parse_address(address)[1], None)
-        return tuple(seen)
+            seen.setdefault(canonical_address(address), parse_address(address)[1])
+        return tuple(seen.values())
 
     @property
     def recipient_count(self) -> int:

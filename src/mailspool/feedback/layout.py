@@ -8,6 +8,9 @@ events-seen/<event-id>        an event already acted on (hooks run once)
 complaints-bounces/<YYYYMMDD> a log of the day's hard bounces and complaints (rates)
 ```
 One small object per address keeps a check at one read however long the list grows.
+``h`` is the SHA-256 of the address's canonical form (``mailspool.address``), so every
+spelling of an address finds the same key; ``legacy_*_keys`` are where versions before
+that form kept an address (the whole address lower-cased, the domain as written).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from mailspool.message import address_spec
+from mailspool.address import canonical_address, legacy_forms
 
 __all__ = [
     "BAD_DAYS",
@@ -26,6 +29,8 @@ __all__ = [
     "address_digest",
     "bad_day_key",
     "history_key",
+    "legacy_history_keys",
+    "legacy_suppression_keys",
     "message_events_key",
     "normalize_address",
     "seen_key",
@@ -40,16 +45,14 @@ BAD_DAYS = "complaints-bounces/"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")
 
 
-def normalize_address(address: str, field: str = "address") -> str:
-    """``Ana <Ana@Example.com>`` -> ``ana@example.com``; raises InvalidMessage if invalid.
-
-    Lower-cased whole, as SES and the mailbox providers treat addresses."""
-    return address_spec(address.strip(), field).lower()
+#: ``Ana <"Ana"@Example.com>`` -> ``ana@example.com``: the canonical form (one function,
+#: ``mailspool.address.canonical_address``); raises InvalidMessage if invalid.
+normalize_address = canonical_address
 
 
 def address_digest(address: str) -> str:
-    """The SHA-256 of a normalized address, hex: the key of everything about it."""
-    return hashlib.sha256(normalize_address(address).encode()).hexdigest()
+    """The SHA-256 of an address's canonical form, hex: the key of everything about it."""
+    return _digest(canonical_address(address))
 
 
 def suppression_key(address: str) -> str:
@@ -60,6 +63,19 @@ def suppression_key(address: str) -> str:
 def history_key(address: str) -> str:
     digest = address_digest(address)
     return f"{HISTORY}{digest[:3]}/{digest}"
+
+
+def legacy_suppression_keys(address: str) -> list[str]:
+    """Keys an older version may have stored this address's suppression under."""
+    return [f"{SUPPRESSION}{d[:3]}/{d}.json" for d in map(_digest, legacy_forms(address))]
+
+
+def legacy_history_keys(address: str) -> list[str]:
+    return [f"{HISTORY}{d[:3]}/{d}" for d in map(_digest, legacy_forms(address))]
+
+
+def _digest(form: str) -> str:
+    return hashlib.sha256(form.encode()).hexdigest()
 
 
 def message_events_key(provider_id: str) -> str:

@@ -11,6 +11,14 @@ by it; other processes see it within ``cache_ttl``.
 
 A record that cannot be read counts as suppressed (logged with its key): not sending to
 someone who may have complained is the safe side.
+
+Every address is compared in its canonical form (``mailspool.address``): quoted or not,
+fullwidth, with an ideographic full stop, in Unicode or punycode, one address is one key.
+Entries written by versions before that form sit under the key of the address lower-cased
+with its domain as written; a check that misses the canonical key also reads those
+(``layout.legacy_suppression_keys``), which differ from it only for addresses written
+other than in plain ASCII: an ordinary address still costs one read. What such an entry
+holds is canonicalised when read.
 """
 
 from __future__ import annotations
@@ -126,7 +134,7 @@ class SuppressionList:
         if self._is_empty(now):
             return None
         normalized = layout.normalize_address(address)
-        entry = self._read(normalized)
+        entry = self._read(normalized) or self._read_legacy(address)
         self._remember(normalized, entry, now, address)
         return entry
 
@@ -155,11 +163,12 @@ class SuppressionList:
         diagnostic: str = "",
         since: str | None = None,
     ) -> Suppression:
-        """Suppress ``address``; an address already suppressed keeps its first entry."""
+        """Suppress ``address``; an address already suppressed keeps its first entry
+        (one written under an older form of the address included)."""
         entry = Suppression(
             layout.normalize_address(address), reason, since or now_iso(), diagnostic
         )
-        return self.put(entry, replace=False)
+        return self._read_legacy(address) or self.put(entry, replace=False)
 
     def put(self, entry: Suppression, *, replace: bool = True) -> Suppression:
         """Write an entry (``replace=False``: only where none is); the entry in force."""
@@ -174,8 +183,10 @@ class SuppressionList:
     def remove(self, address: str) -> bool:
         """Let ``address`` receive mail again; False if it was not suppressed."""
         normalized = layout.normalize_address(address)
-        present = self._read(normalized) is not None
-        self.store.delete(layout.suppression_key(normalized))
+        present = False
+        for key in (layout.suppression_key(normalized), *layout.legacy_suppression_keys(address)):
+            present = self._read_key(key, normalized) is not None or present
+            self.store.delete(key)
         self._remember(normalized, None, time.monotonic())
         return present
 
@@ -204,7 +215,18 @@ class SuppressionList:
     # -- helpers ------------------------------------------------------------------------
 
     def _read(self, normalized: str) -> Suppression | None:
-        key = layout.suppression_key(normalized)
+        return self._read_key(layout.suppression_key(normalized), normalized)
+
+    def _read_legacy(self, address: str) -> Suppression | None:
+        """The entry an older version wrote for ``address``, if any (see the docstring)."""
+        normalized = layout.normalize_address(address)
+        for key in layout.legacy_suppression_keys(address):
+            entry = self._read_key(key, normalized)
+            if entry is not None:
+                return entry
+        return None
+
+    def _read_key(self, key: str, normalized: str) -> Suppression | None:
         try:
             data = self.store.get(key)
         except KeyNotFound:

@@ -85,11 +85,16 @@ def is_own_message_id(text: str) -> bool:
 
 
 def trace_address(store: Store, address: str) -> list[EmailTrace]:
-    """Every e-mail to ``address`` still on record, oldest first, with its events."""
+    """Every e-mail to ``address`` still on record, oldest first, with its events; any
+    spelling of the address finds them all (``mailspool.address.canonical_address``)."""
     wanted = feedback_layout.normalize_address(address)
     traces = [t for t in _emails(store) if wanted in map(_normal, t.recipients)]
-    events = read_history(store, feedback_layout.history_key(wanted))
-    return _join(traces, events)
+    keys = [feedback_layout.history_key(wanted), *feedback_layout.legacy_history_keys(address)]
+    seen: dict[str, FeedbackEvent] = {}
+    for key in keys:  # events kept under an older form of the address too
+        for event in read_history(store, key):
+            seen.setdefault(event.id, event)
+    return _join(traces, sorted(seen.values(), key=lambda e: e.timestamp))
 
 
 def trace_message(store: Store, message_id: str) -> list[EmailTrace]:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from mailspool.address import legacy_forms
 from mailspool.errors import ConfigurationError, InvalidMessage
 from mailspool.feedback import layout
 from mailspool.feedback.http import Response
@@ -57,12 +58,14 @@ class UnsubscribeLinks:
             raise ConfigurationError("MAILSPOOL_UNSUBSCRIBE_SECRET must be at least 16 bytes")
 
     def token(self, address: str) -> str:
-        """``<address, base64url>.<HMAC, base64url>`` for the normalized address."""
+        """``<address, base64url>.<HMAC, base64url>`` for the address's canonical form."""
         normalized = layout.normalize_address(address)
         return f"{_b64(normalized.encode())}.{_b64(self._mac(normalized))}"
 
     def verify(self, token: str) -> str | None:
-        """The address a token was made for, or None if it does not verify."""
+        """The address a token was made for (canonical), or None if it does not verify.
+        A token made before the canonical form (an address lower-cased, its domain as
+        written) still verifies, for the address it names."""
         if len(token) > _MAX_TOKEN or token.count(".") != 1:
             return None
         encoded, mac = token.split(".")
@@ -73,9 +76,9 @@ class UnsubscribeLinks:
         except (ValueError, InvalidMessage):
             return None
         canonical = _b64(address.encode()) == encoded and _b64(given) == mac
-        if not canonical or normalized != address:
+        if not canonical or address not in (normalized, *legacy_forms(address)):
             return None  # one spelling per token: a changed character never verifies
-        if not hmac.compare_digest(given, self._mac(normalized)):
+        if not hmac.compare_digest(given, self._mac(address)):
             return None
         return normalized
 
