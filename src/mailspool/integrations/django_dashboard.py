@@ -27,13 +27,17 @@ _built: list[Dashboard] = []
 def _dashboard() -> Dashboard:
     if not _built:
         settings = load_settings()
-        _built.append(Dashboard(shared_store(settings.store), settings=settings))
+        # Django checks Host against its ALLOWED_HOSTS (``get_host`` in ``view``)
+        _built.append(
+            Dashboard(shared_store(settings.store), settings=settings, allowed_hosts=["*"])
+        )
     return _built[0]
 
 
 @csrf_exempt
 def view(request: HttpRequest, path: str = "") -> HttpResponse:
     inner = f"/{path}"
+    request.get_host()  # DisallowedHost (a 400) for a name not in ALLOWED_HOSTS
     answer = _dashboard().handle(
         Request(
             method=request.method or "GET",
