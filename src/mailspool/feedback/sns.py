@@ -77,11 +77,15 @@ class SNSMessage:
 
 def is_aws_sns_url(url: str) -> bool:
     """True only for ``https://sns.<region>.amazonaws.com/...`` (no port, no user)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port, user = parts.port, parts.username  # a port such as "abc" raises
+    except ValueError:
+        return False
     return (
         parts.scheme == "https"
-        and parts.port is None
-        and parts.username is None
+        and port is None
+        and user is None
         and _AWS_HOST.fullmatch(parts.netloc) is not None
     )
 
@@ -136,7 +140,7 @@ class SNSVerifier:
         return origin is not None and url.startswith(origin + "/")
 
     def _public_key(self, url: str) -> rsa.RSAPublicKey:
-        if not self.trusted_url(url) or not urlsplit(url).path.endswith(".pem"):
+        if not self.trusted_url(url) or not _path(url).endswith(".pem"):
             raise UntrustedMessage(f"SigningCertURL {url!r} is not an SNS certificate")
         with self._lock:
             cached = self._keys.get(url)
@@ -206,6 +210,8 @@ def _fetch(url: str) -> bytes:
             data: bytes = response.read(_MAX_CERT + 1)
     except OSError as err:
         raise UntrustedMessage(f"cannot fetch {url}: {err}", 502) from None
+    except ValueError as err:  # http.client's InvalidURL: a space or control character
+        raise UntrustedMessage(f"{url!r} is not a URL that can be fetched: {err}", 400) from None
     if len(data) > _MAX_CERT:
         raise UntrustedMessage(f"{url} answered with more than {_MAX_CERT} bytes", 502)
     return data
@@ -216,3 +222,10 @@ def _field(fields: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise UntrustedMessage(f"field {name!r} is missing", 400)
     return value
+
+
+def _path(url: str) -> str:
+    try:
+        return urlsplit(url).path
+    except ValueError:  # an unbalanced "[" in the host
+        return ""
