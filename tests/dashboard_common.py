@@ -85,6 +85,15 @@ def free_port() -> int:
 @contextmanager
 def running_dashboard(spool: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`mailspool serve` in its own process; yields its base URL."""
+    with dashboard_process(spool, *extra, env=env) as (base, _):
+        yield base
+
+
+@contextmanager
+def dashboard_process(
+    spool: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`mailspool serve` in its own process; yields its base URL and the process."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "mailspool", "serve", "--port", str(port), *extra],
@@ -95,7 +104,7 @@ def running_dashboard(spool: Path, *extra: str, env: dict[str, str] | None = Non
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, process)
-        yield base
+        yield base, process
     finally:
         process.terminate()
         process.wait(timeout=30)

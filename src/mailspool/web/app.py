@@ -205,11 +205,15 @@ class Dashboard:
 
     def _download(self, request: Request) -> _Page:
         name = request.arguments().get("name", "")
-        data = views.quarantined_file(self.store, name)
-        if data is None:
+        found = views.quarantined_file(self.store, name)
+        if found is None:
             return _Page(response=_refused(404))
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        response = Response(200, data, "application/octet-stream")
+        safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+        response = (
+            Response(200, found, "application/octet-stream")
+            if isinstance(found, bytes)
+            else Response(200, content_type="application/octet-stream", stream=found)
+        )
         response.headers.append(("content-disposition", f'attachment; filename="{safe}"'))
         return _Page(response=response)
 
