@@ -130,6 +130,8 @@ async def _send_stream(stream: Iterator[bytes], receive: Receive, send: Send) ->
                 await send({"type": "http.response.body", "body": b""})
                 return
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except OSError as err:  # servers that raise when the client has gone
+        log.info("a download stopped half-way: %s", err)
     except Exception:
         log.exception("a download stopped half-way")
     finally:
@@ -139,8 +141,12 @@ async def _send_stream(stream: Iterator[bytes], receive: Receive, send: Send) ->
 
 def _close(stream: Iterator[bytes]) -> None:
     close = getattr(stream, "close", None)
-    if close is not None:
+    if close is None:
+        return
+    try:
         close()
+    except ValueError:  # still running in its thread (the server is stopping): it ends there
+        log.debug("a download's reader was still running when it was closed")
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
