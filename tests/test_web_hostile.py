@@ -20,6 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailspool.config import Settings
+from mailspool.feedback.http import SesEndpoint
+from mailspool.feedback.sns import SNSVerifier
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
@@ -192,3 +194,34 @@ def test_no_form_gets_a_500(
 def test_no_page_gets_a_500(dashboard: Dashboard, query: str, path: str) -> None:
     request = Request("GET", path, query=query, headers={"host": "localhost"})
     assert dashboard.handle(request).status < 500
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+SNS_FIELDS = st.fixed_dictionaries(
+    {"Type": st.sampled_from(["Notification", "SubscriptionConfirmation", "x"])},
+    optional={
+        "TopicArn": st.just(TOPIC) | TEXT,
+        "SignatureVersion": st.sampled_from(["1", "2", "3"]) | TEXT,
+        "Signature": st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()) | TEXT,
+        "SigningCertURL": TEXT | TEXT.map(lambda t: f"https://sns.us-east-1.amazonaws.com:{t}/x"),
+        "Timestamp": TEXT,
+        "Message": JSON.map(json.dumps) | TEXT,
+        "MessageId": TEXT,
+        "SubscribeURL": TEXT,
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def ses_endpoint() -> SesEndpoint:
+    return SesEndpoint(MemoryStore(), SNSVerifier(frozenset({TOPIC})))
+
+
+@given(fields=SNS_FIELDS | JSON)
+def test_no_sns_post_gets_a_5xx(ses_endpoint: SesEndpoint, fields: object) -> None:
+    response = ses_endpoint.handle("POST", {}, json.dumps(fields).encode())
+    assert 200 <= response.status < 500, response.body
