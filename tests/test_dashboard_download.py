@@ -66,3 +66,37 @@ def test_large_downloads_keep_the_server_memory_bounded(spool: Path) -> None:
         growth = peak_resident(process.pid) - before
     assert results == [expected] * 4
     assert growth < BOUND, f"the server grew by {growth / MIB:.1f} MiB"
+
+
+def test_a_large_download_streams_through_wsgi_and_django(
+    spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask import Flask
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from mailspool.web import Dashboard
+
+    data = bytes(range(256)) * (3 * MIB // 256 + 7)  # past one chunk: streamed
+    FileStore(spool).put(layout.quarantine_key("queue/big.json"), data)
+    app = Flask(__name__)
+    app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, {"/ops/mail": Dashboard(FileStore(spool), token="").wsgi()}
+    )
+    answer = app.test_client().get("/ops/mail/quarantine/download?name=big.json")
+    assert answer.status_code == 200
+    assert answer.is_streamed
+    assert answer.data == data
+
+    monkeypatch.setenv("MAILSPOOL_STORE", f"file://{spool}")
+    from tests import django_settings
+
+    django_settings.configure()
+    from django.test import Client
+
+    from mailspool.integrations import django_dashboard
+
+    monkeypatch.setattr(django_dashboard, "_built", [])  # this test's spool
+    streamed = Client().get("/ops/mail/quarantine/download?name=big.json")
+    assert streamed.status_code == 200
+    assert streamed.streaming
+    assert b"".join(streamed.streaming_content) == data  # type: ignore[attr-defined]
