@@ -7,7 +7,9 @@ browser would send after a rebinding (``evil.example`` resolving to 127.0.0.1)."
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import re
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,7 +19,7 @@ from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.stores.file import FileStore
 from mailspool.web.http import Request
 from mailspool.web.security import AllowedHosts, host_name
-from tests.dashboard_common import running_dashboard
+from tests.dashboard_common import dashboard_process, running_dashboard
 
 GONE = "gone@example.com"
 
@@ -114,6 +116,34 @@ def test_allowed_hosts_from_the_setting_and_the_option(gone: Path) -> None:
         for host in ("mail.example.com", "ops.example.org:443", "MAIL.example.com."):
             assert call(base, "GET", "/failed", {"Host": host})[0] == 200, host
         assert call(base, "GET", "/failed", {"Host": "evil.example"})[0] == 400
+
+
+def other_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback, if it has one."""
+    try:
+        found = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    for word in found.stdout.split():
+        try:
+            address = ipaddress.ip_address(word)
+        except ValueError:
+            continue
+        if address.version == 4 and not address.is_loopback:
+            return word
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(other_address() is None, reason="no address but loopback here")
+def test_the_address_listened_on_is_a_name_served(spool: Path) -> None:
+    address = other_address()
+    assert address is not None
+    with dashboard_process(spool, "--token", "s3cret", bind=address) as (base, _):
+        port = urlsplit(base).port
+        bearer = {"Authorization": "Bearer s3cret"}
+        assert call(base, "GET", "/metrics", {"Host": f"{address}:{port}", **bearer})[0] == 200
+        assert call(base, "GET", "/metrics", {"Host": "evil.example", **bearer})[0] == 400
 
 
 @pytest.mark.parametrize(
