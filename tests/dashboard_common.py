@@ -85,17 +85,28 @@ def free_port() -> int:
 @contextmanager
 def running_dashboard(spool: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`mailspool serve` in its own process; yields its base URL."""
+    with dashboard_process(spool, *extra, env=env) as (base, _):
+        yield base
+
+
+@contextmanager
+def dashboard_process(
+    spool: Path, *extra: str, env: dict[str, str] | None = None, bind: str = "127.0.0.1"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`mailspool serve` in its own process (listening on ``bind``, an IPv4 address);
+    yields its base URL and the process."""
     port = free_port()
+    listen = ["--host", bind] if bind != "127.0.0.1" else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailspool", "serve", "--port", str(port), *extra],
+        [sys.executable, "-m", "mailspool", "serve", "--port", str(port), *listen, *extra],
         env={**os.environ, "MAILSPOOL_STORE": f"file://{spool}", **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{bind}:{port}"
     try:
         wait_until_up(base, process)
-        yield base
+        yield base, process
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -128,6 +128,30 @@ class StoreContract:
         with pytest.raises(KeyNotFound):
             store.get_at_most("queue/missing.json", 10)
 
+    def test_read_chunks_returns_the_bytes_in_bounded_chunks(self, store: Store) -> None:
+        data = bytes(range(256)) * 41  # 10,496 bytes: not a multiple of the chunk
+        store.put("quarantine/big.json", data)
+        chunks = list(store.read_chunks("quarantine/big.json", chunk_size=1000))
+        assert b"".join(chunks) == data
+        assert all(0 < len(chunk) <= 1000 for chunk in chunks)
+        assert len(chunks) >= 11
+        store.put("quarantine/empty.json", b"")
+        assert b"".join(store.read_chunks("quarantine/empty.json")) == b""
+
+    def test_read_chunks_of_a_missing_key_raises_key_not_found(self, store: Store) -> None:
+        chunks = store.read_chunks("quarantine/missing.json")
+        with pytest.raises(KeyNotFound):
+            next(chunks)
+
+    def test_read_chunks_closed_early_releases_the_object(self, store: Store) -> None:
+        store.put("quarantine/a.json", b"x" * 5000)
+        for _ in range(50):  # a leak of a descriptor or a connection would show here
+            chunks = store.read_chunks("quarantine/a.json", chunk_size=100)
+            assert next(chunks) == b"x" * 100
+            chunks.close()
+        store.delete("quarantine/a.json")
+        assert keys(store, "quarantine/") == []
+
     # -- listing ---------------------------------------------------------------------
 
     def test_list_matches_a_prefix_ending_inside_a_name(self, store: Store) -> None:

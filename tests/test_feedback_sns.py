@@ -10,7 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,8 +18,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from mailspool.feedback.events import parse_ses_event
 from mailspool.feedback.http import SesEndpoint
-from mailspool.feedback.sns import SNSVerifier, is_aws_sns_url
+from mailspool.feedback.ingest import ingest
+from mailspool.feedback.layout import history_key
+from mailspool.feedback.sns import MAX_AGE, SNSVerifier, is_aws_sns_url
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.stores.memory import MemoryStore
 from tests import ses_events
@@ -122,8 +125,23 @@ def confirmation(server: CertServer) -> dict[str, Any]:
     }
 
 
-def endpoint(store: MemoryStore, server: CertServer) -> SesEndpoint:
-    return SesEndpoint(store, SNSVerifier(frozenset({TOPIC}), trusted_origin=server.origin))
+#: The messages' Timestamp; the endpoints' clock reads a minute later unless told.
+SIGNED_AT = datetime(2026, 11, 29, 7, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    """A clock the test moves: no sleeping."""
+
+    def __init__(self, now: float = SIGNED_AT + 60) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def endpoint(store: MemoryStore, server: CertServer, clock: Clock | None = None) -> SesEndpoint:
+    verifier = SNSVerifier(frozenset({TOPIC}), trusted_origin=server.origin, clock=clock or Clock())
+    return SesEndpoint(store, verifier)
 
 
 def post(target: SesEndpoint, message: dict[str, Any]) -> int:
@@ -237,3 +255,80 @@ def test_other_methods_and_bodies_are_refused(server: CertServer) -> None:
 def test_only_the_aws_sns_host_pattern_is_trusted(url: str, trusted: bool) -> None:
     assert is_aws_sns_url(url) is trusted
     assert SNSVerifier(frozenset()).trusted_url(url) is trusted
+
+
+def answer(target: SesEndpoint, message: dict[str, Any]) -> tuple[int, str]:
+    response = target.handle("POST", {}, json.dumps(message).encode())
+    return response.status, response.body.decode()
+
+
+def test_a_message_signed_more_than_65_minutes_ago_is_refused_naming_the_rule(
+    server: CertServer, key: rsa.RSAPrivateKey
+) -> None:
+    store, clock = MemoryStore(), Clock()
+    target = endpoint(store, server, clock)
+    signed = sign(notification(server, ses_events.bounce("0100-id-7", "old@example.com")), key)
+    assert MAX_AGE == 65 * 60
+    clock.now = SIGNED_AT + MAX_AGE + 1
+    status, text = answer(target, signed)
+    assert status == 403
+    assert "more than 65 minutes ago" in text
+    assert "replay" in text
+    assert list(store.keys("")) == []
+    clock.now = SIGNED_AT + MAX_AGE - 1  # SNS's last retry, late by a few minutes
+    assert answer(target, signed)[0] == 200
+    assert SuppressionList(store).is_suppressed("old@example.com")
+
+
+def test_a_signed_timestamp_that_is_not_a_time_is_refused(
+    server: CertServer, key: rsa.RSAPrivateKey
+) -> None:
+    store = MemoryStore()
+    bounce = ses_events.bounce("0100-id-8", "a@example.com")
+    for when in ("yesterday", "2026-13-01T00:00:00Z", "9" * 5000):
+        status, text = answer(
+            endpoint(store, server), sign(notification(server, bounce, Timestamp=when), key)
+        )
+        assert status == 400
+        assert "is not a time" in text
+    assert list(store.keys("")) == []
+
+
+def test_a_replay_after_an_operator_removed_the_address_changes_nothing(
+    server: CertServer, key: rsa.RSAPrivateKey
+) -> None:
+    store, clock = MemoryStore(), Clock()
+    target = endpoint(store, server, clock)
+    bounce = ses_events.bounce("0100-id-9", "back@example.com")
+    signed = sign(notification(server, bounce), key)
+    assert answer(target, signed)[0] == 200
+    suppressions = SuppressionList(store, cache_ttl=0)
+    assert suppressions.remove("back@example.com")  # the operator's decision
+    history = history_key("back@example.com")
+    # SNS's own retry (same MessageId), the same SES event in another SNS message, and
+    # the same event from another route (ingest directly): each a no-op
+    clock.now = SIGNED_AT + 30 * 60
+    again = sign(
+        notification(server, bounce, MessageId="5a1b2c3d-0000-0000-0000-00000000000a"), key
+    )
+    assert answer(target, signed) == (200, "recorded 1 event(s)\n")
+    assert answer(target, again)[0] == 200
+    assert ingest(store, [parse_ses_event(bounce)]).new == 0
+    assert not suppressions.is_suppressed("back@example.com")
+    assert len(store.read_log(history)) == 1  # the event was not even appended again
+    clock.now = SIGNED_AT + 2 * 3600  # past SNS's retries: refused before anything
+    assert answer(target, signed)[0] == 403
+    assert not suppressions.is_suppressed("back@example.com")
+    # a new bounce of the same address is a new event: it suppresses again
+    later = ses_events.bounce("0100-id-10", "back@example.com")
+    fresh = sign(
+        notification(
+            server,
+            later,
+            MessageId="5a1b2c3d-0000-0000-0000-00000000000b",
+            Timestamp="2026-11-29T08:59:00.000Z",
+        ),
+        key,
+    )
+    assert answer(target, fresh)[0] == 200
+    assert suppressions.is_suppressed("back@example.com")

@@ -567,6 +567,14 @@ def demo(
     "Env MAILSPOOL_SERVE_TOKEN.",
 )
 @click.option("--show-bodies", is_flag=True, help="Show e-mail bodies on the failed page.")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host name answered beside localhost, 127.0.0.1 and [::1] (repeat it); "
+    "others get a 400. Env MAILSPOOL_ALLOWED_HOSTS (comma-separated).",
+)
 @store_option
 @click.pass_context
 def serve(
@@ -575,6 +583,7 @@ def serve(
     port: int,
     token: str | None,
     show_bodies: bool,
+    allowed_hosts: tuple[str, ...],
     store: str | None,
 ) -> None:
     """The dashboard and /metrics for a store (needs mailspool[serve])."""
@@ -586,7 +595,8 @@ def serve(
             f"serve needs mailspool[serve] (pip install 'mailspool[serve]'): {err}"
         ) from None
     with _errors():
-        settings = _settings(ctx, store=store, serve_token=token)
+        names = ",".join(allowed_hosts) or None
+        settings = _settings(ctx, store=store, serve_token=token, allowed_hosts=names)
         with open_store(settings.store) as the_store:
             require_token_for(host, settings.serve_token)
             click.echo(
@@ -600,6 +610,7 @@ def serve(
                 port=port,
                 token=settings.serve_token,
                 show_bodies=show_bodies,
+                allowed_hosts=settings.allowed_hosts,
             )
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailspool.errors import StoreError
 from mailspool.feedback.events import unwrap
@@ -24,12 +25,15 @@ from mailspool.feedback.ingest import FeedbackOptions, ingest
 from mailspool.feedback.sns import SNSVerifier, UntrustedMessage
 from mailspool.stores.base import Store
 
-__all__ = ["MAX_BODY", "Response", "SesEndpoint"]
+__all__ = ["MAX_BODY", "MAX_DEPTH", "Response", "SesEndpoint", "load_json"]
 
 log = logging.getLogger("mailspool.feedback")
 
 #: SNS messages are at most 256 KiB; a little more for the envelope's fields.
 MAX_BODY = 300 * 1024
+#: The deepest JSON accepted, in the body and in its Message: an SNS envelope is 1 deep,
+#: an SES event about 6; deeper is an attack on the parsers (a 500 otherwise).
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +65,9 @@ class SesEndpoint:
         if len(body) > MAX_BODY:
             return Response.text(413, "too large for an SNS message")
         try:
-            fields = json.loads(body)
-        except ValueError:
-            return Response.text(400, "not JSON")
+            fields = load_json(body, "the body")
+        except ValueError as err:
+            return Response.text(400, str(err))
         if not isinstance(fields, dict):
             return Response.text(400, "not an SNS message")
         try:
@@ -80,8 +84,9 @@ class SesEndpoint:
 
     def _record(self, fields: Mapping[str, object]) -> Response:
         try:
+            load_json(str(fields.get("Message")), "the Message")  # its depth checked first
             events = [w.event for w in unwrap(fields)]
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             return Response.text(400, f"not an SES event: {err}")
         if not events:
             return Response.text(400, "the notification holds no SES event")
@@ -91,3 +96,37 @@ class SesEndpoint:
             log.error("SES event not recorded: %s", err)
             return Response.text(503, "store unavailable, retry later")
         return Response.text(200, f"recorded {report.events} event(s)")
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """``text`` parsed, if it is JSON nested at most ``MAX_DEPTH`` deep; else
+    ``ValueError`` saying which rule it broke."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{what} is JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:
+        raise ValueError(f"{what} is not JSON") from None
+    if _depth(value) > MAX_DEPTH:
+        raise ValueError(f"{what} is JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value`` (without recursion; it stops
+    counting past ``MAX_DEPTH``)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -10,10 +10,13 @@ For each event (``feedback.events.FeedbackEvent``):
 3. the first time the event is seen (``events-seen/<id>``, a create-only write), the
    hooks run (``feedback.hooks``).
 
-A redelivered event changes nothing: history readers count each event id once, adding
-an address already suppressed keeps its entry, soft bounces are counted by distinct id,
-and the hooks run only for the call that created the seen marker. Steps 1 and 2 come
-before the marker, so a crash part-way is completed by the redelivery.
+A redelivered event changes nothing: an event whose seen marker exists is skipped
+whole, so a replay after an operator removed a suppression does not suppress again.
+A redelivery that finds no marker (the first call crashed part-way, or both run at
+once) repeats steps 1 and 2 harmlessly: history readers count each event id once,
+adding an address already suppressed keeps its entry, soft bounces are counted by
+distinct id, and the hooks run only for the call that created the marker. Steps 1 and
+2 come before the marker, so a crash part-way is completed by the redelivery.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ def ingest(
     report = IngestReport()
     for event in events:
         report.events += 1
+        if store.exists(layout.seen_key(event.id)):
+            continue  # applied once already; an operator may have undone it since
         record = orjson.dumps(event.as_dict())
         store.append(layout.message_events_key(event.provider_id), record)
         for recipient in _valid(event.recipients):

@@ -9,6 +9,11 @@ Anyone can POST to a public URL, so every message is verified before it is belie
   ``sns.us-east-1.amazonaws.com.evil.example``, no other scheme, no port, no user), its
   path ending ``.pem``, and kept in a cache; it must be valid now;
 - the ``TopicArn`` must be in the allow-list;
+- the signed ``Timestamp`` must be at most ``MAX_AGE`` old (65 minutes): SNS stops
+  retrying an HTTP(S) delivery within 3,600 seconds whatever the subscription's
+  delivery policy (a hard limit of SNS), so an older message is a replay; 5 minutes
+  more allow for clock skew and the delivery itself. Within that hour a replay is
+  harmless: the SES event it carries was recorded once (``ingest``'s seen markers);
 - a ``SubscriptionConfirmation`` is confirmed by fetching its ``SubscribeURL`` only when
   the signature holds and that URL is on the same host pattern.
 
@@ -22,7 +27,8 @@ from __future__ import annotations
 import base64
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,7 +39,7 @@ from mailspool.errors import MailspoolError, MissingDependency
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-__all__ = ["SNSMessage", "SNSVerifier", "UntrustedMessage", "is_aws_sns_url"]
+__all__ = ["MAX_AGE", "SNSMessage", "SNSVerifier", "UntrustedMessage", "is_aws_sns_url"]
 
 #: ``sns.<region>.amazonaws.com``, nothing before or after.
 _AWS_HOST = re.compile(r"sns\.[a-z]{2}(?:-[a-z]+)+-[0-9]\.amazonaws\.com")
@@ -54,6 +60,8 @@ _VERSIONS = frozenset({"1", "2"})  # RSA with SHA-1, RSA with SHA-256
 _MAX_CERT = 64 * 1024
 _CACHE_LIMIT = 64
 _TIMEOUT = 5.0
+#: Seconds after its ``Timestamp`` past which a signed message is refused (module doc).
+MAX_AGE = 3600.0 + 300.0
 
 
 class UntrustedMessage(MailspoolError):
@@ -77,11 +85,15 @@ class SNSMessage:
 
 def is_aws_sns_url(url: str) -> bool:
     """True only for ``https://sns.<region>.amazonaws.com/...`` (no port, no user)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port, user = parts.port, parts.username  # a port such as "abc" raises
+    except ValueError:
+        return False
     return (
         parts.scheme == "https"
-        and parts.port is None
-        and parts.username is None
+        and port is None
+        and user is None
         and _AWS_HOST.fullmatch(parts.netloc) is not None
     )
 
@@ -89,9 +101,19 @@ def is_aws_sns_url(url: str) -> bool:
 class SNSVerifier:
     """Verifies SNS messages for a set of topics; thread-safe, caches certificates."""
 
-    def __init__(self, topics: frozenset[str], *, trusted_origin: str | None = None) -> None:
+    def __init__(
+        self,
+        topics: frozenset[str],
+        *,
+        trusted_origin: str | None = None,
+        max_age: float = MAX_AGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``clock``: seconds since the epoch (tests pass their own)."""
         _require_cryptography()
         self.topics = topics
+        self.max_age = max_age
+        self._clock = clock
         self._trusted_origin = trusted_origin.rstrip("/") if trusted_origin else None
         self._keys: dict[str, rsa.RSAPublicKey] = {}
         self._lock = threading.Lock()
@@ -114,6 +136,7 @@ class SNSVerifier:
             raise UntrustedMessage("the Signature is not base64", 400) from None
         key = self._public_key(_field(fields, "SigningCertURL"))
         _check_signature(key, signature, _string_to_sign(kind, fields), version)
+        self._check_fresh(_field(fields, "Timestamp"))
         return SNSMessage(
             kind,
             topic,
@@ -121,6 +144,21 @@ class SNSVerifier:
             _field(fields, "Message"),
             fields.get("SubscribeURL") if kind != "Notification" else None,
         )
+
+    def _check_fresh(self, timestamp: str) -> None:
+        """Refuse a message signed more than ``max_age`` seconds ago (a replay)."""
+        try:
+            signed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+            if signed.tzinfo is None:
+                signed = signed.replace(tzinfo=UTC)
+            age = self._clock() - signed.timestamp()
+        except (ValueError, OverflowError):
+            raise UntrustedMessage(f"the Timestamp {timestamp[:40]!r} is not a time", 400) from None
+        if age > self.max_age:
+            raise UntrustedMessage(
+                f"the message was signed at {timestamp}, more than {self.max_age / 60:g} "
+                "minutes ago: SNS retries for at most an hour, so it is refused as a replay"
+            )
 
     def confirm(self, message: SNSMessage) -> None:
         """Fetch a verified SubscriptionConfirmation's SubscribeURL (on the SNS host only)."""
@@ -136,7 +174,7 @@ class SNSVerifier:
         return origin is not None and url.startswith(origin + "/")
 
     def _public_key(self, url: str) -> rsa.RSAPublicKey:
-        if not self.trusted_url(url) or not urlsplit(url).path.endswith(".pem"):
+        if not self.trusted_url(url) or not _path(url).endswith(".pem"):
             raise UntrustedMessage(f"SigningCertURL {url!r} is not an SNS certificate")
         with self._lock:
             cached = self._keys.get(url)
@@ -206,6 +244,8 @@ def _fetch(url: str) -> bytes:
             data: bytes = response.read(_MAX_CERT + 1)
     except OSError as err:
         raise UntrustedMessage(f"cannot fetch {url}: {err}", 502) from None
+    except ValueError as err:  # http.client's InvalidURL: a space or control character
+        raise UntrustedMessage(f"{url!r} is not a URL that can be fetched: {err}", 400) from None
     if len(data) > _MAX_CERT:
         raise UntrustedMessage(f"{url} answered with more than {_MAX_CERT} bytes", 502)
     return data
@@ -216,3 +256,10 @@ def _field(fields: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise UntrustedMessage(f"field {name!r} is missing", 400)
     return value
+
+
+def _path(url: str) -> str:
+    try:
+        return urlsplit(url).path
+    except ValueError:  # an unbalanced "[" in the host
+        return ""

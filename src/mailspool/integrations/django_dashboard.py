@@ -10,7 +10,7 @@ the view is exempt from it); put it behind the project's own access rules as wel
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -27,13 +27,17 @@ _built: list[Dashboard] = []
 def _dashboard() -> Dashboard:
     if not _built:
         settings = load_settings()
-        _built.append(Dashboard(shared_store(settings.store), settings=settings))
+        # Django checks Host against its ALLOWED_HOSTS (``get_host`` in ``view``)
+        _built.append(
+            Dashboard(shared_store(settings.store), settings=settings, allowed_hosts=["*"])
+        )
     return _built[0]
 
 
 @csrf_exempt
-def view(request: HttpRequest, path: str = "") -> HttpResponse:
+def view(request: HttpRequest, path: str = "") -> HttpResponse | StreamingHttpResponse:
     inner = f"/{path}"
+    request.get_host()  # DisallowedHost (a 400) for a name not in ALLOWED_HOSTS
     answer = _dashboard().handle(
         Request(
             method=request.method or "GET",
@@ -45,7 +49,13 @@ def view(request: HttpRequest, path: str = "") -> HttpResponse:
             root=request.path[: len(request.path) - len(inner)],
         )
     )
-    response = HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
+    response: HttpResponse | StreamingHttpResponse
+    if answer.stream is not None:  # a download: sent as it is read
+        response = StreamingHttpResponse(
+            answer.stream, status=answer.status, content_type=answer.content_type
+        )
+    else:
+        response = HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
     for name, value in answer.headers:
         response[name] = value
     return response

@@ -10,6 +10,8 @@ worker needs is here, each with a promise that both backends keep:
   finished twice (after a crash) moves again without error.
 - ``get_at_most``: read an object only if its size is within a limit, known before
   the body is read, so a hostile object cannot exhaust the reader's memory.
+- ``read_chunks``: read an object of any size piece by piece (a download), holding
+  one chunk at a time.
 - ``append`` / ``read_log``: a durable record log (the batch ledger). A record that
   ``append`` returned for is never lost; records come back in the order appended.
 - ``claim``: at most one live holder per name. A claim whose holder died is released
@@ -26,13 +28,14 @@ import builtins
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from mailspool._backends import Backend
 from mailspool.errors import ConfigurationError, KeyNotFound
 
 __all__ = [
+    "CHUNK_SIZE",
     "Lease",
     "ObjectInfo",
     "Store",
@@ -41,6 +44,10 @@ __all__ = [
     "default_owner",
     "key_problem",
 ]
+
+
+#: ``read_chunks``' default chunk: large enough for few system calls, small to hold.
+CHUNK_SIZE = 1 << 20
 
 
 def check_key(key: str, what: str = "key") -> str:
@@ -136,6 +143,16 @@ class Store(Backend, abc.ABC):
         if len(data) > limit:
             raise ObjectTooLarge(key, len(data), limit, setting)
         return data
+
+    def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Generator[bytes, None, None]:
+        """The object's bytes in chunks of at most ``chunk_size``, for an object too
+        large to hold (a download). A generator: the object is opened at the first
+        ``next()``, which raises ``KeyNotFound`` if there is none, and released when the
+        generator ends or is closed. This default (for stores already in memory) slices
+        ``get``; backends read from the disk or the network as the chunks are taken."""
+        data = memoryview(self.get(key))
+        for start in range(0, len(data), chunk_size):
+            yield bytes(data[start : start + chunk_size])
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

@@ -50,14 +50,14 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from mailspool._beneath import read_beneath
+from mailspool._beneath import open_beneath, read_beneath
 from mailspool._files import (
     FILE_MODE,
     NO_FOLLOW,
@@ -69,7 +69,7 @@ from mailspool._files import (
 )
 from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, ObjectRefused, StoreError
 from mailspool.stores import check_record
-from mailspool.stores.base import Lease, ObjectInfo, Store, check_key, check_prefix
+from mailspool.stores.base import CHUNK_SIZE, Lease, ObjectInfo, Store, check_key, check_prefix
 
 __all__ = ["FileStore"]
 
@@ -141,6 +141,26 @@ class FileStore(Store):
                 return read_beneath(self.root, key.split("/"), limit, key, setting)
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
                 raise KeyNotFound(key) from err
+
+    def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Generator[bytes, None, None]:
+        """Read through no symbolic link, only a regular file, one chunk at a time."""
+        check_key(key)
+        with self._failure("read", key):
+            try:
+                fd = open_beneath(self.root, key.split("/"), key)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+                raise KeyNotFound(key) from err
+        try:
+            with self._failure("read", key):
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISDIR(mode):
+                    raise KeyNotFound(key)
+                if not stat.S_ISREG(mode):
+                    raise ObjectRefused(f"{key}: not a regular file (a device, FIFO or socket)")
+                while chunk := os.read(fd, chunk_size):
+                    yield chunk
+        finally:
+            os.close(fd)
 
     def exists(self, key: str) -> bool:
         return _is_file(self._path(key))

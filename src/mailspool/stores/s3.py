@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mailspool._backends import boto3_client
 from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, ObjectTooLarge, StoreError
 from mailspool.stores import check_record
-from mailspool.stores.base import Lease, ObjectInfo, Store, check_key, check_prefix
+from mailspool.stores.base import CHUNK_SIZE, Lease, ObjectInfo, Store, check_key, check_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -188,6 +188,17 @@ class S3Store(Store):
         if len(data) > limit:
             raise ObjectTooLarge(key, len(data), limit, setting)
         return data
+
+    def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Generator[bytes, None, None]:
+        """One GET, its body read ``chunk_size`` at a time as the chunks are taken."""
+        full = self._key(key)
+        with self._translate("read", full):
+            body = self._client.get_object(Bucket=self.bucket, Key=full)["Body"]
+        try:
+            with self._translate("read", full):
+                yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
 
     def delete(self, key: str) -> None:
         full = self._key(key)

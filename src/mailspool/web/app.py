@@ -3,8 +3,9 @@
     app = Dashboard(store, token=None).asgi()      # uvicorn, or mounted in any ASGI app
     app = Dashboard(store).wsgi()                  # Flask (DispatcherMiddleware), WSGI
 
-Pages are GETs; every change (retry, suppress, remove) is a POST checked by
-``security.Guard``. The public endpoints (``POST /events/ses`` and ``/unsubscribe``)
+Every request must name an allowed host (``security.AllowedHosts``: loopback names
+and the ``allowed_hosts`` setting), else it gets a 400 whatever its path. Pages are
+GETs; every change (retry, suppress, remove) is a POST checked by ``security.Guard``. The public endpoints (``POST /events/ses`` and ``/unsubscribe``)
 come from ``mailspool.feedback`` and need neither token nor CSRF token: they check
 their own signatures and tokens.
 """
@@ -14,10 +15,11 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -35,8 +37,8 @@ from mailspool.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
     TOKEN_COOKIE,
+    AllowedHosts,
     Guard,
-    same_origin,
     secure_headers,
 )
 
@@ -66,11 +68,17 @@ class Dashboard:
         show_bodies: bool = False,
         public: dict[str, Handler] | None = None,
         settings: Settings | None = None,
+        allowed_hosts: Iterable[str] | None = None,
     ) -> None:
-        """``token`` None: the ``serve_token`` setting (``MAILSPOOL_SERVE_TOKEN``)."""
+        """``token`` None: the ``serve_token`` setting (``MAILSPOOL_SERVE_TOKEN``);
+        ``allowed_hosts`` None: the ``allowed_hosts`` setting (``MAILSPOOL_ALLOWED_HOSTS``),
+        names served beside the loopback names (``["*"]``: any, the host application
+        checks them)."""
         self.store = store
         self.settings = settings or Settings.load()
-        self.guard = Guard(token if token is not None else self.settings.serve_token)
+        given = self.settings.allowed_hosts if allowed_hosts is None else allowed_hosts
+        hosts = AllowedHosts(_served_names(given, self.settings))
+        self.guard = Guard(token if token is not None else self.settings.serve_token, hosts=hosts)
         self.rates = metrics.RecentRates(store, sends=self.settings.rate_sends)
         self.show_bodies = show_bodies
         self.public = dict(
@@ -108,6 +116,9 @@ class Dashboard:
             return secure_headers(Response(500, b"internal error; see the server's log", _TEXT))
 
     def _route(self, request: Request) -> Response:
+        misdirected = self.guard.hosts.why_refused(request)
+        if misdirected is not None:
+            return _refused(400, misdirected)
         public = self.public.get(request.path)
         if public is not None:
             return public(request)
@@ -194,11 +205,15 @@ class Dashboard:
 
     def _download(self, request: Request) -> _Page:
         name = request.arguments().get("name", "")
-        data = views.quarantined_file(self.store, name)
-        if data is None:
+        found = views.quarantined_file(self.store, name)
+        if found is None:
             return _Page(response=_refused(404))
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        response = Response(200, data, "application/octet-stream")
+        safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+        response = (
+            Response(200, found, "application/octet-stream")
+            if isinstance(found, bytes)
+            else Response(200, content_type="application/octet-stream", stream=found)
+        )
         response.headers.append(("content-disposition", f'attachment; filename="{safe}"'))
         return _Page(response=response)
 
@@ -215,7 +230,7 @@ class Dashboard:
         return _Page(response=_redirect(request, back))
 
     def _login(self, request: Request) -> Response:
-        if not same_origin(request):
+        if not self.guard.hosts.origin_allowed(request):
             return _refused(403, "the request does not come from this dashboard")
         given = request.form().get("token", "")
         if not self.guard.token_matches(given):
@@ -223,6 +238,16 @@ class Dashboard:
         response = _redirect(request, "/")
         response.headers.append(("set-cookie", _cookie(request, TOKEN_COOKIE, given)))
         return response
+
+
+def _served_names(given: Iterable[str], settings: Settings) -> set[str]:
+    """The names given, and the host of the unsubscribe URL: the links in sent e-mails
+    name it, so it is a name this application serves."""
+    names = set(given)
+    unsubscribe = urlsplit(settings.unsubscribe_url).hostname if settings.unsubscribe_url else None
+    if unsubscribe:
+        names.add(unsubscribe)
+    return names
 
 
 def _feedback_endpoints(store: Store, settings: Settings) -> dict[str, Handler]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from mailspool.errors import KeyNotFound
 from mailspool.ops import admin
+from mailspool.spool.keys import is_safe_name
 from mailspool.stores.base import Store
 from mailspool.web import feedback_pages
 
@@ -21,8 +22,14 @@ def retry(store: Store, form: dict[str, str]) -> str:
     if form.get("all") == "1":
         items = admin.list_failed(store)
     else:
+        failed_id = form.get("id", "")
+        if not is_safe_name(failed_id):
+            raise ValueError(
+                "the id is not a failed e-mail's id (at most 200 characters, "
+                "no '/', '..' or control character)"
+            )
         try:
-            items = [admin.show_failed(store, form.get("id", ""))]
+            items = [admin.show_failed(store, failed_id)]
         except KeyNotFound:
             raise KeyNotFound("no such failed e-mail (already retried?)") from None
     admin.retry_failed(store, items)

@@ -7,7 +7,8 @@ Everything in a request is hostile: sizes are bounded and forms parsed strictly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -16,6 +17,8 @@ from urllib.parse import parse_qs
 from mailspool._asgi import ASGIApp, Receive, Scope, Send, read_body
 
 __all__ = ["MAX_BODY", "Handler", "Request", "Response", "asgi_app", "wsgi_app"]
+
+log = logging.getLogger("mailspool.web")
 
 #: The largest request body read (an SNS notification is far smaller).
 MAX_BODY = 256 * 1024
@@ -62,17 +65,18 @@ class Request:
 
 @dataclass(slots=True)
 class Response:
+    """A response; ``stream`` (a download) replaces ``body``: its chunks are sent as
+    they are taken, without a length (chunked), and it is closed once sent."""
+
     status: int = 200
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    stream: Iterator[bytes] | None = None
 
     def all_headers(self) -> list[tuple[str, str]]:
-        return [
-            ("content-type", self.content_type),
-            ("content-length", str(len(self.body))),
-            *self.headers,
-        ]
+        length = [] if self.stream is not None else [("content-length", str(len(self.body)))]
+        return [("content-type", self.content_type), *length, *self.headers]
 
 
 Handler = Callable[[Request], Response]
@@ -96,9 +100,53 @@ def asgi_app(handler: Handler) -> ASGIApp:
             response = await asyncio.to_thread(handler, _asgi_request(scope, body))
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.all_headers()]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
+        if response.stream is None:
+            await send({"type": "http.response.body", "body": response.body})
+        else:
+            await _send_stream(response.stream, receive, send)
 
     return app
+
+
+async def _send_stream(stream: Iterator[bytes], receive: Receive, send: Send) -> None:
+    """Send each chunk as it is read (in a thread: it may come from S3). The server's
+    flow control holds ``send`` while the client is slow, so one chunk or two are in
+    memory at a time; a client gone stops the reading. An error half-way ends the
+    response unfinished, which the client sees as a cut download, never as complete."""
+    import asyncio
+
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        while not gone.is_set():
+            chunk = await asyncio.to_thread(next, stream, None)
+            if chunk is None:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except OSError as err:  # servers that raise when the client has gone
+        log.info("a download stopped half-way: %s", err)
+    except Exception:
+        log.exception("a download stopped half-way")
+    finally:
+        watcher.cancel()
+        _close(stream)
+
+
+def _close(stream: Iterator[bytes]) -> None:
+    close = getattr(stream, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except ValueError:  # still running in its thread (the server is stopping): it ends there
+        log.debug("a download's reader was still running when it was closed")
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -143,6 +191,8 @@ def wsgi_app(handler: Handler) -> WSGIApp:
         else:
             response = handler(_wsgi_request(environ, environ["wsgi.input"].read(length)))
         start_response(f"{response.status} {_reason(response.status)}", response.all_headers())
+        if response.stream is not None:
+            return response.stream  # the server takes the chunks and calls its close()
         return [response.body]
 
     return app

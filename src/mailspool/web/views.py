@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from itertools import islice
 
-from mailspool.errors import MailspoolError
+from mailspool.errors import MailspoolError, ObjectTooLarge
 from mailspool.ops import admin
 from mailspool.ops.quarantine import QuarantinedFile, list_quarantined
 from mailspool.ops.status import QueuedBatch, queued_progress
 from mailspool.spool import layout, tally
 from mailspool.spool.quarantine import quarantined_files
-from mailspool.stores.base import Store
+from mailspool.stores.base import CHUNK_SIZE, Store
 
 __all__ = [
     "FailedRow",
@@ -24,6 +25,11 @@ __all__ = [
 ]
 
 _PAGE_ROWS = 500
+
+#: Small: each sending thread's allocator keeps a few of them around once freed.
+_DOWNLOAD_CHUNK = 256 * 1024
+#: A download: the bytes of a small file, or the chunks of a large one.
+Download = bytes | Generator[bytes, None, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +80,39 @@ def quarantine_rows(store: Store) -> list[QuarantinedFile]:
     return list_quarantined(store, limit=_PAGE_ROWS)
 
 
-def quarantined_file(store: Store, name: str) -> bytes | None:
-    """A quarantined file by the name the listing shows; None for any other name."""
+def quarantined_file(store: Store, name: str) -> Download | None:
+    """A quarantined file by the name the listing shows; None for any other name, or
+    if it cannot be read. A file of one chunk at most comes as its bytes; a larger one
+    as chunks read while they are sent (it may be far larger than memory should hold;
+    its first chunk is read here, to know that it can be)."""
     key = f"{layout.QUARANTINE}{name}"
-    if key not in {info.key for info in islice(quarantined_files(store), _PAGE_ROWS)}:
+    listed = islice(quarantined_files(store), _PAGE_ROWS)
+    info = next((info for info in listed if info.key == key), None)
+    if info is None:
         return None
     try:
-        return store.get(key)
+        if info.size <= CHUNK_SIZE:
+            return store.get_at_most(key, CHUNK_SIZE)
+    except ObjectTooLarge:
+        pass  # it grew since it was listed
     except MailspoolError:
         return None
+    chunks = store.read_chunks(key, _DOWNLOAD_CHUNK)
+    try:
+        first = next(chunks, b"")
+    except MailspoolError:
+        chunks.close()
+        return None
+    return _prepend(first, chunks)
+
+
+def _prepend(first: bytes, rest: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
+    try:
+        if first:
+            yield first
+        yield from rest
+    finally:
+        rest.close()
 
 
 def per_minute(store: Store, *, hours: int = 3, now: float | None = None) -> list[RatePoint]:
