@@ -13,11 +13,13 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import mailspool
 from mailspool.config import Settings
@@ -30,6 +32,7 @@ from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain
+from tests.dashboard_common import running_dashboard
 from tests.fixtures.smtp_server import SMTPSink
 from tests.test_worker_e2e import cli, hand_off, wait_for, worker_env
 from tests.transport_contract import simple_message
@@ -235,3 +238,25 @@ def test_status_with_no_outage_says_nothing_of_one(tmp_path: Path, smtp_server: 
     result = cli(spool, smtp_server, "status", "--json")
     assert json.loads(result.stdout)["paused"] == []
     assert "paused" not in cli(spool, smtp_server, "status").stdout
+
+
+def test_the_dashboard_and_metrics_show_a_paused_transport(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    store = FileStore(spool)
+    store.check()
+    since = datetime.now(UTC) - timedelta(seconds=90)
+    record = PauseRecord("smtp://relay:25", since, since + timedelta(days=1), "421 busy", 4)
+    record_pause(store, "host:1:abc", record)
+    with running_dashboard(spool) as base:
+        page = urllib.request.urlopen(f"{base}/", timeout=30).read().decode()
+        metrics = urllib.request.urlopen(f"{base}/metrics", timeout=30).read().decode()
+    assert 'id="paused"' in page
+    assert "421 busy" in page
+    assert "smtp://relay:25" in page
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    assert values["mailspool_transport_paused_seconds"] >= 90
+    assert values["mailspool_transport_next_try_seconds"] > 3600

@@ -29,6 +29,7 @@ from mailspool.feedback.endpoints import SES_PATH, UNSUBSCRIBE_PATH
 from mailspool.feedback.rates import BOUNCE_REVIEW, COMPLAINT_REVIEW
 from mailspool.feedback.settings import endpoints_from_settings
 from mailspool.ops.status import collect_status
+from mailspool.spool.pauses import describe_pause, read_pauses
 from mailspool.stores.base import Store
 from mailspool.web import feedback_pages, metrics, views
 from mailspool.web.changes import CHANGES, Change
@@ -179,6 +180,8 @@ class Dashboard:
                 "series": views.per_minute(self.store, now=now),
                 "bounce_level": BOUNCE_REVIEW,
                 "complaint_level": COMPLAINT_REVIEW,
+                "pauses": read_pauses(self.store),
+                "describe_pause": describe_pause,
             },
         )
 

@@ -30,6 +30,7 @@ from mailspool.errors import DeliveryError, SendingPaused, TransientError
 from mailspool.feedback.rates import Rates, collect_rates
 from mailspool.message import Message
 from mailspool.ops.status import Status, collect_status
+from mailspool.spool.pauses import PauseRecord, read_pauses
 from mailspool.stores.base import Store
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
 from mailspool.transports.wrapper import TransportWrapper
@@ -84,7 +85,24 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         status = collect_status(self.store)
-        return iter([*status_metrics(status), *rate_metrics(self.rates.get())])
+        paused = pause_metrics(read_pauses(self.store))
+        return iter([*status_metrics(status), *rate_metrics(self.rates.get()), *paused])
+
+
+def pause_metrics(pauses: list[PauseRecord]) -> list[Metric]:
+    """Whether a worker's transport is down, and since when (``spool.pauses``)."""
+    now = time.time()
+    down = GaugeMetricFamily(
+        "mailspool_transport_paused_seconds",
+        "Seconds since a worker's transport went down (0 when none is paused)",
+        value=max((now - p.since.timestamp() for p in pauses), default=0.0),
+    )
+    following = GaugeMetricFamily(
+        "mailspool_transport_next_try_seconds",
+        "Seconds until the next probe of a paused transport (0 when none is paused)",
+        value=max(min((p.next_try.timestamp() - now for p in pauses), default=0.0), 0.0),
+    )
+    return [down, following]
 
 
 def rate_metrics(rates: Rates) -> list[Metric]:
