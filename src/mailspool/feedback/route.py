@@ -1,11 +1,18 @@
 """SES events in a Lambda invocation (``mailspool.aws.handler``) or in JSON lines.
 
 The handler gets S3 notifications and SES events on the same queue or topic; this module
-takes the SES ones (``events.unwrap``) and applies them (``ingest``). Per SQS message:
-an event that cannot be recorded now (store error) makes its message a failure in the
-partial batch response, so SQS delivers it again; an event that cannot be read at all
-is logged and dropped (delivering it again would not make it readable). A topic not in
-``topics`` (when given) is refused the same way.
+takes the SES ones (``events.unwrap``) and applies them (``ingest``). Each SQS message
+(each record) is read and recorded alone, so one bad message costs only itself:
+
+- one that cannot be read at all (not an SES event, a field of the wrong type, a time
+  that does not hold in UTC, wrappers nested too deep) is logged with its reason and
+  dropped: delivering it again would not make it readable;
+- one that cannot be recorded now (a store error, or any other error while recording)
+  is a failure in the partial batch response, so SQS delivers it again (and, after the
+  queue's ``maxReceiveCount``, moves it to its dead-letter queue).
+
+A topic not in ``topics`` (when given) is refused like an unreadable message. Lines of
+``mailspool events ingest`` are taken the same way, each alone (``ingest_lines``).
 """
 
 from __future__ import annotations
@@ -61,9 +68,12 @@ def ingest_invocation(
             report = ingest(
                 store, [w.event for w in allowed], options=options, suppressions=suppressions
             )
-        except StoreError as err:
+        except Exception as err:  # StoreError, or a fault: recorded on a later delivery
             message_id = allowed[0].sqs_message_id
-            result.errors.append(f"{type(err).__name__}: {err}")
+            error = f"{type(err).__name__}: {err}"
+            result.errors.append(error)
+            if not isinstance(err, StoreError):
+                log.error(json.dumps({"event": "ses-event-error", "error": error[:500]}))
             if message_id:
                 result.retry.append(message_id)
             continue
@@ -106,8 +116,22 @@ def _per_message(invocation: Mapping[str, Any]) -> Iterator[list[Wrapped]]:
     for part in parts:
         try:
             yield list(unwrap(part))
-        except ValueError as err:
-            log.warning(json.dumps({"event": "ignored", "reason": f"unreadable SES event: {err}"}))
+        except Exception as err:  # hostile input: any error reading it drops it alone
+            reason = f"unreadable SES event: {_why(err)}"
+            log.warning(json.dumps({"event": "ignored", "reason": reason, **_message_id(part)}))
+
+
+def _why(err: Exception) -> str:
+    """An error as a reason to log (bounded: what it quotes came from the network)."""
+    text = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+    return text[:300]
+
+
+def _message_id(part: Any) -> dict[str, str]:
+    records = part.get("Records") if isinstance(part, Mapping) else None
+    first = records[0] if isinstance(records, list) and records else None
+    found = first.get("messageId") if isinstance(first, Mapping) else None
+    return {"message_id": found} if isinstance(found, str) else {}
 
 
 def _topic_allowed(wrapped: Wrapped, topics: frozenset[str]) -> bool:
