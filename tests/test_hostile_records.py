@@ -1,0 +1,100 @@
+"""Event records read back from the store are hostile too: a record whose date cannot be
+read (year 1 at +01:00 is before the year 1 in UTC), whose fields have the wrong types,
+or that is no JSON is skipped with a logged reason, and ``trace``, ``status``, the rates
+and the soft-bounce count go on with the others. On a file store: real files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from mailspool.cli import cli
+from mailspool.feedback import layout as feedback_layout
+from mailspool.feedback.events import FeedbackEvent, parse_ses_event
+from mailspool.feedback.ingest import ingest, read_history
+from mailspool.feedback.rates import collect_rates
+from mailspool.feedback.suppression import SuppressionList
+from mailspool.feedback.trace import trace_address
+from mailspool.spool import layout
+from mailspool.spool.records import LedgerEntry, encode_entries
+from mailspool.stores.file import FileStore
+from tests import ses_events
+
+ADDRESS = "ana@example.org"
+
+
+def soft_bounce(provider_id: str, when: str) -> FeedbackEvent:
+    return parse_ses_event(ses_events.bounce(provider_id, ADDRESS, permanent=False, when=when))
+
+
+def hostile_lines(good: FeedbackEvent) -> list[bytes]:
+    """A good record, then records no reader may trust, each unreadable in its own way."""
+    record = good.as_dict()
+    odd_dates = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday", 5]
+    lines = [
+        orjson.dumps({**record, "id": f"odd-{n}", "timestamp": t}) for n, t in enumerate(odd_dates)
+    ]
+    return [
+        orjson.dumps(record),
+        *lines,
+        orjson.dumps({**record, "id": "odd-diagnostics", "diagnostics": [1, 2]}),
+        orjson.dumps([record]),
+        b"{torn",
+        b"[" * 2000 + b"]" * 2000,
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "spool")
+
+
+def seed(store: FileStore) -> FeedbackEvent:
+    good = soft_bounce("id-good", ses_events.later(-60))
+    for line in hostile_lines(good):
+        store.append(feedback_layout.history_key(ADDRESS), line)
+        store.append(feedback_layout.message_events_key("id-good"), line)
+    return good
+
+
+def test_history_skips_each_unreadable_record_with_its_reason(
+    store: FileStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = seed(store)
+    with caplog.at_level(logging.WARNING, logger="mailspool.feedback"):
+        assert read_history(store, feedback_layout.history_key(ADDRESS)) == [good]
+    assert "outside the years 1 to 9999" in caplog.text
+    assert "'timestamp'" in caplog.text
+    assert "'diagnostics'" in caplog.text
+    assert len(caplog.records) == len(hostile_lines(good)) - 1
+
+
+def test_trace_and_a_new_soft_bounce_go_past_them(store: FileStore) -> None:
+    seed(store)
+    [trace] = trace_address(store, ADDRESS)
+    assert [step.state for step in trace.steps] == ["bounced"]
+    result = CliRunner().invoke(cli, ["trace", ADDRESS, "--json", "--store", store.url])
+    assert result.exit_code == 0, result.output
+    assert len(orjson.loads(result.output)) == 1
+    ingest(store, [soft_bounce("id-2", ses_events.later())])  # counts the history: no raise
+    assert not SuppressionList(store).is_suppressed(ADDRESS)  # 2 readable, the odd not counted
+    ingest(store, [soft_bounce("id-3", "0001-01-01T00:00:00Z")])  # a window before year 1
+    assert SuppressionList(store).is_suppressed(ADDRESS)  # the third soft bounce
+
+
+def test_rates_and_status_go_past_odd_days_lines_and_batch_ids(store: FileStore) -> None:
+    batch_id = "99991231T235959999999Z-0000000a"  # its time rounds to the year 10000
+    store.put(layout.done_key(batch_id), b"{}")
+    store.append(layout.ledger_key(batch_id), encode_entries([LedgerEntry.sent(0, "pid-1", 1)]))
+    day = feedback_layout.bad_day_key("20261129")
+    for line in [b'["pid-1", "bounced"]', b"{torn", b"[1, 2]", b'["a", "b", "c"]', b"7"]:
+        store.append(day, line)
+    rates = collect_rates(store)
+    assert (rates.sends, rates.bounces, rates.complaints) == (1, 1, 0)
+    result = CliRunner().invoke(cli, ["status", "--json", "--store", store.url])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.output)["bounce_rate"] == 1.0
