@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+import orjson
 
 from mailspool.errors import StoreError
 from mailspool.feedback.events import Wrapped, unwrap
 from mailspool.feedback.ingest import FeedbackOptions, IngestReport, ingest
+from mailspool.feedback.lines import Line, read_lines
 from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.stores.base import Store
 
@@ -84,27 +87,49 @@ def ingest_invocation(
 
 
 def ingest_lines(
-    lines: IO[str], store: Store, *, options: FeedbackOptions | None = None
-) -> tuple[FeedbackResult, list[str]]:
-    """JSON lines, each any shape ``unwrap`` reads; the result and one error per bad line."""
-    result, problems = FeedbackResult(), []
-    name = getattr(lines, "name", "-")
+    lines: IO[bytes] | IO[str],
+    store: Store,
+    *,
+    options: FeedbackOptions | None = None,
+    on_problem: Callable[[str], None] | None = None,
+) -> tuple[FeedbackResult, int]:
+    """JSON lines, each any shape ``unwrap`` reads, each recorded alone: the result, and
+    how many lines were not recorded. Each of those goes to ``on_problem`` (default: the
+    log) as it is met, ``FILE, line N: reason``: not UTF-8, too long, not JSON, no SES
+    event, an unreadable event (a date outside UTC's years...), or an error recording it.
+    The file is read a line at a time (``feedback.lines``): memory does not grow with it."""
+    report = on_problem or (lambda problem: log.warning("%s", problem))
+    result, bad = FeedbackResult(), 0
     suppressions = shared_suppressions(store)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            found = list(unwrap(json.loads(line)))
-        except ValueError as err:
-            problems.append(f"{name}, line {number}: {err}")
-            continue
-        if not found:
-            problems.append(f"{name}, line {number}: no SES event in this line")
-            continue
+    for line in read_lines(lines):
+        problem = line.problem or _ingest_line(line, store, result, options, suppressions)
+        if problem:
+            bad += 1
+            report(problem)
+    return result, bad
+
+
+def _ingest_line(
+    line: Line,
+    store: Store,
+    result: FeedbackResult,
+    options: FeedbackOptions | None,
+    suppressions: SuppressionList,
+) -> str:
+    """Record one line's events; "" when done, else the line's problem."""
+    try:
+        found = list(unwrap(orjson.loads(line.text)))
+    except Exception as err:  # hostile input: whatever reading it raises is its problem
+        return line.fail(_why(err))
+    if not found:
+        return line.fail("no SES event in this line")
+    try:
         result.add(
             ingest(store, [w.event for w in found], options=options, suppressions=suppressions)
         )
-    return result, problems
+    except Exception as err:  # a store error, or a fault: this line only
+        return line.fail(f"not recorded: {type(err).__name__}: {err}")
+    return ""
 
 
 def _per_message(invocation: Mapping[str, Any]) -> Iterator[list[Wrapped]]:
@@ -123,6 +148,8 @@ def _per_message(invocation: Mapping[str, Any]) -> Iterator[list[Wrapped]]:
 
 def _why(err: Exception) -> str:
     """An error as a reason to log (bounded: what it quotes came from the network)."""
+    if isinstance(err, orjson.JSONDecodeError):
+        return f"not JSON: {err}"[:300]
     text = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
     return text[:300]
 
