@@ -14,6 +14,7 @@ import pytest
 
 from mailspool.aws import handler
 from mailspool.aws.lambda_handler import handle
+from mailspool.aws.sweeper import sweeper_handler
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.memory import MemoryTransport
@@ -109,3 +110,14 @@ def test_an_event_that_is_not_an_object_is_ignored() -> None:
     for event in (None, [], "text", 5):
         answer = handle(event, None, store=store, transport=MemoryTransport())  # type: ignore[arg-type]
         assert answer == {"batches": 0, "sent": 0, "retry": 0}
+
+
+def test_the_sweeper_takes_a_none_context_as_no_deadline(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hand_off(2)
+    stack.receive()  # the notification is lost: the sweeper re-drives the batch
+    monkeypatch.setenv("MAILSPOOL_SWEEP_AFTER", "0")
+    report = sweeper_handler({}, None)
+    assert (report["event"], report["request_id"], report["redriven"]) == ("sweep", "local", 1)
+    assert sum(stack.recipients().values()) == 2

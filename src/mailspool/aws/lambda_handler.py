@@ -52,7 +52,14 @@ from mailspool.spool import layout
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
 
-__all__ = ["BatchNotDelivered", "LambdaContext", "deliver_event", "handle", "handler"]
+__all__ = [
+    "BatchNotDelivered",
+    "LambdaContext",
+    "deliver_event",
+    "handle",
+    "handler",
+    "remaining_time",
+]
 
 log = logging.getLogger("mailspool.aws")
 
@@ -118,7 +125,7 @@ def handle(
         return {"batches": 0, "sent": 0, "retry": 0}
     runtime = open_runtime(store=store, transport=transport)
     request_id = str(getattr(context, "aws_request_id", "") or "local")
-    remaining = _clock(context)
+    remaining = remaining_time(context)
     options = feedback_options(runtime.settings)
     topics = runtime.settings.sns_topics  # when set, SES events of other topics are refused
     feedback = ingest_invocation(event, runtime.store, options=options, topics=topics)
@@ -132,7 +139,7 @@ def handle(
     return _with_feedback(event, answer, feedback)
 
 
-def _clock(context: LambdaContext | None) -> Callable[[], float] | None:
+def remaining_time(context: LambdaContext | None) -> Callable[[], float] | None:
     """Seconds left in the invocation, or None (no deadline) without a Lambda context."""
     millis = getattr(context, "get_remaining_time_in_millis", None)
     if millis is None:
