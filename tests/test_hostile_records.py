@@ -6,11 +6,14 @@ and the soft-bounce count go on with the others. On a file store: real files."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
 import pytest
 from click.testing import CliRunner
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from mailspool.cli import cli
 from mailspool.feedback import layout as feedback_layout
@@ -22,9 +25,25 @@ from mailspool.feedback.trace import trace_address
 from mailspool.spool import layout
 from mailspool.spool.records import LedgerEntry, encode_entries
 from mailspool.stores.file import FileStore
+from mailspool.stores.memory import MemoryStore
 from tests import ses_events
 
 ADDRESS = "ana@example.org"
+
+_offsets = st.builds(
+    timezone,
+    st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23)),
+)
+_hostile_times = (
+    st.datetimes(min_value=datetime.min, max_value=datetime.max, timezones=_offsets).map(
+        datetime.isoformat
+    )
+    | st.datetimes(min_value=datetime.min, max_value=datetime.max).map(datetime.isoformat)
+    | st.text(alphabet="0123456789-:+TZ. ", max_size=32)
+    | st.integers()
+    | st.none()
+    | st.lists(st.integers(), max_size=2)
+)
 
 
 def soft_bounce(provider_id: str, when: str) -> FeedbackEvent:
@@ -98,3 +117,34 @@ def test_rates_and_status_go_past_odd_days_lines_and_batch_ids(store: FileStore)
     result = CliRunner().invoke(cli, ["status", "--json", "--store", store.url])
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.output)["bounce_rate"] == 1.0
+
+
+@given(
+    where=st.sampled_from(["bounce", "mail"]),
+    when=_hostile_times,
+    permanent=st.booleans(),
+)
+@example(where="bounce", when="0001-01-01T00:00:00+01:00", permanent=False)
+@example(where="bounce", when="0001-01-01T00:00:00Z", permanent=False)
+@example(where="mail", when="9999-12-31T23:59:59.999999Z", permanent=True)
+def test_any_event_time_is_read_or_refused_and_recording_it_never_raises(
+    where: str, when: object, permanent: bool
+) -> None:
+    event = ses_events.bounce("id-1", ADDRESS, permanent=permanent)
+    if where == "mail":
+        del event["bounce"]["timestamp"]
+    event[where]["timestamp"] = when
+    refused = ""
+    try:
+        parsed = parse_ses_event(event)
+    except ValueError as err:  # the one error a reader of hostile events may raise
+        refused = str(err)
+    if refused:
+        assert "timestamp" in refused or "encoded again" in refused
+        return
+    store = MemoryStore()
+    for _ in range(3):  # the soft-bounce count reads back what was recorded
+        ingest(store, [parsed])
+    assert FeedbackEvent.from_dict(parsed.as_dict()) == parsed
+    assert read_history(store, feedback_layout.history_key(ADDRESS)) == [parsed]
+    collect_rates(store)
