@@ -148,3 +148,14 @@ def test_any_event_time_is_read_or_refused_and_recording_it_never_raises(
     assert FeedbackEvent.from_dict(parsed.as_dict()) == parsed
     assert read_history(store, feedback_layout.history_key(ADDRESS)) == [parsed]
     collect_rates(store)
+
+
+@pytest.mark.parametrize("index", ["9" * 30, "\u00b2", "-1", "1.5", ""])
+def test_an_odd_index_tag_is_no_index_and_the_event_is_recorded(index: str) -> None:
+    tags = {"mailspool-batch": ["20261129T080000000000Z-0000000a"], "mailspool-index": [index]}
+    event = ses_events.delivery("id-1", ADDRESS, tags=tags)
+    parsed = parse_ses_event(event)
+    assert parsed.index is None
+    store = MemoryStore()
+    ingest(store, [parsed])
+    assert read_history(store, feedback_layout.history_key(ADDRESS)) == [parsed]

@@ -261,9 +261,12 @@ def _tagged_email(tags: Any) -> tuple[str | None, int | None]:
     batch, index = tags.get("mailspool-batch"), tags.get("mailspool-index")
     if not (isinstance(batch, list) and isinstance(index, list) and batch and index):
         return None, None
-    if not isinstance(batch[0], str) or not str(index[0]).isdigit():
+    text = str(index[0])
+    # ASCII digits, at most 9: "²" is a digit to str.isdigit but not to int(), and an
+    # index past 64 bits could not be stored again (orjson refuses it)
+    if not isinstance(batch[0], str) or not (text.isascii() and text.isdigit() and len(text) < 10):
         return None, None
-    return batch[0], int(index[0])
+    return batch[0], int(text)
 
 
 def _detail(kind: EventKind, details: Mapping[str, Any]) -> str:
