@@ -159,3 +159,41 @@ def test_an_odd_index_tag_is_no_index_and_the_event_is_recorded(index: str) -> N
     store = MemoryStore()
     ingest(store, [parsed])
     assert read_history(store, feedback_layout.history_key(ADDRESS)) == [parsed]
+
+
+def deep(depth: int) -> bytes:
+    """A JSON value nested ``depth`` deep (``orjson`` reads up to 1024, writes up to 255)."""
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+def with_fields(record: dict[str, object], **raw: bytes) -> bytes:
+    """``record`` as JSON with some fields' JSON text given as it is."""
+    fields = {k: v for k, v in record.items() if k not in raw}
+    return (
+        orjson.dumps(fields)[:-1]
+        + b"".join(b',"%s":%s' % (k.encode(), v) for k, v in raw.items())
+        + b"}"
+    )
+
+
+def test_nested_values_where_text_belongs_are_ignored_not_a_crash() -> None:
+    event = ses_events.bounce("id-1", ADDRESS)
+    event["bounce"]["bouncedRecipients"][0]["diagnosticCode"] = orjson.loads(deep(200))
+    event["bounce"]["bounceSubType"] = orjson.loads(deep(200))
+    parsed = parse_ses_event(event)
+    assert parsed.permanent
+    assert parsed.diagnostics == {ADDRESS: "Permanent"}
+    store = MemoryStore()
+    ingest(store, [parsed])
+    assert SuppressionList(store).is_suppressed(ADDRESS)
+    key = feedback_layout.history_key(ADDRESS)
+    record = {**parsed.as_dict(), "id": "odd"}
+    store.append(key, with_fields(record, kind=deep(1000), detail=deep(1000)))
+    record = {**parsed.as_dict(), "id": "odd-2"}
+    store.append(key, with_fields(record, diagnostics=b'{"x":' + deep(1000) + b"}"))
+    history = read_history(store, key)
+    assert [e.id for e in history] == [parsed.id, "odd-2"]
+    assert history[1].diagnostics == {"x": ""}
+    event["bounce"]["bounceSubType"] = orjson.loads(deep(1000))
+    with pytest.raises(ValueError, match="cannot be encoded again"):
+        parse_ses_event(event)  # deeper than the store could ever hold: unreadable

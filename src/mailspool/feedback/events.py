@@ -122,13 +122,13 @@ class FeedbackEvent:
         try:
             return cls(
                 id=_text(data, "id"),
-                kind=EventKind(str(data.get("kind"))),
+                kind=EventKind(_plain(data.get("kind"))),
                 provider_id=_text(data, "provider_id"),
                 timestamp=_time(data.get("timestamp"), "timestamp"),
                 recipients=tuple(_strings(data.get("recipients"), "recipients")),
                 permanent=data.get("permanent") is True,
                 diagnostics=_diagnostics(data.get("diagnostics")),
-                detail=str(data.get("detail") or ""),
+                detail=_plain(data.get("detail")),
                 batch=data.get("batch") if isinstance(data.get("batch"), str) else None,
                 index=data.get("index") if isinstance(data.get("index"), int) else None,
             )
@@ -200,7 +200,7 @@ def _walk(payload: Any, sqs_id: str | None, topic: str | None, depth: int) -> It
     elif payload.get("source") == "aws.ses" and "detail" in payload:
         yield from _walk(payload["detail"], sqs_id, topic, deeper)
     elif payload.get("Type") == "Notification" and "Message" in payload:
-        arn = str(payload.get("TopicArn") or "")
+        arn = _plain(payload.get("TopicArn"))
         yield from _walk(_loads(payload["Message"]), sqs_id, arn, deeper)
     elif isinstance(payload.get("Records"), list):
         for record in payload["Records"]:
@@ -212,10 +212,10 @@ def _record(record: Any, sqs_id: str | None, topic: str | None, depth: int) -> I
         return
     if isinstance(record.get("Sns"), Mapping):
         sns = record["Sns"]
-        arn = str(sns.get("TopicArn") or "")
+        arn = _plain(sns.get("TopicArn"))
         yield from _walk(_loads(sns.get("Message")), sqs_id, arn, depth + 1)
     elif "body" in record and record.get("eventSource") == "aws:sqs":
-        message_id = str(record.get("messageId") or "")
+        message_id = _plain(record.get("messageId"))
         yield from _walk(_loads(record["body"]), message_id, topic, depth + 1)
 
 
@@ -241,16 +241,17 @@ def _recipients(
 
 
 def _said(kind: EventKind, details: Mapping[str, Any], item: Any) -> str:
-    if isinstance(item, Mapping) and item.get("diagnosticCode"):
-        return str(item["diagnosticCode"])
+    code = _plain(item.get("diagnosticCode")) if isinstance(item, Mapping) else ""
+    if code:
+        return code
     if kind is EventKind.DELIVERED:
-        return str(details.get("smtpResponse") or "")
+        return _plain(details.get("smtpResponse"))
     if kind is EventKind.COMPLAINED:
-        return str(details.get("complaintFeedbackType") or "")
+        return _plain(details.get("complaintFeedbackType"))
     if kind is EventKind.BOUNCED:
-        return f"{details.get('bounceType', '')} {details.get('bounceSubType', '')}".strip()
+        return f"{_plain(details.get('bounceType'))} {_plain(details.get('bounceSubType'))}".strip()
     if kind is EventKind.DELAYED:
-        return str(details.get("delayType") or "")
+        return _plain(details.get("delayType"))
     return ""
 
 
@@ -271,13 +272,13 @@ def _tagged_email(tags: Any) -> tuple[str | None, int | None]:
 
 def _detail(kind: EventKind, details: Mapping[str, Any]) -> str:
     value = {
-        EventKind.BOUNCED: f"{details.get('bounceType', '')}/{details.get('bounceSubType', '')}",
+        EventKind.BOUNCED: f"{_plain(details.get('bounceType'))}/{_plain(details.get('bounceSubType'))}",
         EventKind.REJECTED: details.get("reason"),
         EventKind.CLICKED: details.get("link"),
         EventKind.RENDERING_FAILED: details.get("errorMessage"),
         EventKind.DELAYED: details.get("delayType"),
     }.get(kind)
-    return str(value or "")[:_MAX_TEXT]
+    return _plain(value)[:_MAX_TEXT]
 
 
 def _event_id(payload: Mapping[str, Any]) -> str:
@@ -312,7 +313,15 @@ def _diagnostics(value: Any) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping):
         raise ValueError("field 'diagnostics' must be an object")
-    return {str(k): str(v) for k, v in value.items()}
+    return {str(k): _plain(v) for k, v in value.items()}
+
+
+def _plain(value: Any) -> str:
+    """A scalar as ``str(value or "")`` does; anything nested as "" (``str`` of an object
+    nested 1000 deep raises RecursionError, and a diagnostic is text, not a structure)."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int | float) and value else ""
 
 
 def _text(data: Mapping[str, Any], key: str, name: str | None = None) -> str:

@@ -95,7 +95,7 @@ def read_history(store: Store, key: str) -> list[FeedbackEvent]:
     for line in store.read_log(key):
         try:
             event = FeedbackEvent.from_dict(orjson.loads(line))
-        except (orjson.JSONDecodeError, ValueError) as err:
+        except (ValueError, TypeError, RecursionError) as err:  # a hostile record: skipped
             log.warning("%s: skipped an unreadable event: %s", key, err)
             continue
         seen.setdefault(event.id, event)
