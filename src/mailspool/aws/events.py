@@ -72,15 +72,11 @@ def _read_alone(payload: Any, record: Any) -> list[ObjectEvent]:
         return list(_walk(payload, "lambda", None, 0))
     except Exception as err:  # hostile input: no error of its reading may escape
         message_id = record.get("messageId") if isinstance(record, Mapping) else None
-        log.warning(
-            json.dumps(
-                {
-                    "event": "ignored",
-                    "reason": f"unreadable record: {type(err).__name__}: {str(err)[:200]}",
-                    "message_id": str(message_id or ""),
-                }
-            )
-        )
+        reason = f"unreadable record: {type(err).__name__}: {str(err)[:200]}"
+        fields = {"event": "ignored", "reason": reason}
+        if isinstance(message_id, str):
+            fields["message_id"] = message_id
+        log.warning(json.dumps(fields))
         return []
 
 
