@@ -11,16 +11,32 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailspool.cli import cli
 from mailspool.feedback.lines import read_lines
+from mailspool.feedback.route import ingest_lines
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
 from mailspool.stores.file import FileStore
+from mailspool.stores.memory import MemoryStore
 from tests import ses_events
 
 
 def event_line(event: dict[str, object]) -> bytes:
     return json.dumps(event).encode() + b"\n"
+
+
+#: Lines that get past the JSON parser into the event reader.
+SAMPLES = [
+    event_line(ses_events.bounce("id-1", "a@example.org")).strip(),
+    event_line(
+        ses_events.bounce("id-2", "b@example.org", when="0001-01-01T00:00:00+01:00")
+    ).strip(),
+    event_line(ses_events.sns_envelope(ses_events.complaint("id-3", "c@example.org"))).strip(),
+    b'{"eventType": "Bounce", "mail": {"messageId": 5}}',
+    b'{"Type": "Notification", "Message": "{\\"x\\": 1}"}',
+]
 
 
 def test_events_ingest_records_every_good_line_around_the_bad_ones(tmp_path: Path) -> None:
@@ -136,3 +152,23 @@ def test_an_import_writes_each_chunk_before_it_reads_the_next(tmp_path: Path) ->
     entries = Watched(store, 400, chunk=100)
     assert SuppressionList(store).import_entries(entries, chunk=100) == 400
     assert entries.lags == [0] * 4  # every chunk written before the next was read
+
+
+@given(data=st.binary(max_size=400), limit=st.integers(min_value=1, max_value=64))
+def test_any_bytes_read_as_lines_or_problems_never_an_error(data: bytes, limit: int) -> None:
+    stream = io.BytesIO(data)
+    stream.name = "f"
+    lines = list(read_lines(stream, limit=limit))
+    numbers = [line.number for line in lines]
+    assert numbers == sorted(set(numbers))
+    assert all(n <= data.count(b"\n") + 1 for n in numbers)
+    assert all(bool(line.text) != bool(line.problem) for line in lines)
+
+
+@given(data=st.lists(st.binary(max_size=60) | st.sampled_from(SAMPLES), max_size=8))
+def test_events_ingest_of_any_lines_never_raises(data: list[bytes]) -> None:
+    stream = io.BytesIO(b"\n".join(line.replace(b"\n", b" ") for line in data))
+    problems: list[str] = []
+    result, bad = ingest_lines(stream, MemoryStore(), on_problem=problems.append)
+    assert bad == len(problems)
+    assert result.events + bad <= len(data)
