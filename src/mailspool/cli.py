@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -45,7 +45,7 @@ from mailspool.ops.cancel import cancel
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.classify import Priority
-from mailspool.producer.later import Later, parse_when
+from mailspool.producer.later import Later, moment_of, parse_when
 from mailspool.settings_docs import environment_help
 from mailspool.spool.pauses import describe_pause, pause_fields, read_pauses
 from mailspool.stores import Store, open_store
@@ -103,10 +103,13 @@ class _When(click.ParamType[float | datetime]):
     ) -> float | datetime:
         if isinstance(value, float | datetime):
             return value
+        name = "/".join(param.opts) if param is not None else "--at/--expires"
         try:
-            return parse_when(str(value), "--at/--expires")
+            when = parse_when(str(value), name)
+            moment_of(when, name, datetime.now(UTC))  # a time that exists: not 1e300 s
         except InvalidMessage as err:
             self.fail(err.reason, param, ctx)
+        return when
 
 
 _WHEN = _When()

@@ -11,7 +11,11 @@ Shapes understood, nested as AWS nests them:
   not encoded.
 
 Each object keeps the SQS ``messageId`` it came in, for the partial batch response.
-Nothing here raises on a malformed record: it is logged and skipped.
+Nothing here raises on a malformed record: it is logged with its reason and skipped,
+alone (the records around it are read). Wrappers nest at most ``MAX_NESTING`` deep (AWS
+nests three: SQS, SNS, the notification); JSON nested deeper than the parser takes
+(``orjson``: 1024) is not JSON. An unreadable record is never retried: the same bytes
+would be read the same way, and the sweeper re-drives a batch whose trigger was lost.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+import orjson
+
 from mailspool.feedback.events import is_ses_event
 
 __all__ = ["ObjectEvent", "parse_event"]
@@ -30,6 +36,8 @@ __all__ = ["ObjectEvent", "parse_event"]
 log = logging.getLogger("mailspool.aws")
 
 _CREATED = "ObjectCreated"
+#: Wrappers (SQS body, SNS message, EventBridge detail) followed before giving up.
+MAX_NESTING = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +51,42 @@ class ObjectEvent:
 
 
 def parse_event(event: Mapping[str, Any]) -> list[ObjectEvent]:
-    """Every object an invocation event announces, in the order given."""
-    return list(_walk(event, "lambda", None))
+    """Every object an invocation event announces, in the order given; each top-level
+    record is read alone, so one that cannot be read loses only itself (logged)."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list) or _is_wrapper(event):
+        return _read_alone(event, None)
+    found: list[ObjectEvent] = []
+    for record in records:
+        found.extend(_read_alone({"Records": [record]}, record))
+    return found
 
 
-def _walk(payload: Any, via: str, message_id: str | None) -> Iterator[ObjectEvent]:
+def _is_wrapper(event: Mapping[str, Any]) -> bool:
+    return "detail" in event or event.get("Type") == "Notification"
+
+
+def _read_alone(payload: Any, record: Any) -> list[ObjectEvent]:
+    """The objects one record announces; any error reading it is logged, never raised."""
+    try:
+        return list(_walk(payload, "lambda", None, 0))
+    except Exception as err:  # hostile input: no error of its reading may escape
+        message_id = record.get("messageId") if isinstance(record, Mapping) else None
+        reason = f"unreadable record: {type(err).__name__}: {str(err)[:200]}"
+        fields = {"event": "ignored", "reason": reason}
+        if isinstance(message_id, str):
+            fields["message_id"] = message_id
+        log.warning(json.dumps(fields))
+        return []
+
+
+def _walk(payload: Any, via: str, message_id: str | None, depth: int) -> Iterator[ObjectEvent]:
     if not isinstance(payload, Mapping):
         log.warning(json.dumps({"event": "ignored", "reason": "not an object", "via": via}))
+        return
+    if depth > MAX_NESTING:
+        reason = f"wrapped more than {MAX_NESTING} deep"
+        log.warning(json.dumps({"event": "ignored", "reason": reason, "via": via}))
         return
     if payload.get("Event") == "s3:TestEvent" or _is_ses(payload):
         return  # SES events are mailspool.feedback's
@@ -57,30 +94,32 @@ def _walk(payload: Any, via: str, message_id: str | None) -> Iterator[ObjectEven
         yield from _eventbridge(payload, message_id)
         return
     if payload.get("Type") == "Notification" and "Message" in payload:
-        yield from _walk(_loads(payload["Message"], "sns"), "sns", message_id)
+        yield from _walk(_loads(payload["Message"], "sns"), "sns", message_id, depth + 1)
         return
     records = payload.get("Records")
     if not isinstance(records, list):
         log.warning(json.dumps({"event": "ignored", "reason": "unknown event shape", "via": via}))
         return
     for record in records:
-        yield from _record(record, message_id)
+        yield from _record(record, message_id, depth + 1)
 
 
 def _is_ses(payload: Mapping[str, Any]) -> bool:
     return payload.get("source") == "aws.ses" or is_ses_event(payload)
 
 
-def _record(record: Any, message_id: str | None) -> Iterator[ObjectEvent]:
+def _record(record: Any, message_id: str | None, depth: int) -> Iterator[ObjectEvent]:
     if not isinstance(record, Mapping):
         return
     if "s3" in record:
         yield from _s3(record, message_id)
     elif "Sns" in record:
-        yield from _walk(_loads(record["Sns"].get("Message"), "sns"), "sns", message_id)
+        sns = record["Sns"]
+        message = sns.get("Message") if isinstance(sns, Mapping) else None
+        yield from _walk(_loads(message, "sns"), "sns", message_id, depth + 1)
     elif "body" in record:
         sqs_id = str(record.get("messageId") or "") or message_id
-        yield from _walk(_loads(record["body"], "sqs"), "sqs", sqs_id)
+        yield from _walk(_loads(record["body"], "sqs"), "sqs", sqs_id, depth + 1)
     else:
         log.warning(json.dumps({"event": "ignored", "reason": "unknown record shape"}))
 
@@ -93,7 +132,7 @@ def _s3(record: Mapping[str, Any], message_id: str | None) -> Iterator[ObjectEve
     try:
         bucket = record["s3"]["bucket"]["name"]
         key = unquote_plus(record["s3"]["object"]["key"])
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         log.warning(json.dumps({"event": "ignored", "reason": "S3 record without bucket/key"}))
         return
     source = "s3" if message_id is None else "sqs"
@@ -115,10 +154,13 @@ def _eventbridge(payload: Mapping[str, Any], message_id: str | None) -> Iterator
 
 
 def _loads(text: Any, via: str) -> Any:
+    """JSON text (or an object already) -> the object; None (logged) for anything else,
+    JSON nested deeper than ``orjson`` reads (1024) included."""
     if isinstance(text, Mapping):
         return text
     try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        log.warning(json.dumps({"event": "ignored", "reason": f"{via} message is not JSON"}))
+        return orjson.loads(text)
+    except (TypeError, ValueError) as err:  # orjson.JSONDecodeError is a ValueError
+        reason = f"{via} message is not JSON: {str(err)[:200]}"
+        log.warning(json.dumps({"event": "ignored", "reason": reason}))
         return None

@@ -17,6 +17,15 @@ What the caller learns:
   batch could not be delivered, so Lambda retries and, when retries run out, the
   on-failure destination receives the event; the sweeper re-drives the batch anyway.
 
+Each record is read alone: one that cannot be read (not JSON, JSON nested deeper than
+1024, wrappers nested more than ``events.MAX_NESTING`` deep, a field of the wrong type, an
+SES event dated outside what UTC holds) is logged with its reason and dropped, never
+retried (the same bytes would be read the same way; a batch whose notification is lost
+is re-driven by the sweeper), and the records around it are delivered and recorded as
+usual. ``docs/aws.md`` lists what is retried and what is dropped.
+
+``context`` may be None (a local call, a test): there is then no deadline.
+
 A repeated event, or a retry after a crash, sends nothing already recorded in the
 batch's ledger. Logs are JSON lines without bodies or addresses; each batch run also
 prints one CloudWatch Embedded Metric Format line (``mailspool.aws.metrics``).
@@ -43,7 +52,14 @@ from mailspool.spool import layout
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
 
-__all__ = ["BatchNotDelivered", "LambdaContext", "deliver_event", "handle", "handler"]
+__all__ = [
+    "BatchNotDelivered",
+    "LambdaContext",
+    "deliver_event",
+    "handle",
+    "handler",
+    "remaining_time",
+]
 
 log = logging.getLogger("mailspool.aws")
 
@@ -90,30 +106,30 @@ class _Result:
     report: BatchReport | None = None
 
 
-def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
     """Lambda's entry point; see the module docstring for what it returns or raises."""
     return handle(event, context)
 
 
 def handle(
     event: Mapping[str, Any],
-    context: LambdaContext,
+    context: LambdaContext | None,
     *,
     store: Store | None = None,
     transport: Transport | None = None,
 ) -> dict[str, Any]:
     """``handler`` with an optional store or transport in place of the configured ones."""
     _configure_logging()
+    if not isinstance(event, Mapping):
+        _log({"event": "ignored", "reason": f"the event is a {type(event).__name__}"})
+        return {"batches": 0, "sent": 0, "retry": 0}
     runtime = open_runtime(store=store, transport=transport)
     request_id = str(getattr(context, "aws_request_id", "") or "local")
-
-    def remaining() -> float:
-        return context.get_remaining_time_in_millis() / 1000
-
+    remaining = remaining_time(context)
     options = feedback_options(runtime.settings)
     topics = runtime.settings.sns_topics  # when set, SES events of other topics are refused
     feedback = ingest_invocation(event, runtime.store, options=options, topics=topics)
-    margin = deadline_margin(runtime.settings, remaining())
+    margin = deadline_margin(runtime.settings, float("inf") if remaining is None else remaining())
     runtime.transport = ThrottleCounter(runtime.transport)  # for the EMF metrics
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")
     try:
@@ -121,6 +137,14 @@ def handle(
     finally:
         worker.close()
     return _with_feedback(event, answer, feedback)
+
+
+def remaining_time(context: LambdaContext | None) -> Callable[[], float] | None:
+    """Seconds left in the invocation, or None (no deadline) without a Lambda context."""
+    millis = getattr(context, "get_remaining_time_in_millis", None)
+    if millis is None:
+        return None
+    return lambda: float(millis()) / 1000
 
 
 def deliver_event(

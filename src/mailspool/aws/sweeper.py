@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mailspool.aws.lambda_handler import LambdaContext
+from mailspool.aws.lambda_handler import LambdaContext, remaining_time
 from mailspool.aws.runtime import deadline_margin, open_runtime
 from mailspool.config import default_of
 from mailspool.delivery.worker import BatchStatus, Deadline, Worker
@@ -96,17 +96,15 @@ def sweep(
     return report
 
 
-def sweeper_handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """The scheduled Lambda entry point: sweep, log the report as one JSON line, return it."""
+def sweeper_handler(event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+    """The scheduled Lambda entry point: sweep, log the report as one JSON line, return it.
+    ``context`` None (a local call): no deadline."""
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
     runtime = open_runtime()
-
-    def remaining() -> float:
-        return context.get_remaining_time_in_millis() / 1000
-
+    remaining = remaining_time(context)
     request_id = str(getattr(context, "aws_request_id", "") or "local")
-    margin = deadline_margin(runtime.settings, remaining())
+    margin = deadline_margin(runtime.settings, float("inf") if remaining is None else remaining())
     worker = runtime.worker(margin=margin, owner=f"sweeper:{request_id}")
     try:
         report = sweep(

@@ -7,7 +7,7 @@ command does) and print one line per item, or JSON with ``--json``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import click
@@ -22,10 +22,12 @@ from mailspool.commands.common import (
 )
 from mailspool.config import Settings
 from mailspool.errors import MailspoolError
+from mailspool.feedback.lines import Line, read_lines
 from mailspool.feedback.route import ingest_lines
 from mailspool.feedback.settings import feedback_options
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
 from mailspool.feedback.trace import is_own_message_id, trace_address, trace_message
+from mailspool.spool.records import moment
 from mailspool.stores import Store
 
 __all__ = ["events", "suppression", "trace"]
@@ -71,16 +73,28 @@ def suppression_remove(address: str, store: str | None) -> None:
 
 
 @suppression.command("import")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @click.option("--reason", type=_REASONS, default=Reason.MANUAL.value, help="For lines without one.")
 @click.option("--replace", is_flag=True, help="Overwrite entries already present.")
 @store_option
-def suppression_import(file: IO[str], reason: str, replace: bool, store: str | None) -> None:
-    """Add entries from FILE ('-': stdin): JSON lines as 'export' writes, or one address a line."""
-    entries = list(read_entries(file, Reason(reason)))
+def suppression_import(file: IO[bytes], reason: str, replace: bool, store: str | None) -> None:
+    """Add entries from FILE ('-': stdin): JSON lines as 'export' writes, or one address a
+    line. The file is streamed (bounded memory, whatever its size); a bad line is reported
+    on stderr with its line number and reason, the others are imported, and the exit code
+    is 1."""
+    bad = 0
+
+    def report(problem: str) -> None:
+        nonlocal bad
+        bad += 1
+        click.echo(problem, err=True)
+
     with opened_store(store) as the_store:
+        entries = read_entries(file, Reason(reason), on_problem=report)
         written = SuppressionList(the_store).import_entries(entries, replace=replace)
     click.echo(f"imported {written} address(es)")
+    if bad:
+        raise click.ClickException(f"{bad} line(s) not imported")
 
 
 @suppression.command("export")
@@ -109,25 +123,50 @@ def suppression_sync_ses(region: str | None, pull: bool, push: bool, store: str 
     click.echo(f"pulled {pulled} address(es) from SES, pushed {pushed}")
 
 
-def read_entries(file: IO[str], reason: Reason) -> Iterator[Suppression]:
-    """Entries from JSON lines or bare addresses; a bad line stops with its line number."""
-    name = getattr(file, "name", "-")
-    for number, line in enumerate(file, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
+def read_entries(
+    file: IO[str] | IO[bytes],
+    reason: Reason,
+    *,
+    on_problem: Callable[[str], None] | None = None,
+) -> Iterator[Suppression]:
+    """Entries from JSON lines or bare addresses, a line at a time (``feedback.lines``).
+    A bad line (not UTF-8, not JSON, a bad address, reason or ``since``) goes to
+    ``on_problem`` as ``FILE, line N: reason`` and the others are read; without
+    ``on_problem``, the first bad line stops the reading (``click.ClickException``)."""
+    for line in read_lines(file):
+        if line.text.startswith("#"):
             continue
-        source = f"{name}, line {number}"
-        try:
-            if text.startswith("{"):
-                data = orjson.loads(text)
-                if isinstance(data, dict):
-                    data.setdefault("reason", reason.value)
-                yield Suppression.from_dict(data, source)
-            else:
-                yield Suppression.from_dict({"address": text, "reason": reason.value}, source)
-        except (ValueError, MailspoolError) as err:
-            message = str(err) if str(err).startswith(source) else f"{source}: {err}"
-            raise click.ClickException(message) from err
+        problem = line.problem
+        if not problem:
+            try:
+                yield _entry(line, reason)
+                continue
+            except Exception as err:  # hostile input: any error reading it is its problem
+                problem = line.fail(
+                    err if isinstance(err, ValueError | MailspoolError) else repr(err)
+                )
+        if on_problem is None:
+            raise click.ClickException(problem)
+        on_problem(problem)
+
+
+def _entry(line: Line, reason: Reason) -> Suppression:
+    source = line.where()
+    if not line.text.startswith("{"):
+        return Suppression.from_dict({"address": line.text, "reason": reason.value}, source)
+    try:
+        data = orjson.loads(line.text)
+    except orjson.JSONDecodeError as err:
+        raise ValueError(f"{source}: not JSON: {err}") from None
+    if isinstance(data, dict):
+        data.setdefault("reason", reason.value)
+        since = data.get("since")
+        if since:
+            try:
+                moment(since, naive="utc")
+            except ValueError as err:
+                raise ValueError(f"{source}: field 'since': {err}") from None
+    return Suppression.from_dict(data, source)
 
 
 @click.command()
@@ -161,19 +200,21 @@ def events() -> None:
 
 
 @events.command("ingest")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @store_option
-def events_ingest(file: IO[str], store: str | None) -> None:
+def events_ingest(file: IO[bytes], store: str | None) -> None:
     """Record the SES events in FILE ('-': stdin), one JSON document a line: an SES event
     in either format, an SNS notification, an EventBridge event or a Lambda event.
-    A redelivered event changes nothing; a bad line is reported and the rest recorded."""
+    A redelivered event changes nothing. Each line is recorded alone: a bad one (not
+    UTF-8, not JSON, no SES event, a date that cannot be read...) is reported on stderr
+    with its line number and reason, the others are recorded, and the exit code is 1."""
     with opened_store(store) as the_store:
         options = feedback_options(Settings.load())
-        result, problems = ingest_lines(file, the_store, options=options)
-    for problem in problems:
-        click.echo(problem, err=True)
+        result, bad = ingest_lines(
+            file, the_store, options=options, on_problem=lambda p: click.echo(p, err=True)
+        )
     click.echo(
         f"{result.events} event(s), {result.new} new, {result.suppressed} address(es) suppressed"
     )
-    if problems:
-        raise click.ClickException(f"{len(problems)} line(s) not recorded")
+    if bad:
+        raise click.ClickException(f"{bad} line(s) not recorded")

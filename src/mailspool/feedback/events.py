@@ -16,19 +16,23 @@ message), or in an EventBridge event (``source: aws.ses``, the SES event under
 anything else is left to the caller (an S3 notification is not an SES event).
 
 Everything here is read from the network and is hostile: a malformed event raises
-``ValueError`` naming the field; nothing is executed or fetched.
+``ValueError`` naming the field; nothing is executed or fetched. A timestamp must be a
+time that holds in UTC (``spool.records.moment``; SES writes ``...Z``): a soft bounce
+dated before the year 1 in UTC is unreadable, not a crash when it is counted. Wrappers
+nest at most ``MAX_NESTING`` deep, and JSON deeper than ``orjson`` reads is not JSON.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import orjson
+
+from mailspool.spool.records import moment
 
 __all__ = ["EventKind", "FeedbackEvent", "Wrapped", "is_ses_event", "parse_ses_event", "unwrap"]
 
@@ -70,6 +74,8 @@ _RECIPIENT_LISTS = {
     EventKind.DELAYED: "delayedRecipients",
 }
 _MAX_TEXT = 1000  # a diagnostic longer than this is cut: it is stored and printed
+#: Wrappers (SQS body, SNS message, EventBridge detail) followed before giving up.
+MAX_NESTING = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,15 +122,13 @@ class FeedbackEvent:
         try:
             return cls(
                 id=_text(data, "id"),
-                kind=EventKind(str(data.get("kind"))),
+                kind=EventKind(_plain(data.get("kind"))),
                 provider_id=_text(data, "provider_id"),
-                timestamp=_text(data, "timestamp"),
+                timestamp=_time(data.get("timestamp"), "timestamp"),
                 recipients=tuple(_strings(data.get("recipients"), "recipients")),
                 permanent=data.get("permanent") is True,
-                diagnostics={
-                    str(k): str(v) for k, v in dict(data.get("diagnostics") or {}).items()
-                },
-                detail=str(data.get("detail") or ""),
+                diagnostics=_diagnostics(data.get("diagnostics")),
+                detail=_plain(data.get("detail")),
                 batch=data.get("batch") if isinstance(data.get("batch"), str) else None,
                 index=data.get("index") if isinstance(data.get("index"), int) else None,
             )
@@ -169,7 +173,7 @@ def parse_ses_event(payload: Any) -> FeedbackEvent:
         id=_event_id(payload),
         kind=kind,
         provider_id=_text(mail, "messageId", "mail.messageId"),
-        timestamp=str(details.get("timestamp") or mail.get("timestamp") or ""),
+        timestamp=_event_time(details, details_key, mail),
         recipients=recipients,
         permanent=kind is EventKind.BOUNCED and details.get("bounceType") == "Permanent",
         diagnostics=diagnostics,
@@ -180,32 +184,39 @@ def parse_ses_event(payload: Any) -> FeedbackEvent:
 
 
 def unwrap(payload: Any) -> Iterator[Wrapped]:
-    """Every SES event in a Lambda invocation, an SNS message, an SQS body, a JSON line."""
-    yield from _walk(payload, None, None)
+    """Every SES event in a Lambda invocation, an SNS message, an SQS body, a JSON line.
+    ValueError names what could not be read (a field, or wrappers nested too deep)."""
+    yield from _walk(payload, None, None, 0)
 
 
-def _walk(payload: Any, sqs_id: str | None, topic: str | None) -> Iterator[Wrapped]:
+def _walk(payload: Any, sqs_id: str | None, topic: str | None, depth: int) -> Iterator[Wrapped]:
     if not isinstance(payload, Mapping):
         return
+    if depth > MAX_NESTING:
+        raise ValueError(f"wrapped more than {MAX_NESTING} deep")
+    deeper = depth + 1
     if is_ses_event(payload):
         yield Wrapped(parse_ses_event(payload), sqs_id, topic)
     elif payload.get("source") == "aws.ses" and "detail" in payload:
-        yield from _walk(payload["detail"], sqs_id, topic)
+        yield from _walk(payload["detail"], sqs_id, topic, deeper)
     elif payload.get("Type") == "Notification" and "Message" in payload:
-        yield from _walk(_loads(payload["Message"]), sqs_id, str(payload.get("TopicArn") or ""))
+        arn = _plain(payload.get("TopicArn"))
+        yield from _walk(_loads(payload["Message"]), sqs_id, arn, deeper)
     elif isinstance(payload.get("Records"), list):
         for record in payload["Records"]:
-            yield from _record(record, sqs_id, topic)
+            yield from _record(record, sqs_id, topic, deeper)
 
 
-def _record(record: Any, sqs_id: str | None, topic: str | None) -> Iterator[Wrapped]:
+def _record(record: Any, sqs_id: str | None, topic: str | None, depth: int) -> Iterator[Wrapped]:
     if not isinstance(record, Mapping):
         return
     if isinstance(record.get("Sns"), Mapping):
         sns = record["Sns"]
-        yield from _walk(_loads(sns.get("Message")), sqs_id, str(sns.get("TopicArn") or ""))
+        arn = _plain(sns.get("TopicArn"))
+        yield from _walk(_loads(sns.get("Message")), sqs_id, arn, depth + 1)
     elif "body" in record and record.get("eventSource") == "aws:sqs":
-        yield from _walk(_loads(record["body"]), str(record.get("messageId") or ""), topic)
+        message_id = _plain(record.get("messageId"))
+        yield from _walk(_loads(record["body"]), message_id, topic, depth + 1)
 
 
 def _recipients(
@@ -230,16 +241,17 @@ def _recipients(
 
 
 def _said(kind: EventKind, details: Mapping[str, Any], item: Any) -> str:
-    if isinstance(item, Mapping) and item.get("diagnosticCode"):
-        return str(item["diagnosticCode"])
+    code = _plain(item.get("diagnosticCode")) if isinstance(item, Mapping) else ""
+    if code:
+        return code
     if kind is EventKind.DELIVERED:
-        return str(details.get("smtpResponse") or "")
+        return _plain(details.get("smtpResponse"))
     if kind is EventKind.COMPLAINED:
-        return str(details.get("complaintFeedbackType") or "")
+        return _plain(details.get("complaintFeedbackType"))
     if kind is EventKind.BOUNCED:
-        return f"{details.get('bounceType', '')} {details.get('bounceSubType', '')}".strip()
+        return f"{_plain(details.get('bounceType'))} {_plain(details.get('bounceSubType'))}".strip()
     if kind is EventKind.DELAYED:
-        return str(details.get("delayType") or "")
+        return _plain(details.get("delayType"))
     return ""
 
 
@@ -250,20 +262,23 @@ def _tagged_email(tags: Any) -> tuple[str | None, int | None]:
     batch, index = tags.get("mailspool-batch"), tags.get("mailspool-index")
     if not (isinstance(batch, list) and isinstance(index, list) and batch and index):
         return None, None
-    if not isinstance(batch[0], str) or not str(index[0]).isdigit():
+    text = str(index[0])
+    # ASCII digits, at most 9: "²" is a digit to str.isdigit but not to int(), and an
+    # index past 64 bits could not be stored again (orjson refuses it)
+    if not isinstance(batch[0], str) or not (text.isascii() and text.isdigit() and len(text) < 10):
         return None, None
-    return batch[0], int(index[0])
+    return batch[0], int(text)
 
 
 def _detail(kind: EventKind, details: Mapping[str, Any]) -> str:
     value = {
-        EventKind.BOUNCED: f"{details.get('bounceType', '')}/{details.get('bounceSubType', '')}",
+        EventKind.BOUNCED: f"{_plain(details.get('bounceType'))}/{_plain(details.get('bounceSubType'))}",
         EventKind.REJECTED: details.get("reason"),
         EventKind.CLICKED: details.get("link"),
         EventKind.RENDERING_FAILED: details.get("errorMessage"),
         EventKind.DELAYED: details.get("delayType"),
     }.get(kind)
-    return str(value or "")[:_MAX_TEXT]
+    return _plain(value)[:_MAX_TEXT]
 
 
 def _event_id(payload: Mapping[str, Any]) -> str:
@@ -272,6 +287,41 @@ def _event_id(payload: Mapping[str, Any]) -> str:
     except TypeError as err:  # numbers JSON allows but 64 bits do not hold, and the like
         raise ValueError(f"the event cannot be encoded again: {err}") from None
     return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _event_time(details: Mapping[str, Any], details_key: str, mail: Mapping[str, Any]) -> str:
+    """The event's timestamp as SES wrote it (the details', else the mail's), once it is
+    known to be a time that holds in UTC; empty when SES gave none."""
+    if details.get("timestamp"):
+        return _time(details["timestamp"], f"{details_key}.timestamp")
+    return _time(mail.get("timestamp") or "", "mail.timestamp")
+
+
+def _time(value: Any, name: str) -> str:
+    """``value`` if empty or a readable time (``moment``, a zone-less time as UTC)."""
+    if value == "":
+        return ""
+    try:
+        moment(value, naive="utc")
+    except ValueError as err:
+        raise ValueError(f"field {name!r}: {err}") from None
+    return str(value)
+
+
+def _diagnostics(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError("field 'diagnostics' must be an object")
+    return {str(k): _plain(v) for k, v in value.items()}
+
+
+def _plain(value: Any) -> str:
+    """A scalar as ``str(value or "")`` does; anything nested as "" (``str`` of an object
+    nested 1000 deep raises RecursionError, and a diagnostic is text, not a structure)."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int | float) and value else ""
 
 
 def _text(data: Mapping[str, Any], key: str, name: str | None = None) -> str:
@@ -288,9 +338,13 @@ def _strings(value: Any, name: str) -> list[str]:
 
 
 def _loads(text: Any) -> Any:
+    """JSON text (or an object already) -> the object; None for anything else: no JSON,
+    or JSON nested deeper than ``orjson`` reads (1024), is no SES event."""
     if isinstance(text, Mapping):
         return text
+    if not isinstance(text, str | bytes):
+        return None
     try:
-        return json.loads(text)
-    except (TypeError, ValueError):
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
         return None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import orjson
 
@@ -32,6 +32,7 @@ from mailspool.errors import InvalidMessage
 from mailspool.feedback import hooks, layout
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
+from mailspool.spool.records import moment
 from mailspool.stores.base import Store
 
 __all__ = ["FeedbackOptions", "IngestReport", "ingest", "read_history"]
@@ -81,7 +82,7 @@ def ingest(
         if event.kind is EventKind.COMPLAINED or (
             event.kind is EventKind.BOUNCED and event.permanent
         ):
-            day = _parse_time(event.timestamp).strftime("%Y%m%d")  # the rates read by day
+            day = _day(_parse_time(event.timestamp))  # the rates read by day
             store.append(
                 layout.bad_day_key(day), orjson.dumps([event.provider_id, str(event.kind)])
             )
@@ -92,12 +93,14 @@ def ingest(
 
 
 def read_history(store: Store, key: str) -> list[FeedbackEvent]:
-    """The events of a history log, each event id once, oldest first; bad lines skipped."""
+    """The events of a history log, each event id once, oldest first. A line that cannot
+    be read (torn, foreign, or with a time that does not hold in UTC) is skipped, logged
+    with its reason: one bad record never hides the others."""
     seen: dict[str, FeedbackEvent] = {}
     for line in store.read_log(key):
         try:
             event = FeedbackEvent.from_dict(orjson.loads(line))
-        except (orjson.JSONDecodeError, ValueError) as err:
+        except (ValueError, TypeError, RecursionError) as err:  # a hostile record: skipped
             log.warning("%s: skipped an unreadable event: %s", key, err)
             continue
         seen.setdefault(event.id, event)
@@ -130,23 +133,30 @@ def _suppress(
 
 
 def _soft_bounces(store: Store, recipient: str, event: FeedbackEvent, window: float) -> int:
-    since = _parse_time(event.timestamp) - timedelta(seconds=window)
+    # in seconds since the epoch: a window reaching before the year 1 cannot overflow
+    since = _parse_time(event.timestamp).timestamp() - window
     return sum(
         1
         for past in read_history(store, layout.history_key(recipient))
         if past.kind is EventKind.BOUNCED
         and not past.permanent
-        and _parse_time(past.timestamp) >= since
+        and _parse_time(past.timestamp).timestamp() >= since
     )
 
 
 def _parse_time(text: str) -> datetime:
-    """SES timestamps (``2026-11-29T06:55:04.123Z``); an unreadable one counts as now."""
+    """An SES timestamp (``2026-11-29T06:55:04.123Z``) in UTC; one that is missing or
+    unreadable counts as now (events are checked as they arrive and as they are read
+    back, so only an event SES gave no time has none)."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return moment(text, naive="utc")
     except ValueError:
         return datetime.now(UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _day(day: datetime) -> str:
+    """``YYYYMMDD``, four-digit years included (``strftime`` writes year 1 as ``1``)."""
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
 def _valid(recipients: Iterable[str]) -> Iterable[str]:

@@ -94,8 +94,10 @@ def collect_rates(store: Store, *, sends: int = 1000) -> Rates:
 
 
 def _bad_days(store: Store, since: float | None) -> Iterator[tuple[str, str]]:
-    """(provider id, kind) of the hard bounces and complaints recorded since that day."""
-    first = "" if since is None else datetime.fromtimestamp(since, UTC).strftime("%Y%m%d")
+    """(provider id, kind) of the hard bounces and complaints recorded since that day.
+    A line that is not such a pair (torn, foreign) is skipped and counted in one log line."""
+    first = _day(since)
+    skipped = 0
     for key in store.keys(feedback_layout.BAD_DAYS):
         if key.removeprefix(feedback_layout.BAD_DAYS) < first:
             continue
@@ -103,9 +105,28 @@ def _bad_days(store: Store, since: float | None) -> Iterator[tuple[str, str]]:
             try:
                 provider_id, kind = orjson.loads(line)
             except (orjson.JSONDecodeError, ValueError, TypeError):
-                continue  # a torn or foreign line
+                provider_id = kind = None
             if isinstance(provider_id, str) and isinstance(kind, str):
                 yield provider_id, kind
+            else:
+                skipped += 1
+    if skipped:
+        reason = "not a [provider id, kind] pair"
+        log.warning(
+            "rates: skipped %d line(s) of %s: %s", skipped, feedback_layout.BAD_DAYS, reason
+        )
+
+
+def _day(since: float | None) -> str:
+    """``YYYYMMDD`` of ``since`` (a batch id's time: read from a store key, so hostile);
+    empty, so every day is read, when there is none or it is no day a datetime holds."""
+    if since is None:
+        return ""
+    try:
+        day = datetime.fromtimestamp(since, UTC)
+    except (OverflowError, OSError, ValueError):  # 9999-12-31T23:59:59.999999 rounds up
+        return ""
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
 def _recent_provider_ids(store: Store, limit: int) -> tuple[list[str], float | None]:

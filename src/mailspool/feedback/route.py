@@ -1,24 +1,34 @@
 """SES events in a Lambda invocation (``mailspool.aws.handler``) or in JSON lines.
 
 The handler gets S3 notifications and SES events on the same queue or topic; this module
-takes the SES ones (``events.unwrap``) and applies them (``ingest``). Per SQS message:
-an event that cannot be recorded now (store error) makes its message a failure in the
-partial batch response, so SQS delivers it again; an event that cannot be read at all
-is logged and dropped (delivering it again would not make it readable). A topic not in
-``topics`` (when given) is refused the same way.
+takes the SES ones (``events.unwrap``) and applies them (``ingest``). Each SQS message
+(each record) is read and recorded alone, so one bad message costs only itself:
+
+- one that cannot be read at all (not an SES event, a field of the wrong type, a time
+  that does not hold in UTC, wrappers nested too deep) is logged with its reason and
+  dropped: delivering it again would not make it readable;
+- one that cannot be recorded now (a store error, or any other error while recording)
+  is a failure in the partial batch response, so SQS delivers it again (and, after the
+  queue's ``maxReceiveCount``, moves it to its dead-letter queue).
+
+A topic not in ``topics`` (when given) is refused like an unreadable message. Lines of
+``mailspool events ingest`` are taken the same way, each alone (``ingest_lines``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+import orjson
 
 from mailspool.errors import StoreError
 from mailspool.feedback.events import Wrapped, unwrap
 from mailspool.feedback.ingest import FeedbackOptions, IngestReport, ingest
+from mailspool.feedback.lines import Line, read_lines
 from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.stores.base import Store
 
@@ -61,9 +71,12 @@ def ingest_invocation(
             report = ingest(
                 store, [w.event for w in allowed], options=options, suppressions=suppressions
             )
-        except StoreError as err:
+        except Exception as err:  # StoreError, or a fault: recorded on a later delivery
             message_id = allowed[0].sqs_message_id
-            result.errors.append(f"{type(err).__name__}: {err}")
+            error = f"{type(err).__name__}: {err}"
+            result.errors.append(error)
+            if not isinstance(err, StoreError):
+                log.error(json.dumps({"event": "ses-event-error", "error": error[:500]}))
             if message_id:
                 result.retry.append(message_id)
             continue
@@ -74,27 +87,49 @@ def ingest_invocation(
 
 
 def ingest_lines(
-    lines: IO[str], store: Store, *, options: FeedbackOptions | None = None
-) -> tuple[FeedbackResult, list[str]]:
-    """JSON lines, each any shape ``unwrap`` reads; the result and one error per bad line."""
-    result, problems = FeedbackResult(), []
-    name = getattr(lines, "name", "-")
+    lines: IO[bytes] | IO[str],
+    store: Store,
+    *,
+    options: FeedbackOptions | None = None,
+    on_problem: Callable[[str], None] | None = None,
+) -> tuple[FeedbackResult, int]:
+    """JSON lines, each any shape ``unwrap`` reads, each recorded alone: the result, and
+    how many lines were not recorded. Each of those goes to ``on_problem`` (default: the
+    log) as it is met, ``FILE, line N: reason``: not UTF-8, too long, not JSON, no SES
+    event, an unreadable event (a date outside UTC's years...), or an error recording it.
+    The file is read a line at a time (``feedback.lines``): memory does not grow with it."""
+    report = on_problem or (lambda problem: log.warning("%s", problem))
+    result, bad = FeedbackResult(), 0
     suppressions = shared_suppressions(store)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            found = list(unwrap(json.loads(line)))
-        except ValueError as err:
-            problems.append(f"{name}, line {number}: {err}")
-            continue
-        if not found:
-            problems.append(f"{name}, line {number}: no SES event in this line")
-            continue
+    for line in read_lines(lines):
+        problem = line.problem or _ingest_line(line, store, result, options, suppressions)
+        if problem:
+            bad += 1
+            report(problem)
+    return result, bad
+
+
+def _ingest_line(
+    line: Line,
+    store: Store,
+    result: FeedbackResult,
+    options: FeedbackOptions | None,
+    suppressions: SuppressionList,
+) -> str:
+    """Record one line's events; "" when done, else the line's problem."""
+    try:
+        found = list(unwrap(orjson.loads(line.text)))
+    except Exception as err:  # hostile input: whatever reading it raises is its problem
+        return line.fail(_why(err))
+    if not found:
+        return line.fail("no SES event in this line")
+    try:
         result.add(
             ingest(store, [w.event for w in found], options=options, suppressions=suppressions)
         )
-    return result, problems
+    except Exception as err:  # a store error, or a fault: this line only
+        return line.fail(f"not recorded: {type(err).__name__}: {err}")
+    return ""
 
 
 def _per_message(invocation: Mapping[str, Any]) -> Iterator[list[Wrapped]]:
@@ -106,8 +141,24 @@ def _per_message(invocation: Mapping[str, Any]) -> Iterator[list[Wrapped]]:
     for part in parts:
         try:
             yield list(unwrap(part))
-        except ValueError as err:
-            log.warning(json.dumps({"event": "ignored", "reason": f"unreadable SES event: {err}"}))
+        except Exception as err:  # hostile input: any error reading it drops it alone
+            reason = f"unreadable SES event: {_why(err)}"
+            log.warning(json.dumps({"event": "ignored", "reason": reason, **_message_id(part)}))
+
+
+def _why(err: Exception) -> str:
+    """An error as a reason to log (bounded: what it quotes came from the network)."""
+    if isinstance(err, orjson.JSONDecodeError):
+        return f"not JSON: {err}"[:300]
+    text = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+    return text[:300]
+
+
+def _message_id(part: Any) -> dict[str, str]:
+    records = part.get("Records") if isinstance(part, Mapping) else None
+    first = records[0] if isinstance(records, list) and records else None
+    found = first.get("messageId") if isinstance(first, Mapping) else None
+    return {"message_id": found} if isinstance(found, str) else {}
 
 
 def _topic_allowed(wrapped: Wrapped, topics: frozenset[str]) -> bool:

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -45,6 +46,7 @@ log = logging.getLogger("mailspool.suppression")
 
 _CACHE_LIMIT = 200_000  # entries kept before the cache starts over (bounded memory)
 _IMPORT_THREADS = 8
+_IMPORT_CHUNK = 1000  # entries read ahead of the writes: an import's memory is bounded
 
 
 class Reason(StrEnum):
@@ -190,10 +192,18 @@ class SuppressionList:
         self._remember(normalized, None, time.monotonic())
         return present
 
-    def import_entries(self, entries: Iterable[Suppression], *, replace: bool = False) -> int:
-        """Write many entries, several at once (S3 latency); the number written."""
+    def import_entries(
+        self, entries: Iterable[Suppression], *, replace: bool = False, chunk: int = _IMPORT_CHUNK
+    ) -> int:
+        """Write many entries, several at once (S3 latency); the number written. They are
+        taken ``chunk`` at a time, each chunk written before the next is read, so a file
+        of millions of lines is streamed in bounded memory."""
+        written = 0
+        source = iter(entries)
         with ThreadPoolExecutor(_IMPORT_THREADS, thread_name_prefix="mailspool-import") as pool:
-            return sum(1 for _ in pool.map(lambda e: self.put(e, replace=replace), entries))
+            while part := list(islice(source, chunk)):
+                written += sum(1 for _ in pool.map(lambda e: self.put(e, replace=replace), part))
+        return written
 
     # -- reading the whole list (operators, never the send path) ----------------------------
 

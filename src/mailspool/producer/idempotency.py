@@ -13,17 +13,31 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from mailspool.errors import InvalidRecord, KeyNotFound
-from mailspool.spool.batch import moment
+from mailspool.errors import InvalidMessage, InvalidRecord, KeyNotFound
 from mailspool.spool.keys import is_safe_name
-from mailspool.spool.records import KeyRecord
+from mailspool.spool.records import KeyRecord, moment
 from mailspool.spool.schedule import is_batch_location, key_record_key
 from mailspool.stores.base import Store, default_owner
 
-__all__ = ["forget", "lookup", "reserve"]
+__all__ = ["MAX_KEY", "check_key", "forget", "lookup", "reserve"]
 
 log = logging.getLogger("mailspool")
 _CLAIM_TTL = 30.0
+#: The longest idempotency key, in characters (as the batch format allows).
+MAX_KEY = 256
+
+
+def check_key(key: object, *, field: str = "key") -> str:
+    """``key`` if it is a string of 1 to ``MAX_KEY`` characters; InvalidMessage naming
+    ``field`` and the rule otherwise (an int given by mistake, say)."""
+    if not isinstance(key, str):
+        raise InvalidMessage(
+            f"must be a string of 1 to {MAX_KEY} characters, not {type(key).__name__}",
+            field=field,
+        )
+    if not 0 < len(key) <= MAX_KEY:
+        raise InvalidMessage(f"must be a string of 1 to {MAX_KEY} characters", field=field)
+    return key
 
 
 def reserve(store: Store, record: KeyRecord, *, window: float, now: datetime) -> bool:
@@ -46,7 +60,10 @@ def reserve(store: Store, record: KeyRecord, *, window: float, now: datetime) ->
 
 
 def lookup(store: Store, key: str) -> KeyRecord | None:
-    """The record of ``key``, or None if there is none or it cannot be read (logged)."""
+    """The record of ``key``, or None if there is none or it cannot be read (logged).
+    InvalidMessage if ``key`` is not a string (no key of another type was ever accepted)."""
+    if not isinstance(key, str):
+        check_key(key)
     path = key_record_key(key)
     try:
         record = KeyRecord.decode(store.get(path), source=path)

@@ -19,8 +19,7 @@ from mailspool.producer import idempotency
 from mailspool.producer.fallback import write_durably
 from mailspool.producer.handoff import EncodedBatches
 from mailspool.spool import batch, layout
-from mailspool.spool.batch import moment
-from mailspool.spool.records import KeyRecord, Timing, timestamp
+from mailspool.spool.records import KeyRecord, Timing, moment, timestamp
 from mailspool.spool.schedule import scheduled_key
 from mailspool.stores.base import Store
 
@@ -38,23 +37,30 @@ class Later:
     expires_at: When | None = None
     key: str | None = None
 
+    def __post_init__(self) -> None:
+        """A key of the wrong type or length is refused here, before anything is sent or
+        written: InvalidMessage naming ``key`` and the rule."""
+        if self.key is not None:
+            idempotency.check_key(self.key)
+
     def __bool__(self) -> bool:
         return not (self.send_at is None and self.expires_at is None and self.key is None)
 
 
 def parse_when(text: str, field: str) -> float | datetime:
     """``"3600"`` (seconds from now) or ``"2026-11-30T09:00:00+01:00"`` (ISO 8601 with an
-    offset), as a header or a command-line flag gives it; InvalidMessage otherwise."""
+    offset), as a header or a command-line flag gives it; InvalidMessage otherwise, a time
+    outside the years 1 to 9999 once in UTC included."""
     try:
         return float(text)
     except ValueError:
         pass
     try:
         return moment(text.strip())
-    except ValueError:
+    except ValueError as err:
         raise InvalidMessage(
-            f"{text!r}: give seconds from now or an ISO 8601 time with its offset "
-            "(2026-11-30T09:00:00Z)",
+            f"{err} (give seconds from now or an ISO 8601 time with its offset: "
+            "2026-11-30T09:00:00Z)",
             field=field,
         ) from None
 
@@ -68,7 +74,12 @@ def moment_of(value: When | None, field: str, now: datetime) -> datetime | None:
             raise InvalidMessage(
                 "must be timezone-aware (a naive datetime has no defined moment)", field=field
             )
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+            raise InvalidMessage(
+                f"{value.isoformat()} falls outside the years 1 to 9999 in UTC", field=field
+            ) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidMessage("must be a datetime or a number of seconds from now", field=field)
     try:
@@ -108,8 +119,7 @@ def accept_key(
 ) -> bool:
     """Record ``key`` for the batch at ``location`` (empty: sent at once); False if it
     was already accepted within ``MAILSPOOL_IDEMPOTENCY_WINDOW``."""
-    if not 0 < len(key) <= 256:
-        raise InvalidMessage("must be a string of 1 to 256 characters", field="key")
+    idempotency.check_key(key)
     now = datetime.now(UTC)
     batch_id = batch_id or layout.new_batch_id(now.timestamp())
     record = KeyRecord(key, batch_id, location, timestamp(now))

@@ -39,6 +39,7 @@ from mailspool.spool.records import (
     BatchDocument,
     Timing,
     json_object,
+    moment,
     timestamp,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "decode",
     "encode",
     "meta_key",
+    "moment",
 ]
 
 KNOWN_VERSIONS = frozenset({0, 1})
@@ -261,33 +263,22 @@ def decode(data: bytes | str, *, source: str = "<batch>") -> Batch:
     return Batch(source, version, batch_id, created_at, meta, emails, _timing(document, source))
 
 
-def moment(text: str) -> datetime:
-    """An RFC 3339 time with its offset (``2026-11-29T09:00:00Z``); ValueError otherwise."""
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError("it has no time zone")
-    return parsed
-
-
 def _timing(document: Mapping[str, Any], source: str) -> Timing:
     """``sendAt``, ``expiresAt`` (RFC 3339 with an offset) and ``key`` (1-256 characters)."""
     for name in ("sendAt", "expiresAt"):
         value = document.get(name)
-        if value is not None and not _is_moment(value):
+        if value is None:
+            continue
+        try:
+            moment(value)
+        except ValueError as err:
             raise InvalidBatch(
-                "must be an RFC 3339 time with its offset", field=name, source=source
-            )
+                f"must be an RFC 3339 time with its offset: {err}", field=name, source=source
+            ) from None
     key = document.get("key")
     if key is not None and not (isinstance(key, str) and 0 < len(key) <= 256):
         raise InvalidBatch("must be a string of 1 to 256 characters", field="key", source=source)
     return Timing(document.get("sendAt"), document.get("expiresAt"), key)
-
-
-def _is_moment(value: object) -> bool:
-    try:
-        return isinstance(value, str) and moment(value) is not None
-    except ValueError:
-        return False
 
 
 def _check_meta(meta: object, source: str) -> None:

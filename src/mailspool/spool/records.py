@@ -42,6 +42,7 @@ __all__ = [
     "decode_entries",
     "encode_entries",
     "json_object",
+    "moment",
     "timestamp",
 ]
 
@@ -55,6 +56,31 @@ def timestamp(moment: datetime | None = None, *, timespec: str = "auto") -> str:
     ``datetime.isoformat`` takes it: ``"seconds"`` for whole seconds)."""
     at = (moment or datetime.now(UTC)).astimezone(UTC)
     return at.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def moment(text: object, *, naive: str = "refuse") -> datetime:
+    """A time read from a record, a file or the network, in UTC; ValueError saying why.
+
+    RFC 3339 / ISO 8601 with its offset (``2026-11-29T09:00:00Z``, ``...+01:00``).
+    Refused: what is not a string or not a time, a time without an offset (unless
+    ``naive="utc"``), and a time that leaves the years 1 to 9999 once moved to UTC
+    (``0001-01-01T00:00:00+01:00``): every comparison or subtraction with it would raise
+    ``OverflowError``, so it is refused here, once, as unreadable.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"must be a string, not {type(text).__name__}")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text[:64]!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        if naive != "utc":
+            raise ValueError(f"{text[:64]!r} has no time zone offset")
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text[:64]!r} falls outside the years 1 to 9999 in UTC") from None
 
 
 # -- the batch file -----------------------------------------------------------------------
