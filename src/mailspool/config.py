@@ -43,6 +43,7 @@ from mailspool.spool.limits import Limits
 
 __all__ = [
     "SETTINGS",
+    "SETTINGS_BY_NAME",
     "SETTINGS_HELP",
     "Rule",
     "Setting",
@@ -329,26 +330,57 @@ class Settings:
         **explicit: Any,
     ) -> Settings:
         """The settings from arguments, framework settings, environment and defaults,
-        each checked by its row's rule.
+        each checked by its row's rule; the first problem raises ``SettingError``.
 
         ``framework_key`` spells a setting's name as the framework's user writes it
         (``MAILSPOOL['STORE']``) in errors; ``glue`` names (in the same form as the
         mapping's keys) the glue reads itself: not settings, but not unknown either.
         """
-        env = os.environ if environ is None else environ
-        given = {name: value for name, value in (framework or {}).items() if name not in glue}
-        spell = framework_key or (lambda name: name)
-        _refuse_unknown(explicit, lambda name: name)
-        _refuse_unknown(given, spell, glue)
-        _warn_unknown(env)
-        resolved: dict[str, Any] = {}
-        for row in SETTINGS:
-            resolved[row.name] = _lookup(row, explicit, given, env, resolved, spell)
+        resolved, problems = _resolve(framework, environ, framework_key, glue, explicit)
+        if problems:
+            raise problems[0]
         return cls(**resolved)
+
+    @classmethod
+    def problems(
+        cls,
+        framework: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        framework_key: Callable[[str], str] | None = None,
+        glue: Collection[str] = (),
+        **explicit: Any,
+    ) -> list[SettingError]:
+        """Every problem ``load`` would raise the first of, for a check that reports them
+        all at once (Django's ``manage.py check``)."""
+        return _resolve(framework, environ, framework_key, glue, explicit)[1]
 
     def worker_options(self) -> dict[str, Any]:
         """The ``WorkerOptions`` fields these settings fill, by field name."""
         return {row.worker_option: getattr(self, row.name) for row in SETTINGS if row.worker_option}
+
+
+def _resolve(
+    framework: Mapping[str, Any] | None,
+    environ: Mapping[str, str] | None,
+    framework_key: Callable[[str], str] | None,
+    glue: Collection[str],
+    explicit: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[SettingError]]:
+    """Every setting's value (its default where its value was refused) and the problems."""
+    env = os.environ if environ is None else environ
+    given = {name: value for name, value in (framework or {}).items() if name not in glue}
+    spell = framework_key or (lambda name: name)
+    problems = _unknown(explicit, lambda name: name) + _unknown(given, spell, glue)
+    _warn_unknown(env)
+    resolved: dict[str, Any] = {}
+    for row in SETTINGS:
+        try:
+            resolved[row.name] = _lookup(row, explicit, given, env, resolved, spell)
+        except SettingError as err:
+            problems.append(err)
+            resolved[row.name] = row.default(resolved)
+    return resolved, problems
 
 
 def _lookup(
@@ -385,13 +417,12 @@ def _unknown_error(name: str, known: Iterable[str], spell: Callable[[str], str])
     )
 
 
-def _refuse_unknown(
+def _unknown(
     given: Mapping[str, Any], spell: Callable[[str], str], glue: Collection[str] = ()
-) -> None:
-    known = [row.name for row in SETTINGS] + list(glue)
-    for name in given:
-        if name not in _NAMES_KNOWN:
-            raise _unknown_error(name, known, spell)
+) -> list[SettingError]:
+    """An error for each name that is no setting (nor the glue's), with the closest."""
+    known = [*(row.name for row in SETTINGS), *glue]
+    return [_unknown_error(name, known, spell) for name in given if name not in _NAMES_KNOWN]
 
 
 #: the ``MAILSPOOL_*`` variables already warned about: each is logged once per process
@@ -426,7 +457,9 @@ def _rows() -> tuple[Setting, ...]:
 #: The settings table, in the order of the fields of ``Settings``.
 SETTINGS: tuple[Setting, ...] = _rows()
 
-_NAMES_KNOWN = frozenset(row.name for row in SETTINGS)
+#: The rows by setting name (``max_rate``).
+SETTINGS_BY_NAME: dict[str, Setting] = {row.name: row for row in SETTINGS}
+_NAMES_KNOWN = frozenset(SETTINGS_BY_NAME)
 _ENVS_KNOWN = frozenset(row.env for row in SETTINGS)
 
 #: Each setting's environment variable and its one line of help.
@@ -435,7 +468,4 @@ SETTINGS_HELP: dict[str, str] = {row.env: row.help for row in SETTINGS}
 
 def default_of(name: str) -> Any:
     """A setting's default (for defaults that depend on no other setting)."""
-    for row in SETTINGS:
-        if row.name == name:
-            return row.default({})
-    raise KeyError(name)
+    return SETTINGS_BY_NAME[name].default({})

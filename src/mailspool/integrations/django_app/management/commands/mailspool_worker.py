@@ -7,7 +7,6 @@ The same loop as the CLI (``mailspool.triggers.local``) and the same worker
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -44,9 +43,7 @@ class Command(BaseCommand):
             self.stdout.write(report.summary(self._store))
 
     def _run(self, *, drain_only: bool, options: dict[str, Any]) -> DrainReport | None:
-        settings = load_settings()
-        if options["retry_base"] is not None:
-            settings = replace(settings, retry_base=options["retry_base"])
+        settings = load_settings(retry_base=options["retry_base"])
         self._store = settings.store
         on_batch = self._batch_line if options["verbosity"] >= 1 else None
         with open_worker(settings) as worker:
