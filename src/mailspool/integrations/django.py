@@ -142,7 +142,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     """The system check the mailspool app registers: a bad key or value of
     ``settings.MAILSPOOL`` (or a ``MAILSPOOL_*`` variable) fails ``manage.py check``
     and the server's start, not the first request that sends an e-mail."""
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for problem in setting_problems():
         text, hint = str(problem), getattr(problem, "hint", "see docs/configuration.md")
         text = text.removesuffix(f"; {hint}")  # said once, as the hint
