@@ -384,7 +384,7 @@ def _run_worker(
     if sqs_queue:
         from mailspool.aws.sqs import consume
 
-        consume(the_worker, sqs_queue, on_batch=_log_batch)
+        consume(the_worker, sqs_queue, on_batch=_log_batch, namespace=settings.metrics_namespace)
         return
     if poll_interval is None:
         poll_interval = poll_interval_for(the_worker.store)

@@ -16,11 +16,11 @@ import orjson
 from mailspool.commands.common import (
     Listing,
     list_command,
+    load_settings,
     opened_store,
     print_json,
     store_option,
 )
-from mailspool.config import Settings
 from mailspool.errors import MailspoolError
 from mailspool.feedback.route import ingest_lines
 from mailspool.feedback.settings import feedback_options
@@ -168,7 +168,7 @@ def events_ingest(file: IO[str], store: str | None) -> None:
     in either format, an SNS notification, an EventBridge event or a Lambda event.
     A redelivered event changes nothing; a bad line is reported and the rest recorded."""
     with opened_store(store) as the_store:
-        options = feedback_options(Settings.load())
+        options = feedback_options(load_settings(store=store))
         result, problems = ingest_lines(file, the_store, options=options)
     for problem in problems:
         click.echo(problem, err=True)

@@ -51,7 +51,7 @@ from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.api import send_message, send_now
 from mailspool.producer.classify import classify
 from mailspool.producer.later import Later, parse_when
-from mailspool.producer.scope import enqueue
+from mailspool.producer.scope import current_scope, enqueue
 
 __all__ = [
     "LATER_HEADERS",
@@ -248,7 +248,8 @@ class EmailBackend(BaseEmailBackend):
         """Send or queue every e-mail; return how many were sent or queued."""
         if not email_messages:
             return 0
-        settings = load_settings()
+        scope = current_scope()  # in a request: the settings the middleware loaded
+        settings = scope.settings if scope is not None else load_settings()
         deferred: list[Message] = []
         sent = 0
         for email in email_messages:
