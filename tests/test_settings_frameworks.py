@@ -132,3 +132,24 @@ def test_flask_mailspool_checks_its_flags_like_mailspool(tmp_path: Path) -> None
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "Invalid value for '--max-rate': max_rate must be a finite number > 0" in done.stderr
+
+
+def test_the_django_middleware_checks_the_settings_when_the_server_loads_it() -> None:
+    from mailspool.integrations.django import MailspoolMiddleware
+
+    with (
+        override_settings(MAILSPOOL={"STOER": "file:///tmp/x"}),
+        pytest.raises(ConfigurationError, match=r"did you mean MAILSPOOL\['STORE'\]"),
+    ):
+        MailspoolMiddleware(lambda request: None)
+
+
+def test_the_wsgi_and_asgi_middleware_load_their_settings_once_when_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mailspool.integrations import asgi, wsgi
+
+    monkeypatch.setenv("MAILSPOOL_MAX_RATE", "nan")
+    for middleware in (wsgi.MailspoolMiddleware, asgi.MailspoolMiddleware):
+        with pytest.raises(ConfigurationError, match="MAILSPOOL_MAX_RATE must be a finite"):
+            middleware(lambda *args: [])

@@ -184,3 +184,46 @@ def test_send_refuses_a_bad_emails_per_file(spool: Path) -> None:
     result = CliRunner().invoke(cli, [*args, "--emails-per-file", "-1"])
     assert result.exit_code == 2
     assert "emails_per_file must be a whole number >= 0, got '-1'" in result.output
+
+
+# -- loaded once at the entry point, passed down ------------------------------------------------
+
+
+def test_nothing_below_an_entry_point_reads_the_environment(
+    spool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings given at the entry point are the only ones used: with a variable that
+    any further ``Settings.load()`` would refuse, every call below still works."""
+    import mailspool
+    from mailspool.delivery.worker import Worker
+    from mailspool.ops.status import collect_status
+    from mailspool.stores.file import FileStore
+    from mailspool.transports.memory import MemoryTransport
+    from mailspool.triggers.local import drain
+
+    settings = Settings.load(
+        store=f"file://{spool}",
+        priority_transport="memory:entry-point",
+        fallback_store=f"file://{tmp_path / 'fallback'}",
+    )
+    monkeypatch.setenv("MAILSPOOL_CONCURRENCY", "0")  # a load from now on raises
+    with mailspool.request(settings=settings):
+        assert mailspool.send_mail("now@example.com", "Now", "<p>x</p>", priority=True)
+        assert mailspool.send_mail("later@example.com", "Later", "<p>x</p>", send_at=600, key="k")
+        assert mailspool.send_mail("queued@example.com", "Queued", "<p>x</p>", key="q")
+        assert mailspool.send_mail("deferred@example.com", "Deferred", "<p>x</p>")
+        assert mailspool.cancel("k")
+    mailspool.send_message(
+        mailspool.Message.build(to=["b@example.com"], subject="s", text="t"),
+        priority=False,
+        settings=settings,
+    )
+    store = FileStore(spool)
+    transport = MemoryTransport()
+    worker = Worker(store, transport)
+    try:
+        report = drain(worker, fallback_base=settings.fallback_store)
+    finally:
+        worker.close()
+    assert report.sent == 3
+    assert collect_status(store).pending == 0
