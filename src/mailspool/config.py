@@ -119,11 +119,11 @@ def _non_empty(value: Any) -> str:
     return str(value)
 
 
-def _text(*, secret: bool = False) -> Rule:
+def _text_rule(*, secret: bool = False) -> Rule:
     return Rule("non-empty text", _non_empty, secret)
 
 
-def _any_text(*, secret: bool = False) -> Rule:
+def _any_text_rule(*, secret: bool = False) -> Rule:
     return Rule("text", _text_value, secret)
 
 
@@ -189,9 +189,6 @@ def _names_of(value: Any) -> frozenset[str]:
     return frozenset(_text_value(part).strip() for part in parts if _text_value(part).strip())
 
 
-_NAMES = Rule("names, comma-separated (or a list)", _names_of)
-
-
 def _one_of(*words: str) -> Rule:
     quoted = [repr(word) for word in words]
     allowed = ", ".join(quoted[:-1]) + " or " + quoted[-1]
@@ -205,19 +202,23 @@ def _one_of(*words: str) -> Rule:
     return Rule(allowed, convert)
 
 
-_TEXT = _text()
-_SECRET = _text(secret=True)
-_ANY_TEXT = _any_text()
-_ANY_SECRET = _any_text(secret=True)
-_COUNT = _integer(1)
-_COUNT_OR_OFF = _integer(0)
+# The rules the table's rows name (lower case: the parsers' names before rules, which
+# rows added elsewhere may still use).
+_text = _text_rule()
+_any_text = _any_text_rule()
+_SECRET = _text_rule(secret=True)
+_ANY_SECRET = _any_text_rule(secret=True)
+_positive_int = _integer(1)
+_non_negative_int = _integer(0)
 #: at most 100: the backoff doubles per attempt, and 2 ** 1024 is no float
 _ATTEMPTS = _integer(1, high=100)
-_SECONDS = _number(0, above=False, unit="seconds")
-_POSITIVE_SECONDS = _number(0, above=True, unit="seconds")
-_RATE = _number(0, above=True, optional=True)
+_seconds = _number(0, above=False, unit="seconds")
+_positive_seconds = _number(0, above=True, unit="seconds")
+_positive_number = _number(0, above=True)
+_optional_rate = _number(0, above=True, optional=True)
 #: at most ten years: a date that far back is still a date
 _DAYS = _number(0, above=True, high=3650, unit="days")
+_names = Rule("names, comma-separated (or a list)", _names_of)
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -271,52 +272,52 @@ class Settings:
     # One row a setting: parser, default, how the docs show the default, help, and the
     # WorkerOptions field it fills. Kept one line each, as a table (hence fmt: off).
     # fmt: off
-    store: str = setting(_TEXT, _under_data_dir("spool"), shown="`file://$XDG_DATA_HOME/mailspool/spool`", help="where batches are written: `file://DIR` (`file:///abs`, `file://rel`), `memory:NAME`, `s3://BUCKET/PREFIX`")
-    transport: str = setting(_TEXT, _under_data_dir("outbox"), shown="`file://$XDG_DATA_HOME/mailspool/outbox`", help="how the worker delivers: `smtp://[user:pass@]host[:port]?starttls=auto|always|never&timeout=30&verify=true&max_connections=N&pipelining=true&event_loop=true` (the pool follows the concurrency unless `max_connections` is given; without TLS a worker drives it from one event loop per process unless `event_loop=false`), `smtps://...`, `ses://REGION?configuration_set=NAME&bulk=true` (e-mails of a batch that share their content go 50 to a `SendBulkEmail`; `bulk=false`: one `SendEmail` each), `file://DIR` (one `.eml` per message), `console:`, `memory:NAME`")
-    priority_transport: str = setting(_TEXT, lambda resolved: resolved["transport"], shown="`MAILSPOOL_TRANSPORT`", help="how priority e-mail is sent at once")
-    emails_per_file: int = setting(_COUNT_OR_OFF, 0, shown="`0` (off)", help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N")
-    max_rate: float | None = setting(_RATE, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by every sender (thread or coroutine); unset, the transport's own limit")
-    concurrency: int = setting(_COUNT, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
-    ledger_commit_ms: int | None = setting(_COUNT_OR_OFF, None, shown="`1000` on S3 (a PUT costs money), `0` elsewhere", help="milliseconds between the ledger's commits: outcomes recorded meanwhile are written together and a crash can repeat the e-mails sent in the last T ms ([guarantees](guarantees.md)); `0`: each sender waits for the commit once `concurrency` outcomes are waiting", worker_option="ledger_commit_ms")
+    store: str = setting(_text, _under_data_dir("spool"), shown="`file://$XDG_DATA_HOME/mailspool/spool`", help="where batches are written: `file://DIR` (`file:///abs`, `file://rel`), `memory:NAME`, `s3://BUCKET/PREFIX`")
+    transport: str = setting(_text, _under_data_dir("outbox"), shown="`file://$XDG_DATA_HOME/mailspool/outbox`", help="how the worker delivers: `smtp://[user:pass@]host[:port]?starttls=auto|always|never&timeout=30&verify=true&max_connections=N&pipelining=true&event_loop=true` (the pool follows the concurrency unless `max_connections` is given; without TLS a worker drives it from one event loop per process unless `event_loop=false`), `smtps://...`, `ses://REGION?configuration_set=NAME&bulk=true` (e-mails of a batch that share their content go 50 to a `SendBulkEmail`; `bulk=false`: one `SendEmail` each), `file://DIR` (one `.eml` per message), `console:`, `memory:NAME`")
+    priority_transport: str = setting(_text, lambda resolved: resolved["transport"], shown="`MAILSPOOL_TRANSPORT`", help="how priority e-mail is sent at once")
+    emails_per_file: int = setting(_non_negative_int, 0, shown="`0` (off)", help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N")
+    max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by every sender (thread or coroutine); unset, the transport's own limit")
+    concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
+    ledger_commit_ms: int | None = setting(_non_negative_int, None, shown="`1000` on S3 (a PUT costs money), `0` elsewhere", help="milliseconds between the ledger's commits: outcomes recorded meanwhile are written together and a crash can repeat the e-mails sent in the last T ms ([guarantees](guarantees.md)); `0`: each sender waits for the commit once `concurrency` outcomes are waiting", worker_option="ledger_commit_ms")
     max_attempts: int = setting(_ATTEMPTS, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")
-    retry_base: float = setting(_POSITIVE_SECONDS, 1.0, shown="`1` (second)", help="the first retry's delay; each retry doubles it, with jitter, up to a minute", worker_option="retry_base")
+    retry_base: float = setting(_positive_seconds, 1.0, shown="`1` (second)", help="the first retry's delay; each retry doubles it, with jitter, up to a minute", worker_option="retry_base")
     default_priority: str = setting(_one_of(*(p.value for p in Priority)), Priority.DEFERRED.value, shown="`deferred`", help="`now` or `deferred` when nothing marks an e-mail")
-    sender: str = setting(_TEXT, "mailspool <mailspool@localhost>", shown="`mailspool <mailspool@localhost>`", help="From when an e-mail has none (the article's site name and admin address)", worker_option="default_sender")
-    subject_marker: str = setting(_ANY_TEXT, "[Non-priority!]", shown="`[Non-priority!]`", help="a subject prefix marking an e-mail deferred; removed before sending; empty turns it off")
-    marker_recipient: str = setting(_ANY_TEXT, "", shown="none", help="an address marking an e-mail deferred when among its recipients; removed")
+    sender: str = setting(_text, "mailspool <mailspool@localhost>", shown="`mailspool <mailspool@localhost>`", help="From when an e-mail has none (the article's site name and admin address)", worker_option="default_sender")
+    subject_marker: str = setting(_any_text, "[Non-priority!]", shown="`[Non-priority!]`", help="a subject prefix marking an e-mail deferred; removed before sending; empty turns it off")
+    marker_recipient: str = setting(_any_text, "", shown="none", help="an address marking an e-mail deferred when among its recipients; removed")
     on_error: str = setting(_one_of("write", "discard"), "write", shown="`write`", help="what a request scope does with its e-mails when the request raised: `write` or `discard`")
-    write_timeout: float = setting(_POSITIVE_SECONDS, 2.0, shown="`2` (seconds)", help="seconds a request may spend writing its batches to the store, all attempts together, before they go to the fallback store ([frameworks](frameworks.md))")
-    write_attempts: int = setting(_COUNT, 3, shown="`3`", help="store write attempts within `MAILSPOOL_WRITE_TIMEOUT` before the fallback")
-    fallback_store: str = setting(_TEXT, _under_data_dir("fallback"), shown="`file://$XDG_DATA_HOME/mailspool/fallback`", help="where a request's batches go when the store fails; `mailspool worker` moves them back")
+    write_timeout: float = setting(_positive_seconds, 2.0, shown="`2` (seconds)", help="seconds a request may spend writing its batches to the store, all attempts together, before they go to the fallback store ([frameworks](frameworks.md))")
+    write_attempts: int = setting(_positive_int, 3, shown="`3`", help="store write attempts within `MAILSPOOL_WRITE_TIMEOUT` before the fallback")
+    fallback_store: str = setting(_text, _under_data_dir("fallback"), shown="`file://$XDG_DATA_HOME/mailspool/fallback`", help="where a request's batches go when the store fails; `mailspool worker` moves them back")
     serve_token: str | None = setting(_SECRET, None, shown="none", help="the token `mailspool serve` asks for on every page but the public endpoints; required to listen on a non-loopback address ([dashboard](dashboard.md))")
     middleware_mode: str = setting(_one_of("before", "after"), "before", shown="`before`", help="Flask (the WSGI and ASGI middleware take `mode=`): write `before` the response completes (durable) or `after` it was sent")
-    deadline_margin: float | None = setting(_SECONDS, None, shown="a quarter of the time left, at most 5 s", help="Lambda: seconds before the deadline at which the handler hands the rest to a continuation batch ([aws](aws.md))")
-    metrics_namespace: str = setting(_TEXT, "mailspool", shown="`mailspool` (the template: `mailspool/<stack>`)", help="Lambda: the CloudWatch namespace of the handler's Embedded Metric Format lines ([aws](aws.md))")
-    sweep_after: float = setting(_SECONDS, 300.0, shown="`300` (seconds)", help="the sweeper re-drives queued batches older than this whose claim is free")
-    idempotency_window: float = setting(_POSITIVE_SECONDS, 86400.0, shown="`86400` (24 hours)", help="seconds during which an idempotency `key` given to `send_mail` is accepted once ([operations](operations.md))")
-    alert_after: float = setting(_SECONDS, 3600.0, shown="`3600` (seconds)", help="the sweeper reports e-mails waiting longer than this")
+    deadline_margin: float | None = setting(_seconds, None, shown="a quarter of the time left, at most 5 s", help="Lambda: seconds before the deadline at which the handler hands the rest to a continuation batch ([aws](aws.md))")
+    metrics_namespace: str = setting(_text, "mailspool", shown="`mailspool` (the template: `mailspool/<stack>`)", help="Lambda: the CloudWatch namespace of the handler's Embedded Metric Format lines ([aws](aws.md))")
+    sweep_after: float = setting(_seconds, 300.0, shown="`300` (seconds)", help="the sweeper re-drives queued batches older than this whose claim is free")
+    idempotency_window: float = setting(_positive_seconds, 86400.0, shown="`86400` (24 hours)", help="seconds during which an idempotency `key` given to `send_mail` is accepted once ([operations](operations.md))")
+    alert_after: float = setting(_seconds, 3600.0, shown="`3600` (seconds)", help="the sweeper reports e-mails waiting longer than this")
 
-    sns_topics: frozenset[str] = setting(_NAMES, frozenset(), shown="none (the endpoint answers 404)", help="SNS topic ARNs, comma-separated, whose SES events `POST /events/ses` accepts ([feedback](feedback.md))")
-    unsubscribe_url: str = setting(_ANY_TEXT, "", shown="none", help="the `https://` URL of the one-click unsubscribe endpoint; with the secret, deferred e-mails carry `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058)")
+    sns_topics: frozenset[str] = setting(_names, frozenset(), shown="none (the endpoint answers 404)", help="SNS topic ARNs, comma-separated, whose SES events `POST /events/ses` accepts ([feedback](feedback.md))")
+    unsubscribe_url: str = setting(_any_text, "", shown="none", help="the `https://` URL of the one-click unsubscribe endpoint; with the secret, deferred e-mails carry `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058)")
     unsubscribe_secret: str = setting(_ANY_SECRET, "", shown="none", help="the key (16 bytes or more) that signs each recipient's unsubscribe token (HMAC-SHA256)")
-    unsubscribe_mailto: str = setting(_ANY_TEXT, "", shown="none", help="an address offered beside the URL in `List-Unsubscribe`")
-    soft_bounce_limit: int = setting(_COUNT, 3, shown="`3`", help="soft bounces within `MAILSPOOL_SOFT_BOUNCE_DAYS` that suppress an address")
+    unsubscribe_mailto: str = setting(_any_text, "", shown="none", help="an address offered beside the URL in `List-Unsubscribe`")
+    soft_bounce_limit: int = setting(_positive_int, 3, shown="`3`", help="soft bounces within `MAILSPOOL_SOFT_BOUNCE_DAYS` that suppress an address")
     soft_bounce_days: float = setting(_DAYS, 7.0, shown="`7`", help="the window in which soft bounces are counted")
-    on_event: str = setting(_ANY_TEXT, "", shown="none", help="`package.module:function` called once per SES event (beside `mailspool.feedback.hooks.register`)")
+    on_event: str = setting(_any_text, "", shown="none", help="`package.module:function` called once per SES event (beside `mailspool.feedback.hooks.register`)")
     rate_guard: str = setting(_one_of("off", "warn", "hold"), "off", shown="`off`", help="`warn`: the worker logs a warning while the bounce rate passes 5% or the complaint rate 0.1% (SES's review levels); `hold`: it also keeps deferred mail queued meanwhile (batches end `paused`)")
-    rate_sends: int = setting(_COUNT, 1000, shown="`1000`", help="the last N sends over which `status` and the guard count the rates")
+    rate_sends: int = setting(_positive_int, 1000, shown="`1000`", help="the last N sends over which `status` and the guard count the rates")
 
-    attachment_root: str | None = setting(_TEXT, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
-    allowed_senders: str = setting(_ANY_TEXT, "", shown="any sender", help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not among them fails unsent, on the worker and the priority path (Reply-To is free)")
-    max_batch_bytes: int = setting(_COUNT, _LIMITS.batch_bytes, shown="`33554432` (32 MiB)", help="largest batch file the worker reads; its size is checked before its body is read; a larger file is quarantined unread")
-    max_emails_per_batch: int = setting(_COUNT, _LIMITS.emails_per_batch, shown="`10000`", help="most e-mails in one batch file; more: quarantined")
-    max_recipients: int = setting(_COUNT, _LIMITS.recipients, shown="`50` (SES's own limit)", help="most recipients (to + cc + bcc) of one e-mail")
-    max_headers: int = setting(_COUNT, _LIMITS.headers, shown="`50`", help="most extra headers of one e-mail")
-    max_header_length: int = setting(_COUNT, _LIMITS.header_length, shown="`2000`", help="longest extra header, name plus value, in characters")
-    max_subject_length: int = setting(_COUNT, _LIMITS.subject_length, shown="`998`", help="longest subject, in characters")
-    max_attachments: int = setting(_COUNT, _LIMITS.attachments, shown="`20`", help="most attachments of one e-mail")
-    max_attachment_bytes: int = setting(_COUNT, _LIMITS.attachment_bytes, shown="`10485760` (10 MiB)", help="largest attachment (inline, blob or path); a larger blob or file is not read")
-    max_message_bytes: int = setting(_COUNT, _LIMITS.message_bytes, shown="`41943040` (40 MiB, SES's limit)", help="largest e-mail as sent, estimated before rendering (base64 counted); the senders (threads or coroutines) hold at most twice this at once; an SMTP server's advertised `SIZE` is a further limit")
+    attachment_root: str | None = setting(_text, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
+    allowed_senders: str = setting(_any_text, "", shown="any sender", help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not among them fails unsent, on the worker and the priority path (Reply-To is free)")
+    max_batch_bytes: int = setting(_positive_int, _LIMITS.batch_bytes, shown="`33554432` (32 MiB)", help="largest batch file the worker reads; its size is checked before its body is read; a larger file is quarantined unread")
+    max_emails_per_batch: int = setting(_positive_int, _LIMITS.emails_per_batch, shown="`10000`", help="most e-mails in one batch file; more: quarantined")
+    max_recipients: int = setting(_positive_int, _LIMITS.recipients, shown="`50` (SES's own limit)", help="most recipients (to + cc + bcc) of one e-mail")
+    max_headers: int = setting(_positive_int, _LIMITS.headers, shown="`50`", help="most extra headers of one e-mail")
+    max_header_length: int = setting(_positive_int, _LIMITS.header_length, shown="`2000`", help="longest extra header, name plus value, in characters")
+    max_subject_length: int = setting(_positive_int, _LIMITS.subject_length, shown="`998`", help="longest subject, in characters")
+    max_attachments: int = setting(_positive_int, _LIMITS.attachments, shown="`20`", help="most attachments of one e-mail")
+    max_attachment_bytes: int = setting(_positive_int, _LIMITS.attachment_bytes, shown="`10485760` (10 MiB)", help="largest attachment (inline, blob or path); a larger blob or file is not read")
+    max_message_bytes: int = setting(_positive_int, _LIMITS.message_bytes, shown="`41943040` (40 MiB, SES's limit)", help="largest e-mail as sent, estimated before rendering (base64 counted); the senders (threads or coroutines) hold at most twice this at once; an SMTP server's advertised `SIZE` is a further limit")
     # fmt: on
 
     @classmethod
