@@ -227,3 +227,9 @@ def test_nothing_below_an_entry_point_reads_the_environment(
         worker.close()
     assert report.sent == 3
     assert collect_status(store).pending == 0
+
+
+def test_the_attachment_root_may_be_a_path(tmp_path: Path) -> None:
+    assert Settings.load(attachment_root=tmp_path).attachment_root == str(tmp_path)
+    with pytest.raises(SettingError, match="attachment_root must be a folder's path"):
+        Settings.load(attachment_root="")

@@ -127,6 +127,11 @@ def _any_text_rule(*, secret: bool = False) -> Rule:
     return Rule("text", _text_value, secret)
 
 
+def _folder(value: Any) -> str:
+    """A path, as text or a ``Path`` (Django settings build them: ``BASE_DIR / "x"``)."""
+    return _non_empty(os.fspath(value) if isinstance(value, os.PathLike) else value)
+
+
 def _whole(value: Any) -> int:
     """An int, or its digits as text; never a bool or a float (4.5 is not a count)."""
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -219,6 +224,7 @@ _optional_rate = _number(0, above=True, optional=True)
 #: at most ten years: a date that far back is still a date
 _DAYS = _number(0, above=True, high=3650, unit="days")
 _names = Rule("names, comma-separated (or a list)", _names_of)
+_FOLDER = Rule("a folder's path (text or a Path)", _folder)
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -307,7 +313,7 @@ class Settings:
     rate_guard: str = setting(_one_of("off", "warn", "hold"), "off", shown="`off`", help="`warn`: the worker logs a warning while the bounce rate passes 5% or the complaint rate 0.1% (SES's review levels); `hold`: it also keeps deferred mail queued meanwhile (batches end `paused`)")
     rate_sends: int = setting(_positive_int, 1000, shown="`1000`", help="the last N sends over which `status` and the guard count the rates")
 
-    attachment_root: str | None = setting(_text, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
+    attachment_root: str | None = setting(_FOLDER, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
     allowed_senders: str = setting(_any_text, "", shown="any sender", help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not among them fails unsent, on the worker and the priority path (Reply-To is free)")
     max_batch_bytes: int = setting(_positive_int, _LIMITS.batch_bytes, shown="`33554432` (32 MiB)", help="largest batch file the worker reads; its size is checked before its body is read; a larger file is quarantined unread")
     max_emails_per_batch: int = setting(_positive_int, _LIMITS.emails_per_batch, shown="`10000`", help="most e-mails in one batch file; more: quarantined")
