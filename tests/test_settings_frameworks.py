@@ -153,3 +153,10 @@ def test_the_wsgi_and_asgi_middleware_load_their_settings_once_when_made(
     for middleware in (wsgi.MailspoolMiddleware, asgi.MailspoolMiddleware):
         with pytest.raises(ConfigurationError, match="MAILSPOOL_MAX_RATE must be a finite"):
             middleware(lambda *args: [])
+
+
+def test_the_management_command_checks_its_poll_interval() -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--poll-interval must be a finite number of seconds"):
+        call_command("mailspool_worker", "--poll-interval", "nan")

@@ -233,3 +233,11 @@ def test_the_attachment_root_may_be_a_path(tmp_path: Path) -> None:
     assert Settings.load(attachment_root=tmp_path).attachment_root == str(tmp_path)
     with pytest.raises(SettingError, match="attachment_root must be a folder's path"):
         Settings.load(attachment_root="")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_the_poll_interval_is_a_finite_number_of_seconds(spool: Path, value: str) -> None:
+    args = ["worker", "--store", f"file://{spool}", "--poll-interval", value]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "poll_interval must be a finite number of seconds > 0" in result.output

@@ -32,7 +32,7 @@ from mailspool.commands.common import (
     store_option,
 )
 from mailspool.commands.quarantine import quarantine
-from mailspool.config import SETTINGS_BY_NAME, SettingError, Settings
+from mailspool.config import POLL_INTERVAL, SETTINGS_BY_NAME, Rule, SettingError, Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
 from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
@@ -71,18 +71,18 @@ def _settings_from(ctx: click.Context, opts: dict[str, Any], *names: str) -> Set
     return _settings(ctx, **{name: opts[name] for name in names})
 
 
-class _SettingValue(click.ParamType[Any]):
-    """A flag that sets a setting: checked by that setting's rule, the one every other
-    source passes (``mailspool.config``), so ``--max-rate 0`` fails as
+class _Checked(click.ParamType[Any]):
+    """A flag checked by a rule of ``mailspool.config``: for a flag that sets a setting,
+    that setting's rule, the one every other source passes, so ``--max-rate 0`` fails as
     ``MAILSPOOL_MAX_RATE=0`` does, naming the setting and the rule."""
 
-    def __init__(self, setting: str) -> None:
-        self.row = SETTINGS_BY_NAME[setting]
-        self.name = setting
+    def __init__(self, name: str, rule: Rule) -> None:
+        self.name = name
+        self.rule = rule
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            return self.row.parse(self.row.name, value)
+            return self.rule(self.name, value)
         except SettingError as err:
             self.fail(str(err), param, ctx)
 
@@ -93,7 +93,7 @@ def _setting_option(flag: str, help: str) -> Callable[[FC], FC]:
     name = flag.removeprefix("--").replace("-", "_")
     row = SETTINGS_BY_NAME[name]
     return click.option(
-        flag, name, type=_SettingValue(name), help=f"{help}: {row.rule}; env {row.env}."
+        flag, name, type=_Checked(name, row.parse), help=f"{help}: {row.rule}; env {row.env}."
     )
 
 
@@ -267,7 +267,7 @@ def cancel_command(ctx: click.Context, key: str, store: str | None) -> None:
 @_setting_option("--retry-base", "First retry delay, seconds")
 @click.option(
     "--poll-interval",
-    type=float,
+    type=_Checked("poll_interval", POLL_INTERVAL),
     default=None,
     help="Seconds between looks at the queue (default 0.05; 5 for an s3:// store).",
 )

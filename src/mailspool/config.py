@@ -42,6 +42,7 @@ from mailspool.producer.classify import Priority
 from mailspool.spool.limits import Limits
 
 __all__ = [
+    "POLL_INTERVAL",
     "SETTINGS",
     "SETTINGS_BY_NAME",
     "SETTINGS_HELP",
@@ -225,6 +226,9 @@ _optional_rate = _number(0, above=True, optional=True)
 _DAYS = _number(0, above=True, high=3650, unit="days")
 _names = Rule("names, comma-separated (or a list)", _names_of)
 _FOLDER = Rule("a folder's path (text or a Path)", _folder)
+
+#: ``--poll-interval`` of the worker commands: no setting, but the same kind of rule
+POLL_INTERVAL = _positive_seconds
 
 
 # -- the table -------------------------------------------------------------------------------------

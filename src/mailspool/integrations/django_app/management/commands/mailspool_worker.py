@@ -7,15 +7,25 @@ The same loop as the CLI (``mailspool.triggers.local``) and the same worker
 
 from __future__ import annotations
 
+from argparse import ArgumentTypeError
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from mailspool.config import POLL_INTERVAL
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.report import BatchReport
-from mailspool.errors import MailspoolError
+from mailspool.errors import ConfigurationError, MailspoolError
 from mailspool.integrations.django import load_settings
 from mailspool.triggers.local import DrainReport, drain, run_forever
+
+
+def _poll_interval(text: str) -> float:
+    """``--poll-interval``, by the rule ``mailspool worker`` checks it with."""
+    try:
+        return float(POLL_INTERVAL("--poll-interval", text))
+    except ConfigurationError as err:
+        raise ArgumentTypeError(str(err)) from None
 
 
 class Command(BaseCommand):
@@ -26,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--drain", action="store_true", help="Deliver everything, then exit.")
         parser.add_argument(
             "--poll-interval",
-            type=float,
+            type=_poll_interval,
             default=None,
             help="Seconds between looks at the queue (default 0.05; 5 for an s3:// store).",
         )
