@@ -32,6 +32,7 @@ import logging
 import math
 import numbers
 import os
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -438,6 +439,7 @@ def _unknown(
 
 #: the ``MAILSPOOL_*`` variables already warned about: each is logged once per process
 _warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 def _warn_unknown(env: Mapping[str, str]) -> None:
@@ -445,14 +447,18 @@ def _warn_unknown(env: Mapping[str, str]) -> None:
     misspelt variable would otherwise be ignored silently. Only a warning:
     the environment is shared with other programs, and mailspool's own tools."""
     for name in env:
-        if name.startswith(_PREFIX) and name not in _ENVS_KNOWN and name not in _warned:
+        if not name.startswith(_PREFIX) or name in _ENVS_KNOWN:
+            continue
+        with _warned_lock:  # two requests loading at once still warn once
+            if name in _warned:
+                continue
             _warned.add(name)
-            near = closest(name, _ENVS_KNOWN)
-            log.warning(
-                "unknown environment variable %s is ignored%s",
-                name,
-                f"; did you mean {near}?" if near else "",
-            )
+        near = closest(name, _ENVS_KNOWN)
+        log.warning(
+            "unknown environment variable %s is ignored%s",
+            name,
+            f"; did you mean {near}?" if near else "",
+        )
 
 
 def _rows() -> tuple[Setting, ...]:
