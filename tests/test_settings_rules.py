@@ -241,3 +241,11 @@ def test_the_poll_interval_is_a_finite_number_of_seconds(spool: Path, value: str
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert "poll_interval must be a finite number of seconds > 0" in result.output
+
+
+def test_max_rate_unlimited_on_the_command_line_wins_over_the_variable() -> None:
+    worker = cli.commands["worker"]
+    [option] = [p for p in worker.params if p.name == "max_rate"]
+    given = option.type.convert("unlimited", option, None)
+    assert Settings.load(max_rate=given, environ={"MAILSPOOL_MAX_RATE": "5"}).max_rate is None
+    assert option.type.convert("2.5", option, None) == 2.5

@@ -82,9 +82,12 @@ class _Checked(click.ParamType[Any]):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            return self.rule(self.name, value)
+            checked = self.rule(self.name, value)
         except SettingError as err:
             self.fail(str(err), param, ctx)
+        # "unlimited" reads as None, which Settings.load takes for "not given": keep the
+        # text, so the flag still wins over MAILSPOOL_MAX_RATE
+        return value if checked is None else checked
 
 
 def _setting_option(flag: str, help: str) -> Callable[[FC], FC]:
