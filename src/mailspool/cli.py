@@ -13,10 +13,10 @@ import dataclasses
 import functools
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -32,7 +32,7 @@ from mailspool.commands.common import (
     store_option,
 )
 from mailspool.commands.quarantine import quarantine
-from mailspool.config import Settings
+from mailspool.config import POLL_INTERVAL, SETTINGS_BY_NAME, Rule, SettingError, Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
 from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
@@ -54,6 +54,8 @@ from mailspool.triggers.local import DrainReport, drain, run_forever
 
 __all__ = ["main"]
 
+FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
+
 
 # "\b" keeps click from re-wrapping the list into one paragraph.
 _ENV_HELP = "\b\n" + environment_help()
@@ -68,6 +70,35 @@ def _settings(ctx: click.Context, **explicit: Any) -> Settings:
 def _settings_from(ctx: click.Context, opts: dict[str, Any], *names: str) -> Settings:
     """Settings from the named options of a command (None: not given), then the rest."""
     return _settings(ctx, **{name: opts[name] for name in names})
+
+
+class _Checked(click.ParamType[Any]):
+    """A flag checked by a rule of ``mailspool.config``: for a flag that sets a setting,
+    that setting's rule, the one every other source passes, so ``--max-rate 0`` fails as
+    ``MAILSPOOL_MAX_RATE=0`` does, naming the setting and the rule."""
+
+    def __init__(self, name: str, rule: Rule) -> None:
+        self.name = name
+        self.rule = rule
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            checked = self.rule(self.name, value)
+        except SettingError as err:
+            self.fail(str(err), param, ctx)
+        # "unlimited" reads as None, which Settings.load takes for "not given": keep the
+        # text, so the flag still wins over MAILSPOOL_MAX_RATE
+        return value if checked is None else checked
+
+
+def _setting_option(flag: str, help: str) -> Callable[[FC], FC]:
+    """``--max-rate`` for the setting ``max_rate``: its rule checks it, its variable is
+    the fallback; both are named in the help."""
+    name = flag.removeprefix("--").replace("-", "_")
+    row = SETTINGS_BY_NAME[name]
+    return click.option(
+        flag, name, type=_Checked(name, row.parse), help=f"{help}: {row.rule}; env {row.env}."
+    )
 
 
 @contextmanager
@@ -158,7 +189,7 @@ _WHEN = _When()
 )
 @store_option
 @click.option("--priority-transport", metavar="URL", help="Env MAILSPOOL_PRIORITY_TRANSPORT.")
-@click.option("--emails-per-file", type=int, help="Env MAILSPOOL_EMAILS_PER_FILE.")
+@_setting_option("--emails-per-file", "Split into files of at most N e-mails")
 @click.pass_context
 def send(ctx: click.Context, /, **opts: Any) -> None:
     """Send one e-mail now (--priority) or queue it for the worker."""
@@ -237,23 +268,13 @@ def cancel_command(ctx: click.Context, key: str, store: str | None) -> None:
 @click.option("--drain", is_flag=True, help="Deliver everything pending, then exit.")
 @store_option
 @click.option("--transport", metavar="URL", help="Delivery URL; env MAILSPOOL_TRANSPORT.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    help="E-mails in flight; env MAILSPOOL_CONCURRENCY.",
-)
-@click.option(
-    "--max-rate", type=float, help="E-mails (recipients) per second; env MAILSPOOL_MAX_RATE."
-)
-@click.option("--max-attempts", type=click.IntRange(min=1), help="Env MAILSPOOL_MAX_ATTEMPTS.")
-@click.option(
-    "--retry-base",
-    type=click.FloatRange(min=0, min_open=True),
-    help="First retry delay, seconds; env MAILSPOOL_RETRY_BASE.",
-)
+@_setting_option("--concurrency", "E-mails in flight")
+@_setting_option("--max-rate", "E-mails (recipients) per second")
+@_setting_option("--max-attempts", "Attempts for a transient failure")
+@_setting_option("--retry-base", "First retry delay, seconds")
 @click.option(
     "--poll-interval",
-    type=float,
+    type=_Checked("poll_interval", POLL_INTERVAL),
     default=None,
     help="Seconds between looks at the queue (default 0.05; 5 for an s3:// store).",
 )
@@ -370,7 +391,7 @@ def _run_worker(
     if sqs_queue:
         from mailspool.aws.sqs import consume
 
-        consume(the_worker, sqs_queue, on_batch=_log_batch)
+        consume(the_worker, sqs_queue, on_batch=_log_batch, namespace=settings.metrics_namespace)
         return
     if poll_interval is None:
         poll_interval = poll_interval_for(the_worker.store)

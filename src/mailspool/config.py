@@ -1,8 +1,8 @@
-"""Every setting, defined once, and one lookup in a documented order.
+"""Every setting, defined once, checked in one place, and one lookup in a documented order.
 
 Each field of ``Settings`` is one row of the settings table: its name (the variable is
-``MAILSPOOL_<NAME>``), its type and parser, its default, one line of help and, for the
-settings a worker uses, the ``WorkerOptions`` field it fills. ``docs/configuration.md``
+``MAILSPOOL_<NAME>``), its rule (what it accepts), its default, one line of help and, for
+the settings a worker uses, the ``WorkerOptions`` field it fills. ``docs/configuration.md``
 and ``mailspool --help`` are generated from these rows (``mailspool.settings_docs``).
 
 For every setting the first of these that gives a value wins:
@@ -13,14 +13,27 @@ For every setting the first of these that gives a value wins:
 3. the environment variable ``MAILSPOOL_<NAME>``;
 4. the default.
 
-Nothing is read at import time: ``Settings.load()`` reads the environment when called.
-A bad value raises ``ConfigurationError`` naming the variable and what it accepts.
+Every value, whatever its source and whether text or a Python value, passes its row's
+``Rule``: a bad one raises ``SettingError`` (a ``ConfigurationError``) naming the setting
+as its source spells it and the rule ("max_rate must be a finite number > 0, got 0").
+A number setting never takes NaN or an infinity. An unknown name given as an argument or
+in a framework's settings raises, with the closest known name; an unknown ``MAILSPOOL_*``
+variable is logged once, with the closest known name, since the environment is shared.
+
+Nothing is read at import time: ``Settings.load()`` reads the environment when called,
+and is meant to be called once at each entry point (the CLI, the framework glue, the
+Lambda handler, ``send_mail`` outside a framework), which passes the settings down.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import math
+import numbers
 import os
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,12 +42,25 @@ from mailspool.errors import ConfigurationError
 from mailspool.producer.classify import Priority
 from mailspool.spool.limits import Limits
 
-__all__ = ["SETTINGS", "SETTINGS_HELP", "Setting", "Settings", "data_dir", "default_of"]
+__all__ = [
+    "POLL_INTERVAL",
+    "SETTINGS",
+    "SETTINGS_BY_NAME",
+    "SETTINGS_HELP",
+    "Rule",
+    "Setting",
+    "SettingError",
+    "Settings",
+    "closest",
+    "data_dir",
+    "default_of",
+]
+
+log = logging.getLogger("mailspool")
+_PREFIX = "MAILSPOOL_"
 
 _LIMITS = Limits()  # the limits' defaults: one source, the limits themselves
 
-#: Turns a text value into the setting's type; raises ``ConfigurationError`` naming ``name``.
-Parser = Callable[[str, str], Any]
 #: Computes a default from the settings resolved before it (in table order).
 Default = Callable[[Mapping[str, Any]], Any]
 
@@ -45,93 +71,165 @@ def data_dir() -> Path:
     return Path(base) / "mailspool"
 
 
-# -- parsers: (variable name, text) -> value -----------------------------------------------------
+# -- rules: what each setting accepts, whatever its source ---------------------------------------
 
 
-def _text(name: str, value: str) -> str:
-    if not value.strip():
-        raise ConfigurationError(f"{name} must not be empty")
+class SettingError(ConfigurationError):
+    """A setting that is unknown or whose value its rule refuses. ``setting`` is the name
+    as its source spells it (``max_rate``, ``MAILSPOOL_MAX_RATE``, ``MAILSPOOL['MAX_RATE']``);
+    ``hint`` says what would be right (the rule, or the closest known name)."""
+
+    def __init__(self, message: str, *, setting: str, hint: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What a setting accepts. ``words`` say it, in errors and in the docs' table;
+    ``convert`` turns a value into the setting's type (text from the environment or a
+    flag, a Python value from an argument or a framework dict) and raises ``ValueError``
+    or ``TypeError`` for a value it refuses. ``secret``: an error does not show the value."""
+
+    words: str
+    convert: Callable[[Any], Any]
+    secret: bool = False
+
+    def __call__(self, label: str, value: Any) -> Any:
+        """The value converted, or ``SettingError`` naming ``label`` and the rule."""
+        try:
+            return self.convert(value)
+        except (TypeError, ValueError, OverflowError):
+            shown = f"a value of type {type(value).__name__}" if self.secret else repr(value)
+            raise SettingError(
+                f"{label} must be {self.words}, got {shown}",
+                setting=label,
+                hint=f"{label} accepts {self.words} (see docs/configuration.md)",
+            ) from None
+
+
+def _text_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
     return value
 
 
-def _any_text(name: str, value: str) -> str:
-    return value
+def _non_empty(value: Any) -> str:
+    if not _text_value(value).strip():
+        raise ValueError(value)
+    return str(value)
 
 
-def _non_negative_int(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a whole number, not {value!r}") from None
-    if number < 0:
-        raise ConfigurationError(f"{name} must be 0 or more, not {number}")
+def _text_rule(*, secret: bool = False) -> Rule:
+    return Rule("non-empty text", _non_empty, secret)
+
+
+def _any_text_rule(*, secret: bool = False) -> Rule:
+    return Rule("text", _text_value, secret)
+
+
+def _folder(value: Any) -> str:
+    """A path, as text or a ``Path`` (Django settings build them: ``BASE_DIR / "x"``)."""
+    return _non_empty(os.fspath(value) if isinstance(value, os.PathLike) else value)
+
+
+def _whole(value: Any) -> int:
+    """An int, or its digits as text; never a bool or a float (4.5 is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(value)
+    return int(value)
+
+
+def _integer(low: int, *, high: int | None = None) -> Rule:
+    def convert(value: Any) -> int:
+        number = _whole(value)
+        if number < low or (high is not None and number > high):
+            raise ValueError(number)
+        return number
+
+    words = f"a whole number >= {low}" + (f" and <= {high}" if high is not None else "")
+    return Rule(words, convert)
+
+
+def _real(value: Any) -> float:
+    """A finite number, or its text: never a bool, NaN or an infinity."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | str):
+        raise TypeError(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
     return number
 
 
-def _positive_int(name: str, value: str) -> int:
-    number = _non_negative_int(name, value)
-    if number == 0:
-        raise ConfigurationError(f"{name} must be at least 1")
-    return number
+def _number(
+    low: float, *, above: bool, high: float | None = None, unit: str = "", optional: bool = False
+) -> Rule:
+    """A finite number more than ``low`` (``above``) or at least ``low``, at most ``high``;
+    ``unit`` (``seconds``) words the rule; ``optional``: ``None`` or `'unlimited'` too."""
+    bound = f"> {low:g}" if above else f">= {low:g}"
+    words = f"a finite number{f' of {unit}' if unit else ''} {bound}"
+    if high is not None:
+        words += f" and <= {high:g}"
+    if optional:
+        words += " (or 'unlimited')"
+
+    def convert(value: Any) -> float | None:
+        if optional and (value is None or str(value).strip().lower() in _UNLIMITED):
+            return None
+        number = _real(value)
+        if number < low or (above and number == low) or (high is not None and number > high):
+            raise ValueError(value)
+        return number
+
+    return Rule(words, convert)
 
 
-def _number(name: str, value: str, unit: str = "") -> float:
-    """A number; ``unit`` (`` seconds``) only words the error."""
-    try:
-        return float(value)
-    except ValueError:
-        kind = f"a number of{unit}" if unit else "a number"
-        raise ConfigurationError(f"{name} must be {kind}, not {value!r}") from None
+_UNLIMITED = ("", "none", "unlimited")
 
 
-def _seconds(name: str, value: str) -> float:
-    seconds = _number(name, value, " seconds")
-    if seconds < 0:
-        raise ConfigurationError(f"{name} must be 0 seconds or more, not {value!r}")
-    return seconds
+def _names_of(value: Any) -> frozenset[str]:
+    """Comma-separated text, or a list (or set) of texts."""
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, list | tuple | set | frozenset):
+        raise TypeError(value)
+    return frozenset(_text_value(part).strip() for part in parts if _text_value(part).strip())
 
 
-def _positive_number(name: str, value: str, unit: str = "") -> float:
-    number = _number(name, value, unit)
-    if number <= 0:
-        raise ConfigurationError(f"{name} must be more than 0{unit}, not {value!r}")
-    return number
-
-
-def _positive_seconds(name: str, value: str) -> float:
-    return _positive_number(name, value, " seconds")
-
-
-def _names(name: str, value: str) -> frozenset[str]:
-    """A comma-separated list (of SNS topic ARNs, say)."""
-    return frozenset(part.strip() for part in value.split(",") if part.strip())
-
-
-def _optional_rate(name: str, value: str) -> float | None:
-    if value.lower() in ("", "none", "unlimited"):
-        return None
-    try:
-        rate = float(value)
-    except ValueError:
-        raise ConfigurationError(
-            f"{name} must be e-mails per second (a number), not {value!r}"
-        ) from None
-    if rate <= 0:
-        raise ConfigurationError(f"{name} must be more than 0 (or 'unlimited'), not {value!r}")
-    return rate
-
-
-def _one_of(*words: str) -> Parser:
+def _one_of(*words: str) -> Rule:
     quoted = [repr(word) for word in words]
     allowed = ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
-    def parse(name: str, value: str) -> str:
-        word = value.lower()
+    def convert(value: Any) -> str:
+        word = _text_value(value).strip().lower()
         if word not in words:
-            raise ConfigurationError(f"{name} must be {allowed}, not {value!r}")
+            raise ValueError(value)
         return word
 
-    return parse
+    return Rule(allowed, convert)
+
+
+# The rules the table's rows name (lower case: the parsers' names before rules, which
+# rows added elsewhere may still use).
+_text = _text_rule()
+_any_text = _any_text_rule()
+_SECRET = _text_rule(secret=True)
+_ANY_SECRET = _any_text_rule(secret=True)
+_positive_int = _integer(1)
+_non_negative_int = _integer(0)
+#: at most 100: the backoff doubles per attempt, and 2 ** 1024 is no float
+_ATTEMPTS = _integer(1, high=100)
+_seconds = _number(0, above=False, unit="seconds")
+_positive_seconds = _number(0, above=True, unit="seconds")
+_positive_number = _number(0, above=True)
+_optional_rate = _number(0, above=True, optional=True)
+#: at most ten years: a date that far back is still a date
+_DAYS = _number(0, above=True, high=3650, unit="days")
+_names = Rule("names, comma-separated (or a list)", _names_of)
+_FOLDER = Rule("a folder's path (text or a Path)", _folder)
+
+#: ``--poll-interval`` of the worker commands: no setting, but the same kind of rule
+POLL_INTERVAL = _positive_seconds
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -142,7 +240,7 @@ class Setting:
     """One row of the settings table (see the module docstring)."""
 
     name: str
-    parse: Parser
+    parse: Rule
     default: Default
     shown: str
     help: str
@@ -151,11 +249,16 @@ class Setting:
     @property
     def env(self) -> str:
         """The environment variable: ``MAILSPOOL_<NAME>``."""
-        return f"MAILSPOOL_{self.name.upper()}"
+        return f"{_PREFIX}{self.name.upper()}"
+
+    @property
+    def rule(self) -> str:
+        """What it accepts, in words (its column in the docs' table)."""
+        return self.parse.words
 
 
 def setting(
-    parse: Parser,
+    parse: Rule,
     default: Any,
     *,
     shown: str,
@@ -187,7 +290,7 @@ class Settings:
     max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by every sender (thread or coroutine); unset, the transport's own limit")
     concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
     ledger_commit_ms: int | None = setting(_non_negative_int, None, shown="`1000` on S3 (a PUT costs money), `0` elsewhere", help="milliseconds between the ledger's commits: outcomes recorded meanwhile are written together and a crash can repeat the e-mails sent in the last T ms ([guarantees](guarantees.md)); `0`: each sender waits for the commit once `concurrency` outcomes are waiting", worker_option="ledger_commit_ms")
-    max_attempts: int = setting(_positive_int, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")
+    max_attempts: int = setting(_ATTEMPTS, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")
     retry_base: float = setting(_positive_seconds, 1.0, shown="`1` (second)", help="the first retry's delay; each retry doubles it, with jitter, up to a minute", worker_option="retry_base")
     queue_lifetime: float = setting(_positive_seconds, 432000.0, shown="`432000` (5 days, as Postfix's `maximal_queue_lifetime`)", help="seconds from a batch's creation during which the worker keeps trying its e-mails through transient failures and outages; past it an e-mail not yet sent fails (retryable) ([guarantees](guarantees.md))", worker_option="queue_lifetime")
     default_priority: str = setting(_one_of(*(p.value for p in Priority)), Priority.DEFERRED.value, shown="`deferred`", help="`now` or `deferred` when nothing marks an e-mail")
@@ -198,7 +301,7 @@ class Settings:
     write_timeout: float = setting(_positive_seconds, 2.0, shown="`2` (seconds)", help="seconds a request may spend writing its batches to the store, all attempts together, before they go to the fallback store ([frameworks](frameworks.md))")
     write_attempts: int = setting(_positive_int, 3, shown="`3`", help="store write attempts within `MAILSPOOL_WRITE_TIMEOUT` before the fallback")
     fallback_store: str = setting(_text, _under_data_dir("fallback"), shown="`file://$XDG_DATA_HOME/mailspool/fallback`", help="where a request's batches go when the store fails; `mailspool worker` moves them back")
-    serve_token: str | None = setting(_text, None, shown="none", help="the token `mailspool serve` asks for on every page but the public endpoints; required to listen on a non-loopback address ([dashboard](dashboard.md))")
+    serve_token: str | None = setting(_SECRET, None, shown="none", help="the token `mailspool serve` asks for on every page but the public endpoints; required to listen on a non-loopback address ([dashboard](dashboard.md))")
     allowed_hosts: frozenset[str] = setting(_names, frozenset(), shown="none: loopback names only", help="host names (or addresses), comma-separated, that `mailspool serve` and the mounted dashboard answer to beside `localhost`, `127.0.0.1` and `[::1]`; a request naming any other `Host` gets a 400, and a form's `Origin` must be one of them (DNS rebinding; [dashboard](dashboard.md)); `*`: any (the application around checks `Host`)")
     middleware_mode: str = setting(_one_of("before", "after"), "before", shown="`before`", help="Flask (the WSGI and ASGI middleware take `mode=`): write `before` the response completes (durable) or `after` it was sent")
     deadline_margin: float | None = setting(_seconds, None, shown="a quarter of the time left, at most 5 s", help="Lambda: seconds before the deadline at which the handler hands the rest to a continuation batch ([aws](aws.md))")
@@ -209,15 +312,15 @@ class Settings:
 
     sns_topics: frozenset[str] = setting(_names, frozenset(), shown="none (the endpoint answers 404)", help="SNS topic ARNs, comma-separated, whose SES events `POST /events/ses` accepts ([feedback](feedback.md))")
     unsubscribe_url: str = setting(_any_text, "", shown="none", help="the `https://` URL of the one-click unsubscribe endpoint; with the secret, deferred e-mails carry `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058)")
-    unsubscribe_secret: str = setting(_any_text, "", shown="none", help="the key (16 bytes or more) that signs each recipient's unsubscribe token (HMAC-SHA256)")
+    unsubscribe_secret: str = setting(_ANY_SECRET, "", shown="none", help="the key (16 bytes or more) that signs each recipient's unsubscribe token (HMAC-SHA256)")
     unsubscribe_mailto: str = setting(_any_text, "", shown="none", help="an address offered beside the URL in `List-Unsubscribe`")
     soft_bounce_limit: int = setting(_positive_int, 3, shown="`3`", help="soft bounces within `MAILSPOOL_SOFT_BOUNCE_DAYS` that suppress an address")
-    soft_bounce_days: float = setting(_positive_number, 7.0, shown="`7`", help="the window in which soft bounces are counted")
+    soft_bounce_days: float = setting(_DAYS, 7.0, shown="`7`", help="the window in which soft bounces are counted")
     on_event: str = setting(_any_text, "", shown="none", help="`package.module:function` called once per SES event (beside `mailspool.feedback.hooks.register`)")
     rate_guard: str = setting(_one_of("off", "warn", "hold"), "off", shown="`off`", help="`warn`: the worker logs a warning while the bounce rate passes 5% or the complaint rate 0.1% (SES's review levels); `hold`: it also keeps deferred mail queued meanwhile (batches end `paused`)")
     rate_sends: int = setting(_positive_int, 1000, shown="`1000`", help="the last N sends over which `status` and the guard count the rates")
 
-    attachment_root: str | None = setting(_text, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
+    attachment_root: str | None = setting(_FOLDER, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
     allowed_senders: str = setting(_any_text, "", shown="any sender", help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not among them fails unsent, on the worker and the priority path (Reply-To is free)")
     max_batch_bytes: int = setting(_positive_int, _LIMITS.batch_bytes, shown="`33554432` (32 MiB)", help="largest batch file the worker reads; its size is checked before its body is read; a larger file is quarantined unread")
     max_emails_per_batch: int = setting(_positive_int, _LIMITS.emails_per_batch, shown="`10000`", help="most e-mails in one batch file; more: quarantined")
@@ -236,25 +339,62 @@ class Settings:
         framework: Mapping[str, Any] | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        framework_key: Callable[[str], str] | None = None,
+        glue: Collection[str] = (),
         **explicit: Any,
     ) -> Settings:
-        """The settings from arguments, framework settings, environment and defaults."""
-        env = os.environ if environ is None else environ
-        given = framework or {}
-        known = {row.name for row in SETTINGS}
-        unknown = sorted(set(explicit) - known) + sorted(set(given) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown mailspool setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        resolved: dict[str, Any] = {}
-        for row in SETTINGS:
-            resolved[row.name] = _lookup(row, explicit, given, env, resolved)
+        """The settings from arguments, framework settings, environment and defaults,
+        each checked by its row's rule; the first problem raises ``SettingError``.
+
+        ``framework_key`` spells a setting's name as the framework's user writes it
+        (``MAILSPOOL['STORE']``) in errors; ``glue`` names (in the same form as the
+        mapping's keys) the glue reads itself: not settings, but not unknown either.
+        """
+        resolved, problems = _resolve(framework, environ, framework_key, glue, explicit)
+        if problems:
+            raise problems[0]
         return cls(**resolved)
+
+    @classmethod
+    def problems(
+        cls,
+        framework: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        framework_key: Callable[[str], str] | None = None,
+        glue: Collection[str] = (),
+        **explicit: Any,
+    ) -> list[SettingError]:
+        """Every problem ``load`` would raise the first of, for a check that reports them
+        all at once (Django's ``manage.py check``)."""
+        return _resolve(framework, environ, framework_key, glue, explicit)[1]
 
     def worker_options(self) -> dict[str, Any]:
         """The ``WorkerOptions`` fields these settings fill, by field name."""
         return {row.worker_option: getattr(self, row.name) for row in SETTINGS if row.worker_option}
+
+
+def _resolve(
+    framework: Mapping[str, Any] | None,
+    environ: Mapping[str, str] | None,
+    framework_key: Callable[[str], str] | None,
+    glue: Collection[str],
+    explicit: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[SettingError]]:
+    """Every setting's value (its default where its value was refused) and the problems."""
+    env = os.environ if environ is None else environ
+    given = {name: value for name, value in (framework or {}).items() if name not in glue}
+    spell = framework_key or (lambda name: name)
+    problems = _unknown(explicit, lambda name: name) + _unknown(given, spell, glue)
+    _warn_unknown(env)
+    resolved: dict[str, Any] = {}
+    for row in SETTINGS:
+        try:
+            resolved[row.name] = _lookup(row, explicit, given, env, resolved, spell)
+        except SettingError as err:
+            problems.append(err)
+            resolved[row.name] = row.default(resolved)
+    return resolved, problems
 
 
 def _lookup(
@@ -263,14 +403,64 @@ def _lookup(
     framework: Mapping[str, Any],
     env: Mapping[str, str],
     resolved: Mapping[str, Any],
+    spell: Callable[[str], str],
 ) -> Any:
-    for value in (explicit.get(row.name), framework.get(row.name)):
-        if value is not None:
-            return row.parse(row.env, value) if isinstance(value, str) else value
+    """The first value given (None: not given), checked by the row's rule and named as
+    its source names it; else the default, which is not checked (the table's own)."""
+    if explicit.get(row.name) is not None:
+        return row.parse(row.name, explicit[row.name])
+    if framework.get(row.name) is not None:
+        return row.parse(spell(row.name), framework[row.name])
     raw = env.get(row.env)
     if raw is not None and raw.strip():
         return row.parse(row.env, raw.strip())
     return row.default(resolved)
+
+
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name closest to a misspelt one (``STOER``: ``STORE``), if any is close."""
+    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _unknown_error(name: str, known: Iterable[str], spell: Callable[[str], str]) -> SettingError:
+    near = closest(name, known)
+    hint = f"did you mean {spell(near)}?" if near else "see docs/configuration.md"
+    return SettingError(
+        f"unknown mailspool setting {spell(name)}; {hint}", setting=spell(name), hint=hint
+    )
+
+
+def _unknown(
+    given: Mapping[str, Any], spell: Callable[[str], str], glue: Collection[str] = ()
+) -> list[SettingError]:
+    """An error for each name that is no setting (nor the glue's), with the closest."""
+    known = [*(row.name for row in SETTINGS), *glue]
+    return [_unknown_error(name, known, spell) for name in given if name not in _NAMES_KNOWN]
+
+
+#: the ``MAILSPOOL_*`` variables already warned about: each is logged once per process
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """Log each unknown ``MAILSPOOL_*`` variable once, with the closest known name: a
+    misspelt variable would otherwise be ignored silently. Only a warning:
+    the environment is shared with other programs, and mailspool's own tools."""
+    for name in env:
+        if not name.startswith(_PREFIX) or name in _ENVS_KNOWN:
+            continue
+        with _warned_lock:  # two requests loading at once still warn once
+            if name in _warned:
+                continue
+            _warned.add(name)
+        near = closest(name, _ENVS_KNOWN)
+        log.warning(
+            "unknown environment variable %s is ignored%s",
+            name,
+            f"; did you mean {near}?" if near else "",
+        )
 
 
 def _rows() -> tuple[Setting, ...]:
@@ -286,13 +476,15 @@ def _rows() -> tuple[Setting, ...]:
 #: The settings table, in the order of the fields of ``Settings``.
 SETTINGS: tuple[Setting, ...] = _rows()
 
+#: The rows by setting name (``max_rate``).
+SETTINGS_BY_NAME: dict[str, Setting] = {row.name: row for row in SETTINGS}
+_NAMES_KNOWN = frozenset(SETTINGS_BY_NAME)
+_ENVS_KNOWN = frozenset(row.env for row in SETTINGS)
+
 #: Each setting's environment variable and its one line of help.
 SETTINGS_HELP: dict[str, str] = {row.env: row.help for row in SETTINGS}
 
 
 def default_of(name: str) -> Any:
     """A setting's default (for defaults that depend on no other setting)."""
-    for row in SETTINGS:
-        if row.name == name:
-            return row.default({})
-    raise KeyError(name)
+    return SETTINGS_BY_NAME[name].default({})

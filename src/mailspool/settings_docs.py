@@ -21,10 +21,11 @@ _LINK = re.compile(r"\s*\(\[[^]]*\]\([^)]*\)\)")
 
 
 def markdown_table() -> str:
-    """One row per setting: variable, default, meaning."""
-    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    """One row per setting: variable, what it accepts (its rule, whatever the source:
+    environment, flag, framework dict or argument), default, meaning."""
+    lines = ["| variable | accepts | default | meaning |", "| --- | --- | --- | --- |"]
     for row in SETTINGS:
-        cells = (f"`{row.env}`", row.shown, row.help)
+        cells = (f"`{row.env}`", row.rule, row.shown, row.help)
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 

@@ -42,7 +42,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from mailspool.aws.events import ObjectEvent, parse_event
-from mailspool.aws.metrics import ThrottleCounter, write_batch_metrics
+from mailspool.aws.metrics import DEFAULT_NAMESPACE, ThrottleCounter, write_batch_metrics
 from mailspool.aws.runtime import deadline_margin, open_runtime
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.errors import MailspoolError
@@ -133,7 +133,13 @@ def handle(
     runtime.transport = ThrottleCounter(runtime.transport)  # for the EMF metrics
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")
     try:
-        answer = deliver_event(event, worker, remaining=remaining, request_id=request_id)
+        answer = deliver_event(
+            event,
+            worker,
+            remaining=remaining,
+            request_id=request_id,
+            namespace=runtime.settings.metrics_namespace,
+        )
     finally:
         worker.close()
     return _with_feedback(event, answer, feedback)
@@ -154,11 +160,15 @@ def deliver_event(
     remaining: Callable[[], float] | None = None,
     request_id: str = "local",
     on_batch: Callable[[BatchReport], None] | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> dict[str, Any]:
     """Deliver every batch an event announces with ``worker``; answer as ``handler`` does.
-    ``on_batch`` sees each batch's report (the SQS worker prints its line)."""
+    ``on_batch`` sees each batch's report (the SQS worker prints its line); each batch's
+    metrics go to ``namespace`` (the ``metrics_namespace`` setting)."""
     margin = worker.options.deadline_margin
-    results = [_one(worker, item, remaining, margin, request_id) for item in parse_event(event)]
+    results = [
+        _one(worker, item, remaining, margin, request_id, namespace) for item in parse_event(event)
+    ]
     if on_batch is not None:
         for result in results:
             if result.report is not None:
@@ -172,6 +182,7 @@ def _one(
     remaining: Callable[[], float] | None,
     margin: float,
     request_id: str,
+    namespace: str,
 ) -> _Result:
     key = _store_key(worker.store, item)
     if key is None:
@@ -213,6 +224,7 @@ def _one(
         report,
         throttled=_throttled(worker) - throttled,
         function=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local"),
+        namespace=namespace,
     )
     return _Result(item, report.status, report)
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from mailspool.config import Settings
+from mailspool.config import default_of
 from mailspool.delivery.worker import BatchReport
 from mailspool.errors import TransientError
 from mailspool.message import Message
@@ -29,8 +29,16 @@ from mailspool.spool import layout
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
 from mailspool.transports.wrapper import TransportWrapper
 
-__all__ = ["METRIC_NAMES", "ThrottleCounter", "batch_metrics", "write_batch_metrics"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "METRIC_NAMES",
+    "ThrottleCounter",
+    "batch_metrics",
+    "write_batch_metrics",
+]
 
+#: the ``metrics_namespace`` setting's default; the handler passes the one it loaded
+DEFAULT_NAMESPACE: str = default_of("metrics_namespace")
 METRIC_NAMES = ("Sent", "Failed", "Suppressed", "Throttled", "BatchLatency")
 
 
@@ -70,13 +78,17 @@ class ThrottleCounter(TransportWrapper):
 
 
 def batch_metrics(
-    report: BatchReport, *, throttled: int, function: str, now: float | None = None
+    report: BatchReport,
+    *,
+    throttled: int,
+    function: str,
+    now: float | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> dict[str, Any]:
-    """The EMF document of one batch run."""
+    """The EMF document of one batch run, in ``namespace`` (the settings' namespace)."""
     moment = time.time() if now is None else now
     created = layout.id_time(report.batch_id)
     latency = max(moment - created, 0.0) * 1000 if created is not None else 0.0
-    namespace = Settings.load().metrics_namespace
     units = {"BatchLatency": "Milliseconds"}
     return {
         "_aws": {
@@ -103,9 +115,15 @@ def batch_metrics(
 
 
 def write_batch_metrics(
-    report: BatchReport, *, throttled: int, function: str, out: TextIO | None = None
+    report: BatchReport,
+    *,
+    throttled: int,
+    function: str,
+    out: TextIO | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> None:
     """Print the EMF line of one batch run (Lambda sends stdout to CloudWatch Logs)."""
     stream = sys.stdout if out is None else out
-    stream.write(json.dumps(batch_metrics(report, throttled=throttled, function=function)) + "\n")
+    document = batch_metrics(report, throttled=throttled, function=function, namespace=namespace)
+    stream.write(json.dumps(document) + "\n")
     stream.flush()

@@ -23,6 +23,7 @@ from typing import Any
 
 from mailspool._backends import boto3_client
 from mailspool.aws.lambda_handler import deliver_event
+from mailspool.aws.metrics import DEFAULT_NAMESPACE
 from mailspool.delivery.worker import BatchReport, Worker
 from mailspool.triggers.local import promote
 
@@ -40,8 +41,10 @@ def consume(
     client: Any = None,
     on_round: Callable[[int], None] | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> None:
-    """Receive, deliver and delete until ``worker.stop()``."""
+    """Receive, deliver and delete until ``worker.stop()``; ``namespace``: the
+    ``metrics_namespace`` setting, for each batch's metrics line."""
     sqs = client if client is not None else _sqs_client()
     while not worker.stopping.is_set():
         promote(worker.store)
@@ -53,7 +56,9 @@ def consume(
             worker.stopping.wait(5)
             continue
         if poll.messages:
-            consume_messages(worker, sqs, queue_url, poll.messages, on_batch=on_batch)
+            consume_messages(
+                worker, sqs, queue_url, poll.messages, on_batch=on_batch, namespace=namespace
+            )
         if on_round is not None:
             on_round(len(poll.messages))
 
@@ -98,12 +103,19 @@ def consume_messages(
     messages: list[Any],
     *,
     on_batch: Callable[[BatchReport], None] | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> list[str]:
     """Deliver the batches of received messages; delete the settled ones; the ids kept."""
     records = [
         {"messageId": m["MessageId"], "body": m["Body"], "eventSource": "aws:sqs"} for m in messages
     ]
-    answer = deliver_event({"Records": records}, worker, request_id="sqs-worker", on_batch=on_batch)
+    answer = deliver_event(
+        {"Records": records},
+        worker,
+        request_id="sqs-worker",
+        on_batch=on_batch,
+        namespace=namespace,
+    )
     kept = [f["itemIdentifier"] for f in answer["batchItemFailures"]]
     for message in messages:
         if message["MessageId"] not in kept:

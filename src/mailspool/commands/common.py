@@ -5,7 +5,7 @@ unit."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -14,7 +14,7 @@ import click
 import orjson
 
 from mailspool.config import Settings
-from mailspool.errors import MailspoolError
+from mailspool.errors import ConfigurationError, MailspoolError
 from mailspool.stores import Store, open_store
 
 __all__ = [
@@ -36,8 +36,9 @@ store_option = click.option(
     help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
 )
 
-#: where a framework's command group (``flask mailspool``) leaves its settings for the
-#: commands it runs: ``click.Context.meta`` is shared by a command and its group
+#: where a framework's command group (``flask mailspool``) leaves its settings loader
+#: (flags as keyword arguments -> Settings) for the commands it runs:
+#: ``click.Context.meta`` is shared by a command and its group
 FRAMEWORK_META = "mailspool.framework"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -61,13 +62,16 @@ def opened_store(store: str | None, *, quiet: bool = False) -> Iterator[Store]:
 
 def load_settings(**explicit: Any) -> Settings:
     """Settings from the flags given (None: not given), then the framework's (under
-    ``flask mailspool``), then the environment."""
+    ``flask mailspool``: its loader), then the environment; a mistake is one line."""
     context = click.get_current_context(silent=True)
-    framework: Mapping[str, Any] | None = (
-        None if context is None else context.meta.get(FRAMEWORK_META)
+    load: Callable[..., Settings] = (
+        Settings.load if context is None else context.meta.get(FRAMEWORK_META, Settings.load)
     )
     given = {name: value for name, value in explicit.items() if value is not None}
-    return Settings.load(framework=framework, **given)
+    try:
+        return load(**given)
+    except ConfigurationError as err:
+        raise click.ClickException(str(err)) from err
 
 
 def say_store(url: str) -> None:

@@ -16,11 +16,11 @@ import orjson
 from mailspool.commands.common import (
     Listing,
     list_command,
+    load_settings,
     opened_store,
     print_json,
     store_option,
 )
-from mailspool.config import Settings
 from mailspool.errors import MailspoolError
 from mailspool.feedback.lines import Line, read_lines
 from mailspool.feedback.route import ingest_lines
@@ -209,7 +209,7 @@ def events_ingest(file: IO[bytes], store: str | None) -> None:
     UTF-8, not JSON, no SES event, a date that cannot be read...) is reported on stderr
     with its line number and reason, the others are recorded, and the exit code is 1."""
     with opened_store(store) as the_store:
-        options = feedback_options(Settings.load())
+        options = feedback_options(load_settings(store=store))
         result, bad = ingest_lines(
             file, the_store, options=options, on_problem=lambda p: click.echo(p, err=True)
         )

@@ -21,7 +21,12 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from mailspool._asgi import ASGIApp, Receive, Send
-from mailspool.integrations.wsgi import SettingsSource, check_mode, resolve_settings
+from mailspool.integrations.wsgi import (
+    SettingsSource,
+    check_mode,
+    resolve_settings,
+    settings_source,
+)
 from mailspool.producer.scope import RequestScope
 
 __all__ = ["ASGIApp", "MailspoolMiddleware", "Receive", "Send"]
@@ -35,7 +40,7 @@ class MailspoolMiddleware:
     def __init__(self, app: ASGIApp, *, mode: str = "before", settings: SettingsSource = None):
         self.app = app
         self.mode = check_mode(mode)
-        self.settings = settings
+        self.settings = settings_source(settings)
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

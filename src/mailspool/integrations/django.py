@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.mime.base import MIMEBase
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
+from django.core import checks
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
@@ -50,15 +51,18 @@ from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.api import send_message, send_now
 from mailspool.producer.classify import classify
 from mailspool.producer.later import Later, parse_when
-from mailspool.producer.scope import enqueue
+from mailspool.producer.scope import current_scope, enqueue
 
 __all__ = [
     "LATER_HEADERS",
     "PRIORITY_HEADER",
     "EmailBackend",
     "MailspoolMiddleware",
+    "check_settings",
     "later_of",
     "load_settings",
+    "mailspool_key",
+    "setting_problems",
     "to_message",
 ]
 
@@ -67,6 +71,7 @@ log = logging.getLogger("mailspool")
 #: Keys of ``settings.MAILSPOOL`` that only the glue reads; every other key is a setting
 #: of ``mailspool.config.Settings`` (``STORE`` is ``MAILSPOOL_STORE``, and so on).
 GLUE_KEYS = frozenset({"PRIORITY_BACKEND", "ON_COMMIT", "DATABASE"})
+_SELF_PRIORITY = "MAILSPOOL['PRIORITY_BACKEND'] must be another backend"
 _DROPPED_HEADERS = frozenset({"message-id", "date"})
 #: Headers that carry ``send_at``, ``expires_at`` and ``key``; taken off the e-mail.
 LATER_HEADERS = {
@@ -80,14 +85,69 @@ def _glue(name: str, default: Any = None) -> Any:
     return (getattr(django_settings, "MAILSPOOL", None) or {}).get(name, default)
 
 
-def load_settings() -> Settings:
-    """mailspool's settings: ``settings.MAILSPOOL``, then ``MAILSPOOL_*``, then defaults."""
+def load_settings(**explicit: Any) -> Settings:
+    """mailspool's settings: ``explicit`` (a command's options), ``settings.MAILSPOOL``,
+    then ``MAILSPOOL_*``, then defaults; every value checked, an unknown key refused."""
+    return Settings.load(**_sources(), **explicit)
+
+
+def setting_problems() -> list[ConfigurationError]:
+    """Every mistake in ``settings.MAILSPOOL`` and the ``MAILSPOOL_*`` variables, for
+    ``manage.py check`` (``mailspool.integrations.django_app``)."""
+    try:
+        sources = _sources()
+    except ConfigurationError as err:
+        return [err]
+    return [*Settings.problems(**sources), *_glue_problems(sources["framework"])]
+
+
+def mailspool_key(name: str) -> str:
+    """A setting's key as written in ``settings.MAILSPOOL``: ``MAILSPOOL['STORE']``."""
+    return f"MAILSPOOL[{name.upper()!r}]"
+
+
+def _sources() -> dict[str, Any]:
     conf = getattr(django_settings, "MAILSPOOL", None) or {}
-    if not isinstance(conf, dict):
-        raise ConfigurationError("settings.MAILSPOOL must be a dict")
-    return Settings.load(
-        framework={k.lower(): v for k, v in conf.items() if k.upper() not in GLUE_KEYS}
-    )
+    if not isinstance(conf, Mapping):
+        raise ConfigurationError(f"settings.MAILSPOOL must be a dict, got a {type(conf).__name__}")
+    return {
+        "framework": {str(key).lower(): value for key, value in conf.items()},
+        "framework_key": mailspool_key,
+        "glue": frozenset(key.lower() for key in GLUE_KEYS),
+    }
+
+
+def _glue_problems(conf: Mapping[str, Any]) -> list[ConfigurationError]:
+    """The keys only the glue reads: ``ON_COMMIT`` a bool, the others text."""
+    problems: list[ConfigurationError] = []
+    on_commit = conf.get("on_commit", True)
+    if not isinstance(on_commit, bool):
+        problems.append(
+            ConfigurationError(
+                f"{mailspool_key('on_commit')} must be True or False, got {on_commit!r}"
+            )
+        )
+    for name in ("priority_backend", "database"):
+        value = conf.get(name)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            problems.append(
+                ConfigurationError(f"{mailspool_key(name)} must be non-empty text, got {value!r}")
+            )
+    if conf.get("priority_backend") == f"{__name__}.EmailBackend":
+        problems.append(ConfigurationError(_SELF_PRIORITY))
+    return problems
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The system check the mailspool app registers: a bad key or value of
+    ``settings.MAILSPOOL`` (or a ``MAILSPOOL_*`` variable) fails ``manage.py check``
+    and the server's start, not the first request that sends an e-mail."""
+    errors: list[checks.CheckMessage] = []
+    for problem in setting_problems():
+        text, hint = str(problem), getattr(problem, "hint", "see docs/configuration.md")
+        text = text.removesuffix(f"; {hint}")  # said once, as the hint
+        errors.append(checks.Error(text, hint=hint, obj="settings.MAILSPOOL", id="mailspool.E001"))
+    return errors
 
 
 # -- EmailMessage -> Message --------------------------------------------------------------------
@@ -188,7 +248,8 @@ class EmailBackend(BaseEmailBackend):
         """Send or queue every e-mail; return how many were sent or queued."""
         if not email_messages:
             return 0
-        settings = load_settings()
+        scope = current_scope()  # in a request: the settings the middleware loaded
+        settings = scope.settings if scope is not None else load_settings()
         deferred: list[Message] = []
         sent = 0
         for email in email_messages:
@@ -251,7 +312,7 @@ class EmailBackend(BaseEmailBackend):
 
     def _send_through(self, backend: str, email: EmailMessage, message: Message) -> int:
         if backend == f"{__name__}.EmailBackend":
-            raise ConfigurationError("MAILSPOOL['PRIORITY_BACKEND'] must be another backend")
+            raise ConfigurationError(_SELF_PRIORITY)
         copy = EmailMessage(
             subject=message.subject,
             body=email.body,
@@ -311,6 +372,7 @@ class MailspoolMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        load_settings()  # a mistake fails the server's start, not its first request
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response) or inspect.iscoroutinefunction(
             get_response

@@ -5,7 +5,9 @@ are written even when a view raises (``MAILSPOOL_ON_ERROR`` decides what then) a
 ``mailspool.send_mail`` works inside every view. Settings come from ``app.config``
 (``MAILSPOOL_STORE``, ``MAILSPOOL_PRIORITY_TRANSPORT``, ...), then the environment;
 ``MAILSPOOL_MIDDLEWARE_MODE`` is ``"before"`` (default) or ``"after"`` (see
-``mailspool.integrations.wsgi``).
+``mailspool.integrations.wsgi``). ``init_app`` checks them: a bad value, or a
+``MAILSPOOL_*`` key of ``app.config`` that is no setting, raises ``ConfigurationError``
+when the app is made, not at its first request.
 
 It also adds ``flask mailspool`` to the app's CLI: ``worker`` (``--drain`` to deliver
 everything pending and exit), ``status``, ``failed``, ``quarantine`` and ``gc``, the
@@ -17,19 +19,40 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import click
 from flask import Flask
 
 from mailspool.config import Settings
+from mailspool.errors import ConfigurationError
 from mailspool.integrations.wsgi import MailspoolMiddleware
 
-__all__ = ["Mailspool", "load_settings"]
+__all__ = ["AppConfigurationError", "Mailspool", "config_key", "load_settings"]
 
 _PREFIX = "MAILSPOOL_"
 
 
-def load_settings(config: Mapping[str, Any]) -> Settings:
-    """mailspool's settings from a Flask config, then ``MAILSPOOL_*`` variables."""
-    return Settings.load(framework=config_values(config))
+class AppConfigurationError(ConfigurationError, click.ClickException):
+    """The app's mailspool settings are wrong. A ``ConfigurationError`` for the server
+    that imports the app; and, since the ``flask`` command imports the app before it
+    runs any of its commands, one line (``Error: ...``, exit 1) there, as ``mailspool``
+    itself prints it, instead of a traceback."""
+
+    def __init__(self, message: str) -> None:
+        click.ClickException.__init__(self, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def load_settings(config: Mapping[str, Any], **explicit: Any) -> Settings:
+    """mailspool's settings: ``explicit`` (a command's flags), a Flask config, then
+    ``MAILSPOOL_*`` variables; every value checked, an unknown ``MAILSPOOL_*`` key refused."""
+    return Settings.load(framework=config_values(config), framework_key=config_key, **explicit)
+
+
+def config_key(name: str) -> str:
+    """A setting's key as written in a Flask config: ``app.config['MAILSPOOL_STORE']``."""
+    return f"app.config[{(_PREFIX + name.upper())!r}]"
 
 
 def config_values(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,8 +72,13 @@ class Mailspool:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Wrap the application; the config is read per request, so tests may change it."""
-        mode = load_settings(app.config).middleware_mode
+        """Check the settings and wrap the application; the config is read again per
+        request, so tests may change it. Raises ``AppConfigurationError`` (a
+        ``ConfigurationError``) naming a bad key or value."""
+        try:
+            mode = load_settings(app.config).middleware_mode
+        except ConfigurationError as err:
+            raise AppConfigurationError(str(err)) from err
         app.wsgi_app = MailspoolMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, mode=mode, settings=lambda: load_settings(app.config)
         )

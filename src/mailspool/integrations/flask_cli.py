@@ -7,13 +7,15 @@ environment and the command's flags apply as for ``mailspool`` itself.
 
 from __future__ import annotations
 
+import functools
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from mailspool import cli as main_cli
 from mailspool.commands.common import FRAMEWORK_META
-from mailspool.integrations.flask import config_values
+from mailspool.integrations.flask import load_settings
 
 __all__ = ["mailspool_group"]
 
@@ -25,7 +27,7 @@ _COMMANDS = ("worker", "status", "failed", "quarantine", "gc")
 @click.pass_context
 def mailspool_group(ctx: click.Context) -> None:
     """mailspool's worker, status, failed, quarantine and gc on this app's config."""
-    ctx.meta[FRAMEWORK_META] = config_values(current_app.config)
+    ctx.meta[FRAMEWORK_META] = functools.partial(load_settings, current_app.config)
 
 
 for _name in _COMMANDS:

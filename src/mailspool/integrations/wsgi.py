@@ -45,11 +45,16 @@ def check_mode(mode: str) -> Mode:
     return mode  # type: ignore[return-value]
 
 
-def resolve_settings(source: SettingsSource) -> Settings:
-    """Settings given, made by a callable (per request), or loaded from the environment."""
-    if isinstance(source, Settings):
-        return source
-    return source() if source is not None else Settings.load()
+def settings_source(source: SettingsSource) -> Settings | Callable[[], Settings]:
+    """What a middleware keeps: the settings given, a callable that makes them per
+    request (Flask's, since a test may change ``app.config``), or, when none is given,
+    the settings loaded once, now: a mistake fails the server's start."""
+    return Settings.load() if source is None else source
+
+
+def resolve_settings(source: Settings | Callable[[], Settings]) -> Settings:
+    """The settings for one request."""
+    return source if isinstance(source, Settings) else source()
 
 
 class MailspoolMiddleware:
@@ -58,7 +63,7 @@ class MailspoolMiddleware:
     def __init__(self, app: WSGIApp, *, mode: str = "before", settings: SettingsSource = None):
         self.app = app
         self.mode = check_mode(mode)
-        self.settings = settings
+        self.settings = settings_source(settings)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 
-from mailspool.config import Settings
 from mailspool.producer.idempotency import lookup
+from mailspool.producer.scope import settings_here
 from mailspool.shared import shared_store
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
@@ -29,9 +29,11 @@ _CLAIM_TTL = 60.0
 
 
 def cancel(key: str, *, store: Store | str | None = None) -> bool:
-    """Stop the e-mail sent with idempotency ``key``; True if it will not be sent."""
+    """Stop the e-mail sent with idempotency ``key``; True if it will not be sent.
+    ``store`` None: the store of the running request scope's settings, else of the
+    settings loaded now (this is the public entry point outside a framework)."""
     if not isinstance(store, Store):
-        store = shared_store(store or Settings.load().store)
+        store = shared_store(store or settings_here().store)
     record = lookup(store, key)
     if record is None or not record.location:
         return False

@@ -108,9 +108,9 @@ def _deliver(store: Store, settings: Settings) -> int:
             if sys.stderr.isatty():
                 with click.progressbar(length=pending, label="delivering", file=sys.stderr) as bar:
                     worker.on_outcome = lambda batch_id, index, status: bar.update(1)
-                    report = drain(worker)
+                    report = drain(worker, fallback_base=settings.fallback_store)
             else:
-                report = drain(worker)
+                report = drain(worker, fallback_base=settings.fallback_store)
         finally:
             worker.close()
     seconds = time.perf_counter() - started

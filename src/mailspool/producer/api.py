@@ -21,7 +21,7 @@ from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.classify import Decision, classify
 from mailspool.producer.idempotency import forget
 from mailspool.producer.later import Later, When, accept_key, write_later
-from mailspool.producer.scope import current_scope, enqueue
+from mailspool.producer.scope import current_scope, enqueue, settings_here
 from mailspool.senders import AllowedSenders
 from mailspool.shared import shared_store, shared_transport
 from mailspool.transports.base import Receipt
@@ -65,8 +65,7 @@ def send_mail(
     the transport that will deliver the e-mail is known to refuse (``transports.limits``):
     nothing is written. For a priority e-mail, ``DeliveryError`` when the send fails.
     """
-    scope = current_scope()
-    settings = scope.settings if scope is not None else Settings.load()
+    settings = settings_here()
     fields = parse_headers(headers)
     decision = classify(
         to=split_addresses(to, "to"),
@@ -130,6 +129,7 @@ def send_message(
     ``expires_at`` or ``key``) writes it at once as a batch of its own
     (``mailspool.producer.later``); a ``send_at`` makes it deferred. True when sent or
     queued; False when its key was already accepted (nothing queued)."""
+    settings = settings_here(settings)
     if later:
         return _send_later(message, later, priority, settings, bypass_suppression, unsubscribe)
     if priority:
@@ -148,14 +148,13 @@ def _send_later(
     message: Message,
     later: Later,
     priority: bool,
-    settings: Settings | None,
+    settings: Settings,
     bypass_suppression: bool,
     unsubscribe: bool,
 ) -> bool:
     """A priority e-mail without ``send_at`` goes now, once its key (if any) is accepted;
     anything else is written as a batch of its own."""
     scope = current_scope()
-    settings = settings or (scope.settings if scope is not None else Settings.load())
     store = scope.store if scope is not None else shared_store(settings.store)
     if not (priority and later.send_at is None):
         return write_later(store, message, later, settings)
@@ -188,7 +187,7 @@ def send_now(
     Suppressed recipients are taken off first (``PermanentError`` if none is left) unless
     ``bypass_suppression`` (a password reset, say, may be let through). ``unsubscribe``
     adds the one-click List-Unsubscribe headers, as deferred mail always has them."""
-    settings = settings or Settings.load()
+    settings = settings_here(settings)
     if message.sender is None:
         message = replace(message, sender=settings.sender)
     AllowedSenders.parse(settings.allowed_senders).check(message)

@@ -27,7 +27,7 @@ from mailspool.producer.fallback import write_messages
 from mailspool.shared import shared_store
 from mailspool.stores.base import Store
 
-__all__ = ["RequestScope", "current_scope", "enqueue", "request"]
+__all__ = ["RequestScope", "current_scope", "enqueue", "request", "settings_here"]
 
 log = logging.getLogger("mailspool")
 _current: ContextVar[RequestScope | None] = ContextVar("mailspool_request_scope", default=None)
@@ -36,6 +36,16 @@ _current: ContextVar[RequestScope | None] = ContextVar("mailspool_request_scope"
 def current_scope() -> RequestScope | None:
     """The scope of the running request, or None outside any."""
     return _current.get()
+
+
+def settings_here(settings: Settings | None = None) -> Settings:
+    """The settings given; else the running request scope's (its glue loaded them once
+    for the request); else loaded now, for a call that is itself the entry point: the
+    public API used outside any framework and scope (a script, a task)."""
+    if settings is not None:
+        return settings
+    scope = current_scope()
+    return scope.settings if scope is not None else Settings.load()
 
 
 def enqueue(messages: Sequence[Message], settings: Settings | None = None) -> list[str]:
@@ -48,7 +58,7 @@ def enqueue(messages: Sequence[Message], settings: Settings | None = None) -> li
         for message in messages:
             scope.add(message)
         return []
-    settings = settings or Settings.load()
+    settings = settings_here(settings)
     return write_messages(shared_store(settings.store), messages, settings)
 
 
@@ -62,7 +72,7 @@ class RequestScope:
         settings: Settings | None = None,
         on_error: str | None = None,
     ) -> None:
-        self.settings = settings or Settings.load()
+        self.settings = settings_here(settings)  # a scope inside another: the outer's
         self.on_error = on_error or self.settings.on_error
         if self.on_error not in ("write", "discard"):
             raise ConfigurationError(

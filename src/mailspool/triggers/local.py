@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from mailspool.config import Settings
+from mailspool.config import default_of
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.producer.fallback import recover_fallback_for
 from mailspool.spool import layout
@@ -40,9 +40,11 @@ _PROMOTE_INTERVAL = 1.0  # a batch scheduled meanwhile, due sooner than the next
 
 
 def recover(store: Store, fallback_base: str | None = None) -> int:
-    """Move the store's fallback batches into it; log and go on if that fails."""
+    """Move the store's fallback batches into it; log and go on if that fails.
+    ``fallback_base``: the ``fallback_store`` setting, which the entry point (the CLI,
+    the management command) loaded; None: its default folder."""
     try:
-        base = fallback_base or Settings.load().fallback_store
+        base = fallback_base or default_of("fallback_store")
         return recover_fallback_for(store, base)
     except Exception as err:
         log.error("cannot recover fallback batches for %s: %s", store.url, err)

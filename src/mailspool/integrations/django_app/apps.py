@@ -1,4 +1,5 @@
-"""The app's configuration: the management command, and the SES event signals."""
+"""The app's configuration: the management command, the SES event signals, and the
+system check of ``settings.MAILSPOOL`` (``manage.py check``, and every server start)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ class MailspoolConfig(AppConfig):
     verbose_name = "mailspool"
 
     def ready(self) -> None:
+        from django.core import checks
+
         from mailspool.feedback import hooks
+        from mailspool.integrations.django import check_settings
         from mailspool.integrations.django_signals import send_signals
 
         hooks.register(send_signals)
+        checks.register(check_settings, "mailspool")

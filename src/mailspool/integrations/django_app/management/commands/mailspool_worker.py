@@ -7,16 +7,25 @@ The same loop as the CLI (``mailspool.triggers.local``) and the same worker
 
 from __future__ import annotations
 
-from dataclasses import replace
+from argparse import ArgumentTypeError
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from mailspool.config import POLL_INTERVAL
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.report import BatchReport
-from mailspool.errors import MailspoolError
+from mailspool.errors import ConfigurationError, MailspoolError
 from mailspool.integrations.django import load_settings
 from mailspool.triggers.local import DrainReport, drain, run_forever
+
+
+def _poll_interval(text: str) -> float:
+    """``--poll-interval``, by the rule ``mailspool worker`` checks it with."""
+    try:
+        return float(POLL_INTERVAL("--poll-interval", text))
+    except ConfigurationError as err:
+        raise ArgumentTypeError(str(err)) from None
 
 
 class Command(BaseCommand):
@@ -27,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--drain", action="store_true", help="Deliver everything, then exit.")
         parser.add_argument(
             "--poll-interval",
-            type=float,
+            type=_poll_interval,
             default=None,
             help="Seconds between looks at the queue (default 0.05; 5 for an s3:// store).",
         )
@@ -44,9 +53,7 @@ class Command(BaseCommand):
             self.stdout.write(report.summary(self._store))
 
     def _run(self, *, drain_only: bool, options: dict[str, Any]) -> DrainReport | None:
-        settings = load_settings()
-        if options["retry_base"] is not None:
-            settings = replace(settings, retry_base=options["retry_base"])
+        settings = load_settings(retry_base=options["retry_base"])
         self._store = settings.store
         on_batch = self._batch_line if options["verbosity"] >= 1 else None
         with open_worker(settings) as worker:
