@@ -96,6 +96,7 @@ class BatchRun:
         self._done: queue.Queue[Future[list[Attempt]]] = queue.Queue()
         self._plan = BulkPlan(1, {})  # which e-mails go to the transport together
         self._recorded: dict[int, LedgerEntry] = {}  # what this run wrote to the ledger
+        self._complete_at_start = False  # the ledger had every e-mail: maybe counted
 
     def run(self) -> BatchReport:
         report = self._report
@@ -126,6 +127,7 @@ class BatchRun:
     def _deliver(self, batch: batch_format.Batch) -> None:
         entries = read_entries(self._store, self._report.batch_id)
         todo = [i for i in range(len(batch)) if i not in entries]
+        self._complete_at_start = not todo
         size = self._options.split_above
         if size and len(todo) > size:
             for start in range(size, len(todo), size):
@@ -203,12 +205,15 @@ class BatchRun:
                 part = batch.part(continuation_id, sorted(indices))
                 self._store.put(layout.queue_key(continuation_id), part.encode())
         done = layout.done_key(self._report.batch_id)
+        # Counted before the move (``spool.tally``: a batch in done/ always has its
+        # record); a batch found complete at the start of this run may have been
+        # recorded by a run that crashed before its move: recorded once.
+        if not (self._complete_at_start and tally.is_recorded(self._store, self._report.batch_id)):
+            tally.record_finished(self._store, self._report.batch_id, entries.values())
         # The move also finishes one a crash interrupted (the batch in queue/ and done/).
         # Under the claim no one else moves this batch: a move that found its source gone
         # (its own delete applied, the answer lost) moved it too.
-        moved = retry_write(lambda: self._store.move(self._report.key, done), done)
-        if moved or self._store.exists(done):
-            tally.record_finished(self._store, self._report.batch_id, entries.values())
+        retry_write(lambda: self._store.move(self._report.key, done), done)
 
     def _quarantine(self, data: bytes | None, err: InvalidBatch | ObjectRefused) -> None:
         """Keep the file beside its error; ``data`` None: it was not read, so move it."""

@@ -5,6 +5,8 @@ store and still on record (``gc`` and lifecycle rules forget finished batches):
 
 - ``pending``: e-mails of batches in ``queue/`` with no outcome in their ledger;
 - ``sent``: ``sent`` entries in the ledgers of queued and finished batches;
+- ``sent`` and ``failed`` include priority e-mails sent at once (or refused for
+  good), also shown apart as ``priority_sent`` and ``priority_failed``;
 - ``failed``: records in ``failed/`` (an e-mail re-queued by ``failed retry`` leaves
   ``failed/`` and counts as pending again); an e-mail that reached some recipients
   counts as sent, and its refused recipients as ``refused_recipients`` (re-queuing them
@@ -23,22 +25,26 @@ not the store's history.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mailspool.errors import MailspoolError
 from mailspool.spool import layout, tally
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.limits import Limits
 from mailspool.spool.quarantine import quarantined_files
 from mailspool.spool.queue_scan import queued_batches
-from mailspool.spool.records import BatchOutline
+from mailspool.spool.records import BatchOutline, LedgerEntry, LedgerState
 from mailspool.spool.schedule import CANCELLED, SCHEDULED
 from mailspool.spool.tally import LedgerCounts
 from mailspool.stores.base import Store
 
 __all__ = ["QueuedBatch", "Status", "collect_status", "email_count", "queued_progress"]
+
+log = logging.getLogger("mailspool.status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,9 @@ class Status:
     refused_recipients: int
     scheduled: int = 0
     cancelled: int = 0
+    #: of ``sent`` and ``failed``: priority e-mails sent at once (or refused for good)
+    priority_sent: int = 0
+    priority_failed: int = 0
 
     @property
     def total(self) -> int:
@@ -68,6 +77,8 @@ class Status:
     def as_dict(self) -> dict[str, Any]:
         result = asdict(self)
         result["total"] = self.total
+        if not (self.priority_sent or self.priority_failed):  # the shape older readers know
+            del result["priority_sent"], result["priority_failed"]
         return result
 
 
@@ -82,6 +93,8 @@ class QueuedBatch:
     recorded: int
     counts: LedgerCounts
     created: float
+    #: e-mails handed to continuation batches, by continuation id
+    carried: tuple[tuple[str, int], ...] = ()
 
     @property
     def waiting(self) -> int:
@@ -97,39 +110,76 @@ class QueuedBatch:
 
 
 def queued_progress(store: Store) -> Iterator[QueuedBatch]:
-    """The batches in ``queue/``, oldest first, each with its progress from its ledger."""
+    """The batches in ``queue/``, oldest first, each with its progress from its ledger.
+    A ledger that cannot be read (a link, a special file) counts as empty, its reason
+    logged: the batch's e-mails show as pending, and the listing goes on."""
     for info in queued_batches(store, set_aside=False):
         batch_id = layout.batch_id_from_key(info.key)
-        entries = read_entries(store, batch_id)
+        entries = _entries(store, batch_id)
         yield QueuedBatch(
             batch_id=batch_id,
             emails=email_count(store, info.key),
             recorded=len(entries),
             counts=tally.ledger_counts(entries.values()),
             created=layout.id_time(batch_id) or info.modified,
+            carried=_carried(entries),
         )
 
 
+def _carried(entries: dict[int, LedgerEntry]) -> tuple[tuple[str, int], ...]:
+    carried: dict[str, int] = {}
+    for entry in entries.values():
+        if entry.state is LedgerState.CONTINUED and entry.batch:
+            carried[entry.batch] = carried.get(entry.batch, 0) + 1
+    return tuple(sorted(carried.items()))
+
+
+def _entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
+    try:
+        return read_entries(store, batch_id)
+    except MailspoolError as err:
+        key = layout.ledger_key(batch_id)
+        if (store.url, key) not in _unread_ledgers:
+            _unread_ledgers.add((store.url, key))
+            log.warning("status: skipped the ledger %s in %s: %s", key, store.url, err)
+        return {}
+
+
+_unread_ledgers: set[tuple[str, str]] = set()
+
+
 def collect_status(store: Store, *, now: float | None = None) -> Status:
+    """One consistent count: the queue is read first, then the tally; a batch the tally
+    counts (recorded as finished meanwhile, or before a crash kept it in ``queue/``)
+    is left out of the queue's part, so each batch is counted in exactly one place
+    however the worker moves it during the count (``spool.tally``)."""
     now = time.time() if now is None else now
+    queued = list(queued_progress(store))
+    counted = tally.read_tally(store, now=now)
     pending = sent = refused = batches_pending = 0
     oldest: float | None = None
-    for batch in queued_progress(store):
+    listed = {batch.batch_id for batch in queued}
+    for batch in queued:
+        if counted.counts_batch(batch.batch_id):
+            continue
         sent += batch.counts.sent
         refused += batch.counts.refused
-        if batch.waiting:
-            pending += batch.waiting
+        # a continuation written after the listing is in neither part: its e-mails wait
+        waiting = batch.waiting + sum(
+            n for c, n in batch.carried if c not in listed and not counted.counts_batch(c)
+        )
+        if waiting:
+            pending += waiting
             batches_pending += 1
             oldest = batch.created if oldest is None else min(oldest, batch.created)
-    counted = tally.read_tally(store, now=now)
-    sent += counted.sent
+    sent += counted.sent + counted.priority_sent
     refused += counted.refused
     failed = sum(1 for key in store.keys(layout.FAILED) if not layout.is_partial_failure(key))
     quarantined = sum(email_count(store, info.key, default=1) for info in quarantined_files(store))
     return Status(
         pending=pending,
         sent=sent,
-        failed=failed,
+        failed=failed + counted.priority_failed,
         quarantined=quarantined,
         batches_pending=batches_pending,
         batches_done=counted.done,
@@ -137,6 +187,8 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
         refused_recipients=refused,
         scheduled=_files(store, SCHEDULED),
         cancelled=_files(store, CANCELLED),
+        priority_sent=counted.priority_sent,
+        priority_failed=counted.priority_failed,
     )
 
 
