@@ -119,9 +119,7 @@ def test_a_refused_email_still_raises_and_is_counted_failed(
     store.close()
 
 
-def test_priority_sends_are_counted_traced_and_exported(
-    spool: Path, smtp_server: SMTPSink
-) -> None:
+def test_priority_sends_are_counted_traced_and_exported(spool: Path, smtp_server: SMTPSink) -> None:
     settings = Settings.load(store=f"file://{spool}", priority_transport=smtp_server.url)
     receipts = []
     for i in range(3):
@@ -155,11 +153,11 @@ def test_priority_sends_are_counted_traced_and_exported(
     store.close()
 
 
-def _send_cli(spool: Path, *args: str, store: str | None = None) -> subprocess.CompletedProcess[str]:
+def _send_cli(spool: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = ["send", "--to", "a@example.com", "--subject", "S", "--body", "b", *args]
     return subprocess.run(
-        [sys.executable, "-m", "mailspool", "send", "--to", "a@example.com", "--subject", "S"]
-        + ["--body", "b", *args],
-        env={**os.environ, "MAILSPOOL_STORE": store or f"file://{spool}"},
+        [sys.executable, "-m", "mailspool", *command],
+        env={**os.environ, "MAILSPOOL_STORE": f"file://{spool}"},
         capture_output=True,
         text=True,
         timeout=120,
