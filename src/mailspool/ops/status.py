@@ -42,7 +42,14 @@ from mailspool.spool.schedule import CANCELLED, SCHEDULED
 from mailspool.spool.tally import LedgerCounts
 from mailspool.stores.base import Store
 
-__all__ = ["QueuedBatch", "Status", "collect_status", "email_count", "queued_progress"]
+__all__ = [
+    "QueuedBatch",
+    "Status",
+    "collect_status",
+    "email_count",
+    "ledger_entries",
+    "queued_progress",
+]
 
 log = logging.getLogger("mailspool.status")
 
@@ -115,7 +122,7 @@ def queued_progress(store: Store) -> Iterator[QueuedBatch]:
     logged: the batch's e-mails show as pending, and the listing goes on."""
     for info in queued_batches(store, set_aside=False):
         batch_id = layout.batch_id_from_key(info.key)
-        entries = _entries(store, batch_id)
+        entries = ledger_entries(store, batch_id)
         yield QueuedBatch(
             batch_id=batch_id,
             emails=email_count(store, info.key),
@@ -134,7 +141,9 @@ def _carried(entries: dict[int, LedgerEntry]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(carried.items()))
 
 
-def _entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
+def ledger_entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
+    """``read_entries`` for a reader that must go on (status, the dashboard, rates): a
+    ledger that cannot be read counts as empty, its reason logged once."""
     try:
         return read_entries(store, batch_id)
     except MailspoolError as err:
