@@ -18,11 +18,15 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 import mailspool
 from mailspool.config import Settings
+from mailspool.errors import StoreError
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.ops.status import Status, collect_status
 from mailspool.spool import layout, tally
+from mailspool.stores import retry
 from mailspool.stores.file import FileStore
 from mailspool.transports import open_transport
 from mailspool.triggers.local import drain
@@ -253,3 +257,66 @@ def test_a_symlinked_ledger_or_odd_tally_records_never_break_status(
         for page in ("/", "/batches", "/metrics"):
             with urllib.request.urlopen(f"{base}{page}", timeout=60) as answer:
                 assert answer.status == 200
+
+
+class _Disk:
+    """A disk shared by two workers' stores: ``full`` makes every write fail (ENOSPC)."""
+
+    def __init__(self) -> None:
+        self.full = False
+        self.writes_left: int | None = None  # fills up after this many more appends
+
+
+class _FillingStore(FileStore):
+    def __init__(self, root: Path, disk: _Disk) -> None:
+        super().__init__(root)
+        self.disk = disk
+
+    def _check(self, key: str) -> None:
+        if self.disk.writes_left is not None and key.startswith(layout.LEDGER):
+            self.disk.writes_left -= 1
+            if self.disk.writes_left < 0:
+                self.disk.full = True
+        if self.disk.full:
+            raise StoreError(f"cannot write {key}: [Errno 28] No space left on device")
+
+    def append(self, key: str, record: bytes) -> None:
+        self._check(key)
+        super().append(key, record)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._check(key)
+        super().put(key, data)
+
+
+def test_a_batch_given_up_by_two_workers_on_a_full_disk_is_sent_once_more_at_most(
+    spool: Path, smtp_server: SMTPSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retry, "WRITE_PATIENCE", 0.3)  # give up a write sooner
+    _queue(spool, 60, per_file=0)
+    [key] = FileStore(spool).keys(layout.QUEUE)
+    disk = _Disk()
+    workers = []
+    for _ in range(2):  # two workers, each its own store handle and claims
+        store = _FillingStore(spool, disk)
+        transport = open_transport(smtp_server.url)
+        options = WorkerOptions(concurrency=4, max_attempts=1, ledger_window=0)
+        workers.append(Worker(store, transport, options=options))
+    first, second = workers
+    disk.writes_left = 5
+    try:
+        for worker in (first, second, first, second):  # each gives the batch up
+            with pytest.raises(StoreError):
+                worker.deliver(key)
+        disk.full, disk.writes_left = False, None  # space again
+        for worker in (first, second):
+            worker.deliver(key)
+    finally:
+        for worker in workers:
+            worker.close()
+            worker.transport.close()
+    received = Counter(r for e in smtp_server.envelopes for r in e.rcpt_tos)
+    assert len(received) == 60
+    assert max(received.values()) <= 2
+    status = _status(spool)
+    assert (status.sent, status.pending, status.total) == (60, 0, 60)

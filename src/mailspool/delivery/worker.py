@@ -48,6 +48,7 @@ from mailspool.feedback.rates import RateGuard
 from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.spool import layout
+from mailspool.spool.records import LedgerEntry
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
 from mailspool.transports.base import Transport
@@ -136,6 +137,7 @@ class Worker:
         self._active_lock = threading.Lock()
         self._loop: SenderLoop | None = None  # the transport's event loop, once started
         self._loop_lock = threading.Lock()
+        self._unrecorded: dict[str, list[LedgerEntry]] = {}  # see DeliveryContext
 
     def stop(self) -> None:
         """Finish the e-mails in flight, record them, and take no more (SIGTERM, Ctrl-C)."""
@@ -202,7 +204,9 @@ class Worker:
             suppressions=self.suppressions,
             unsubscribe=self.unsubscribe,
         )
-        return DeliveryContext(self.store, self._senders, self.options, rules, self.sender_loop())
+        return DeliveryContext(
+            self.store, self._senders, self.options, rules, self.sender_loop(), self._unrecorded
+        )
 
     def sender_loop(self) -> SenderLoop | None:
         """The transport's event loop (started on the first batch, or by this call), or

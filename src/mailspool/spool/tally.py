@@ -190,11 +190,12 @@ def ledger_counts(entries: Iterable[LedgerEntry]) -> LedgerCounts:
 
 def record_finished(
     store: Store, batch_id: str, entries: Iterable[LedgerEntry], *, now: float | None = None
-) -> None:
+) -> bool:
     """Count a batch that is about to move to ``done/`` (the record comes first: see the
     module doc), from the ledger entries its worker holds (no second read of the
-    ledger); logs and goes on if it cannot."""
-    _append(store, {"b": batch_id, "done": 1, **ledger_counts(entries).record()}, now)
+    ledger). False (logged) if it cannot: the batch must then stay in ``queue/``, where
+    it is counted, until a later run records it."""
+    return _append(store, {"b": batch_id, "done": 1, **ledger_counts(entries).record()}, now)
 
 
 def record_forgotten(store: Store, batch_id: str, *, now: float | None = None) -> None:
@@ -245,13 +246,15 @@ def priority_records(store: Store) -> list[dict[str, object]]:
     return found
 
 
-def _append(store: Store, record: dict[str, object], now: float | None) -> None:
+def _append(store: Store, record: dict[str, object], now: float | None) -> bool:
     moment = time.time() if now is None else now
     try:
         key, data = f"{LOG}{segment(moment)}", orjson.dumps({**record, "t": int(moment)})
         retry_write(lambda: store.append(key, data), key)
     except MailspoolError as err:  # the batch itself is safe; only the counts lag
         log.error("cannot count batch %s in %s: %s", record.get("b"), store.url, err)
+        return False
+    return True
 
 
 def read_tally(store: Store, *, now: float | None = None, fold: bool = True) -> Tally:
