@@ -22,8 +22,8 @@ import pytest
 
 import mailspool
 from mailspool.config import Settings
-from mailspool.errors import StoreError
 from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.errors import StoreError
 from mailspool.ops.status import Status, collect_status
 from mailspool.spool import layout, tally
 from mailspool.stores import retry
