@@ -1,12 +1,14 @@
 """Every e-mail's fate, counted from the store itself: what is pending, sent or failed.
 
-``pending + sent + failed + quarantined + scheduled + cancelled`` adds up to every e-mail accepted into the
+``pending + sent + failed + quarantined + scheduled + cancelled`` (+ the priority
+e-mails sent at once) adds up to every e-mail accepted into the
 store and still on record (``gc`` and lifecycle rules forget finished batches):
 
 - ``pending``: e-mails of batches in ``queue/`` with no outcome in their ledger;
 - ``sent``: ``sent`` entries in the ledgers of queued and finished batches;
-- ``sent`` and ``failed`` include priority e-mails sent at once (or refused for
-  good), also shown apart as ``priority_sent`` and ``priority_failed``;
+- ``priority_sent`` and ``priority_failed``: priority e-mails sent at once (or refused
+  for good) by ``send_mail``, which never were in a batch (``spool.tally``); in ``total``
+  and in ``status --json`` once there is one;
 - ``failed``: records in ``failed/`` (an e-mail re-queued by ``failed retry`` leaves
   ``failed/`` and counts as pending again); an e-mail that reached some recipients
   counts as sent, and its refused recipients as ``refused_recipients`` (re-queuing them
@@ -66,7 +68,8 @@ class Status:
     refused_recipients: int
     scheduled: int = 0
     cancelled: int = 0
-    #: of ``sent`` and ``failed``: priority e-mails sent at once (or refused for good)
+    #: priority e-mails sent at once, or refused for good (no batch: beside ``sent``
+    #: and ``failed``, which count queued e-mails)
     priority_sent: int = 0
     priority_failed: int = 0
 
@@ -79,6 +82,8 @@ class Status:
             + self.quarantined
             + self.scheduled
             + self.cancelled
+            + self.priority_sent
+            + self.priority_failed
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -181,14 +186,14 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
             pending += waiting
             batches_pending += 1
             oldest = batch.created if oldest is None else min(oldest, batch.created)
-    sent += counted.sent + counted.priority_sent
+    sent += counted.sent
     refused += counted.refused
     failed = sum(1 for key in store.keys(layout.FAILED) if not layout.is_partial_failure(key))
     quarantined = sum(email_count(store, info.key, default=1) for info in quarantined_files(store))
     return Status(
         pending=pending,
         sent=sent,
-        failed=failed + counted.priority_failed,
+        failed=failed,
         quarantined=quarantined,
         batches_pending=batches_pending,
         batches_done=counted.done,
