@@ -22,14 +22,14 @@ import pytest
 
 import mailspool
 from mailspool.config import Settings
-from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.delivery.worker import BatchReport, BatchStatus, Worker, WorkerOptions
 from mailspool.errors import StoreError
 from mailspool.ops.status import Status, collect_status
 from mailspool.spool import layout, tally
 from mailspool.stores import retry
 from mailspool.stores.file import FileStore
 from mailspool.transports import open_transport
-from mailspool.triggers.local import drain
+from mailspool.triggers.local import DrainReport, drain
 from tests.dashboard_common import cli, running_dashboard
 from tests.fixtures.smtp_server import SMTPSink
 
@@ -132,10 +132,10 @@ def test_status_adds_up_while_batches_are_split_into_continuations(
 _KILLED_BETWEEN_RECORD_AND_MOVE = textwrap.dedent(
     """
     import os, signal, sys
-    from mailspool.delivery.worker import Worker, WorkerOptions
+    from mailspool.delivery.worker import BatchReport, BatchStatus, Worker, WorkerOptions
     from mailspool.stores.file import FileStore
     from mailspool.transports import open_transport
-    from mailspool.triggers.local import drain
+    from mailspool.triggers.local import DrainReport, drain
 
     class Dies(FileStore):
         def move(self, source, destination):
@@ -320,3 +320,37 @@ def test_a_batch_given_up_by_two_workers_on_a_full_disk_is_sent_once_more_at_mos
     assert max(received.values()) <= 2
     status = _status(spool)
     assert (status.sent, status.pending, status.total) == (60, 0, 60)
+
+
+def test_a_drain_with_two_processes_reports_each_batch_once(
+    spool: Path, smtp_server: SMTPSink
+) -> None:
+    _queue(spool, 200, per_file=5)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailspool", "worker", "--drain", "--processes", "2"],
+        env={
+            **os.environ,
+            "MAILSPOOL_STORE": f"file://{spool}",
+            "MAILSPOOL_TRANSPORT": smtp_server.url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "drained 40 batch(es): 200 sent, 0 failed" in result.stdout
+    assert _status(spool).batches_done == 40
+
+
+def test_a_batch_another_process_finished_is_not_reported_again() -> None:
+    key = layout.queue_key("20261207T000000000000Z-00000000")
+    batch_id = layout.batch_id_from_key(key)
+    report = DrainReport(
+        [
+            BatchReport(key, batch_id, BatchStatus.FINISHED, sent=5),
+            BatchReport(key, batch_id, BatchStatus.MISSING),  # the other process's look
+            BatchReport(key, batch_id, BatchStatus.HELD),
+        ]
+    )
+    assert report.summary("file://x").startswith("drained 1 batch(es): 5 sent")

@@ -460,6 +460,7 @@ def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
         f"sent         {result.sent}\n"
         f"failed       {result.failed}\n"
         f"quarantined  {result.quarantined}\n"
+        f"priority     {result.priority_sent} sent at once, {result.priority_failed} refused\n"
         f"total        {result.total}\n"
         f"bounce rate  {rates.bounce_rate:.2%}, complaint rate {rates.complaint_rate:.2%} "
         f"(last {rates.sends} sends); {rates.suppressed} suppressed"
