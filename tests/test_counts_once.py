@@ -77,7 +77,9 @@ _SAMPLER = textwrap.dedent(
 )
 
 
-def _sampled_drain(spool: Path, server: SMTPSink, tmp_path: Path, **options: object) -> None:
+def _sampled_drain(
+    spool: Path, server: SMTPSink, tmp_path: Path, *, failed: int = 0, **options: object
+) -> None:
     """Drain while a thread and another process sample `status`; every sample adds up."""
     stop = threading.Event()
     stop_file = tmp_path / "stop"
@@ -110,8 +112,8 @@ def _sampled_drain(spool: Path, server: SMTPSink, tmp_path: Path, **options: obj
     assert [total for total in samples if total != 900] == []
     assert [total for total in from_process if total != 900] == []
     final = _status(spool)
-    assert (final.sent, final.pending, final.total) == (900, 0, 900)
-    assert len(server.envelopes) == 900
+    assert (final.sent, final.failed, final.pending, final.total) == (900 - failed, failed, 0, 900)
+    assert len(server.envelopes) == 900 - failed
 
 
 def test_status_sampled_during_a_drain_of_900_always_adds_up(
@@ -120,6 +122,15 @@ def test_status_sampled_during_a_drain_of_900_always_adds_up(
     _queue(spool, 900, per_file=10)
     assert _status(spool).total == 900
     _sampled_drain(spool, smtp_server, tmp_path)
+
+
+def test_status_adds_up_while_some_emails_fail(
+    spool: Path, smtp_server: SMTPSink, tmp_path: Path
+) -> None:
+    for i in range(0, 900, 10):
+        smtp_server.refuse_recipient(f"user{i}@example.com")
+    _queue(spool, 900, per_file=10)
+    _sampled_drain(spool, smtp_server, tmp_path, failed=90)
 
 
 def test_status_adds_up_while_batches_are_split_into_continuations(

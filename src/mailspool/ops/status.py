@@ -107,6 +107,8 @@ class QueuedBatch:
     created: float
     #: e-mails handed to continuation batches, by continuation id
     carried: tuple[tuple[str, int], ...] = ()
+    #: the indices its ledger records
+    indices: frozenset[int] = frozenset()
 
     @property
     def waiting(self) -> int:
@@ -135,6 +137,7 @@ def queued_progress(store: Store) -> Iterator[QueuedBatch]:
             counts=tally.ledger_counts(entries.values()),
             created=layout.id_time(batch_id) or info.modified,
             carried=_carried(entries),
+            indices=frozenset(entries),
         )
 
 
@@ -173,6 +176,14 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
     pending = sent = refused = batches_pending = 0
     oldest: float | None = None
     listed = {batch.batch_id for batch in queued}
+    # failed/ after the queue: an e-mail's failed record is written just before its
+    # ledger entry, so one with a record and no entry yet is failed, not pending
+    failed_keys = [k for k in store.keys(layout.FAILED) if not layout.is_partial_failure(k)]
+    failing: dict[str, set[int]] = {}
+    for key in failed_keys:
+        batch_id, _, index = layout.batch_id_from_key(key).rpartition(".")
+        if index.isdigit():
+            failing.setdefault(batch_id, set()).add(int(index))
     for batch in queued:
         if counted.counts_batch(batch.batch_id):
             continue
@@ -182,13 +193,14 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
         waiting = batch.waiting + sum(
             n for c, n in batch.carried if c not in listed and not counted.counts_batch(c)
         )
+        waiting = max(waiting - len(failing.get(batch.batch_id, set()) - batch.indices), 0)
         if waiting:
             pending += waiting
             batches_pending += 1
             oldest = batch.created if oldest is None else min(oldest, batch.created)
     sent += counted.sent
     refused += counted.refused
-    failed = sum(1 for key in store.keys(layout.FAILED) if not layout.is_partial_failure(key))
+    failed = len(failed_keys)
     quarantined = sum(email_count(store, info.key, default=1) for info in quarantined_files(store))
     return Status(
         pending=pending,
