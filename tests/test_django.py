@@ -169,6 +169,7 @@ def test_fail_silently_does_not_hide_configuration_errors(configured: Path) -> N
 
 def test_fail_silently_hides_a_failed_priority_send(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILSPOOL_PRIORITY_TRANSPORT", "smtp://127.0.0.1:1")
+    monkeypatch.setenv("MAILSPOOL_PRIORITY_OUTAGE", "raise")  # else an outage is queued
     email = django_notification(1)
     email.mailspool_priority = True  # type: ignore[attr-defined]
 

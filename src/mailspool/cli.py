@@ -4,7 +4,8 @@ suppression, trace, events (and aws, with [aws]).
 Every option that has a setting falls back to its ``MAILSPOOL_*`` variable, then to the
 embedded default (a spool and an outbox under ``$XDG_DATA_HOME/mailspool``). Every
 command that opens a store names it (a ``store:`` line on stderr; ``"store"`` in --json).
-Errors are one line on stderr and a non-zero exit: 1 for a failure, 2 for bad usage.
+Errors are one line on stderr and a non-zero exit: 1 for a failure, 2 for bad usage,
+3 (``send``) when the configured store refused the batch and it went to the fallback.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from mailspool.ops.cancel import cancel
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.classify import Priority
+from mailspool.producer.fallback import Written, watch_writes
 from mailspool.producer.later import Later, moment_of, parse_when
 from mailspool.settings_docs import environment_help
 from mailspool.spool.pauses import describe_pause, pause_fields, read_pauses
@@ -222,26 +224,61 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
         if priority is None:
             priority = settings.default_priority == Priority.NOW
         later = Later(opts["send_at"], opts["expires_at"], opts["key"])
-        if later:
-            _send_later(message, priority, later, settings)
-        elif priority:
-            receipt = api.send_now(message, settings=settings)
-            click.echo(f"sent {receipt.message_id} via {settings.priority_transport}")
-        else:
-            api.send_message(message, priority=False, settings=settings)
-            click.echo(f"queued in {settings.store}")
+        with watch_writes() as writes:
+            if later:
+                said = _send_later(message, priority, later, settings)
+            elif priority:
+                said = _send_priority(message, settings)
+            else:
+                api.send_message(message, priority=False, settings=settings)
+                said = "queued"
+        if said == "sent":  # at once, or queued at the front if the transport was down
+            if not writes:
+                click.echo(f"sent via {settings.priority_transport}")
+            said = "queued at the front" if writes else ""
+        _report_writes(said, settings, writes)
 
 
-def _send_later(message: Message, priority: bool, later: Later, settings: Settings) -> None:
+#: ``mailspool send`` exit status when the configured store refused the batch and it
+#: was written to the local fallback store instead (``mailspool worker`` moves it back).
+EXIT_FALLBACK = 3
+
+
+def _send_priority(message: Message, settings: Settings) -> str:
+    result = api.send_priority(message, settings=settings)
+    if result.receipt is not None:
+        click.echo(f"sent {result.receipt.message_id} via {settings.priority_transport}")
+        return ""
+    click.echo(f"priority transport unavailable ({result.outage})", err=True)
+    return "queued at the front"
+
+
+def _report_writes(said: str, settings: Settings, writes: list[Written]) -> None:
+    """Say where the batches really went; exit ``EXIT_FALLBACK`` if the configured store
+    refused them (they wait in the fallback store)."""
+    if not said:
+        return
+    places = [w.store for w in writes] or [settings.store]
+    click.echo(f"{said} in {', '.join(dict.fromkeys(places))}")
+    refused = [w for w in writes if w.fell_back]
+    if refused:
+        click.echo(
+            f"error: {settings.store} refused the batch ({refused[0].refused}); it is in the "
+            f"fallback store {refused[0].store} until `mailspool worker` moves it back",
+            err=True,
+        )
+        sys.exit(EXIT_FALLBACK)
+
+
+def _send_later(message: Message, priority: bool, later: Later, settings: Settings) -> str:
     """``send --at/--expires/--key``: exit 1, nothing queued, for a key already accepted."""
     if not api.send_message(message, priority=priority, settings=settings, later=later):
         raise click.ClickException(f"key {later.key!r} was already accepted: nothing queued")
     if priority and later.send_at is None:
-        click.echo(f"sent via {settings.priority_transport}")
-    elif later.send_at is not None:
-        click.echo(f"scheduled in {settings.store}")
-    else:
-        click.echo(f"queued in {settings.store}")
+        return "sent"
+    if later.send_at is not None:
+        return "scheduled"
+    return "queued"
 
 
 @cli.command("cancel")
@@ -450,6 +487,7 @@ def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
         f"sent         {result.sent}\n"
         f"failed       {result.failed}\n"
         f"quarantined  {result.quarantined}\n"
+        f"priority     {result.priority_sent} sent at once, {result.priority_failed} refused\n"
         f"total        {result.total}\n"
         f"bounce rate  {rates.bounce_rate:.2%}, complaint rate {rates.complaint_rate:.2%} "
         f"(last {rates.sends} sends); {rates.suppressed} suppressed"

@@ -47,6 +47,9 @@ class DeliveryContext:
     senders: Executor
     options: WorkerOptions
     rules: SendRules
+    #: outcomes a run of this worker could not write (the store failed), by batch id:
+    #: written first when the batch is taken again, before anything is sent
+    unrecorded: dict[str, list[LedgerEntry]] = field(default_factory=dict)
 
 
 def backoff(options: WorkerOptions, attempt: int) -> float:
@@ -92,6 +95,7 @@ class BatchRun:
         self._done: queue.Queue[Future[list[Attempt]]] = queue.Queue()
         self._plan = BulkPlan(1, {})  # which e-mails go to the transport together
         self._recorded: dict[int, LedgerEntry] = {}  # what this run wrote to the ledger
+        self._complete_at_start = False  # the ledger had every e-mail: maybe counted
 
     def run(self) -> BatchReport:
         report = self._report
@@ -120,8 +124,10 @@ class BatchRun:
     # -- the batch ----------------------------------------------------------------------
 
     def _deliver(self, batch: batch_format.Batch) -> None:
+        self._record_unrecorded()
         entries = read_entries(self._store, self._report.batch_id)
         todo = [i for i in range(len(batch)) if i not in entries]
+        self._complete_at_start = not todo
         size = self._options.split_above
         if size and len(todo) > size:
             for start in range(size, len(todo), size):
@@ -137,6 +143,8 @@ class BatchRun:
             with contextlib.suppress(Exception):  # keep the first error; record what was sent
                 self._await_in_flight()
                 ledger.flush()
+            if ledger.unwritten():  # sent but not on record: kept for the next run here
+                self._context.unrecorded[self._report.batch_id] = ledger.unwritten()
             raise
         ledger.flush()  # every outcome durable before the batch is concluded
         entries.update(self._recorded)  # no re-read: the claim kept the ledger ours
@@ -148,6 +156,19 @@ class BatchRun:
         self._report.status = self._conclude(halt)
         if self._report.status is BatchStatus.FINISHED:
             self._finish(batch, entries)
+
+    def _record_unrecorded(self) -> None:
+        """Write first what an earlier run of this worker sent but could not record; if
+        the store still refuses, give the batch up again without sending anything (so
+        a batch given up by two workers is sent once more at most)."""
+        entries = self._context.unrecorded.pop(self._report.batch_id, None)
+        if not entries:
+            return
+        try:
+            Ledger(self._store, self._report.batch_id).record_many(entries)
+        except BaseException:
+            self._context.unrecorded[self._report.batch_id] = entries
+            raise
 
     def _ledger(self) -> Ledger:
         """The batch's ledger, committing as the options (or the store's cost) say."""
@@ -198,12 +219,17 @@ class BatchRun:
                 part = batch.part(continuation_id, sorted(indices))
                 self._store.put(layout.queue_key(continuation_id), part.encode())
         done = layout.done_key(self._report.batch_id)
+        # Counted before the move (``spool.tally``: a batch in done/ always has its
+        # record); a batch found complete at the start of this run may have been
+        # recorded by a run that crashed before its move: recorded once.
+        if not (
+            self._complete_at_start and tally.is_recorded(self._store, self._report.batch_id)
+        ) and not tally.record_finished(self._store, self._report.batch_id, entries.values()):
+            return  # not counted: it stays in queue/ (counted there) for a later run
         # The move also finishes one a crash interrupted (the batch in queue/ and done/).
         # Under the claim no one else moves this batch: a move that found its source gone
         # (its own delete applied, the answer lost) moved it too.
-        moved = retry_write(lambda: self._store.move(self._report.key, done), done)
-        if moved or self._store.exists(done):
-            tally.record_finished(self._store, self._report.batch_id, entries.values())
+        retry_write(lambda: self._store.move(self._report.key, done), done)
 
     def _quarantine(self, data: bytes | None, err: InvalidBatch | ObjectRefused) -> None:
         """Keep the file beside its error; ``data`` None: it was not read, so move it."""

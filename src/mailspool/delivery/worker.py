@@ -52,6 +52,7 @@ from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.spool import layout
 from mailspool.spool.pauses import PauseRecord, clear_pause, record_pause
+from mailspool.spool.records import LedgerEntry
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
 from mailspool.transports.base import Transport
@@ -147,6 +148,7 @@ class Worker:
         )
         self._active: set[str] = set()
         self._active_lock = threading.Lock()
+        self._unrecorded: dict[str, list[LedgerEntry]] = {}  # see DeliveryContext
 
     def stop(self) -> None:
         """Finish the e-mails in flight, record them, and take no more (SIGTERM, Ctrl-C)."""
@@ -211,7 +213,7 @@ class Worker:
             suppressions=self.suppressions,
             unsubscribe=self.unsubscribe,
         )
-        return DeliveryContext(self.store, self._senders, self.options, rules)
+        return DeliveryContext(self.store, self._senders, self.options, rules, self._unrecorded)
 
     def _record_pause(self, pause: Pause | None) -> None:
         """Where ``status`` and the dashboard see the outage (``spool.pauses``)."""

@@ -24,8 +24,8 @@ import orjson
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.events import EventKind
 from mailspool.feedback.suppression import SuppressionList
+from mailspool.ops.status import ledger_entries
 from mailspool.spool import layout, queue_scan
-from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerState
 from mailspool.stores.base import Store
 
@@ -139,7 +139,7 @@ def _recent_provider_ids(store: Store, limit: int) -> tuple[list[str], float | N
     ids: list[str] = []
     oldest: float | None = None
     for batch_id in batch_ids:  # ids sort by creation time: newest first
-        entries = read_entries(store, batch_id).values()
+        entries = ledger_entries(store, batch_id).values()  # an unreadable one: skipped
         ids.extend(e.message_id for e in entries if e.state is LedgerState.SENT and e.message_id)
         oldest = (
             layout.id_time(batch_id)

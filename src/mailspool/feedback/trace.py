@@ -10,6 +10,11 @@ that the worker recorded in the batch's ledger when the provider accepted the e-
   (``events/``): delivered, delayed, bounced (with the diagnostic), complained, opened,
   clicked...
 
+A priority e-mail sent at once has no batch: its record in the tally
+(``spool.tally.record_priority``: recipients, Message-ID, sent or refused, when) is its
+``sent`` (or ``failed``) step; one the priority transport could not take is in a
+priority batch (``<id>-now``) like any other.
+
 Tracing an address reads every batch still kept (queued and finished; ``gc`` and
 lifecycle rules forget old ones, and their events stay, listed under their provider
 id): an operator's command, not something to run per request.
@@ -21,6 +26,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -30,7 +36,7 @@ from mailspool.feedback.events import FeedbackEvent
 from mailspool.feedback.ingest import read_history
 from mailspool.message import Attachment
 from mailspool.spool import batch as batch_format
-from mailspool.spool import layout, queue_scan
+from mailspool.spool import layout, queue_scan, tally
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState
 from mailspool.stores.base import Store
@@ -41,7 +47,7 @@ log = logging.getLogger("mailspool.feedback")
 
 #: ``<batch-id>.<index>@domain``: the Message-ID the worker gives each e-mail.
 _OWN_ID = re.compile(
-    r"<?(?P<batch>[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}(?:-p[0-9]+)?)\.(?P<index>[0-9]+)(?:@[^>]*)?>?"
+    r"<?(?P<batch>[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}(?:-now)?(?:-p[0-9]+)?)\.(?P<index>[0-9]+)(?:@[^>]*)?>?"
 )
 
 
@@ -88,7 +94,9 @@ def trace_address(store: Store, address: str) -> list[EmailTrace]:
     """Every e-mail to ``address`` still on record, oldest first, with its events; any
     spelling of the address finds them all (``mailspool.address.canonical_address``)."""
     wanted = feedback_layout.normalize_address(address)
-    traces = [t for t in _emails(store) if wanted in map(_normal, t.recipients)]
+    traces = [
+        t for t in [*_emails(store), *_priority(store)] if wanted in map(_normal, t.recipients)
+    ]
     keys = [feedback_layout.history_key(wanted), *feedback_layout.legacy_history_keys(address)]
     seen: dict[str, FeedbackEvent] = {}
     for key in keys:  # events kept under an older form of the address too
@@ -107,10 +115,42 @@ def trace_message(store: Store, message_id: str) -> list[EmailTrace]:
         events = [e for pid in provider_ids for e in _message_events(store, pid)]
         return _join(traces, events)
     events = _message_events(store, message_id)
+    sent_at_once = [t for t in _priority(store) if _same_id(t.provider_id, message_id)]
+    if sent_at_once:
+        return _join(sent_at_once, events)
     tagged = {e.batch for e in events if e.batch}  # the index the tags give: one batch read
     candidates = (t for b in tagged for t in _emails(store, only=b)) if tagged else _emails(store)
     traces = [t for t in candidates if t.provider_id == message_id]
     return _join(traces, events)
+
+
+def _priority(store: Store) -> list[EmailTrace]:
+    """Priority e-mails sent at once (or refused), one trace each (by Message-ID)."""
+    traces: dict[str, EmailTrace] = {}
+    for record in tally.priority_records(store):
+        message_id = str(record.get("id") or "")
+        to = record.get("to")
+        if not message_id or message_id in traces or not isinstance(to, list):
+            continue
+        at = _moment(record.get("t"))
+        trace = EmailTrace(None, None, "", [str(a) for a in to], message_id)
+        trace.steps.append(Step("priority", at, "sent at once, no batch"))
+        if record.get("sent") == 1:
+            trace.steps.append(Step("sent", at, f"provider id {message_id}"))
+        else:
+            trace.steps.append(Step("failed", at, str(record.get("reason") or "refused")))
+        traces[message_id] = trace
+    return list(traces.values())
+
+
+def _same_id(ours: str | None, given: str) -> bool:
+    return ours is not None and ours.strip("<> ") == given.strip("<> ")
+
+
+def _moment(value: object) -> str:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**33:
+        return ""
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 
 
 def _message_events(store: Store, provider_id: str) -> list[FeedbackEvent]:

@@ -48,7 +48,7 @@ from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, InvalidMessage, MailspoolError
 from mailspool.headers import PRIORITY_HEADER
 from mailspool.message import Attachment, Message, split_addresses
-from mailspool.producer.api import send_message, send_now
+from mailspool.producer.api import send_message, send_priority
 from mailspool.producer.classify import classify
 from mailspool.producer.later import Later, parse_when
 from mailspool.producer.scope import current_scope, enqueue
@@ -300,7 +300,7 @@ class EmailBackend(BaseEmailBackend):
         try:
             if backend:
                 return self._send_through(backend, email, message) == 1
-            send_now(message, settings=settings)
+            send_priority(message, settings=settings)  # an outage queues it at the front
             return True
         except ConfigurationError:
             raise

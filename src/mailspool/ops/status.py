@@ -1,10 +1,14 @@
 """Every e-mail's fate, counted from the store itself: what is pending, sent or failed.
 
-``pending + sent + failed + quarantined + scheduled + cancelled`` adds up to every e-mail accepted into the
+``pending + sent + failed + quarantined + scheduled + cancelled`` (+ the priority
+e-mails sent at once) adds up to every e-mail accepted into the
 store and still on record (``gc`` and lifecycle rules forget finished batches):
 
 - ``pending``: e-mails of batches in ``queue/`` with no outcome in their ledger;
 - ``sent``: ``sent`` entries in the ledgers of queued and finished batches;
+- ``priority_sent`` and ``priority_failed``: priority e-mails sent at once (or refused
+  for good) by ``send_mail``, which never were in a batch (``spool.tally``); in ``total``
+  and in ``status --json`` once there is one;
 - ``failed``: records in ``failed/`` (an e-mail re-queued by ``failed retry`` leaves
   ``failed/`` and counts as pending again); an e-mail that reached some recipients
   counts as sent, and its refused recipients as ``refused_recipients`` (re-queuing them
@@ -23,22 +27,33 @@ not the store's history.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mailspool.errors import MailspoolError
 from mailspool.spool import layout, tally
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.limits import Limits
 from mailspool.spool.quarantine import quarantined_files
 from mailspool.spool.queue_scan import queued_batches
-from mailspool.spool.records import BatchOutline
+from mailspool.spool.records import BatchOutline, LedgerEntry, LedgerState
 from mailspool.spool.schedule import CANCELLED, SCHEDULED
 from mailspool.spool.tally import LedgerCounts
 from mailspool.stores.base import Store
 
-__all__ = ["QueuedBatch", "Status", "collect_status", "email_count", "queued_progress"]
+__all__ = [
+    "QueuedBatch",
+    "Status",
+    "collect_status",
+    "email_count",
+    "ledger_entries",
+    "queued_progress",
+]
+
+log = logging.getLogger("mailspool.status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +68,10 @@ class Status:
     refused_recipients: int
     scheduled: int = 0
     cancelled: int = 0
+    #: priority e-mails sent at once, or refused for good (no batch: beside ``sent``
+    #: and ``failed``, which count queued e-mails)
+    priority_sent: int = 0
+    priority_failed: int = 0
 
     @property
     def total(self) -> int:
@@ -63,11 +82,15 @@ class Status:
             + self.quarantined
             + self.scheduled
             + self.cancelled
+            + self.priority_sent
+            + self.priority_failed
         )
 
     def as_dict(self) -> dict[str, Any]:
         result = asdict(self)
         result["total"] = self.total
+        if not (self.priority_sent or self.priority_failed):  # the shape older readers know
+            del result["priority_sent"], result["priority_failed"]
         return result
 
 
@@ -82,6 +105,10 @@ class QueuedBatch:
     recorded: int
     counts: LedgerCounts
     created: float
+    #: e-mails handed to continuation batches, by continuation id
+    carried: tuple[tuple[str, int], ...] = ()
+    #: the indices its ledger records
+    indices: frozenset[int] = frozenset()
 
     @property
     def waiting(self) -> int:
@@ -97,34 +124,83 @@ class QueuedBatch:
 
 
 def queued_progress(store: Store) -> Iterator[QueuedBatch]:
-    """The batches in ``queue/``, oldest first, each with its progress from its ledger."""
+    """The batches in ``queue/``, oldest first, each with its progress from its ledger.
+    A ledger that cannot be read (a link, a special file) counts as empty, its reason
+    logged: the batch's e-mails show as pending, and the listing goes on."""
     for info in queued_batches(store, set_aside=False):
         batch_id = layout.batch_id_from_key(info.key)
-        entries = read_entries(store, batch_id)
+        entries = ledger_entries(store, batch_id)
         yield QueuedBatch(
             batch_id=batch_id,
             emails=email_count(store, info.key),
             recorded=len(entries),
             counts=tally.ledger_counts(entries.values()),
             created=layout.id_time(batch_id) or info.modified,
+            carried=_carried(entries),
+            indices=frozenset(entries),
         )
 
 
+def _carried(entries: dict[int, LedgerEntry]) -> tuple[tuple[str, int], ...]:
+    carried: dict[str, int] = {}
+    for entry in entries.values():
+        if entry.state is LedgerState.CONTINUED and entry.batch:
+            carried[entry.batch] = carried.get(entry.batch, 0) + 1
+    return tuple(sorted(carried.items()))
+
+
+def ledger_entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
+    """``read_entries`` for a reader that must go on (status, the dashboard, rates): a
+    ledger that cannot be read counts as empty, its reason logged once."""
+    try:
+        return read_entries(store, batch_id)
+    except MailspoolError as err:
+        key = layout.ledger_key(batch_id)
+        if (store.url, key) not in _unread_ledgers:
+            _unread_ledgers.add((store.url, key))
+            log.warning("status: skipped the ledger %s in %s: %s", key, store.url, err)
+        return {}
+
+
+_unread_ledgers: set[tuple[str, str]] = set()
+
+
 def collect_status(store: Store, *, now: float | None = None) -> Status:
+    """One consistent count: the queue is read first, then the tally; a batch the tally
+    counts (recorded as finished meanwhile, or before a crash kept it in ``queue/``)
+    is left out of the queue's part, so each batch is counted in exactly one place
+    however the worker moves it during the count (``spool.tally``)."""
     now = time.time() if now is None else now
+    queued = list(queued_progress(store))
+    counted = tally.read_tally(store, now=now)
     pending = sent = refused = batches_pending = 0
     oldest: float | None = None
-    for batch in queued_progress(store):
+    listed = {batch.batch_id for batch in queued}
+    # failed/ after the queue: an e-mail's failed record is written just before its
+    # ledger entry, so one with a record and no entry yet is failed, not pending
+    failed_keys = [k for k in store.keys(layout.FAILED) if not layout.is_partial_failure(k)]
+    failing: dict[str, set[int]] = {}
+    for key in failed_keys:
+        batch_id, _, index = layout.batch_id_from_key(key).rpartition(".")
+        if index.isdigit():
+            failing.setdefault(batch_id, set()).add(int(index))
+    for batch in queued:
+        if counted.counts_batch(batch.batch_id):
+            continue
         sent += batch.counts.sent
         refused += batch.counts.refused
-        if batch.waiting:
-            pending += batch.waiting
+        # a continuation written after the listing is in neither part: its e-mails wait
+        waiting = batch.waiting + sum(
+            n for c, n in batch.carried if c not in listed and not counted.counts_batch(c)
+        )
+        waiting = max(waiting - len(failing.get(batch.batch_id, set()) - batch.indices), 0)
+        if waiting:
+            pending += waiting
             batches_pending += 1
             oldest = batch.created if oldest is None else min(oldest, batch.created)
-    counted = tally.read_tally(store, now=now)
     sent += counted.sent
     refused += counted.refused
-    failed = sum(1 for key in store.keys(layout.FAILED) if not layout.is_partial_failure(key))
+    failed = len(failed_keys)
     quarantined = sum(email_count(store, info.key, default=1) for info in quarantined_files(store))
     return Status(
         pending=pending,
@@ -137,6 +213,8 @@ def collect_status(store: Store, *, now: float | None = None) -> Status:
         refused_recipients=refused,
         scheduled=_files(store, SCHEDULED),
         cancelled=_files(store, CANCELLED),
+        priority_sent=counted.priority_sent,
+        priority_failed=counted.priority_failed,
     )
 
 

@@ -5,29 +5,51 @@ pooled connection; deferred mail joins the request scope, or is written at once 
 one, with the scope's bounded write and fallback store either way
 (``mailspool.producer.scope.enqueue``). It returns True for "sent" or "queued": for
 deferred mail, True means queued, not sent.
+
+A priority e-mail the priority transport cannot take for now (connection refused,
+timeout, TLS failure, 4xx, throttling: ``TransientError``) is written to the store as a
+priority batch, which the worker delivers before any other, and ``send_mail`` returns
+True as for a send (``MAILSPOOL_PRIORITY_OUTAGE=raise`` raises instead). Only a refusal
+of the e-mail itself (``PermanentError``: 5xx, refused recipients) or bad input
+(``InvalidMessage``) raises. Each priority e-mail sent at once (or refused) is counted
+by one append to the store's tally after the send (``spool.tally.record_priority``).
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mailspool.config import Settings
+from mailspool.errors import PermanentError, TransientError
 from mailspool.feedback.screen import screen_priority
 from mailspool.feedback.settings import unsubscribe_links
 from mailspool.headers import HeaderFields, HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.producer.classify import Decision, classify
+from mailspool.producer.fallback import Written, write_messages_to
 from mailspool.producer.idempotency import forget
 from mailspool.producer.later import Later, When, accept_key, write_later
 from mailspool.producer.scope import current_scope, enqueue, settings_here
 from mailspool.senders import AllowedSenders
 from mailspool.shared import shared_store, shared_transport
+from mailspool.spool import tally
 from mailspool.transports.base import Receipt
 from mailspool.transports.limits import check_deliverable
 
-__all__ = ["AttachmentInput", "send_mail", "send_message", "send_now"]
+__all__ = [
+    "AttachmentInput",
+    "PriorityResult",
+    "send_mail",
+    "send_message",
+    "send_now",
+    "send_priority",
+]
+
+log = logging.getLogger("mailspool")
 
 AttachmentInput = str | Path | tuple[str, bytes] | tuple[str, bytes, str] | Attachment
 
@@ -63,7 +85,9 @@ def send_mail(
     accepted once within ``MAILSPOOL_IDEMPOTENCY_WINDOW`` and lets ``mailspool.cancel``
     find it. Raises ``InvalidMessage`` for bad input, or for what
     the transport that will deliver the e-mail is known to refuse (``transports.limits``):
-    nothing is written. For a priority e-mail, ``DeliveryError`` when the send fails.
+    nothing is written. For a priority e-mail, ``PermanentError`` when the e-mail itself
+    is refused; a transport that cannot take it for now (``TransientError``) has it
+    queued at the front instead, and True is returned (``MAILSPOOL_PRIORITY_OUTAGE``).
     """
     settings = settings_here()
     fields = parse_headers(headers)
@@ -133,7 +157,7 @@ def send_message(
     if later:
         return _send_later(message, later, priority, settings, bypass_suppression, unsubscribe)
     if priority:
-        send_now(
+        send_priority(
             message,
             settings=settings,
             bypass_suppression=bypass_suppression,
@@ -142,6 +166,50 @@ def send_message(
         return True
     enqueue([message], settings)
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityResult:
+    """A priority e-mail's fate: ``receipt`` when sent at once; else ``queued`` (where
+    its batch went) and ``outage`` (why the priority transport did not take it)."""
+
+    receipt: Receipt | None = None
+    queued: Written | None = None
+    outage: str | None = None
+
+
+def send_priority(
+    message: Message,
+    *,
+    settings: Settings | None = None,
+    bypass_suppression: bool = False,
+    unsubscribe: bool = False,
+) -> PriorityResult:
+    """``send_now``, except that a transient failure of the priority transport queues
+    the e-mail at the front of the queue (unless ``MAILSPOOL_PRIORITY_OUTAGE=raise``).
+    Raises ``PermanentError`` when the e-mail itself is refused, and ``StoreError`` when
+    neither the store nor its fallback takes it."""
+    settings = settings_here(settings)
+    prepared = _prepare(message, settings, bypass_suppression, unsubscribe)
+    try:
+        return PriorityResult(receipt=_transmit(prepared, settings))
+    except TransientError as err:
+        if settings.priority_outage == "raise":
+            raise
+        outage = f"{type(err).__name__}: {err}"
+    # The e-mail as it would have gone (sender, suppressed recipients off, unsubscribe
+    # headers): the worker delivers it before any bulk mail.
+    written = write_messages_to(
+        shared_store(settings.store), [prepared.message], settings, front=True
+    )
+    log.warning(
+        "priority transport %s cannot take an e-mail for now (%s): queued in %s as %s",
+        settings.priority_transport,
+        outage,
+        written.store,
+        ", ".join(written.keys),
+    )
+    return PriorityResult(queued=written, outage=outage)
 
 
 def _send_later(
@@ -161,7 +229,7 @@ def _send_later(
     if later.key is not None and not accept_key(store, later.key, "", settings):
         return False
     try:
-        send_now(
+        send_priority(
             message,
             settings=settings,
             bypass_suppression=bypass_suppression,
@@ -186,8 +254,23 @@ def send_now(
 
     Suppressed recipients are taken off first (``PermanentError`` if none is left) unless
     ``bypass_suppression`` (a password reset, say, may be let through). ``unsubscribe``
-    adds the one-click List-Unsubscribe headers, as deferred mail always has them."""
+    adds the one-click List-Unsubscribe headers, as deferred mail always has them.
+    The e-mail's fate (sent, or refused with a ``PermanentError``) is counted in the
+    store (``spool.tally.record_priority``); ``send_priority`` queues it instead of
+    raising a ``TransientError``."""
     settings = settings_here(settings)
+    return _transmit(_prepare(message, settings, bypass_suppression, unsubscribe), settings)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    message: Message
+    suppressed: dict[str, str]
+
+
+def _prepare(
+    message: Message, settings: Settings, bypass_suppression: bool, unsubscribe: bool
+) -> _Prepared:
     if message.sender is None:
         message = replace(message, sender=settings.sender)
     AllowedSenders.parse(settings.allowed_senders).check(message)
@@ -197,7 +280,30 @@ def send_now(
     links = unsubscribe_links(settings) if unsubscribe else None
     if links is not None:
         message = links.add_headers(message)
-    receipt = shared_transport(settings.priority_transport).send(message)
-    if not suppressed:
+    return _Prepared(message, suppressed)
+
+
+def _transmit(prepared: _Prepared, settings: Settings) -> Receipt:
+    """Send, then count the outcome with one append (never raised: the e-mail is gone
+    or refused either way); a transient failure is not counted here (it is queued)."""
+    message = prepared.message
+    recipients = [*message.to, *message.cc, *message.bcc]
+    try:
+        receipt = shared_transport(settings.priority_transport).send(message)
+    except PermanentError as err:
+        _count(settings, f"<refused-{uuid.uuid4().hex}>", recipients, sent=False, reason=str(err))
+        raise
+    _count(settings, receipt.message_id or f"<{uuid.uuid4().hex}>", recipients, sent=True)
+    if not prepared.suppressed:
         return receipt
-    return Receipt(receipt.message_id, {**suppressed, **receipt.refused})
+    return Receipt(receipt.message_id, {**prepared.suppressed, **receipt.refused})
+
+
+def _count(
+    settings: Settings, message_id: str, recipients: list[str], *, sent: bool, reason: str = ""
+) -> None:
+    try:
+        store = shared_store(settings.store)
+        tally.record_priority(store, message_id, recipients, sent=sent, reason=reason)
+    except Exception as err:  # counting never turns a send into a failure
+        log.error("cannot count a priority e-mail in %s: %s", settings.store, err)

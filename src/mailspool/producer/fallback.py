@@ -26,9 +26,12 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailspool.config import Settings
@@ -44,11 +47,15 @@ from mailspool.stores.retry import retry_write
 
 __all__ = [
     "MAX_STUCK_WRITES",
+    "Written",
     "fallback_url_for",
     "recover_fallback",
     "recover_fallback_for",
+    "watch_writes",
     "write_durably",
+    "write_durably_to",
     "write_messages",
+    "write_messages_to",
 ]
 
 log = logging.getLogger("mailspool")
@@ -80,16 +87,63 @@ def _inside(store_url: str, base_url: str) -> bool:
     return store_path == base_path or base_path in store_path.parents
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Where a write went: ``store`` is the URL of the store that holds the batches now;
+    ``refused`` says why the configured store did not take them (None: it did)."""
+
+    keys: list[str]
+    store: str
+    refused: str | None = None
+
+    @property
+    def fell_back(self) -> bool:
+        return self.refused is not None
+
+
+_watching: ContextVar[list[Written] | None] = ContextVar("mailspool_writes", default=None)
+
+
+@contextmanager
+def watch_writes() -> Iterator[list[Written]]:
+    """Collect where every ``write_durably`` in this context went (a command that
+    enqueues tells the truth about a write that went to the fallback)."""
+    writes: list[Written] = []
+    token = _watching.set(writes)
+    try:
+        yield writes
+    finally:
+        _watching.reset(token)
+
+
+def _seen(written: Written) -> Written:
+    writes = _watching.get()
+    if writes is not None:
+        writes.append(written)
+    return written
+
+
 def write_messages(store: Store, messages: Sequence[Message], settings: Settings) -> list[str]:
     """Deferred e-mails as batch files, written by ``write_durably`` as ``settings`` say:
     the one write of every enqueue path (a scope's end, ``send_mail`` outside a scope,
     the framework glue). Returns the keys written."""
+    return write_messages_to(store, messages, settings).keys
+
+
+def write_messages_to(
+    store: Store, messages: Sequence[Message], settings: Settings, *, front: bool = False
+) -> Written:
+    """``write_messages``, saying where the batches went (``Written``); ``front``: as
+    priority batches, delivered before the others."""
     if not messages:
-        return []
+        return Written([], store.url)
     encoded = encode_batches(
-        messages, default_sender=settings.sender, emails_per_file=settings.emails_per_file
+        messages,
+        default_sender=settings.sender,
+        emails_per_file=settings.emails_per_file,
+        front=front,
     )
-    return write_durably(
+    return write_durably_to(
         store,
         encoded,
         timeout=settings.write_timeout,
@@ -111,11 +165,25 @@ def write_durably(
     Raises ``StoreError`` only when the fallback store fails too (the e-mails are then
     in neither store, and the caller must know).
     """
+    return write_durably_to(
+        store, encoded, timeout=timeout, attempts=attempts, fallback_base=fallback_base
+    ).keys
+
+
+def write_durably_to(
+    store: Store,
+    encoded: EncodedBatches,
+    *,
+    timeout: float,
+    attempts: int,
+    fallback_base: str,
+) -> Written:
+    """``write_durably``, saying where the batches went (``Written``)."""
     if not encoded.batches:
-        return []
+        return Written([], store.url)
     error = _try_primary(store, encoded, timeout=timeout, attempts=attempts)
     if error is None:
-        return encoded.keys
+        return _seen(Written(encoded.keys, store.url))
     fallback_url = fallback_url_for(store.url, fallback_base)
     try:
         write_encoded(shared_store(fallback_url), encoded)
@@ -138,7 +206,7 @@ def write_durably(
         len(encoded.batches),
         fallback_url,
     )
-    return encoded.keys
+    return _seen(Written(encoded.keys, fallback_url, error))
 
 
 def _try_primary(

@@ -40,8 +40,10 @@ def encode_batches(
     *,
     default_sender: str,
     emails_per_file: int = 0,
+    front: bool = False,
 ) -> EncodedBatches:
-    """Group the messages by meta and encode each group (or chunk) as one batch file."""
+    """Group the messages by meta and encode each group (or chunk) as one batch file;
+    ``front``: as priority batches, delivered before the others (``layout``)."""
     groups: dict[batch.MetaKey, list[Message]] = {}
     for message in messages:
         groups.setdefault(batch.meta_key(message, default_sender), []).append(message)
@@ -56,6 +58,8 @@ def encode_batches(
         base_id = layout.new_batch_id(now.timestamp())
         for number, chunk in enumerate(_chunks(group, emails_per_file)):
             batch_id = base_id if emails_per_file <= 0 else f"{base_id}-{number}"
+            if front:
+                batch_id = layout.as_priority(batch_id)
             data = batch.encode(
                 chunk,
                 batch_id=batch_id,

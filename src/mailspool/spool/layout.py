@@ -12,7 +12,9 @@ paused/<worker>.json          a worker's transport that is down: since when, nex
 scheduled/ cancelled/ keys/   e-mails sent later, cancelled, idempotency keys
                               (``mailspool.spool.schedule``)
 ```
-Batch ids sort by creation time, so listing ``queue/`` yields the oldest first.
+Batch ids sort by creation time, so listing ``queue/`` yields the oldest first; a
+priority batch (``priority_batch_id``: a priority e-mail the priority transport could
+not take, ``<id>-now``) is delivered before every other (``spool.queue_scan``).
 Every name a key is drawn from is checked on the way in (``keys``): ids and digests
 read from the store or from an event cannot reach outside their folder.
 
@@ -43,6 +45,7 @@ __all__ = [
     "QUARANTINE",
     "QUEUE",
     "QueueKey",
+    "as_priority",
     "batch_id_from_key",
     "blob_key",
     "classify_queue_key",
@@ -54,9 +57,11 @@ __all__ = [
     "is_batch_key",
     "is_error_key",
     "is_partial_failure",
+    "is_priority_batch",
     "ledger_key",
     "new_batch_id",
     "pause_key",
+    "priority_batch_id",
     "quarantine_error_key",
     "quarantine_key",
     "queue_key",
@@ -79,6 +84,24 @@ def new_batch_id(now: float | None = None) -> str:
     """``20261127T181348123456Z-1a2b3c4d``: UTC time to the microsecond, then randomness."""
     moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     return f"{moment:%Y%m%dT%H%M%S%fZ}-{os.urandom(4).hex()}"
+
+
+_PRIORITY_MARK = "-now"
+
+
+def priority_batch_id(now: float | None = None) -> str:
+    """A batch id the queue delivers first: ``new_batch_id`` + ``-now``."""
+    return as_priority(new_batch_id(now))
+
+
+def as_priority(batch_id: str) -> str:
+    """``batch_id`` marked as a priority batch's."""
+    return f"{batch_id}{_PRIORITY_MARK}"
+
+
+def is_priority_batch(key_or_id: str) -> bool:
+    """True for a priority batch's id or key (``queue/<id>-now.json``)."""
+    return batch_id_from_key(key_or_id).endswith(_PRIORITY_MARK)
 
 
 def id_time(batch_id: str) -> float | None:

@@ -81,6 +81,13 @@ class Ledger:
         self._clock = clock
         self._last_commit = clock()
         self._committer: threading.Thread | None = None
+        self._lost: list[LedgerEntry] = []  # entries of a write that failed
+
+    def unwritten(self) -> list[LedgerEntry]:
+        """Entries recorded but never written (a write failed: a full disk, a store
+        down): their e-mails went out, and a later run must not send them again."""
+        with self._cond:
+            return [*self._lost, *self._pending]
 
     def record(self, entry: LedgerEntry) -> None:
         """Add one entry; return once at most ``window`` entries are not yet durable
@@ -163,6 +170,7 @@ class Ledger:
         except BaseException as err:
             self._cond.acquire()
             self._error = err
+            self._lost.extend(batch)
             self._writing = False
             self._cond.notify_all()
             raise

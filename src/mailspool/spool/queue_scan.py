@@ -32,7 +32,9 @@ _reported_lock = threading.Lock()
 
 
 def queued_batches(store: Store, *, set_aside: bool = True) -> list[ObjectInfo]:
-    """The batches in ``queue/``, oldest first. With ``set_aside`` (the default), keys
+    """The batches in ``queue/``: priority batches first (``layout.priority_batch_id``:
+    priority e-mails the priority transport could not take), then the others, each
+    oldest first. With ``set_aside`` (the default), keys
     that are no batch but can be moved go to ``quarantine/``; read-only callers
     (``status``) pass False and only report them."""
     batches = []
@@ -44,6 +46,7 @@ def queued_batches(store: Store, *, set_aside: bool = True) -> list[ObjectInfo]:
             _set_aside(store, info.key)
         else:
             _report_once(store, info.key, kind)
+    batches.sort(key=lambda info: not layout.is_priority_batch(info.key))  # stable
     return batches
 
 

@@ -15,8 +15,26 @@ segment is deleted only once a total that includes it is written.
 
 A store that has no total yet (a new one, or one kept by a version without counts) is
 counted once in full from its ledgers (a ``gc`` running at that moment may be counted
-wrong by the batches it removes). A record is appended after the batch moved to
-``done/``: a crash between the two leaves that one batch out of the counts.
+wrong by the batches it removes).
+
+Exactly once. A batch is counted in one place at any instant: by the tally once its
+record exists, by ``queue/`` (its ledger) until then, whatever folder its file is in.
+The worker appends the record *before* it moves the batch to ``done/`` (the move comes
+after, under the same claim), so a batch in ``done/`` always has its record; a crash
+between the two leaves the batch in ``queue/`` (or in both folders) with its record,
+counted by the tally only (``Tally.counts_batch``; ``status`` skips such a batch in the
+queue). The worker that takes the batch again finds its ledger complete, finds the
+record (``is_recorded``) and only moves it: no second record. A record written twice
+anyway (a write retried after a lost answer) counts once: records are told apart by
+batch id across every segment still unfolded, and a fold keeps, in ``total.json``, the
+ids of the batches it folded that were still in ``queue/`` (``kept``) until they leave.
+
+Priority e-mails sent at once (``record_priority``) are counted here too, one record
+each (``k: "priority"``), with what ``trace`` needs to find them (the recipients, the
+Message-ID); a fold copies them into ``tally/priority/<day>`` for ``trace``.
+
+A record that is not one (not JSON, not an object, a field of the wrong type) is
+skipped with a logged reason: one odd writer never makes ``status`` fail.
 """
 
 from __future__ import annotations
@@ -39,10 +57,13 @@ from mailspool.stores.retry import retry_write
 __all__ = [
     "LedgerCounts",
     "Tally",
+    "is_recorded",
     "ledger_counts",
+    "priority_records",
     "read_tally",
     "record_finished",
     "record_forgotten",
+    "record_priority",
     "segment",
 ]
 
@@ -54,6 +75,8 @@ _SEGMENT_SECONDS = 600
 _GRACE_SECONDS = 300
 _MINUTES_KEPT = 24 * 60  # the per-minute series covers the last day
 _CLAIM = "tally-fold"
+PRIORITY = "tally/priority/"
+_PRIORITY_KIND = "priority"
 
 
 @dataclass(slots=True)
@@ -68,11 +91,26 @@ class Tally:
     done: int = 0
     through: str = ""
     minutes: dict[int, list[int]] = field(default_factory=dict)
+    #: priority e-mails sent at once (and refused for good) as they were sent
+    priority_sent: int = 0
+    priority_failed: int = 0
+    #: finished batches folded while still in ``queue/`` (a crash before their move)
+    kept: set[str] = field(default_factory=set)
+    #: batches whose finish is recorded in a segment not folded yet (not written)
+    ids: set[str] = field(default_factory=set)
+
+    def counts_batch(self, batch_id: str) -> bool:
+        """True when this tally counts the batch as finished (whatever folder it is in)."""
+        return batch_id in self.ids or batch_id in self.kept
 
     def add(self, record: dict[str, object]) -> None:
         sent, failed = _int(record.get("sent")), _int(record.get("failed"))
-        self.sent += sent
-        self.failed += failed
+        if record.get("k") == _PRIORITY_KIND:
+            self.priority_sent += sent
+            self.priority_failed += failed
+        else:
+            self.sent += sent
+            self.failed += failed
         self.refused += _int(record.get("refused"))
         self.done += _int(record.get("done"))
         minute = _int(record.get("t")) // 60
@@ -93,6 +131,9 @@ class Tally:
             "failed": self.failed,
             "refused": self.refused,
             "done": self.done,
+            "priority_sent": self.priority_sent,
+            "priority_failed": self.priority_failed,
+            "kept": sorted(self.kept),
             "minutes": {str(m): v for m, v in sorted(self.minutes.items())},
         }
         return orjson.dumps(document)
@@ -104,7 +145,11 @@ class Tally:
         if not isinstance(document, dict) or document.get("version") != 1:
             raise ValueError(f"{TOTAL}: not a version 1 tally")
         minutes = document.get("minutes")
+        kept = document.get("kept")
         return cls(
+            priority_sent=_int(document.get("priority_sent")),
+            priority_failed=_int(document.get("priority_failed")),
+            kept={k for k in (kept if isinstance(kept, list) else ()) if isinstance(k, str)},
             sent=_int(document.get("sent")),
             failed=_int(document.get("failed")),
             refused=_int(document.get("refused")),
@@ -145,10 +190,12 @@ def ledger_counts(entries: Iterable[LedgerEntry]) -> LedgerCounts:
 
 def record_finished(
     store: Store, batch_id: str, entries: Iterable[LedgerEntry], *, now: float | None = None
-) -> None:
-    """Count a batch that has just moved to ``done/``, from the ledger entries its
-    worker holds (no second read of the ledger); logs and goes on if it cannot."""
-    _append(store, {"b": batch_id, "done": 1, **ledger_counts(entries).record()}, now)
+) -> bool:
+    """Count a batch that is about to move to ``done/`` (the record comes first: see the
+    module doc), from the ledger entries its worker holds (no second read of the
+    ledger). False (logged) if it cannot: the batch must then stay in ``queue/``, where
+    it is counted, until a later run records it."""
+    return _append(store, {"b": batch_id, "done": 1, **ledger_counts(entries).record()}, now)
 
 
 def record_forgotten(store: Store, batch_id: str, *, now: float | None = None) -> None:
@@ -157,31 +204,91 @@ def record_forgotten(store: Store, batch_id: str, *, now: float | None = None) -
     _append(store, {"b": batch_id, "done": -1, **counts.record(-1)}, now)
 
 
-def _append(store: Store, record: dict[str, object], now: float | None) -> None:
+def is_recorded(store: Store, batch_id: str, *, now: float | None = None) -> bool:
+    """True when the finish of ``batch_id`` is already counted (a worker that takes
+    again a batch whose ledger is complete: a crash came between record and move)."""
+    return read_tally(store, now=now, fold=False).counts_batch(batch_id)
+
+
+def record_priority(
+    store: Store,
+    message_id: str,
+    recipients: Iterable[str],
+    *,
+    sent: bool,
+    reason: str = "",
+    now: float | None = None,
+) -> None:
+    """Count a priority e-mail sent at once (or refused for good): one append after
+    the send, logged and never raised if it fails (the e-mail is gone either way)."""
+    record: dict[str, object] = {
+        "k": _PRIORITY_KIND,
+        "b": f"priority:{message_id}",
+        "done": 0,
+        "sent": int(sent),
+        "failed": int(not sent),
+        "to": list(recipients),
+        "id": message_id,
+    }
+    if reason:
+        record["reason"] = reason[:500]
+    _append(store, record, now)
+
+
+def priority_records(store: Store) -> list[dict[str, object]]:
+    """Every priority e-mail still on record (for ``trace``): the folded days
+    (``tally/priority/<day>``), then the segments not folded yet."""
+    found = []
+    for key in sorted(store.keys(PRIORITY)):
+        found.extend(_records(store, key))
+    for key in _segment_keys(store):
+        found.extend(r for r in _records(store, key) if r.get("k") == _PRIORITY_KIND)
+    return found
+
+
+def _append(store: Store, record: dict[str, object], now: float | None) -> bool:
     moment = time.time() if now is None else now
     try:
         key, data = f"{LOG}{segment(moment)}", orjson.dumps({**record, "t": int(moment)})
         retry_write(lambda: store.append(key, data), key)
     except MailspoolError as err:  # the batch itself is safe; only the counts lag
         log.error("cannot count batch %s in %s: %s", record.get("b"), store.url, err)
+        return False
+    return True
 
 
-def read_tally(store: Store, *, now: float | None = None) -> Tally:
-    """The counts of every finished batch, folding closed segments when it can."""
+def read_tally(store: Store, *, now: float | None = None, fold: bool = True) -> Tally:
+    """The counts of every finished batch, folding closed segments when it can (and
+    ``fold``). ``ids`` holds the batches recorded in the segments not folded yet."""
     moment = time.time() if now is None else now
     total = _load_total(store)
     if total is None:
         total = _count_in_full(store, moment)
-        _save(store, total)
+        if fold:
+            _save(store, total)
     segments = [key for key in _segment_keys(store) if key[len(LOG) :] > total.through]
     closed = [key for key in segments if _is_closed(key[len(LOG) :], moment)]
-    if closed:
+    if closed and fold:
         total = _fold(store, total, closed, moment)
+    seen: set[tuple[str, int]] = set()
     for key in segments:
         if key[len(LOG) :] > total.through:
             for record in _records(store, key):
-                total.add(record)
+                if _take(total, record, seen):
+                    total.add(record)
+                    if record.get("done") == 1:
+                        total.ids.add(str(record["b"]))
     return total
+
+
+def _take(total: Tally, record: dict[str, object], seen: set[tuple[str, int]]) -> bool:
+    """True the first time a batch's finish (or forgetting) is seen: not in ``seen``
+    (updated), nor a finish already folded while its batch was still queued."""
+    mark = (str(record["b"]), _int(record.get("done")))
+    if mark in seen or (mark[1] == 1 and mark[0] in total.kept):
+        return False
+    seen.add(mark)
+    return True
 
 
 def _segment_keys(store: Store) -> list[str]:
@@ -196,18 +303,45 @@ def _fold(store: Store, total: Tally, closed: list[str], now: float) -> Tally:
         return total  # another reader folds them; this one reads them as they are
     try:
         current = _load_total(store) or total
+        queued = {layout.batch_id_from_key(key) for key in store.keys(layout.QUEUE)}
+        seen: set[tuple[str, int]] = set()
+        finished: set[str] = set()
+        priority: dict[str, list[bytes]] = {}
         for key in closed:
             if key[len(LOG) :] > current.through:
                 for record in _records(store, key):
+                    if not _take(current, record, seen):
+                        continue
                     current.add(record)
+                    if record.get("done") == 1:
+                        finished.add(str(record["b"]))
+                    if record.get("k") == _PRIORITY_KIND:
+                        day = f"{PRIORITY}{key[len(LOG) :][:8]}"
+                        priority.setdefault(day, []).append(orjson.dumps(record))
                 current.through = key[len(LOG) :]
+        # a finished batch still queued (a crash before its move) stays known by id
+        current.kept = {b for b in current.kept | finished if b in queued}
         current.prune(now)
-        if _save(store, current):
+        if _keep_priority(store, priority) and _save(store, current):
             for key in closed:
                 store.delete_log(key)
         return current
     finally:
         store.release(lease)
+
+
+def _keep_priority(store: Store, days: dict[str, list[bytes]]) -> bool:
+    """Copy folded priority records to their day's log (for ``trace``). A fold that
+    stops after this and before deleting its segments copies them again: ``trace``
+    shows such an e-mail once (by Message-ID)."""
+    try:
+        for key, records in days.items():
+            for record in records:
+                retry_write(lambda: store.append(key, record), key)  # noqa: B023 - called at once
+    except MailspoolError as err:
+        log.warning("cannot keep priority records in %s: %s", store.url, err)
+        return False
+    return True
 
 
 def _count_in_full(store: Store, now: float) -> Tally:
@@ -251,20 +385,57 @@ def _save(store: Store, total: Tally) -> bool:
     return True
 
 
+_odd_reported: set[tuple[str, str]] = set()
+
+
 def _records(store: Store, key: str) -> list[dict[str, object]]:
     """A segment's records, each batch's finish (or forgetting) once: a record written
-    again because its first write's answer was lost (``retry_write``) counts once."""
+    again because its first write's answer was lost (``retry_write``) counts once. A
+    line that is not a record is skipped, its reason logged once per key and reason;
+    a log that cannot be read (a link, a special file) is skipped the same way."""
     records = []
-    seen: set[tuple[object, object]] = set()
-    for line in store.read_log(key):
+    seen: set[tuple[str, int]] = set()
+    try:
+        lines = store.read_log(key)
+    except MailspoolError as err:
+        _odd(store, key, f"cannot read it: {err}")
+        return []
+    for line in lines:
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue  # a torn write from a crash
-        if isinstance(record, dict) and (record.get("b"), record.get("done")) not in seen:
-            seen.add((record.get("b"), record.get("done")))
+        problem = _record_problem(record)
+        if problem is not None:
+            _odd(store, key, problem)
+            continue
+        mark = (record["b"], record["done"])
+        if mark not in seen:
+            seen.add(mark)
             records.append(record)
     return records
+
+
+def _record_problem(record: object) -> str | None:
+    """Why ``record`` is not a tally record, or None."""
+    if not isinstance(record, dict):
+        return f"a record is an object, not {type(record).__name__}"
+    if not isinstance(record.get("b"), str) or not record["b"]:
+        return "a record names its batch in 'b' (a string)"
+    if record.get("done") not in (-1, 0, 1) or isinstance(record.get("done"), bool):
+        return "'done' is -1, 0 or 1"
+    for name in ("sent", "failed", "refused", "t"):
+        value = record.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or abs(value) > 10**12:
+            return f"{name!r} is an integer"
+    return None
+
+
+def _odd(store: Store, key: str, problem: str) -> None:
+    if (store.url + key, problem) in _odd_reported:
+        return
+    _odd_reported.add((store.url + key, problem))
+    log.warning("skipped a tally record in %s of %s: %s", key, store.url, problem)
 
 
 def segment(moment: float) -> str:

@@ -94,10 +94,16 @@ class DrainReport:
     def paused(self) -> bool:
         return any(report.status is BatchStatus.PAUSED for report in self.batches)
 
+    @property
+    def delivered(self) -> int:
+        """Batches this drain ran, each once: a batch another process held, or had
+        finished before this one's claim (``ran_here`` False), is that one's to report."""
+        return len({report.key for report in self.batches if report.ran_here})
+
     def summary(self, store: str) -> str:
         """The line a drain ends with, quarantined files included."""
         return (
-            f"drained {len(self.batches)} batch(es): {self.sent} sent, {self.failed} failed, "
+            f"drained {self.delivered} batch(es): {self.sent} sent, {self.failed} failed, "
             f"{self.quarantined} quarantined (store {store})"
         )
 

@@ -3,7 +3,9 @@
 The store's gauges are computed at each scrape from ``collect_status``, so they equal
 ``mailspool status --json``:
 
-- ``mailspool_emails{state="pending|sent|failed|quarantined|scheduled|cancelled"}``;
+- ``mailspool_emails{state="pending|sent|failed|quarantined|scheduled|cancelled"}``,
+  and ``priority_sent|priority_failed``: priority e-mails sent at once, or refused,
+  that were never in a batch; the states add up to ``status``'s ``total``;
 - ``mailspool_oldest_pending_seconds``;
 - ``mailspool_batches{state="pending|done"}`` and ``mailspool_refused_recipients``;
 - ``mailspool_suppressed_addresses``, ``mailspool_bounce_rate`` and
@@ -46,7 +48,16 @@ __all__ = [
 ]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-EMAIL_STATES = ("pending", "sent", "failed", "quarantined", "scheduled", "cancelled")
+EMAIL_STATES = (
+    "pending",
+    "sent",
+    "failed",
+    "quarantined",
+    "scheduled",
+    "cancelled",
+    "priority_sent",
+    "priority_failed",
+)
 
 
 class RecentRates:
