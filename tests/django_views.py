@@ -82,6 +82,13 @@ def in_transaction(request: HttpRequest) -> HttpResponse:
     return HttpResponse("committed")
 
 
+def boom(request: HttpRequest) -> HttpResponse:
+    """Sends three deferred e-mails outside any transaction, then fails."""
+    for i in range(3):
+        django_notification(i).send()
+    raise RuntimeError("the view failed")
+
+
 def password_reset(request: HttpRequest) -> HttpResponse:
     form = PriorityPasswordResetForm({"email": request.GET["email"]})
     assert form.is_valid()
@@ -101,6 +108,7 @@ def mime_attachment(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("notify/", notify),
     path("transaction/", in_transaction),
+    path("boom/", boom),
     path("password-reset/", password_reset),
     path("mime/", mime_attachment),
 ]

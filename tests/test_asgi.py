@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,22 @@ def test_before_mode_stores_500_before_the_response(spool: Path, smtp_server: SM
     assert lifespan_events == ["lifespan.startup", "lifespan.shutdown"]  # passed through
     common.drain(spool, smtp_server)
     common.assert_followers_once_whole(smtp_server)
+
+
+def test_a_500_response_drops_the_deferred_mail(spool: Path, smtp_server: SMTPSink) -> None:
+    async def failing(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await view(scope, receive, send)  # the lifespan, as the other app answers it
+            return
+        common.send_from_view()
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"oops"})
+
+    app = MailspoolMiddleware(failing, settings=settings_for(f"file://{spool}", smtp_server))
+    with running_uvicorn(app) as url, pytest.raises(urllib.error.HTTPError) as answered:
+        common.get(f"{url}/")
+    assert answered.value.code == 500
+    assert common.queued_files(spool) == []
 
 
 def test_after_mode_answers_while_the_store_is_still_writing(

@@ -52,6 +52,17 @@ def test_rolled_back_transaction_sends_none(configured: Path, smtp_server: SMTPS
     assert common.queued_files(configured) == []
 
 
+def test_a_view_that_raises_outside_a_transaction_queues_nothing(
+    configured: Path, smtp_server: SMTPSink
+) -> None:
+    """One rule for every framework: Django turns the exception into a 500, and the
+    middleware drops the deferred mail (``MAILSPOOL_ON_ERROR``, default discard)."""
+    response = Client(raise_request_exception=False).get("/boom/")
+
+    assert response.status_code == 500
+    assert common.queued_files(configured) == []
+
+
 def test_committed_transaction_sends_all(configured: Path, smtp_server: SMTPSink) -> None:
     response = Client().get("/transaction/", {"outcome": "commit"})
 

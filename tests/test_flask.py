@@ -45,8 +45,23 @@ def test_view_hands_off_500_and_sends_the_priority_one(spool: Path, smtp_server:
     common.assert_followers_once_whole(smtp_server)
 
 
-def test_a_view_that_raises_still_writes(spool: Path, smtp_server: SMTPSink) -> None:
+def test_a_view_that_raises_drops_its_deferred_mail(spool: Path, smtp_server: SMTPSink) -> None:
+    """Flask turns the exception into a 500 before the middleware sees it: the status
+    is what marks the request failed."""
     app = make_app(spool, smtp_server)
+
+    response = app.test_client().get("/boom")
+
+    assert response.status_code == 500
+    assert common.queued_files(spool) == []
+
+
+def test_a_view_that_raises_still_writes_with_on_error_write(
+    spool: Path, smtp_server: SMTPSink
+) -> None:
+    app = make_app(spool, smtp_server)
+    app.config["MAILSPOOL_ON_ERROR"] = "write"
+    Mailspool(app)  # the settings are read at init
 
     response = app.test_client().get("/boom")
 

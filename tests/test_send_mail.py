@@ -234,9 +234,9 @@ class TestBadInput:
 
 
 class TestScopeEnd:
-    def test_an_exception_writes_by_default(self, spool: Path, settings: Settings) -> None:
+    def test_an_exception_can_write(self, spool: Path, settings: Settings) -> None:
         def view() -> None:
-            with mailspool.request(settings=settings):
+            with mailspool.request(settings=settings, on_error="write"):
                 mailspool.send_mail("a@example.com", "s", "m")
                 raise RuntimeError("view failed")
 
@@ -244,15 +244,25 @@ class TestScopeEnd:
             view()
         assert [len(b) for b in batches(spool)] == [1]
 
-    def test_an_exception_can_discard(self, spool: Path, settings: Settings) -> None:
+    def test_an_exception_discards_by_default(self, spool: Path, settings: Settings) -> None:
         def view() -> None:
-            with mailspool.request(settings=settings, on_error="discard"):
+            with mailspool.request(settings=settings):
                 mailspool.send_mail("a@example.com", "s", "m")
                 raise RuntimeError("view failed")
 
         with pytest.raises(RuntimeError):
             view()
         assert batches(spool) == []
+
+    def test_a_5xx_response_is_a_failed_request(self, spool: Path, settings: Settings) -> None:
+        with mailspool.request(settings=settings) as scope:
+            mailspool.send_mail("a@example.com", "s", "m")
+            scope.respond(503)
+        assert batches(spool) == []
+        with mailspool.request(settings=settings) as scope:
+            mailspool.send_mail("a@example.com", "s", "m")
+            scope.respond(404)  # the client's mistake, not a failed request
+        assert [len(b) for b in batches(spool)] == [1]
 
     def test_a_nested_scope_joins_the_outer_one(self, spool: Path, settings: Settings) -> None:
         with mailspool.request(settings=settings) as outer:

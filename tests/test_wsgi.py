@@ -70,18 +70,41 @@ def test_after_mode_answers_while_the_store_is_still_writing(
     common.assert_followers_once_whole(smtp_server)
 
 
-def test_a_view_that_raises_still_writes_its_mail(spool: Path) -> None:
+def test_a_view_that_raises_still_writes_its_mail_with_on_error_write(spool: Path) -> None:
     def failing(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         common.send_from_view(3)
         raise RuntimeError("boom")
 
-    settings = Settings.load(store=f"file://{spool}", priority_transport="memory:")
+    settings = Settings.load(
+        store=f"file://{spool}", priority_transport="memory:", on_error="write"
+    )
     app = MailspoolMiddleware(failing, settings=settings)
     with pytest.raises(RuntimeError):
         app({}, lambda *a: None)
 
     [batch] = common.queued_files(spool)
     assert batch.read_bytes().count(b"follower") == 3
+
+
+@pytest.mark.parametrize("fails", ["raises", "answers 500"])
+def test_a_failed_request_drops_its_deferred_mail_by_default(spool: Path, fails: str) -> None:
+    def failing(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        common.send_from_view(3)
+        if fails == "raises":
+            raise RuntimeError("boom")
+        start_response("500 Internal Server Error", [])
+        return [b"oops"]
+
+    settings = Settings.load(store=f"file://{spool}", priority_transport="memory:")
+    app = MailspoolMiddleware(failing, settings=settings)
+    if fails == "raises":
+        with pytest.raises(RuntimeError):
+            app({}, lambda *a: None)
+    else:
+        body = app({}, lambda *a: None)
+        assert b"".join(body) == b"oops"
+        body.close()  # type: ignore[attr-defined]
+    assert common.queued_files(spool) == []
 
 
 def test_a_streamed_body_holds_its_last_chunk_until_stored(spool: Path) -> None:

@@ -298,7 +298,7 @@ class Settings:
     sender: str = setting(_text, "mailspool <mailspool@localhost>", shown="`mailspool <mailspool@localhost>`", help="From when an e-mail has none (the article's site name and admin address)", worker_option="default_sender")
     subject_marker: str = setting(_any_text, "[Non-priority!]", shown="`[Non-priority!]`", help="a subject prefix marking an e-mail deferred; removed before sending; empty turns it off")
     marker_recipient: str = setting(_any_text, "", shown="none", help="an address marking an e-mail deferred when among its recipients; removed")
-    on_error: str = setting(_one_of("write", "discard"), "write", shown="`write`", help="what a request scope does with its e-mails when the request raised: `write` or `discard`")
+    on_error: str = setting(_one_of("write", "discard"), "discard", shown="`discard`", help="what a request scope does with its deferred e-mails when the request failed (it raised, or answered 5xx), in every framework: `discard` them, or `write` them anyway ([frameworks](frameworks.md))")
     write_timeout: float = setting(_positive_seconds, 2.0, shown="`2` (seconds)", help="seconds a request may spend writing its batches to the store, all attempts together, before they go to the fallback store ([frameworks](frameworks.md))")
     write_attempts: int = setting(_positive_int, 3, shown="`3`", help="store write attempts within `MAILSPOOL_WRITE_TIMEOUT` before the fallback")
     fallback_store: str = setting(_text, _under_data_dir("fallback"), shown="`file://$XDG_DATA_HOME/mailspool/fallback`", help="where a request's batches go when the store fails; `mailspool worker` moves them back")

@@ -54,11 +54,13 @@ class MailspoolMiddleware:
         before = self.mode == "before"
 
         async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                request_scope.respond(int(message.get("status", 200)))
             final = message["type"] == "http.response.body" and not message.get("more_body", False)
             if final and before:
-                await asyncio.to_thread(request_scope.flush)
+                await asyncio.to_thread(request_scope.conclude)
             await send(message)
             if final and not before:
-                await asyncio.to_thread(request_scope.flush)
+                await asyncio.to_thread(request_scope.conclude)
 
         return wrapped

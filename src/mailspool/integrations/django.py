@@ -383,11 +383,13 @@ class MailspoolMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        with mailspool.request(settings=load_settings()):
+        with mailspool.request(settings=load_settings()) as scope:
             response: HttpResponseBase = self.get_response(request)
+            scope.respond(response.status_code)  # a view that raised is a 500 here
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        async with mailspool.request(settings=load_settings()):
+        async with mailspool.request(settings=load_settings()) as scope:
             response: HttpResponseBase = await self.get_response(request)
+            scope.respond(response.status_code)
         return response

@@ -1,8 +1,8 @@
 """Flask glue: ``Mailspool(app)`` or ``Mailspool().init_app(app)``.
 
 The extension wraps ``app.wsgi_app`` in the WSGI middleware, so the request's e-mails
-are written even when a view raises (``MAILSPOOL_ON_ERROR`` decides what then) and
-``mailspool.send_mail`` works inside every view. Settings come from ``app.config``
+are written when it ends (a failed request's are dropped unless ``MAILSPOOL_ON_ERROR``
+says ``write``) and ``mailspool.send_mail`` works inside every view. Settings come from ``app.config``
 (``MAILSPOOL_STORE``, ``MAILSPOOL_PRIORITY_TRANSPORT``, ...), then the environment;
 ``MAILSPOOL_MIDDLEWARE_MODE`` is ``"before"`` (default) or ``"after"`` (see
 ``mailspool.integrations.wsgi``). ``init_app`` checks them: a bad value, or a

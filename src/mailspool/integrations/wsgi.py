@@ -71,8 +71,13 @@ class MailspoolMiddleware:
         scope = RequestScope(settings=resolve_settings(self.settings))
         context = contextvars.copy_context()
         context.run(scope.__enter__)
+
+        def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            scope.respond(_status_code(status))  # a 5xx: the request failed (on_error)
+            return start_response(status, headers, exc_info)
+
         try:
-            result = context.run(self.app, environ, start_response)
+            result = context.run(self.app, environ, start)
         except BaseException as err:
             context.run(scope.__exit__, type(err), err, err.__traceback__)
             raise
@@ -140,3 +145,9 @@ class _Body:
         if not self._finished:
             self._finished = True
             self._context.run(self._scope.__exit__, exc_type, exc, tb)
+
+
+def _status_code(status: str) -> int:
+    """``"500 Internal Server Error"`` -> 500; 0 for a status line that is not one."""
+    code = status.partition(" ")[0]
+    return int(code) if code.isdigit() and len(code) == 3 else 0

@@ -7,8 +7,11 @@ concurrent requests never see each other's mail, and the tasks a request starts 
 its buffer (they inherit its context). At exit the buffer is written to the store, one
 file per meta group. A scope opened inside another joins it: the outer one writes.
 
-When the body raises, ``on_error`` decides: ``"write"`` (the default: ``send_mail``
-returned True, so the mail was accepted and is kept) or ``"discard"``.
+One rule for a request that failed, whatever the framework: when the body raises, or
+the response is a 5xx (``respond``: most frameworks turn a view's exception into a 500
+before the middleware sees it), ``on_error`` decides: ``"discard"`` (the default: the
+work the mail announces most likely did not happen) or ``"write"`` (keep it, since
+``send_mail`` returned True).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class RequestScope:
     ) -> None:
         self.settings = settings_here(settings)  # a scope inside another: the outer's
         self.on_error = on_error or self.settings.on_error
+        self._failed_response = False
         if self.on_error not in ("write", "discard"):
             raise ConfigurationError(
                 f"on_error must be 'write' or 'discard', not {self.on_error!r}"
@@ -122,8 +126,18 @@ class RequestScope:
         self.keys.extend(keys)
         return keys
 
+    def respond(self, status: int) -> None:
+        """The response's status code: a 5xx counts as a failed request (``on_error``)."""
+        if status >= 500:
+            self._failed_response = True
+
+    def conclude(self) -> None:
+        """Write (or, for a failed request, drop as ``on_error`` says) what is buffered
+        now: for middleware that writes before the response ends."""
+        self._finish(failed=False)
+
     def _finish(self, failed: bool) -> None:
-        if failed and self.on_error == "discard":
+        if (failed or self._failed_response) and self.on_error == "discard":
             dropped = self.discard()
             if dropped:
                 log.info("request failed: discarded %d deferred e-mail(s)", dropped)
