@@ -33,6 +33,7 @@ from benchmarks.latency import distant
 from benchmarks.sinks import debian_binary, fast_sink
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, open_delivery_transport
+from mailspool.delivery.steps import OutcomeCallback
 from mailspool.delivery.worker import WorkerOptions
 from mailspool.stores.file import FileStore
 from mailspool.triggers.local import drain, run_forever
@@ -151,7 +152,8 @@ def first_send_delay(trials: int = 20) -> list[float]:
         settings = Settings.load(store=store.url, transport=server.url)
         transport = open_delivery_transport(settings)
         sent = threading.Event()
-        worker = build_worker(settings, store, transport, on_outcome=lambda *_: sent.set())
+        steps = [OutcomeCallback(lambda *_: sent.set())]
+        worker = build_worker(settings, store, transport, steps=steps)
         thread = threading.Thread(
             target=run_forever, args=(worker,), kwargs={"poll_interval": 0.05}
         )

@@ -14,13 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import mailspool
 from mailspool.config import Settings
-from mailspool.message import Message
+from mailspool.delivery.factory import build_worker
 from mailspool.ops.quarantine import list_quarantined
 from mailspool.ops.status import collect_status
 from mailspool.spool import layout
 from mailspool.spool.records import LedgerEntry, QuarantineError, encode_entries
 from mailspool.stores.file import FileStore
 from mailspool.transports import open_transport
+from mailspool.triggers.local import drain
 from mailspool.web import Dashboard
 from mailspool.web.http import Request
 from mailspool.web.metrics import start_worker_metrics
@@ -197,12 +198,18 @@ def test_quarantine_download_serves_only_listed_files(spool: Path) -> None:
 def test_a_running_worker_exports_sends_by_outcome(smtp_server: SMTPSink, spool: Path) -> None:
     store = FileStore(spool)
     port = free_port()
-    transport = start_worker_metrics(store, open_transport(smtp_server.url), port)
+    settings = Settings.load(store=store.url, transport=smtp_server.url)
+    with mailspool.request(store=store, settings=settings):
+        mailspool.send_mail("ann@example.com", "Hi", "<p>Hi.</p>")
+        mailspool.send_mail("gone@example.com", "Hi", "<p>Hi.</p>")
     smtp_server.refuse_recipient("gone@example.com")
-    transport.send(Message.build(to=["ann@example.com"], subject="Hi", text="Hi."))
-    with pytest.raises(Exception, match="550"):
-        transport.send(Message.build(to=["gone@example.com"], subject="Hi", text="Hi."))
-    transport.close()
+    transport = open_transport(smtp_server.url)
+    worker = build_worker(settings, store, transport, steps=[start_worker_metrics(store, port)])
+    try:
+        drain(worker)
+    finally:
+        worker.close()
+        transport.close()
     code, text = fetch(f"http://127.0.0.1:{port}/metrics")
     assert code == 200
     samples = {

@@ -11,10 +11,11 @@ import pytest
 from flask import Flask
 
 from mailspool.config import Settings
+from mailspool.delivery.steps import SuppressionScreen, UnsubscribeHeaders
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.feedback.endpoints import asgi_app
 from mailspool.feedback.settings import endpoints_from_settings, unsubscribe_links
-from mailspool.feedback.suppression import SuppressionList
+from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.integrations.flask_feedback import feedback_blueprint
 from mailspool.message import Message
 from mailspool.producer.api import send_now
@@ -103,9 +104,12 @@ def test_deferred_mail_carries_the_headers_and_priority_mail_does_not(settings: 
         batch.encode([message], batch_id=batch_id, default_sender="blog@example.com"),
     )
     links = unsubscribe_links(settings)
-    Worker(store, transport, options=WorkerOptions(concurrency=1), unsubscribe=links).deliver(
-        layout.queue_key(batch_id)
-    )
+    Worker(
+        store,
+        transport,
+        options=WorkerOptions(concurrency=1),
+        steps=[SuppressionScreen(shared_suppressions(store)), UnsubscribeHeaders(links)],
+    ).deliver(layout.queue_key(batch_id))
     [deferred] = transport.outbox
     headers = deferred.parsed()
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -13,7 +13,7 @@ import collections
 import gzip
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import closing
 from email import message_from_string, policy
 from email.message import EmailMessage
@@ -27,14 +27,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import mailspool
-from mailspool.aws.metrics import ThrottleCounter
 from mailspool.config import Settings
 from mailspool.delivery.bulk import call_size
 from mailspool.delivery.guards import Guards
 from mailspool.delivery.ratelimit import RateLimiter
+from mailspool.delivery.steps import SuppressionScreen, ThrottleCount, UnsubscribeHeaders
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import PermanentError, SendingPaused, TransientError
-from mailspool.feedback.suppression import Reason, SuppressionList
+from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.message import Message
 from mailspool.ops import admin
@@ -43,11 +43,10 @@ from mailspool.spool import batch, layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerState, Timing
 from mailspool.stores.memory import MemoryStore
-from mailspool.transports.base import BulkEntry, BulkResult, Receipt
+from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
 from mailspool.transports.ses import SESTransport
 from mailspool.transports.ses_bulk import bulk_key, entry_results
-from mailspool.transports.wrapper import TransportWrapper
-from mailspool.web.metrics import MeasuredTransport
+from mailspool.web.metrics import SendMetrics
 from tests.fixtures.moto_server import MotoServer
 
 SENDER = "News <news@example.com>"
@@ -155,7 +154,8 @@ def test_a_post_to_120_followers_goes_out_in_3_bulk_calls_each_with_its_own_head
 ) -> None:
     store, calls, limiter = MemoryStore(), Calls(ses), CountingLimiter()
     [key] = queue(store, post(120))
-    worker = Worker(store, ses, options=FAST, unsubscribe=LINKS)
+    steps = [SuppressionScreen(shared_suppressions(store)), UnsubscribeHeaders(LINKS)]
+    worker = Worker(store, ses, options=FAST, steps=steps)
     worker.limiter = limiter
     try:
         report = worker.deliver(key)
@@ -273,7 +273,7 @@ def test_a_suppressed_follower_is_left_out_of_the_call_and_failed(
     store, calls = MemoryStore(), Calls(ses)
     SuppressionList(store).add("reader1@example.org", Reason.BOUNCE)
     [key] = queue(store, post(4))
-    deliver(store, ses, [key], suppressions=SuppressionList(store))
+    deliver(store, ses, [key], steps=[SuppressionScreen(SuppressionList(store))])
 
     assert calls == {"SendBulkEmail": 1}
     assert len(calls.bulk[0]["BulkEmailEntries"]) == 3
@@ -306,14 +306,22 @@ def test_an_expired_batch_and_a_sender_not_allowed_fail_unsent(
     assert all("MAILSPOOL_ALLOWED_SENDERS" in r for r in reasons[:3])
 
 
-class ThrottleOne(TransportWrapper):
+class ThrottleOne(Transport):
     """The real SES transport, except that one address's entry is answered as SES
     answers an entry it throttles (``ACCOUNT_THROTTLED``) and is not sent. A stand-in for
     that one fault: moto has no per-entry throttling to produce it."""
 
     def __init__(self, inner: SESTransport, address: str) -> None:
-        super().__init__(inner)
+        self.inner = inner
+        self.url = inner.url
+        self.max_bulk = inner.max_bulk
         self.address = address
+
+    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
+        return self.inner.send(message, message_id=message_id)
+
+    def bulk_key(self, message: Message) -> Hashable | None:
+        return self.inner.bulk_key(message)
 
     def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
         kept = [e for e in entries if self.address not in e.message.to[0]]
@@ -341,8 +349,8 @@ def test_a_throttled_entry_is_retried_later_alone_through_send_email(
 def test_the_handler_counts_a_throttled_entry_as_throttled(ses: SESTransport) -> None:
     store = MemoryStore()
     [key] = queue(store, post(4))
-    counter = ThrottleCounter(ThrottleOne(ses, "reader0@example.org"))
-    deliver(store, counter, [key])
+    counter = ThrottleCount()
+    deliver(store, ThrottleOne(ses, "reader0@example.org"), [key], steps=[counter])
     assert counter.throttled == 1
     assert ledger_states(store, key) == {LedgerState.SENT: 4}
 
@@ -351,10 +359,10 @@ def test_worker_metrics_count_each_email_of_a_bulk_call_with_its_outcome(
     ses: SESTransport,
 ) -> None:
     registry = CollectorRegistry()
-    measured = MeasuredTransport(ThrottleOne(ses, "reader0@example.org"), registry)
+    measured = SendMetrics(registry)
     store = MemoryStore()
     [key] = queue(store, post(4))
-    deliver(store, measured, [key])
+    deliver(store, ThrottleOne(ses, "reader0@example.org"), [key], steps=[measured])
     sends = {
         outcome: registry.get_sample_value("mailspool_sends_total", {"outcome": outcome})
         for outcome in ("sent", "transient")

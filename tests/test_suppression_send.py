@@ -8,6 +8,7 @@ import pytest
 
 import mailspool
 from mailspool.config import Settings
+from mailspool.delivery.steps import SuppressionScreen
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import PermanentError
 from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
@@ -65,7 +66,9 @@ def test_a_suppression_added_elsewhere_is_seen_through_a_fresh_list() -> None:
     store, transport = MemoryStore(), MemoryTransport()
     [key] = queue(store, [Message(to=("late@example.com",), subject="a", text="x")])
     SuppressionList(store).add("late@example.com", Reason.UNSUBSCRIBE)
-    Worker(store, transport, options=FAST, suppressions=SuppressionList(store)).deliver(key)
+    Worker(
+        store, transport, options=FAST, steps=[SuppressionScreen(SuppressionList(store))]
+    ).deliver(key)
     assert transport.outbox == []
 
 

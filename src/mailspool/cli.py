@@ -36,7 +36,8 @@ from mailspool.commands.quarantine import quarantine
 from mailspool.config import POLL_INTERVAL, SETTINGS_BY_NAME, Rule, SettingError, Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
-from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
+from mailspool.delivery.steps import OutcomeCallback, OutcomeFunction
+from mailspool.delivery.worker import BatchReport, Worker
 from mailspool.errors import InvalidMessage, KeyNotFound, MailspoolError
 from mailspool.feedback import cli as feedback_cli
 from mailspool.feedback.rates import collect_rates
@@ -51,7 +52,6 @@ from mailspool.producer.later import Later, moment_of, parse_when
 from mailspool.settings_docs import environment_help
 from mailspool.spool.pauses import describe_pause, pause_fields, read_pauses
 from mailspool.stores import Store, open_store
-from mailspool.transports import Transport
 from mailspool.triggers.local import DrainReport, drain, run_forever
 
 __all__ = ["main"]
@@ -370,25 +370,25 @@ def _processes(opts: dict[str, Any]) -> int:
     return 1
 
 
-def _with_metrics(store: Store, transport: Transport, port: int) -> Transport:
+def _serve_metrics(worker: Worker, port: int) -> None:
+    """``/metrics`` on ``port``, the sends counted by a step (the send path unchanged)."""
     try:
         from mailspool.web.metrics import start_worker_metrics
     except ImportError as err:
         raise click.ClickException(
             f"--metrics-port needs mailspool[serve] (pip install 'mailspool[serve]'): {err}"
         ) from None
-    return start_worker_metrics(store, transport, port)
+    worker.steps.append(start_worker_metrics(worker.store, port))
 
 
 def _work(settings: Settings, opts: dict[str, Any], share: Share) -> DrainReport | None:
     """One delivery process: its share of the concurrency (and so of the SMTP pool) and
     of the rate; alone, the whole of both."""
-    wrap = None
-    if opts["metrics_port"] is not None:
-        wrap = functools.partial(_with_metrics, port=opts["metrics_port"])
     mine = dataclasses.replace(settings, concurrency=share.concurrency(settings.concurrency))
     split: dict[str, Any] = {"split_above": share.split_above} if share.split_above else {}
-    with open_worker(mine, wrap=wrap, **split) as the_worker:
+    with open_worker(mine, **split) as the_worker:
+        if opts["metrics_port"] is not None:
+            _serve_metrics(the_worker, opts["metrics_port"])
         the_worker.limiter.rate = share.rate(the_worker.limiter.rate)
         stop_on_signals(the_worker)
         return _deliver(the_worker, mine, opts, share)
@@ -408,7 +408,8 @@ def _deliver(
                 fallback_base=settings.fallback_store,
             )
         with _progress(the_worker.store, opts["progress"]) as on_outcome:
-            the_worker.on_outcome = on_outcome
+            if on_outcome is not None:
+                the_worker.steps.append(OutcomeCallback(on_outcome))
             on_batch = _log_batch if on_outcome is None else None  # the bar says it
             return drain(the_worker, on_batch=on_batch, fallback_base=settings.fallback_store)
     if share.index == 0:
@@ -441,7 +442,7 @@ def _run_worker(
 
 
 @contextmanager
-def _progress(store: Store, wanted: bool | None) -> Iterator[OutcomeCallback | None]:
+def _progress(store: Store, wanted: bool | None) -> Iterator[OutcomeFunction | None]:
     show = sys.stderr.isatty() if wanted is None else wanted
     if not show:
         yield None

@@ -42,8 +42,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from mailspool.aws.events import ObjectEvent, parse_event
-from mailspool.aws.metrics import DEFAULT_NAMESPACE, ThrottleCounter, write_batch_metrics
+from mailspool.aws.metrics import DEFAULT_NAMESPACE, write_batch_metrics
 from mailspool.aws.runtime import deadline_margin, open_runtime
+from mailspool.delivery.steps import ThrottleCount
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
 from mailspool.errors import MailspoolError
 from mailspool.feedback.route import FeedbackResult, ingest_invocation
@@ -130,8 +131,8 @@ def handle(
     topics = runtime.settings.sns_topics  # when set, SES events of other topics are refused
     feedback = ingest_invocation(event, runtime.store, options=options, topics=topics)
     margin = deadline_margin(runtime.settings, float("inf") if remaining is None else remaining())
-    runtime.transport = ThrottleCounter(runtime.transport)  # for the EMF metrics
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")
+    worker.steps.append(ThrottleCount())  # for the EMF metrics
     try:
         answer = deliver_event(
             event,
@@ -230,8 +231,8 @@ def _one(
 
 
 def _throttled(worker: Worker) -> int:
-    counter = worker.transport
-    return counter.throttled if isinstance(counter, ThrottleCounter) else 0
+    counts = [step.throttled for step in worker.steps if isinstance(step, ThrottleCount)]
+    return sum(counts)
 
 
 def _store_key(store: Store, item: ObjectEvent) -> str | None:

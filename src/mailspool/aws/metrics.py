@@ -7,7 +7,8 @@ API call (no ``PutMetricData`` cost, nothing to wait for). Namespace
 
 - ``Sent``, ``Failed``, ``Suppressed`` (Count): e-mails of the batch in this run;
 - ``Throttled`` (Count): sends the provider answered with a transient error (SES's
-  throttling, an SMTP 4xx), each retried later;
+  throttling, an SMTP 4xx), each retried later (counted by the worker's
+  ``delivery.steps.ThrottleCount`` step);
 - ``BatchLatency`` (Milliseconds): from the batch's creation to the end of this run,
   the time a queued e-mail waited.
 """
@@ -16,23 +17,16 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
-from collections.abc import Sequence
 from typing import Any, TextIO
 
 from mailspool.config import default_of
 from mailspool.delivery.worker import BatchReport
-from mailspool.errors import TransientError
-from mailspool.message import Message
 from mailspool.spool import layout
-from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
-from mailspool.transports.wrapper import TransportWrapper
 
 __all__ = [
     "DEFAULT_NAMESPACE",
     "METRIC_NAMES",
-    "ThrottleCounter",
     "batch_metrics",
     "write_batch_metrics",
 ]
@@ -40,41 +34,6 @@ __all__ = [
 #: the ``metrics_namespace`` setting's default; the handler passes the one it loaded
 DEFAULT_NAMESPACE: str = default_of("metrics_namespace")
 METRIC_NAMES = ("Sent", "Failed", "Suppressed", "Throttled", "BatchLatency")
-
-
-class ThrottleCounter(TransportWrapper):
-    """A transport that counts transient refusals (the throttled sends)."""
-
-    def __init__(self, inner: Transport) -> None:
-        super().__init__(inner)
-        self._lock = threading.Lock()
-        self._throttled = 0
-
-    @property
-    def throttled(self) -> int:
-        with self._lock:
-            return self._throttled
-
-    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
-        try:
-            return self.inner.send(message, message_id=message_id)
-        except TransientError:
-            with self._lock:
-                self._throttled += 1
-            raise
-
-    def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
-        """Each e-mail of a bulk call that SES answered with a transient status counts,
-        and every one of a call refused as a whole for the moment."""
-        try:
-            results = self.inner.send_bulk(entries)
-        except TransientError:
-            with self._lock:
-                self._throttled += len(entries)
-            raise
-        with self._lock:
-            self._throttled += sum(isinstance(r, TransientError) for r in results)
-        return results
 
 
 def batch_metrics(

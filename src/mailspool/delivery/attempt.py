@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -14,6 +15,7 @@ from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
+from mailspool.delivery.steps import Call, Refused, SendResult, Steps
 from mailspool.errors import (
     DeliveryError,
     InvalidMessage,
@@ -23,9 +25,6 @@ from mailspool.errors import (
     TransientError,
     TransportUnavailable,
 )
-from mailspool.feedback.screen import Screened, screen
-from mailspool.feedback.suppression import SuppressionList
-from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.message import Message, sender_domain
 from mailspool.spool import layout
 from mailspool.spool.batch import Batch, moment
@@ -34,14 +33,11 @@ from mailspool.spool.limits import Limits
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState, timestamp
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
-from mailspool.transports.base import Receipt, Transport
+from mailspool.transports.base import Transport
 
-__all__ = ["Attempt", "EmailSender", "OutcomeCallback", "Prepared", "SendOutcome", "SendResult"]
+__all__ = ["Attempt", "EmailSender", "Prepared", "SendOutcome", "SendResult"]
 
 log = logging.getLogger("mailspool.worker")
-
-#: Called after each e-mail's outcome is recorded: (batch id, e-mail index, state).
-OutcomeCallback = Callable[[str, int, LedgerState], None]
 
 
 class SendOutcome(StrEnum):
@@ -74,10 +70,6 @@ class Prepared:
     suppressed: dict[str, str]  # recipients taken off by the suppression list
 
 
-#: What the transport answered for one e-mail.
-SendResult = Receipt | DeliveryError | InvalidMessage
-
-
 @dataclass(frozen=True, slots=True)
 class SendRules:
     """What every attempt of a worker shares."""
@@ -91,9 +83,7 @@ class SendRules:
     in_flight: BytesInFlight
     gate: TransportGate
     queue_lifetime: float
-    on_outcome: OutcomeCallback | None = None
-    suppressions: SuppressionList | None = None
-    unsubscribe: UnsubscribeLinks | None = None  # List-Unsubscribe on every e-mail sent
+    steps: Steps  # around each send: the screen, headers, metrics, callbacks
 
 
 class EmailSender:
@@ -152,15 +142,12 @@ class EmailSender:
             message = rules.guards.read(self._batch, index, self._blobs.get, rules.default_sender)
         except (InvalidMessage, SenderNotAllowed) as err:
             return self._fail(index, attempt, str(err), retryable=False)
-        screened = (
-            Screened(message) if rules.suppressions is None else screen(message, rules.suppressions)
-        )
-        if screened.message is None:  # every recipient suppressed: no send at all
-            return self._fail(index, attempt, screened.reason, retryable=False)
-        message = screened.message
-        if rules.unsubscribe is not None:
-            message = rules.unsubscribe.add_headers(message)
-        return Prepared(index, message, self._message_id(index, message), screened.suppressed)
+        try:
+            draft = rules.steps.prepare(message)
+        except Refused as refusal:  # e.g. every recipient suppressed: no send at all
+            return self._fail(index, attempt, refusal.reason, retryable=False)
+        message = draft.message
+        return Prepared(index, message, self._message_id(index, message), dict(draft.suppressed))
 
     def send_prepared(self, prepared: Prepared, attempt: int) -> Attempt:
         """Wait for the rate limit, send alone, and record the outcome; while the
@@ -172,10 +159,12 @@ class EmailSender:
             gate.unanswered()
             return Attempt(prepared.index, attempt, SendOutcome.STOPPED)
         transport = self._rules.transport
+        started = time.perf_counter()
         try:
             result: SendResult = transport.send(prepared.message, message_id=prepared.message_id)
         except (DeliveryError, InvalidMessage) as err:
             result = err
+        self._rules.steps.answered(Call(time.perf_counter() - started, (result,)))
         return self.conclude(prepared, attempt, result)
 
     def conclude(self, prepared: Prepared, attempt: int, result: SendResult) -> Attempt:
@@ -247,8 +236,7 @@ class EmailSender:
         retry_write(lambda: self._store.put(key, data), key)
 
     def _notify(self, index: int, state: LedgerState) -> None:
-        if self._rules.on_outcome is not None:
-            self._rules.on_outcome(self._batch_id, index, state)
+        self._rules.steps.recorded(self._batch_id, index, state)
 
     def _message_id(self, index: int, message: Message) -> str:
         """A stable Message-ID, so a duplicate after a crash is recognisable as one."""

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailspool.delivery.attempt import Attempt, EmailSender, Prepared, SendOutcome, SendRules
+from mailspool.delivery.steps import Call
 from mailspool.errors import PermanentError, TransientError
 from mailspool.spool.batch import Batch
 from mailspool.transports.base import BulkEntry
@@ -146,10 +148,15 @@ class BulkSender:
             rules.gate.unanswered()
             return [Attempt(p.index, 1, SendOutcome.STOPPED) for p in group]
         entries = [BulkEntry(p.message, p.message_id) for p in group]
+        started = time.perf_counter()
         try:
             results = rules.transport.send_bulk(entries)
-        except PermanentError:  # the call as a whole: alone, each e-mail gets its answer
+        except PermanentError as err:  # the call as a whole: alone, each gets its answer
+            rules.steps.answered(Call(time.perf_counter() - started, [err] * len(group)))
+            rules.gate.answered()
             return [self._sender.send_prepared(p, 1) for p in group]
         except TransientError as err:  # nothing sent (throttled, paused): the same for all
+            rules.steps.answered(Call(time.perf_counter() - started, [err] * len(group)))
             return [self._sender.conclude(p, 1, err) for p in group]
+        rules.steps.answered(Call(time.perf_counter() - started, results))
         return [self._sender.conclude(p, 1, r) for p, r in zip(group, results, strict=True)]

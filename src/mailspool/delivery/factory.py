@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from contextlib import ExitStack, contextmanager
 from types import FrameType
@@ -32,8 +32,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from mailspool.config import Settings
 from mailspool.delivery.guards import Guards
-from mailspool.delivery.worker import OutcomeCallback, Worker, WorkerOptions
+from mailspool.delivery.steps import SendStep, SuppressionScreen, UnsubscribeHeaders
+from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.feedback.settings import rate_guard, unsubscribe_links
+from mailspool.feedback.suppression import shared_suppressions
 from mailspool.stores import open_store
 from mailspool.stores.base import Store
 from mailspool.transports import open_transport
@@ -61,12 +63,13 @@ def build_worker(
     transport: Transport,
     *,
     owner: str | None = None,
-    on_outcome: OutcomeCallback | None = None,
+    steps: Iterable[SendStep] = (),
     executor: Executor | None = None,
     **options: Any,
 ) -> Worker:
-    """A worker for ``store`` and ``transport`` as ``settings`` say; ``options`` are
-    ``WorkerOptions`` fields a trigger sets itself (e.g. ``lease_ttl``)."""
+    """A worker for ``store`` and ``transport`` as ``settings`` say, its steps around
+    each send those the settings ask for (``send_steps``) and then ``steps``; ``options``
+    are ``WorkerOptions`` fields a trigger sets itself (e.g. ``lease_ttl``)."""
     return Worker(
         store,
         transport,
@@ -74,12 +77,21 @@ def build_worker(
             **(settings.worker_options() | {"guards": Guards.from_settings(settings)} | options)
         ),
         max_rate=effective_rate(settings, transport),
-        on_outcome=on_outcome,
         owner=owner,
         executor=executor,
-        unsubscribe=unsubscribe_links(settings),
+        steps=[*send_steps(settings, store), *steps],
         guard=rate_guard(settings, store),
     )
+
+
+def send_steps(settings: Settings, store: Store) -> list[SendStep]:
+    """The steps the settings ask for, in order: the suppression screen of ``store``'s
+    list, then ``List-Unsubscribe`` headers when the unsubscribe URL is set."""
+    steps: list[SendStep] = [SuppressionScreen(shared_suppressions(store))]
+    links = unsubscribe_links(settings)
+    if links is not None:
+        steps.append(UnsubscribeHeaders(links))
+    return steps
 
 
 def effective_rate(settings: Settings, transport: Transport) -> float | None:
@@ -106,23 +118,15 @@ def delivery_url(settings: Settings) -> str:
 
 
 @contextmanager
-def open_worker(
-    settings: Settings,
-    *,
-    on_outcome: OutcomeCallback | None = None,
-    wrap: Callable[[Store, Transport], Transport] | None = None,
-    **options: Any,
-) -> Iterator[Worker]:
+def open_worker(settings: Settings, **options: Any) -> Iterator[Worker]:
     """Open the store (checked) and the transport, build the worker; close all three.
-    ``wrap`` may put a watching transport (metrics) around the one opened; ``options``
-    are ``WorkerOptions`` fields the trigger sets itself (as for ``build_worker``)."""
+    ``options`` are ``WorkerOptions`` fields the trigger sets itself (as for
+    ``build_worker``); a trigger adds steps (metrics, a progress bar) to ``worker.steps``."""
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings.store))
         store.check()
         transport = stack.enter_context(open_delivery_transport(settings))
-        if wrap is not None:
-            transport = wrap(store, transport)
-        worker = build_worker(settings, store, transport, on_outcome=on_outcome, **options)
+        worker = build_worker(settings, store, transport, **options)
         stack.callback(worker.close)
         yield worker
 

@@ -34,22 +34,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mailspool.config import default_of
-from mailspool.delivery.attempt import OutcomeCallback, SendOutcome, SendRules
+from mailspool.delivery.attempt import SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import Pause, TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
+from mailspool.delivery.steps import OutcomeFunction, SendStep, Steps, SuppressionScreen
 from mailspool.errors import UnsafeKey
 from mailspool.feedback.rates import RateGuard
-from mailspool.feedback.suppression import SuppressionList, shared_suppressions
-from mailspool.feedback.unsubscribe import UnsubscribeLinks
+from mailspool.feedback.suppression import shared_suppressions
 from mailspool.spool import layout
 from mailspool.spool.pauses import PauseRecord, clear_pause, record_pause
 from mailspool.spool.records import LedgerEntry
@@ -63,7 +63,7 @@ __all__ = [
     "BatchReport",
     "BatchStatus",
     "Deadline",
-    "OutcomeCallback",
+    "OutcomeFunction",
     "SendOutcome",
     "Worker",
     "WorkerOptions",
@@ -117,21 +117,21 @@ class Worker:
         *,
         options: WorkerOptions | None = None,
         max_rate: float | None = None,
-        on_outcome: OutcomeCallback | None = None,
         owner: str | None = None,
         executor: Executor | None = None,
-        suppressions: SuppressionList | None = None,
-        unsubscribe: UnsubscribeLinks | None = None,
+        steps: Iterable[SendStep] | None = None,
         guard: RateGuard | None = None,
     ) -> None:
+        """``steps`` run around each send (``delivery.steps``); by default the one step
+        every worker needs, the suppression screen of ``store``'s list."""
         self.store = store
         self.transport = transport
-        self.suppressions = suppressions or shared_suppressions(store)
-        self.unsubscribe = unsubscribe
+        self.steps = Steps(
+            [SuppressionScreen(shared_suppressions(store))] if steps is None else steps
+        )
         self.guard = guard  # bounce and complaint rates: warn, or hold deferred mail
         self.options = options or WorkerOptions()
         self.owner = owner or default_owner()
-        self.on_outcome = on_outcome
         self.stopping = threading.Event()
         self.limiter = RateLimiter(max_rate, stop=self.stopping)
         self.gate = TransportGate(
@@ -209,9 +209,7 @@ class Worker:
             in_flight=self.in_flight,
             gate=self.gate,
             queue_lifetime=self.options.queue_lifetime,
-            on_outcome=self.on_outcome,
-            suppressions=self.suppressions,
-            unsubscribe=self.unsubscribe,
+            steps=self.steps,
         )
         return DeliveryContext(self.store, self._senders, self.options, rules, self._unrecorded)
 

@@ -17,6 +17,7 @@ import click
 
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, open_delivery_transport
+from mailspool.delivery.steps import OutcomeCallback
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.scope import request
@@ -107,7 +108,7 @@ def _deliver(store: Store, settings: Settings) -> int:
         try:
             if sys.stderr.isatty():
                 with click.progressbar(length=pending, label="delivering", file=sys.stderr) as bar:
-                    worker.on_outcome = lambda batch_id, index, status: bar.update(1)
+                    worker.steps.append(OutcomeCallback(lambda *_: bar.update(1)))
                     report = drain(worker, fallback_base=settings.fallback_store)
             else:
                 report = drain(worker, fallback_base=settings.fallback_store)

@@ -21,27 +21,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mailspool.errors import DeliveryError, SendingPaused, TransientError
+from mailspool.delivery.steps import Call, SendResult, SendStep
+from mailspool.errors import SendingPaused, TransientError
 from mailspool.feedback.rates import Rates, collect_rates
-from mailspool.message import Message
 from mailspool.ops.status import Status, collect_status
 from mailspool.spool.pauses import PauseRecord, read_pauses
 from mailspool.stores.base import Store
-from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
-from mailspool.transports.wrapper import TransportWrapper
+from mailspool.transports.base import Receipt
 
 __all__ = [
     "CONTENT_TYPE",
     "EMAIL_STATES",
-    "MeasuredTransport",
     "RecentRates",
+    "SendMetrics",
     "StoreCollector",
     "render_metrics",
     "start_worker_metrics",
@@ -170,11 +169,11 @@ def render_metrics(store: Store, rates: RecentRates | None = None) -> bytes:
     return generate_latest(registry)
 
 
-class MeasuredTransport(TransportWrapper):
-    """A transport that counts each send by outcome and times it."""
+class SendMetrics(SendStep):
+    """A step that counts each call to the transport by outcome and times it; the send
+    path is the same with or without it (``delivery.steps``)."""
 
-    def __init__(self, inner: Transport, registry: CollectorRegistry) -> None:
-        super().__init__(inner)
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.sends = Counter(
             "mailspool_sends",
             "Calls to the transport by outcome",
@@ -187,49 +186,28 @@ class MeasuredTransport(TransportWrapper):
         for outcome in ("sent", "transient", "permanent", "paused"):
             self.sends.labels(outcome)
 
-    def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
-        started = time.perf_counter()
-        outcome = "sent"
-        try:
-            return self.inner.send(message, message_id=message_id)
-        except DeliveryError as err:
-            outcome = _outcome(err)
-            raise
-        finally:
-            self.latency.observe(time.perf_counter() - started)
-            self.sends.labels(outcome).inc()
-
-    def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
+    def answered(self, call: Call) -> None:
         """One call timed; each e-mail counted with its own outcome."""
-        started = time.perf_counter()
-        results: list[BulkResult] = []
-        try:
-            results = self.inner.send_bulk(entries)
-        except DeliveryError as err:
-            results = [err] * len(entries)
-            raise
-        finally:
-            self.latency.observe(time.perf_counter() - started)
-            for result in results:
-                outcome = _outcome(result) if isinstance(result, DeliveryError) else "sent"
-                self.sends.labels(outcome).inc()
-        return results
+        self.latency.observe(call.seconds)
+        for result in call.results:
+            self.sends.labels(_outcome(result)).inc()
 
 
-def _outcome(err: DeliveryError) -> str:
-    if isinstance(err, SendingPaused):
+def _outcome(result: SendResult) -> str:
+    if isinstance(result, Receipt):
+        return "sent"
+    if isinstance(result, SendingPaused):
         return "paused"
-    return "transient" if isinstance(err, TransientError) else "permanent"
+    return "transient" if isinstance(result, TransientError) else "permanent"
 
 
-def start_worker_metrics(
-    store: Store, transport: Transport, port: int, host: str = "127.0.0.1"
-) -> MeasuredTransport:
-    """Serve ``/metrics`` for a worker on ``host:port``; returns the transport to use."""
+def start_worker_metrics(store: Store, port: int, host: str = "127.0.0.1") -> SendMetrics:
+    """Serve ``/metrics`` for a worker on ``host:port``; returns the step that counts
+    its sends, for ``worker.steps``."""
     from prometheus_client import start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store))
-    measured = MeasuredTransport(transport, registry)
+    measured = SendMetrics(registry)
     start_http_server(port, addr=host, registry=registry)
     return measured

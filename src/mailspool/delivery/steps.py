@@ -1,0 +1,164 @@
+"""The steps around each send: one ordered list a worker runs for every e-mail, as
+dramatiq's middleware or django-anymail's base backend run theirs.
+
+Before an e-mail goes, each step in turn may change it or refuse it (``prepare``: the
+suppression screen takes suppressed recipients off, the unsubscribe step adds its
+headers); a refusal fails that e-mail for good with the step's reason. After each call
+to the transport every step sees the answers (``answered``: metrics, the throttle
+count of the Lambda handler), and after each outcome is in the ledger, the outcome
+(``recorded``: a progress bar, a test's callback). No step changes how an e-mail is sent:
+the one send loop (``batch_run``, ``attempt``) is the same with any list of steps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from mailspool.errors import DeliveryError, InvalidMessage, TransientError
+from mailspool.feedback.screen import screen
+from mailspool.feedback.suppression import SuppressionList
+from mailspool.feedback.unsubscribe import UnsubscribeLinks
+from mailspool.message import Message
+from mailspool.spool.records import LedgerState
+from mailspool.transports.base import Receipt
+
+__all__ = [
+    "Call",
+    "Draft",
+    "OutcomeCallback",
+    "OutcomeFunction",
+    "Refused",
+    "SendResult",
+    "SendStep",
+    "Steps",
+    "SuppressionScreen",
+    "ThrottleCount",
+    "UnsubscribeHeaders",
+]
+
+#: What the transport answered for one e-mail.
+SendResult = Receipt | DeliveryError | InvalidMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An e-mail on its way: the message to send and the recipients taken off it."""
+
+    message: Message
+    suppressed: Mapping[str, str] = field(default_factory=dict)
+
+
+class Refused(Exception):
+    """A step will not let the e-mail go; ``reason`` is recorded as its failure."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call to the transport: how long it took and its answer for each e-mail."""
+
+    seconds: float
+    results: Sequence[SendResult]
+
+
+class SendStep:
+    """One step; each hook does nothing unless a step overrides it."""
+
+    def prepare(self, draft: Draft) -> Draft:
+        """The e-mail as this step lets it go; raise ``Refused`` to fail it."""
+        return draft
+
+    def answered(self, call: Call) -> None:
+        """Called from a sender thread after each call to the transport."""
+
+    def recorded(self, batch_id: str, index: int, state: LedgerState) -> None:
+        """Called from a sender thread once an e-mail's outcome is in the ledger."""
+
+
+class Steps:
+    """The ordered steps of a worker; ``append`` adds one before delivery starts."""
+
+    def __init__(self, steps: Iterable[SendStep] = ()) -> None:
+        self._steps = list(steps)
+
+    def __iter__(self) -> Iterator[SendStep]:
+        return iter(self._steps)
+
+    def append(self, step: SendStep) -> None:
+        self._steps.append(step)
+
+    def prepare(self, message: Message) -> Draft:
+        draft = Draft(message)
+        for step in self._steps:
+            draft = step.prepare(draft)
+        return draft
+
+    def answered(self, call: Call) -> None:
+        for step in self._steps:
+            step.answered(call)
+
+    def recorded(self, batch_id: str, index: int, state: LedgerState) -> None:
+        for step in self._steps:
+            step.recorded(batch_id, index, state)
+
+
+class SuppressionScreen(SendStep):
+    """Suppressed recipients off the e-mail; none left: the e-mail fails, "suppressed"."""
+
+    def __init__(self, suppressions: SuppressionList) -> None:
+        self.suppressions = suppressions
+
+    def prepare(self, draft: Draft) -> Draft:
+        screened = screen(draft.message, self.suppressions)
+        if screened.message is None:
+            raise Refused(screened.reason)
+        suppressed = {**draft.suppressed, **screened.suppressed}
+        return replace(draft, message=screened.message, suppressed=suppressed)
+
+
+class UnsubscribeHeaders(SendStep):
+    """``List-Unsubscribe`` and ``List-Unsubscribe-Post`` (RFC 8058) on every e-mail."""
+
+    def __init__(self, links: UnsubscribeLinks) -> None:
+        self.links = links
+
+    def prepare(self, draft: Draft) -> Draft:
+        return replace(draft, message=self.links.add_headers(draft.message))
+
+
+#: Called after each e-mail's outcome is recorded: (batch id, e-mail index, state).
+OutcomeFunction = Callable[[str, int, LedgerState], None]
+
+
+class OutcomeCallback(SendStep):
+    """A function told of each outcome (the CLI's progress bar, a test)."""
+
+    def __init__(self, function: OutcomeFunction) -> None:
+        self.function = function
+
+    def recorded(self, batch_id: str, index: int, state: LedgerState) -> None:
+        self.function(batch_id, index, state)
+
+
+class ThrottleCount(SendStep):
+    """Counts the sends the provider answered with a transient error (throttled)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._throttled = 0
+
+    @property
+    def throttled(self) -> int:
+        with self._lock:
+            return self._throttled
+
+    def answered(self, call: Call) -> None:
+        count = sum(isinstance(result, TransientError) for result in call.results)
+        if count:
+            with self._lock:
+                self._throttled += count
