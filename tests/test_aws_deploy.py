@@ -290,6 +290,7 @@ def test_package_dependencies_are_mailspools_own() -> None:
         "click",
         "orjson",
         "email-validator",
+        "idna",
         "boto3",
     ]
     assert "boto3" not in " ".join(dependencies(boto3=False))

@@ -142,8 +142,13 @@ class _AcceptsDataAnyway(threading.Thread):
 
     def run(self) -> None:
         connection, _ = self.listener.accept()
-        # A client that gives up on a hostile answer may close with unread data: a reset.
-        with connection, connection.makefile("rwb") as stream, suppress(ConnectionResetError):
+        # A client that gives up on a hostile answer may close with unread data: a reset,
+        # or a broken pipe for the server's next write.
+        with (
+            suppress(ConnectionResetError, BrokenPipeError),  # outermost: the flush at close too
+            connection,
+            connection.makefile("rwb") as stream,
+        ):
             stream.write(b"220 scripted\r\n")
             stream.flush()
             for line in iter(stream.readline, b""):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mailspool.delivery.worker import Worker
+from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidBatch
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
@@ -230,8 +230,10 @@ def test_status_counts_the_old_store(store: FileStore) -> None:
 
 
 def test_the_old_queue_is_delivered(store: FileStore) -> None:
+    """The files were written on 2026-11-29: a queue lifetime of ten years keeps this
+    test about the format, not about how long ago that was."""
     transport = MemoryTransport()
-    worker = Worker(store, transport)
+    worker = Worker(store, transport, options=WorkerOptions(queue_lifetime=10 * 365 * 86400.0))
     report = drain(worker, fallback_base=str(store.root.parent / "fallback"))
     worker.close()
     assert (report.sent, report.failed) == (4, 0)
