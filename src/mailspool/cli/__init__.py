@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from mailspool._version import __version__
-from mailspool.commands.common import (
+from mailspool.cli.common import (
     Listing,
     list_command,
     load_settings,
@@ -32,13 +32,13 @@ from mailspool.commands.common import (
     print_json,
     store_option,
 )
-from mailspool.commands.quarantine import quarantine
+from mailspool.cli.quarantine import quarantine
 from mailspool.config import POLL_INTERVAL, SETTINGS_BY_NAME, Rule, SettingError, Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
 from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
 from mailspool.errors import InvalidMessage, KeyNotFound, MailspoolError
-from mailspool.feedback import cli as feedback_cli
+from mailspool.cli import suppression as feedback_cli
 from mailspool.feedback.rates import collect_rates
 from mailspool.message import Message
 from mailspool.ops import admin
@@ -687,7 +687,7 @@ cli.add_command(feedback_cli.events)
 
 def _register_optional_commands() -> None:
     try:
-        from mailspool.aws.cli import aws  # type: ignore[import-not-found,unused-ignore]
+        from mailspool.cli.aws import aws
     except ImportError:
         return
     cli.add_command(aws)

@@ -13,7 +13,7 @@ from typing import IO
 import click
 import orjson
 
-from mailspool.commands.common import (
+from mailspool.cli.common import (
     Listing,
     list_command,
     load_settings,
