@@ -1,6 +1,6 @@
-"""What every store command shares: the ``--store`` option, opening the store while
-naming it, JSON output, ``list`` commands, "not found" messages and durations with a
-unit."""
+"""What every command shares: the ``--store`` option, the settings from the flags given,
+mailspool's errors as one line, opening the store while naming it, JSON output, ``list``
+commands, "not found" messages and durations with a unit."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from mailspool.stores import Store, open_store
 __all__ = [
     "FRAMEWORK_META",
     "Listing",
+    "errors",
     "list_command",
     "load_settings",
     "not_found",
@@ -27,6 +28,7 @@ __all__ = [
     "parse_duration",
     "print_json",
     "say_store",
+    "settings_from",
     "store_option",
 ]
 
@@ -71,6 +73,20 @@ def load_settings(**explicit: Any) -> Settings:
     try:
         return load(**given)
     except ConfigurationError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def settings_from(opts: dict[str, Any], *names: str) -> Settings:
+    """Settings from the named options of a command (None: not given), then the rest."""
+    return load_settings(**{name: opts[name] for name in names})
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn mailspool's errors into one clear line and exit status 1."""
+    try:
+        yield
+    except MailspoolError as err:
         raise click.ClickException(str(err)) from err
 
 
