@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 import click
 import orjson
 
+from mailspool.cli.options import setting_option
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, MailspoolError
 from mailspool.stores import Store, open_store
@@ -32,11 +33,8 @@ __all__ = [
     "store_option",
 ]
 
-store_option = click.option(
-    "--store",
-    metavar="URL",
-    help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
-)
+#: ``--store URL``, from the row of the setting ``store``
+store_option = setting_option("store", metavar="URL")
 
 #: where a framework's command group (``flask mailspool``) leaves its settings loader
 #: (flags as keyword arguments -> Settings) for the commands it runs:

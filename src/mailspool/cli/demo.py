@@ -11,6 +11,7 @@ from mailspool.cli.common import (
     load_settings,
     store_option,
 )
+from mailspool.cli.options import setting_option
 from mailspool.cli.serve import serve
 
 __all__ = ["demo"]
@@ -19,7 +20,7 @@ __all__ = ["demo"]
 @click.command()
 @click.option("--followers", type=click.IntRange(min=1), default=500, show_default=True)
 @store_option
-@click.option("--transport", metavar="URL", help="Delivery URL; env MAILSPOOL_TRANSPORT.")
+@setting_option("transport", metavar="URL")
 @click.option(
     "--serve/--no-serve",
     "leave_serving",
@@ -49,4 +50,4 @@ def demo(
     if not leave_serving:
         click.echo(f"dashboard: mailspool serve --store {settings.store}  (then open {url})")
         return
-    ctx.invoke(serve, host="127.0.0.1", port=port, token=None, store=settings.store)
+    ctx.invoke(serve, host="127.0.0.1", port=port, serve_token=None, store=settings.store)

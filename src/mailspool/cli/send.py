@@ -53,7 +53,7 @@ _WHEN = _When()
 @click.option("--cc", multiple=True, help="Cc recipient (repeatable).")
 @click.option("--bcc", multiple=True, help="Bcc recipient (repeatable; never in a header).")
 @click.option("--reply-to", "reply_to", multiple=True, help="Reply-To address (repeatable).")
-@click.option("--from", "sender", help="From address; env MAILSPOOL_SENDER.")
+@setting_option("sender", "--from", metavar="TEXT")
 @click.option("--subject", required=True)
 @click.option("--body", help="The body text.")
 @click.option(
@@ -90,8 +90,8 @@ _WHEN = _When()
     "'mailspool cancel KEY' stops it. A key already accepted: nothing queued, exit 1.",
 )
 @store_option
-@click.option("--priority-transport", metavar="URL", help="Env MAILSPOOL_PRIORITY_TRANSPORT.")
-@setting_option("--emails-per-file", "Split into files of at most N e-mails")
+@setting_option("priority_transport", metavar="URL")
+@setting_option("emails_per_file")
 @click.pass_context
 def send(ctx: click.Context, /, **opts: Any) -> None:
     """Send one e-mail now (--priority) or queue it for the worker."""

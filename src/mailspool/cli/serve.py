@@ -9,6 +9,7 @@ from mailspool.cli.common import (
     load_settings,
     store_option,
 )
+from mailspool.cli.options import setting_option
 from mailspool.stores import open_store
 
 __all__ = ["serve"]
@@ -17,29 +18,18 @@ __all__ = ["serve"]
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8025, show_default=True)
-@click.option(
-    "--token",
-    help="Every page but the public endpoints asks for it; needed off loopback. "
-    "Env MAILSPOOL_SERVE_TOKEN.",
-)
+@setting_option("serve_token", "--token", metavar="TEXT")
 @click.option("--show-bodies", is_flag=True, help="Show e-mail bodies on the failed page.")
-@click.option(
-    "--allowed-host",
-    "allowed_hosts",
-    multiple=True,
-    metavar="NAME",
-    help="A Host name answered beside localhost, 127.0.0.1 and [::1] (repeat it); "
-    "others get a 400. Env MAILSPOOL_ALLOWED_HOSTS (comma-separated).",
-)
+@setting_option("allowed_hosts", "--allowed-host", metavar="NAME", multiple=True)
 @store_option
 @click.pass_context
 def serve(
     ctx: click.Context,
     host: str,
     port: int,
-    token: str | None,
+    serve_token: str | None,
     show_bodies: bool,
-    allowed_hosts: tuple[str, ...],
+    allowed_hosts: tuple[frozenset[str], ...],
     store: str | None,
 ) -> None:
     """The dashboard and /metrics for a store (needs mailspool[serve])."""
@@ -51,8 +41,8 @@ def serve(
             f"serve needs mailspool[serve] (pip install 'mailspool[serve]'): {err}"
         ) from None
     with errors():
-        names = ",".join(allowed_hosts) or None
-        settings = load_settings(store=store, serve_token=token, allowed_hosts=names)
+        names = frozenset[str]().union(*allowed_hosts) or None  # each --allowed-host's names
+        settings = load_settings(store=store, serve_token=serve_token, allowed_hosts=names)
         with open_store(settings.store) as the_store:
             require_token_for(host, settings.serve_token)
             click.echo(

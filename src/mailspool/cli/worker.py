@@ -33,11 +33,11 @@ __all__ = ["worker"]
 @click.command()
 @click.option("--drain", is_flag=True, help="Deliver everything pending, then exit.")
 @store_option
-@click.option("--transport", metavar="URL", help="Delivery URL; env MAILSPOOL_TRANSPORT.")
-@setting_option("--concurrency", "E-mails in flight")
-@setting_option("--max-rate", "E-mails (recipients) per second")
-@setting_option("--max-attempts", "Attempts for a transient failure")
-@setting_option("--retry-base", "First retry delay, seconds")
+@setting_option("transport", metavar="URL")
+@setting_option("concurrency")
+@setting_option("max_rate")
+@setting_option("max_attempts")
+@setting_option("retry_base")
 @click.option(
     "--poll-interval",
     type=Checked("poll_interval", POLL_INTERVAL),
