@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mailspool.cli.common import (
-    errors,
-    load_settings,
-    store_option,
-)
+from mailspool.cli.common import errors, load_settings, store_option
 from mailspool.ops.cancel import cancel
 
 __all__ = ["cancel_command"]

@@ -6,11 +6,7 @@ import sys
 
 import click
 
-from mailspool.cli.common import (
-    errors,
-    load_settings,
-    store_option,
-)
+from mailspool.cli.common import errors, load_settings, store_option
 from mailspool.cli.options import setting_option
 from mailspool.cli.serve import serve
 

@@ -6,11 +6,7 @@ from typing import IO
 
 import click
 
-from mailspool.cli.common import (
-    load_settings,
-    opened_store,
-    store_option,
-)
+from mailspool.cli.common import load_settings, opened_store, store_option
 from mailspool.feedback.route import ingest_lines
 from mailspool.feedback.settings import feedback_options
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mailspool.cli.common import (
-    opened_store,
-    parse_duration,
-    store_option,
-)
+from mailspool.cli.common import opened_store, parse_duration, store_option
 from mailspool.ops import admin
 
 __all__ = ["gc"]

@@ -9,11 +9,7 @@ from typing import Any
 
 import click
 
-from mailspool.cli.common import (
-    errors,
-    settings_from,
-    store_option,
-)
+from mailspool.cli.common import errors, settings_from, store_option
 from mailspool.cli.options import setting_option
 from mailspool.config import Settings
 from mailspool.errors import InvalidMessage

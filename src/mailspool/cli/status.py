@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mailspool.cli.common import (
-    load_settings,
-    opened_store,
-    print_json,
-    store_option,
-)
+from mailspool.cli.common import load_settings, opened_store, print_json, store_option
 from mailspool.feedback.rates import collect_rates
 from mailspool.ops.status import collect_status
 from mailspool.spool.pauses import describe_pause, pause_fields, read_pauses

@@ -14,12 +14,7 @@ from typing import IO
 import click
 import orjson
 
-from mailspool.cli.common import (
-    Listing,
-    list_command,
-    opened_store,
-    store_option,
-)
+from mailspool.cli.common import Listing, list_command, opened_store, store_option
 from mailspool.errors import MailspoolError
 from mailspool.feedback.lines import Line, read_lines
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import click
 
-from mailspool.cli.common import (
-    opened_store,
-    print_json,
-    store_option,
-)
+from mailspool.cli.common import opened_store, print_json, store_option
 from mailspool.feedback.trace import is_own_message_id, trace_address, trace_message
 
 __all__ = ["trace"]

@@ -12,11 +12,7 @@ from typing import Any
 
 import click
 
-from mailspool.cli.common import (
-    errors,
-    settings_from,
-    store_option,
-)
+from mailspool.cli.common import errors, settings_from, store_option
 from mailspool.cli.options import Checked, setting_option
 from mailspool.config import POLL_INTERVAL, Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
