@@ -5,7 +5,8 @@ One module per command or command group, in this package; this one holds the roo
 and the entry point. ``mailspool.cli.common`` holds what the commands share and
 ``mailspool.cli.options`` the options generated from the settings table. ``flask
 mailspool`` (``mailspool.cli.flask_group``) and ``manage.py mailspool_worker`` use the
-same definitions.
+same definitions. As before the package, ``mailspool.cli.worker`` (``send``, ``status``...)
+is the command itself: reach a command's module with ``from mailspool.cli.worker import``.
 
 Every option that has a setting falls back to its ``MAILSPOOL_*`` variable, then to the
 embedded default (a spool and an outbox under ``$XDG_DATA_HOME/mailspool``). Every
