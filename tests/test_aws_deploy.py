@@ -24,9 +24,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailspool.aws.bucket_setup import setup_bucket
-from mailspool.aws.cli import aws as aws_cli
 from mailspool.aws.package import DEFAULT_PYTHON, build_package, dependencies
 from mailspool.aws.template import default_runtime, template_text
+from mailspool.cli.aws import aws as aws_cli
 from mailspool.spool import layout
 from tests.fixtures.moto_server import MotoServer
 

@@ -9,7 +9,7 @@ from typing import Any
 from cfnlint.decode import cfn_yaml
 from click.testing import CliRunner
 
-from mailspool.aws.cli import aws as aws_cli
+from mailspool.cli.aws import aws as aws_cli
 
 
 def decoded(*args: str) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailspool.cli import cli
+from mailspool.cli.suppression import read_entries
 from mailspool.errors import InvalidMessage
 from mailspool.feedback import layout
-from mailspool.feedback.cli import read_entries
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
 from mailspool.stores import Store, open_store
 from tests.fixtures.moto_server import MotoServer

@@ -16,6 +16,7 @@ endpoints.py     both endpoints routed by path, and as an ASGI app
 settings.py      the feedback parts built from mailspool.config.Settings
 rates.py         bounce and complaint rates over the last sends; the worker's guard
 ses_sync.py      two-way sync with SES's account-level suppression list
-cli.py           mailspool suppression | trace | events
 ```
+
+Its commands (``mailspool suppression | trace | events``) are in ``mailspool.cli``.
 """

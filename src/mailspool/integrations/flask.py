@@ -83,6 +83,6 @@ class Mailspool:
             app.wsgi_app, mode=mode, settings=lambda: load_settings(app.config)
         )
         app.extensions["mailspool"] = self
-        from mailspool.integrations.flask_cli import mailspool_group
+        from mailspool.cli.flask_group import mailspool_group
 
         app.cli.add_command(mailspool_group)

@@ -1,31 +1,27 @@
 """``manage.py mailspool_worker [--drain]``: ``mailspool worker`` with Django's settings.
 
-The same loop as the CLI (``mailspool.triggers.local``) and the same worker
-(``mailspool.delivery.factory``), configured from ``settings.MAILSPOOL`` first, then the
-``MAILSPOOL_*`` variables.
+The same loop as the CLI (``mailspool.triggers.local``), the same worker
+(``mailspool.delivery.factory``) and the same options (``mailspool.cli.worker``'s, by
+``mailspool.cli.argparse_options``), configured from ``settings.MAILSPOOL`` first, then
+the ``MAILSPOOL_*`` variables.
 """
 
 from __future__ import annotations
 
-from argparse import ArgumentTypeError
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mailspool.config import POLL_INTERVAL
+from mailspool.cli.argparse_options import add_options
+from mailspool.cli.worker import worker as worker_command
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
 from mailspool.delivery.report import BatchReport
-from mailspool.errors import ConfigurationError, MailspoolError
+from mailspool.errors import MailspoolError
 from mailspool.integrations.django import load_settings
 from mailspool.triggers.local import DrainReport, drain, run_forever
 
-
-def _poll_interval(text: str) -> float:
-    """``--poll-interval``, by the rule ``mailspool worker`` checks it with."""
-    try:
-        return float(POLL_INTERVAL("--poll-interval", text))
-    except ConfigurationError as err:
-        raise ArgumentTypeError(str(err)) from None
+#: the options of ``mailspool worker`` this command takes
+_OPTIONS = ("drain", "poll_interval", "retry_base")
 
 
 class Command(BaseCommand):
@@ -33,16 +29,8 @@ class Command(BaseCommand):
     _store = ""
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--drain", action="store_true", help="Deliver everything, then exit.")
-        parser.add_argument(
-            "--poll-interval",
-            type=_poll_interval,
-            default=None,
-            help="Seconds between looks at the queue (default 0.05; 5 for an s3:// store).",
-        )
-        parser.add_argument(
-            "--retry-base", type=float, default=None, help="First retry delay, seconds."
-        )
+        # mailspool worker's own options: the same flags, help and checks
+        add_options(parser, worker_command, _OPTIONS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

@@ -1,6 +1,6 @@
-"""What every store command shares: the ``--store`` option, opening the store while
-naming it, JSON output, ``list`` commands, "not found" messages and durations with a
-unit."""
+"""What every command shares: the ``--store`` option, the settings from the flags given,
+mailspool's errors as one line, opening the store while naming it, JSON output, ``list``
+commands, "not found" messages and durations with a unit."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 import click
 import orjson
 
+from mailspool.cli.options import setting_option
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, MailspoolError
 from mailspool.stores import Store, open_store
@@ -20,6 +21,7 @@ from mailspool.stores import Store, open_store
 __all__ = [
     "FRAMEWORK_META",
     "Listing",
+    "errors",
     "list_command",
     "load_settings",
     "not_found",
@@ -27,14 +29,12 @@ __all__ = [
     "parse_duration",
     "print_json",
     "say_store",
+    "settings_from",
     "store_option",
 ]
 
-store_option = click.option(
-    "--store",
-    metavar="URL",
-    help="Store URL (file://DIR, s3://BUCKET/PREFIX); env MAILSPOOL_STORE.",
-)
+#: ``--store URL``, from the row of the setting ``store``
+store_option = setting_option("store", metavar="URL")
 
 #: where a framework's command group (``flask mailspool``) leaves its settings loader
 #: (flags as keyword arguments -> Settings) for the commands it runs:
@@ -71,6 +71,20 @@ def load_settings(**explicit: Any) -> Settings:
     try:
         return load(**given)
     except ConfigurationError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def settings_from(opts: dict[str, Any], *names: str) -> Settings:
+    """Settings from the named options of a command (None: not given), then the rest."""
+    return load_settings(**{name: opts[name] for name in names})
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn mailspool's errors into one clear line and exit status 1."""
+    try:
+        yield
+    except MailspoolError as err:
         raise click.ClickException(str(err)) from err
 
 

@@ -1,4 +1,5 @@
-"""``mailspool suppression``, ``mailspool trace`` and ``mailspool events``.
+"""``mailspool suppression``: list, add, remove, import, export and sync with SES the
+addresses never sent to again.
 
 The commands open the store named by ``--store`` or ``MAILSPOOL_STORE`` (as every other
 command does) and print one line per item, or JSON with ``--json``.
@@ -13,24 +14,14 @@ from typing import IO
 import click
 import orjson
 
-from mailspool.commands.common import (
-    Listing,
-    list_command,
-    load_settings,
-    opened_store,
-    print_json,
-    store_option,
-)
+from mailspool.cli.common import Listing, list_command, opened_store, store_option
 from mailspool.errors import MailspoolError
 from mailspool.feedback.lines import Line, read_lines
-from mailspool.feedback.route import ingest_lines
-from mailspool.feedback.settings import feedback_options
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
-from mailspool.feedback.trace import is_own_message_id, trace_address, trace_message
 from mailspool.spool.records import moment
 from mailspool.stores import Store
 
-__all__ = ["events", "suppression", "trace"]
+__all__ = ["read_entries", "suppression"]
 
 _REASONS = click.Choice([r.value for r in Reason])
 
@@ -167,54 +158,3 @@ def _entry(line: Line, reason: Reason) -> Suppression:
             except ValueError as err:
                 raise ValueError(f"{source}: field 'since': {err}") from None
     return Suppression.from_dict(data, source)
-
-
-@click.command()
-@click.argument("target", metavar="ADDRESS|MESSAGE-ID")
-@store_option
-@click.option("--json", "as_json", is_flag=True, help="A JSON list of e-mails with their states.")
-def trace(target: str, store: str | None, as_json: bool) -> None:
-    """What happened to the e-mails to an address, or to one e-mail (its Message-ID or the
-    provider's id): queued, sent, delivered, bounced, complained, opened, failed..."""
-    with opened_store(store, quiet=as_json) as the_store:
-        if "@" in target and not target.startswith("<") and not is_own_message_id(target):
-            traces = trace_address(the_store, target)
-        else:
-            traces = trace_message(the_store, target)
-    if as_json:
-        print_json([t.as_dict() for t in traces])
-        return
-    if not traces:
-        click.echo(f"nothing on record for {target}")
-    for item in traces:
-        data = item.as_dict()
-        where = f"{data['batch']}.{data['index']}" if data["batch"] else "(batch no longer kept)"
-        click.echo(f"{where}  {data['subject']!r} to {', '.join(data['recipients'])}")
-        for step in data["states"]:
-            click.echo(f"  {step['at'] or '-':32} {step['state']:18} {step['detail']}")
-
-
-@click.group()
-def events() -> None:
-    """SES events (bounces, complaints, deliveries...) from other routes than Lambda."""
-
-
-@events.command("ingest")
-@click.argument("file", type=click.File("rb"))
-@store_option
-def events_ingest(file: IO[bytes], store: str | None) -> None:
-    """Record the SES events in FILE ('-': stdin), one JSON document a line: an SES event
-    in either format, an SNS notification, an EventBridge event or a Lambda event.
-    A redelivered event changes nothing. Each line is recorded alone: a bad one (not
-    UTF-8, not JSON, no SES event, a date that cannot be read...) is reported on stderr
-    with its line number and reason, the others are recorded, and the exit code is 1."""
-    with opened_store(store) as the_store:
-        options = feedback_options(load_settings(store=store))
-        result, bad = ingest_lines(
-            file, the_store, options=options, on_problem=lambda p: click.echo(p, err=True)
-        )
-    click.echo(
-        f"{result.events} event(s), {result.new} new, {result.suppressed} address(es) suppressed"
-    )
-    if bad:
-        raise click.ClickException(f"{bad} line(s) not recorded")

@@ -7,7 +7,7 @@ from typing import IO
 
 import click
 
-from mailspool.commands.common import Listing, list_command, not_found, opened_store, store_option
+from mailspool.cli.common import Listing, list_command, not_found, opened_store, store_option
 from mailspool.errors import KeyNotFound
 from mailspool.ops import quarantine as ops
 from mailspool.stores import Store

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mailspool.aws.template import default_runtime
-from mailspool.cli import _errors as _click_errors  # one way to show an error
+from mailspool.cli.common import errors as _click_errors  # one way to show an error
 
 __all__ = ["aws"]
 

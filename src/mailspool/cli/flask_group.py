@@ -14,7 +14,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from mailspool import cli as main_cli
-from mailspool.commands.common import FRAMEWORK_META
+from mailspool.cli.common import FRAMEWORK_META
 from mailspool.integrations.flask import load_settings
 
 __all__ = ["mailspool_group"]

@@ -1,1 +1,0 @@
-"""Command groups of the ``mailspool`` CLI that live apart from ``mailspool.cli``."""
