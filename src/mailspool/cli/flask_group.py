@@ -15,7 +15,7 @@ from flask.cli import with_appcontext
 
 from mailspool import cli as main_cli
 from mailspool.cli.common import FRAMEWORK_META
-from mailspool.integrations.flask import load_settings
+from mailspool.integrations.flask_settings import load_settings
 
 __all__ = ["mailspool_group"]
 

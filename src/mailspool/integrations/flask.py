@@ -16,19 +16,14 @@ everything pending and exit), ``status``, ``failed``, ``quarantine`` and ``gc``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import click
 from flask import Flask
 
-from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
+from mailspool.integrations.flask_settings import config_key, load_settings
 from mailspool.integrations.wsgi import MailspoolMiddleware
 
 __all__ = ["AppConfigurationError", "Mailspool", "config_key", "load_settings"]
-
-_PREFIX = "MAILSPOOL_"
 
 
 class AppConfigurationError(ConfigurationError, click.ClickException):
@@ -42,26 +37,6 @@ class AppConfigurationError(ConfigurationError, click.ClickException):
 
     def __str__(self) -> str:
         return self.message
-
-
-def load_settings(config: Mapping[str, Any], **explicit: Any) -> Settings:
-    """mailspool's settings: ``explicit`` (a command's flags), a Flask config, then
-    ``MAILSPOOL_*`` variables; every value checked, an unknown ``MAILSPOOL_*`` key refused."""
-    return Settings.load(framework=config_values(config), framework_key=config_key, **explicit)
-
-
-def config_key(name: str) -> str:
-    """A setting's key as written in a Flask config: ``app.config['MAILSPOOL_STORE']``."""
-    return f"app.config[{(_PREFIX + name.upper())!r}]"
-
-
-def config_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``MAILSPOOL_*`` keys of a Flask config, by setting name."""
-    return {
-        key[len(_PREFIX) :].lower(): value
-        for key, value in config.items()
-        if key.startswith(_PREFIX)
-    }
 
 
 class Mailspool:

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 
 from mailspool.feedback.endpoints import SES_PATH, UNSUBSCRIBE_PATH, FeedbackEndpoints
 from mailspool.feedback.settings import endpoints_from_settings
-from mailspool.integrations.flask import load_settings
+from mailspool.integrations.flask_settings import load_settings
 
 __all__ = ["feedback_blueprint"]
 
