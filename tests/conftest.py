@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from mailspool import shared
+from mailspool.stores import shared as shared_stores
+from mailspool.transports import shared as shared_transports
 
 # CI explores the same examples on every run, so a red run is reproducible and never a
 # coin toss on a shared, noisy machine; developers get fresh examples each run.
@@ -33,7 +34,8 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     yield
-    shared.close_all()
+    shared_stores.close_all()
+    shared_transports.close_all()
 
 
 @pytest.fixture

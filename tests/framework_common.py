@@ -18,7 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import mailspool
-from mailspool import Attachment, Message, StoreError, shared
+from mailspool import Attachment, Message, StoreError
+from mailspool.stores import shared as shared_stores
 from mailspool.stores.file import FileStore
 from tests.fixtures.smtp_server import SMTPSink
 
@@ -152,7 +153,7 @@ class RefusingStore(FileStore):
 
 def install_store(store: FileStore) -> str:
     """Make ``store`` the process's shared store for its URL; return the URL."""
-    shared._stores[store.url] = store
+    shared_stores._open._opened[store.url] = store  # the cache, as a first use fills it
     return store.url
 
 

@@ -25,15 +25,15 @@ from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidMessage, PermanentError
 from mailspool.feedback.events import parse_ses_event
 from mailspool.feedback.ingest import ingest
-from mailspool.feedback.screen import screen
 from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
 from mailspool.feedback.trace import trace_address
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.message import Message
 from mailspool.ops import admin
+from mailspool.policy.screen import screen
 from mailspool.producer.api import send_now
-from mailspool.shared import shared_store
 from mailspool.stores.memory import MemoryStore
+from mailspool.stores.shared import shared_store
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import DrainReport, drain
 from tests import ses_events

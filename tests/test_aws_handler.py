@@ -27,11 +27,12 @@ from mailspool.config import Settings
 from mailspool.delivery.factory import delivery_url
 from mailspool.message import Message
 from mailspool.ops.status import collect_status
-from mailspool.shared import shared_store, shared_transport
 from mailspool.spool import batch, layout
 from mailspool.stores.base import Store
+from mailspool.stores.shared import shared_store
 from mailspool.transports import open_transport
 from mailspool.transports.base import Receipt, Transport
+from mailspool.transports.shared import shared_transport
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.smtp_server import SMTPSink
 

@@ -13,8 +13,8 @@ from mailspool.aws import sweeper_handler
 from mailspool.aws.sqs import consume
 from mailspool.aws.sweeper import sweep
 from mailspool.delivery.worker import Worker, WorkerOptions
-from mailspool.shared import shared_transport
 from mailspool.spool import layout
+from mailspool.transports.shared import shared_transport
 from tests.test_aws_handler import Context, Stack, hand_off, stack
 
 __all__ = ["stack"]

@@ -19,10 +19,11 @@ from mailspool.feedback.suppression import SuppressionList, shared_suppressions
 from mailspool.integrations.flask_feedback import feedback_blueprint
 from mailspool.message import Message
 from mailspool.producer.api import send_now
-from mailspool.shared import shared_store, shared_transport
 from mailspool.spool import batch, layout
 from mailspool.stores.memory import MemoryStore
+from mailspool.stores.shared import shared_store
 from mailspool.transports.memory import MemoryTransport
+from mailspool.transports.shared import shared_transport
 from tests.test_asgi import running_uvicorn
 
 URL = "https://blog.example.com/mail/unsubscribe"

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 import mailspool
 from mailspool.config import Settings
-from mailspool.delivery.processes import SHARE_SPLIT, Share, run_processes
 from mailspool.delivery.report import BatchReport
 from mailspool.errors import MailspoolError
 from mailspool.spool import layout
 from mailspool.stores.file import FileStore
 from mailspool.triggers.local import LOOKS_PER_SHARE, DrainReport, fair_part
+from mailspool.triggers.processes import SHARE_SPLIT, Share, run_processes
 from tests.fixtures.smtp_server import SMTPSink
 
 

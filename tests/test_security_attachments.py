@@ -12,12 +12,12 @@ import orjson
 import pytest
 
 from mailspool._beneath import open_beneath
-from mailspool.delivery.attachments import PathAttachments
-from mailspool.delivery.guards import Guards
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidMessage, ObjectRefused
 from mailspool.feedback.trace import trace_address
 from mailspool.ops.admin import list_failed
+from mailspool.policy.attachment_root import PathAttachments
+from mailspool.policy.guards import Guards
 from mailspool.spool import layout
 from mailspool.spool.records import FailedRecord
 from mailspool.stores.base import Store

@@ -13,11 +13,11 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailspool.delivery.guards import Guards
 from mailspool.errors import InvalidBatch, InvalidMessage, KeyNotFound, SenderNotAllowed
-from mailspool.senders import AllowedSenders
+from mailspool.policy.allowed_senders import AllowedSenders
+from mailspool.policy.guards import Guards
+from mailspool.policy.limits import Limits
 from mailspool.spool import batch
-from mailspool.spool.limits import Limits
 
 EXAMPLES = settings(max_examples=300, suppress_health_check=list(HealthCheck), deadline=None)
 

@@ -15,14 +15,14 @@ import pytest
 
 import mailspool
 from mailspool.config import Settings
-from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.worker import BatchReport, Worker, WorkerOptions
 from mailspool.errors import ConfigurationError, PermanentError, SenderNotAllowed
 from mailspool.ops.status import email_count
-from mailspool.senders import AllowedSenders
+from mailspool.policy.allowed_senders import AllowedSenders
+from mailspool.policy.guards import Guards
+from mailspool.policy.limits import Limits
 from mailspool.spool import layout
-from mailspool.spool.limits import Limits
 from mailspool.stores.base import Store
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore

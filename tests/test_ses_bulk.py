@@ -29,7 +29,6 @@ from prometheus_client import CollectorRegistry
 import mailspool
 from mailspool.config import Settings
 from mailspool.delivery.bulk import call_size
-from mailspool.delivery.guards import Guards
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.steps import SuppressionScreen, ThrottleCount, UnsubscribeHeaders
 from mailspool.delivery.worker import Worker, WorkerOptions
@@ -38,7 +37,8 @@ from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppr
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.message import Message
 from mailspool.ops import admin
-from mailspool.senders import AllowedSenders
+from mailspool.policy.allowed_senders import AllowedSenders
+from mailspool.policy.guards import Guards
 from mailspool.spool import batch, layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerState, Timing

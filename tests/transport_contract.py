@@ -19,6 +19,7 @@ from typing import Any
 
 from mailspool.errors import MailspoolError
 from mailspool.message import Attachment, Message
+from mailspool.mime import from_email_message
 from mailspool.transports import Receipt, Transport
 
 __all__ = ["Arrived", "Delivered", "TransportContract", "simple_message"]
@@ -70,7 +71,7 @@ class TransportContract:
         )
         transport.send(message)
         sender, recipients, arrived = _only(delivered)
-        got = Message.from_email_message(arrived)
+        got = from_email_message(arrived)
         assert sender == "juergen@example.de"
         assert recipients == ("zoe@example.com", "plain@example.org", "jane@example.net")
         assert (got.sender, got.to, got.cc, got.reply_to) == (
@@ -109,7 +110,7 @@ class TransportContract:
         )
         transport.send(simple_message(attachments=attachments))
         _, _, arrived = _only(delivered)
-        got = Message.from_email_message(arrived)
+        got = from_email_message(arrived)
         assert got.attachments == attachments
         assert _lines(got.text) == "Hello\n"
 

@@ -12,17 +12,18 @@ AWS tools, is made by ``boto3_client``, under the one ``BOTO3_SESSION_LOCK``.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from mailspool.errors import ConfigurationError, MissingDependency
 
 if TYPE_CHECKING:
     from botocore.config import Config
 
-__all__ = ["BOTO3_SESSION_LOCK", "Backend", "boto3_client", "load_backend"]
+__all__ = ["BOTO3_SESSION_LOCK", "Backend", "OpenBackends", "boto3_client", "load_backend"]
 
 BOTO3_SESSION_LOCK = threading.Lock()
 
@@ -86,3 +87,30 @@ def boto3_client(
             return make(service, region_name=region, config=config, endpoint_url=endpoint_url)
     except BotoCoreError as err:
         raise ConfigurationError(f"cannot make the {service} client {user} needs: {err}") from err
+
+
+B = TypeVar("B", bound=Backend)
+
+
+class OpenBackends(Generic[B]):
+    """Backends shared by everything in a process, one per URL, opened on first use and
+    closed at exit (``stores.shared``, ``transports.shared``)."""
+
+    def __init__(self, open_url: Callable[[str], B]) -> None:
+        self._open_url = open_url
+        self._lock = threading.Lock()
+        self._opened: dict[str, B] = {}
+        atexit.register(self.close_all)
+
+    def get(self, url: str) -> B:
+        with self._lock:
+            backend = self._opened.get(url)
+            if backend is None:
+                backend = self._opened[url] = self._open_url(url)
+            return backend
+
+    def close_all(self) -> None:
+        with self._lock:
+            opened, self._opened = list(self._opened.values()), {}
+        for backend in opened:
+            backend.close()

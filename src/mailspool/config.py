@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.errors import ConfigurationError
-from mailspool.producer.classify import Priority
-from mailspool.spool.limits import Limits
+from mailspool.headers import Priority
 
 __all__ = [
     "POLL_INTERVAL",
@@ -59,7 +58,6 @@ __all__ = [
 log = logging.getLogger("mailspool")
 _PREFIX = "MAILSPOOL_"
 
-_LIMITS = Limits()  # the limits' defaults: one source, the limits themselves
 
 #: Computes a default from the settings resolved before it (in table order).
 Default = Callable[[Mapping[str, Any]], Any]
@@ -288,7 +286,7 @@ class Settings:
     priority_transport: str = setting(_text, lambda resolved: resolved["transport"], shown="`MAILSPOOL_TRANSPORT`", help="how priority e-mail is sent at once")
     priority_outage: str = setting(_one_of("queue", "raise"), "queue", shown="`queue`", help="a priority e-mail the priority transport cannot take for now (connection refused, timeout, TLS failure, 4xx, throttling): `queue` writes it to the store as a batch the worker delivers first, and `send_mail` returns True; `raise` raises the `TransientError`. A refusal of the e-mail itself (5xx, invalid) always raises")
     emails_per_file: int = setting(_non_negative_int, 0, shown="`0` (off)", help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N")
-    max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by every sender (thread or coroutine); unset, the transport's own limit")
+    max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by every sender thread; unset, the transport's own limit")
     concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
     ledger_commit_ms: int | None = setting(_non_negative_int, None, shown="`1000` on S3 (a PUT costs money), `0` elsewhere", help="milliseconds between the ledger's commits: outcomes recorded meanwhile are written together and a crash can repeat the e-mails sent in the last T ms ([guarantees](guarantees.md)); `0`: each sender waits for the commit once `concurrency` outcomes are waiting", worker_option="ledger_commit_ms")
     max_attempts: int = setting(_ATTEMPTS, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")
@@ -323,15 +321,15 @@ class Settings:
 
     attachment_root: str | None = setting(_FOLDER, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
     allowed_senders: str = setting(_any_text, "", shown="any sender", help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not among them fails unsent, on the worker and the priority path (Reply-To is free)")
-    max_batch_bytes: int = setting(_positive_int, _LIMITS.batch_bytes, shown="`33554432` (32 MiB)", help="largest batch file the worker reads; its size is checked before its body is read; a larger file is quarantined unread")
-    max_emails_per_batch: int = setting(_positive_int, _LIMITS.emails_per_batch, shown="`10000`", help="most e-mails in one batch file; more: quarantined")
-    max_recipients: int = setting(_positive_int, _LIMITS.recipients, shown="`50` (SES's own limit)", help="most recipients (to + cc + bcc) of one e-mail")
-    max_headers: int = setting(_positive_int, _LIMITS.headers, shown="`50`", help="most extra headers of one e-mail")
-    max_header_length: int = setting(_positive_int, _LIMITS.header_length, shown="`2000`", help="longest extra header, name plus value, in characters")
-    max_subject_length: int = setting(_positive_int, _LIMITS.subject_length, shown="`998`", help="longest subject, in characters")
-    max_attachments: int = setting(_positive_int, _LIMITS.attachments, shown="`20`", help="most attachments of one e-mail")
-    max_attachment_bytes: int = setting(_positive_int, _LIMITS.attachment_bytes, shown="`10485760` (10 MiB)", help="largest attachment (inline, blob or path); a larger blob or file is not read")
-    max_message_bytes: int = setting(_positive_int, _LIMITS.message_bytes, shown="`41943040` (40 MiB, SES's limit)", help="largest e-mail as sent, estimated before rendering (base64 counted); the senders (threads or coroutines) hold at most twice this at once; an SMTP server's advertised `SIZE` is a further limit")
+    max_batch_bytes: int = setting(_positive_int, 33554432, shown="`33554432` (32 MiB)", help="largest batch file the worker reads; its size is checked before its body is read; a larger file is quarantined unread")
+    max_emails_per_batch: int = setting(_positive_int, 10_000, shown="`10000`", help="most e-mails in one batch file; more: quarantined")
+    max_recipients: int = setting(_positive_int, 50, shown="`50` (SES's own limit)", help="most recipients (to + cc + bcc) of one e-mail")
+    max_headers: int = setting(_positive_int, 50, shown="`50`", help="most extra headers of one e-mail")
+    max_header_length: int = setting(_positive_int, 2_000, shown="`2000`", help="longest extra header, name plus value, in characters")
+    max_subject_length: int = setting(_positive_int, 998, shown="`998`", help="longest subject, in characters")
+    max_attachments: int = setting(_positive_int, 20, shown="`20`", help="most attachments of one e-mail")
+    max_attachment_bytes: int = setting(_positive_int, 10485760, shown="`10485760` (10 MiB)", help="largest attachment (inline, blob or path); a larger blob or file is not read")
+    max_message_bytes: int = setting(_positive_int, 41943040, shown="`41943040` (40 MiB, SES's limit)", help="largest e-mail as sent, estimated before rendering (base64 counted); the sender threads hold at most twice this at once; an SMTP server's advertised `SIZE` is a further limit")
     # fmt: on
 
     @classmethod

@@ -11,16 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message as _HeaderParser
+from enum import StrEnum
 from functools import lru_cache
 
 from mailspool.errors import InvalidMessage
 from mailspool.message import check_header, split_addresses
-from mailspool.producer.classify import Priority
 
-__all__ = ["PRIORITY_HEADER", "HeaderFields", "parse_headers"]
+__all__ = ["PRIORITY_HEADER", "HeaderFields", "Priority", "parse_headers"]
 
 #: The header that marks an e-mail's priority: ``now`` or ``deferred`` (a contract).
 PRIORITY_HEADER = "X-Mailspool-Priority"
+
+
+class Priority(StrEnum):
+    """The words of the priority header and of ``MAILSPOOL_DEFAULT_PRIORITY``."""
+
+    NOW = "now"
+    DEFERRED = "deferred"
+
 
 HeaderInput = str | Mapping[str, str] | Iterable[str] | None
 

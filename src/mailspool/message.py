@@ -16,7 +16,6 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
 
@@ -233,19 +232,6 @@ class Message:
         """The first extra header of that name, case-insensitively."""
         lowered = name.lower()
         return next((v for k, v in self.headers if k.lower() == lowered), None)
-
-    def to_email_message(self, *, message_id: str | None = None) -> EmailMessage:
-        """The stdlib form (``policy.default``). Bcc is left out of the headers."""
-        from mailspool.mime import to_email_message
-
-        return to_email_message(self, message_id=message_id)
-
-    @classmethod
-    def from_email_message(cls, message: EmailMessage) -> Message:
-        """The model of a stdlib message: its headers, bodies and attachments."""
-        from mailspool.mime import from_email_message
-
-        return from_email_message(message)
 
     @classmethod
     def build(

@@ -13,9 +13,9 @@ from mailspool.cli.common import errors, settings_from, store_option
 from mailspool.cli.options import setting_option
 from mailspool.config import Settings
 from mailspool.errors import InvalidMessage
+from mailspool.headers import Priority
 from mailspool.message import Message
 from mailspool.producer import api
-from mailspool.producer.classify import Priority
 from mailspool.producer.fallback import Written, watch_writes
 from mailspool.producer.later import Later, moment_of, parse_when
 

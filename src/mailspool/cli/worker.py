@@ -16,12 +16,12 @@ from mailspool.cli.common import errors, settings_from, store_option
 from mailspool.cli.options import Checked, setting_option
 from mailspool.config import POLL_INTERVAL, Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
-from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
 from mailspool.delivery.steps import OutcomeCallback, OutcomeFunction
 from mailspool.delivery.worker import BatchReport, Worker
 from mailspool.ops.status import collect_status
 from mailspool.stores import Store
 from mailspool.triggers.local import DrainReport, drain, run_forever
+from mailspool.triggers.processes import Share, default_processes, drain_shared, run_processes
 
 __all__ = ["worker"]
 

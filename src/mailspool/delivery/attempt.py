@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
@@ -26,10 +25,11 @@ from mailspool.errors import (
     TransportUnavailable,
 )
 from mailspool.message import Message, sender_domain
+from mailspool.policy.guards import Guards
+from mailspool.policy.limits import Limits
 from mailspool.spool import layout
 from mailspool.spool.batch import Batch, moment
 from mailspool.spool.ledger import Ledger
-from mailspool.spool.limits import Limits
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState, timestamp
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write

@@ -31,11 +31,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from mailspool.config import Settings
-from mailspool.delivery.guards import Guards
 from mailspool.delivery.steps import SendStep, SuppressionScreen, UnsubscribeHeaders
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.feedback.settings import rate_guard, unsubscribe_links
 from mailspool.feedback.suppression import shared_suppressions
+from mailspool.policy.guards import Guards
 from mailspool.stores import open_store
 from mailspool.stores.base import Store
 from mailspool.transports import open_transport

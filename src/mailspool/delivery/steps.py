@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from mailspool.errors import DeliveryError, InvalidMessage, TransientError
-from mailspool.feedback.screen import screen
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.message import Message
+from mailspool.policy.screen import screen
 from mailspool.spool.records import LedgerState
 from mailspool.transports.base import Receipt
 

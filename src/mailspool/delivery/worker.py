@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from mailspool.config import default_of
 from mailspool.delivery.attempt import SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
-from mailspool.delivery.guards import Guards
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import Pause, TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
@@ -50,6 +49,7 @@ from mailspool.delivery.steps import OutcomeFunction, SendStep, Steps, Suppressi
 from mailspool.errors import UnsafeKey
 from mailspool.feedback.rates import RateGuard
 from mailspool.feedback.suppression import shared_suppressions
+from mailspool.policy.guards import Guards
 from mailspool.spool import layout
 from mailspool.spool.pauses import PauseRecord, clear_pause, record_pause
 from mailspool.spool.records import LedgerEntry

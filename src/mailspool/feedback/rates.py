@@ -24,8 +24,8 @@ import orjson
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.events import EventKind
 from mailspool.feedback.suppression import SuppressionList
-from mailspool.ops.status import ledger_entries
 from mailspool.spool import layout, queue_scan
+from mailspool.spool.ledger import ledger_entries
 from mailspool.spool.records import LedgerState
 from mailspool.stores.base import Store
 

@@ -11,8 +11,8 @@ from mailspool.feedback.ingest import FeedbackOptions
 from mailspool.feedback.rates import RateGuard, shared_guard
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
-from mailspool.shared import shared_store
 from mailspool.stores.base import Store
+from mailspool.stores.shared import shared_store
 
 if TYPE_CHECKING:
     from mailspool.feedback.endpoints import FeedbackEndpoints

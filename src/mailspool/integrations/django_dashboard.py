@@ -15,7 +15,7 @@ from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from mailspool.integrations.django import load_settings
-from mailspool.shared import shared_store
+from mailspool.stores.shared import shared_store
 from mailspool.web.app import Dashboard
 from mailspool.web.http import Request
 

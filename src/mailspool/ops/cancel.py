@@ -16,11 +16,11 @@ import logging
 
 from mailspool.producer.idempotency import lookup
 from mailspool.producer.scope import settings_here
-from mailspool.shared import shared_store
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.schedule import cancelled_key
 from mailspool.stores.base import Store, default_owner
+from mailspool.stores.shared import shared_store
 
 __all__ = ["cancel"]
 

@@ -33,10 +33,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mailspool.errors import MailspoolError
+from mailspool.policy.limits import Limits
 from mailspool.spool import layout, tally
-from mailspool.spool.ledger import read_entries
-from mailspool.spool.limits import Limits
+from mailspool.spool.ledger import ledger_entries
 from mailspool.spool.quarantine import quarantined_files
 from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.records import BatchOutline, LedgerEntry, LedgerState
@@ -49,7 +48,6 @@ __all__ = [
     "Status",
     "collect_status",
     "email_count",
-    "ledger_entries",
     "queued_progress",
 ]
 
@@ -147,22 +145,6 @@ def _carried(entries: dict[int, LedgerEntry]) -> tuple[tuple[str, int], ...]:
         if entry.state is LedgerState.CONTINUED and entry.batch:
             carried[entry.batch] = carried.get(entry.batch, 0) + 1
     return tuple(sorted(carried.items()))
-
-
-def ledger_entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
-    """``read_entries`` for a reader that must go on (status, the dashboard, rates): a
-    ledger that cannot be read counts as empty, its reason logged once."""
-    try:
-        return read_entries(store, batch_id)
-    except MailspoolError as err:
-        key = layout.ledger_key(batch_id)
-        if (store.url, key) not in _unread_ledgers:
-            _unread_ledgers.add((store.url, key))
-            log.warning("status: skipped the ledger %s in %s: %s", key, store.url, err)
-        return {}
-
-
-_unread_ledgers: set[tuple[str, str]] = set()
 
 
 def collect_status(store: Store, *, now: float | None = None) -> Status:

@@ -25,20 +25,21 @@ from pathlib import Path
 
 from mailspool.config import Settings
 from mailspool.errors import PermanentError, TransientError
-from mailspool.feedback.screen import screen_priority
 from mailspool.feedback.settings import unsubscribe_links
 from mailspool.headers import HeaderFields, HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
+from mailspool.policy.allowed_senders import AllowedSenders
+from mailspool.policy.screen import screen_priority
 from mailspool.producer.classify import Decision, classify
 from mailspool.producer.fallback import Written, write_messages_to
 from mailspool.producer.idempotency import forget
 from mailspool.producer.later import Later, When, accept_key, write_later
 from mailspool.producer.scope import current_scope, enqueue, settings_here
-from mailspool.senders import AllowedSenders
-from mailspool.shared import shared_store, shared_transport
 from mailspool.spool import tally
+from mailspool.stores.shared import shared_store
 from mailspool.transports.base import Receipt
 from mailspool.transports.limits import check_deliverable
+from mailspool.transports.shared import shared_transport
 
 __all__ = [
     "AttachmentInput",

@@ -17,16 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import parseaddr
-from enum import StrEnum
 
-__all__ = ["Decision", "Priority", "classify"]
+from mailspool.headers import Priority
 
-
-class Priority(StrEnum):
-    """The words of the priority header and of ``MAILSPOOL_DEFAULT_PRIORITY``."""
-
-    NOW = "now"
-    DEFERRED = "deferred"
+__all__ = ["Decision", "classify"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,12 +38,12 @@ from mailspool.config import Settings
 from mailspool.errors import KeyNotFound, StoreError
 from mailspool.message import Message
 from mailspool.producer.handoff import EncodedBatches, encode_batches, write_encoded
-from mailspool.shared import shared_store
 from mailspool.spool import layout
 from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import SCHEDULED
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
+from mailspool.stores.shared import shared_store
 
 __all__ = [
     "MAX_STUCK_WRITES",

@@ -27,8 +27,8 @@ from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
 from mailspool.message import Message
 from mailspool.producer.fallback import write_messages
-from mailspool.shared import shared_store
 from mailspool.stores.base import Store
+from mailspool.stores.shared import shared_store
 
 __all__ = ["RequestScope", "current_scope", "enqueue", "request", "settings_here"]
 

@@ -63,7 +63,7 @@ CONTENT_TYPES = frozenset({"text/html", "text/plain"})
 BlobReader = Callable[[str], bytes]
 #: Stores a blob's bytes under its SHA-256 hex digest (idempotent).
 BlobWriter = Callable[[str, bytes], None]
-#: Reads a version-0 path attachment (``mailspool.delivery.attachments``), or refuses it.
+#: Reads a version-0 path attachment (``mailspool.policy.attachment_root``), or refuses it.
 PathReader = Callable[[str], Attachment]
 
 #: What e-mails of one batch share: from, contentType, charset, cc, bcc, replyTo, headers.

@@ -25,16 +25,20 @@ e-mail on).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 
+from mailspool.errors import MailspoolError
 from mailspool.spool import layout
 from mailspool.spool.records import LedgerEntry, decode_entries, encode_entries
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
 
-__all__ = ["Ledger", "LedgerEntry", "read_entries"]
+__all__ = ["Ledger", "LedgerEntry", "ledger_entries", "read_entries"]
+
+log = logging.getLogger("mailspool.status")
 
 
 def read_entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
@@ -178,3 +182,19 @@ class Ledger:
         self._durable += len(batch)
         self._writing = False
         self._cond.notify_all()
+
+
+def ledger_entries(store: Store, batch_id: str) -> dict[int, LedgerEntry]:
+    """``read_entries`` for a reader that must go on (status, the dashboard, rates): a
+    ledger that cannot be read counts as empty, its reason logged once."""
+    try:
+        return read_entries(store, batch_id)
+    except MailspoolError as err:
+        key = layout.ledger_key(batch_id)
+        if (store.url, key) not in _unread_ledgers:
+            _unread_ledgers.add((store.url, key))
+            log.warning("skipped the ledger %s in %s: %s", key, store.url, err)
+        return {}
+
+
+_unread_ledgers: set[tuple[str, str]] = set()

@@ -25,10 +25,8 @@ here with ``PermanentError`` rather than half-sent (splitting it belongs to the 
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Hashable, Sequence
-from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -43,16 +41,17 @@ from mailspool.errors import (
     TransientError,
     TransportUnavailable,
 )
-from mailspool.message import Message, ascii_domain, has_utf8_local_part
+from mailspool.message import Message
 from mailspool.mime import render
 from mailspool.transports._common import check_options, parse_bool, query_parameters
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
 from mailspool.transports.limits import (
     MAX_RECIPIENTS,
-    NO_SMTPUTF8,
     check_deliverable,
     without_utf8_recipients,
 )
+from mailspool.transports.ses_bulk import bulk_key, bulk_request, entry_results
+from mailspool.transports.ses_fields import BULK_ENTRIES, email_tags, ses_address, ses_destination
 
 try:
     from botocore import exceptions as boto_errors
@@ -62,7 +61,7 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
-    from mypy_boto3_sesv2.type_defs import DestinationTypeDef, SendEmailRequestTypeDef
+    from mypy_boto3_sesv2.type_defs import SendEmailRequestTypeDef
 
 __all__ = [
     "BULK_ENTRIES",
@@ -74,10 +73,7 @@ __all__ = [
     "translate_error",
 ]
 
-#: SES: "up to 50 destinations" per ``SendBulkEmail`` call.
-BULK_ENTRIES = 50
 _URL_OPTIONS = frozenset({"bulk", "configuration_set", "max_attempts", "max_connections"})
-_OWN_ID = re.compile(r"<(?P<batch>[A-Za-z0-9_-]{1,200})\.(?P<index>[0-9]{1,9})@[^>]*>")
 
 TRANSIENT_CODES = frozenset(
     {
@@ -253,14 +249,10 @@ class SESTransport(Transport):
 
     def bulk_key(self, message: Message) -> Hashable | None:
         """Equal for e-mails that can share a ``SendBulkEmail`` call (``ses_bulk``)."""
-        from mailspool.transports.ses_bulk import bulk_key  # it builds on this module
-
         return bulk_key(message, self.default_sender) if self.bulk else None
 
     def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
         """One ``SendBulkEmail`` call for entries of one ``bulk_key``; a result each."""
-        from mailspool.transports.ses_bulk import bulk_request, entry_results
-
         sender = entries[0].message.sender or self.default_sender
         if not sender:
             raise PermanentError("SES needs a From address: the message has no sender")
@@ -325,18 +317,6 @@ def _make_client(region: str | None, max_attempts: int, max_connections: int) ->
     return client
 
 
-def email_tags(message_id: str | None) -> list[Any]:
-    """The worker's ``<batch.index@domain>`` as two message tags: SES replaces the
-    Message-ID, but its events carry the tags (``mail.tags``), which names the e-mail."""
-    found = _OWN_ID.fullmatch(message_id or "")
-    if found is None:
-        return []
-    return [
-        {"Name": "mailspool-batch", "Value": found["batch"]},
-        {"Name": "mailspool-index", "Value": found["index"]},
-    ]
-
-
 def _simple(message: Message) -> Any:
     charset = message.charset.upper()
     body: dict[str, Any] = {}
@@ -345,24 +325,3 @@ def _simple(message: Message) -> Any:
     if message.html is not None:
         body["Html"] = {"Data": message.html, "Charset": charset}
     return {"Subject": {"Data": message.subject, "Charset": charset}, "Body": body}
-
-
-def ses_destination(message: Message) -> DestinationTypeDef:
-    destination: DestinationTypeDef = {}
-    if message.to:
-        destination["ToAddresses"] = [ses_address(a) for a in message.to]
-    if message.cc:
-        destination["CcAddresses"] = [ses_address(a) for a in message.cc]
-    if message.bcc:
-        destination["BccAddresses"] = [ses_address(parseaddr(a)[1]) for a in message.bcc]
-    return destination
-
-
-def ses_address(address: str) -> str:
-    """An address as SES takes it: ASCII only, display names as RFC 2047 encoded words,
-    international domains in punycode. A non-ASCII local part cannot be sent."""
-    name, addr = parseaddr(address)
-    local, _, domain = addr.rpartition("@")
-    if has_utf8_local_part(addr):
-        raise InvalidMessage(f"{addr!r}: {NO_SMTPUTF8}", field="to")
-    return formataddr((name, f"{local}@{ascii_domain(domain)}"), charset="utf-8")

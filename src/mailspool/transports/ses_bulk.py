@@ -33,7 +33,7 @@ from mailspool.errors import PermanentError, SendingPaused, TransientError
 from mailspool.message import Attachment, Message, has_utf8_local_part, parse_address
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt
 from mailspool.transports.limits import MAX_RECIPIENTS
-from mailspool.transports.ses import BULK_ENTRIES, email_tags, ses_address, ses_destination
+from mailspool.transports.ses_fields import BULK_ENTRIES, email_tags, ses_address, ses_destination
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2.type_defs import (

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from mailspool.delivery.attachments import PathAttachments
 from mailspool.errors import InvalidMessage
 from mailspool.message import Attachment, Message
-from mailspool.senders import AllowedSenders
+from mailspool.policy.allowed_senders import AllowedSenders
+from mailspool.policy.attachment_root import PathAttachments
+from mailspool.policy.limits import LIMIT_SETTINGS, Limits
 from mailspool.spool.batch import Batch, BlobReader
-from mailspool.spool.limits import LIMIT_SETTINGS, Limits
 
 if TYPE_CHECKING:
     from mailspool.config import Settings

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mailspool.config import default_of
 from mailspool.errors import InvalidBatch, InvalidMessage
 from mailspool.message import Message
 
@@ -38,17 +39,18 @@ class Footprint:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """One field per limit; ``LIMIT_SETTINGS`` gives each one's variable."""
+    """One field per limit, its default the setting's (``LIMIT_SETTINGS`` gives each
+    one's variable)."""
 
-    batch_bytes: int = 32 * _MIB
-    emails_per_batch: int = 10_000
-    recipients: int = 50
-    headers: int = 50
-    header_length: int = 2_000
-    subject_length: int = 998
-    attachments: int = 20
-    attachment_bytes: int = 10 * _MIB
-    message_bytes: int = 40 * _MIB
+    batch_bytes: int = default_of("max_batch_bytes")
+    emails_per_batch: int = default_of("max_emails_per_batch")
+    recipients: int = default_of("max_recipients")
+    headers: int = default_of("max_headers")
+    header_length: int = default_of("max_header_length")
+    subject_length: int = default_of("max_subject_length")
+    attachments: int = default_of("max_attachments")
+    attachment_bytes: int = default_of("max_attachment_bytes")
+    message_bytes: int = default_of("max_message_bytes")
 
     def setting(self, name: str) -> str:
         """``MAILSPOOL_MAX_RECIPIENTS=50`` for the field ``recipients``: how a refusal names its limit."""
