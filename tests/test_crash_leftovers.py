@@ -15,11 +15,15 @@ import boto3
 import pytest
 
 from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.errors import StoreError
 from mailspool.ops.admin import collect_garbage
 from mailspool.ops.status import collect_status
 from mailspool.spool import layout
+from mailspool.spool.quarantine import quarantine
+from mailspool.spool.records import QuarantineError, timestamp
 from mailspool.stores.base import Store
 from mailspool.stores.file import FileStore
+from mailspool.stores.memory import MemoryStore
 from mailspool.stores.s3 import S3Store
 from mailspool.transports.memory import MemoryTransport
 from mailspool.triggers.local import drain
@@ -95,3 +99,28 @@ def test_an_s3_batch_copied_but_not_deleted(s3_store: S3Store) -> None:
     crash_after_copy(crashing)
     assert drained(crashing, transport) == 5
     check_leftover_is_harmless(s3_store, key, transport)
+
+
+def test_every_quarantine_writes_the_error_before_it_removes_the_file() -> None:
+    """The one quarantine function, for a file read (copied) and a file left unread
+    (moved): a store that fails at the removal leaves the original with its error
+    already beside the copy's key, never the copy without its error."""
+
+    class FailsToRemove(MemoryStore):
+        """A stand-in for a store that dies between two writes: no real store fails on
+        command at exactly that point."""
+
+        def delete(self, key: str) -> None:
+            raise StoreError("the store went away")
+
+        def move(self, source: str, target: str) -> None:
+            raise StoreError("the store went away")
+
+    for data in (b"{not json", None):
+        store = FailsToRemove()
+        store.put("queue/b.json", b"{not json")
+        error = QuarantineError("queue/b.json", "bad", "bad", None, None, timestamp())
+        with pytest.raises(StoreError):
+            quarantine(store, "queue/b.json", error, data=data)
+        assert store.exists("queue/b.json")
+        assert store.exists(layout.quarantine_error_key("queue/b.json"))

@@ -24,6 +24,7 @@ from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost, ObjectRefused
 from mailspool.spool import batch as batch_format
 from mailspool.spool import layout, tally
 from mailspool.spool.ledger import Ledger, read_entries
+from mailspool.spool.quarantine import quarantine
 from mailspool.spool.records import LedgerEntry, LedgerState, QuarantineError, timestamp
 from mailspool.stores.base import Lease, Store
 from mailspool.stores.retry import retry_write
@@ -232,20 +233,15 @@ class BatchRun:
         retry_write(lambda: self._store.move(self._report.key, done), done)
 
     def _quarantine(self, data: bytes | None, err: InvalidBatch | ObjectRefused) -> None:
-        """Keep the file beside its error; ``data`` None: it was not read, so move it."""
+        """Keep the file beside its error (``spool.quarantine``); ``data`` None: it was
+        not read, so it is moved as it is."""
         key = self._report.key
         log.warning("quarantined %s: %s", key, err)
         if isinstance(err, InvalidBatch):
             error = QuarantineError.of(key, err)
         else:
             error = QuarantineError(key, str(err), str(err), None, None, timestamp())
-        if data is None:
-            self._store.move(key, layout.quarantine_key(key))
-        else:
-            self._store.put(layout.quarantine_key(key), data)
-        self._store.put(layout.quarantine_error_key(key), error.encode())
-        if data is not None:
-            self._store.delete(key)
+        quarantine(self._store, key, error, data=data)
 
     # -- the send loop ------------------------------------------------------------------
 

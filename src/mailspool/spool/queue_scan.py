@@ -54,7 +54,9 @@ def _set_aside(store: Store, key: str) -> None:
     reason = f"not a batch: {layout.queue_key_rule()}"
     error = QuarantineError(key, f"{key}: {reason}", reason, None, None, timestamp())
     try:
-        target = quarantine(store, key, store.get(key), error, layout.foreign_quarantine_key(key))
+        target = quarantine(
+            store, key, error, data=store.get(key), target=layout.foreign_quarantine_key(key)
+        )
         log.warning("moved %r to %r: %s", key, target, reason)
     except Exception as err:  # never let one stray key stop the queue: say so, go on
         _report_once(store, key, QueueKey.FOREIGN, f"cannot quarantine it: {err}")
