@@ -46,14 +46,7 @@ def serve(
                 "(Ctrl-C to stop)",
                 err=True,
             )
-            run_server(
-                the_store,
-                host=host,
-                port=port,
-                token=settings.serve_token,
-                show_bodies=show_bodies,
-                allowed_hosts=settings.allowed_hosts,
-            )
+            run_server(the_store, settings, host=host, port=port, show_bodies=show_bodies)
 
 
 def _url_host(host: str) -> str:
