@@ -34,6 +34,7 @@ from mailspool.config import Settings
 from mailspool.delivery.guards import Guards
 from mailspool.delivery.worker import OutcomeCallback, Worker, WorkerOptions
 from mailspool.feedback.settings import rate_guard, unsubscribe_links
+from mailspool.feedback.verp import with_verp
 from mailspool.stores import open_store
 from mailspool.stores.base import Store
 from mailspool.transports import open_transport
@@ -90,8 +91,9 @@ def effective_rate(settings: Settings, transport: Transport) -> float | None:
 
 
 def open_delivery_transport(settings: Settings) -> Transport:
-    """The worker's transport, with one pooled connection per e-mail in flight."""
-    return open_transport(delivery_url(settings))
+    """The worker's transport, with one pooled connection per e-mail in flight; with a
+    bounce address, each e-mail's envelope sender is its signed VERP address."""
+    return with_verp(settings, open_transport(delivery_url(settings)))
 
 
 def delivery_url(settings: Settings) -> str:

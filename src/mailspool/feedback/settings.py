@@ -11,13 +11,20 @@ from mailspool.feedback.ingest import FeedbackOptions
 from mailspool.feedback.rates import RateGuard, shared_guard
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
+from mailspool.feedback.verp import Verp
 from mailspool.shared import shared_store
 from mailspool.stores.base import Store
 
 if TYPE_CHECKING:
     from mailspool.feedback.endpoints import FeedbackEndpoints
 
-__all__ = ["endpoints_from_settings", "feedback_options", "rate_guard", "unsubscribe_links"]
+__all__ = [
+    "bounce_verp",
+    "endpoints_from_settings",
+    "feedback_options",
+    "rate_guard",
+    "unsubscribe_links",
+]
 
 
 def feedback_options(settings: Settings) -> FeedbackOptions:
@@ -41,6 +48,18 @@ def unsubscribe_links(settings: Settings) -> UnsubscribeLinks | None:
         settings.unsubscribe_secret.encode(),
         settings.unsubscribe_mailto or None,
     )
+
+
+def bounce_verp(settings: Settings) -> Verp | None:
+    """The VERP signer, when the bounce address and its secret are set (one alone is an
+    error)."""
+    if not settings.bounce_address and not settings.bounce_secret:
+        return None
+    if not (settings.bounce_address and settings.bounce_secret):
+        raise ConfigurationError(
+            "set both MAILSPOOL_BOUNCE_ADDRESS and MAILSPOOL_BOUNCE_SECRET, or neither"
+        )
+    return Verp(settings.bounce_address, settings.bounce_secret.encode())
 
 
 def rate_guard(settings: Settings, store: Store) -> RateGuard | None:
