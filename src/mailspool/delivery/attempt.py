@@ -23,6 +23,7 @@ from mailspool.errors import (
     TransientError,
     TransportUnavailable,
 )
+from mailspool.feedback.returned import record_refusals, session_refusals
 from mailspool.feedback.screen import Screened, screen
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
@@ -182,6 +183,7 @@ class EmailSender:
         """Record what the transport answered for one e-mail (sent or failed in the
         ledger, a failed record) or say that it is to be retried, or that SES paused."""
         index = prepared.index
+        self._bounced(prepared, result)
         if isinstance(result, TransportUnavailable):
             self._rules.gate.failed(result.response or str(result))
             return Attempt(index, attempt, SendOutcome.WAITING, result.response)
@@ -207,6 +209,21 @@ class EmailSender:
         self._ledger.record(entry)
         self._notify(index, LedgerState.SENT)
         return Attempt(index, attempt, SendOutcome.SENT, entry=entry)
+
+    def _bounced(self, prepared: Prepared, result: SendResult) -> None:
+        """Recipients the server refused in the session with a 5xx about the address
+        are hard bounces, recorded as SES's are (``feedback.returned``)."""
+        refused = session_refusals(prepared.message.envelope_recipients, result)
+        if refused:
+            provider_id = result.message_id if isinstance(result, Receipt) else prepared.message_id
+            record_refusals(
+                self._store,
+                self._batch_id,
+                prepared.index,
+                provider_id,
+                refused,
+                self._rules.suppressions,
+            )
 
     def _fail(self, index: int, attempt: int, reason: str, *, retryable: bool) -> Attempt:
         log.warning(

@@ -1,0 +1,337 @@
+"""Bounces and complaints from SMTP, recorded as SES events are: one destination.
+
+Two ways a recipient's failure reaches mailspool without SES:
+
+- **returned mail**: a bounce (DSN or an MTA's own format) or an abuse report (ARF)
+  delivered to the VERP address, read by ``mailspool bounces ingest`` (a Postfix
+  ``pipe`` transport, procmail) or ``mailspool bounces imap``. ``record_returned``
+  parses it (``feedback.bounces``), checks each recipient it names against the signed
+  VERP token (``feedback.verp``) and records what verifies;
+- **an answer in the SMTP session**: the relay refused a recipient at ``RCPT`` (or
+  every recipient, or the content at ``DATA`` with an addressing status). The worker
+  calls ``record_refusals`` with the answers.
+
+Both become ``FeedbackEvent`` records and go through ``feedback.ingest.ingest``, as SES
+events do: the same history (``trace``), suppression with the server's text, soft-bounce
+counting, rates and hooks. Each event's id is derived from what it reports (the
+returned message's Message-ID or bytes, and the recipient; or the batch, e-mail and
+recipient), so the same message read twice, by two routes, changes nothing: ingest's
+seen markers are the one idempotency mechanism.
+
+A returned message whose recipient does not verify (no VERP address, a bad signature,
+a recipient the e-mail did not go to) is **rejected**: counted and logged, nothing
+recorded. A delayed DSN, an auto-reply, or a message with nothing recognisable is
+**ignored**.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from mailspool.address import canonical_address
+from mailspool.errors import (
+    DeliveryError,
+    InvalidBatch,
+    InvalidMessage,
+    KeyNotFound,
+    PermanentError,
+    StoreError,
+)
+from mailspool.feedback.bounces import Finding, Parsed, parse_bounce
+from mailspool.feedback.events import EventKind, FeedbackEvent
+from mailspool.feedback.ingest import FeedbackOptions, IngestReport, ingest
+from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
+from mailspool.feedback.verp import Token, Verp
+from mailspool.message import Attachment
+from mailspool.spool import batch as batch_format
+from mailspool.spool import layout
+from mailspool.spool.ledger import read_entries
+from mailspool.spool.records import FailedRecord
+from mailspool.stores.base import Store
+from mailspool.transports.base import Receipt
+
+__all__ = [
+    "ReturnedReport",
+    "lift_refusals",
+    "record_refusals",
+    "record_returned",
+    "refusal_events",
+    "session_refusals",
+]
+
+log = logging.getLogger("mailspool.feedback")
+
+#: Enhanced statuses (RFC 3463) that blame the recipient's address: bad mailbox, bad
+#: domain, moved, null MX, disabled mailbox. Not 5.1.7/5.1.8 (the sender's address),
+#: 5.2.2 (full: soft), 5.2.3 (too large), nor 5.3-5.7 (system, network, protocol,
+#: content, policy: "relay access denied" must not suppress every recipient).
+_ADDRESS_STATUSES = frozenset(
+    {"5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.4", "5.1.5", "5.1.6", "5.1.10", "5.2.1"}
+)
+_ANSWER = re.compile(r"^(?P<code>5[0-9][0-9])(?:[ -]+(?P<status>[245]\.[0-9]{1,3}\.[0-9]{1,3})\b)?")
+
+
+@dataclass(slots=True)
+class ReturnedReport:
+    """What ``record_returned`` did with returned messages (added up over a run)."""
+
+    messages: int = 0
+    events: int = 0
+    new: int = 0
+    suppressed: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, report: IngestReport) -> None:
+        self.events += report.events
+        self.new += report.new
+        self.suppressed += report.suppressed
+
+    def line(self) -> str:
+        return (
+            f"{self.messages} message(s): {self.events} event(s), {self.new} new, "
+            f"{self.suppressed} address(es) suppressed, {self.rejected} rejected, "
+            f"{self.ignored} ignored"
+        )
+
+
+def record_returned(
+    store: Store,
+    raw: bytes,
+    verp: Verp,
+    *,
+    report: ReturnedReport | None = None,
+    envelope_to: str | None = None,
+    options: FeedbackOptions | None = None,
+    suppressions: SuppressionList | None = None,
+) -> ReturnedReport:
+    """Parse one returned message, verify it and record its events; ``envelope_to`` is
+    the address it was delivered to, when the delivery agent says (Postfix's
+    ``${original_recipient}``). Raises ``StoreError`` (nothing is lost: run it again)."""
+    report = report if report is not None else ReturnedReport()
+    report.messages += 1
+    parsed = parse_bounce(raw)
+    if not parsed.findings:
+        report.ignored += 1
+        log.info(json.dumps({"event": "bounce-ignored", "kind": parsed.kind}))
+        return report
+    token = _token(verp, parsed, envelope_to)
+    events = []
+    for finding in parsed.findings:
+        why = _refusal_of(store, verp, token, finding)
+        if why:
+            report.rejected += 1
+            report.problems.append(f"rejected {parsed.kind} for {finding.recipient}: {why}")
+            log.warning(
+                json.dumps(
+                    {"event": "bounce-rejected", "recipient": finding.recipient, "reason": why}
+                )
+            )
+            continue
+        assert token is not None  # _refusal_of says why when there is none
+        events.append(_event(store, raw, parsed, token, finding))
+    if events:
+        report.add(ingest(store, events, options=options, suppressions=suppressions))
+    return report
+
+
+def refusal_events(
+    batch: str, index: int, provider_id: str, refused: Mapping[str, str]
+) -> list[FeedbackEvent]:
+    """Hard bounces for the recipients the server refused in the session with an answer
+    about the address (5xx with status 5.1.x, 5.2.x or none); a refusal about the sender,
+    the content or policy (5.7.x, 5.6.x...) is not the address's fault: not recorded."""
+    now = _iso(datetime.now(UTC))
+    return [
+        FeedbackEvent(
+            id=_id("refused", batch, str(index), canonical_address(address)),
+            kind=EventKind.BOUNCED,
+            provider_id=provider_id,
+            timestamp=now,
+            recipients=(address,),
+            permanent=True,
+            diagnostics={address: answer[:1000]},
+            detail=f"Permanent/{_status(answer) or answer[:3]}",
+            batch=batch,
+            index=index,
+        )
+        for address, answer in refused.items()
+        if _about_address(answer, rcpt=True)
+    ]
+
+
+def session_refusals(
+    recipients: tuple[str, ...], result: Receipt | DeliveryError | InvalidMessage
+) -> dict[str, str]:
+    """The recipients an SMTP answer refused, with the answer: those ``Receipt.refused``
+    or a ``PermanentError``'s ``refused`` lists (``RCPT``), or the one recipient of an
+    e-mail whose content was refused with an addressing status (checked at ``DATA``)."""
+    if isinstance(result, Receipt):
+        return dict(result.refused)
+    if isinstance(result, PermanentError) and result.refused:
+        return dict(result.refused)
+    single = isinstance(result, PermanentError) and len(recipients) == 1
+    if single and _about_address(str(getattr(result, "response", "")), rcpt=False):
+        return {recipients[0]: str(getattr(result, "response", ""))}
+    return {}
+
+
+def _about_address(answer: str, *, rcpt: bool) -> bool:
+    """A 5xx about the address: an addressing status, or (at RCPT) none at all."""
+    found = _ANSWER.match(answer.strip())
+    if found is None:
+        return False
+    status = found["status"]
+    return status in _ADDRESS_STATUSES if status else rcpt
+
+
+def record_refusals(
+    store: Store,
+    batch: str,
+    index: int,
+    provider_id: str,
+    refused: Mapping[str, str],
+    suppressions: SuppressionList | None = None,
+) -> None:
+    """``refusal_events`` recorded; a store error is logged, not raised: the refusal is
+    in ``failed/`` either way, and the send it follows is over."""
+    events = refusal_events(batch, index, provider_id, refused)
+    if not events:
+        return
+    try:
+        ingest(store, events, suppressions=suppressions)
+    except (StoreError, InvalidMessage) as err:
+        log.warning("refused recipients of %s #%d not recorded as bounces: %s", batch, index, err)
+
+
+def lift_refusals(store: Store, record: FailedRecord) -> list[str]:
+    """Before ``failed retry`` re-sends an e-mail that failed on refused recipients:
+    lift the suppressions that this very refusal made (reason ``bounce``, the diagnostic
+    being the answer the record keeps), so the operator's retry is not screened out by
+    its own failure. Any other entry (another bounce, a complaint, a manual one) stays.
+    The addresses lifted."""
+    answers = [record.reason, *(record.refused or {}).values()]
+    suppressions = shared_suppressions(store)
+    lifted = []
+    for address in record.recipients:
+        try:
+            entry = suppressions.get(address)
+        except InvalidMessage:
+            continue
+        if entry is None or entry.reason is not Reason.BOUNCE or not entry.diagnostic:
+            continue
+        if any(entry.diagnostic in answer for answer in answers):
+            suppressions.remove(address)
+            lifted.append(address)
+    return lifted
+
+
+def _token(verp: Verp, parsed: Parsed, envelope_to: str | None) -> Token | None:
+    """The first VERP token among the addresses the message was delivered to, then the
+    Return-Path of the message it returns (an abuse report returns it whole)."""
+    candidates: Iterable[str] = (
+        *((envelope_to,) if envelope_to else ()),
+        *parsed.envelope,
+        *parsed.returned_paths,
+    )
+    return next((t for t in map(verp.token, candidates) if t is not None), None)
+
+
+def _refusal_of(store: Store, verp: Verp, token: Token | None, finding: Finding) -> str:
+    """Why this finding is not to be believed ('' if it verifies)."""
+    if token is None:
+        return "no VERP address (MAILSPOOL_BOUNCE_ADDRESS) in the message"
+    if verp.covers(token, finding.recipient):
+        return ""
+    if not verp.signed_for_many(token):
+        return f"the signature of {token.text} does not cover {finding.recipient}"
+    recipients = _email_recipients(store, token)
+    if recipients is None:
+        return f"batch {token.batch} is no longer kept to check {finding.recipient} against"
+    try:
+        wanted = canonical_address(finding.recipient)
+    except InvalidMessage:
+        return f"{finding.recipient!r} is not an address"
+    if wanted not in recipients:
+        return f"e-mail {token.batch}.{token.index} did not go to {finding.recipient}"
+    return ""
+
+
+def _email_recipients(store: Store, token: Token) -> set[str] | None:
+    for key in (layout.queue_key(token.batch), layout.done_key(token.batch)):
+        try:
+            batch = batch_format.decode(store.get(key), source=key)
+            message = batch.message(token.index, files=_unread)
+        except KeyNotFound:
+            continue
+        except (InvalidBatch, InvalidMessage, IndexError):
+            return None
+        return {canonical_address(a) for a in message.envelope_recipients}
+    return None
+
+
+def _unread(path: str) -> Attachment:
+    """A version-0 path attachment named, never read: only the recipients are wanted."""
+    return Attachment(filename="attachment", content=b"")
+
+
+def _event(
+    store: Store, raw: bytes, parsed: Parsed, token: Token, finding: Finding
+) -> FeedbackEvent:
+    source = parsed.message_id or hashlib.sha256(raw).hexdigest()
+    kind = EventKind.COMPLAINED if finding.complaint else EventKind.BOUNCED
+    bounce_type = "Permanent" if finding.permanent else "Transient"
+    return FeedbackEvent(
+        id=_id("returned", source, canonical_address(finding.recipient), str(kind)),
+        kind=kind,
+        provider_id=_provider_id(store, parsed, token),
+        timestamp=_timestamp(parsed.date),
+        recipients=(finding.recipient,),
+        permanent=finding.permanent and not finding.complaint,
+        diagnostics={finding.recipient: finding.diagnostic},
+        detail=finding.diagnostic if finding.complaint else f"{bounce_type}/{finding.status}",
+        batch=token.batch,
+        index=token.index,
+    )
+
+
+def _provider_id(store: Store, parsed: Parsed, token: Token) -> str:
+    """The id the worker recorded for the e-mail when the relay took it (its
+    Message-ID), so ``trace`` joins the bounce to the e-mail as it joins SES's events."""
+    try:
+        entry = read_entries(store, token.batch).get(token.index)
+    except StoreError:
+        entry = None
+    if entry is not None and entry.message_id:
+        return entry.message_id
+    own = f"<{token.batch}.{token.index}@"
+    return next((i for i in parsed.returned_ids if i.startswith(own)), own.rstrip("@") + ">")
+
+
+def _timestamp(date: str) -> str:
+    try:
+        moment = parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return _iso(datetime.now(UTC))
+    return _iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _status(answer: str) -> str:
+    found = re.search(r"\b[245]\.[0-9]{1,3}\.[0-9]{1,3}\b", answer)
+    return found.group(0) if found else ""
+
+
+def _id(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
