@@ -37,6 +37,7 @@ from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_s
 from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
 from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
 from mailspool.errors import InvalidMessage, KeyNotFound, MailspoolError
+from mailspool.feedback import bounce_cli
 from mailspool.feedback import cli as feedback_cli
 from mailspool.feedback.rates import collect_rates
 from mailspool.message import Message
@@ -610,6 +611,7 @@ def _url_host(host: str) -> str:
 cli.add_command(feedback_cli.suppression)
 cli.add_command(feedback_cli.trace)
 cli.add_command(feedback_cli.events)
+cli.add_command(bounce_cli.bounces)
 
 
 def _register_optional_commands() -> None:

@@ -75,6 +75,7 @@ log = logging.getLogger("mailspool.feedback")
 _ADDRESS_STATUSES = frozenset(
     {"5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.4", "5.1.5", "5.1.6", "5.1.10", "5.2.1"}
 )
+_MAX_PROBLEMS = 100  # kept for the command's output; every one is logged
 _ANSWER = re.compile(r"^(?P<code>5[0-9][0-9])(?:[ -]+(?P<status>[245]\.[0-9]{1,3}\.[0-9]{1,3})\b)?")
 
 
@@ -126,10 +127,14 @@ def record_returned(
     token = _token(verp, parsed, envelope_to)
     events = []
     for finding in parsed.findings:
-        why = _refusal_of(store, verp, token, finding)
+        try:
+            why = _refusal_of(store, verp, token, finding)
+        except InvalidMessage as err:
+            why = str(err)
         if why:
             report.rejected += 1
-            report.problems.append(f"rejected {parsed.kind} for {finding.recipient}: {why}")
+            if len(report.problems) < _MAX_PROBLEMS:
+                report.problems.append(f"rejected {parsed.kind} for {finding.recipient}: {why}")
             log.warning(
                 json.dumps(
                     {"event": "bounce-rejected", "recipient": finding.recipient, "reason": why}
