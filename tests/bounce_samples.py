@@ -5,6 +5,7 @@ them to a VERP address."""
 from __future__ import annotations
 
 import email.message
+import time
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -29,15 +30,16 @@ def dsn(
     diagnostic: str | None = None,
     original_id: str = "<20261207T100000000000Z-0a1b2c3d.0@example.com>",
     message_id: str | None = None,
+    date: float | None = None,
 ) -> bytes:
-    """A Postfix-like DSN for one recipient, delivered to ``envelope_to``."""
+    """A Postfix-like DSN for one recipient, delivered to ``envelope_to``, dated now."""
     said = diagnostic or f"smtp; 550 {status} <{recipient}>: Recipient address rejected"
     report = MIMEMultipart("report", report_type="delivery-status")
     report["From"] = DAEMON
     report["To"] = envelope_to
     report["Delivered-To"] = envelope_to
     report["Subject"] = "Undelivered Mail Returned to Sender"
-    report["Date"] = formatdate(1796637600)  # a fixed time: the same message twice is equal
+    report["Date"] = formatdate(date or time.time())
     report["Message-ID"] = message_id or make_msgid(domain="mx.example.net")
     report["Auto-Submitted"] = "auto-replied"  # as Postfix writes it: still a bounce
     report.attach(
@@ -50,7 +52,9 @@ def dsn(
     status_part.set_type("message/delivery-status")
     status_part.set_payload(
         [
-            _fields(Reporting_MTA="dns; mx.example.net", Arrival_Date=formatdate(1796637500)),
+            _fields(
+                Reporting_MTA="dns; mx.example.net", Arrival_Date=formatdate(date or time.time())
+            ),
             _fields(
                 Final_Recipient=f"rfc822; {recipient}",
                 Original_Recipient=f"rfc822;{recipient}",

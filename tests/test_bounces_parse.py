@@ -24,7 +24,8 @@ def _corpus() -> tuple[Path, list[tuple[str, str, set[str], bool]]]:
     (``flufl/bounce/testing/helpers.py`` DATA: detector, file, addresses, temporary?),
     read as a literal: the module imports nose2, which is not needed here."""
     spec = importlib.util.find_spec("flufl.bounce")
-    assert spec is not None and spec.submodule_search_locations
+    assert spec is not None
+    assert spec.submodule_search_locations
     root = Path(next(iter(spec.submodule_search_locations)))
     tree = ast.parse((root / "testing" / "helpers.py").read_text())
     data = next(

@@ -50,18 +50,14 @@ def bounces_ingest(file: IO[bytes], envelope_to: str | None, store: str | None) 
     settings = Settings.load()
     verp = _verp(settings)
     raw = file.read()
-    try:
-        with opened_store(store, quiet=True) as the_store:
+    with opened_store(store, quiet=True) as the_store:
+        try:
             report = record_returned(
-                the_store,
-                raw,
-                verp,
-                envelope_to=envelope_to,
-                options=feedback_options(settings),
+                the_store, raw, verp, envelope_to=envelope_to, options=feedback_options(settings)
             )
-    except StoreError as err:
-        click.echo(f"not recorded, try again later: {err}", err=True)
-        sys.exit(EX_TEMPFAIL)
+        except StoreError as err:
+            click.echo(f"not recorded, try again later: {err}", err=True)
+            sys.exit(EX_TEMPFAIL)
     _say(report)
 
 
