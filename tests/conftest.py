@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.smtp_server",
     "tests.fixtures.moto_server",
     "tests.fixtures.dovecot",
+    "tests.fixtures.postfix",
 ]
 
 
