@@ -15,15 +15,19 @@ from hypothesis import strategies as st
 
 import mailspool
 from mailspool.config import Settings
+from mailspool.errors import ConfigurationError
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.events import EventKind
 from mailspool.feedback.ingest import read_history
 from mailspool.feedback.returned import record_returned, refusal_events
 from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.feedback.trace import trace_address
-from mailspool.feedback.verp import Verp
+from mailspool.feedback.verp import Verp, VerpTransport, with_verp
+from mailspool.message import Message
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
+from mailspool.transports.memory import MemoryTransport
+from mailspool.transports.smtp import SMTPTransport
 from tests.bounce_samples import arf, auto_reply, dsn
 from tests.fixtures.smtp_server import SMTPSink
 
@@ -298,3 +302,33 @@ def test_file_store_records_like_memory(spool: Path) -> None:
     store = FileStore(spool)
     sender = VERP.envelope_sender(BATCH, 0, ["gone@example.org"])
     assert record_returned(store, dsn("gone@example.org", sender), VERP).suppressed == 1
+
+
+def test_verp_wraps_smtp_only_and_wants_both_settings() -> None:
+    both = Settings.load(bounce_address="bounces@example.com", bounce_secret=SECRET)
+    smtp = SMTPTransport.from_url("smtp://127.0.0.1:2525")
+    assert isinstance(with_verp(both, smtp), VerpTransport)
+    memory = MemoryTransport()
+    assert with_verp(both, memory) is memory  # SES and others keep their own route
+    assert with_verp(Settings.load(), smtp) is smtp
+    with pytest.raises(ConfigurationError, match="MAILSPOOL_BOUNCE_SECRET"):
+        with_verp(Settings.load(bounce_address="bounces@example.com"), smtp)
+    with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+        with_verp(Settings.load(bounce_address="b@example.com", bounce_secret="short"), smtp)
+    with pytest.raises(ConfigurationError, match="without '\\+'"):
+        with_verp(Settings.load(bounce_address="b+x@example.com", bounce_secret=SECRET), smtp)
+    smtp.close()
+
+
+def test_the_envelope_sender_is_set_and_the_from_kept() -> None:
+    memory = MemoryTransport()
+    signed = VerpTransport(memory, VERP)
+    message = Message.build(
+        to="a@example.org", subject="s", text="t", sender="Shop <s@example.com>"
+    )
+    signed.send(message, message_id=f"<{BATCH}.4@example.com>")
+    signed.send(message, message_id="<not-the-workers@example.com>")
+    first, second = memory.outbox
+    assert first.envelope_sender == VERP.envelope_sender(BATCH, 4, ["a@example.org"])
+    assert "Shop <s@example.com>" in first.data.decode()
+    assert second.envelope_sender == "s@example.com"

@@ -31,7 +31,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -40,6 +40,7 @@ from mailspool.address import canonical_address
 from mailspool.errors import ConfigurationError, InvalidMessage
 from mailspool.message import Message
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
+from mailspool.transports.wrapper import TransportWrapper
 
 if TYPE_CHECKING:
     from mailspool.config import Settings
@@ -130,32 +131,21 @@ class Verp:
         return base64.b32encode(digest).decode().rstrip("=").lower()
 
 
-class VerpTransport(Transport):
+class VerpTransport(TransportWrapper):
     """The worker's transport with each e-mail's envelope sender set to its signed
     bounce address; the batch and index come from the Message-ID the worker passes
     (``<batch.index@domain>``); an e-mail sent without one goes as it is."""
 
     def __init__(self, inner: Transport, verp: Verp) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.verp = verp
-        self.url = inner.url
-        self.max_bulk = inner.max_bulk
 
     def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
         return self.inner.send(self._signed(message, message_id), message_id=message_id)
 
-    def send_rate(self) -> float | None:
-        return self.inner.send_rate()
-
-    def bulk_key(self, message: Message) -> Hashable | None:
-        return self.inner.bulk_key(message)
-
     def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
         signed = [replace(e, message=self._signed(e.message, e.message_id)) for e in entries]
         return self.inner.send_bulk(signed)
-
-    def close(self) -> None:
-        self.inner.close()
 
     def _signed(self, message: Message, message_id: str | None) -> Message:
         own = _OWN_ID.match(message_id or "")
