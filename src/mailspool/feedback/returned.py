@@ -324,13 +324,14 @@ def _provider_id(store: Store, parsed: Parsed, token: Token) -> str:
 def _timestamp(date: str) -> str:
     """The returned message's Date, at the end of its second (a Date has no fraction,
     and the bounce came after the send it reports, which ``trace`` shows to the
-    microsecond); now when it has none."""
+    microsecond); now when it has none or names a time to come."""
+    now = datetime.now(UTC)
     try:
         moment = parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError):
-        return _iso(datetime.now(UTC))
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return _iso(moment.replace(microsecond=999999))
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return _iso(now)
+    return _iso(min(moment.replace(microsecond=999999), now))
 
 
 def _iso(moment: datetime) -> str:
