@@ -19,7 +19,8 @@ from mailspool.errors import ConfigurationError
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.events import EventKind
 from mailspool.feedback.ingest import read_history
-from mailspool.feedback.returned import record_returned, refusal_events
+from mailspool.feedback.refusals import refusal_events
+from mailspool.feedback.returned import record_returned
 from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.feedback.trace import trace_address
 from mailspool.feedback.verp import Verp, VerpTransport, with_verp

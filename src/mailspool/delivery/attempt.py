@@ -23,7 +23,7 @@ from mailspool.errors import (
     TransientError,
     TransportUnavailable,
 )
-from mailspool.feedback.returned import record_refusals, session_refusals
+from mailspool.feedback.refusals import record_refusals, session_refusals
 from mailspool.feedback.screen import Screened, screen
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
@@ -212,7 +212,7 @@ class EmailSender:
 
     def _bounced(self, prepared: Prepared, result: SendResult) -> None:
         """Recipients the server refused in the session with a 5xx about the address
-        are hard bounces, recorded as SES's are (``feedback.returned``)."""
+        are hard bounces, recorded as SES's are (``feedback.refusals``)."""
         refused = session_refusals(prepared.message.envelope_recipients, result)
         if refused:
             provider_id = result.message_id if isinstance(result, Receipt) else prepared.message_id

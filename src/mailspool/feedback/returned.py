@@ -1,22 +1,18 @@
-"""Bounces and complaints from SMTP, recorded as SES events are: one destination.
+"""Returned mail (bounces, complaints) recorded as SES events are: one destination.
 
-Two ways a recipient's failure reaches mailspool without SES:
+A bounce (a DSN or an MTA's own format) or an abuse report (ARF) delivered to the VERP
+address is read by ``mailspool bounces ingest`` (a Postfix ``pipe`` transport,
+procmail) or ``mailspool bounces imap``. ``record_returned`` parses it
+(``feedback.bounces``), checks each recipient it names against the signed VERP token
+(``feedback.verp``) and records what verifies. (Refusals in the SMTP session take the
+same way in: ``feedback.refusals``.)
 
-- **returned mail**: a bounce (DSN or an MTA's own format) or an abuse report (ARF)
-  delivered to the VERP address, read by ``mailspool bounces ingest`` (a Postfix
-  ``pipe`` transport, procmail) or ``mailspool bounces imap``. ``record_returned``
-  parses it (``feedback.bounces``), checks each recipient it names against the signed
-  VERP token (``feedback.verp``) and records what verifies;
-- **an answer in the SMTP session**: the relay refused a recipient at ``RCPT`` (or
-  every recipient, or the content at ``DATA`` with an addressing status). The worker
-  calls ``record_refusals`` with the answers.
-
-Both become ``FeedbackEvent`` records and go through ``feedback.ingest.ingest``, as SES
-events do: the same history (``trace``), suppression with the server's text, soft-bounce
-counting, rates and hooks. Each event's id is derived from what it reports (the
-returned message's Message-ID or bytes, and the recipient; or the batch, e-mail and
-recipient), so the same message read twice, by two routes, changes nothing: ingest's
-seen markers are the one idempotency mechanism.
+Each becomes a ``FeedbackEvent`` and goes through ``feedback.ingest.ingest``, as SES
+events do: the same history (``trace``), suppression with the server's text,
+soft-bounce counting, rates and hooks. An event's id is derived from what it reports
+(the returned message's Message-ID, or its bytes, and the recipient), so the same
+message read twice, by two routes, changes nothing: ingest's seen markers are the one
+idempotency mechanism.
 
 A returned message whose recipient does not verify (no VERP address, a bad signature,
 a recipient the e-mail did not go to) is **rejected**: counted and logged, nothing
@@ -29,54 +25,34 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from mailspool.address import canonical_address
 from mailspool.errors import (
-    DeliveryError,
     InvalidBatch,
     InvalidMessage,
     KeyNotFound,
-    PermanentError,
     StoreError,
 )
 from mailspool.feedback.bounces import Finding, Parsed, parse_bounce
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.ingest import FeedbackOptions, IngestReport, ingest
-from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
+from mailspool.feedback.suppression import SuppressionList
 from mailspool.feedback.verp import Token, Verp
 from mailspool.message import Attachment
 from mailspool.spool import batch as batch_format
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
-from mailspool.spool.records import FailedRecord
 from mailspool.stores.base import Store
-from mailspool.transports.base import Receipt
 
-__all__ = [
-    "ReturnedReport",
-    "lift_refusals",
-    "record_refusals",
-    "record_returned",
-    "refusal_events",
-    "session_refusals",
-]
+__all__ = ["ReturnedReport", "event_id", "iso_time", "record_returned"]
 
 log = logging.getLogger("mailspool.feedback")
 
-#: Enhanced statuses (RFC 3463) that blame the recipient's address: bad mailbox, bad
-#: domain, moved, null MX, disabled mailbox. Not 5.1.7/5.1.8 (the sender's address),
-#: 5.2.2 (full: soft), 5.2.3 (too large), nor 5.3-5.7 (system, network, protocol,
-#: content, policy: "relay access denied" must not suppress every recipient).
-_ADDRESS_STATUSES = frozenset(
-    {"5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.4", "5.1.5", "5.1.6", "5.1.10", "5.2.1"}
-)
 _MAX_PROBLEMS = 100  # kept for the command's output; every one is logged
-_ANSWER = re.compile(r"^(?P<code>5[0-9][0-9])(?:[ -]+(?P<status>[245]\.[0-9]{1,3}\.[0-9]{1,3})\b)?")
 
 
 @dataclass(slots=True)
@@ -148,97 +124,6 @@ def record_returned(
     return report
 
 
-def refusal_events(
-    batch: str, index: int, provider_id: str, refused: Mapping[str, str]
-) -> list[FeedbackEvent]:
-    """Hard bounces for the recipients the server refused in the session with an answer
-    about the address (5xx with status 5.1.x, 5.2.x or none); a refusal about the sender,
-    the content or policy (5.7.x, 5.6.x...) is not the address's fault: not recorded."""
-    now = _iso(datetime.now(UTC))
-    return [
-        FeedbackEvent(
-            id=_id("refused", batch, str(index), canonical_address(address)),
-            kind=EventKind.BOUNCED,
-            provider_id=provider_id,
-            timestamp=now,
-            recipients=(address,),
-            permanent=True,
-            diagnostics={address: answer[:1000]},
-            detail=f"Permanent/{_status(answer) or answer[:3]}",
-            batch=batch,
-            index=index,
-        )
-        for address, answer in refused.items()
-        if _about_address(answer, rcpt=True)
-    ]
-
-
-def session_refusals(
-    recipients: tuple[str, ...], result: Receipt | DeliveryError | InvalidMessage
-) -> dict[str, str]:
-    """The recipients an SMTP answer refused, with the answer: those ``Receipt.refused``
-    or a ``PermanentError``'s ``refused`` lists (``RCPT``), or the one recipient of an
-    e-mail whose content was refused with an addressing status (checked at ``DATA``)."""
-    if isinstance(result, Receipt):
-        return dict(result.refused)
-    if isinstance(result, PermanentError) and result.refused:
-        return dict(result.refused)
-    single = isinstance(result, PermanentError) and len(recipients) == 1
-    if single and _about_address(str(getattr(result, "response", "")), rcpt=False):
-        return {recipients[0]: str(getattr(result, "response", ""))}
-    return {}
-
-
-def _about_address(answer: str, *, rcpt: bool) -> bool:
-    """A 5xx about the address: an addressing status, or (at RCPT) none at all."""
-    found = _ANSWER.match(answer.strip())
-    if found is None:
-        return False
-    status = found["status"]
-    return status in _ADDRESS_STATUSES if status else rcpt
-
-
-def record_refusals(
-    store: Store,
-    batch: str,
-    index: int,
-    provider_id: str,
-    refused: Mapping[str, str],
-    suppressions: SuppressionList | None = None,
-) -> None:
-    """``refusal_events`` recorded; a store error is logged, not raised: the refusal is
-    in ``failed/`` either way, and the send it follows is over."""
-    events = refusal_events(batch, index, provider_id, refused)
-    if not events:
-        return
-    try:
-        ingest(store, events, suppressions=suppressions)
-    except (StoreError, InvalidMessage) as err:
-        log.warning("refused recipients of %s #%d not recorded as bounces: %s", batch, index, err)
-
-
-def lift_refusals(store: Store, record: FailedRecord) -> list[str]:
-    """Before ``failed retry`` re-sends an e-mail that failed on refused recipients:
-    lift the suppressions that this very refusal made (reason ``bounce``, the diagnostic
-    being the answer the record keeps), so the operator's retry is not screened out by
-    its own failure. Any other entry (another bounce, a complaint, a manual one) stays.
-    The addresses lifted."""
-    answers = [record.reason, *(record.refused or {}).values()]
-    suppressions = shared_suppressions(store)
-    lifted = []
-    for address in record.recipients:
-        try:
-            entry = suppressions.get(address)
-        except InvalidMessage:
-            continue
-        if entry is None or entry.reason is not Reason.BOUNCE or not entry.diagnostic:
-            continue
-        if any(entry.diagnostic in answer for answer in answers):
-            suppressions.remove(address)
-            lifted.append(address)
-    return lifted
-
-
 def _token(verp: Verp, parsed: Parsed, envelope_to: str | None) -> Token | None:
     """The first VERP token among the addresses the message was delivered to, then the
     Return-Path of the message it returns (an abuse report returns it whole)."""
@@ -295,7 +180,7 @@ def _event(
     kind = EventKind.COMPLAINED if finding.complaint else EventKind.BOUNCED
     bounce_type = "Permanent" if finding.permanent else "Transient"
     return FeedbackEvent(
-        id=_id("returned", source, canonical_address(finding.recipient), str(kind)),
+        id=event_id("returned", source, canonical_address(finding.recipient), str(kind)),
         kind=kind,
         provider_id=_provider_id(store, parsed, token),
         timestamp=_timestamp(parsed.date),
@@ -330,18 +215,15 @@ def _timestamp(date: str) -> str:
         moment = parsedate_to_datetime(date)
         moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except (TypeError, ValueError, IndexError, OverflowError):
-        return _iso(now)
-    return _iso(min(moment.replace(microsecond=999999), now))
+        return iso_time(now)
+    return iso_time(min(moment.replace(microsecond=999999), now))
 
 
-def _iso(moment: datetime) -> str:
+def iso_time(moment: datetime) -> str:
+    """An event timestamp as SES writes them: ``2026-11-29T06:55:04.123Z``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _status(answer: str) -> str:
-    found = re.search(r"\b[245]\.[0-9]{1,3}\.[0-9]{1,3}\b", answer)
-    return found.group(0) if found else ""
-
-
-def _id(*parts: str) -> str:
+def event_id(*parts: str) -> str:
+    """An event id derived from what it reports: the same report, the same id."""
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]

@@ -49,10 +49,10 @@ def retry_failed(store: Store, failed: Iterable[FailedEmail]) -> list[str]:
     The new batch is written before any record is removed: a crash in between can
     re-queue an e-mail twice, never lose one. A partial failure (some recipients
     refused) is re-sent to the refused recipients only. The suppressions that the
-    refusal itself made are lifted first (``feedback.returned.lift_refusals``): the
+    refusal itself made are lifted first (``feedback.refusals.lift_refusals``): the
     operator retries because the address works again.
     """
-    from mailspool.feedback.returned import lift_refusals
+    from mailspool.feedback.refusals import lift_refusals
 
     groups: dict[bytes, tuple[Mapping[str, Any], list[FailedEmail]]] = {}
     for item in failed:
