@@ -15,16 +15,22 @@ from hypothesis import strategies as st
 
 import mailspool
 from mailspool.config import Settings
-from mailspool.errors import ConfigurationError
+from mailspool.errors import ConfigurationError, PermanentError, TransientError
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.events import EventKind
 from mailspool.feedback.ingest import read_history
-from mailspool.feedback.refusals import refusal_events
+from mailspool.feedback.refusals import (
+    lift_refusals,
+    record_refusals,
+    refusal_events,
+    session_refusals,
+)
 from mailspool.feedback.returned import record_returned
 from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.feedback.trace import trace_address
 from mailspool.feedback.verp import Verp, VerpTransport, with_verp
 from mailspool.message import Message
+from mailspool.spool.records import FailedRecord
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.memory import MemoryTransport
@@ -335,3 +341,42 @@ def test_the_envelope_sender_is_set_and_the_from_kept() -> None:
     assert first.envelope_sender == VERP.envelope_sender(BATCH, 4, ["a@example.org"])
     assert "Shop <s@example.com>" in first.data.decode()
     assert second.envelope_sender == "s@example.com"
+
+
+def test_a_refusal_at_data_counts_for_a_single_recipient_only() -> None:
+    refused_at_data = PermanentError(
+        "127.0.0.1:25 refused the message: 550 5.1.1 mailbox unavailable",
+        response="550 5.1.1 mailbox unavailable",
+    )
+    assert session_refusals(("a@example.org",), refused_at_data) == {
+        "a@example.org": "550 5.1.1 mailbox unavailable"
+    }
+    assert session_refusals(("a@example.org", "b@example.org"), refused_at_data) == {}
+    content = PermanentError("refused", response="554 5.7.1 spam")
+    assert session_refusals(("a@example.org",), content) == {}
+    every = PermanentError("refused", response="x", refused={"a@example.org": "550 5.1.1 x"})
+    assert session_refusals(("a@example.org", "b@example.org"), every) == every.refused
+    assert session_refusals(("a@example.org",), TransientError("451 4.3.0 later")) == {}
+
+
+def test_failed_retry_lifts_only_the_suppression_its_own_refusal_made() -> None:
+    store = MemoryStore()
+    answer = "550 5.1.1 <gone@example.org>: unknown"
+    record_refusals(store, BATCH, 0, "<id@example.com>", {"gone@example.org": answer})
+    suppressions = SuppressionList(store)
+    suppressions.add("kept@example.org", Reason.MANUAL, diagnostic=answer)
+    record = FailedRecord(
+        batch=BATCH,
+        index=0,
+        reason="recipients refused",
+        attempts=1,
+        retryable=False,
+        failed_at="2026-12-07T10:00:00Z",
+        partial=True,
+        refused={"gone@example.org": answer, "kept@example.org": answer},
+        meta={},
+        email={"to": ["gone@example.org", "kept@example.org"], "subject": "s", "text": "t"},
+    )
+    assert lift_refusals(store, record) == ["gone@example.org"]
+    assert SuppressionList(store).get("gone@example.org") is None
+    assert SuppressionList(store).get("kept@example.org") is not None  # a manual entry stays
