@@ -19,6 +19,7 @@ from mailspool.feedback.verp import Verp
 from mailspool.stores.file import FileStore
 from tests.bounce_samples import arf, auto_reply, dsn
 from tests.fixtures.dovecot import Dovecot
+from tests.fixtures.smtp_server import self_signed_certificate
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +163,16 @@ def test_the_poller_outlives_the_server_going_away(spool: Path, dovecot_server: 
     assert poller.returncode == 0, err
     assert "2 message(s)" in out
     assert "next try in" in err  # it said it would reconnect
+
+
+@pytest.mark.parametrize("tls", ["imaps", "starttls"])
+def test_tls_with_the_servers_certificate(spool: Path, dovecot_server: Dovecot, tls: str) -> None:
+    dovecot_server.append(returned_mail()[0])
+    url = dovecot_server.tls_url if tls == "imaps" else f"{dovecot_server.url}?starttls=true"
+    certfile, _ = self_signed_certificate()
+    untrusted = imap(spool, url, "--once")
+    assert untrusted.returncode == 1  # the self-signed certificate is not trusted by default
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    result = imap(spool, url, "--once", "--cafile", certfile)
+    assert result.returncode == 0, result.stderr
+    assert "1 message(s): 1 event(s), 1 new, 1 address(es) suppressed" in result.stdout
