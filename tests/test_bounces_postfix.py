@@ -79,6 +79,9 @@ def test_a_postfix_dsn_read_from_dovecot_suppresses_the_unknown_user(
     assert entry.diagnostic == 'unknown user: "unknown@shop.test"'  # Postfix's own words
     assert SuppressionList(FileStore(spool)).get("good@shop.test") is None
 
+    status = json.loads(run(spool, postfix_server, "status", "--json").stdout)
+    assert (status["rate_sends"], status["bounce_rate"], status["suppressed"]) == (2, 0.5, 1)
+
     traced = json.loads(run(spool, postfix_server, "trace", "unknown@shop.test", "--json").stdout)
     [email] = traced
     states = {s["state"]: s["detail"] for s in email["states"]}
