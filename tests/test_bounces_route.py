@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 import mailspool
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, PermanentError, TransientError
+from mailspool.feedback import hooks
 from mailspool.feedback import layout as feedback_layout
-from mailspool.feedback.events import EventKind
+from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.ingest import read_history
 from mailspool.feedback.refusals import (
     lift_refusals,
@@ -380,3 +381,22 @@ def test_failed_retry_lifts_only_the_suppression_its_own_refusal_made() -> None:
     assert lift_refusals(store, record) == ["gone@example.org"]
     assert SuppressionList(store).get("gone@example.org") is None
     assert SuppressionList(store).get("kept@example.org") is not None  # a manual entry stays
+
+
+def test_hooks_run_once_per_returned_bounce_as_for_ses_events() -> None:
+    store = MemoryStore()
+    seen: list[FeedbackEvent] = []
+    hook = hooks.register(seen.append)
+    try:
+        sender = VERP.envelope_sender(BATCH, 0, ["gone@example.org"])
+        raw = dsn("gone@example.org", sender)
+        record_returned(store, raw, VERP)
+        record_returned(store, raw, VERP)
+    finally:
+        hooks.unregister(hook)
+    [event] = seen
+    assert (event.kind, event.recipients, event.permanent) == (
+        EventKind.BOUNCED,
+        ("gone@example.org",),
+        True,
+    )
