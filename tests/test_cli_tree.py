@@ -33,6 +33,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mailspool"
 #: the command groups and commands ``mailspool --help`` lists (aws: with mailspool[aws])
 COMMANDS = {
     "aws",
+    "bounces",
     "cancel",
     "demo",
     "events",

@@ -21,8 +21,8 @@ BELOW: dict[str, frozenset[str]] = {
     "stores": frozenset({FLAT}),
     "transports": frozenset({FLAT}),
     "spool": frozenset({FLAT, "stores"}),
-    "feedback": frozenset({FLAT, "stores", "spool"}),
-    "policy": frozenset({FLAT, "stores", "spool", "feedback"}),
+    "feedback": frozenset({FLAT, "stores", "spool", "transports"}),
+    "policy": frozenset({FLAT, "stores", "spool", "feedback", "transports"}),
     "producer": frozenset({FLAT, "stores", "spool", "feedback", "policy", "transports"}),
     "delivery": frozenset({FLAT, "stores", "spool", "feedback", "policy", "transports"}),
     "triggers": frozenset(

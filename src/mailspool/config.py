@@ -313,6 +313,8 @@ class Settings:
     unsubscribe_url: str = setting(_any_text, "", shown="none", help="the `https://` URL of the one-click unsubscribe endpoint; with the secret, deferred e-mails carry `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058)")
     unsubscribe_secret: str = setting(_ANY_SECRET, "", shown="none", help="the key (16 bytes or more) that signs each recipient's unsubscribe token (HMAC-SHA256)")
     unsubscribe_mailto: str = setting(_any_text, "", shown="none", help="an address offered beside the URL in `List-Unsubscribe`")
+    bounce_address: str = setting(_any_text, "", shown="none (no VERP)", help="with the secret, the worker's SMTP sends go with the envelope sender `LOCAL+<batch>.<index>.<signature>@DOMAIN` (VERP), so `mailspool bounces` knows what a returned bounce is about ([feedback](feedback.md))")
+    bounce_secret: str = setting(_any_text, "", shown="none", help="the key (16 bytes or more) that signs each VERP envelope sender (HMAC-SHA256); a bounce that does not verify is rejected")
     soft_bounce_limit: int = setting(_positive_int, 3, shown="`3`", help="soft bounces within `MAILSPOOL_SOFT_BOUNCE_DAYS` that suppress an address")
     soft_bounce_days: float = setting(_DAYS, 7.0, shown="`7`", help="the window in which soft bounces are counted")
     on_event: str = setting(_any_text, "", shown="none", help="`package.module:function` called once per SES event (beside `mailspool.feedback.hooks.register`)")

@@ -151,11 +151,17 @@ class ObjectTooLarge(ObjectRefused):
 
 
 class DeliveryError(MailspoolError):
-    """A send failed. ``response`` is the provider's answer, as it gave it."""
+    """A send failed. ``response`` is the provider's answer, as it gave it; ``refused``
+    each recipient's answer when the server refused them all."""
 
-    def __init__(self, message: str, *, response: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, response: str | None = None, refused: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.response = response if response is not None else message
+        #: When the server refused every recipient: each one's answer, as in
+        #: ``Receipt.refused`` (``{"x@example.com": "550 5.1.1 no such user"}``).
+        self.refused: dict[str, str] = dict(refused or {})
 
 
 class TransientError(DeliveryError):

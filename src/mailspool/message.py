@@ -182,6 +182,9 @@ class Message:
     charset: str = "utf-8"
     headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = field(default=())
+    #: The envelope sender (SMTP MAIL FROM) when it is not the From address: the
+    #: signed bounce address a worker sets for VERP (``mailspool.feedback.verp``).
+    return_path: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.to or self.cc or self.bcc):
@@ -191,6 +194,8 @@ class Message:
                 address_spec(address, name)
         if self.sender is not None:
             address_spec(self.sender, "from")
+        if self.return_path is not None:
+            address_spec(self.return_path, "return_path")
         if not isinstance(self.subject, str):
             raise InvalidMessage("the subject must be a string", field="subject")
         if _has_line_break(self.subject):
@@ -211,7 +216,10 @@ class Message:
 
     @property
     def envelope_sender(self) -> str:
-        """The bare address for SMTP MAIL FROM ('' when the sender is unset)."""
+        """The bare address for SMTP MAIL FROM: ``return_path`` if set, else the sender's
+        ('' when both are unset)."""
+        if self.return_path:
+            return address_spec(self.return_path, "return_path")
         return address_spec(self.sender, "from") if self.sender else ""
 
     @property

@@ -22,6 +22,7 @@ import logging
 import click
 
 from mailspool._version import __version__
+from mailspool.cli.bounces import bounces
 from mailspool.cli.cancel import cancel_command
 from mailspool.cli.demo import demo
 from mailspool.cli.events import events
@@ -66,6 +67,7 @@ for _command in (
     suppression,
     trace,
     events,
+    bounces,
 ):
     cli.add_command(_command)
 

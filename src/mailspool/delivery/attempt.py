@@ -24,6 +24,8 @@ from mailspool.errors import (
     TransientError,
     TransportUnavailable,
 )
+from mailspool.feedback.refusals import record_refusals, session_refusals
+from mailspool.feedback.suppression import shared_suppressions
 from mailspool.message import Message, sender_domain
 from mailspool.policy.guards import Guards
 from mailspool.policy.limits import Limits
@@ -33,7 +35,7 @@ from mailspool.spool.ledger import Ledger
 from mailspool.spool.records import FailedRecord, LedgerEntry, LedgerState, timestamp
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
-from mailspool.transports.base import Transport
+from mailspool.transports.base import Receipt, Transport
 
 __all__ = ["Attempt", "EmailSender", "Prepared", "SendOutcome", "SendResult"]
 
@@ -143,7 +145,7 @@ class EmailSender:
         except (InvalidMessage, SenderNotAllowed) as err:
             return self._fail(index, attempt, str(err), retryable=False)
         try:
-            draft = rules.steps.prepare(message)
+            draft = rules.steps.prepare(message, self._batch_id, index)
         except Refused as refusal:  # e.g. every recipient suppressed: no send at all
             return self._fail(index, attempt, refusal.reason, retryable=False)
         message = draft.message
@@ -171,6 +173,7 @@ class EmailSender:
         """Record what the transport answered for one e-mail (sent or failed in the
         ledger, a failed record) or say that it is to be retried, or that SES paused."""
         index = prepared.index
+        self._bounced(prepared, result)
         if isinstance(result, TransportUnavailable):
             self._rules.gate.failed(result.response or str(result))
             return Attempt(index, attempt, SendOutcome.WAITING, result.response)
@@ -196,6 +199,21 @@ class EmailSender:
         self._ledger.record(entry)
         self._notify(index, LedgerState.SENT)
         return Attempt(index, attempt, SendOutcome.SENT, entry=entry)
+
+    def _bounced(self, prepared: Prepared, result: SendResult) -> None:
+        """Recipients the server refused in the session with a 5xx about the address
+        are hard bounces, recorded as SES's are (``feedback.refusals``)."""
+        refused = session_refusals(prepared.message.envelope_recipients, result)
+        if refused:
+            provider_id = result.message_id if isinstance(result, Receipt) else prepared.message_id
+            record_refusals(
+                self._store,
+                self._batch_id,
+                prepared.index,
+                provider_id,
+                refused,
+                shared_suppressions(self._store),
+            )
 
     def _fail(self, index: int, attempt: int, reason: str, *, retryable: bool) -> Attempt:
         log.warning(

@@ -31,9 +31,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from mailspool.config import Settings
-from mailspool.delivery.steps import SendStep, SuppressionScreen, UnsubscribeHeaders
+from mailspool.delivery.steps import (
+    SendStep,
+    SuppressionScreen,
+    UnsubscribeHeaders,
+    VerpEnvelope,
+)
 from mailspool.delivery.worker import Worker, WorkerOptions
-from mailspool.feedback.settings import rate_guard, unsubscribe_links
+from mailspool.feedback.settings import rate_guard, unsubscribe_links, verp_for
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.policy.guards import Guards
 from mailspool.stores import open_store
@@ -79,18 +84,22 @@ def build_worker(
         max_rate=effective_rate(settings, transport),
         owner=owner,
         executor=executor,
-        steps=[*send_steps(settings, store), *steps],
+        steps=[*send_steps(settings, store, transport), *steps],
         guard=rate_guard(settings, store),
     )
 
 
-def send_steps(settings: Settings, store: Store) -> list[SendStep]:
+def send_steps(settings: Settings, store: Store, transport: Transport) -> list[SendStep]:
     """The steps the settings ask for, in order: the suppression screen of ``store``'s
-    list, then ``List-Unsubscribe`` headers when the unsubscribe URL is set."""
+    list, ``List-Unsubscribe`` headers when the unsubscribe URL is set, and the signed
+    VERP envelope sender when a bounce address is set (SMTP only)."""
     steps: list[SendStep] = [SuppressionScreen(shared_suppressions(store))]
     links = unsubscribe_links(settings)
     if links is not None:
         steps.append(UnsubscribeHeaders(links))
+    verp = verp_for(settings, transport.url)
+    if verp is not None:
+        steps.append(VerpEnvelope(verp))
     return steps
 
 

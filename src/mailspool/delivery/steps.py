@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from mailspool.errors import DeliveryError, InvalidMessage, TransientError
 from mailspool.feedback.suppression import SuppressionList
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
+from mailspool.feedback.verp import Verp
 from mailspool.message import Message
 from mailspool.policy.screen import screen
 from mailspool.spool.records import LedgerState
@@ -36,6 +37,7 @@ __all__ = [
     "SuppressionScreen",
     "ThrottleCount",
     "UnsubscribeHeaders",
+    "VerpEnvelope",
 ]
 
 #: What the transport answered for one e-mail.
@@ -44,10 +46,13 @@ SendResult = Receipt | DeliveryError | InvalidMessage
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """An e-mail on its way: the message to send and the recipients taken off it."""
+    """An e-mail on its way: the message to send, the recipients taken off it, and
+    where it comes from (its batch and index; empty for an e-mail of no batch)."""
 
     message: Message
     suppressed: Mapping[str, str] = field(default_factory=dict)
+    batch_id: str = ""
+    index: int = 0
 
 
 class Refused(Exception):
@@ -92,8 +97,8 @@ class Steps:
     def append(self, step: SendStep) -> None:
         self._steps.append(step)
 
-    def prepare(self, message: Message) -> Draft:
-        draft = Draft(message)
+    def prepare(self, message: Message, batch_id: str = "", index: int = 0) -> Draft:
+        draft = Draft(message, batch_id=batch_id, index=index)
         for step in self._steps:
             draft = step.prepare(draft)
         return draft
@@ -129,6 +134,21 @@ class UnsubscribeHeaders(SendStep):
 
     def prepare(self, draft: Draft) -> Draft:
         return replace(draft, message=self.links.add_headers(draft.message))
+
+
+class VerpEnvelope(SendStep):
+    """Each e-mail's envelope sender set to its signed bounce address (VERP,
+    ``feedback.verp``); the From header is kept."""
+
+    def __init__(self, verp: Verp) -> None:
+        self.verp = verp
+
+    def prepare(self, draft: Draft) -> Draft:
+        if not draft.batch_id:
+            return draft
+        recipients = draft.message.envelope_recipients
+        sender = self.verp.envelope_sender(draft.batch_id, draft.index, recipients)
+        return replace(draft, message=replace(draft.message, return_path=sender))
 
 
 #: Called after each e-mail's outcome is recorded: (batch id, e-mail index, state).

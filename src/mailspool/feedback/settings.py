@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
@@ -11,13 +12,20 @@ from mailspool.feedback.ingest import FeedbackOptions
 from mailspool.feedback.rates import RateGuard, shared_guard
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
+from mailspool.feedback.verp import Verp
 from mailspool.stores.base import Store
 from mailspool.stores.shared import shared_store
 
 if TYPE_CHECKING:
     from mailspool.feedback.endpoints import FeedbackEndpoints
 
-__all__ = ["endpoints_from_settings", "feedback_options", "rate_guard", "unsubscribe_links"]
+__all__ = [
+    "bounce_verp",
+    "endpoints_from_settings",
+    "feedback_options",
+    "rate_guard",
+    "unsubscribe_links",
+]
 
 
 def feedback_options(settings: Settings) -> FeedbackOptions:
@@ -41,6 +49,28 @@ def unsubscribe_links(settings: Settings) -> UnsubscribeLinks | None:
         settings.unsubscribe_secret.encode(),
         settings.unsubscribe_mailto or None,
     )
+
+
+def bounce_verp(settings: Settings) -> Verp | None:
+    """The VERP signer, when the bounce address and its secret are set (one alone is an
+    error)."""
+    if not settings.bounce_address and not settings.bounce_secret:
+        return None
+    if not (settings.bounce_address and settings.bounce_secret):
+        raise ConfigurationError(
+            "set both MAILSPOOL_BOUNCE_ADDRESS and MAILSPOOL_BOUNCE_SECRET, or neither"
+        )
+    return Verp(settings.bounce_address, settings.bounce_secret.encode())
+
+
+def verp_for(settings: Settings, transport_url: str) -> Verp | None:
+    """The signed bounce addresses when the settings name a bounce address and the
+    transport is SMTP (SES reports bounces as events; other transports keep the From);
+    the worker's ``VerpEnvelope`` step sets them (``delivery.steps``)."""
+    verp = bounce_verp(settings)
+    if verp is None or urlsplit(transport_url).scheme.lower() not in ("smtp", "smtps"):
+        return None
+    return verp
 
 
 def rate_guard(settings: Settings, store: Store) -> RateGuard | None:

@@ -158,10 +158,15 @@ def _message_events(store: Store, provider_id: str) -> list[FeedbackEvent]:
 
 
 def _join(traces: list[EmailTrace], events: list[FeedbackEvent]) -> list[EmailTrace]:
-    """Attach each event to the e-mail with its provider id; an orphan gets its own trace."""
+    """Attach each event to the e-mail with its provider id, else to the e-mail its batch
+    and index name (an SMTP refusal of an e-mail that failed has no provider id in the
+    ledger); an orphan gets its own trace."""
     by_id = {t.provider_id: t for t in traces if t.provider_id}
+    by_email: dict[tuple[str | None, int | None], EmailTrace] = {
+        (t.batch, t.index): t for t in traces if t.batch is not None
+    }
     for event in events:
-        trace = by_id.get(event.provider_id)
+        trace = by_id.get(event.provider_id) or by_email.get((event.batch, event.index))
         if trace is None:
             trace = EmailTrace(None, None, "", list(event.recipients), event.provider_id)
             by_id[event.provider_id] = trace

@@ -48,8 +48,12 @@ def retry_failed(store: Store, failed: Iterable[FailedEmail]) -> list[str]:
 
     The new batch is written before any record is removed: a crash in between can
     re-queue an e-mail twice, never lose one. A partial failure (some recipients
-    refused) is re-sent to the refused recipients only.
+    refused) is re-sent to the refused recipients only. The suppressions that the
+    refusal itself made are lifted first (``feedback.refusals.lift_refusals``): the
+    operator retries because the address works again.
     """
+    from mailspool.feedback.refusals import lift_refusals
+
     groups: dict[bytes, tuple[Mapping[str, Any], list[FailedEmail]]] = {}
     for item in failed:
         meta = item.record.meta
@@ -65,6 +69,8 @@ def retry_failed(store: Store, failed: Iterable[FailedEmail]) -> list[str]:
             emails=[_retry_email(item.record) for item in items],
         )
         key = layout.queue_key(batch_id)
+        for item in items:  # before the batch exists: no worker screens it out meanwhile
+            lift_refusals(store, item.record)
         store.put(key, document.encode())
         written.append(key)
         for item in items:

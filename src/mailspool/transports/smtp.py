@@ -373,7 +373,7 @@ def _all_refused(where: str, err: smtplib.SMTPRecipientsRefused) -> DeliveryErro
         error = TransportUnavailable
     elif all(500 <= code < 600 for code in codes):
         error = PermanentError
-    return error(f"{where} refused every recipient: {listed}", response=listed)
+    return error(f"{where} refused every recipient: {listed}", response=listed, refused=answers)
 
 
 def _network_error(where: str, err: Exception, timeout: float, data_started: bool) -> DeliveryError:
