@@ -14,8 +14,9 @@ Each object keeps the SQS ``messageId`` it came in, for the partial batch respon
 Nothing here raises on a malformed record: it is logged with its reason and skipped,
 alone (the records around it are read). Wrappers nest at most ``MAX_NESTING`` deep (AWS
 nests three: SQS, SNS, the notification); JSON nested deeper than the parser takes
-(``orjson``: 1024) is not JSON. An unreadable record is never retried: the same bytes
-would be read the same way, and the sweeper re-drives a batch whose trigger was lost.
+(``orjson``: 1024) is not JSON. An unreadable SQS record is the only batch item failure
+of its invocation: SQS moves it to the dead-letter queue after its receive count, where
+an operator sees it, and the sweeper re-drives a batch whose trigger was lost.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ _CREATED = "ObjectCreated"
 MAX_NESTING = 8
 
 
+class Unreadable(ValueError):
+    """A record no delivery could ever read; the message names what is wrong."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectEvent:
     """One object announced as created; ``message_id`` is the SQS message carrying it."""
@@ -50,15 +55,17 @@ class ObjectEvent:
     message_id: str | None = None
 
 
-def parse_event(event: Mapping[str, Any]) -> list[ObjectEvent]:
+def parse_event(event: Mapping[str, Any], unreadable: list[str] | None = None) -> list[ObjectEvent]:
     """Every object an invocation event announces, in the order given; each top-level
-    record is read alone, so one that cannot be read loses only itself (logged)."""
+    record is read alone, so one that cannot be read loses only itself (logged, and its
+    SQS message id added to ``unreadable``: the handler reports it, alone, as a batch item
+    failure, and SQS moves it to the dead-letter queue after its receive count)."""
     records = event.get("Records") if isinstance(event, Mapping) else None
     if not isinstance(records, list) or _is_wrapper(event):
-        return _read_alone(event, None)
+        return _read_alone(event, None, unreadable)
     found: list[ObjectEvent] = []
     for record in records:
-        found.extend(_read_alone({"Records": [record]}, record))
+        found.extend(_read_alone({"Records": [record]}, record, unreadable))
     return found
 
 
@@ -66,28 +73,28 @@ def _is_wrapper(event: Mapping[str, Any]) -> bool:
     return "detail" in event or event.get("Type") == "Notification"
 
 
-def _read_alone(payload: Any, record: Any) -> list[ObjectEvent]:
+def _read_alone(payload: Any, record: Any, unreadable: list[str] | None) -> list[ObjectEvent]:
     """The objects one record announces; any error reading it is logged, never raised."""
     try:
         return list(_walk(payload, "lambda", None, 0))
     except Exception as err:  # hostile input: no error of its reading may escape
         message_id = record.get("messageId") if isinstance(record, Mapping) else None
-        reason = f"unreadable record: {type(err).__name__}: {str(err)[:200]}"
+        what = str(err) if isinstance(err, Unreadable) else f"{type(err).__name__}: {err}"
+        reason = f"unreadable record: {what[:300]}"
         fields = {"event": "ignored", "reason": reason}
         if isinstance(message_id, str):
-            fields["message_id"] = message_id
+            fields["message_id"] = message_id[:200]
+            if unreadable is not None:
+                unreadable.append(message_id)
         log.warning(json.dumps(fields))
         return []
 
 
 def _walk(payload: Any, via: str, message_id: str | None, depth: int) -> Iterator[ObjectEvent]:
     if not isinstance(payload, Mapping):
-        log.warning(json.dumps({"event": "ignored", "reason": "not an object", "via": via}))
-        return
+        raise Unreadable(f"not an object (via {via})")
     if depth > MAX_NESTING:
-        reason = f"wrapped more than {MAX_NESTING} deep"
-        log.warning(json.dumps({"event": "ignored", "reason": reason, "via": via}))
-        return
+        raise Unreadable(f"wrapped more than {MAX_NESTING} deep (via {via})")
     if payload.get("Event") == "s3:TestEvent" or _is_ses(payload):
         return  # SES events are mailspool.feedback's
     if "detail" in payload and "detail-type" in payload:
@@ -98,8 +105,7 @@ def _walk(payload: Any, via: str, message_id: str | None, depth: int) -> Iterato
         return
     records = payload.get("Records")
     if not isinstance(records, list):
-        log.warning(json.dumps({"event": "ignored", "reason": "unknown event shape", "via": via}))
-        return
+        raise Unreadable(f"unknown event shape (via {via})")
     for record in records:
         yield from _record(record, message_id, depth + 1)
 
@@ -110,18 +116,19 @@ def _is_ses(payload: Mapping[str, Any]) -> bool:
 
 def _record(record: Any, message_id: str | None, depth: int) -> Iterator[ObjectEvent]:
     if not isinstance(record, Mapping):
-        return
+        raise Unreadable("a record that is not an object")
     if "s3" in record:
         yield from _s3(record, message_id)
     elif "Sns" in record:
         sns = record["Sns"]
-        message = sns.get("Message") if isinstance(sns, Mapping) else None
-        yield from _walk(_loads(message, "sns"), "sns", message_id, depth + 1)
+        if not isinstance(sns, Mapping):
+            raise Unreadable("an SNS record that is not an object")
+        yield from _walk(_loads(sns.get("Message"), "sns"), "sns", message_id, depth + 1)
     elif "body" in record:
         sqs_id = str(record.get("messageId") or "") or message_id
         yield from _walk(_loads(record["body"], "sqs"), "sqs", sqs_id, depth + 1)
     else:
-        log.warning(json.dumps({"event": "ignored", "reason": "unknown record shape"}))
+        raise Unreadable("unknown record shape")
 
 
 def _s3(record: Mapping[str, Any], message_id: str | None) -> Iterator[ObjectEvent]:
@@ -133,8 +140,7 @@ def _s3(record: Mapping[str, Any], message_id: str | None) -> Iterator[ObjectEve
         bucket = record["s3"]["bucket"]["name"]
         key = unquote_plus(record["s3"]["object"]["key"])
     except (KeyError, TypeError, AttributeError):
-        log.warning(json.dumps({"event": "ignored", "reason": "S3 record without bucket/key"}))
-        return
+        raise Unreadable("S3 record without bucket/key") from None
     source = "s3" if message_id is None else "sqs"
     yield ObjectEvent(bucket=str(bucket), key=key, source=source, message_id=message_id)
 
@@ -147,20 +153,17 @@ def _eventbridge(payload: Mapping[str, Any], message_id: str | None) -> Iterator
         bucket = payload["detail"]["bucket"]["name"]
         key = payload["detail"]["object"]["key"]
     except (KeyError, TypeError):
-        log.warning(json.dumps({"event": "ignored", "reason": "EventBridge event without key"}))
-        return
+        raise Unreadable("EventBridge event without key") from None
     source = "eventbridge" if message_id is None else "sqs"
     yield ObjectEvent(bucket=str(bucket), key=str(key), source=source, message_id=message_id)
 
 
 def _loads(text: Any, via: str) -> Any:
-    """JSON text (or an object already) -> the object; None (logged) for anything else,
+    """JSON text (or an object already) -> the object; ``Unreadable`` for anything else,
     JSON nested deeper than ``orjson`` reads (1024) included."""
     if isinstance(text, Mapping):
         return text
     try:
         return orjson.loads(text)
     except (TypeError, ValueError) as err:  # orjson.JSONDecodeError is a ValueError
-        reason = f"{via} message is not JSON: {str(err)[:200]}"
-        log.warning(json.dumps({"event": "ignored", "reason": reason}))
-        return None
+        raise Unreadable(f"{via} message is not JSON: {str(err)[:200]}") from None

@@ -167,14 +167,14 @@ def deliver_event(
     ``on_batch`` sees each batch's report (the SQS worker prints its line); each batch's
     metrics go to ``namespace`` (the ``metrics_namespace`` setting)."""
     margin = worker.options.deadline_margin
-    results = [
-        _one(worker, item, remaining, margin, request_id, namespace) for item in parse_event(event)
-    ]
+    unreadable: list[str] = []
+    items = parse_event(event, unreadable)
+    results = [_one(worker, item, remaining, margin, request_id, namespace) for item in items]
     if on_batch is not None:
         for result in results:
             if result.report is not None:
                 on_batch(result.report)
-    return _answer(event, results)
+    return _answer(event, results, unreadable)
 
 
 def _one(
@@ -252,7 +252,9 @@ def _store_key(store: Store, item: ObjectEvent) -> str | None:
     return item.key[len(root) :]
 
 
-def _answer(event: Mapping[str, Any], results: list[_Result]) -> dict[str, Any]:
+def _answer(
+    event: Mapping[str, Any], results: list[_Result], unreadable: list[str]
+) -> dict[str, Any]:
     retry = [r for r in results if r.status in RETRY_STATUSES]
     summary: dict[str, Any] = {
         "batches": len([r for r in results if r.report is not None]),
@@ -260,7 +262,7 @@ def _answer(event: Mapping[str, Any], results: list[_Result]) -> dict[str, Any]:
         "retry": len(retry),
     }
     if _from_sqs(event):
-        failed = [r.event.message_id for r in retry if r.event.message_id]
+        failed = [*(r.event.message_id for r in retry if r.event.message_id), *unreadable]
         return {"batchItemFailures": [{"itemIdentifier": i} for i in dict.fromkeys(failed)]}
     if retry:
         keys = ", ".join(f"{r.event.key} ({r.status})" for r in retry)
@@ -274,7 +276,10 @@ def _with_feedback(
     """The answer with the SES events' outcome: SQS messages to retry, or an error."""
     if _from_sqs(event):
         failures = answer.setdefault("batchItemFailures", [])
-        failures.extend({"itemIdentifier": i} for i in feedback.retry)
+        known = {failure["itemIdentifier"] for failure in failures}
+        failures.extend(
+            {"itemIdentifier": i} for i in dict.fromkeys(feedback.retry) if i not in known
+        )
         return answer
     if feedback.errors:
         raise BatchNotDelivered(f"SES events not recorded, to be retried: {feedback.errors[0]}")

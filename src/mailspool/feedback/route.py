@@ -63,7 +63,7 @@ def ingest_invocation(
 ) -> FeedbackResult:
     """Apply every SES event of a Lambda invocation; see the module docstring."""
     result = FeedbackResult()
-    for found in _per_message(invocation):
+    for found in _per_message(invocation, result.retry):
         allowed = [w for w in found if _topic_allowed(w, topics)]
         if not allowed:
             continue
@@ -132,8 +132,9 @@ def _ingest_line(
     return ""
 
 
-def _per_message(invocation: Mapping[str, Any]) -> Iterator[list[Wrapped]]:
-    """The SES events of each record apart, so one bad record spoils nothing else."""
+def _per_message(invocation: Mapping[str, Any], unreadable: list[str]) -> Iterator[list[Wrapped]]:
+    """The SES events of each record apart, so one bad record spoils nothing else; the
+    SQS message id of one that cannot be read goes to ``unreadable`` (to fail alone)."""
     records = invocation.get("Records")
     parts: Iterable[Any] = (
         ({"Records": [r]} for r in records) if isinstance(records, list) else (invocation,)
@@ -143,7 +144,9 @@ def _per_message(invocation: Mapping[str, Any]) -> Iterator[list[Wrapped]]:
             yield list(unwrap(part))
         except Exception as err:  # hostile input: any error reading it drops it alone
             reason = f"unreadable SES event: {_why(err)}"
-            log.warning(json.dumps({"event": "ignored", "reason": reason, **_message_id(part)}))
+            found = _message_id(part)
+            log.warning(json.dumps({"event": "ignored", "reason": reason, **found}))
+            unreadable.extend(found.values())
 
 
 def _why(err: Exception) -> str:
