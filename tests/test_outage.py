@@ -24,10 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 import mailspool
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, open_delivery_transport
-from mailspool.delivery.outage import Pause, TransportGate
+from mailspool.delivery.outage import TransportGate
 from mailspool.errors import TransientError, TransportUnavailable
 from mailspool.spool import layout
-from mailspool.spool.pauses import PauseRecord, read_pauses, record_pause
+from mailspool.spool.pauses import Pause, read_pauses, record_pause
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.smtp import SMTPTransport
@@ -222,13 +222,13 @@ def test_an_email_older_than_its_queue_lifetime_fails_unsent(
 def test_an_unreadable_pause_record_is_skipped() -> None:
     store = MemoryStore()
     now = datetime.now(UTC)
-    record = PauseRecord("smtp://relay:25", now, now + timedelta(seconds=8), "refused", 3)
+    record = Pause("smtp://relay:25", now, now + timedelta(seconds=8), "refused", 3)
     record_pause(store, "host:1:abc", record)
     store.put(f"{layout.PAUSED}odd.json", b'{"since": "0001-01-01T00:00:00+01:00"}')
     store.put(f"{layout.PAUSED}deep.json", b"[" * 5000)
     store.put(f"{layout.PAUSED}big.json", b" " * 10_000)
     assert read_pauses(store) == [
-        PauseRecord("smtp://relay:25", record.since, record.next_try, "refused", 3)
+        Pause("smtp://relay:25", record.since, record.next_try, "refused", 3)
     ]
 
 
@@ -245,7 +245,7 @@ def test_the_dashboard_and_metrics_show_a_paused_transport(tmp_path: Path) -> No
     store = FileStore(spool)
     store.check()
     since = datetime.now(UTC) - timedelta(seconds=90)
-    record = PauseRecord("smtp://relay:25", since, since + timedelta(days=1), "421 busy", 4)
+    record = Pause("smtp://relay:25", since, since + timedelta(days=1), "421 busy", 4)
     record_pause(store, "host:1:abc", record)
     with running_dashboard(spool) as base:
         page = urllib.request.urlopen(f"{base}/", timeout=30).read().decode()

@@ -21,22 +21,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["Pause", "TransportGate"]
+from mailspool.spool.pauses import Pause
+
+__all__ = ["TransportGate"]
 
 log = logging.getLogger("mailspool.worker")
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """An outage as it stands: since when, why, and when the next probe goes."""
-
-    since: datetime
-    next_try: datetime
-    reason: str
-    failures: int
 
 
 class TransportGate:
@@ -94,7 +85,8 @@ class TransportGate:
             now = datetime.now(UTC)
             since = now if self._pause is None else self._pause.since
             first = self._pause is None
-            self._pause = Pause(since, now + timedelta(seconds=delay), reason, failures)
+            next_try = now + timedelta(seconds=delay)
+            self._pause = Pause(self._name, since, next_try, reason, failures)
             self._due = self._clock() + delay
             self._probing = False
             pause = self._pause

@@ -42,7 +42,7 @@ from mailspool.config import default_of
 from mailspool.delivery.attempt import SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.inflight import BytesInFlight
-from mailspool.delivery.outage import Pause, TransportGate
+from mailspool.delivery.outage import TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.delivery.steps import OutcomeFunction, SendStep, Steps, SuppressionScreen
@@ -51,7 +51,7 @@ from mailspool.feedback.rates import RateGuard
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.policy.guards import Guards
 from mailspool.spool import layout
-from mailspool.spool.pauses import PauseRecord, clear_pause, record_pause
+from mailspool.spool.pauses import Pause, clear_pause, record_pause
 from mailspool.spool.records import LedgerEntry
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
@@ -217,8 +217,5 @@ class Worker:
         """Where ``status`` and the dashboard see the outage (``spool.pauses``)."""
         if pause is None:
             clear_pause(self.store, self.owner)
-            return
-        record = PauseRecord(
-            self.transport.url, pause.since, pause.next_try, pause.reason, pause.failures
-        )
-        record_pause(self.store, self.owner, record)
+        else:
+            record_pause(self.store, self.owner, pause)

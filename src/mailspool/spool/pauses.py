@@ -22,7 +22,7 @@ from mailspool.spool.records import timestamp
 from mailspool.stores.base import Store
 
 __all__ = [
-    "PauseRecord",
+    "Pause",
     "clear_pause",
     "describe_pause",
     "pause_fields",
@@ -39,8 +39,9 @@ MAX_REASON = 500
 
 
 @dataclass(frozen=True, slots=True)
-class PauseRecord:
-    """One worker's paused transport."""
+class Pause:
+    """A transport that is down, as one worker sees it: which, since when, why, when the
+    next probe goes, and how many probes met the outage."""
 
     transport: str
     since: datetime
@@ -52,7 +53,7 @@ class PauseRecord:
         return orjson.dumps(pause_fields(self) | {"reason": self.reason[:MAX_REASON]})
 
     @classmethod
-    def decode(cls, data: bytes) -> PauseRecord:
+    def decode(cls, data: bytes) -> Pause:
         """Raises ValueError (or OverflowError for a date out of range) when unreadable."""
         fields = orjson.loads(data)
         if not isinstance(fields, dict):
@@ -69,7 +70,7 @@ class PauseRecord:
         return cls(transport, moment(since), moment(next_try), reason[:MAX_REASON], failures)
 
 
-def record_pause(store: Store, owner: str, record: PauseRecord) -> None:
+def record_pause(store: Store, owner: str, record: Pause) -> None:
     """Write (or replace) ``owner``'s record; a store failure is logged, not raised: the
     pause itself goes on in the worker."""
     try:
@@ -85,13 +86,13 @@ def clear_pause(store: Store, owner: str) -> None:
         log.warning("could not remove the pause record from the store: %s", err)
 
 
-def read_pauses(store: Store) -> list[PauseRecord]:
+def read_pauses(store: Store) -> list[Pause]:
     """Every readable pause record, oldest outage first."""
     records = []
     for info in store.list(layout.PAUSED):
         try:
             data = store.get_at_most(info.key, MAX_RECORD_BYTES, "a pause record's size")
-            records.append(PauseRecord.decode(data))
+            records.append(Pause.decode(data))
         except KeyNotFound:
             continue  # the outage ended while listing
         except (ObjectRefused, ValueError, OverflowError) as err:
@@ -99,7 +100,7 @@ def read_pauses(store: Store) -> list[PauseRecord]:
     return sorted(records, key=lambda record: record.since)
 
 
-def describe_pause(record: PauseRecord, now: datetime | None = None) -> str:
+def describe_pause(record: Pause, now: datetime | None = None) -> str:
     """``paused since ... (N s), next try ...: reason (transport)``, for people."""
     now = now or datetime.now(UTC)
     down = max((now - record.since).total_seconds(), 0.0)
@@ -109,7 +110,7 @@ def describe_pause(record: PauseRecord, now: datetime | None = None) -> str:
     )
 
 
-def pause_fields(record: PauseRecord) -> dict[str, object]:
+def pause_fields(record: Pause) -> dict[str, object]:
     """The record as ``status --json`` and the dashboard give it."""
     return {
         "transport": record.transport,

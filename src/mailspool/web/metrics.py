@@ -32,7 +32,7 @@ from mailspool.delivery.steps import Call, SendResult, SendStep
 from mailspool.errors import SendingPaused, TransientError
 from mailspool.feedback.rates import Rates, collect_rates
 from mailspool.ops.status import Status, collect_status
-from mailspool.spool.pauses import PauseRecord, read_pauses
+from mailspool.spool.pauses import Pause, read_pauses
 from mailspool.stores.base import Store
 from mailspool.transports.base import Receipt
 
@@ -99,7 +99,7 @@ class StoreCollector(Collector):
         return iter([*status_metrics(status), *rate_metrics(self.rates.get()), *paused])
 
 
-def pause_metrics(pauses: list[PauseRecord]) -> list[Metric]:
+def pause_metrics(pauses: list[Pause]) -> list[Metric]:
     """Whether a worker's transport is down, and since when (``spool.pauses``)."""
     now = time.time()
     down = GaugeMetricFamily(
