@@ -1,7 +1,9 @@
 """Each e-mail's history: ``mailspool trace ADDRESS|MESSAGE-ID``.
 
 An e-mail's states come from three places, joined through the provider's message id
-that the worker recorded in the batch's ledger when the provider accepted the e-mail:
+that the worker recorded in the batch's ledger when the provider accepted the e-mail
+(or, for an event whose id is none of those, through its ``mailspool-batch`` and
+``mailspool-index`` tags when that batch is still kept):
 
 - the batch (``queue/`` or ``done/``): queued, at the batch's creation time;
 - the ledger and ``failed/``: sent (with the provider id), failed (with the reason),
@@ -118,9 +120,10 @@ def trace_message(store: Store, message_id: str) -> list[EmailTrace]:
     sent_at_once = [t for t in _priority(store) if _same_id(t.provider_id, message_id)]
     if sent_at_once:
         return _join(sent_at_once, events)
-    tagged = {e.batch for e in events if e.batch}  # the index the tags give: one batch read
+    tags = {(e.batch, e.index) for e in events if e.batch}  # the tags: one batch read
+    tagged = {batch for batch, _ in tags}
     candidates = (t for b in tagged for t in _emails(store, only=b)) if tagged else _emails(store)
-    traces = [t for t in candidates if t.provider_id == message_id]
+    traces = [t for t in candidates if t.provider_id == message_id or (t.batch, t.index) in tags]
     return _join(traces, events)
 
 
@@ -158,10 +161,15 @@ def _message_events(store: Store, provider_id: str) -> list[FeedbackEvent]:
 
 
 def _join(traces: list[EmailTrace], events: list[FeedbackEvent]) -> list[EmailTrace]:
-    """Attach each event to the e-mail with its provider id; an orphan gets its own trace."""
+    """Attach each event to the e-mail with its provider id, or else to the e-mail its
+    tags name (batch and index, when that batch is still kept); an orphan gets its own
+    trace."""
     by_id = {t.provider_id: t for t in traces if t.provider_id}
+    by_tags = {(t.batch, t.index): t for t in traces if t.batch is not None}
     for event in events:
         trace = by_id.get(event.provider_id)
+        if trace is None and event.batch is not None:
+            trace = by_tags.get((event.batch, event.index))
         if trace is None:
             trace = EmailTrace(None, None, "", list(event.recipients), event.provider_id)
             by_id[event.provider_id] = trace
