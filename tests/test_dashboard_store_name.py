@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mailspool.stores.memory import MemoryStore
 from mailspool.stores.file import FileStore
+from mailspool.stores.memory import MemoryStore
 from mailspool.web import Dashboard
 from mailspool.web.app import shown_url
 from mailspool.web.http import Request

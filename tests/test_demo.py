@@ -39,7 +39,9 @@ def test_demo_hands_off_delivers_and_leaves_readable_files(tmp_path: Path) -> No
     store = f"file://{tmp_path / 'mailspool' / 'spool'}"
     python = f"{sys.executable} -m mailspool"  # started as python -m: printed that way
     assert f"then:      {python} status --store {store}\n" in output  # offered, never waited for
-    assert f"           {python} serve --store {store}    # keeps running: the dashboard on" in output
+    assert (
+        f"           {python} serve --store {store}    # keeps running: the dashboard on" in output
+    )
 
 
 def test_a_second_run_reports_its_own_count_and_says_the_store_adds_up(tmp_path: Path) -> None:

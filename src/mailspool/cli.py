@@ -617,7 +617,9 @@ def demo(
     if not leave_serving:
         from mailspool.ops.demo import next_commands
 
-        for label, command in zip(("then:", "", ""), next_commands(settings.store, port)):
+        for label, command in zip(
+            ("then:", "", ""), next_commands(settings.store, port), strict=True
+        ):
             click.echo(f"{label:<11}{command}")
         return
     ctx.invoke(serve, host="127.0.0.1", port=port, token=None, store=settings.store)
