@@ -50,6 +50,16 @@ _MARK = re.compile(
     r"<!-- (try|file: (?P<file>\S+)|append: (?P<append>\S+)) -->\n```\w*\n(.*?)```", re.S
 )
 _PORTS = ("1025", "5000", "8000", "8025")
+#: What a page says its lines print (their stdout and stderr, one after the other).
+SAID = {
+    "docs/feedback.md": [
+        "4 event(s), 4 new, 2 address(es) suppressed",
+        "bounce rate  0.20%, complaint rate 0.20% (last 501 sends); 2 suppressed",
+        "{'batches': 0, 'sent': 0, 'retry': 0, 'events': 1}",
+    ],
+    "docs/aws.md": ["{'batches': 1, 'sent': 1, 'retry': 0}", "sent         1\n"],
+    "docs/frameworks.md": ["queued", "1 sent, 0 failed, 0 quarantined"],
+}
 _PORT_IN = re.compile(r"(?:127\.0\.0\.1|localhost):(\d+)|(?:-p|--port|runserver)\s+(\d+)")
 
 
@@ -187,10 +197,14 @@ def wait_for(port: int, process: subprocess.Popen[bytes], line: str, log: Path) 
     pytest.fail(f"{line}\nnever listened on {port}:\n{log.read_text()}")
 
 
-def run_block(clone: Clone, commands: list[str]) -> None:
+def run_block(clone: Clone, commands: list[str]) -> str:
+    """The block run; what its lines printed, one after the other."""
+    printed = []
     with _background(clone, commands) as foreground:
         for line in foreground:
-            clone.run(line)
+            result = clone.run(line)
+            printed.append(result.stdout + result.stderr)
+    return "".join(printed)
 
 
 @contextmanager
@@ -215,12 +229,15 @@ def test_every_marked_command_of_the_page_runs_as_printed(page: str, tmp_path: P
     found = steps(page)
     assert any(step.kind == "try" for step in found), f"{page} marks no block <!-- try -->"
     clone = Clone(tmp_path)
+    printed = ""
     for step in found:
         if step.kind == "try":
             clone.exports = []  # a block is one terminal
-            run_block(clone, lines(step.text))
+            printed += run_block(clone, lines(step.text))
         else:
             clone.write(step)
+    for words in SAID.get(page, []):
+        assert words in printed, f"{page}: {words!r} not in\n{printed}"
 
 
 def test_the_demo_s_last_lines_run_as_printed(tmp_path: Path) -> None:
