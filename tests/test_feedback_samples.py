@@ -78,6 +78,7 @@ def test_a_tagged_event_is_joined_to_the_e_mail_its_tags_name(tmp_path: Path) ->
     for traces in (
         trace_address(store, "r1@example.com"),
         trace_message(store, "ses-id-unknown-to-the-ledger"),
+        trace_message(store, f"<{batch_id}.1@example.com>"),
     ):
         [trace] = traces
         assert (trace.batch, trace.index) == (batch_id, 1)
