@@ -114,12 +114,12 @@ def trace_message(store: Store, message_id: str) -> list[EmailTrace]:
         batch_id, index = own["batch"], int(own["index"])
         traces = [t for t in _emails(store, only=batch_id) if t.index == index]
         provider_ids = {t.provider_id for t in traces if t.provider_id}
-        events = {e.id: e for pid in provider_ids for e in _message_events(store, pid)}
+        found = {e.id: e for pid in provider_ids for e in _message_events(store, pid)}
         for recipient in {_normal(a) for t in traces for a in t.recipients}:
             for event in read_history(store, feedback_layout.history_key(recipient)):
                 if (event.batch, event.index) == (batch_id, index):  # its tags name it
-                    events.setdefault(event.id, event)
-        return _join(traces, sorted(events.values(), key=lambda e: e.timestamp))
+                    found.setdefault(event.id, event)
+        return _join(traces, sorted(found.values(), key=lambda e: e.timestamp))
     events = _message_events(store, message_id)
     sent_at_once = [t for t in _priority(store) if _same_id(t.provider_id, message_id)]
     if sent_at_once:
