@@ -60,6 +60,12 @@ SAID = {
     "docs/aws.md": ["{'batches': 1, 'sent': 1, 'retry': 0}", "sent         1\n"],
     "docs/frameworks.md": ["queued", "1 sent, 0 failed, 0 quarantined"],
 }
+#: A line a page's programs that keep running print, and how many times (the store of
+#: the application's settings, not the default one).
+KEPT_SAYING = {
+    "docs/frameworks.md": ("for file:///tmp/mailspool/spool (Ctrl-C to stop)", 2),
+    "docs/dashboard.md": ("for file:///tmp/mailspool/spool (Ctrl-C to stop)", 1),
+}
 _PORT_IN = re.compile(r"(?:127\.0\.0\.1|localhost):(\d+)|(?:-p|--port|runserver)\s+(\d+)")
 
 
@@ -112,6 +118,7 @@ class Clone:
             "PYTHONPATH": str(SRC),  # the venv's mailspool may be another checkout's
         }
         self.exports: list[str] = []
+        self.background_said = ""  # what the lines that kept running printed
 
     def own(self, text: str) -> str:
         text = text.replace("/tmp/mailspool", str(self.own_tmp))
@@ -175,6 +182,7 @@ class Clone:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+            self.background_said += log.read_text(errors="replace")
 
 
 def free_port() -> int:
@@ -238,6 +246,10 @@ def test_every_marked_command_of_the_page_runs_as_printed(page: str, tmp_path: P
             clone.write(step)
     for words in SAID.get(page, []):
         assert words in printed, f"{page}: {words!r} not in\n{printed}"
+    if page in KEPT_SAYING:
+        words, times = KEPT_SAYING[page]
+        said = clone.background_said
+        assert said.count(clone.own(words)) == times, f"{page}: {words!r}, {times}x?\n{said}"
 
 
 def test_the_demo_s_last_lines_run_as_printed(tmp_path: Path) -> None:
