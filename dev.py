@@ -105,7 +105,8 @@ def test(args: list[str]) -> None:
 def demo(args: list[str]) -> None:
     # the package and its dashboard (serve) only; a venv set up for the tests has both
     ensure_venv("serve", covered_by=("test",))
-    sys.exit(subprocess.call([str(BIN / "mailspool"), "demo", *args], cwd=ROOT))
+    # in the caller's folder: the commands the demo prints last are paths from there
+    sys.exit(subprocess.call([str(BIN / "mailspool"), "demo", *args]))
 
 
 def build(args: list[str]) -> None:

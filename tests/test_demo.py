@@ -14,6 +14,7 @@ def run_demo(data: Path) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "mailspool", "demo", "--followers", "120"],
         env=env,
+        cwd=data,  # the interpreter is printed by its path from here: absolute
         capture_output=True,
         text=True,
         timeout=120,
@@ -35,7 +36,12 @@ def test_demo_hands_off_delivers_and_leaves_readable_files(tmp_path: Path) -> No
     assert f"{outbox}: 122 .eml files" in output
     assert ".envelope.json beside it" in output
     assert len(list((tmp_path / "mailspool" / "spool" / "done").glob("*.json"))) == 1
-    assert "dashboard: mailspool serve --store" in output  # offered, never waited for
+    store = f"file://{tmp_path / 'mailspool' / 'spool'}"
+    python = f"{sys.executable} -m mailspool"  # started as python -m: printed that way
+    assert f"then:      {python} status --store {store}\n" in output  # offered, never waited for
+    assert (
+        f"           {python} serve --store {store}    # keeps running: the dashboard on" in output
+    )
 
 
 def test_a_second_run_reports_its_own_count_and_says_the_store_adds_up(tmp_path: Path) -> None:

@@ -206,3 +206,14 @@ def test_the_readme_demo_line_works_as_written(fresh: Fresh, tmp_path: Path) -> 
     envelopes = list(outbox.glob("*.envelope.json"))
     assert len(emails) == len(envelopes) > 500, result.stdout
     assert re.search(rf"this run: +{len(emails)} e-mails", result.stdout), result.stdout
+    # the lines it ends with, pasted into a new shell of the clone (no venv on PATH)
+    printed = re.findall(
+        r"^(?:then:)? +(\.venv/bin/mailspool (?:status|trace) .*)$", result.stdout, re.M
+    )
+    assert len(printed) == 2, result.stdout
+    newcomer = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
+    for line in printed:
+        pasted = subprocess.run(
+            ["bash", "-c", line], cwd=fresh.clone, env=newcomer, capture_output=True, text=True
+        )
+        assert pasted.returncode == 0, (line, pasted.stderr)

@@ -44,6 +44,11 @@ def demo(
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         leave_serving = interactive and click.confirm(f"Leave the dashboard running at {url}?")
     if not leave_serving:
-        click.echo(f"dashboard: mailspool serve --store {settings.store}  (then open {url})")
+        from mailspool.ops.demo import next_commands
+
+        for label, command in zip(
+            ("then:", "", ""), next_commands(settings.store, port), strict=True
+        ):
+            click.echo(f"{label:<11}{command}")
         return
     ctx.invoke(serve, host="127.0.0.1", port=port, serve_token=None, store=settings.store)

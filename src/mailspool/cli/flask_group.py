@@ -19,14 +19,14 @@ from mailspool.integrations.flask_settings import load_settings
 
 __all__ = ["mailspool_group"]
 
-_COMMANDS = ("worker", "status", "failed", "quarantine", "gc")
+_COMMANDS = ("worker", "status", "failed", "quarantine", "gc", "serve")
 
 
 @click.group("mailspool")
 @with_appcontext
 @click.pass_context
 def mailspool_group(ctx: click.Context) -> None:
-    """mailspool's worker, status, failed, quarantine and gc on this app's config."""
+    """mailspool's worker, status, failed, quarantine, gc and serve on this app's config."""
     ctx.meta[FRAMEWORK_META] = functools.partial(load_settings, current_app.config)
 
 

@@ -30,7 +30,11 @@ def trace(target: str, store: str | None, as_json: bool) -> None:
         click.echo(f"nothing on record for {target}")
     for item in traces:
         data = item.as_dict()
-        where = f"{data['batch']}.{data['index']}" if data["batch"] else "(batch no longer kept)"
+        where = (
+            f"{data['batch']}.{data['index']}"
+            if data["batch"]
+            else "(no e-mail kept has this provider id)"
+        )
         click.echo(f"{where}  {data['subject']!r} to {', '.join(data['recipients'])}")
         for step in data["states"]:
             click.echo(f"  {step['at'] or '-':32} {step['state']:18} {step['detail']}")

@@ -82,9 +82,10 @@ def ingest(
         if event.kind is EventKind.COMPLAINED or (
             event.kind is EventKind.BOUNCED and event.permanent
         ):
-            day = _day(_parse_time(event.timestamp))  # the rates read by day
+            recorded = datetime.now(UTC)  # the rates read the days since their oldest send
+            line = [event.provider_id, str(event.kind), event.batch, event.index]
             store.append(
-                layout.bad_day_key(day), orjson.dumps([event.provider_id, str(event.kind)])
+                layout.bad_day_key(_day(recorded)), orjson.dumps([*line, int(recorded.timestamp())])
             )
         if store.put_new(layout.seen_key(event.id), record):
             report.new += 1

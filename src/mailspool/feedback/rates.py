@@ -3,9 +3,14 @@
 SES reviews an account whose bounce rate passes 5% or whose complaint rate passes 0.1%
 (and may pause its sending at 10% and 0.5%). ``collect_rates`` counts, over the last
 ``sends`` e-mails the ledgers record as sent (newest batches first), how many drew a
-hard bounce or a complaint: those are kept in one log per day
+hard bounce or a complaint: those are kept in one log per day they were recorded
 (``complaints-bounces/<YYYYMMDD>``), so counting reads the days since the oldest of
-those batches, not one log per e-mail. ``RateGuard``
+those batches, not one log per e-mail. An event counts when its provider id is one of
+those sends', or its tags (``mailspool-batch``, ``mailspool-index``) name one of them,
+or it names none of them and was recorded since the oldest of those batches was made:
+every hard bounce and complaint ingested while those e-mails went out counts, as SES
+counts an account's (an event of a priority e-mail sent at once, of a send older than
+the window, or typed in by hand). ``RateGuard``
 lets a worker warn, and hold deferred mail when the ``hold_on_rates`` setting says so,
 once a rate passes those review levels; it recounts at most every few minutes.
 """
@@ -83,35 +88,84 @@ class Rates:
 
 def collect_rates(store: Store, *, sends: int = 1000) -> Rates:
     """Rates over the last ``sends`` sent e-mails; see the module docstring."""
-    ids, oldest = _recent_provider_ids(store, sends)
-    sent = set(ids)
+    recent, oldest = _recent_sends(store, sends)
+    by_id = {send.provider_id: send for send in recent}
+    by_tags: dict[tuple[str | None, int | None], _Send] = {(s.batch, s.index): s for s in recent}
     bounced: set[str] = set()
     complained: set[str] = set()
-    for provider_id, kind in _bad_days(store, oldest):
-        if provider_id in sent:
-            (complained if kind == EventKind.COMPLAINED else bounced).add(provider_id)
-    return Rates(len(ids), len(bounced), len(complained), SuppressionList(store).count())
+    for bad in _bad_days(store, oldest):
+        send = by_id.get(bad.provider_id) or by_tags.get((bad.batch, bad.index))
+        if send is not None:
+            which = send.provider_id
+        elif bad.recorded is not None and oldest is not None and bad.recorded >= int(oldest):
+            which = bad.provider_id  # while the window's e-mails went out: SES counts it
+        else:
+            continue
+        (complained if bad.kind == EventKind.COMPLAINED else bounced).add(which)
+    return Rates(len(recent), len(bounced), len(complained), SuppressionList(store).count())
 
 
-def _bad_days(store: Store, since: float | None) -> Iterator[tuple[str, str]]:
-    """(provider id, kind) of the hard bounces and complaints recorded since that day.
-    A line that is not such a pair (torn, foreign) is skipped and counted in one log line."""
+@dataclass(frozen=True, slots=True)
+class _Send:
+    provider_id: str
+    batch: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Bad:
+    """One line of a day's log: ``[provider id, kind]`` (written before the tags and the
+    time were kept), or ``[provider id, kind, batch, index, recorded at]``."""
+
+    provider_id: str
+    kind: str
+    batch: str | None = None
+    index: int | None = None
+    recorded: int | None = None
+
+    @classmethod
+    def read(cls, line: bytes) -> _Bad | None:
+        try:
+            fields = orjson.loads(line)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            return None
+        if not isinstance(fields, list) or len(fields) not in (2, 5):
+            return None
+        provider_id, kind, *rest = fields
+        if not isinstance(provider_id, str) or not isinstance(kind, str):
+            return None
+        if not rest:
+            return cls(provider_id, kind)
+        batch, index, recorded = rest
+        if not (batch is None or isinstance(batch, str)) or not _whole(index, none=True):
+            return None
+        if not _whole(recorded, none=False):
+            return None
+        return cls(provider_id, kind, batch, index, recorded)
+
+
+def _whole(value: object, *, none: bool) -> bool:
+    if value is None:
+        return none
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bad_days(store: Store, since: float | None) -> Iterator[_Bad]:
+    """The hard bounces and complaints recorded since that day. A line that is not one
+    (torn, foreign) is skipped and counted in one log line."""
     first = _day(since)
     skipped = 0
     for key in store.keys(feedback_layout.BAD_DAYS):
         if key.removeprefix(feedback_layout.BAD_DAYS) < first:
             continue
         for line in store.read_log(key):
-            try:
-                provider_id, kind = orjson.loads(line)
-            except (orjson.JSONDecodeError, ValueError, TypeError):
-                provider_id = kind = None
-            if isinstance(provider_id, str) and isinstance(kind, str):
-                yield provider_id, kind
-            else:
+            bad = _Bad.read(line)
+            if bad is None:
                 skipped += 1
+            else:
+                yield bad
     if skipped:
-        reason = "not a [provider id, kind] pair"
+        reason = "not a [provider id, kind(, batch, index, recorded at)] list"
         log.warning(
             "rates: skipped %d line(s) of %s: %s", skipped, feedback_layout.BAD_DAYS, reason
         )
@@ -129,26 +183,30 @@ def _day(since: float | None) -> str:
     return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
-def _recent_provider_ids(store: Store, limit: int) -> tuple[list[str], float | None]:
-    """The last ``limit`` provider ids sent, and the creation time of the oldest batch read."""
+def _recent_sends(store: Store, limit: int) -> tuple[list[_Send], float | None]:
+    """The last ``limit`` e-mails sent, and the creation time of the oldest batch read."""
     queued = (info.key for info in queue_scan.queued_batches(store, set_aside=False))
     keys = [*queued, *store.keys(layout.DONE)]
     batch_ids = sorted(
         {layout.batch_id_from_key(k) for k in keys if k.endswith(".json")}, reverse=True
     )
-    ids: list[str] = []
+    sends: list[_Send] = []
     oldest: float | None = None
     for batch_id in batch_ids:  # ids sort by creation time: newest first
-        entries = ledger_entries(store, batch_id).values()  # an unreadable one: skipped
-        ids.extend(e.message_id for e in entries if e.state is LedgerState.SENT and e.message_id)
+        entries = ledger_entries(store, batch_id)  # an unreadable one: skipped
+        sends.extend(
+            _Send(e.message_id, batch_id, index)
+            for index, e in sorted(entries.items())
+            if e.state is LedgerState.SENT and e.message_id
+        )
         oldest = (
             layout.id_time(batch_id)
             if oldest is None
             else min(oldest, layout.id_time(batch_id) or oldest)
         )
-        if len(ids) >= limit:
-            return ids[:limit], oldest
-    return ids, oldest
+        if len(sends) >= limit:
+            return sends[:limit], oldest
+    return sends, oldest
 
 
 class RateGuard:

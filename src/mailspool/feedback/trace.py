@@ -1,7 +1,9 @@
 """Each e-mail's history: ``mailspool trace ADDRESS|MESSAGE-ID``.
 
 An e-mail's states come from three places, joined through the provider's message id
-that the worker recorded in the batch's ledger when the provider accepted the e-mail:
+that the worker recorded in the batch's ledger when the provider accepted the e-mail
+(or, for an event whose id is none of those, through its ``mailspool-batch`` and
+``mailspool-index`` tags when that batch is still kept):
 
 - the batch (``queue/`` or ``done/``): queued, at the batch's creation time;
 - the ledger and ``failed/``: sent (with the provider id), failed (with the reason),
@@ -112,15 +114,20 @@ def trace_message(store: Store, message_id: str) -> list[EmailTrace]:
         batch_id, index = own["batch"], int(own["index"])
         traces = [t for t in _emails(store, only=batch_id) if t.index == index]
         provider_ids = {t.provider_id for t in traces if t.provider_id}
-        events = [e for pid in provider_ids for e in _message_events(store, pid)]
-        return _join(traces, events)
+        found = {e.id: e for pid in provider_ids for e in _message_events(store, pid)}
+        for recipient in {_normal(a) for t in traces for a in t.recipients}:
+            for event in read_history(store, feedback_layout.history_key(recipient)):
+                if (event.batch, event.index) == (batch_id, index):  # its tags name it
+                    found.setdefault(event.id, event)
+        return _join(traces, sorted(found.values(), key=lambda e: e.timestamp))
     events = _message_events(store, message_id)
     sent_at_once = [t for t in _priority(store) if _same_id(t.provider_id, message_id)]
     if sent_at_once:
         return _join(sent_at_once, events)
-    tagged = {e.batch for e in events if e.batch}  # the index the tags give: one batch read
+    tags = {(e.batch, e.index) for e in events if e.batch}  # the tags: one batch read
+    tagged = {batch for batch, _ in tags}
     candidates = (t for b in tagged for t in _emails(store, only=b)) if tagged else _emails(store)
-    traces = [t for t in candidates if t.provider_id == message_id]
+    traces = [t for t in candidates if t.provider_id == message_id or (t.batch, t.index) in tags]
     return _join(traces, events)
 
 

@@ -5,10 +5,16 @@ as a PDF to one e-mail, and sends one password reset (priority, at once). The re
 time is printed, then the worker drains the queue into the outbox. What this run did is
 reported apart from the store's totals: the store and the outbox keep earlier runs, so
 their counts add up from run to run.
+
+The commands it prints last run as printed in the shell that started it: ``mailspool``
+when that name finds this program, else the path it was started by (``.venv/bin/mailspool``
+after ``python3 dev.py demo`` in a clone, where nothing has put ``.venv/bin`` on PATH).
 """
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ from mailspool.stores import open_store
 from mailspool.stores.base import Store
 from mailspool.triggers.local import drain
 
-__all__ = ["run_demo"]
+__all__ = ["next_commands", "program", "run_demo"]
 
 _POST = (
     "<html><body><h1>{title}</h1><p>Hello {name},</p>"
@@ -134,3 +140,38 @@ def _tiny_pdf() -> bytes:
         b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]>>endobj\n"
         b"trailer<</Root 1 0 R>>\n%%EOF\n"
     ) * 40
+
+
+def next_commands(store_url: str, port: int = 8025) -> list[str]:
+    """What to run next, each line as it can be pasted into the shell that ran the demo."""
+    me, store = program(), shlex.quote(store_url)
+    where = "" if port == 8025 else f" --port {port}"
+    url = f"http://127.0.0.1:{port}/"
+    return [
+        f"{me} status --store {store}",
+        f"{me} trace follower1@example.com --store {store}",
+        f"{me} serve --store {store}{where}    # keeps running: the dashboard on {url}",
+    ]
+
+
+def program() -> str:
+    """How this shell reaches the running ``mailspool``: its name when PATH finds this very
+    program, else the path it was started by (relative to the current folder when inside
+    it), or ``python -m mailspool`` when it was started that way."""
+    started = Path(sys.argv[0])
+    if started.name == "__main__.py" or not started.is_file():
+        return f"{_shown(Path(sys.executable))} -m mailspool"
+    found = shutil.which("mailspool")
+    if found is not None and Path(found).resolve() == started.resolve():
+        return "mailspool"
+    return _shown(started)
+
+
+def _shown(path: Path) -> str:
+    absolute = path.absolute()  # not resolved: a virtualenv's bin/ may be symlinks
+    try:
+        relative = absolute.relative_to(Path.cwd())
+    except ValueError:
+        return shlex.quote(str(absolute))
+    text = str(relative)
+    return shlex.quote(text if "/" in text else f"./{text}")

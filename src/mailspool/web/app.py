@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -156,6 +156,8 @@ class Dashboard:
             "csrf_field": CSRF_FIELD,
             "csrf_token": self.guard.csrf_token(browser),
             "token_required": self.guard.token is not None,
+            # the sign-in page names no store: who sees it has not shown the token yet
+            "store_url": "" if page.template == "login.html" else shown_url(self.store.url),
             **page.values,
         }
         body = self._templates.get_template(page.template).render(values).encode()
@@ -289,3 +291,17 @@ def _refused(status: int, why: str = "") -> Response:
 def _stylesheet() -> Response:
     css = resources.files("mailspool.web").joinpath("static/style.css").read_bytes()
     return Response(200, css, "text/css; charset=utf-8")
+
+
+def shown_url(url: str) -> str:
+    """The store's URL as every page shows it: a password in it replaced by ``***``, and
+    an unreadable one cut to what follows its last ``@``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.rsplit("@", 1)[-1]
+    if password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostinfo}"))
