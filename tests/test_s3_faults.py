@@ -15,7 +15,8 @@ import mailspool
 from mailspool.config import Settings
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.ops.status import collect_status
-from mailspool.stores.s3 import S3Store, client_config
+from mailspool.stores.s3 import S3Store
+from mailspool.stores.s3_support import client_config
 from mailspool.transports.memory import MemoryTransport
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain

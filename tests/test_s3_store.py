@@ -333,8 +333,8 @@ def test_the_store_and_the_ses_transport_make_clients_under_one_lock() -> None:
     from mailspool import _backends
     from mailspool.aws import sqs
     from mailspool.feedback import ses_sync
-    from mailspool.stores import s3
+    from mailspool.stores import s3_support
     from mailspool.transports import ses
 
-    assert s3.boto3_client is ses.boto3_client is _backends.boto3_client
+    assert s3_support.boto3_client is ses.boto3_client is _backends.boto3_client
     assert sqs.boto3_client is ses_sync.boto3_client is _backends.boto3_client

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
-import numbers
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -38,8 +36,26 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mailspool.errors import ConfigurationError
 from mailspool.headers import Priority
+from mailspool.setting_rules import (
+    _ANY_SECRET,
+    _ATTEMPTS,
+    _DAYS,
+    _FOLDER,
+    _SECRET,
+    POLL_INTERVAL,
+    Rule,
+    SettingError,
+    _any_text,
+    _names,
+    _non_negative_int,
+    _one_of,
+    _optional_rate,
+    _positive_int,
+    _positive_seconds,
+    _seconds,
+    _text,
+)
 
 __all__ = [
     "POLL_INTERVAL",
@@ -67,167 +83,6 @@ def data_dir() -> Path:
     """Where the embedded default keeps its spool and outbox: ``$XDG_DATA_HOME/mailspool``."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "mailspool"
-
-
-# -- rules: what each setting accepts, whatever its source ---------------------------------------
-
-
-class SettingError(ConfigurationError):
-    """A setting that is unknown or whose value its rule refuses. ``setting`` is the name
-    as its source spells it (``max_rate``, ``MAILSPOOL_MAX_RATE``, ``MAILSPOOL['MAX_RATE']``);
-    ``hint`` says what would be right (the rule, or the closest known name)."""
-
-    def __init__(self, message: str, *, setting: str, hint: str) -> None:
-        super().__init__(message)
-        self.setting = setting
-        self.hint = hint
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """What a setting accepts. ``words`` say it, in errors and in the docs' table;
-    ``convert`` turns a value into the setting's type (text from the environment or a
-    flag, a Python value from an argument or a framework dict) and raises ``ValueError``
-    or ``TypeError`` for a value it refuses. ``secret``: an error does not show the value."""
-
-    words: str
-    convert: Callable[[Any], Any]
-    secret: bool = False
-
-    def __call__(self, label: str, value: Any) -> Any:
-        """The value converted, or ``SettingError`` naming ``label`` and the rule."""
-        try:
-            return self.convert(value)
-        except (TypeError, ValueError, OverflowError):
-            shown = f"a value of type {type(value).__name__}" if self.secret else repr(value)
-            raise SettingError(
-                f"{label} must be {self.words}, got {shown}",
-                setting=label,
-                hint=f"{label} accepts {self.words} (see docs/configuration.md)",
-            ) from None
-
-
-def _text_value(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(value)
-    return value
-
-
-def _non_empty(value: Any) -> str:
-    if not _text_value(value).strip():
-        raise ValueError(value)
-    return str(value)
-
-
-def _text_rule(*, secret: bool = False) -> Rule:
-    return Rule("non-empty text", _non_empty, secret)
-
-
-def _any_text_rule(*, secret: bool = False) -> Rule:
-    return Rule("text", _text_value, secret)
-
-
-def _folder(value: Any) -> str:
-    """A path, as text or a ``Path`` (Django settings build them: ``BASE_DIR / "x"``)."""
-    return _non_empty(os.fspath(value) if isinstance(value, os.PathLike) else value)
-
-
-def _whole(value: Any) -> int:
-    """An int, or its digits as text; never a bool or a float (4.5 is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(value)
-    return int(value)
-
-
-def _integer(low: int, *, high: int | None = None) -> Rule:
-    def convert(value: Any) -> int:
-        number = _whole(value)
-        if number < low or (high is not None and number > high):
-            raise ValueError(number)
-        return number
-
-    words = f"a whole number >= {low}" + (f" and <= {high}" if high is not None else "")
-    return Rule(words, convert)
-
-
-def _real(value: Any) -> float:
-    """A finite number, or its text: never a bool, NaN or an infinity."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | str):
-        raise TypeError(value)
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(value)
-    return number
-
-
-def _number(
-    low: float, *, above: bool, high: float | None = None, unit: str = "", optional: bool = False
-) -> Rule:
-    """A finite number more than ``low`` (``above``) or at least ``low``, at most ``high``;
-    ``unit`` (``seconds``) words the rule; ``optional``: ``None`` or `'unlimited'` too."""
-    bound = f"> {low:g}" if above else f">= {low:g}"
-    words = f"a finite number{f' of {unit}' if unit else ''} {bound}"
-    if high is not None:
-        words += f" and <= {high:g}"
-    if optional:
-        words += " (or 'unlimited')"
-
-    def convert(value: Any) -> float | None:
-        if optional and (value is None or str(value).strip().lower() in _UNLIMITED):
-            return None
-        number = _real(value)
-        if number < low or (above and number == low) or (high is not None and number > high):
-            raise ValueError(value)
-        return number
-
-    return Rule(words, convert)
-
-
-_UNLIMITED = ("", "none", "unlimited")
-
-
-def _names_of(value: Any) -> frozenset[str]:
-    """Comma-separated text, or a list (or set) of texts."""
-    parts = value.split(",") if isinstance(value, str) else value
-    if not isinstance(parts, list | tuple | set | frozenset):
-        raise TypeError(value)
-    return frozenset(_text_value(part).strip() for part in parts if _text_value(part).strip())
-
-
-def _one_of(*words: str) -> Rule:
-    quoted = [repr(word) for word in words]
-    allowed = ", ".join(quoted[:-1]) + " or " + quoted[-1]
-
-    def convert(value: Any) -> str:
-        word = _text_value(value).strip().lower()
-        if word not in words:
-            raise ValueError(value)
-        return word
-
-    return Rule(allowed, convert)
-
-
-# The rules the table's rows name (lower case: the parsers' names before rules, which
-# rows added elsewhere may still use).
-_text = _text_rule()
-_any_text = _any_text_rule()
-_SECRET = _text_rule(secret=True)
-_ANY_SECRET = _any_text_rule(secret=True)
-_positive_int = _integer(1)
-_non_negative_int = _integer(0)
-#: at most 100: the backoff doubles per attempt, and 2 ** 1024 is no float
-_ATTEMPTS = _integer(1, high=100)
-_seconds = _number(0, above=False, unit="seconds")
-_positive_seconds = _number(0, above=True, unit="seconds")
-_positive_number = _number(0, above=True)
-_optional_rate = _number(0, above=True, optional=True)
-#: at most ten years: a date that far back is still a date
-_DAYS = _number(0, above=True, high=3650, unit="days")
-_names = Rule("names, comma-separated (or a list)", _names_of)
-_FOLDER = Rule("a folder's path (text or a Path)", _folder)
-
-#: ``--poll-interval`` of the worker commands: no setting, but the same kind of rule
-POLL_INTERVAL = _positive_seconds
 
 
 # -- the table -------------------------------------------------------------------------------------

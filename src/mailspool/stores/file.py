@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import builtins
 import errno
-import fcntl
 import hashlib
-import json
 import os
 import stat
 import sys
@@ -52,10 +50,9 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from mailspool._beneath import open_beneath, read_beneath
 from mailspool._files import (
@@ -70,13 +67,18 @@ from mailspool._files import (
 from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, ObjectRefused, StoreError
 from mailspool.stores import check_record
 from mailspool.stores.base import CHUNK_SIZE, Lease, ObjectInfo, Store, check_key, check_prefix
+from mailspool.stores.file_leases import (
+    LeaseFile,
+    acquire,
+    inspect_lease,
+    lease_file,
+    record_lease,
+)
 
 __all__ = ["FileStore"]
 
 _LEASES = ".leases"
-_CLAIM_ATTEMPTS = 16
 _LONGEST_LEASE_FILE = 200
-_LEASE_BYTES = 4096
 
 _Entry = tuple[str, bool, os.stat_result]
 
@@ -98,7 +100,7 @@ class FileStore(Store):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(os.path.abspath(os.path.expanduser(root)))
         self.url = f"file://{self.root}"
-        self._held: set[_LeaseFile] = set()
+        self._held: set[LeaseFile] = set()
         self._held_lock = threading.Lock()
 
     @classmethod
@@ -237,13 +239,13 @@ class FileStore(Store):
         path = self._lease_path(name)
         with self._failure("claim", name):
             make_folder(path.parent, self.root)
-            handle = _acquire(path)
+            handle = acquire(path)
             if handle is None:
                 return None
             lease = Lease(name, owner, time.time() + ttl, handle)
             try:
                 os.fchmod(handle.fd, FILE_MODE)
-                _record(handle, lease)
+                record_lease(handle, lease)
             except BaseException:
                 handle.release()
                 raise
@@ -254,16 +256,16 @@ class FileStore(Store):
     def renew(self, lease: Lease, ttl: float) -> Lease:
         """Write the new expiry; ``LeaseLost`` if released, or if the lease file was
         removed or replaced behind the holder's back."""
-        handle = _handle(lease)
+        handle = lease_file(lease)
         with self._failure("renew", lease.name), handle.lock:
             if not handle.held or not handle.is_current():
                 raise LeaseLost(f"claim {lease.name!r} in {self.root} is no longer held")
             renewed = replace(lease, expires=time.time() + ttl)
-            _record(handle, renewed)
+            record_lease(handle, renewed)
         return renewed
 
     def release(self, lease: Lease) -> None:
-        handle = _handle(lease)
+        handle = lease_file(lease)
         with self._held_lock:
             self._held.discard(handle)
         with self._failure("release", lease.name):
@@ -282,7 +284,7 @@ class FileStore(Store):
                 names = os.listdir(folder)
             except FileNotFoundError:
                 return []
-            found = [_inspect(folder / name) for name in names]
+            found = [inspect_lease(folder / name) for name in names]
         return sorted((lease for lease in found if lease), key=lambda lease: lease.name)
 
     # -- life cycle ------------------------------------------------------------------
@@ -338,110 +340,6 @@ class FileStore(Store):
                 raise ObjectRefused(f"cannot {action} {key!r} in {self.root}: {reason}") from err
             reason = err.strerror or str(err)
             raise StoreError(f"cannot {action} {key!r} in {self.root}: {reason}") from err
-
-
-@dataclass(eq=False)
-class _LeaseFile:
-    """The open, locked lease file behind a ``Lease``: the claim lasts while it is open."""
-
-    fd: int
-    path: Path
-    pid: int = field(default_factory=os.getpid)
-    held: bool = True
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def is_current(self) -> bool:
-        """True while the locked file is still the one at the path."""
-        try:
-            on_disk = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        mine = os.fstat(self.fd)
-        return (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino)
-
-    def release(self) -> None:
-        """Unlink the file while still locked, then close: whoever opened it meanwhile
-        sees it is no longer current and starts over. In a forked child, only close."""
-        with self.lock:
-            if not self.held:
-                return
-            self.held = False
-            try:
-                if self.pid == os.getpid() and self.is_current():
-                    remove(self.path)
-            finally:
-                os.close(self.fd)
-
-
-def _acquire(path: Path) -> _LeaseFile | None:
-    """Lock the file at ``path``; None if held. Retries while the file it locked was
-    released (unlinked) between its open and its lock."""
-    for _ in range(_CLAIM_ATTEMPTS):
-        handle = _lock(path)
-        if handle is None:
-            return None
-        try:
-            if handle.is_current():
-                return handle
-        except BaseException:
-            os.close(handle.fd)
-            raise
-        os.close(handle.fd)
-    return None
-
-
-def _lock(path: Path) -> _LeaseFile | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | NO_FOLLOW, FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return _LeaseFile(fd, path)
-
-
-def _handle(lease: Lease) -> _LeaseFile:
-    if not isinstance(lease.token, _LeaseFile):
-        raise ConfigurationError(f"claim {lease.name!r} was not made by a file store")
-    return lease.token
-
-
-def _record(handle: _LeaseFile, lease: Lease) -> None:
-    """Write name, owner and expiry into the locked file, for people to read. Written
-    before truncating, so the file always starts with a whole JSON object."""
-    payload = {"name": lease.name, "owner": lease.owner, "expires": lease.expires}
-    data = json.dumps(payload).encode()
-    os.pwrite(handle.fd, data, 0)
-    os.ftruncate(handle.fd, len(data))
-
-
-def _inspect(path: Path) -> Lease | None:
-    """The lease in ``path`` if some process holds it locked, else None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | NO_FOLLOW)
-    except OSError:
-        return None  # gone, or not a lease file the store wrote (a symbolic link)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _read_lease(fd, path)
-    else:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _read_lease(fd: int, path: Path) -> Lease:
-    """The lease a holder wrote; its bare name if the file cannot be read yet."""
-    text = os.pread(fd, _LEASE_BYTES, 0).decode(errors="replace")
-    try:
-        payload: Any = json.JSONDecoder().raw_decode(text)[0]
-        return Lease(str(payload["name"]), str(payload["owner"]), float(payload["expires"]))
-    except (ValueError, LookupError, TypeError):
-        return Lease(unquote(path.name), "", 0.0)
 
 
 def _append_line(fd: int, record: bytes, folder: Path) -> None:

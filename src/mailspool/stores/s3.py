@@ -33,7 +33,6 @@ logged.
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import threading
 import time
@@ -45,13 +44,22 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 # botocore comes with the aws extra; open_store names the extra when it is missing
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mailspool._backends import boto3_client
 from mailspool.errors import ConfigurationError, KeyNotFound, LeaseLost, ObjectTooLarge, StoreError
 from mailspool.stores import check_record
 from mailspool.stores.base import CHUNK_SIZE, Lease, ObjectInfo, Store, check_key, check_prefix
+from mailspool.stores.s3_support import (
+    POOL,
+    AclRefused,
+    Conflict,
+    PreconditionFailed,
+    client_error,
+    lease_body,
+    lease_expires,
+    lease_owner,
+    make_client,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -67,29 +75,6 @@ _CONSTRUCTOR_OPTIONS = _URL_OPTIONS | {"bucket", "prefix", "client"}
 _CONFLICT_RETRIES = 5  # 409 ConditionalRequestConflict: another conditional write in flight
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 _READ_THREADS = 16
-_POOL = 32  # connections until a worker reserves more (``reserve_connections``)
-
-
-def client_config(max_connections: int = _POOL) -> Config:
-    """Retries with backoff for S3's 503 SlowDown; a pool of ``max_connections``."""
-    return Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        max_pool_connections=max_connections,
-        connect_timeout=5,
-        read_timeout=30,
-    )
-
-
-class _PreconditionFailed(StoreError):
-    """412: an If-None-Match / If-Match condition did not hold."""
-
-
-class _Conflict(StoreError):
-    """409: a concurrent conditional write on the same key; try again."""
-
-
-class _AclRefused(StoreError):
-    """The bucket has ACLs disabled and refuses ``ACL=private``."""
 
 
 class S3Store(Store):
@@ -123,8 +108,8 @@ class S3Store(Store):
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._owns_client = client is None
         self._region = region
-        self._pool = _POOL
-        self._client: S3Client = client if client is not None else _make_client(region)
+        self._pool = POOL
+        self._client: S3Client = client if client is not None else make_client(region)
         self._encryption: dict[str, Any] = {"ServerSideEncryption": sse}
         if kms_key_id:
             self._encryption["SSEKMSKeyId"] = kms_key_id
@@ -164,7 +149,7 @@ class S3Store(Store):
     def put_new(self, key: str, data: bytes) -> bool:
         try:
             self._put(self._key(key), data, IfNoneMatch="*")
-        except _PreconditionFailed:
+        except PreconditionFailed:
             return False
         return True
 
@@ -241,7 +226,7 @@ class S3Store(Store):
                 self._copy(full_source, full_destination, head["ETag"])
             except KeyNotFound:
                 return False
-            except _PreconditionFailed:
+            except PreconditionFailed:
                 continue  # replaced between the look and the copy: look again
             try:
                 with self._translate("move", full_source):
@@ -250,7 +235,7 @@ class S3Store(Store):
                     )
             except KeyNotFound:
                 return False  # another move deleted it first
-            except _PreconditionFailed:
+            except PreconditionFailed:
                 pass  # replaced after the copy: the version copied has moved, the new stays
             return True
         raise StoreError(f"cannot move s3://{self.bucket}/{full_source}: it keeps changing")
@@ -293,28 +278,28 @@ class S3Store(Store):
     def claim(self, name: str, owner: str, ttl: float) -> Lease | None:
         full = self._lease_key(name)
         for _ in range(_CONFLICT_RETRIES):
-            body = _lease_body(owner, time.time() + ttl)
+            body = lease_body(owner, time.time() + ttl)
             etag = self._put_lease(full, body, owner, IfNoneMatch="*")
             if etag is not None:
-                return Lease(name, owner, _lease_expires(body), etag)
+                return Lease(name, owner, lease_expires(body), etag)
             try:
                 current, etag = self._get(full)
             except KeyNotFound:
                 continue  # released in between: try to create it again
-            if _lease_owner(current) != owner and _lease_expires(current) > time.time():
+            if lease_owner(current) != owner and lease_expires(current) > time.time():
                 return None
             # expired, or this owner's own (a claim whose answer was lost): take it over
-            body = _lease_body(owner, time.time() + ttl)
+            body = lease_body(owner, time.time() + ttl)
             try:
                 etag = self._put_lease(full, body, owner, IfMatch=etag)
             except KeyNotFound:
                 continue
-            return None if etag is None else Lease(name, owner, _lease_expires(body), etag)
+            return None if etag is None else Lease(name, owner, lease_expires(body), etag)
         return None
 
     def renew(self, lease: Lease, ttl: float) -> Lease:
         full = self._lease_key(lease.name)
-        body = _lease_body(lease.owner, time.time() + ttl)
+        body = lease_body(lease.owner, time.time() + ttl)
         try:
             etag = self._put_lease(full, body, lease.owner, IfMatch=str(lease.token))
         except KeyNotFound:
@@ -323,7 +308,7 @@ class S3Store(Store):
             raise LeaseLost(
                 f"claim {lease.name!r} at s3://{self.bucket}/{full} was taken over or released"
             )
-        return Lease(lease.name, lease.owner, _lease_expires(body), etag)
+        return Lease(lease.name, lease.owner, lease_expires(body), etag)
 
     def _put_lease(self, full: str, body: bytes, owner: str, **condition: Any) -> str | None:
         """Write a lease version; its ETag, or None when the condition did not hold.
@@ -334,19 +319,19 @@ class S3Store(Store):
         """
         try:
             return self._put(full, body, **condition)
-        except _PreconditionFailed:
+        except PreconditionFailed:
             try:
                 current, etag = self._get(full)
             except KeyNotFound:
                 return None
-            return etag if _lease_owner(current) == owner else None
+            return etag if lease_owner(current) == owner else None
 
     def release(self, lease: Lease) -> None:
         full = self._lease_key(lease.name)
         try:
             with self._translate("release", full):
                 self._client.delete_object(Bucket=self.bucket, Key=full, IfMatch=str(lease.token))
-        except (_PreconditionFailed, KeyNotFound):
+        except (PreconditionFailed, KeyNotFound):
             pass  # taken over or already gone: not ours to delete
 
     def reserve_connections(self, threads: int) -> None:
@@ -356,7 +341,7 @@ class S3Store(Store):
         wanted = threads + _READ_THREADS
         if not self._owns_client or wanted <= self._pool:
             return
-        old, self._client = self._client, _make_client(self._region, wanted)
+        old, self._client = self._client, make_client(self._region, wanted)
         self._pool = wanted
         old.close()
 
@@ -397,9 +382,9 @@ class S3Store(Store):
                         **conditions,
                     )
                 return response["ETag"]
-            except _AclRefused:
+            except AclRefused:
                 self._drop_acl()
-            except _Conflict:
+            except Conflict:
                 time.sleep(0.05 * 2**attempt)
         raise StoreError(f"cannot write s3://{self.bucket}/{full}: conflicting writes go on")
 
@@ -416,7 +401,7 @@ class S3Store(Store):
                         **self._encryption,
                     )
                 return
-            except _AclRefused:
+            except AclRefused:
                 self._drop_acl()
 
     def _drop_acl(self) -> None:
@@ -446,52 +431,6 @@ class S3Store(Store):
         try:
             yield
         except ClientError as err:
-            raise _client_error(err, action, where) from err
+            raise client_error(err, action, where) from err
         except BotoCoreError as err:
             raise StoreError(f"cannot {action} {where}: {err}") from err
-
-
-def _client_error(err: ClientError, action: str, where: str) -> StoreError:
-    error = err.response.get("Error", {})
-    code = str(error.get("Code", ""))
-    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code in ("NoSuchKey", "NotFound") or (code == "404" and status == 404):
-        return KeyNotFound(f"{where}: no such object")
-    if code == "PreconditionFailed" or status == 412:
-        return _PreconditionFailed(f"cannot {action} {where}: precondition failed")
-    if code == "ConditionalRequestConflict":
-        return _Conflict(f"cannot {action} {where}: conflicting conditional write")
-    if code == "AccessControlListNotSupported":
-        return _AclRefused(f"cannot {action} {where}: the bucket refuses ACLs")
-    message = error.get("Message") or ""
-    return StoreError(f"cannot {action} {where}: {code or status} {message}".rstrip())
-
-
-def _make_client(region: str | None, max_connections: int = _POOL) -> S3Client:
-    client: S3Client = boto3_client(
-        "s3", region, client_config(max_connections), user="the S3 store (s3://)"
-    )
-    return client
-
-
-def _lease_body(owner: str, expires: float) -> bytes:
-    """The lease's JSON; the nonce makes every version's ETag distinct."""
-    return json.dumps({"owner": owner, "expires": expires, "nonce": uuid.uuid4().hex}).encode()
-
-
-def _lease_owner(data: bytes) -> str | None:
-    """Who wrote a lease; None when it cannot be read."""
-    try:
-        owner = json.loads(data)["owner"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return owner if isinstance(owner, str) else None
-
-
-def _lease_expires(data: bytes) -> float:
-    """When a lease expires; an unreadable lease counts as expired (it can be taken)."""
-    try:
-        value = json.loads(data)["expires"]
-    except (ValueError, KeyError, TypeError):
-        return 0.0
-    return float(value) if isinstance(value, int | float) else 0.0
