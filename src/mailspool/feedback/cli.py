@@ -190,6 +190,8 @@ def trace(target: str, store: str | None, as_json: bool) -> None:
         data = item.as_dict()
         where = f"{data['batch']}.{data['index']}" if data["batch"] else "(batch no longer kept)"
         click.echo(f"{where}  {data['subject']!r} to {', '.join(data['recipients'])}")
+        if item.labels():
+            click.echo(f"  {item.labels()}")
         for step in data["states"]:
             click.echo(f"  {step['at'] or '-':32} {step['state']:18} {step['detail']}")
 
