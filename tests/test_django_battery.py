@@ -1,7 +1,10 @@
 """Django's own ``BaseEmailBackendTests`` against mailspool's e-mail backend.
 
 The tests come from the installed Django's source distribution (``tests.django_battery``),
-never from a copy: whatever Django version runs, its battery runs. Each e-mail takes the
+never from a copy: whatever Django version runs, its battery runs. All of it passes but
+``test_send_long_lines``, kept visible as a strict expected failure: it wants Russian
+text in quoted-printable, which mailspool writes as base64, half the size
+(``mailspool.mime``; ``test_mime_encoding.py`` checks the choice on that very body). Each e-mail takes the
 deferred path (``DEFAULT_PRIORITY`` ``deferred``): written to a batch file in a spool,
 delivered by a worker's drain (in this process) to a ``file://`` outbox, and read back
 from there as Django's ``FileBackendTests`` reads its folder.
@@ -13,6 +16,8 @@ import shutil
 import tempfile
 from email.message import EmailMessage
 from pathlib import Path
+
+import pytest
 
 from tests import django_settings
 
@@ -56,6 +61,16 @@ class MailspoolBackendTests(battery.BaseEmailBackendTests, SimpleTestCase):  # t
         assert not report.errors, [r.error for r in report.errors]
         assert report.failed == 0, report.summary("spool")
         return [battery.message_from_bytes(saved.data) for saved in self.outbox.sent()]
+
+    @pytest.mark.xfail(
+        strict=True,
+        raises=AssertionError,
+        reason="Django writes UTF-8 text with a line over 998 octets as quoted-printable; "
+        "mailspool picks the smaller of quoted-printable and base64, and for this Russian "
+        "body base64 is 2054 octets against 4307",
+    )
+    def test_send_long_lines(self) -> None:
+        super().test_send_long_lines()
 
     def flush_mailbox(self) -> None:
         for saved in self.outbox.sent():
