@@ -22,6 +22,12 @@ off the e-mail. Such an e-mail is written when ``send_messages`` is called (not 
 commit), since whether its key was accepted is part of the count it returns; an e-mail
 whose key was already accepted is not counted.
 
+It is a drop-in for Django's own backends (Django's ``BaseEmailBackendTests`` run
+against it: docs/frameworks.md): lazy strings are resolved wherever Django takes them,
+a bare local part (``"django"``) is accepted as Django's SMTP backend accepts it (and
+marked, so that only such an e-mail may carry one), and django-anymail's ``msg.tags``
+and ``msg.metadata`` travel with the e-mail.
+
 Deferred e-mails join the scope when the surrounding database transaction commits
 (``transaction.on_commit``) and are dropped when it rolls back, so a failed view never
 notifies anyone; ``MAILSPOOL["ON_COMMIT"] = False`` queues them regardless.
