@@ -4,6 +4,7 @@ quoted-printable and base64 (``mailspool.mime``), decoded back to the same text.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from email import policy, quoprimime
 from email.parser import BytesParser
@@ -12,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mailspool.message import Message
-from mailspool.mime import render, render_whole, transfer_encoding
+from mailspool.mime import quoted_printable, render, render_whole, transfer_encoding
 
 _PARSER = BytesParser(policy=policy.default)
 # Russian text with lines over 998 octets: Django's test_send_long_lines
@@ -108,3 +109,19 @@ def test_mostly_non_latin_text_is_base64_where_it_is_smaller() -> None:
 
 def test_iso_2022_jp_stays_7bit() -> None:
     assert b"Content-Transfer-Encoding: 7bit\r\n" in _rendered("日本語", "iso-2022-jp")
+
+
+@given(
+    st.lists(
+        st.sampled_from([" ", "\t", "\r", "\n", "\r\n", "=", ".", "a", "é", "x" * 90]), max_size=40
+    )
+)
+def test_quoted_printable_lines_are_short_end_without_white_space_and_decode_back(
+    pieces: list[str],
+) -> None:
+    encoded = "".join(pieces).encode()
+    lines = quoted_printable(encoded)
+    assert all(len(line) <= 76 and line.isascii() for line in lines)
+    assert not any(line.endswith((" ", "\t")) for line in lines)
+    decoded = binascii.a2b_qp("\r\n".join(lines)).decode()
+    assert _lines(decoded) == _lines(encoded.decode())
