@@ -30,6 +30,7 @@ import mailspool  # noqa: E402
 from mailspool import InvalidMessage, Message, PermanentError  # noqa: E402
 from mailspool.cli import cli  # noqa: E402
 from mailspool.delivery.factory import build_worker  # noqa: E402
+from mailspool.feedback.suppression import Reason, SuppressionList  # noqa: E402
 from mailspool.integrations.django import load_settings, to_message  # noqa: E402
 from mailspool.spool import batch, layout  # noqa: E402
 from mailspool.spool.ledger import read_entries  # noqa: E402
@@ -336,3 +337,17 @@ def test_a_file_written_before_tags_and_metadata_reads_as_having_none() -> None:
     }
     decoded = batch.decode(orjson.dumps(old)).message(0)
     assert (decoded.tags, decoded.metadata, decoded.bare) == ((), (), False)
+
+
+def test_a_bare_local_part_passes_the_suppression_screen(
+    spooled: Path, smtp_server: SMTPSink
+) -> None:
+    """No provider reports a bare local part, so none is ever in the list; the screen lets
+    it through and still takes the suppressed addresses off."""
+    with open_store(f"file://{spooled}") as store:
+        SuppressionList(store).add("gone@example.com", Reason.BOUNCE)
+    mail.send_mail("Subject", "Content", SENDER, ["django", "gone@example.com"])
+
+    common.drain(spooled, smtp_server)
+    [envelope] = smtp_server.envelopes
+    assert envelope.rcpt_tos == ("django",)
