@@ -351,3 +351,18 @@ def test_a_bare_local_part_passes_the_suppression_screen(
     common.drain(spooled, smtp_server)
     [envelope] = smtp_server.envelopes
     assert envelope.rcpt_tos == ("django",)
+
+
+def test_a_bare_local_part_gets_no_unsubscribe_link(spooled: Path, smtp_server: SMTPSink) -> None:
+    mail.send_mail("Subject", "Content", SENDER, ["django"])
+    mail.send_mail("Subject", "Content", SENDER, ["ana@example.com"])
+
+    common.drain(
+        spooled,
+        smtp_server,
+        MAILSPOOL_UNSUBSCRIBE_URL="https://blog.example.com/unsubscribe",
+        MAILSPOOL_UNSUBSCRIBE_SECRET="s" * 32,
+    )
+    by_recipient = {e.rcpt_tos: e.parsed() for e in smtp_server.envelopes}
+    assert by_recipient[("django",)]["List-Unsubscribe"] is None
+    assert by_recipient[("ana@example.com",)]["List-Unsubscribe"] is not None
