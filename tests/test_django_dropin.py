@@ -27,7 +27,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives  # noqa: E402
 from django.utils.translation import gettext_lazy as _  # noqa: E402
 
 import mailspool  # noqa: E402
-from mailspool import InvalidMessage, Message, PermanentError  # noqa: E402
+from mailspool import Attachment, InvalidMessage, Message, PermanentError  # noqa: E402
 from mailspool.cli import cli  # noqa: E402
 from mailspool.delivery.factory import build_worker  # noqa: E402
 from mailspool.feedback.suppression import Reason, SuppressionList  # noqa: E402
@@ -79,6 +79,7 @@ def lazy_email() -> EmailMultiAlternatives:
         headers={_("X-Campaign"): _("posts")},
     )
     email.attach_alternative(_("<p>Read it</p>"), "text/html")
+    email.attach(_("notes.txt"), _("the notes"), _("text/plain"))
     email.tags = [_("posts")]  # type: ignore[attr-defined]
     email.metadata = {_("post"): _("7")}  # type: ignore[attr-defined]
     return email
@@ -97,6 +98,7 @@ def test_lazy_strings_are_resolved_wherever_django_takes_them() -> None:
         text="Read it",
         html="<p>Read it</p>",
         headers=(("X-Campaign", "posts"),),
+        attachments=(Attachment("notes.txt", b"the notes", "text/plain"),),
         tags=("posts",),
         metadata=(("post", "7"),),
     )

@@ -164,7 +164,7 @@ def to_message(email: EmailMessage) -> tuple[Message, str | None]:
     """The mailspool form of a Django e-mail, and its ``X-Mailspool-Priority`` value.
 
     Lazy strings (``gettext_lazy``) are resolved here, wherever Django takes them: the
-    subject, the bodies, every address and header. Django's own Message-ID and Date are
+    subject, the bodies, every address and header, an attachment's name, text and type. Django's own Message-ID and Date are
     dropped (the worker sets both at delivery, and e-mails that differ only in them still
     share a batch). Raises ``InvalidMessage`` for what the model cannot carry (an
     alternative other than text/html).
@@ -272,7 +272,7 @@ def _attachment(item: Any, number: int) -> Attachment:
         content = payload if isinstance(payload, bytes) else str(item.get_payload()).encode()
         filename = item.get_filename() or f"attachment-{number + 1}"
         return Attachment(filename, content, item.get_content_type())
-    filename, content, mimetype = item
+    filename, content, mimetype = (_text(part) for part in item)  # lazy ones too
     if isinstance(content, str):
         content = content.encode("utf-8")
     elif not isinstance(content, bytes):  # an attached EmailMessage (message/rfc822)
