@@ -253,7 +253,8 @@ def _multipart(subtype: str, parts: Sequence[Compat32Message]) -> MIMEMultipart:
 def _encode_text_body(content: str, subtype: str, charset_name: str) -> EncodedBody:
     """A body of one text part: the bytes the generator writes for ``_text_part``,
     without building it. The payload goes through the generator's own steps (base64 as
-    ``encoders.encode_base64`` does it, line ends made CRLF as ``_write_lines`` does);
+    ``encoders.encode_base64`` does it, line ends made CRLF as ``_write_lines`` does; a
+    quoted-printable payload is the one ``_text_part`` sets, its line ends CRLF already);
     the headers come from the generator, once for each kind of part."""
     encoded = _charset_encoded(content, charset_name)
     transfer, text = _transfer(encoded)
