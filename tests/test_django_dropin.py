@@ -17,6 +17,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests import django_settings
 
@@ -28,10 +29,12 @@ from django.utils.translation import gettext_lazy as _  # noqa: E402
 
 import mailspool  # noqa: E402
 from mailspool import Attachment, InvalidMessage, Message, PermanentError  # noqa: E402
+from mailspool.address import has_line_break  # noqa: E402
 from mailspool.cli import cli  # noqa: E402
 from mailspool.delivery.factory import build_worker  # noqa: E402
 from mailspool.feedback.suppression import Reason, SuppressionList  # noqa: E402
 from mailspool.integrations.django import load_settings, to_message  # noqa: E402
+from mailspool.message import bare_local_part, split_addresses  # noqa: E402
 from mailspool.spool import batch, layout  # noqa: E402
 from mailspool.spool.ledger import read_entries  # noqa: E402
 from mailspool.stores import open_store  # noqa: E402
@@ -368,3 +371,26 @@ def test_a_bare_local_part_gets_no_unsubscribe_link(spooled: Path, smtp_server: 
     by_recipient = {e.rcpt_tos: e.parsed() for e in smtp_server.envelopes}
     assert by_recipient[("django",)]["List-Unsubscribe"] is None
     assert by_recipient[("ana@example.com",)]["List-Unsubscribe"] is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_a_bare_local_part_is_an_ascii_dot_atom_and_nothing_else(text: str) -> None:
+    """What ``bare=True`` lets through is a local part without a domain, in printable ASCII
+    atext: every address check of ``mailspool.address`` holds for everything else."""
+    try:
+        accepted = split_addresses([text], "to", bare=True)
+    except InvalidMessage:
+        accepted = ()
+    for address in accepted:
+        bare = bare_local_part(address)
+        if bare is None:  # an address with its domain: as without bare=True
+            assert split_addresses([address], "to") == (address,)
+            continue
+        assert "@" not in address
+        assert address.isascii()
+        assert address.isprintable()
+        assert not has_line_break(address)
+        assert Message(to=(address,), subject="s", text="b", bare=True).envelope_recipients == (
+            bare,
+        )
