@@ -28,7 +28,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives  # noqa: E402
 from django.utils.translation import gettext_lazy as _  # noqa: E402
 
 import mailspool  # noqa: E402
-from mailspool import Attachment, InvalidMessage, Message, PermanentError  # noqa: E402
+from mailspool import Attachment, InvalidBatch, InvalidMessage, Message, PermanentError  # noqa: E402
 from mailspool.address import has_line_break  # noqa: E402
 from mailspool.cli import cli  # noqa: E402
 from mailspool.delivery.factory import build_worker  # noqa: E402
@@ -394,3 +394,15 @@ def test_a_bare_local_part_is_an_ascii_dot_atom_and_nothing_else(text: str) -> N
         assert Message(to=(address,), subject="s", text="b", bare=True).envelope_recipients == (
             bare,
         )
+
+
+def test_a_batch_with_a_bare_local_part_validates_against_the_schema() -> None:
+    bare = Message(to=("django",), subject="s", text="b", sender="tester", bare=True)
+    document = json.loads(batch.encode([bare], batch_id=layout.new_batch_id(), default_sender=""))
+
+    V1.validate(document)
+    assert document["meta"]["bareLocalParts"] is True
+    document["meta"]["bareLocalParts"] = "yes"
+    assert not V1.is_valid(document)
+    with pytest.raises(InvalidBatch, match="bareLocalParts"):
+        batch.decode(orjson.dumps(document))
