@@ -222,6 +222,7 @@ def test_ses_refuses_a_bare_local_part_with_a_clear_error(
         bare = Message(to=("django",), subject="s", text="b", sender=SENDER, bare=True)
         with pytest.raises(PermanentError, match="'django' has no domain"):
             transport.send(bare)
+        assert transport.bulk_key(bare) is None  # refused alone, never in a bulk call
 
         mail.send_mail("Subject", "Content", SENDER, ["django"])
         report, entries = drain_to(transport, spooled)
@@ -266,6 +267,7 @@ def test_tags_and_metadata_go_through_a_batch_to_ses(
     labelled(["ana@example.com"]).send()
 
     with closing(SESTransport(region="us-east-1")) as transport:
+        assert transport.bulk_key(to_message(labelled(["ana@example.com"]))[0]) is None
         wire = WireTags(transport)
         report, _entries = drain_to(transport, spooled)
     assert report.sent == 1
