@@ -1,14 +1,16 @@
 """Django's own ``BaseEmailBackendTests`` against mailspool's e-mail backend.
 
 The tests come from the installed Django's source distribution (``tests.django_battery``),
-never from a copy: whatever Django version runs, its battery runs. All of it passes but
-``test_send_long_lines``, kept visible as a strict expected failure: it wants Russian
-text in quoted-printable, which mailspool writes as base64, half the size
-(``mailspool.mime``; ``test_mime_encoding.py`` checks the choice on that very body). It runs twice. First the
-deferred path (``DEFAULT_PRIORITY`` ``deferred``): each e-mail written to a batch file
-in a spool, delivered by a worker's drain (in this process) to a ``file://`` outbox, and
-read back from there as Django's ``FileBackendTests`` reads its folder. Then the
-priority path (``DEFAULT_PRIORITY`` ``now``): each e-mail sent at once to the outbox.
+never from a copy: whatever Django version runs, its battery runs. It runs twice: on the
+deferred path (``DEFAULT_PRIORITY`` ``deferred``), each e-mail written to a batch file in
+a spool, delivered by a worker's drain (in this process) to a ``file://`` outbox and read
+back from there as Django's ``FileBackendTests`` reads its folder; then on the priority
+path (``DEFAULT_PRIORITY`` ``now``), each e-mail sent at once to the outbox.
+
+All of it passes but ``test_send_long_lines``, kept visible as a strict expected
+failure: it wants Russian text in quoted-printable, which mailspool writes as base64,
+half the size (``mailspool.mime``; ``test_mime_encoding.py`` checks the choice on that
+very body). Should mailspool ever write it as Django does, the strict xfail fails.
 """
 
 from __future__ import annotations
