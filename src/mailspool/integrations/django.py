@@ -164,10 +164,11 @@ def to_message(email: EmailMessage) -> tuple[Message, str | None]:
     """The mailspool form of a Django e-mail, and its ``X-Mailspool-Priority`` value.
 
     Lazy strings (``gettext_lazy``) are resolved here, wherever Django takes them: the
-    subject, the bodies, every address and header, an attachment's name, text and type. Django's own Message-ID and Date are
-    dropped (the worker sets both at delivery, and e-mails that differ only in them still
-    share a batch). Raises ``InvalidMessage`` for what the model cannot carry (an
-    alternative other than text/html).
+    subject, the bodies, every address and header, an attachment's name, text and type,
+    tags and metadata. Django's own Message-ID and Date are dropped (the worker sets both
+    at delivery, and e-mails that differ only in them still share a batch). Raises
+    ``InvalidMessage`` for what the model cannot carry (an alternative other than
+    text/html).
     """
     headers = {_text(name): _text(value) for name, value in email.extra_headers.items()}
     sender = headers.pop("From", None) or _text(email.from_email) or None
