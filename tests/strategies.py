@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from dataclasses import replace
 
 from hypothesis import strategies as st
 
@@ -94,3 +95,15 @@ def messages(draw: st.DrawFn, *, max_recipients: int = 6) -> Message:
         headers=tuple((n, draw(_line_text)) for n in names),
         attachments=tuple(draw(st.lists(attachments, max_size=2))),
     )
+
+
+_label = _line_text.filter(bool)
+
+
+@st.composite
+def labelled_messages(draw: st.DrawFn) -> Message:
+    """``messages()`` with tags and metadata (django-anymail's), each in header text."""
+    message = draw(messages())
+    tags = tuple(draw(st.lists(_label, max_size=4, unique=True)))
+    metadata = tuple(draw(st.dictionaries(_label, _line_text, max_size=4)).items())
+    return replace(message, tags=tags, metadata=metadata)

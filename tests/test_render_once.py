@@ -89,7 +89,8 @@ def test_a_one_part_body_is_written_as_the_generator_writes_it(
     body: str, kind: str, charset: str, utf8: bool
 ) -> None:
     """One text part is encoded without building its MIME tree: the same bytes, whether
-    7-bit (line ends made CRLF) or base64 (non-ASCII, or a line over 998 octets)."""
+    7-bit (line ends made CRLF), quoted-printable or base64 (non-ASCII, or a line over 998
+    octets: whichever is smaller)."""
     built = Message.build(
         sender="blog@example.com", to="f@example.com", subject="s", charset=charset, **{kind: body}
     )

@@ -9,11 +9,28 @@ Addresses are parsed and checked by ``mailspool.address`` (re-exported here), an
 as the caller wrote them (``"Jürgen Groß <j@example.de>"``): MIME encoding of display
 names happens when the message is rendered. Comparing two addresses (suppression,
 events, unsubscribe) goes through ``mailspool.address.canonical_address``.
+
+**A bare local part** (``"django"``, no ``@`` and no domain) is what Django's SMTP
+backend hands to the relay, which decides (a local mailbox, an alias, a refusal): the
+model carries one only in an e-mail marked ``bare=True`` (the Django backend marks the
+e-mails that name one; a batch file says so in ``meta.bareLocalParts``), so it can
+travel through a batch file to an SMTP relay. It must be an ASCII dot-atom
+(``bare_local_part``); every other address keeps every check of ``mailspool.address``,
+and an e-mail not so marked refuses a bare local part as before (``mailspool.send_mail``
+takes ``"nobody"`` for a typo). Transports that cannot carry one (SES needs a domain)
+refuse such an e-mail with ``PermanentError``.
+
+**Tags and metadata** are django-anymail's ``msg.tags = [...]`` and
+``msg.metadata = {...}``: labels and key-value pairs that travel with the e-mail for
+the sender's own tracking. SES gets them as message tags, SMTP as ``X-Tag`` and
+``X-Metadata`` headers (see ``mailspool.mime``), batch files as ``tags`` and
+``metadata`` (docs/format.md).
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses
@@ -35,8 +52,10 @@ __all__ = [
     "Message",
     "address_spec",
     "ascii_domain",
+    "bare_local_part",
     "check_header",
     "has_utf8_local_part",
+    "message_address",
     "parse_address",
     "sender_domain",
     "split_addresses",
@@ -69,15 +88,48 @@ def check_header(name: str, value: str) -> None:
         )
 
 
-def split_addresses(value: str | Iterable[str] | None, field_name: str = "to") -> tuple[str, ...]:
+#: RFC 5322 dot-atom in ASCII: what a bare local part may be.
+_BARE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def bare_local_part(value: str) -> str | None:
+    """The local part when ``value`` is a bare one (``"django"``, ``"Ops <ops>"``): no
+    ``@``, an ASCII dot-atom, no line break or other unprintable character anywhere.
+    None for anything else (a full address included)."""
+    if "@" in value or _has_line_break(value) or not value.isprintable():
+        return None
+    addr = parse_address(value)[1]
+    written = value.strip()  # the whole value is the local part, or "Name <local>"
+    if not _BARE_LOCAL.fullmatch(addr) or (written != addr and not written.endswith(f"<{addr}>")):
+        return None
+    return addr
+
+
+def message_address(value: str, field_name: str = "to") -> str:
+    """The bare address of one of a Message's addresses: ``address_spec``, or a bare
+    local part (see the module doc). Raises InvalidMessage for anything else."""
+    try:
+        return address_spec(value, field_name)
+    except InvalidMessage:
+        bare = bare_local_part(value)
+        if bare is None:
+            raise
+        return bare
+
+
+def split_addresses(
+    value: str | Iterable[str] | None, field_name: str = "to", *, bare: bool = False
+) -> tuple[str, ...]:
     """Addresses from a comma-separated string or a list, each one checked.
 
     ``"a@x, Bob <b@y>"`` and ``["a@x", "Bob <b@y>"]`` both give two addresses. A list
     item is taken whole when it holds one address, so a display name with a comma
-    (``'"Doe, Jane" <j@x>'``) survives.
+    (``'"Doe, Jane" <j@x>'``) survives. ``bare``: a bare local part (``"django"``) is
+    accepted, as Django's SMTP backend accepts it.
     """
     if value is None:
         return ()
+    check = message_address if bare else address_spec
     items = [value] if isinstance(value, str) else list(value)
     result: list[str] = []
     for item in items:
@@ -86,7 +138,7 @@ def split_addresses(value: str | Iterable[str] | None, field_name: str = "to") -
         if "," not in item:  # one address: skip the list parser
             stripped = item.strip()
             if stripped:
-                address_spec(stripped, field_name)
+                check(stripped, field_name)
                 result.append(stripped)
             continue
         if _has_line_break(item):
@@ -95,14 +147,14 @@ def split_addresses(value: str | Iterable[str] | None, field_name: str = "to") -
         if len(parsed) <= 1:
             stripped = item.strip()
             if stripped:
-                address_spec(stripped, field_name)
+                check(stripped, field_name)
                 result.append(stripped)
             continue
         for name, addr in parsed:
             if not addr and not name:
                 continue
             text = f"{name} <{addr}>" if name else addr
-            address_spec(text, field_name)
+            check(text, field_name)
             result.append(text)
     return tuple(result)
 
@@ -168,7 +220,9 @@ class Message:
     """One e-mail. ``sender`` is the From address; ``None`` means the configured default.
 
     At least one recipient (to, cc or bcc) and one body (text or html) are required.
-    Bcc addresses go into the SMTP envelope only, never into a header.
+    Bcc addresses go into the SMTP envelope only, never into a header. ``tags`` and
+    ``metadata``: django-anymail's, for the sender's tracking. ``bare``: an address may
+    be a bare local part (see the module doc).
     """
 
     to: tuple[str, ...]
@@ -185,15 +239,19 @@ class Message:
     #: The envelope sender (SMTP MAIL FROM) when it is not the From address: the
     #: signed bounce address a worker sets for VERP (``mailspool.feedback.verp``).
     return_path: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+    bare: bool = False
 
     def __post_init__(self) -> None:
         if not (self.to or self.cc or self.bcc):
             raise InvalidMessage("no recipient", field="to")
+        check = message_address if self.bare else address_spec
         for name in ("to", "cc", "bcc", "reply_to"):
             for address in getattr(self, name):
-                address_spec(address, name)
+                check(address, name)
         if self.sender is not None:
-            address_spec(self.sender, "from")
+            check(self.sender, "from")
         if self.return_path is not None:
             address_spec(self.return_path, "return_path")
         if not isinstance(self.subject, str):
@@ -213,6 +271,7 @@ class Message:
                 raise InvalidMessage(
                     f"header {name!r} is a field of the e-mail: pass it as such", field="headers"
                 )
+        _check_labels(self.tags, self.metadata)
 
     @property
     def envelope_sender(self) -> str:
@@ -220,7 +279,7 @@ class Message:
         ('' when both are unset)."""
         if self.return_path:
             return address_spec(self.return_path, "return_path")
-        return address_spec(self.sender, "from") if self.sender else ""
+        return message_address(self.sender, "from") if self.sender else ""
 
     @property
     def envelope_recipients(self) -> tuple[str, ...]:
@@ -228,8 +287,22 @@ class Message:
         spellings of one address (``canonical_address``) are one, as first written."""
         seen: dict[str, str] = {}
         for address in (*self.to, *self.cc, *self.bcc):
-            seen.setdefault(canonical_address(address), parse_address(address)[1])
+            bare = bare_local_part(address)
+            key = bare.lower() if bare is not None else canonical_address(address)
+            seen.setdefault(key, parse_address(address)[1])
         return tuple(seen.values())
+
+    @property
+    def bare_addresses(self) -> tuple[str, ...]:
+        """The addresses (sender and Reply-To included) that are a bare local part."""
+        every = (
+            *((self.sender,) if self.sender else ()),
+            *self.to,
+            *self.cc,
+            *self.bcc,
+            *self.reply_to,
+        )
+        return tuple(a for a in every if self.bare and bare_local_part(a) is not None)
 
     @property
     def recipient_count(self) -> int:
@@ -256,9 +329,12 @@ class Message:
         charset: str = "utf-8",
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         attachments: Iterable[object] = (),
+        tags: Iterable[str] = (),
+        metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     ) -> Message:
         """A Message from loose input: comma-separated strings, mappings, file paths."""
         header_items = tuple(headers.items() if isinstance(headers, Mapping) else headers or ())
+        pairs = metadata.items() if isinstance(metadata, Mapping) else metadata or ()
         return cls(
             to=split_addresses(to, "to"),
             subject=subject,
@@ -271,4 +347,32 @@ class Message:
             charset=charset,
             headers=header_items,
             attachments=tuple(Attachment.coerce(a) for a in attachments),
+            tags=tuple(tags),
+            metadata=tuple((str(k), str(v)) for k, v in pairs),
         )
+
+
+def _check_labels(tags: tuple[str, ...], metadata: tuple[tuple[str, str], ...]) -> None:
+    """Tags: non-empty text, each once; metadata: text keys (each once) and text values;
+    no line break anywhere (they become header values)."""
+    if not isinstance(tags, tuple) or not isinstance(metadata, tuple):
+        raise InvalidMessage("tags and metadata must be tuples", field="tags")
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip() or _has_line_break(tag):
+            raise InvalidMessage(
+                f"a tag is non-empty text without line breaks, not {tag!r}", field="tags"
+            )
+    if len(set(tags)) != len(tags):
+        raise InvalidMessage(f"a tag is given twice in {list(tags)!r}", field="tags")
+    keys: set[str] = set()
+    for pair in metadata:
+        key, value = pair if isinstance(pair, tuple) and len(pair) == 2 else (None, None)
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise InvalidMessage(
+                f"metadata is text keys with text values, not {pair!r}", field="metadata"
+            )
+        if _has_line_break(key) or _has_line_break(value):
+            raise InvalidMessage(f"metadata {key!r} holds a line break: refused", field="metadata")
+        if key in keys:
+            raise InvalidMessage(f"metadata key {key!r} is given twice", field="metadata")
+        keys.add(key)

@@ -3,14 +3,32 @@
 ``render`` is the worker's path: it builds with the ``email.mime`` classes (the compat32
 policy), which costs a fraction of ``EmailMessage`` with ``policy.default`` (about 120 us
 against 400-1300 us for a 2 KB HTML message on this project's benchmark machine), and it
-yields 7-bit output with CRLF line ends, ready for SMTP or SES raw sends.
+yields 7-bit output with CRLF line ends, ready for SMTP or SES raw sends: the same bytes
+for both.
+
+**A text body's transfer encoding** (``transfer_encoding``): ``7bit`` when it is ASCII in
+lines of at most 998 octets (written as it is); ``quoted-printable`` when a line is
+longer than 998 octets (RFC 5322's limit: quoted-printable's soft breaks shorten it
+without touching the text, as Django and mail clients do); otherwise the smaller of
+``quoted-printable`` and ``base64``, quoted-printable on a tie. Mostly-ASCII text (a
+French or German e-mail) is quoted-printable: readable in a terminal and about the size
+of the text, where base64 adds a third. Mostly non-Latin text in ordinary lines
+(Russian, Greek, Chinese) is base64, which there is half the size of quoted-printable.
+8bit is never used: it would need the relay's 8BITMIME, and SES and SMTP get the same
+bytes.
+
+**Tags and metadata** (``Message.tags``, ``Message.metadata``) are written as headers,
+as django-anymail writes them for providers without an API field for them: one
+``X-Tag`` header per tag, and ``X-Metadata`` holding the metadata as a JSON object.
 ``to_email_message`` / ``from_email_message`` give and take the modern API for callers.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
+import json
 import re
 import socket
 from collections.abc import Hashable, Iterator, Sequence
@@ -41,11 +59,17 @@ __all__ = [
     "BODIES",
     "check_line_length",
     "from_email_message",
+    "metadata_header",
     "new_message_id",
+    "quoted_printable",
     "render",
     "render_whole",
     "to_email_message",
+    "transfer_encoding",
 ]
+
+TAG_HEADER = "X-Tag"
+METADATA_HEADER = "X-Metadata"
 
 
 class _SMTPCompat32(Compat32):
@@ -229,14 +253,17 @@ def _multipart(subtype: str, parts: Sequence[Compat32Message]) -> MIMEMultipart:
 def _encode_text_body(content: str, subtype: str, charset_name: str) -> EncodedBody:
     """A body of one text part: the bytes the generator writes for ``_text_part``,
     without building it. The payload goes through the generator's own steps (base64 as
-    ``encoders.encode_base64`` does it, line ends made CRLF as ``_write_lines`` does);
+    ``encoders.encode_base64`` does it, line ends made CRLF as ``_write_lines`` does; a
+    quoted-printable payload is the one ``_text_part`` sets, its line ends CRLF already);
     the headers come from the generator, once for each kind of part."""
     encoded = _charset_encoded(content, charset_name)
-    if _is_7bit(encoded):  # ASCII, or a 7-bit charset such as iso-2022-jp: as encoded
-        transfer = "7bit"
-        lines = "\r\n".join(_LINE_END.split(encoded.decode("ascii"))).encode("ascii")
-    else:
-        transfer, lines = "base64", _base64_lines(encoded)
+    transfer, text = _transfer(encoded)
+    if transfer == "base64":
+        lines = _base64_lines(encoded)
+    elif transfer == "quoted-printable":
+        lines = text.encode("ascii")  # CRLF already
+    else:  # the generator's _write_lines: every line end made CRLF
+        lines = "\r\n".join(_LINE_END.split(text)).encode("ascii")
     return EncodedBody(_text_part_headers(subtype, charset_name, transfer), lines)
 
 
@@ -274,18 +301,78 @@ def _is_7bit(encoded: bytes) -> bool:
     return encoded.isascii() and all(len(line) <= _MAX_LINE for line in encoded.splitlines())
 
 
+def transfer_encoding(encoded: bytes) -> str:
+    """The Content-Transfer-Encoding of a text body of these bytes (the module doc)."""
+    return _transfer(encoded)[0]
+
+
+_HIGH = bytes(range(128, 256))
+
+
+def _transfer(encoded: bytes) -> tuple[str, str]:
+    """The transfer encoding and, unless base64, the payload as the generator takes it:
+    the text itself (7bit), or quoted-printable (``quoted_printable``) with CRLF ends."""
+    if _is_7bit(encoded):  # ASCII, or a 7-bit charset such as iso-2022-jp: as encoded
+        return "7bit", encoded.decode("ascii")
+    if any(len(line) > _MAX_LINE for line in encoded.splitlines()):
+        return "quoted-printable", "\r\n".join(quoted_printable(encoded))
+    size = len(encoded)
+    base64_size = _base64_size(size)
+    high = size - len(encoded.translate(None, _HIGH))
+    if size + 2 * high > base64_size:  # each such byte is 3 in QP: base64 is smaller
+        return "base64", ""
+    lines = quoted_printable(encoded)
+    if sum(map(len, lines)) + 2 * (len(lines) - 1) <= base64_size:
+        return "quoted-printable", "\r\n".join(lines)
+    return "base64", ""
+
+
+_QP_LINE = 76  # RFC 2045 section 6.7: encoded lines of at most 76 characters
+
+
+def quoted_printable(encoded: bytes) -> list[str]:
+    """RFC 2045 quoted-printable lines of a text body: a line end of the text (CRLF, CR
+    or LF) is a line end, white space before one is encoded, soft line breaks (``=``)
+    keep lines to 76 characters. ``binascii.b2a_qp`` (in C: several times faster than
+    ``email.quoprimime``) does the work; its lines are checked here, since it writes
+    one of 77 or more where it encodes white space before a line end."""
+    quoted = binascii.b2a_qp(encoded, istext=True).decode("ascii")
+    lines = quoted.splitlines()  # only CR and LF break its lines: it encodes the others
+    if quoted.endswith(("\n", "\r")):
+        lines.append("")  # as _LINE_END.split gives it, at a fraction of the cost
+    result: list[str] = []
+    for text in lines:
+        line = text
+        if line[-1:] in (" ", "\t"):  # before a lone CR, which b2a_qp copies as it is
+            line = f"{line[:-1]}={ord(line[-1]):02X}"
+        while len(line) > _QP_LINE:
+            cut = _QP_LINE - 1  # room for the "=" of the soft break
+            cut -= 1 if line[cut - 1] == "=" else 2 if line[cut - 2] == "=" else 0
+            result.append(line[:cut] + "=")
+            line = line[cut:]
+        result.append(line)
+    return result
+
+
+def _base64_size(size: int) -> int:
+    """The octets of ``_base64_lines`` for ``size`` octets: lines of 76, each with CRLF."""
+    encoded = 4 * ((size + 2) // 3)
+    return encoded + 2 * ((encoded + 75) // 76)
+
+
 def _text_part(content: str, subtype: str, charset_name: str) -> MIMENonMultipart:
     encoded = _charset_encoded(content, charset_name)
     charset = Charset(charset_name)
     part = MIMENonMultipart("text", subtype, charset=charset_name)
     del part["MIME-Version"]
-    if _is_7bit(encoded):
-        part.set_payload(encoded.decode("ascii"))
-        part["Content-Transfer-Encoding"] = "7bit"
-    else:
+    transfer, text = _transfer(encoded)
+    if transfer == "base64":
         charset.body_encoding = BASE64  # 7-bit safe and encoded in C
         part.set_payload(encoded)
         encoders.encode_base64(part)
+    else:
+        part.set_payload(text)
+        part["Content-Transfer-Encoding"] = transfer
     return part
 
 
@@ -316,6 +403,17 @@ def _set_headers(
     root["Subject"] = _header_value("Subject", message.subject, charset)  # type: ignore[assignment]
     for name, value in message.headers:
         root[name] = _header_value(name, value, charset)  # type: ignore[assignment]  # compat32 takes Header
+    for tag in message.tags:
+        root[TAG_HEADER] = _header_value(TAG_HEADER, tag, charset)  # type: ignore[assignment]
+    if message.metadata:
+        value = metadata_header(message.metadata)
+        root[METADATA_HEADER] = _header_value(METADATA_HEADER, value, charset)  # type: ignore[assignment]
+
+
+def metadata_header(metadata: tuple[tuple[str, str], ...]) -> str:
+    """``X-Metadata``'s value: a JSON object, ASCII (``\\u`` escapes), spaced so that a
+    long one folds on whitespace."""
+    return json.dumps(dict(metadata), ensure_ascii=True, separators=(", ", ": "))
 
 
 def _header_value(name: str, value: str, charset: str) -> str | Header:
@@ -350,7 +448,9 @@ def _format_addresses(addresses: tuple[str, ...], charset: str, utf8: bool) -> s
         name, addr = parse_address(address)
         local, _, domain = addr.rpartition("@")
         name_charset = _encodable(charset, name)
-        if not has_utf8_local_part(addr):
+        if "@" not in addr:  # a bare local part (Django's "django"): as it is
+            formatted.append(formataddr((name, addr), name_charset))
+        elif not has_utf8_local_part(addr):
             formatted.append(formataddr((name, f"{local}@{ascii_domain(domain)}"), name_charset))
         elif utf8:
             formatted.append(_utf8_address(name, addr, name_charset))
@@ -398,6 +498,10 @@ def to_email_message(message: Message, *, message_id: str | None = None) -> Emai
     result["Subject"] = message.subject
     for name, value in message.headers:
         result[name] = value
+    for tag in message.tags:
+        result[TAG_HEADER] = tag
+    if message.metadata:
+        result[METADATA_HEADER] = metadata_header(message.metadata)
     if message_id and "Message-ID" not in result:
         result["Message-ID"] = message_id
     if message.text is not None:

@@ -36,5 +36,7 @@ def trace(target: str, store: str | None, as_json: bool) -> None:
             else "(no e-mail kept has this provider id)"
         )
         click.echo(f"{where}  {data['subject']!r} to {', '.join(data['recipients'])}")
+        if item.labels():
+            click.echo(f"  {item.labels()}")
         for step in data["states"]:
             click.echo(f"  {step['at'] or '-':32} {step['state']:18} {step['detail']}")

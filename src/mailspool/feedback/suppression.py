@@ -37,6 +37,7 @@ import orjson
 
 from mailspool.errors import KeyNotFound
 from mailspool.feedback import layout
+from mailspool.message import bare_local_part
 from mailspool.spool.records import timestamp
 from mailspool.stores.base import Store
 
@@ -135,6 +136,8 @@ class SuppressionList:
             return cached[1]
         if self._is_empty(now):
             return None
+        if bare_local_part(address) is not None:
+            return None  # no domain ("django"): no provider reports one, no key holds one
         normalized = layout.normalize_address(address)
         entry = self._read(normalized) or self._read_legacy(address)
         self._remember(normalized, entry, now, address)

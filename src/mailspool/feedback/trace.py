@@ -75,6 +75,8 @@ class EmailTrace:
     recipients: list[str]
     provider_id: str | None = None
     steps: list[Step] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,8 +85,19 @@ class EmailTrace:
             "subject": self.subject,
             "recipients": self.recipients,
             "provider_id": self.provider_id,
+            "tags": self.tags,
+            "metadata": self.metadata,
             "states": [step.as_dict() for step in sorted(self.steps, key=lambda s: s.at)],
         }
+
+    def labels(self) -> str:
+        """The tags and metadata in one line (``tags: a, b; metadata: k=v``), or ''."""
+        parts = []
+        if self.tags:
+            parts.append(f"tags: {', '.join(self.tags)}")
+        if self.metadata:
+            parts.append("metadata: " + ", ".join(f"{k}={v}" for k, v in self.metadata.items()))
+        return "; ".join(parts)
 
 
 def is_own_message_id(text: str) -> bool:
@@ -220,6 +233,7 @@ def _batch_emails(store: Store, batch: batch_format.Batch, batch_id: str) -> Ite
             continue  # the worker fails it with the reason; failed/ shows it
         recipients = [*message.to, *message.cc, *message.bcc]
         trace = EmailTrace(batch_id, index, message.subject, recipients)
+        trace.tags, trace.metadata = list(message.tags), dict(message.metadata)
         trace.steps.append(Step("queued", created))
         _ledger_steps(store, trace, entries.get(index))
         yield trace

@@ -30,7 +30,7 @@ from mailspool.errors import ConfigurationError, InvalidMessage
 from mailspool.feedback import layout
 from mailspool.feedback.http import Response
 from mailspool.feedback.suppression import Reason, SuppressionList
-from mailspool.message import Message
+from mailspool.message import Message, bare_local_part
 
 __all__ = ["UnsubscribeEndpoint", "UnsubscribeLinks"]
 
@@ -87,12 +87,12 @@ class UnsubscribeLinks:
         return f"{self.url}{separator}{urlencode({'token': self.token(address)})}"
 
     def add_headers(self, message: Message) -> Message:
-        """``message`` with the two headers, if it has exactly one recipient and no
-        ``List-Unsubscribe`` of its own; else unchanged."""
+        """``message`` with the two headers, if it has exactly one recipient (not a bare
+        local part) and no ``List-Unsubscribe`` of its own; else unchanged."""
         recipients = [*message.to, *message.cc, *message.bcc]
         own = any(name.lower() == _HEADER.lower() for name, _ in message.headers)
-        if len(recipients) != 1 or own:
-            return message
+        if len(recipients) != 1 or own or bare_local_part(recipients[0]) is not None:
+            return message  # a bare local part ("django") has no canonical form to sign
         links = [f"<{self.link(recipients[0])}>"]
         if self.mailto:
             links.append(f"<mailto:{self.mailto}?subject={quote('unsubscribe')}>")

@@ -22,6 +22,12 @@ off the e-mail. Such an e-mail is written when ``send_messages`` is called (not 
 commit), since whether its key was accepted is part of the count it returns; an e-mail
 whose key was already accepted is not counted.
 
+It is a drop-in for Django's own backends (Django's ``BaseEmailBackendTests`` run
+against it: docs/frameworks.md): lazy strings are resolved wherever Django takes them,
+a bare local part (``"django"``) is accepted as Django's SMTP backend accepts it (and
+marked, so that only such an e-mail may carry one), and django-anymail's ``msg.tags``
+and ``msg.metadata`` travel with the e-mail.
+
 Deferred e-mails join the scope when the surrounding database transaction commits
 (``transaction.on_commit``) and are dropped when it rolls back, so a failed view never
 notifies anyone; ``MAILSPOOL["ON_COMMIT"] = False`` queues them regardless.
@@ -42,12 +48,13 @@ from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.http import HttpRequest, HttpResponseBase
+from django.utils.functional import Promise
 
 import mailspool
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, InvalidMessage, MailspoolError
 from mailspool.headers import PRIORITY_HEADER
-from mailspool.message import Attachment, Message, split_addresses
+from mailspool.message import Attachment, Message, bare_local_part, split_addresses
 from mailspool.producer.api import send_message, send_priority
 from mailspool.producer.classify import classify
 from mailspool.producer.later import Later, parse_when
@@ -156,13 +163,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 def to_message(email: EmailMessage) -> tuple[Message, str | None]:
     """The mailspool form of a Django e-mail, and its ``X-Mailspool-Priority`` value.
 
-    Django's own Message-ID and Date are dropped (the worker sets both at delivery, and
-    e-mails that differ only in them still share a batch). Raises ``InvalidMessage`` for
-    what the model cannot carry (an alternative other than text/html).
+    Lazy strings (``gettext_lazy``) are resolved here, wherever Django takes them: the
+    subject, the bodies, every address and header, an attachment's name, text and type,
+    tags and metadata. Django's own Message-ID and Date are dropped (the worker sets both
+    at delivery, and e-mails that differ only in them still share a batch). Raises
+    ``InvalidMessage`` for what the model cannot carry (an alternative other than
+    text/html).
     """
-    headers = dict(email.extra_headers)
-    sender = headers.pop("From", None) or email.from_email or None
-    reply_to = headers.pop("Reply-To", None) or email.reply_to
+    headers = {_text(name): _text(value) for name, value in email.extra_headers.items()}
+    sender = headers.pop("From", None) or _text(email.from_email) or None
+    reply_to = headers.pop("Reply-To", None) or _texts(email.reply_to)
     priority_header: str | None = None
     extra: list[tuple[str, str]] = []
     for name, value in headers.items():
@@ -176,19 +186,59 @@ def to_message(email: EmailMessage) -> tuple[Message, str | None]:
         elif lowered not in _DROPPED_HEADERS and lowered not in LATER_HEADERS:
             extra.append((name, str(value)))
     text, html = _bodies(email)
+    addresses = {  # a bare local part ("django") is taken, as Django's SMTP backend takes it
+        "to": split_addresses(_texts(email.to), "to", bare=True),
+        "cc": split_addresses(_texts(email.cc), "cc", bare=True),
+        "bcc": split_addresses(_texts(email.bcc), "bcc", bare=True),
+        "reply_to": split_addresses(reply_to, "reply_to", bare=True),
+    }
+    sender = str(sender) if sender else None
+    every = [*(a for group in addresses.values() for a in group), *([sender] if sender else [])]
     return Message(
-        to=split_addresses(list(email.to), "to"),
-        cc=split_addresses(list(email.cc), "cc"),
-        bcc=split_addresses(list(email.bcc), "bcc"),
-        reply_to=split_addresses(reply_to, "reply_to"),
-        sender=str(sender) if sender else None,
+        to=addresses["to"],
+        cc=addresses["cc"],
+        bcc=addresses["bcc"],
+        reply_to=addresses["reply_to"],
+        sender=sender,
         subject=str(email.subject),
         text=text,
         html=html,
         charset=email.encoding or django_settings.DEFAULT_CHARSET,
         headers=tuple(extra),
         attachments=tuple(_attachment(item, n) for n, item in enumerate(email.attachments)),
+        tags=_tags(email),
+        metadata=_metadata(email),
+        bare=any(bare_local_part(address) is not None for address in every),
     ), priority_header
+
+
+def _text(value: Any) -> Any:
+    """A lazy string (``gettext_lazy``, ``format_lazy``) as ``str``; anything else as given,
+    so that a value of a wrong type is still refused by the model, named."""
+    return str(value) if isinstance(value, Promise) else value
+
+
+def _tags(email: EmailMessage) -> tuple[str, ...]:
+    """django-anymail's ``msg.tags``: a list of text labels (lazy ones resolved)."""
+    tags = getattr(email, "tags", None) or ()
+    if isinstance(tags, str | Promise):
+        raise InvalidMessage("msg.tags is a list of tags, not one string", field="tags")
+    return tuple(str(tag) if isinstance(tag, Promise) else tag for tag in tags)
+
+
+def _metadata(email: EmailMessage) -> tuple[tuple[str, str], ...]:
+    """django-anymail's ``msg.metadata``: a dict, each key and value as text (a number
+    such as an id becomes its decimal text, as anymail sends it to most providers)."""
+    metadata = getattr(email, "metadata", None) or {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidMessage("msg.metadata is a dict", field="metadata")
+    return tuple((str(key), str(value)) for key, value in metadata.items())
+
+
+def _texts(values: Any) -> Any:
+    if values is None or isinstance(values, str | Promise):
+        return _text(values)
+    return [_text(value) for value in values]
 
 
 def later_of(email: EmailMessage) -> Later:
@@ -208,7 +258,7 @@ def later_of(email: EmailMessage) -> Later:
 
 
 def _bodies(email: EmailMessage) -> tuple[str | None, str | None]:
-    body = str(email.body)
+    body = str(email.body)  # str() resolves a lazy body too
     text, html = (None, body) if email.content_subtype == "html" else (body, None)
     for content, mimetype in getattr(email, "alternatives", ()) or ():
         if mimetype != "text/html" or html is not None:
@@ -216,7 +266,7 @@ def _bodies(email: EmailMessage) -> tuple[str | None, str | None]:
                 f"alternative {mimetype!r}: mailspool carries one text and one text/html body",
                 field="alternatives",
             )
-        html = content.decode() if isinstance(content, bytes) else str(content)
+        html = content.decode() if isinstance(content, bytes) else str(content)  # lazy too
     return text, html
 
 
@@ -226,7 +276,7 @@ def _attachment(item: Any, number: int) -> Attachment:
         content = payload if isinstance(payload, bytes) else str(item.get_payload()).encode()
         filename = item.get_filename() or f"attachment-{number + 1}"
         return Attachment(filename, content, item.get_content_type())
-    filename, content, mimetype = item
+    filename, content, mimetype = (_text(part) for part in item)  # lazy ones too
     if isinstance(content, str):
         content = content.encode("utf-8")
     elif not isinstance(content, bytes):  # an attached EmailMessage (message/rfc822)
@@ -328,6 +378,9 @@ class EmailBackend(BaseEmailBackend):
         copy.encoding = email.encoding
         if hasattr(email, "alternatives"):
             copy.alternatives = list(email.alternatives)  # type: ignore[attr-defined]
+        for name in ("tags", "metadata"):  # django-anymail's, for an anymail priority backend
+            if hasattr(email, name):
+                setattr(copy, name, getattr(email, name))
         connection = get_connection(backend, fail_silently=self.fail_silently)
         return int(connection.send_messages([copy]) or 0)
 

@@ -9,10 +9,14 @@ Version 0 is the article's file, as its PHP ``json_encode`` writes it::
 
 Version 1 is a superset that mailspool writes: ``"version": 1``, ``"id"`` (sortable,
 time first), ``"createdAt"`` (RFC 3339, UTC), ``cc``, ``bcc``, ``replyTo`` and
-``headers`` in meta, ``alternatives`` per e-mail (the other body of a text+HTML e-mail),
+``headers`` and ``bareLocalParts`` (true: an address may be a bare local part, as
+Django's SMTP backend allows) in meta, ``alternatives`` per e-mail (the other body of a text+HTML e-mail),
 and attachments as objects, inline (``content``, base64) or by reference to a blob
-stored once under its SHA-256 (``sha256``). A version-1 file that uses none of these
-extensions is also a valid version-0 file, so the article's own Lambda can send it.
+stored once under its SHA-256 (``sha256``), and per e-mail ``tags`` (a list of text)
+and ``metadata`` (an object of text values), django-anymail's ``msg.tags`` and
+``msg.metadata``, written only when given. A version-1 file that uses none of these
+extensions is also a valid version-0 file, so the article's own Lambda can send it; a
+file written before tags and metadata existed is read as having none.
 The JSON Schemas are ``schema/batch-v0.schema.json`` and ``schema/batch-v1.schema.json``.
 
 Decoding happens in two steps so that one bad e-mail does not sink its batch:
@@ -66,7 +70,8 @@ BlobWriter = Callable[[str, bytes], None]
 #: Reads a version-0 path attachment (``mailspool.policy.attachment_root``), or refuses it.
 PathReader = Callable[[str], Attachment]
 
-#: What e-mails of one batch share: from, contentType, charset, cc, bcc, replyTo, headers.
+#: What e-mails of one batch share: from, contentType, charset, cc, bcc, replyTo, headers,
+#: bareLocalParts.
 MetaKey = tuple[
     str,
     str,
@@ -75,6 +80,7 @@ MetaKey = tuple[
     tuple[str, ...],
     tuple[str, ...],
     tuple[tuple[str, str], ...],
+    bool,
 ]
 
 
@@ -90,6 +96,7 @@ def meta_key(message: Message, default_sender: str) -> MetaKey:
         message.bcc,
         message.reply_to,
         message.headers,
+        message.bare,
     )
 
 
@@ -127,8 +134,10 @@ def encode(
 
 
 def _encode_meta(key: MetaKey) -> dict[str, Any]:
-    sender, content_type, charset, cc, bcc, reply_to, headers = key
+    sender, content_type, charset, cc, bcc, reply_to, headers, bare = key
     meta: dict[str, Any] = {"from": sender, "contentType": content_type, "charset": charset}
+    if bare:
+        meta["bareLocalParts"] = True
     if cc:
         meta["cc"] = list(cc)
     if bcc:
@@ -160,6 +169,10 @@ def _encode_email(
     }
     if alternative[1] is not None:
         email["alternatives"] = [{"contentType": alternative[0], "content": alternative[1]}]
+    if message.tags:
+        email["tags"] = list(message.tags)
+    if message.metadata:
+        email["metadata"] = dict(message.metadata)
     return email
 
 
@@ -295,6 +308,7 @@ def _check_meta(meta: object, source: str) -> None:
         )
     for name in ("cc", "bcc", "replyTo"):
         _require_addresses(meta, name, f"meta.{name}", source)
+    _require_type(meta, "bareLocalParts", bool, "meta.bareLocalParts", source)
     headers = meta.get("headers")
     if headers is not None and not (
         isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
@@ -314,6 +328,8 @@ def _check_email(email: object, index: int, source: str, version: int) -> None:
         _require_type(email, "message", str, "message", source, required=True)
         _require_type(email, "attachments", list, "attachments", source, required=version >= 1)
         _require_type(email, "alternatives", list, "alternatives", source)
+        _require_type(email, "tags", list, "tags", source)
+        _require_type(email, "metadata", dict, "metadata", source)
     except InvalidBatch as err:
         raise err.located(index=index) from None
     for attachment in email.get("attachments") or ():
@@ -360,6 +376,9 @@ def _present(
     return False
 
 
+_KINDS: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+
+
 def _require_type(
     mapping: Mapping[str, Any],
     name: str,
@@ -373,7 +392,7 @@ def _require_type(
         return
     value = mapping[name]
     if not isinstance(value, kind):
-        expected = "a string" if kind is str else "a list" if kind is list else kind.__name__
+        expected = _KINDS.get(kind, kind.__name__)
         actual = "null" if value is None else type(value).__name__
         raise InvalidBatch(f"must be {expected}, not {actual}", field=field, source=source)
 
@@ -398,18 +417,23 @@ def _decode_message(
     for alternative in email.get("alternatives") or ():
         bodies.setdefault(_content_type(alternative["contentType"]), alternative["content"])
     headers = meta.get("headers") or {}
+    sender = meta["from"]
+    bare = meta.get("bareLocalParts") is True  # only then may an address lack its domain
     return Message(
-        to=split_addresses(email["to"], "to"),
+        to=split_addresses(email["to"], "to", bare=bare),
         subject=email["subject"],
         text=bodies.get("text/plain"),
         html=bodies.get("text/html"),
-        sender=split_addresses(meta["from"], "from")[0] if meta["from"].strip() else None,
-        cc=split_addresses(meta.get("cc"), "cc"),
-        bcc=split_addresses(meta.get("bcc"), "bcc"),
-        reply_to=split_addresses(meta.get("replyTo"), "replyTo"),
+        sender=split_addresses(sender, "from", bare=bare)[0] if sender.strip() else None,
+        cc=split_addresses(meta.get("cc"), "cc", bare=bare),
+        bcc=split_addresses(meta.get("bcc"), "bcc", bare=bare),
+        reply_to=split_addresses(meta.get("replyTo"), "replyTo", bare=bare),
         charset=meta["charset"] or "utf-8",
         headers=tuple(headers.items()),
         attachments=tuple(_decode_attachments(email.get("attachments") or (), blobs, files)),
+        tags=tuple(email.get("tags") or ()),
+        metadata=tuple((email.get("metadata") or {}).items()),
+        bare=bare,
     )
 
 

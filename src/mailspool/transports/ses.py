@@ -14,6 +14,19 @@ SES's id, which is what bounces and complaints refer to. The worker's id
 (``<batch.index@domain>``) goes along as two message tags, ``mailspool-batch`` and
 ``mailspool-index``, which SES echoes in the events it publishes.
 
+The e-mail's own ``tags`` and ``metadata`` (django-anymail's) are in its headers
+(``X-Tag``, ``X-Metadata``: such an e-mail goes as Raw content, byte for byte what SMTP
+gets) and become message tags too (``message_tags``), so that event destinations and
+the events SES publishes show them: each metadata pair as ``Name: key, Value: value``,
+each tag as ``Name: tag, Value: true``. SES takes only ASCII letters, digits, ``_`` and
+``-`` in a tag's name and value (at most 256 of them), at most 50 tags per e-mail, and
+its names once: a pair or tag that cannot be written so, or whose name is mailspool's
+own (``mailspool-...``) or already taken (metadata first), stays in the headers only.
+Such e-mails are not grouped into ``SendBulkEmail`` calls.
+
+An e-mail with a bare local part (``"django"``, no domain: see ``mailspool.message``) is
+refused with ``PermanentError``: SES needs a domain for every address.
+
 Retries: botocore retries a dropped connection or a throttled call only briefly (a
 small ``max_attempts``). Throttling is the worker's business: it rate-limits every
 sender thread from one shared budget (see ``send_rate``), and retries transient
@@ -25,6 +38,7 @@ here with ``PermanentError`` rather than half-sent (splitting it belongs to the 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -66,13 +80,18 @@ if TYPE_CHECKING:
 __all__ = [
     "BULK_ENTRIES",
     "MAX_RECIPIENTS",
+    "MAX_TAGS",
     "SESTransport",
     "email_tags",
+    "message_tags",
     "ses_address",
     "ses_destination",
     "translate_error",
 ]
 
+#: SES: at most 50 message tags per e-mail.
+MAX_TAGS = 50
+_SES_TAG_TEXT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _URL_OPTIONS = frozenset({"bulk", "configuration_set", "max_attempts", "max_connections"})
 
 TRANSIENT_CODES = frozenset(
@@ -224,6 +243,11 @@ class SESTransport(Transport):
         sender = message.sender or self.default_sender
         if not sender:
             raise PermanentError("SES needs a From address: the message has no sender")
+        if message.bare_addresses:
+            raise PermanentError(
+                f"SES cannot send this message: {', '.join(map(repr, message.bare_addresses))} "
+                "has no domain (a bare local part, which only an SMTP relay can take)"
+            )
         try:
             check_deliverable(message, self.url)
             request: SendEmailRequestTypeDef = {
@@ -231,7 +255,7 @@ class SESTransport(Transport):
                 "Destination": ses_destination(message),
                 "Content": {},
             }
-            if message.attachments or message.headers:
+            if message.attachments or message.headers or message.tags or message.metadata:
                 data = render(message, message_id=message_id, default_sender=sender)
                 request["Content"] = {"Raw": {"Data": data}}
             else:
@@ -243,13 +267,16 @@ class SESTransport(Transport):
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
         tags = email_tags(message_id)
+        tags += message_tags(message, taken={tag["Name"] for tag in tags})
         if tags:
             request["EmailTags"] = tags
         return request
 
     def bulk_key(self, message: Message) -> Hashable | None:
         """Equal for e-mails that can share a ``SendBulkEmail`` call (``ses_bulk``)."""
-        return bulk_key(message, self.default_sender) if self.bulk else None
+        if not self.bulk or message.tags or message.metadata or message.bare:
+            return None  # tags of their own, or a refusal: one SendEmail each
+        return bulk_key(message, self.default_sender)
 
     def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
         """One ``SendBulkEmail`` call for entries of one ``bulk_key``; a result each."""
@@ -315,6 +342,23 @@ def _make_client(region: str | None, max_attempts: int, max_connections: int) ->
     )
     client: SESV2Client = boto3_client("sesv2", region, config, user=_USER)
     return client
+
+
+def message_tags(message: Message, taken: set[str] | frozenset[str] = frozenset()) -> list[Any]:
+    """The e-mail's metadata, then its tags, as SES message tags (see the module doc):
+    those SES can take, under names not ``taken`` and not mailspool's, 50 in all."""
+    pairs = [*message.metadata, *((tag, "true") for tag in message.tags)]
+    result: list[Any] = []
+    names = set(taken)
+    for name, value in pairs:
+        if len(names) >= MAX_TAGS:
+            break
+        if name in names or name.lower().startswith("mailspool-"):
+            continue
+        if _SES_TAG_TEXT.fullmatch(name) and _SES_TAG_TEXT.fullmatch(value):
+            result.append({"Name": name, "Value": value})
+            names.add(name)
+    return result
 
 
 def _simple(message: Message) -> Any:
