@@ -262,13 +262,16 @@ def test_a_retry_after_a_crash_half_way_sends_only_the_rest(stack: Stack) -> Non
 # -- the deadline -----------------------------------------------------------------------------
 
 
-def test_with_two_seconds_left_it_stops_in_time_and_the_continuation_delivers_the_rest(
+def test_with_four_seconds_left_it_stops_in_time_and_the_continuation_delivers_the_rest(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MAILSPOOL_MAX_RATE", "100")  # 400 e-mails need 4 s: more than given
+    """Lambda's clock is the real one (the rate limit waits in it too), so the figures
+    leave room for a loaded machine: 3 s to start sending before the margin (a quarter of
+    the time left, 1 s), which itself is over the 0.64 s the 32 sends in flight need."""
+    monkeypatch.setenv("MAILSPOOL_MAX_RATE", "50")  # 400 e-mails need 8 s: more than given
     [key] = hand_off(400)
     [record] = stack.receive()
-    context = Context(seconds=2.0)
+    context = Context(seconds=4.0)
     answer = handler({"Records": [record]}, context)
     left = context.get_remaining_time_in_millis()
     assert left > 0, "the handler used more time than Lambda gave it"
