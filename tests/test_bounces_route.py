@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import mailspool
+from mailspool.aws import handler
 from mailspool.config import Settings
 from mailspool.delivery.steps import Draft, VerpEnvelope
 from mailspool.errors import ConfigurationError, PermanentError, TransientError
@@ -36,8 +38,10 @@ from mailspool.message import Message
 from mailspool.spool.records import FailedRecord
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
+from mailspool.stores.s3 import S3Store
 from mailspool.transports.memory import MemoryTransport
 from tests.bounce_samples import arf, auto_reply, dsn
+from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.smtp_server import SMTPSink
 
 SECRET = "s3cret-key-of-32-bytes-for-tests!"
@@ -401,3 +405,50 @@ def test_hooks_run_once_per_returned_bounce_as_for_ses_events() -> None:
         ("gone@example.org",),
         True,
     )
+
+
+def test_returned_mail_written_to_s3_by_ses_receiving_is_read_by_the_handler(
+    aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AWS route: SES receiving writes the bounce to ``returned/`` in the store's
+    bucket (moto's S3, over HTTP); the bucket's event reaches the Lambda handler, which
+    records it as ``bounces ingest`` would, deletes it, and changes nothing the second
+    time. A message whose signature fails is rejected and deleted too."""
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="returned-test")
+    monkeypatch.setenv("MAILSPOOL_STORE", "s3://returned-test/spool")
+    monkeypatch.setenv("MAILSPOOL_TRANSPORT", "memory:returned")
+    monkeypatch.setenv("MAILSPOOL_BOUNCE_ADDRESS", "bounces@example.com")
+    monkeypatch.setenv("MAILSPOOL_BOUNCE_SECRET", SECRET)
+    store = S3Store.from_url("s3://returned-test/spool")
+    sender = VERP.envelope_sender(BATCH, 0, ["gone@example.org"])
+    store.put("returned/m1", dsn("gone@example.org", sender))
+    store.put("returned/forged", dsn("kept@example.org", "bounces+x.0.forged@example.com"))
+    for key in ("spool/returned/m1", "spool/returned/forged"):
+        event = {
+            "Records": [
+                {
+                    "messageId": key,
+                    "eventSource": "aws:sqs",
+                    "body": json.dumps(
+                        {
+                            "Records": [
+                                {
+                                    "eventName": "ObjectCreated:Put",
+                                    "s3": {
+                                        "bucket": {"name": "returned-test"},
+                                        "object": {"key": key},
+                                    },
+                                }
+                            ]
+                        }
+                    ),
+                }
+            ]
+        }
+        for _ in range(2):  # the same event twice: nothing more
+            assert handler(event, None) == {"batchItemFailures": []}
+    suppressions = SuppressionList(store)
+    assert suppressions.is_suppressed("gone@example.org")
+    assert not suppressions.is_suppressed("kept@example.org")
+    assert list(store.list("returned/")) == []
+    store.close()

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from mailspool.aws.events import ObjectEvent, parse_event
 from mailspool.aws.metrics import DEFAULT_NAMESPACE, write_batch_metrics
+from mailspool.aws.returned_mail import read_returned_mail, returned_key
 from mailspool.aws.runtime import deadline_margin, open_runtime
 from mailspool.delivery.steps import ThrottleCount
 from mailspool.delivery.worker import BatchReport, BatchStatus, Worker
@@ -130,6 +131,8 @@ def handle(
     options = feedback_options(runtime.settings)
     topics = runtime.settings.sns_topics  # when set, SES events of other topics are refused
     feedback = ingest_invocation(event, runtime.store, options=options, topics=topics)
+    _, returned_retry = read_returned_mail(parse_event(event), runtime.store, runtime.settings)
+    feedback.retry.extend(returned_retry)
     margin = deadline_margin(runtime.settings, float("inf") if remaining is None else remaining())
     worker = runtime.worker(margin=margin, owner=f"lambda:{request_id}")
     worker.steps.append(ThrottleCount())  # for the EMF metrics
@@ -244,6 +247,8 @@ def _store_key(store: Store, item: ObjectEvent) -> str | None:
         reason = f"the store {store.url} is not an S3 store"
     elif item.bucket != bucket:
         reason = f"bucket {item.bucket!r} is not the store's ({bucket!r})"
+    elif returned_key(store, item) is not None:
+        return None  # returned mail (``returned_mail``), read before the batches
     elif not item.key.startswith(root + layout.QUEUE) or not item.key.endswith(".json"):
         reason = f"not a queued batch of {store.url}"
     if reason is not None:

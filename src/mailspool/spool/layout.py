@@ -9,6 +9,7 @@ failed/<batch>.<index>.refused.json   recipients refused while the others got th
 quarantine/<batch-file>       a file that could not be read, beside <batch-file>.error.json
 blobs/<sha256>                an attachment stored once, referenced by hash
 paused/<worker>.json          a worker's transport that is down: since when, next try
+returned/<id>                 a returned message SES receiving wrote, for the Lambda handler
 scheduled/ cancelled/ keys/   e-mails sent later, cancelled, idempotency keys
                               (``mailspool.spool.schedule``)
 ```
@@ -44,6 +45,7 @@ __all__ = [
     "PAUSED",
     "QUARANTINE",
     "QUEUE",
+    "RETURNED",
     "QueueKey",
     "as_priority",
     "batch_id_from_key",
@@ -76,6 +78,7 @@ FAILED = "failed/"
 QUARANTINE = "quarantine/"
 BLOBS = "blobs/"
 PAUSED = "paused/"
+RETURNED = "returned/"
 _SUFFIX = ".json"
 _ERROR_SUFFIX = f".error{_SUFFIX}"
 
