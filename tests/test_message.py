@@ -9,10 +9,11 @@ from email.utils import parseaddr
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from mailspool.email_model import from_email_message, to_email_message
 from mailspool.errors import InvalidMessage
 from mailspool.headers import parse_headers
 from mailspool.message import Attachment, Message, sender_domain, split_addresses
-from mailspool.mime import from_email_message, new_message_id, render, to_email_message
+from mailspool.mime import new_message_id, render
 
 from .strategies import messages
 

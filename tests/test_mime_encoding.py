@@ -14,7 +14,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mailspool.message import Message
-from mailspool.mime import quoted_printable, render, render_whole, transfer_encoding
+from mailspool.mime import render, render_whole
+from mailspool.transfer_encoding import quoted_printable, transfer_encoding
 
 _PARSER = BytesParser(policy=policy.default)
 # Russian text with lines over 998 octets: Django's test_send_long_lines

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
 
+from mailspool.email_model import from_email_message
 from mailspool.errors import MailspoolError
 from mailspool.message import Attachment, Message
-from mailspool.mime import from_email_message
 from mailspool.transports import Receipt, Transport
 
 __all__ = ["Arrived", "Delivered", "TransportContract", "simple_message"]

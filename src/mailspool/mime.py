@@ -20,13 +20,12 @@ bytes.
 **Tags and metadata** (``Message.tags``, ``Message.metadata``) are written as headers,
 as django-anymail writes them for providers without an API field for them: one
 ``X-Tag`` header per tag, and ``X-Metadata`` holding the metadata as a JSON object.
-``to_email_message`` / ``from_email_message`` give and take the modern API for callers.
+``mailspool.email_model`` gives and takes the modern API (``EmailMessage``) for callers.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import re
@@ -35,7 +34,6 @@ from collections.abc import Hashable, Iterator, Sequence
 from email import encoders
 from email.charset import BASE64, Charset
 from email.header import Header
-from email.message import EmailMessage
 from email.message import Message as Compat32Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
@@ -46,7 +44,6 @@ from email.utils import formataddr, formatdate, make_msgid
 from mailspool.body_cache import BodyCache, EncodedBody
 from mailspool.errors import InvalidMessage
 from mailspool.message import (
-    MODELLED_HEADERS,
     Attachment,
     Message,
     ascii_domain,
@@ -54,18 +51,15 @@ from mailspool.message import (
     parse_address,
     sender_domain,
 )
+from mailspool.transfer_encoding import choose as choose_transfer
 
 __all__ = [
     "BODIES",
     "check_line_length",
-    "from_email_message",
     "metadata_header",
     "new_message_id",
-    "quoted_printable",
     "render",
     "render_whole",
-    "to_email_message",
-    "transfer_encoding",
 ]
 
 TAG_HEADER = "X-Tag"
@@ -257,7 +251,7 @@ def _encode_text_body(content: str, subtype: str, charset_name: str) -> EncodedB
     quoted-printable payload is the one ``_text_part`` sets, its line ends CRLF already);
     the headers come from the generator, once for each kind of part."""
     encoded = _charset_encoded(content, charset_name)
-    transfer, text = _transfer(encoded)
+    transfer, text = choose_transfer(encoded)
     if transfer == "base64":
         lines = _base64_lines(encoded)
     elif transfer == "quoted-printable":
@@ -297,75 +291,12 @@ def _charset_encoded(content: str, charset_name: str) -> bytes:
         ) from err
 
 
-def _is_7bit(encoded: bytes) -> bool:
-    return encoded.isascii() and all(len(line) <= _MAX_LINE for line in encoded.splitlines())
-
-
-def transfer_encoding(encoded: bytes) -> str:
-    """The Content-Transfer-Encoding of a text body of these bytes (the module doc)."""
-    return _transfer(encoded)[0]
-
-
-_HIGH = bytes(range(128, 256))
-
-
-def _transfer(encoded: bytes) -> tuple[str, str]:
-    """The transfer encoding and, unless base64, the payload as the generator takes it:
-    the text itself (7bit), or quoted-printable (``quoted_printable``) with CRLF ends."""
-    if _is_7bit(encoded):  # ASCII, or a 7-bit charset such as iso-2022-jp: as encoded
-        return "7bit", encoded.decode("ascii")
-    if any(len(line) > _MAX_LINE for line in encoded.splitlines()):
-        return "quoted-printable", "\r\n".join(quoted_printable(encoded))
-    size = len(encoded)
-    base64_size = _base64_size(size)
-    high = size - len(encoded.translate(None, _HIGH))
-    if size + 2 * high > base64_size:  # each such byte is 3 in QP: base64 is smaller
-        return "base64", ""
-    lines = quoted_printable(encoded)
-    if sum(map(len, lines)) + 2 * (len(lines) - 1) <= base64_size:
-        return "quoted-printable", "\r\n".join(lines)
-    return "base64", ""
-
-
-_QP_LINE = 76  # RFC 2045 section 6.7: encoded lines of at most 76 characters
-
-
-def quoted_printable(encoded: bytes) -> list[str]:
-    """RFC 2045 quoted-printable lines of a text body: a line end of the text (CRLF, CR
-    or LF) is a line end, white space before one is encoded, soft line breaks (``=``)
-    keep lines to 76 characters. ``binascii.b2a_qp`` (in C: several times faster than
-    ``email.quoprimime``) does the work; its lines are checked here, since it writes
-    one of 77 or more where it encodes white space before a line end."""
-    quoted = binascii.b2a_qp(encoded, istext=True).decode("ascii")
-    lines = quoted.splitlines()  # only CR and LF break its lines: it encodes the others
-    if quoted.endswith(("\n", "\r")):
-        lines.append("")  # as _LINE_END.split gives it, at a fraction of the cost
-    result: list[str] = []
-    for text in lines:
-        line = text
-        if line[-1:] in (" ", "\t"):  # before a lone CR, which b2a_qp copies as it is
-            line = f"{line[:-1]}={ord(line[-1]):02X}"
-        while len(line) > _QP_LINE:
-            cut = _QP_LINE - 1  # room for the "=" of the soft break
-            cut -= 1 if line[cut - 1] == "=" else 2 if line[cut - 2] == "=" else 0
-            result.append(line[:cut] + "=")
-            line = line[cut:]
-        result.append(line)
-    return result
-
-
-def _base64_size(size: int) -> int:
-    """The octets of ``_base64_lines`` for ``size`` octets: lines of 76, each with CRLF."""
-    encoded = 4 * ((size + 2) // 3)
-    return encoded + 2 * ((encoded + 75) // 76)
-
-
 def _text_part(content: str, subtype: str, charset_name: str) -> MIMENonMultipart:
     encoded = _charset_encoded(content, charset_name)
     charset = Charset(charset_name)
     part = MIMENonMultipart("text", subtype, charset=charset_name)
     del part["MIME-Version"]
-    transfer, text = _transfer(encoded)
+    transfer, text = choose_transfer(encoded)
     if transfer == "base64":
         charset.body_encoding = BASE64  # 7-bit safe and encoded in C
         part.set_payload(encoded)
@@ -485,92 +416,3 @@ def new_message_id(sender: str | None) -> str:
 @functools.cache
 def _local_domain() -> str:
     return socket.getfqdn()  # once per process: getfqdn may wait for DNS
-
-
-def to_email_message(message: Message, *, message_id: str | None = None) -> EmailMessage:
-    """The message as a stdlib ``EmailMessage`` (``policy.default``); Bcc is not a header."""
-    result = EmailMessage()
-    if message.sender:
-        result["From"] = message.sender
-    for name, addresses in (("To", message.to), ("Cc", message.cc), ("Reply-To", message.reply_to)):
-        if addresses:
-            result[name] = ", ".join(addresses)
-    result["Subject"] = message.subject
-    for name, value in message.headers:
-        result[name] = value
-    for tag in message.tags:
-        result[TAG_HEADER] = tag
-    if message.metadata:
-        result[METADATA_HEADER] = metadata_header(message.metadata)
-    if message_id and "Message-ID" not in result:
-        result["Message-ID"] = message_id
-    if message.text is not None:
-        result.set_content(message.text, charset=message.charset)
-    if message.html is not None:
-        if message.text is None:
-            result.set_content(message.html, subtype="html", charset=message.charset)
-        else:
-            result.add_alternative(message.html, subtype="html", charset=message.charset)
-    for attachment in message.attachments:
-        maintype, _, subtype = attachment.content_type.partition("/")
-        result.add_attachment(
-            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
-        )
-    return result
-
-
-def from_email_message(message: EmailMessage) -> Message:
-    """The model of a stdlib message parsed or built with ``policy.default``."""
-    text_part = message.get_body(("plain",))
-    html_part = message.get_body(("html",))
-    body_part = text_part or html_part
-    charset = (body_part.get_content_charset() if body_part else None) or "utf-8"
-    attachments = tuple(
-        Attachment(
-            filename=part.get_filename() or "attachment",
-            content=_payload_bytes(part),
-            content_type=part.get_content_type(),
-        )
-        for part in message.iter_attachments()
-        if isinstance(part, EmailMessage)
-    )
-    headers = tuple(
-        (name, str(value))
-        for name, value in message.items()
-        if name.lower() not in MODELLED_HEADERS
-    )
-    return Message(
-        to=_addresses(message, "To"),
-        cc=_addresses(message, "Cc"),
-        bcc=_addresses(message, "Bcc"),
-        reply_to=_addresses(message, "Reply-To"),
-        sender=_addresses(message, "From")[0] if message["From"] else None,
-        subject=str(message["Subject"] or ""),
-        text=_content(text_part),
-        html=_content(html_part),
-        charset=charset,
-        headers=headers,
-        attachments=attachments,
-    )
-
-
-def _payload_bytes(part: EmailMessage) -> bytes:
-    payload = part.get_payload(decode=True)
-    return payload if isinstance(payload, bytes) else b""
-
-
-def _content(part: object) -> str | None:
-    if not isinstance(part, EmailMessage):
-        return None
-    content = part.get_content()
-    return content if isinstance(content, str) else None
-
-
-def _addresses(message: EmailMessage, name: str) -> tuple[str, ...]:
-    header = message[name]
-    if header is None:
-        return ()
-    found = getattr(header, "addresses", None)
-    if found is None:
-        return tuple(a for a in str(header).split(",") if a.strip())
-    return tuple(str(a) if a.display_name else a.addr_spec for a in found)
