@@ -4,7 +4,7 @@ URL::
 
     smtp://[user:password@]host[:port][?starttls=auto|always|never&timeout=SECONDS
         &verify=true|false&cafile=PATH&max_connections=N&local_hostname=NAME
-        &pipelining=true|false]
+        &pipelining=true|false&chunking=true|false]
 
 ``smtps://`` is TLS from the first byte (port 465); ``smtp://`` (port 25) upgrades with
 STARTTLS when the server offers it (``starttls=auto``), insists on it (``always``) or
@@ -12,7 +12,9 @@ never tries (``never``). User and password are percent-decoded; with a user, the
 transport logs in after TLS. ``verify=false`` accepts any certificate (self-signed test
 servers only); ``cafile`` trusts one more CA. ``timeout`` (30 s) bounds every socket
 operation. ``pipelining`` (true) sends MAIL FROM, every RCPT TO and DATA in one
-round trip when the server advertises PIPELINING (RFC 2920, ``smtp_pipeline``).
+round trip when the server advertises PIPELINING (RFC 2920, ``smtp_pipeline``);
+``chunking`` (true) sends the content in that same write as ``BDAT <size> LAST`` when the
+server also offers CHUNKING (RFC 3030): one round trip per e-mail, plain or TLS alike.
 ``event_loop``, an option of earlier versions, is accepted and ignored: every connection
 is driven by the worker's sender threads, plain or TLS alike.
 
@@ -37,6 +39,7 @@ raised anything else (a dropped connection, a timeout, a 421) is closed. A passw
 from __future__ import annotations
 
 import logging
+import select
 import smtplib
 import ssl
 import threading
@@ -83,6 +86,7 @@ _URL_PARAMETERS = frozenset(
         "local_hostname",
         "max_connections",
         "pipelining",
+        "chunking",
         "event_loop",
         "starttls",
         "timeout",
@@ -104,6 +108,23 @@ class _Connection(PipeliningSMTP):
 
     def begin_data(self) -> None:
         self.data_started = True
+
+    def content_discarded(self) -> None:
+        self.data_started = False  # the server refused the envelope: the content is dropped
+
+    def stale(self) -> bool:
+        """True when the server has spoken or hung up since the last answer (an idle
+        connection it closed, often with a 421): a local look, no round trip."""
+        sock = self.sock
+        if sock is None:
+            return True
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
 
 class _TLSConnection(_Connection, smtplib.SMTP_SSL):
@@ -129,6 +150,7 @@ class SMTPTransport(Transport):
         local_hostname: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         pipelining: bool = True,
+        chunking: bool = True,
     ) -> None:
         """Keyword form of the URL; ``ssl_context`` replaces ``verify`` and ``cafile``."""
         _check_settings(host, username, password, implicit_tls, starttls)
@@ -146,6 +168,7 @@ class SMTPTransport(Transport):
         self.max_connections = max_connections
         self.local_hostname = local_hostname
         self.pipelining = pipelining
+        self.chunking = chunking
         self._ssl_context = ssl_context or _ssl_context(verify, cafile)
         scheme = "smtps" if implicit_tls else "smtp"
         user = f"{quote(username, safe='')}@" if username else ""
@@ -177,13 +200,24 @@ class SMTPTransport(Transport):
         return Receipt(outgoing.message_id, refused={**envelope.unsendable, **answers})
 
     def close(self) -> None:
-        """QUIT every idle connection; connections in use are closed when their send ends.
-        The transport stays usable: a later send opens a new connection."""
+        """QUIT every idle connection, all at once (one thread each: a distant server
+        answers them in one round trip, not one per connection); connections in use are
+        closed when their send ends. The transport stays usable: a later send opens a
+        new connection."""
         with self._lock:
             idle, self._idle = self._idle, []
             self._generation += 1
-        for connection in idle:
-            _quit(connection)
+        if len(idle) == 1:
+            _quit(idle[0])
+            return
+        quitting = [
+            threading.Thread(target=_quit, args=(c,), name="mailspool-quit", daemon=True)
+            for c in idle
+        ]
+        for thread in quitting:
+            thread.start()
+        for thread in quitting:
+            thread.join()
 
     # -- the pool --------------------------------------------------------------------
 
@@ -231,10 +265,19 @@ class SMTPTransport(Transport):
             )
 
     def _borrow(self) -> tuple[_Connection, bool]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        return self._open(), False
+        """An idle connection (the most recent), else a new one. One the server closed
+        while it sat idle is left without sending anything on it: with BDAT the content
+        leaves with the envelope, so a drop noticed only after that write could not be
+        told from one during the content."""
+        while True:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                return self._open(), False
+            if not connection.stale():
+                return connection, True
+            log.info("%s closed an idle connection; opening another", self._where)
+            connection.close()
 
     def _give_back(self, connection: _Connection) -> None:
         with self._lock:
@@ -283,6 +326,7 @@ class SMTPTransport(Transport):
                 self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
             )
         connection.pipelining = self.pipelining
+        connection.chunking = self.chunking
         return connection
 
     def _secure(self, connection: _Connection) -> None:
@@ -523,7 +567,7 @@ def _typed_parameters(query: dict[str, str]) -> dict[str, Any]:
                 raise ConfigurationError(f"{name} must be a number, not {query[name]!r}") from err
     if typed.pop("event_loop", None) is not None:
         log.warning("the SMTP URL option event_loop is no longer used; leave it out")
-    for name in ("verify", "pipelining"):
+    for name in ("verify", "pipelining", "chunking"):
         if name in query:
             typed[name] = parse_bool(name, query[name])
     return typed
