@@ -35,7 +35,13 @@ from mailspool.commands.common import (
 from mailspool.commands.quarantine import quarantine
 from mailspool.config import POLL_INTERVAL, SETTINGS_BY_NAME, Rule, SettingError, Settings
 from mailspool.delivery.factory import open_worker, poll_interval_for, stop_on_signals
-from mailspool.delivery.processes import Share, default_processes, drain_shared, run_processes
+from mailspool.delivery.processes import (
+    Lending,
+    Share,
+    default_processes,
+    drain_shared,
+    run_processes,
+)
 from mailspool.delivery.worker import BatchReport, OutcomeCallback, Worker
 from mailspool.errors import InvalidMessage, KeyNotFound, MailspoolError
 from mailspool.feedback import cli as feedback_cli
@@ -386,12 +392,24 @@ def _work(settings: Settings, opts: dict[str, Any], share: Share) -> DrainReport
     wrap = None
     if opts["metrics_port"] is not None:
         wrap = functools.partial(_with_metrics, port=opts["metrics_port"])
-    mine = dataclasses.replace(settings, concurrency=share.concurrency(settings.concurrency))
+    # Over SMTP every process may use the whole concurrency, lent by the idle ones
+    # (``processes.Lending``); other transports take their part.
+    lends = share.count > 1 and share.board is not None and _is_smtp(settings.transport)
+    concurrency = settings.concurrency if lends else share.concurrency(settings.concurrency)
+    mine = dataclasses.replace(settings, concurrency=concurrency)
     split: dict[str, Any] = {"split_above": share.split_above} if share.split_above else {}
     with open_worker(mine, wrap=wrap, **split) as the_worker:
+        from mailspool.transports.smtp import SMTPTransport
+
+        if lends and isinstance(the_worker.transport, SMTPTransport):
+            the_worker.transport.share_connections(Lending(share, settings.concurrency))
         the_worker.limiter.rate = share.rate(the_worker.limiter.rate)
         stop_on_signals(the_worker)
         return _deliver(the_worker, mine, opts, share)
+
+
+def _is_smtp(url: str) -> bool:
+    return url.partition("://")[0].lower() in ("smtp", "smtps")
 
 
 def _deliver(

@@ -12,8 +12,15 @@ whole worker of its own, and shares the work and the limits among them:
 - **the rate limit**: one limit for all, split evenly: each process sends at most
   ``max_rate / N``. Together they never exceed ``max_rate``; a process with nothing to
   send leaves its share unused (no coordination between processes is needed);
-- **connections**: the concurrency is split too (``ceil(concurrency / N)`` sender threads
-  and SMTP connections each), so the server sees as many connections as with one process;
+- **connections**: the concurrency is one for all too, and it goes where the e-mails
+  are. Over SMTP each process has ``concurrency`` sender threads, but its transport
+  sends on at most ``ceil(concurrency / B)`` connections, B the processes busy at that
+  moment (``Lending``: a send in flight, or one started or ended within ``IDLE_AFTER``).
+  A process with no batch of its own lends its part: a lone batch is sent over the whole
+  concurrency, and when a second process gets work the first gives back the connections
+  above its new part as their sends end. The server sees at most about ``concurrency``
+  connections, as with one process. Other transports split it
+  (``ceil(concurrency / N)`` sender threads and pooled connections each);
 - **cores**: when there are no more processes than CPUs this process may use, process
   ``i`` is pinned to the ``i``-th of them (``sched_setaffinity``): its threads then pass
   the interpreter lock on one core instead of waking each other across cores, which
@@ -35,8 +42,10 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import connection
 from multiprocessing.context import ForkContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -50,12 +59,23 @@ from mailspool.delivery.worker import Worker
 from mailspool.errors import MailspoolError
 from mailspool.triggers.local import DrainReport, drain
 
-__all__ = ["SHARE_SPLIT", "Share", "default_processes", "drain_shared", "run_processes"]
+__all__ = [
+    "IDLE_AFTER",
+    "SHARE_SPLIT",
+    "Lending",
+    "Share",
+    "default_processes",
+    "drain_shared",
+    "run_processes",
+]
 
 log = logging.getLogger("mailspool.worker")
 
 #: E-mails a process keeps of a batch it claims when others share the work.
 SHARE_SPLIT = 500
+#: Seconds after its last send started or ended that a process with none in flight
+#: lends its part of the connections to the busy ones.
+IDLE_AFTER = 0.25
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 #: What one process does with its share: deliver, and return the drain's report (or
@@ -78,8 +98,12 @@ class Share:
 
     index: int
     count: int
+    #: what every process says of its sends (``Lending``), shared by the processes;
+    #: None: this process cannot see the others (it keeps its part)
+    board: Any = field(default=None, compare=False)
 
     def concurrency(self, total: int) -> int:
+        """The part of ``total`` each process has when every process is busy."""
         return max(1, math.ceil(total / self.count))
 
     def rate(self, total: float | None) -> float | None:
@@ -89,6 +113,54 @@ class Share:
     def split_above(self) -> int | None:
         """Split batches above this size so the others share them (None when alone)."""
         return SHARE_SPLIT if self.count > 1 else None
+
+
+def board(count: int, context: ForkContext | SpawnContext | None = None) -> Any:
+    """Shared memory for ``count`` processes' ``Lending``: per process, the sends in
+    flight and when the last one started or ended (``time.monotonic``, one clock for
+    every process on Linux)."""
+    return (context or multiprocessing).RawArray("d", 2 * count)
+
+
+class Lending:
+    """Process ``share.index``'s part of the connections now: ``ceil(total / B)``, B the
+    processes busy (this one counted), so the connections follow the e-mails.
+
+    Each process writes only its own two numbers; a reader may see one a moment old,
+    which moves a limit one send later, never past ``total`` for long: a process above
+    its new part gives connections back as their sends end (``SMTPTransport``).
+    """
+
+    def __init__(self, share: Share, total: int, *, clock: Callable[[], float] = time.monotonic):
+        if share.board is None:
+            raise ValueError("Lending needs a Share with a board")
+        self._share = share
+        self._total = total
+        self._board = share.board
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def limit(self) -> int:
+        now = self._clock()
+        busy = 1 + sum(
+            1
+            for other in range(self._share.count)
+            if other != self._share.index
+            and (self._board[2 * other] > 0 or now - self._board[2 * other + 1] < IDLE_AFTER)
+        )
+        return max(1, math.ceil(self._total / busy))
+
+    def started(self) -> None:
+        self._note(+1)
+
+    def ended(self) -> None:
+        self._note(-1)
+
+    def _note(self, change: int) -> None:
+        mine = 2 * self._share.index
+        with self._lock:
+            self._board[mine] += change
+            self._board[mine + 1] = self._clock()
 
 
 def drain_shared(
@@ -113,9 +185,12 @@ def run_processes(count: int, work: Work) -> DrainReport | None:
     they ran until stopped). Raises ``MailspoolError`` if a process failed."""
     context = _context()
     results: SimpleQueue[tuple[DrainReport | None, str | None]] = context.SimpleQueue()
+    shared = board(count, context)
     children = [
         context.Process(
-            target=_child, args=(work, Share(i, count), results, os.getpid()), name=f"mailspool-{i}"
+            target=_child,
+            args=(work, Share(i, count, shared), results, os.getpid()),
+            name=f"mailspool-{i}",
         )
         for i in range(count)
     ]

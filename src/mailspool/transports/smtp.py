@@ -44,7 +44,7 @@ import smtplib
 import ssl
 import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote
 
 from mailspool.errors import (
@@ -76,7 +76,7 @@ from mailspool.transports.smtp_pipeline import (
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["SMTPTransport"]
+__all__ = ["ConnectionShare", "SMTPTransport"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ _URL_PARAMETERS = frozenset(
     }
 )
 _STARTTLS_MODES = frozenset({"auto", "always", "never"})
+
+
+class ConnectionShare(Protocol):
+    """How many connections a transport may use now, and when its sends start and end."""
+
+    def limit(self) -> int: ...
+
+    def started(self) -> None: ...
+
+    def ended(self) -> None: ...
 
 
 class _Connection(PipeliningSMTP):
@@ -176,7 +186,9 @@ class SMTPTransport(Transport):
         self._where = f"SMTP server {_host_in_url(host)}:{self.port}"
         self._lock = threading.Lock()
         self._idle: list[_Connection] = []
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self._slots = threading.Condition(self._lock)
+        self._in_use = 0
+        self._share: ConnectionShare | None = None
         self._generation = 0
 
     @classmethod
@@ -194,8 +206,11 @@ class SMTPTransport(Transport):
         with SMTPUTF8 when the server offers it; otherwise that recipient is refused
         (``553 5.6.7``) and the others get the e-mail."""
         envelope = _Envelope(message, message_id)
-        with self._slots:
+        self._take_slot()
+        try:
             outgoing, refused = self._deliver(envelope)
+        finally:
+            self._return_slot()
         answers = {address: _answer(code, text) for address, (code, text) in refused.items()}
         return Receipt(outgoing.message_id, refused={**envelope.unsendable, **answers})
 
@@ -219,7 +234,38 @@ class SMTPTransport(Transport):
         for thread in quitting:
             thread.join()
 
+    def share_connections(self, share: ConnectionShare | None) -> None:
+        """Let ``share`` say how many of ``max_connections`` this transport may use now
+        (several delivery processes lend each other their part: ``delivery.processes``);
+        None: all of them."""
+        with self._lock:
+            self._share = share
+            self._slots.notify_all()
+
     # -- the pool --------------------------------------------------------------------
+
+    def _limit(self) -> int:
+        if self._share is None:
+            return self.max_connections
+        return max(1, min(self.max_connections, self._share.limit()))
+
+    def _take_slot(self) -> None:
+        with self._lock:
+            # a share may grow from another process: look again now and then
+            while self._in_use >= self._limit():
+                self._slots.wait(None if self._share is None else 0.05)
+            self._in_use += 1
+            share = self._share
+        if share is not None:
+            share.started()
+
+    def _return_slot(self) -> None:
+        with self._lock:
+            self._in_use -= 1
+            self._slots.notify()
+            share = self._share
+        if share is not None:
+            share.ended()
 
     def _deliver(self, envelope: _Envelope) -> tuple[Outgoing, dict[str, tuple[int, bytes]]]:
         connection, reused = self._borrow()
@@ -282,7 +328,12 @@ class SMTPTransport(Transport):
     def _give_back(self, connection: _Connection) -> None:
         with self._lock:
             if connection.generation == self._generation:
-                self._idle.append(connection)
+                if self._share is None or self._in_use + len(self._idle) <= self._limit():
+                    self._idle.append(connection)
+                    return
+                # more connections than this process's share now: another process needs
+                # them; QUIT in the background (a distant server answers in a round trip)
+                threading.Thread(target=_quit, args=(connection,), daemon=True).start()
                 return
         _quit(connection)
 
