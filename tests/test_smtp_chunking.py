@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from benchmarks.latency import distant
 from benchmarks.postfix import Postfix, available, ensure_postfix, running_postfix
+
 from mailspool.errors import PermanentError, TransientError, TransportUnavailable
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.transports.smtp_pipeline import chunked_group
@@ -28,7 +28,7 @@ from tests.transport_contract import simple_message
 _RESTRICTIONS = """\
 smtpd_recipient_restrictions = check_recipient_access inline:{ nobody@example.net=REJECT }, permit_mynetworks, reject
 smtpd_end_of_data_restrictions = check_sender_access inline:{ { later@example.com = 451 4.7.1 try later } }
-"""  # noqa: E501
+"""
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,9 @@ def test_postfix_takes_each_email_in_one_round_trip_over_starttls(postfix: Postf
         finally:
             transport.close()
     last = _last_session(postfix, before)
-    assert last["bdat"] == 11 and last["starttls"] == 1 and "data" not in last
+    assert last["bdat"] == 11
+    assert last["starttls"] == 1
+    assert "data" not in last
 
 
 def test_smtps_and_starttls_take_the_same_path(postfix: Postfix) -> None:
@@ -107,7 +109,8 @@ def test_a_refused_recipient_is_reported_and_the_others_get_the_email(postfix: P
     finally:
         transport.close()
     last = _last_session(postfix, before)
-    assert last["mail"] == 3 and last["bdat"] == 3  # one session carried all three
+    assert last["mail"] == 3
+    assert last["bdat"] == 3
 
 
 def test_a_4xx_after_the_content_is_transient_and_the_connection_goes_on(
@@ -123,15 +126,19 @@ def test_a_4xx_after_the_content_is_transient_and_the_connection_goes_on(
     finally:
         transport.close()
     last = _last_session(postfix, before)
-    assert last["bdat"] == 2 and last["rset"] >= 1
+    assert last["bdat"] == 2
+    assert last["rset"] >= 1
 
 
 def test_a_drop_right_after_the_content_is_not_resent() -> None:
     with scripted_server(["drop"]) as server:
-        with SMTPTransport.from_url(server.url) as transport:
-            with pytest.raises(TransientError, match="may have arrived"):
-                transport.send(simple_message("dropped"))
-        assert len(server.contents) == 1 and server.connections == 1  # not resent
+        with (
+            SMTPTransport.from_url(server.url) as transport,
+            pytest.raises(TransientError, match="may have arrived"),
+        ):
+            transport.send(simple_message("dropped"))
+        assert len(server.contents) == 1
+        assert server.connections == 1
     assert any(command.startswith("BDAT") for command in server.commands)
 
 
@@ -151,15 +158,19 @@ def test_a_421_in_place_of_the_answers_means_not_taken_so_it_is_resent() -> None
             transport.send(simple_message("first"))
             receipt = transport.send(simple_message("second"))
         assert [c.count(b"Subject: second") for c in server.contents] == [0, 1]
-        assert server.connections == 2 and receipt.refused == {}
+        assert server.connections == 2
+        assert receipt.refused == {}
 
 
 def test_a_421_on_a_new_connection_pauses_the_transport_and_nothing_was_taken() -> None:
     with scripted_server(["421"]) as server:
-        with SMTPTransport.from_url(server.url) as transport:
-            with pytest.raises(TransportUnavailable, match="421"):
-                transport.send(simple_message("refused whole"))
-        assert server.contents == [] and server.connections == 1
+        with (
+            SMTPTransport.from_url(server.url) as transport,
+            pytest.raises(TransportUnavailable, match="421"),
+        ):
+            transport.send(simple_message("refused whole"))
+        assert server.contents == []
+        assert server.connections == 1
 
 
 def test_an_idle_connection_the_server_closed_is_replaced_before_sending() -> None:
@@ -180,7 +191,8 @@ def test_chunking_without_pipelining_sends_data() -> None:
         with SMTPTransport.from_url(server.url) as transport:
             transport.send(simple_message("plain"))
         verbs = [command.split(" ")[0].upper() for command in server.commands]
-    assert "DATA" in verbs and "BDAT" not in verbs
+    assert "DATA" in verbs
+    assert "BDAT" not in verbs
 
 
 def test_a_server_that_offers_neither_gets_plain_smtp() -> None:
@@ -189,7 +201,9 @@ def test_a_server_that_offers_neither_gets_plain_smtp() -> None:
             receipt = transport.send(simple_message("plain", to=["g@example.net", "h@example.net"]))
         verbs = [command.split(" ")[0].upper() for command in server.commands]
     assert receipt.refused == {}
-    assert verbs.count("RCPT") == 2 and "DATA" in verbs and "BDAT" not in verbs
+    assert verbs.count("RCPT") == 2
+    assert "DATA" in verbs
+    assert "BDAT" not in verbs
 
 
 def test_chunking_can_be_turned_off_in_the_url() -> None:
@@ -197,7 +211,8 @@ def test_chunking_can_be_turned_off_in_the_url() -> None:
         with SMTPTransport.from_url(f"{server.url}?chunking=false") as transport:
             transport.send(simple_message("pipelined DATA"))
         verbs = [command.split(" ")[0].upper() for command in server.commands]
-    assert "DATA" in verbs and "BDAT" not in verbs
+    assert "DATA" in verbs
+    assert "BDAT" not in verbs
 
 
 def _wait_closed_by_server(transport: SMTPTransport) -> None:
