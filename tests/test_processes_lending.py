@@ -25,7 +25,7 @@ class _Clock:
 
 
 def test_a_process_alone_at_work_has_the_whole_concurrency() -> None:
-    shared = board(2)
+    shared = board(2, 32)
     clock = _Clock()
     mine = Lending(Share(0, 2, shared), 32, clock=clock)
     other = Lending(Share(1, 2, shared), 32, clock=clock)
@@ -39,7 +39,7 @@ def test_a_process_alone_at_work_has_the_whole_concurrency() -> None:
 
 
 def test_three_processes_share_among_the_busy_ones() -> None:
-    shared = board(3)
+    shared = board(3, 32)
     clock = _Clock()
     lendings = [Lending(Share(i, 3, shared), 32, clock=clock) for i in range(3)]
     lendings[1].started()
@@ -113,3 +113,16 @@ def test_a_lone_small_batch_uses_more_than_one_process_part_of_the_connections(
     assert len({r for e in smtp_server.envelopes for r in e.rcpt_tos}) == count
     # one process's part would be 4; the other process, with nothing to send, lent its 4
     assert 4 < smtp_server.connections <= 8
+
+
+def test_the_sends_in_flight_never_pass_the_concurrency_across_processes() -> None:
+    shared = board(2, 3)
+    first = Lending(Share(0, 2, shared), 3)
+    second = Lending(Share(1, 2, shared), 3)
+    first.started()
+    first.started()  # alone, it may take the whole concurrency
+    second.started()  # the last token
+    assert not shared.tokens.acquire(block=False)  # a fourth send would wait
+    first.ended()
+    assert shared.tokens.acquire(block=False)
+    shared.tokens.release()

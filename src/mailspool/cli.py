@@ -354,7 +354,11 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
         if processes == 1:
             report = _work(settings, opts, Share(0, 1))
         else:
-            report = run_processes(processes, functools.partial(_work, settings, opts))
+            report = run_processes(
+                processes,
+                functools.partial(_work, settings, opts),
+                concurrency=settings.concurrency,
+            )
         if report is not None:
             _print_drain(report, settings.store)
             if report.paused:
@@ -398,6 +402,8 @@ def _work(settings: Settings, opts: dict[str, Any], share: Share) -> DrainReport
     concurrency = settings.concurrency if lends else share.concurrency(settings.concurrency)
     mine = dataclasses.replace(settings, concurrency=concurrency)
     split: dict[str, Any] = {"split_above": share.split_above} if share.split_above else {}
+    if lends:  # the ledger windows add up to one concurrency, as when split
+        split["ledger_window"] = share.concurrency(settings.concurrency)
     with open_worker(mine, wrap=wrap, **split) as the_worker:
         from mailspool.transports.smtp import SMTPTransport
 

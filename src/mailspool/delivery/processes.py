@@ -115,11 +115,20 @@ class Share:
         return SHARE_SPLIT if self.count > 1 else None
 
 
-def board(count: int, context: ForkContext | SpawnContext | None = None) -> Any:
-    """Shared memory for ``count`` processes' ``Lending``: per process, the sends in
-    flight and when the last one started or ended (``time.monotonic``, one clock for
-    every process on Linux)."""
-    return (context or multiprocessing).RawArray("d", 2 * count)
+@dataclass(frozen=True, slots=True)
+class Board:
+    """What the processes share to lend each other connections: per process, the sends
+    in flight and when the last one started or ended (``time.monotonic``, one clock for
+    every process on Linux); and one token per send of the whole concurrency."""
+
+    sends: Any  # RawArray of 2 x count doubles
+    tokens: Any  # a multiprocessing semaphore of ``total`` tokens
+
+
+def board(count: int, total: int, context: ForkContext | SpawnContext | None = None) -> Board:
+    """A ``Board`` for ``count`` processes sharing a concurrency of ``total``."""
+    maker = context or multiprocessing.get_context()
+    return Board(maker.RawArray("d", 2 * count), maker.BoundedSemaphore(total))
 
 
 class Lending:
@@ -127,8 +136,10 @@ class Lending:
     processes busy (this one counted), so the connections follow the e-mails.
 
     Each process writes only its own two numbers; a reader may see one a moment old,
-    which moves a limit one send later, never past ``total`` for long: a process above
-    its new part gives connections back as their sends end (``SMTPTransport``).
+    which moves a limit one send later: a process above its new part gives connections
+    back as their sends end (``SMTPTransport``). The sends in flight never pass ``total``
+    across the processes, even for that moment: each takes one of the board's ``total``
+    tokens (``started``, which waits for one) and gives it back (``ended``).
     """
 
     def __init__(self, share: Share, total: int, *, clock: Callable[[], float] = time.monotonic):
@@ -136,7 +147,8 @@ class Lending:
             raise ValueError("Lending needs a Share with a board")
         self._share = share
         self._total = total
-        self._board = share.board
+        self._board = share.board.sends
+        self._tokens = share.board.tokens
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -151,9 +163,11 @@ class Lending:
         return max(1, math.ceil(self._total / busy))
 
     def started(self) -> None:
-        self._note(+1)
+        self._note(+1)  # busy at once: the others shrink while this one waits
+        self._tokens.acquire()
 
     def ended(self) -> None:
+        self._tokens.release()
         self._note(-1)
 
     def _note(self, change: int) -> None:
@@ -180,12 +194,13 @@ def drain_shared(
         worker.stopping.wait(poll)
 
 
-def run_processes(count: int, work: Work) -> DrainReport | None:
+def run_processes(count: int, work: Work, *, concurrency: int | None = None) -> DrainReport | None:
     """Run ``work`` in ``count`` processes at once; the drain reports joined (None when
-    they ran until stopped). Raises ``MailspoolError`` if a process failed."""
+    they ran until stopped). Raises ``MailspoolError`` if a process failed.
+    ``concurrency``: the total the processes lend each other (``Share.board``)."""
     context = _context()
     results: SimpleQueue[tuple[DrainReport | None, str | None]] = context.SimpleQueue()
-    shared = board(count, context)
+    shared = board(count, concurrency, context) if concurrency else None
     children = [
         context.Process(
             target=_child,
