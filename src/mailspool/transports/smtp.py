@@ -23,9 +23,14 @@ before the first message; paying them for every e-mail is the article's third ca
 slow requests. A connection returns to the pool after each send, so ten sends from one
 thread use one connection and N threads use at most ``max_connections`` (10; a worker
 sets it to its concurrency unless the URL gives it, see ``mailspool.delivery.factory``).
-A server may close a connection while it sits idle; the next send then reconnects once
-and resends, but only when the failure came before DATA, so a message is never sent
-twice by a retry.
+A server may close a connection while it sits idle; a pooled connection on which the
+server has spoken or hung up is replaced before anything is written (a non-blocking
+look at the socket, no round trip), and a send that still meets a dead connection
+reconnects once and resends, but only when the failure came before the content left
+(``data_started``: after 354, or just before the write that carries BDAT; undone by an
+answer proving the server dropped it), so a message is never sent twice by a retry.
+Connections open as sends need them, concurrently, with no probe; ``close`` QUITs every
+idle one at once.
 
 Errors: 4xx answers, dropped connections, timeouts and TLS failures are
 ``TransientError``; 5xx answers (a message too large included) and failed
