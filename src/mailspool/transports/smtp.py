@@ -43,6 +43,7 @@ raised anything else (a dropped connection, a timeout, a 421) is closed. A passw
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import smtplib
@@ -139,7 +140,28 @@ class _Connection(PipeliningSMTP):
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
             return True
-        return bool(readable)
+        if not readable:
+            return False
+        if isinstance(sock, ssl.SSLSocket):
+            return _tls_stale(sock)
+        return True
+
+
+def _tls_stale(sock: ssl.SSLSocket) -> bool:
+    """A readable TLS socket may hold only TLS's own records (TLS 1.3 session tickets
+    come after the handshake): stale only when the server sent bytes or hung up."""
+    timeout = sock.gettimeout()
+    try:
+        sock.settimeout(0)
+        sock.recv(1)  # the server's words (a 421) or b"" (closed): stale either way
+    except ssl.SSLWantReadError:
+        return False  # nothing but TLS records
+    except (OSError, ValueError):
+        return True
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sock.settimeout(timeout)
+    return True
 
 
 class _TLSConnection(_Connection, smtplib.SMTP_SSL):
