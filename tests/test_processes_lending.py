@@ -126,3 +126,16 @@ def test_the_sends_in_flight_never_pass_the_concurrency_across_processes() -> No
     first.ended()
     assert shared.tokens.acquire(block=False)
     shared.tokens.release()
+
+
+def test_the_sends_of_a_process_killed_alone_are_given_back_for_it() -> None:
+    shared = board(2, 2)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    for _ in range(2):  # it held every token when it died
+        assert shared.tokens.acquire(block=False)
+    shared.sends[0], shared.sends[2] = 2, dead.pid
+    survivor = Lending(Share(1, 2, shared), 2)
+    survivor.started()  # waits, sees the holder gone, takes a token freed for it
+    assert shared.sends[0] == 0
+    survivor.ended()

@@ -39,6 +39,7 @@ process has not tried, and none is held by another process (it may still hand ou
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import math
@@ -121,29 +122,38 @@ class Share:
 
 @dataclass(frozen=True, slots=True)
 class Board:
-    """What the processes share to lend each other connections: per process, the sends
-    in flight and when the last one started or ended (``time.monotonic``, one clock for
-    every process on Linux); and one token per send of the whole concurrency."""
+    """What the processes share to lend each other connections: per process, the tokens
+    it holds (its sends in flight), when it last started, waited or ended a send
+    (``time.monotonic``, one clock for every process on Linux) and its pid; one token
+    per send of the whole concurrency; a lock for giving back a dead process's tokens."""
 
-    sends: Any  # RawArray of 2 x count doubles
+    sends: Any  # RawArray of 3 x count doubles: held tokens, last moment, pid
     tokens: Any  # a multiprocessing semaphore of ``total`` tokens
+    lock: Any  # a multiprocessing lock
 
 
 def board(count: int, total: int, context: ForkContext | SpawnContext | None = None) -> Board:
     """A ``Board`` for ``count`` processes sharing a concurrency of ``total``."""
     maker = context or multiprocessing.get_context()
-    return Board(maker.RawArray("d", 2 * count), maker.BoundedSemaphore(total))
+    return Board(maker.RawArray("d", 3 * count), maker.BoundedSemaphore(total), maker.Lock())
+
+
+#: Seconds between two looks, while waiting for a token, at whether a process that
+#: holds some has died (killed alone: its tokens are given back for it).
+TOKEN_WAIT = 0.1
 
 
 class Lending:
     """Process ``share.index``'s part of the connections now: ``ceil(total / B)``, B the
     processes busy (this one counted), so the connections follow the e-mails.
 
-    Each process writes only its own two numbers; a reader may see one a moment old,
-    which moves a limit one send later: a process above its new part gives connections
-    back as their sends end (``SMTPTransport``). The sends in flight never pass ``total``
+    Each process writes only its own numbers; a reader may see one a moment old, which
+    moves a limit one send later: a process above its new part gives connections back
+    as their sends end (``SMTPTransport``). The sends in flight never pass ``total``
     across the processes, even for that moment: each takes one of the board's ``total``
-    tokens (``started``, which waits for one) and gives it back (``ended``).
+    tokens (``started``, which waits for one) and gives it back (``ended``). A process
+    killed alone (the others live on) leaves tokens taken: a waiting process gives them
+    back for it once its pid is gone, so no drain waits for a dead process.
     """
 
     def __init__(self, share: Share, total: int, *, clock: Callable[[], float] = time.monotonic):
@@ -151,10 +161,13 @@ class Lending:
             raise ValueError("Lending needs a Share with a board")
         self._share = share
         self._total = total
+        self._shared = share.board
         self._board = share.board.sends
         self._tokens = share.board.tokens
         self._clock = clock
         self._lock = threading.Lock()
+        self._mine = 3 * share.index
+        self._board[self._mine + 2] = os.getpid()
 
     def limit(self) -> int:
         now = self._clock()
@@ -162,23 +175,48 @@ class Lending:
             1
             for other in range(self._share.count)
             if other != self._share.index
-            and (self._board[2 * other] > 0 or now - self._board[2 * other + 1] < IDLE_AFTER)
+            and (self._board[3 * other] > 0 or now - self._board[3 * other + 1] < IDLE_AFTER)
         )
         return max(1, math.ceil(self._total / busy))
 
     def started(self) -> None:
-        self._note(+1)  # busy at once: the others shrink while this one waits
-        self._tokens.acquire()
+        self._note(0)  # busy at once: the others shrink while this one waits
+        while not self._tokens.acquire(timeout=TOKEN_WAIT):
+            self._note(0)
+            self._reclaim()
+        self._note(+1)
 
     def ended(self) -> None:
-        self._tokens.release()
         self._note(-1)
+        self._tokens.release()
 
     def _note(self, change: int) -> None:
-        mine = 2 * self._share.index
         with self._lock:
-            self._board[mine] += change
-            self._board[mine + 1] = self._clock()
+            self._board[self._mine] += change
+            self._board[self._mine + 1] = self._clock()
+
+    def _reclaim(self) -> None:
+        """Give back the tokens of processes that died holding them."""
+        with self._shared.lock:
+            for other in range(self._share.count):
+                held, pid = int(self._board[3 * other]), int(self._board[3 * other + 2])
+                if other == self._share.index or held <= 0 or not pid or _alive(pid):
+                    continue
+                log.warning("delivery process %d died holding %d send(s): freed", pid, held)
+                self._board[3 * other] = 0
+                for _ in range(held):
+                    with contextlib.suppress(ValueError):  # never past the total
+                        self._tokens.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def drain_shared(
