@@ -215,6 +215,7 @@ class SMTPTransport(Transport):
         self._idle: list[_Connection] = []
         self._slots = threading.Condition(self._lock)
         self._in_use = 0
+        self._lent = 0  # connections the sends hold (borrowed or opened), not idle
         self._share: ConnectionShare | None = None
         self._generation = 0
 
@@ -316,6 +317,7 @@ class SMTPTransport(Transport):
                 if reused and dropped_before_data(connection.data_started, err):
                     log.info("%s closed an idle connection (%s); reconnecting", self._where, err)
                     connection, reused = self._open(), False
+                    self._count_lent(+1)
                     continue
                 if isinstance(err, Exception):
                     raise self._translate(err, connection.data_started) from err
@@ -346,16 +348,25 @@ class SMTPTransport(Transport):
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return self._open(), False
+                opened = self._open()
+                self._count_lent(+1)
+                return opened, False
             if not connection.stale():
+                self._count_lent(+1)
                 return connection, True
             log.info("%s closed an idle connection; opening another", self._where)
             connection.close()
 
+    def _count_lent(self, change: int) -> None:
+        with self._lock:
+            self._lent += change
+
     def _give_back(self, connection: _Connection) -> None:
         with self._lock:
+            self._lent -= 1
             if connection.generation == self._generation:
-                if self._share is None or self._in_use + len(self._idle) <= self._limit():
+                # the connections this process keeps: those held by sends and the idle
+                if self._share is None or self._lent + len(self._idle) < self._limit():
                     self._idle.append(connection)
                     return
                 # more connections than this process's share now: another process needs
@@ -365,6 +376,7 @@ class SMTPTransport(Transport):
         _quit(connection)
 
     def _discard(self, connection: _Connection) -> None:
+        self._count_lent(-1)
         if connection.sock is not None:
             _quit(connection)
         connection.close()
