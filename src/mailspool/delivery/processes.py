@@ -12,7 +12,7 @@ whole worker of its own, and shares the work and the limits among them:
   a smaller batch is sent by one process, over the whole concurrency (below). A part
   must pay for the connections the process that takes it opens (over TLS 50 ms away,
   five round trips each): at 500, a batch of 1000 sent by two processes at 50 ms took
-  longer than by one (4.1-5.2 s against 3.6-4.0 s, ``bench field``);
+  longer than by one (3.1-3.7 s against 3.0-3.3 s, three runs side by side);
 - **the rate limit**: one limit for all, split evenly: each process sends at most
   ``max_rate / N``. Together they never exceed ``max_rate``; a process with nothing to
   send leaves its share unused (no coordination between processes is needed);
