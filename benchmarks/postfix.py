@@ -27,6 +27,7 @@ SMTP_SOURCE = "/usr/sbin/smtp-source"
 
 _SERVICES = """\
 {listen} inet n - n - - smtpd
+{listen_smtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -97,6 +98,8 @@ class Postfix:
     port: int
     folder: Path
     cafile: str
+    #: the same server with TLS from the first byte (smtps), when ``tls``
+    smtps_port: int = 0
 
     @property
     def url(self) -> str:
@@ -134,7 +137,7 @@ def running_postfix(*, tls: bool = True, restrictions: str = "") -> Iterator[Pos
     tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else None
     folder = Path(tempfile.mkdtemp(prefix="mailspool-postfix-", dir=tmpfs))
     folder.chmod(0o755)  # read by the postfix user
-    port = free_port()
+    port, smtps_port = free_port(), free_port()
     cert, key = self_signed_certificate()
     shutil.copy(cert, folder / "cert.pem")
     shutil.copy(key, folder / "key.pem")
@@ -147,14 +150,17 @@ def running_postfix(*, tls: bool = True, restrictions: str = "") -> Iterator[Pos
         key=folder / "key.pem",
     )
     (folder / "main.cf").write_text(main + restrictions + "\n")
-    (folder / "master.cf").write_text(_SERVICES.format(listen=f"127.0.0.1:{port}"))
+    services = _SERVICES.format(listen=f"127.0.0.1:{port}", listen_smtps=f"127.0.0.1:{smtps_port}")
+    if not tls:  # no certificate to offer: no smtps
+        services = "\n".join(line for line in services.splitlines() if "wrappermode" not in line)
+    (folder / "master.cf").write_text(services + "\n")
     for name in ("queue", "data"):
         (folder / name).mkdir()
     shutil.chown(folder / "data", "postfix", "postfix")
     _postfix(folder, "start")
     try:
         _wait_listening(port, folder)
-        yield Postfix("127.0.0.1", port, folder, str(folder / "cert.pem"))
+        yield Postfix("127.0.0.1", port, folder, str(folder / "cert.pem"), smtps_port if tls else 0)
     finally:
         _postfix(folder, "stop", check=False)
         _wait_stopped(folder)

@@ -87,7 +87,23 @@ def test_postfix_takes_each_email_in_one_round_trip_over_starttls(postfix: Postf
     assert "data" not in last
 
 
-def test_smtps_and_starttls_take_the_same_path(postfix: Postfix) -> None:
+def test_smtps_takes_the_same_one_round_trip_path(postfix: Postfix) -> None:
+    before = len(_session_counts(postfix))
+    with distant(f"smtp://{postfix.host}:{postfix.smtps_port}", 0.0) as (near, turns):
+        port = near.rpartition(":")[2]
+        far = f"smtps://127.0.0.1:{port}?cafile={postfix.cafile}&max_connections=1"
+        with SMTPTransport.from_url(far) as transport:
+            transport.send(simple_message("first", to="a@example.net"))
+            turns.count = 0
+            for number in range(5):
+                transport.send(simple_message(f"m{number}", to="b@example.net"))
+            assert turns.count == 5
+    last = _last_session(postfix, before)
+    assert last["bdat"] == 6
+    assert "starttls" not in last
+
+
+def test_the_chunked_group_and_aiosmtpd_smtps(postfix: Postfix) -> None:
     group = chunked_group("a@example.com", [], ["b@example.net"], [], b"Subject: x\r\n\r\nhi")
     assert group.endswith(b"BDAT 18 LAST\r\nSubject: x\r\n\r\nhi\r\n")
     with running_smtp_server(tls="implicit") as smtps:  # aiosmtpd: no CHUNKING, DATA
