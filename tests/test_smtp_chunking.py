@@ -18,7 +18,7 @@ import pytest
 from benchmarks.latency import distant
 from benchmarks.postfix import Postfix, available, ensure_postfix, running_postfix
 
-from mailspool.errors import PermanentError, TransientError, TransportUnavailable
+from mailspool.errors import ContentUnanswered, PermanentError, TransientError, TransportUnavailable
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.transports.smtp_pipeline import chunked_group
 from tests.fixtures.scripted_smtp import scripted_server
@@ -150,12 +150,14 @@ def test_a_drop_right_after_the_content_is_not_resent() -> None:
     with scripted_server(["drop"]) as server:
         with (
             SMTPTransport.from_url(server.url) as transport,
-            pytest.raises(TransientError, match="may have arrived"),
+            pytest.raises(TransientError, match="may have arrived") as raised,
         ):
             transport.send(simple_message("dropped"))
         assert len(server.contents) == 1
         assert server.connections == 1
     assert any(command.startswith("BDAT") for command in server.commands)
+    # no answer came: a counted retry, and no sign for the outage gate that the server is up
+    assert isinstance(raised.value, ContentUnanswered)
 
 
 def test_a_drop_after_the_content_on_a_reused_connection_is_not_resent() -> None:

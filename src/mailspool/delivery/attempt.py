@@ -15,6 +15,7 @@ from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.errors import (
+    ContentUnanswered,
     DeliveryError,
     InvalidMessage,
     ObjectRefused,
@@ -185,7 +186,7 @@ class EmailSender:
         if isinstance(result, TransportUnavailable):
             self._rules.gate.failed(result.response or str(result))
             return Attempt(index, attempt, SendOutcome.WAITING, result.response)
-        if not isinstance(result, InvalidMessage):
+        if not isinstance(result, InvalidMessage | ContentUnanswered):
             self._rules.gate.answered()  # the provider took or refused this e-mail
         if isinstance(result, SendingPaused):
             log.error("sending paused by the provider: %s", result.response)

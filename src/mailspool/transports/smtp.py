@@ -55,6 +55,7 @@ from urllib.parse import quote, unquote
 
 from mailspool.errors import (
     ConfigurationError,
+    ContentUnanswered,
     DeliveryError,
     InvalidMessage,
     PermanentError,
@@ -453,7 +454,7 @@ class SMTPTransport(Transport):
             return _network_error(self._where, TimeoutError(), self.timeout, data_started)
         if isinstance(err, smtplib.SMTPServerDisconnected):
             if data_started:
-                return TransientError(
+                return ContentUnanswered(
                     f"connection to {self._where} lost during DATA (the message may have "
                     f"arrived): {err}"
                 )
@@ -514,7 +515,7 @@ def _network_error(where: str, err: Exception, timeout: float, data_started: boo
     """Before the content, a network failure is the server's, not the e-mail's
     (``TransportUnavailable``); once the content has started to travel, the e-mail may
     have arrived, and a retry of it is counted."""
-    error = TransientError if data_started else TransportUnavailable
+    error: type[TransientError] = ContentUnanswered if data_started else TransportUnavailable
     if isinstance(err, ssl.SSLError | ssl.CertificateError):
         reason = getattr(err, "verify_message", None) or getattr(err, "reason", None) or err
         return error(f"TLS with {where} failed: {reason}")
