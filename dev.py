@@ -88,9 +88,24 @@ def ensure_chromium() -> None:
     run(["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=600", "chromium"], env=env)
 
 
+def ensure_postfix() -> None:
+    """Debian's postfix for the tests and benchmarks that run a real Postfix of their
+    own (``benchmarks/postfix.py``); installed with apt-get when missing, as root."""
+    if Path("/usr/sbin/postfix").exists():
+        return
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        print("the Postfix tests need /usr/sbin/postfix (apt-get install postfix, as root)")
+        return
+    print("installing postfix with apt-get (once)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-qq"], env=env)
+    run(["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=600", "postfix"], env=env)
+
+
 def test(args: list[str]) -> None:
     ensure_venv("test")
     ensure_chromium()
+    ensure_postfix()
     checkov = ensure_tool("checkov")
     run([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "dev.py"])
     run([str(BIN / "ruff"), "format", "--check", "src", "tests", "benchmarks", "dev.py"])

@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python3 dev.py bench [NAME ...]`` (default: all), NAME one of
-handoff, delivery, request, overview, suppression, peers, limits, ses.
+handoff, delivery, request, overview, suppression, peers, limits, ses, field.
 
 Each prints figures measured side by side in one run, as ratios: the machines these run
 on are shared and noisy, so absolute times move while ratios hold.
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "peers": "benchmarks.bench_peers",
     "limits": "benchmarks.bench_limits",
     "ses": "benchmarks.bench_ses_bulk",
+    "field": "benchmarks.bench_field",
 }
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ContentUnanswered",
     "DeliveryError",
     "InvalidBatch",
     "InvalidMessage",
@@ -166,6 +167,12 @@ class DeliveryError(MailspoolError):
 
 class TransientError(DeliveryError):
     """The send may succeed later: SMTP 4xx, throttling, timeout, dropped connection."""
+
+
+class ContentUnanswered(TransientError):
+    """The connection dropped or timed out after the content left, before any answer:
+    the e-mail may have arrived (retried as a counted attempt), and the server said
+    nothing, so it is no sign that the transport is back (``delivery.outage``)."""
 
 
 class TransportUnavailable(TransientError):

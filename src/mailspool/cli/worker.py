@@ -20,8 +20,15 @@ from mailspool.delivery.steps import OutcomeCallback, OutcomeFunction
 from mailspool.delivery.worker import BatchReport, Worker
 from mailspool.ops.status import collect_status
 from mailspool.stores import Store
+from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import DrainReport, drain, run_forever
-from mailspool.triggers.processes import Share, default_processes, drain_shared, run_processes
+from mailspool.triggers.processes import (
+    Lending,
+    Share,
+    default_processes,
+    drain_shared,
+    run_processes,
+)
 
 __all__ = ["worker"]
 
@@ -73,7 +80,11 @@ def worker(ctx: click.Context, /, **opts: Any) -> None:
         if processes == 1:
             report = _work(settings, opts, Share(0, 1))
         else:
-            report = run_processes(processes, functools.partial(_work, settings, opts))
+            report = run_processes(
+                processes,
+                functools.partial(_work, settings, opts),
+                concurrency=settings.concurrency,
+            )
         if report is not None:
             _print_drain(report, settings.store)
             if report.paused:
@@ -109,14 +120,26 @@ def _serve_metrics(worker: Worker, port: int) -> None:
 def _work(settings: Settings, opts: dict[str, Any], share: Share) -> DrainReport | None:
     """One delivery process: its share of the concurrency (and so of the SMTP pool) and
     of the rate; alone, the whole of both."""
-    mine = dataclasses.replace(settings, concurrency=share.concurrency(settings.concurrency))
+    # Over SMTP every process may use the whole concurrency, lent by the idle ones
+    # (``processes.Lending``); other transports take their part.
+    lends = share.count > 1 and share.board is not None and _is_smtp(settings.transport)
+    concurrency = settings.concurrency if lends else share.concurrency(settings.concurrency)
+    mine = dataclasses.replace(settings, concurrency=concurrency)
     split: dict[str, Any] = {"split_above": share.split_above} if share.split_above else {}
+    if lends:  # the ledger windows add up to one concurrency, as when split
+        split["ledger_window"] = share.concurrency(settings.concurrency)
     with open_worker(mine, **split) as the_worker:
+        if lends and isinstance(the_worker.transport, SMTPTransport):
+            the_worker.transport.share_connections(Lending(share, settings.concurrency))
         if opts["metrics_port"] is not None:
             _serve_metrics(the_worker, opts["metrics_port"])
         the_worker.limiter.rate = share.rate(the_worker.limiter.rate)
         stop_on_signals(the_worker)
         return _deliver(the_worker, mine, opts, share)
+
+
+def _is_smtp(url: str) -> bool:
+    return url.partition("://")[0].lower() in ("smtp", "smtps")
 
 
 def _deliver(

@@ -16,6 +16,7 @@ from mailspool.delivery.outage import TransportGate
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.steps import Call, Refused, SendResult, Steps
 from mailspool.errors import (
+    ContentUnanswered,
     DeliveryError,
     InvalidMessage,
     ObjectRefused,
@@ -177,7 +178,7 @@ class EmailSender:
         if isinstance(result, TransportUnavailable):
             self._rules.gate.failed(result.response or str(result))
             return Attempt(index, attempt, SendOutcome.WAITING, result.response)
-        if not isinstance(result, InvalidMessage):
+        if not isinstance(result, InvalidMessage | ContentUnanswered):
             self._rules.gate.answered()  # the provider took or refused this e-mail
         if isinstance(result, SendingPaused):
             log.error("sending paused by the provider: %s", result.response)

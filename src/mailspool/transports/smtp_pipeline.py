@@ -6,6 +6,15 @@ recipient), DATA, then the content. When the server advertises ``PIPELINING``,
 reads their answers in order: two round trips per e-mail, whatever the number of
 recipients. Socket, TLS, EHLO, AUTH and reply parsing stay ``smtplib``'s own.
 
+When the server also offers ``CHUNKING`` (RFC 3030), the content goes in the same write
+as the envelope, as ``BDAT <size> LAST`` followed by the message's bytes (no dot
+stuffing): MAIL FROM, every RCPT TO, BDAT and the content leave together and their
+answers are read in order, one round trip per e-mail. The content has then left before
+any answer is known: ``begin_data`` is called before that write, and ``content_discarded``
+once an answer proves the server will not deliver it (MAIL FROM refused, every recipient
+refused: the server drops the chunk, RFC 3030 section 4.2). So "the content may have
+arrived" keeps meaning exactly what it means with DATA.
+
 Answers are read and judged exactly as ``smtplib.SMTP.sendmail`` judges them, and the same
 exceptions come out: a refused sender is ``SMTPSenderRefused``, recipients refused while
 others were accepted are returned, all refused is ``SMTPRecipientsRefused``, a refused
@@ -27,6 +36,7 @@ __all__ = [
     "NoAnswer",
     "PipeliningSMTP",
     "UnreadableReply",
+    "chunked_group",
     "content_lines",
     "dropped_before_data",
     "envelope_group",
@@ -97,6 +107,8 @@ class PipeliningSMTP(smtplib.SMTP):
     """
 
     pipelining = True
+    #: BDAT (RFC 3030) when the server offers CHUNKING and PIPELINING
+    chunking = True
 
     def getreply(self) -> tuple[int, bytes]:
         """``smtplib``'s reading of one reply, which takes continuation lines without
@@ -123,6 +135,8 @@ class PipeliningSMTP(smtplib.SMTP):
         options = [*mail_options]
         if self.has_extn("size"):
             options.insert(0, f"size={len(msg)}")
+        if self.chunking and self.has_extn("chunking"):
+            return self._send_chunked(from_addr, to_addrs, msg, options, rcpt_options)
         self.send(envelope_group(from_addr, options, to_addrs, rcpt_options))
         answers = self._read_answers(len(to_addrs))
         refused = self._judge_envelope(from_addr, to_addrs, answers)
@@ -135,7 +149,52 @@ class PipeliningSMTP(smtplib.SMTP):
         return refused
 
     def begin_data(self) -> None:
-        """Called when the server said 354 and the content is about to be sent."""
+        """Called when the content is about to be sent: after 354, or before the write
+        that carries BDAT and the content with the envelope."""
+
+    def content_discarded(self) -> None:
+        """Called when an answer proves the content sent with BDAT will not be delivered
+        (the sender or every recipient refused)."""
+
+    def _send_chunked(
+        self,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        msg: bytes,
+        options: Sequence[str],
+        rcpt_options: Sequence[str],
+    ) -> dict[str, tuple[int, bytes]]:
+        """MAIL FROM, RCPT TO..., ``BDAT <size> LAST`` and the content in one write; the
+        answers read in order. Raises as the DATA path does."""
+        group = chunked_group(from_addr, options, to_addrs, rcpt_options, msg)
+        self.begin_data()
+        self.send(group)
+        mail = self.getreply()
+        rcpt: list[tuple[int, bytes]] = []
+        closing = mail[0] == 421
+        for _ in to_addrs:
+            if closing:
+                rcpt.append(mail)  # the server closed the session: no more answers
+                continue
+            rcpt.append(self.getreply())
+            closing = rcpt[-1][0] == 421
+        bdat = mail if closing else self.getreply()
+        accepted = mail[0] == 250 and any(code in _OK for code, _ in rcpt)
+        if not accepted or closing:
+            self.content_discarded()  # refused, or a session closed (421) before its end
+            if closing or bdat[0] == 421:
+                self.close()
+            else:
+                self._rset()  # type: ignore[attr-defined]
+            judge_envelope(from_addr, to_addrs, Answers(mail, tuple(rcpt), (354, b"")))
+            raise smtplib.SMTPServerDisconnected("the server closed the session (421)")
+        refused = {
+            a: answer for a, answer in zip(to_addrs, rcpt, strict=True) if answer[0] not in _OK
+        }
+        if bdat[0] != 250:
+            self._end_transaction(bdat[0])
+            raise smtplib.SMTPDataError(*bdat)
+        return refused
 
     def _read_answers(self, recipients: int) -> Answers:
         mail = self.getreply()
@@ -215,6 +274,21 @@ def envelope_group(
             raise ValueError(f"a line break in an SMTP command: {line!r}")
     utf8 = any(option.lower() == "smtputf8" for option in options)  # RFC 6531: UTF-8 commands
     return ("\r\n".join(lines) + "\r\n").encode("utf-8" if utf8 else "ascii")
+
+
+def chunked_group(
+    sender: str,
+    options: Sequence[str],
+    recipients: Sequence[str],
+    rcpt_options: Sequence[str],
+    msg: bytes,
+) -> bytes:
+    """MAIL FROM, each RCPT TO, then ``BDAT <size> LAST`` and the message (ending in
+    CRLF, sent as it is: BDAT has no dot stuffing), as one write."""
+    envelope = envelope_group(sender, options, recipients, rcpt_options)
+    envelope = envelope[: -len(b"data\r\n")]
+    body = msg if msg.endswith(_CRLF) else msg + _CRLF
+    return envelope + b"BDAT %d LAST\r\n" % len(body) + body
 
 
 #: An address that is a dot-atom at a domain: its own addr-spec, nothing to parse.
