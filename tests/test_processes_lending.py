@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mailspool.triggers.processes import IDLE_AFTER, Lending, Share, board
-
 import mailspool
 from mailspool.config import Settings
 from mailspool.transports.smtp import SMTPTransport
+from mailspool.triggers.processes import IDLE_AFTER, Lending, Share, board
 from tests.fixtures.smtp_server import SMTPSink
 from tests.transport_contract import simple_message
 
