@@ -293,7 +293,7 @@ def test_smtp_and_ses_get_the_same_body_bytes(
         to=("ana@example.com",),
         subject="Grüße",
         text="Schöne Grüße aus München, und ein langer Satz. " * 40,
-        html="<p>" + "В южных морях " * 60 + "</p>",  # noqa: RUF001 - Russian
+        html="<p>" + "В южных морях<br>\n" * 60 + "</p>",  # noqa: RUF001 - Russian, short lines
         sender=SENDER,
         tags=("welcome",),
     )
