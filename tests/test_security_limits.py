@@ -160,7 +160,7 @@ def test_a_message_larger_than_the_smtp_servers_advertised_size_is_not_sent() ->
 # -- allowed senders -------------------------------------------------------------------------
 
 
-ALLOWED = AllowedSenders.parse("@example.com, Boss@Other.org")
+ALLOWED = AllowedSenders.parse("@example.com, Boss@Other.org, @bücher.example")
 
 
 @pytest.mark.parametrize(
@@ -173,6 +173,11 @@ ALLOWED = AllowedSenders.parse("@example.com, Boss@Other.org")
         ("news@mail.example.com", False),
         ("news@example.com.evil.org", False),
         ("not an address", False),
+        # one mailbox in other spellings: quoted local part, fullwidth letters, IDNA
+        ('"boss"@other.org', True),
+        ("boss@ｏｔｈｅｒ.org", True),
+        ("shop@xn--bcher-kva.example", True),
+        ("shop@BÜCHER.example", True),
     ],
 )
 def test_allowed_senders_match_addresses_and_whole_domains(sender: str, allowed: bool) -> None:

@@ -142,8 +142,13 @@ class TestClassifier:
         monkeypatch.setenv("MAILSPOOL_DEFAULT_PRIORITY", "now")
         monkeypatch.setenv("MAILSPOOL_MARKER_RECIPIENT", "async@example.com")
         mailspool.send_mail(["a@example.com", "Async <async@example.com>"], "s", "m")
-        [written] = batches(spool)
-        assert written.message(0).to == ("a@example.com",)
+        # the marker in another spelling of the same mailbox is the marker too
+        mailspool.send_mail(["b@example.com", '"ASYNC"@Example.COM'], "s", "m")
+        written = batches(spool)
+        assert sorted(batch.message(0).to for batch in written) == [
+            ("a@example.com",),
+            ("b@example.com",),
+        ]
 
     def test_bad_priority_header_is_refused(self, settings: Settings) -> None:
         with (

@@ -3,7 +3,8 @@
 Whoever may write the store chooses each batch's From; this list is what keeps such a
 writer from sending as anyone else. It holds addresses (``news@example.com``) and
 whole domains (``@example.com``: any address of that domain, not of its subdomains),
-comma-separated, compared without regard to case. When it is set, an e-mail whose
+comma-separated, compared in their canonical form (``address.canonical_address``: case,
+quoting and IDNA spellings of one mailbox are the same address). When it is set, an e-mail whose
 From or Sender is not allowed fails for good with ``SenderNotAllowed`` and is not
 sent, on the worker and on the priority path. Reply-To is free: replies go where the
 recipient chooses anyway. Unset (empty): any sender.
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailspool.address import canonical_address, canonical_domain
 from mailspool.errors import ConfigurationError, InvalidMessage, SenderNotAllowed
-from mailspool.message import Message, address_spec
+from mailspool.message import Message
 
 __all__ = ["SETTING", "AllowedSenders"]
 
@@ -34,14 +36,14 @@ class AllowedSenders:
         item that is neither an address nor ``@domain``."""
         addresses, domains = set(), set()
         for item in (text or "").split(","):
-            item = item.strip().lower()
+            item = item.strip()
             if not item:
                 continue
-            if item.startswith("@") and len(item) > 1 and "@" not in item[1:]:
-                domains.add(item[1:])
-                continue
             try:
-                addresses.add(address_spec(item, "from"))
+                if item.startswith("@") and len(item) > 1 and "@" not in item[1:]:
+                    domains.add(canonical_domain(item[1:]))
+                else:
+                    addresses.add(canonical_address(item, "from"))
             except InvalidMessage:
                 raise ConfigurationError(
                     f"{SETTING}: {item!r} is neither an address nor @domain"
@@ -57,7 +59,7 @@ class AllowedSenders:
         if not self.restricted:
             return True
         try:
-            bare = address_spec(address, "from").lower()
+            bare = canonical_address(address, "from")
         except InvalidMessage:
             return False
         return bare in self.addresses or bare.rpartition("@")[2] in self.domains

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from mailspool.address import canonical_address
+from mailspool.errors import InvalidMessage
 from mailspool.headers import Priority
 
 __all__ = ["Decision", "classify"]
@@ -48,8 +50,8 @@ def classify(
     if header is not None:
         votes.append(header == Priority.NOW)
     if marker_recipient:
-        marker = parseaddr(marker_recipient)[1].lower()
-        kept = tuple(a for a in to if parseaddr(a)[1].lower() != marker)
+        marker = _comparable(marker_recipient)
+        kept = tuple(a for a in to if _comparable(a) != marker)
         if len(kept) != len(to):
             votes.append(False)
             to = kept
@@ -58,3 +60,13 @@ def classify(
         subject = subject[len(subject_marker) :].lstrip()
     votes.append(default == Priority.NOW)
     return Decision(priority=votes[0], to=to, subject=subject)
+
+
+def _comparable(address: str) -> str:
+    """The canonical form (``ana@example.com`` for ``"Ana" <ANA@Example.COM>``), or the
+    bare address lower-cased when it does not parse: the address check that refuses it
+    comes later, with its own reason."""
+    try:
+        return canonical_address(address)
+    except InvalidMessage:
+        return parseaddr(address)[1].lower()
