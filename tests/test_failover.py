@@ -17,11 +17,13 @@ from pathlib import Path
 
 import boto3
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 import mailspool
+from mailspool.cli import cli
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, delivery_url, open_delivery_transport
 from mailspool.errors import (
@@ -43,6 +45,8 @@ from mailspool.transports.failover_url import Chain, format_chain, member_label,
 from mailspool.transports.memory import MemoryTransport
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain
+from mailspool.web import Dashboard
+from mailspool.web.http import Request
 from mailspool.web.metrics import SendMetrics
 from tests.fixtures.faulty_relay import faulty_relay
 from tests.fixtures.moto_server import MotoServer
@@ -111,6 +115,11 @@ def test_an_unknown_scheme_names_the_member_and_no_password_leaks() -> None:
         open_transport("failover(smtp://me:s3cret@relay.example memory:a)?retry_period=x")
     assert "s3cret" not in str(raised.value)
     assert "me:***@relay.example" in str(raised.value)
+
+
+def test_the_chain_shows_no_password() -> None:
+    with open_transport("failover(smtp://me:s3cret@relay.example:25 memory:a)") as chain:
+        assert chain.url == "failover(smtp://me@relay.example:25 memory:a)"
 
 
 def test_the_label_drops_credentials_and_query() -> None:
@@ -396,6 +405,14 @@ def test_a_fault_run_delivers_each_email_once_or_twice_where_the_ledger_says(
     assert f"may also have arrived via {first.url}" in sent.detail
     [moved] = trace_address(store, "user3@example.com")
     assert f"via {smtp_server.url}" in next(s.detail for s in moved.steps if s.state == "sent")
+    printed = CliRunner().invoke(
+        cli, ["trace", "user6@example.com", "--store", store.url], catch_exceptions=False
+    )
+    assert f"via {first.url}; may also have arrived via {first.url}" in printed.output
+    page = Dashboard(store, public={}).handle(
+        Request("GET", "/trace", query="q=user3%40example.com")
+    )
+    assert f"via {smtp_server.url}" in page.body.decode()
 
 
 def test_a_chain_wholly_down_pauses_the_worker_and_spends_no_attempt(

@@ -45,6 +45,8 @@ from mailspool.message import Message
 from mailspool.transports.base import Receipt, Transport
 from mailspool.transports.failover_url import (
     DEFAULT_RETRY_PERIOD,
+    Chain,
+    format_chain,
     member_label,
     parse_chain,
 )
@@ -121,7 +123,6 @@ class FailoverTransport(Transport):
         *,
         retry_period: float = DEFAULT_RETRY_PERIOD,
         clock: Callable[[], float] = time.monotonic,
-        url: str | None = None,
     ) -> None:
         if not members:
             raise ConfigurationError("a failover chain needs at least one transport")
@@ -129,7 +130,8 @@ class FailoverTransport(Transport):
             Member(transport, member_label(transport.url), Breaker(retry_period, clock))
             for transport in members
         )
-        self.url = url or f"failover({' '.join(m.label for m in self.members)})"
+        # as the members show themselves: no password (the worker logs and records it)
+        self.url = format_chain(Chain(tuple(t.url for t in members), retry_period))
         self._unanswered = _Unanswered(_REMEMBERED)
 
     @classmethod
@@ -155,7 +157,7 @@ class FailoverTransport(Transport):
                 transport.close()
             raise
         options.setdefault("retry_period", chain.retry_period)
-        return cls(opened, url=url, **options)
+        return cls(opened, **options)
 
     def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
         """Send through the first member that takes the e-mail (see the module)."""
@@ -190,15 +192,10 @@ class FailoverTransport(Transport):
             for member in self.members
             if member.breaker.last is not None
         ]
-        text = f"no transport of {self.url_shown} took the e-mail ({'; '.join(said)})"
+        text = f"no transport of {self.url} took the e-mail ({'; '.join(said)})"
         if all(isinstance(m.breaker.last, SendingPaused) for m in self.members):
             return SendingPaused(text)
         return TransportUnavailable(text)
-
-    @property
-    def url_shown(self) -> str:
-        """The chain as its labels (no credentials): ``failover(ses://... smtp://...)``."""
-        return f"failover({' '.join(member.label for member in self.members)})"
 
     def send_rate(self) -> float | None:
         """The first member's limit: the chain's rate is its primary's."""
