@@ -29,6 +29,7 @@ from mailspool.delivery.factory import build_worker, delivery_url, open_delivery
 from mailspool.errors import (
     ConfigurationError,
     ContentUnanswered,
+    InvalidMessage,
     PermanentError,
     SendingPaused,
     TransientError,
@@ -320,6 +321,22 @@ def test_a_half_open_member_admits_one_probe_at_a_time() -> None:
     assert not breaker.admits()  # another thread while the probe is out
     breaker.answered()
     assert breaker.admits()
+
+
+def test_a_probe_that_found_the_email_unsendable_lets_the_next_one_probe() -> None:
+    """MemoryTransports told to raise: a member down, then one refusing the e-mail
+    before sending it (as SES does a non-ASCII local part)."""
+    clock = Clock()
+    first, second = MemoryTransport("first"), MemoryTransport("second")
+    chain = FailoverTransport([first, second], retry_period=10.0, clock=clock)
+    first.fail_next(TransportUnavailable("refused"))
+    chain.send(simple_message())
+    clock.now = 10.0
+    first.fail_next(InvalidMessage("no SMTPUTF8", field="to"))
+    with pytest.raises(InvalidMessage):
+        chain.send(simple_message())
+    assert chain.send(simple_message()).via == first.url  # probed at once, and back
+    assert len(first.outbox) == 1
 
 
 # -- the ledger, trace, metrics, the worker -----------------------------------------

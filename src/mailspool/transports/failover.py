@@ -93,6 +93,13 @@ class Breaker:
             self.last = error
             return opened
 
+    def give_back(self) -> None:
+        """The e-mail never reached the member (it was found unsendable first): a probe
+        it was lets the next e-mail probe at once."""
+        with self._lock:
+            if self._open_until is not None:
+                self._open_until = min(self._open_until, self._clock())
+
     def answered(self) -> None:
         """The member answered (took or refused an e-mail): close the breaker."""
         with self._lock:
@@ -180,6 +187,9 @@ class FailoverTransport(Transport):
                 raise
             except DeliveryError:
                 member.breaker.answered()
+                raise
+            except BaseException:  # InvalidMessage, a bug: says nothing of the member
+                member.breaker.give_back()
                 raise
             member.breaker.answered()
             return replace(receipt, via=member.label, unanswered=self._unanswered.take(key))
