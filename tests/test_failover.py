@@ -4,7 +4,8 @@ ledger says where an e-mail went and where it may have gone twice.
 Real aiosmtpd servers for every SMTP case (stopped, answering 421/454, TLS that cannot
 be verified, dropping the connection after the content, refusing with a 5xx); the
 member that stands for SES paused or throttling is a MemoryTransport told to raise
-those errors, since neither moto nor any server here can pause an account or throttle.
+those errors, since neither moto nor any server here can pause an account or throttle;
+SES that takes over from a relay is a moto server.
 The breaker's retry period runs on a clock the test moves.
 """
 
