@@ -141,7 +141,8 @@ EXIT_FALLBACK = 3
 def _send_priority(message: Message, settings: Settings) -> str:
     result = api.send_priority(message, settings=settings)
     if result.receipt is not None:
-        click.echo(f"sent {result.receipt.message_id} via {settings.priority_transport}")
+        via = result.receipt.via or settings.priority_transport  # a chain's member
+        click.echo(f"sent {result.receipt.message_id} via {via}")
         return ""
     click.echo(f"priority transport unavailable ({result.outage})", err=True)
     return "queued at the front"

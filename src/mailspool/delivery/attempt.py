@@ -196,7 +196,9 @@ class EmailSender:
         if refused:
             why = "recipients refused" if result.refused else "recipients suppressed"
             self._write_failed(index, attempt, why, False, refused)
-        entry = LedgerEntry.sent(index, result.message_id, attempt, refused)
+        entry = LedgerEntry.sent(
+            index, result.message_id, attempt, refused, via=result.via, unanswered=result.unanswered
+        )
         self._ledger.record(entry)
         self._notify(index, LedgerState.SENT)
         return Attempt(index, attempt, SendOutcome.SENT, entry=entry)

@@ -26,6 +26,7 @@ import signal
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -45,6 +46,7 @@ from mailspool.stores import open_store
 from mailspool.stores.base import Store
 from mailspool.transports import open_transport
 from mailspool.transports.base import Transport
+from mailspool.transports.failover_url import format_chain, is_failover, parse_chain
 
 __all__ = [
     "STOP_SIGNALS",
@@ -117,13 +119,21 @@ def open_delivery_transport(settings: Settings) -> Transport:
 
 def delivery_url(settings: Settings) -> str:
     """``MAILSPOOL_TRANSPORT`` with ``max_connections`` = the concurrency added, for a
-    pooled transport whose URL leaves it out."""
+    pooled transport whose URL leaves it out (each member's, in a failover chain)."""
     url = settings.transport
+    if not is_failover(url):
+        return _pooled(url, settings.concurrency)
+    chain = parse_chain(url)
+    members = tuple(_pooled(member, settings.concurrency) for member in chain.members)
+    return format_chain(replace(chain, members=members))
+
+
+def _pooled(url: str, concurrency: int) -> str:
     parts = urlsplit(url)
     if parts.scheme.lower() not in _POOLED_SCHEMES or "max_connections" in parse_qs(parts.query):
         return url
     separator = "&" if parts.query else ("" if url.endswith("?") else "?")
-    return f"{url}{separator}max_connections={settings.concurrency}"
+    return f"{url}{separator}max_connections={concurrency}"
 
 
 @contextmanager

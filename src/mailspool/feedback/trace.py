@@ -156,7 +156,8 @@ def _priority(store: Store) -> list[EmailTrace]:
         trace = EmailTrace(None, None, "", [str(a) for a in to], message_id)
         trace.steps.append(Step("priority", at, "sent at once, no batch"))
         if record.get("sent") == 1:
-            trace.steps.append(Step("sent", at, f"provider id {message_id}"))
+            via = record.get("via")
+            trace.steps.append(Step("sent", at, _sent_detail(message_id, via, None)))
         else:
             trace.steps.append(Step("failed", at, str(record.get("reason") or "refused")))
         traces[message_id] = trace
@@ -250,7 +251,8 @@ def _ledger_steps(store: Store, trace: EmailTrace, entry: LedgerEntry | None) ->
     if entry.state is LedgerState.SENT:
         trace.provider_id = entry.message_id or None
         at = _failed_at(store, trace.batch, trace.index, partial=True) or _after(trace)
-        trace.steps.append(Step("sent", at, f"provider id {trace.provider_id}"))
+        detail = _sent_detail(trace.provider_id, entry.via, entry.unanswered)
+        trace.steps.append(Step("sent", at, detail))
         for address, why in dict(entry.refused or {}).items():
             state = "suppressed" if str(why).startswith("suppressed") else "refused"
             trace.steps.append(Step(state, at, f"{address}: {why}"))
@@ -261,6 +263,22 @@ def _ledger_steps(store: Store, trace: EmailTrace, entry: LedgerEntry | None) ->
         trace.steps.append(Step(state, at, reason))
     elif entry.state is LedgerState.CONTINUED:
         trace.steps.append(Step("continued", _after(trace), f"in batch {entry.batch}"))
+
+
+def _sent_detail(provider_id: str | None, via: object, unanswered: tuple[str, ...] | None) -> str:
+    """``provider id X via smtp://relay:587``, and where it may have arrived too."""
+    detail = f"provider id {provider_id}"
+    if isinstance(via, str) and via:
+        detail += f" via {via[:_MAX_LABEL]}"
+    if unanswered:
+        shown = ", ".join(label[:_MAX_LABEL] for label in unanswered[:_MAX_LABELS])
+        detail += f"; may also have arrived via {shown} (took the content, never answered)"
+    return detail
+
+
+#: A label read from the store is shown shortened, and only so many of them.
+_MAX_LABEL = 200
+_MAX_LABELS = 16
 
 
 def _failed_at(store: Store, batch_id: str, index: int, *, partial: bool) -> str | None:

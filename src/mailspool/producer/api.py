@@ -294,17 +294,24 @@ def _transmit(prepared: _Prepared, settings: Settings) -> Receipt:
     except PermanentError as err:
         _count(settings, f"<refused-{uuid.uuid4().hex}>", recipients, sent=False, reason=str(err))
         raise
-    _count(settings, receipt.message_id or f"<{uuid.uuid4().hex}>", recipients, sent=True)
+    message_id = receipt.message_id or f"<{uuid.uuid4().hex}>"
+    _count(settings, message_id, recipients, sent=True, via=receipt.via)
     if not prepared.suppressed:
         return receipt
-    return Receipt(receipt.message_id, {**prepared.suppressed, **receipt.refused})
+    return replace(receipt, refused={**prepared.suppressed, **receipt.refused})
 
 
 def _count(
-    settings: Settings, message_id: str, recipients: list[str], *, sent: bool, reason: str = ""
+    settings: Settings,
+    message_id: str,
+    recipients: list[str],
+    *,
+    sent: bool,
+    reason: str = "",
+    via: str | None = None,
 ) -> None:
     try:
         store = shared_store(settings.store)
-        tally.record_priority(store, message_id, recipients, sent=sent, reason=reason)
+        tally.record_priority(store, message_id, recipients, sent=sent, reason=reason, via=via)
     except Exception as err:  # counting never turns a send into a failure
         log.error("cannot count a priority e-mail in %s: %s", settings.store, err)

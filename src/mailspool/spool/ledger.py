@@ -18,7 +18,9 @@ under way). ``flush`` writes at once.
 
 On disk a record is one JSON array of entries (``records.LedgerEntry``), each
 ``{"i": index, "s": state, ...}`` with state ``sent`` (``id``: the provider's message
-id, ``a``: attempts, ``refused``: recipients refused while the others got it),
+id, ``a``: attempts, ``refused``: recipients refused while the others got it, ``via``:
+the failover member that accepted it, ``unanswered``: the members that took it earlier
+without answering),
 ``failed`` (``reason``, ``a``) or ``continued`` (``batch``: the batch that carries the
 e-mail on).
 """

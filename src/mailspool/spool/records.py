@@ -249,7 +249,9 @@ class LedgerEntry:
     """One e-mail's outcome. On disk (JSON key: field): ``i``: index, ``s``: state,
     ``id``: message_id (sent), ``reason`` (failed), ``a``: attempts (sent, failed),
     ``batch``: the batch that carries the e-mail on (continued), ``refused``: the
-    recipients refused while the others got the e-mail (sent)."""
+    recipients refused while the others got the e-mail (sent), ``via``: the member of a
+    failover chain that accepted it (sent), ``unanswered``: the members that took its
+    content earlier without answering, where it may have arrived too (sent)."""
 
     index: int
     state: LedgerState
@@ -258,12 +260,29 @@ class LedgerEntry:
     attempts: int | None = None
     batch: str | None = None
     refused: Mapping[str, str] | None = None
+    via: str | None = None
+    unanswered: tuple[str, ...] | None = None
 
     @classmethod
     def sent(
-        cls, index: int, message_id: str, attempts: int, refused: Mapping[str, str] | None = None
+        cls,
+        index: int,
+        message_id: str,
+        attempts: int,
+        refused: Mapping[str, str] | None = None,
+        *,
+        via: str | None = None,
+        unanswered: Sequence[str] = (),
     ) -> LedgerEntry:
-        return cls(index, LedgerState.SENT, message_id, attempts=attempts, refused=refused or None)
+        return cls(
+            index,
+            LedgerState.SENT,
+            message_id,
+            attempts=attempts,
+            refused=refused or None,
+            via=via,
+            unanswered=tuple(unanswered) or None,
+        )
 
     @classmethod
     def failed(cls, index: int, reason: str, attempts: int) -> LedgerEntry:
@@ -281,6 +300,8 @@ class LedgerEntry:
             ("a", self.attempts),
             ("batch", self.batch),
             ("refused", None if self.refused is None else dict(self.refused)),
+            ("via", self.via),
+            ("unanswered", None if self.unanswered is None else list(self.unanswered)),
         )
         entry.update((name, value) for name, value in optional if value is not None)
         return entry
@@ -303,6 +324,8 @@ class LedgerEntry:
             attempts=item["a"] if _is_int(item.get("a")) else None,
             batch=_str_or_none(item.get("batch")),
             refused=refused if _is_text_map(refused) else None,
+            via=_str_or_none(item.get("via")),
+            unanswered=_texts_or_none(item.get("unanswered")),
         )
 
 
@@ -457,6 +480,12 @@ def _is_int(value: object) -> bool:
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _texts_or_none(value: object) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return None
+    return tuple(value) or None
 
 
 def _is_text_map(value: object) -> bool:

@@ -77,6 +77,7 @@ _MINUTES_KEPT = 24 * 60  # the per-minute series covers the last day
 _CLAIM = "tally-fold"
 PRIORITY = "tally/priority/"
 _PRIORITY_KIND = "priority"
+_MAX_VIA = 200  # a failover member's label, as the ledger keeps it
 
 
 @dataclass(slots=True)
@@ -218,9 +219,11 @@ def record_priority(
     sent: bool,
     reason: str = "",
     now: float | None = None,
+    via: str | None = None,
 ) -> None:
     """Count a priority e-mail sent at once (or refused for good): one append after
-    the send, logged and never raised if it fails (the e-mail is gone either way)."""
+    the send, logged and never raised if it fails (the e-mail is gone either way).
+    ``via``: the failover member that accepted it."""
     record: dict[str, object] = {
         "k": _PRIORITY_KIND,
         "b": f"priority:{message_id}",
@@ -232,6 +235,8 @@ def record_priority(
     }
     if reason:
         record["reason"] = reason[:500]
+    if via:
+        record["via"] = via[:_MAX_VIA]
     _append(store, record, now)
 
 

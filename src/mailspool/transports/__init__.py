@@ -7,6 +7,8 @@ ses://REGION                                        SESTransport (pip install 'm
 file:///abs/dir, file://rel/dir, file:rel/dir       FileTransport: one .eml per message
 console:, console:?stream=stderr                    ConsoleTransport: print each message
 memory:, memory:NAME                                MemoryTransport: a list, for tests
+failover(URL URL ...)[?retry_period=60]             FailoverTransport: the next one when
+                                                    the previous provably took nothing
 ```
 
 Each backend is a class with ``from_url(url, **options)``, imported on first use, so a
@@ -25,11 +27,13 @@ from mailspool._backends import load_backend
 from mailspool.errors import ConfigurationError
 from mailspool.transports._common import redact
 from mailspool.transports.base import Receipt, Transport
+from mailspool.transports.failover_url import is_failover
 
 __all__ = ["Receipt", "Transport", "open_transport"]
 
 _BACKENDS = {
     "console": "mailspool.transports.console:ConsoleTransport",
+    "failover": "mailspool.transports.failover:FailoverTransport",
     "file": "mailspool.transports.file:FileTransport",
     "memory": "mailspool.transports.memory:MemoryTransport",
     "ses": "mailspool.transports.ses:SESTransport",
@@ -43,6 +47,7 @@ _EXAMPLES = (
     "file://DIR",
     "console:",
     "memory:",
+    "failover(URL URL ...)",
 )
 # scheme -> (what needs it, the extra to install, the top-level modules it provides)
 _EXTRAS = {"ses": ("the SES transport", "aws", frozenset({"boto3", "botocore"}))}
@@ -57,7 +62,7 @@ def open_transport(url: str, **options: Any) -> Transport:
     ``MissingDependency`` naming the extra.
     """
     match = _SCHEME.match(url)
-    scheme = match.group(1).lower() if match else ""
+    scheme = "failover" if is_failover(url) else match.group(1).lower() if match else ""
     if scheme not in _BACKENDS:
         raise ConfigurationError(
             f"unknown transport URL {redact(url)!r}: the known kinds are {', '.join(_EXAMPLES)}"

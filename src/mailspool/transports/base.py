@@ -34,11 +34,16 @@ class Receipt:
     ``message_id`` is the provider's id (SES) or the Message-ID header (SMTP, files).
     ``refused`` maps each recipient that the provider refused while accepting the others
     to its answer, e.g. ``{"x@example.com": "550 5.1.1 no such user"}``; callers record
-    those as failed so that nothing is silently dropped.
+    those as failed so that nothing is silently dropped. ``via`` and ``unanswered`` are
+    set by a failover chain only.
     """
 
     message_id: str
     refused: Mapping[str, str] = field(default_factory=dict)
+    #: The member of a failover chain that accepted it (``transports.failover``).
+    via: str | None = None
+    #: Members that took its content earlier without answering: it may be there too.
+    unanswered: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,12 +185,29 @@ class SendMetrics(SendStep):
         )
         for outcome in ("sent", "transient", "permanent", "paused"):
             self.sends.labels(outcome)
+        self.sent_via = Counter(
+            "mailspool_sent_via",
+            "E-mails accepted by each member of a failover chain",
+            ["transport"],
+            registry=registry,
+        )
+        self.unanswered = Counter(
+            "mailspool_sent_after_unanswered",
+            "E-mails accepted after a member took their content without answering "
+            "(they may have arrived twice; the ledger names the member)",
+            registry=registry,
+        )
 
     def answered(self, call: Call) -> None:
-        """One call timed; each e-mail counted with its own outcome."""
+        """One call timed; each e-mail counted with its own outcome (and, through a
+        failover chain, the member that accepted it)."""
         self.latency.observe(call.seconds)
         for result in call.results:
             self.sends.labels(_outcome(result)).inc()
+            if isinstance(result, Receipt) and result.via is not None:
+                self.sent_via.labels(result.via).inc()
+                if result.unanswered:
+                    self.unanswered.inc()
 
 
 def _outcome(result: SendResult) -> str:
