@@ -1,0 +1,167 @@
+"""Encryption at rest, applied once at the store boundary: ``sealed(store, keys)``.
+
+With ``MAILSPOOL_ENCRYPTION_KEY`` set, every object written (batches in ``queue/``,
+``scheduled/``, ``done/``, ``cancelled/``, ``quarantine/``, ``failed/`` records, blobs,
+suppression and event records...) and every log record (ledgers) is sealed in an
+envelope (``spool.envelope``) under a fresh data key; reading opens it. Nothing above
+the store changes, so no code path can forget to encrypt. Claims, listings, deletes and
+moves pass through: a move keeps the envelope as it is, and its binding (the batch id,
+``binding``) is the same on both sides (``queue/<id>.json`` -> ``done/<id>.json``).
+
+Reading stays mixed: clear objects and records (written before encryption was turned
+on) read as they are. A sealed object that cannot be opened raises ``Undecryptable``,
+an ``ObjectRefused``: the worker quarantines the batch as it is and sends nothing. A
+sealed log record that cannot be opened is left out with a warning, as a torn record is.
+
+Crypto-shredding: a sealed object's data key is in its own envelope, so
+``shred(store, key)`` (removing the object) leaves nothing that any key can open; every
+object of a batch is found by its id (``layout``), and its ledger records by its ledger.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Iterator
+
+from mailspool.errors import ObjectTooLarge, Undecryptable
+from mailspool.spool import layout
+from mailspool.spool.envelope import Envelope, is_sealed, parse
+from mailspool.spool.keyring import Keyring, keyring_of
+from mailspool.spool.schedule import due_of
+from mailspool.stores.base import Lease, ObjectInfo, Store
+
+__all__ = ["SealedStore", "binding", "sealed", "sealed_like", "sealed_size"]
+
+log = logging.getLogger("mailspool.store")
+
+
+def sealed(store: Store, keys: tuple[str, ...]) -> Store:
+    """``store`` sealing with the keys ``MAILSPOOL_ENCRYPTION_KEY`` lists; ``store``
+    itself when it lists none (the format unchanged: clear JSON)."""
+    if not keys:
+        return store
+    if isinstance(store, SealedStore):
+        return store
+    return SealedStore(store, keyring_of(keys))
+
+
+def binding(key: str) -> str:
+    """What an object's ciphertext is bound to: its batch id (or record name) without
+    its folder, so a move between folders keeps it and a copy under another name fails.
+    ``scheduled/<due>-<id>.json`` is bound to ``<id>``, as ``queue/<id>.json`` is."""
+    due = due_of(key)
+    return due[1] if due is not None else layout.batch_id_from_key(key)
+
+
+def sealed_size(limit: int) -> int:
+    """The largest envelope of a plaintext of ``limit`` bytes: base64 (4 per 3) plus
+    the tag and the fields around it."""
+    return (limit + 16 + 2) // 3 * 4 + 4096
+
+
+class SealedStore(Store):
+    """A store whose objects and log records are sealed; see the module docstring."""
+
+    def __init__(self, inner: Store, keyring: Keyring) -> None:
+        self.inner = inner
+        self.keyring = keyring
+        self.url = inner.url
+        self.ledger_commit_ms = inner.ledger_commit_ms
+
+    # -- sealing -------------------------------------------------------------------------
+
+    def seal(self, key: str, data: bytes) -> bytes:
+        """``data`` in an envelope under a fresh data key, bound to ``key``'s binding."""
+        made = self.keyring.new_data_key()
+        return Envelope.seal(
+            data, binding=binding(key), kid=made.kid, data_key=made.key, wrapped_key=made.wrapped
+        ).encode()
+
+    def unseal(self, key: str, data: bytes) -> bytes:
+        """The plaintext of what was read at ``key``; clear bytes as they are."""
+        if not is_sealed(data):
+            return data
+        envelope = parse(data, key)
+        data_key = self.keyring.unwrap(envelope.kid, envelope.wrapped_key, key)
+        return envelope.open(data_key, binding=binding(key), source=key)
+
+    # -- objects -------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, self.seal(key, data))
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        return self.inner.put_new(key, self.seal(key, data))
+
+    def get(self, key: str) -> bytes:
+        return self.unseal(key, self.inner.get(key))
+
+    def get_at_most(self, key: str, limit: int, setting: str = "the limit") -> bytes:
+        """The plaintext, at most ``limit`` bytes: the envelope is read only if it is no
+        larger than such a plaintext's could be, then the plaintext checked."""
+        data = self.unseal(key, self.inner.get_at_most(key, sealed_size(limit), setting))
+        if len(data) > limit:
+            raise ObjectTooLarge(key, len(data), limit, setting)
+        return data
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def move(self, source: str, destination: str) -> bool:
+        return self.inner.move(source, destination)
+
+    def check(self) -> None:
+        self.inner.check()
+
+    # -- record logs ---------------------------------------------------------------------
+
+    def append(self, key: str, record: bytes) -> None:
+        made = self.keyring.log_key(key)
+        sealed_record = Envelope.seal(
+            record, binding=binding(key), kid=made.kid, data_key=made.key, wrapped_key=made.wrapped
+        )
+        self.inner.append(key, sealed_record.encode())
+
+    def read_log(self, key: str) -> builtins.list[bytes]:
+        records = []
+        for record in self.inner.read_log(key):
+            try:
+                records.append(self.unseal(key, record))
+            except Undecryptable as err:
+                log.warning("left out a record of %s: %s", key, err)
+        return records
+
+    def delete_log(self, key: str) -> None:
+        self.inner.delete_log(key)
+
+    # -- claims and the rest ---------------------------------------------------------------
+
+    def claim(self, name: str, owner: str, ttl: float) -> Lease | None:
+        return self.inner.claim(name, owner, ttl)
+
+    def renew(self, lease: Lease, ttl: float) -> Lease:
+        return self.inner.renew(lease, ttl)
+
+    def release(self, lease: Lease) -> None:
+        self.inner.release(lease)
+
+    def reserve_connections(self, threads: int) -> None:
+        self.inner.reserve_connections(threads)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def sealed_like(model: Store, store: Store) -> Store:
+    """``store`` sealing with ``model``'s keys (a fallback beside the store it stands in
+    for); ``store`` itself when ``model`` seals nothing."""
+    if isinstance(model, SealedStore) and not isinstance(store, SealedStore):
+        return SealedStore(store, model.keyring)
+    return store
