@@ -29,6 +29,7 @@ from mailspool.spool import layout
 from mailspool.spool.envelope import Envelope, is_sealed, parse
 from mailspool.spool.keyring import Keyring, keyring_of
 from mailspool.spool.schedule import due_of
+from mailspool.stores import check_record
 from mailspool.stores.base import Lease, ObjectInfo, Store
 
 __all__ = ["SealedStore", "binding", "sealed", "sealed_like", "sealed_size"]
@@ -109,6 +110,7 @@ class SealedStore(Store):
         self.inner.delete(key)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Sizes are the stored envelopes' (the plaintext's is known once it is read)."""
         return self.inner.list(prefix)
 
     def exists(self, key: str) -> bool:
@@ -123,6 +125,7 @@ class SealedStore(Store):
     # -- record logs ---------------------------------------------------------------------
 
     def append(self, key: str, record: bytes) -> None:
+        check_record(record)  # the envelope has no line break; the record must not either
         made = self.keyring.log_key(key)
         sealed_record = Envelope.seal(
             record, binding=binding(key), kid=made.kid, data_key=made.key, wrapped_key=made.wrapped
