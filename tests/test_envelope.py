@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+from importlib import resources
 
+import jsonschema
 import orjson
 import pytest
 from hypothesis import given
@@ -177,6 +179,22 @@ def test_any_flipped_byte_is_refused_or_harmless(position: int, flip: int) -> No
         return
     # untouched plaintext, or (the mark itself changed) the bytes as found, still sealed
     assert found == b"secret body" or (found == bytes(data) and not is_sealed(found))
+
+
+SCHEMA = jsonschema.Draft202012Validator(
+    json.loads(resources.files("mailspool").joinpath("schema/encrypted-v1.schema.json").read_text())
+)
+
+
+@given(st.binary(max_size=300), st.text(max_size=40))
+def test_every_envelope_written_is_valid_under_the_published_schema(
+    plaintext: bytes, name: str
+) -> None:
+    made = RING.new_data_key()
+    envelope = Envelope.seal(
+        plaintext, binding=name, kid=made.kid, data_key=made.key, wrapped_key=made.wrapped
+    )
+    SCHEMA.validate(orjson.loads(envelope.encode()))
 
 
 def test_an_envelope_round_trips_through_parse() -> None:
