@@ -22,7 +22,7 @@ from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, ObjectTooLarge, Undecryptable
 from mailspool.spool.envelope import MARK, Envelope, is_sealed, parse
 from mailspool.spool.keyring import Keyring, LocalKey, keyring_of
-from mailspool.spool.sealed_store import SealedStore, binding, sealed
+from mailspool.spool.sealed_store import SealedStore, binding, drop_data_key, sealed
 from mailspool.stores import Store
 from mailspool.stores.memory import MemoryStore
 from tests.store_contract import StoreContract
@@ -209,3 +209,18 @@ def test_an_envelope_round_trips_through_parse() -> None:
     assert parse(encoded, "s").open(made.key, binding="a", source="s") == b"x"
     with pytest.raises(Undecryptable, match="another name"):
         parse(encoded, "s").open(made.key, binding="b", source="s")
+
+
+def test_a_dropped_data_key_leaves_the_object_listed_and_never_open() -> None:
+    inner = MemoryStore()
+    store = SealedStore(inner, RING)
+    store.put("done/a.json", b"secret body")
+    inner.put("done/clear.json", b"{}")
+
+    assert drop_data_key(store, "done/a.json")
+    assert not drop_data_key(store, "done/clear.json")  # clear: redact or delete instead
+    assert list(store.keys("done/")) == ["done/a.json", "done/clear.json"]
+    with pytest.raises(Undecryptable, match="dropped"):
+        store.get("done/a.json")
+    assert b'"wrapped_key":""' in inner.get("done/a.json")
+    SCHEMA.validate(orjson.loads(inner.get("done/a.json")))

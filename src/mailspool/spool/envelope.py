@@ -6,7 +6,8 @@
  "ciphertext": "<base64url: the object's bytes, AES-GCM, 16-byte tag at the end>"}
 ```
 ``wrapped_key`` is the object's own data key (256 bits, fresh per object) wrapped by the
-key-encryption key ``kid`` names (``spool.keyring``). The associated data binds the
+key-encryption key ``kid`` names (``spool.keyring``); empty once the key was dropped
+(erasure: ``sealed_store.drop_data_key``), after which nothing opens it. The associated data binds the
 ciphertext to its version, its ``kid`` and its *binding*, the name of what it belongs to
 (the batch id for ``queue/<id>.json``, ``done/<id>.json``, ``ledger/<id>``...): a file
 copied under another batch's name, or given another ``kid``, fails authentication.
@@ -68,6 +69,15 @@ class Envelope:
         sealed = AESGCM(data_key).encrypt(nonce, plaintext, associated_data(kid, binding))
         return cls(kid, wrapped_key, nonce, sealed)
 
+    def without_key(self) -> Envelope:
+        """The same envelope with its data key dropped: it can never be opened again."""
+        return Envelope(self.kid, b"", self.nonce, self.ciphertext)
+
+    def opens(self, source: str) -> None:
+        """``Undecryptable`` if its data key was dropped (``without_key``)."""
+        if not self.wrapped_key:
+            raise Undecryptable(f"{source}: its data key was dropped (erased); it never opens")
+
     def open(self, data_key: bytes, *, binding: str, source: str) -> bytes:
         """The plaintext; ``Undecryptable`` if the tag does not verify."""
         from cryptography.exceptions import InvalidTag
@@ -125,8 +135,8 @@ def parse(data: bytes, source: str) -> Envelope:
     wrapped = _bytes(document, "wrapped_key", source)
     nonce = _bytes(document, "nonce", source)
     ciphertext = _bytes(document, "ciphertext", source)
-    if not 0 < len(wrapped) <= _MAX_WRAPPED:
-        raise _bad(source, f"wrapped_key is not 1 to {_MAX_WRAPPED} bytes")
+    if len(wrapped) > _MAX_WRAPPED:  # empty: the key was dropped (``Envelope.opens``)
+        raise _bad(source, f"wrapped_key is more than {_MAX_WRAPPED} bytes")
     if len(nonce) != NONCE_BYTES:
         raise _bad(source, f"nonce is not {NONCE_BYTES} bytes")
     if len(ciphertext) < _TAG_BYTES:

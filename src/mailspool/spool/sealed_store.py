@@ -13,9 +13,10 @@ on) read as they are. A sealed object that cannot be opened raises ``Undecryptab
 an ``ObjectRefused``: the worker quarantines the batch as it is and sends nothing. A
 sealed log record that cannot be opened is left out with a warning, as a torn record is.
 
-Crypto-shredding: a sealed object's data key is in its own envelope, so
-``shred(store, key)`` (removing the object) leaves nothing that any key can open; every
-object of a batch is found by its id (``layout``), and its ledger records by its ledger.
+Crypto-shredding: a sealed object's data key exists only in its own envelope, so
+``drop_data_key(store, key)`` (the envelope rewritten without it) leaves the object in
+place, listed and counted, with nothing any key can open. A log's records share a data
+key per writer: a ledger is erased whole (``delete_log``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mailspool.spool.schedule import due_of
 from mailspool.stores import check_record
 from mailspool.stores.base import Lease, ObjectInfo, Store
 
-__all__ = ["SealedStore", "binding", "sealed", "sealed_like", "sealed_size"]
+__all__ = ["SealedStore", "binding", "drop_data_key", "sealed", "sealed_like", "sealed_size"]
 
 log = logging.getLogger("mailspool.store")
 
@@ -84,6 +85,7 @@ class SealedStore(Store):
         if not is_sealed(data):
             return data
         envelope = parse(data, key)
+        envelope.opens(key)
         data_key = self.keyring.unwrap(envelope.kid, envelope.wrapped_key, key)
         return envelope.open(data_key, binding=binding(key), source=key)
 
@@ -168,3 +170,16 @@ def sealed_like(model: Store, store: Store) -> Store:
     if isinstance(model, SealedStore) and not isinstance(store, SealedStore):
         return SealedStore(store, model.keyring)
     return store
+
+
+def drop_data_key(store: Store, key: str) -> bool:
+    """Erase the contents of the sealed object at ``key`` by dropping its data key: the
+    envelope stays (same key, size and ``kid``), nothing can open it again. False for an
+    object in clear (redact or delete it instead); ``KeyNotFound`` if there is none.
+    Copies made before (S3 object versions, backups) keep their key: expire them too."""
+    raw = store.inner if isinstance(store, SealedStore) else store
+    data = raw.get(key)
+    if not is_sealed(data):
+        return False
+    raw.put(key, parse(data, key).without_key().encode())
+    return True
