@@ -13,9 +13,12 @@ import os
 import re
 from pathlib import Path
 
+import orjson
+
 import mailspool
 from mailspool.config import Settings
 from mailspool.delivery.factory import open_worker
+from mailspool.ops.quarantine import delete_quarantined, list_quarantined, show_quarantined
 from mailspool.spool import layout
 from mailspool.spool.envelope import is_sealed
 from mailspool.spool.quarantine import quarantined_files
@@ -135,9 +138,11 @@ def test_a_flipped_byte_quarantines_the_batch_and_sends_nothing(
     key = new_key()
     hand_off(settings_for(spool, smtp_server, key), count=1)
     (path,) = (spool / "queue").glob("*.json")
-    data = bytearray(path.read_bytes())
-    data[-40] ^= 0x01  # a base64 letter of the ciphertext, changed
-    path.write_bytes(bytes(data))
+    envelope = orjson.loads(path.read_bytes())
+    ciphertext = bytearray(base64.urlsafe_b64decode(envelope["ciphertext"]))
+    ciphertext[len(ciphertext) // 2] ^= 0x01  # one bit of the batch, changed
+    envelope["ciphertext"] = base64.urlsafe_b64encode(bytes(ciphertext)).decode()
+    path.write_bytes(orjson.dumps(envelope))
 
     report = deliver(settings_for(spool, smtp_server, key))
 
@@ -200,3 +205,19 @@ def assert_quarantined_because(spool: Path, key: str, reason: str) -> None:
     assert is_sealed(store.get(found.key))
     error_data = sealed(store, (key,)).get(layout.error_key(found.key))
     assert reason in QuarantineError.decode(error_data, source=found.key).error
+
+
+def test_a_quarantined_file_that_does_not_open_is_listed_shown_and_deleted(
+    spool: Path, smtp_server: SMTPSink
+) -> None:
+    hand_off(settings_for(spool, smtp_server, new_key()), count=1)
+    key = new_key()
+    deliver(settings_for(spool, smtp_server, key))
+    store = sealed(FileStore(spool), (key,))
+
+    (listed,) = list_quarantined(store)
+    assert "does not list" in (listed.error or "")
+    _, shown = show_quarantined(store, listed.id)
+    assert is_sealed(shown)  # as it was found
+    delete_quarantined(store, listed.id)
+    assert list_quarantined(store) == []

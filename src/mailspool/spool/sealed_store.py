@@ -33,7 +33,15 @@ from mailspool.spool.schedule import due_of
 from mailspool.stores import check_record
 from mailspool.stores.base import Lease, ObjectInfo, Store
 
-__all__ = ["SealedStore", "binding", "drop_data_key", "sealed", "sealed_like", "sealed_size"]
+__all__ = [
+    "SealedStore",
+    "binding",
+    "drop_data_key",
+    "sealed",
+    "sealed_like",
+    "sealed_size",
+    "stored_bytes",
+]
 
 log = logging.getLogger("mailspool.store")
 
@@ -177,9 +185,15 @@ def drop_data_key(store: Store, key: str) -> bool:
     envelope stays (same key, size and ``kid``), nothing can open it again. False for an
     object in clear (redact or delete it instead); ``KeyNotFound`` if there is none.
     Copies made before (S3 object versions, backups) keep their key: expire them too."""
-    raw = store.inner if isinstance(store, SealedStore) else store
-    data = raw.get(key)
+    data = stored_bytes(store, key)
     if not is_sealed(data):
         return False
+    raw = store.inner if isinstance(store, SealedStore) else store
     raw.put(key, parse(data, key).without_key().encode())
     return True
+
+
+def stored_bytes(store: Store, key: str) -> bytes:
+    """The object's bytes as stored, sealed or not (to show or keep a file that does
+    not open)."""
+    return (store.inner if isinstance(store, SealedStore) else store).get(key)
