@@ -5,11 +5,15 @@ real SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
+from urllib.parse import quote_plus
 
 import boto3
 import pytest
 
+import mailspool
+from mailspool.aws.lambda_handler import handle
 from mailspool.config import Settings
 from mailspool.spool import layout
 from mailspool.spool.envelope import is_sealed
@@ -129,3 +133,38 @@ def _field(envelope: bytes, name: bytes) -> bytes:
 
 def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data)
+
+
+def test_the_lambda_handler_delivers_kms_sealed_batches_through_ses(
+    s3: Any, aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = kms_key()
+    boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
+    for name, value in {
+        "MAILSPOOL_STORE": STORE,
+        "MAILSPOOL_TRANSPORT": "ses://us-east-1",
+        "MAILSPOOL_SENDER": "Mailspool <mail@example.com>",
+        "MAILSPOOL_MAX_RATE": "100000",  # moto's sandbox quota says 1/s
+        "MAILSPOOL_ENCRYPTION_KEY": key,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mailspool.request(settings=Settings.load()) as scope:
+        for i in range(3):
+            mailspool.send_mail(f"{SECRETS[1].replace('@', f'+{i}@')}", SECRETS[2], "<p>hi</p>")
+    assert clear_texts_in(objects(s3)) == []
+
+    records = [
+        {
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": BUCKET}, "object": {"key": quote_plus(f"spool/{name}")}},
+        }
+        for name in scope.keys
+    ]
+    answer = handle({"Records": records}, None)
+
+    assert answer["sent"] == 3
+    sent = aws.ses_messages()
+    assert len(sent) == 3
+    assert all(SECRETS[2] in json.dumps(message) for message in sent)
+    assert clear_texts_in(objects(s3)) == []

@@ -224,3 +224,13 @@ def test_a_dropped_data_key_leaves_the_object_listed_and_never_open() -> None:
         store.get("done/a.json")
     assert b'"wrapped_key":""' in inner.get("done/a.json")
     SCHEMA.validate(orjson.loads(inner.get("done/a.json")))
+
+
+def test_what_a_backend_has_beside_the_contract_shows_through() -> None:
+    inner = MemoryStore()
+    inner.bucket = "b"  # type: ignore[attr-defined]
+    store = SealedStore(inner, RING)
+    assert store.bucket == "b"  # type: ignore[attr-defined]
+    assert store.url == inner.url
+    with pytest.raises(AttributeError):
+        store.nothing_of_the_kind  # type: ignore[attr-defined]  # noqa: B018

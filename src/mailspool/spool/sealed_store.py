@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from mailspool.errors import ObjectTooLarge, Undecryptable
 from mailspool.spool import layout
@@ -78,6 +79,13 @@ class SealedStore(Store):
         self.keyring = keyring
         self.url = inner.url
         self.ledger_commit_ms = inner.ledger_commit_ms
+
+    def __getattr__(self, name: str) -> Any:
+        """What the backend has beside the contract (an S3 store's ``bucket`` and
+        ``prefix``, which the Lambda handler matches events against), as the backend's."""
+        if name == "inner":  # not set yet (unpickling, a failed __init__): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     # -- sealing -------------------------------------------------------------------------
 
