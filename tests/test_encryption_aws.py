@@ -15,6 +15,8 @@ import pytest
 import mailspool
 from mailspool.aws.lambda_handler import handle
 from mailspool.config import Settings
+from mailspool.delivery.factory import open_worker
+from mailspool.errors import StoreError
 from mailspool.spool import layout
 from mailspool.spool.envelope import is_sealed
 from mailspool.spool.keyring import keyring_of
@@ -168,3 +170,14 @@ def test_the_lambda_handler_delivers_kms_sealed_batches_through_ses(
     assert len(sent) == 3
     assert all(SECRETS[2] in json.dumps(message) for message in sent)
     assert clear_texts_in(objects(s3)) == []
+
+
+def test_a_kms_key_the_worker_cannot_use_is_named_when_it_starts(
+    s3: Any, smtp_server: SMTPSink
+) -> None:
+    missing = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    with (
+        pytest.raises(StoreError, match=missing),
+        open_worker(settings(smtp_server, f"kms:{missing}")),
+    ):
+        pass

@@ -40,6 +40,8 @@ __all__ = ["DataKey", "KeyEncryptionKey", "Keyring", "KmsKey", "LocalKey", "keyr
 SETTING = "MAILSPOOL_ENCRYPTION_KEY"
 _KEY_BYTES = 32
 _CACHE = 4096
+#: KMS binds each data key to this context: a blob made for another use is refused
+_KMS_CONTEXT = {"mailspool": "data-key"}
 #: a KMS error that means the blob is not this key's, or was changed: the file's fault
 _NOT_OURS = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})
 
@@ -98,10 +100,8 @@ class LocalKey(KeyEncryptionKey):
 
 
 class KmsKey(KeyEncryptionKey):
-    """An AWS KMS key: data keys from ``GenerateDataKey``, unwrapped by ``Decrypt``.
-    The encryption context names mailspool, so a blob made for another use is refused."""
-
-    _CONTEXT = {"mailspool": "data-key"}  # noqa: RUF012 (never changed)
+    """An AWS KMS key: data keys from ``GenerateDataKey``, unwrapped by ``Decrypt``,
+    both under mailspool's encryption context (``_KMS_CONTEXT``)."""
 
     def __init__(self, arn: str, client: Any = None) -> None:
         self.arn = arn
@@ -136,7 +136,7 @@ class KmsKey(KeyEncryptionKey):
         method = getattr(self._kms(), operation)
         try:
             answer: dict[str, Any] = method(
-                KeyId=self.arn, EncryptionContext=self._CONTEXT, **params
+                KeyId=self.arn, EncryptionContext=_KMS_CONTEXT, **params
             )
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
@@ -159,6 +159,13 @@ class Keyring:
         self._lock = threading.Lock()
         self._unwrapped: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         self._logs: OrderedDict[str, DataKey] = OrderedDict()
+
+    def check(self) -> None:
+        """Raise unless the sealing key makes a data key and unwraps it now (a worker
+        checks at start: a KMS key it may not use is named before any batch is taken)."""
+        made = self.keys[0].new_data_key()
+        if self.keys[0].unwrap(made.wrapped, f"{SETTING} (the check)") != made.key:
+            raise ConfigurationError(f"{SETTING}: {made.kid} unwraps another data key")
 
     def new_data_key(self) -> DataKey:
         key = self.keys[0].new_data_key()

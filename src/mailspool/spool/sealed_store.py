@@ -138,7 +138,9 @@ class SealedStore(Store):
         return self.inner.move(source, destination)
 
     def check(self) -> None:
+        """The store's check, then the sealing key's (``Keyring.check``)."""
         self.inner.check()
+        self.keyring.check()
 
     # -- record logs ---------------------------------------------------------------------
 
