@@ -9,8 +9,11 @@ written before encryption was turned on still deliver.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -221,3 +224,29 @@ def test_a_quarantined_file_that_does_not_open_is_listed_shown_and_deleted(
     assert is_sealed(shown)  # as it was found
     delete_quarantined(store, listed.id)
     assert list_quarantined(store) == []
+
+
+def test_the_cli_drains_and_counts_a_sealed_store(spool: Path, smtp_server: SMTPSink) -> None:
+    key = new_key()
+    hand_off(settings_for(spool, smtp_server, key), count=2)
+    env = {
+        **os.environ,
+        "MAILSPOOL_STORE": f"file://{spool}",
+        "MAILSPOOL_TRANSPORT": smtp_server.url,
+        "MAILSPOOL_ENCRYPTION_KEY": key,
+    }
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "mailspool", *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("worker", "--drain")
+    counts = json.loads(cli("status", "--json"))
+
+    assert (counts["sent"], counts["pending"], counts["quarantined"]) == (2, 0, 0)
+    assert len(smtp_server.envelopes) == 2
+    assert clear_texts_in(every_file(spool)) == []

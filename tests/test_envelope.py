@@ -234,3 +234,15 @@ def test_what_a_backend_has_beside_the_contract_shows_through() -> None:
     assert store.url == inner.url
     with pytest.raises(AttributeError):
         store.nothing_of_the_kind  # type: ignore[attr-defined]  # noqa: B018
+
+
+@given(st.text(max_size=120))
+def test_any_key_setting_is_accepted_or_refused_by_name(value: str) -> None:
+    try:
+        specs = Settings.load(encryption_key=value).encryption_key
+        keyring_of.__wrapped__(specs)  # not cached: a hostile value is tried once
+    except ConfigurationError as err:
+        refused = str(err).lower()
+    else:
+        return
+    assert "encryption_key" in refused
