@@ -66,8 +66,12 @@ def run_process(command: list[str], env: dict[str, str] | None = None) -> Proces
     )
 
 
-def mailspool_drain(store_url: str, transport_url: str, *extra: str) -> ProcessRun:
-    """``mailspool worker --drain`` with the CLI's defaults, as a user runs it."""
+def mailspool_drain(
+    store_url: str, transport_url: str, *extra: str, settings: dict[str, str] | None = None
+) -> ProcessRun:
+    """``mailspool worker --drain`` with the CLI's defaults, as a user runs it;
+    ``settings``: ``MAILSPOOL_*`` variables it runs with."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+    env |= settings or {}
     command = [sys.executable, "-m", "mailspool", "worker", "--drain", "--no-progress"]
     return run_process([*command, "--store", store_url, "--transport", transport_url, *extra], env)

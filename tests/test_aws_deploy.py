@@ -158,7 +158,7 @@ def test_the_role_is_scoped_to_the_prefix_and_keeps_every_permission() -> None:
         "ConsumeNotifications",
         "DeadLetters",
         "Logs",
-    ]
+    ]  # BucketKey and SealFiles only with their KMS key parameters
     objects = _sub(statements["StoreObjects"]["Resource"], template)
     assert objects == "arn:${AWS::Partition}:s3:::${BucketName}/spool/*"
     listing = statements["ListStore"]["Condition"]["StringLikeIfExists"]["s3:prefix"]
@@ -292,6 +292,7 @@ def test_package_dependencies_are_mailspools_own() -> None:
         "email-validator",
         "idna",
         "boto3",
+        "cryptography",
     ]
     assert "boto3" not in " ".join(dependencies(boto3=False))
 

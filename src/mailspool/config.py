@@ -42,6 +42,7 @@ from mailspool.setting_rules import (
     _ATTEMPTS,
     _DAYS,
     _FOLDER,
+    _KEYS,
     _SECRET,
     POLL_INTERVAL,
     Rule,
@@ -155,6 +156,7 @@ class Settings:
     write_timeout: float = setting(_positive_seconds, 2.0, shown="`2` (seconds)", help="seconds a request may spend writing its batches to the store, all attempts together, before they go to the fallback store ([frameworks](frameworks.md))")
     write_attempts: int = setting(_positive_int, 3, shown="`3`", help="store write attempts within `MAILSPOOL_WRITE_TIMEOUT` before the fallback")
     fallback_store: str = setting(_text, _under_data_dir("fallback"), shown="`file://$XDG_DATA_HOME/mailspool/fallback`", help="where a request's batches go when the store fails; `mailspool worker` moves them back")
+    encryption_key: tuple[str, ...] = setting(_KEYS, (), shown="none: files in clear", help="seal batch files, blobs and every record at rest (AES-256-GCM, a fresh data key per file) with these keys: the first seals, all open, so a new key goes first and old ones stay while their files remain; a key is 32 bytes in URL-safe base64, `file:PATH` (a file holding one) or `kms:KEY-ARN` ([security](security.md#encryption-at-rest))")
     serve_token: str | None = setting(_SECRET, None, shown="none", help="the token `mailspool serve` asks for on every page but the public endpoints; required to listen on a non-loopback address ([dashboard](dashboard.md))")
     allowed_hosts: frozenset[str] = setting(_names, frozenset(), shown="none: loopback names only", help="host names (or addresses), comma-separated, that `mailspool serve` and the mounted dashboard answer to beside `localhost`, `127.0.0.1` and `[::1]`; a request naming any other `Host` gets a 400, and a form's `Origin` must be one of them (DNS rebinding; [dashboard](dashboard.md)); `*`: any (the application around checks `Host`)")
     middleware_mode: str = setting(_one_of("before", "after"), "before", shown="`before`", help="Flask (the WSGI and ASGI middleware take `mode=`): write `before` the response completes (durable) or `after` it was sent")

@@ -12,7 +12,8 @@ MailspoolError
 │  ├─ LeaseLost                             another worker took over a claim
 │  ├─ UnsafeKey (also ValueError)           a key or id with '/', '..', NUL or a control char
 │  └─ ObjectRefused                         not read: a symlink, a special file...
-│     └─ ObjectTooLarge                     ...or larger than the limit
+│     ├─ ObjectTooLarge                     ...or larger than the limit
+│     └─ Undecryptable                      ...or sealed and cannot be opened (key, tampering)
 └─ DeliveryError                            a send failed
    ├─ TransientError                        retry later: 4xx, throttling, dropped connection
    │  ├─ TransportUnavailable               the provider is down or busy: pause, spend no attempt
@@ -46,6 +47,7 @@ __all__ = [
     "StoreError",
     "TransientError",
     "TransportUnavailable",
+    "Undecryptable",
     "UnsafeKey",
 ]
 
@@ -149,6 +151,13 @@ class ObjectTooLarge(ObjectRefused):
             f"{key}: {size} bytes, more than the limit {setting}={limit}; nothing was read"
         )
         self.key, self.size, self.limit, self.setting = key, size, limit, setting
+
+
+class Undecryptable(ObjectRefused):
+    """A sealed object (``spool.envelope``) that cannot be opened: not a valid envelope,
+    a key id no configured key has, a data key that does not unwrap, or a ciphertext
+    that fails authentication (a changed byte, or a file moved to another name). The
+    message names the key and the reason; nothing of its content was used."""
 
 
 class DeliveryError(MailspoolError):

@@ -168,6 +168,30 @@ _optional_rate = _number(0, above=True, optional=True)
 #: at most ten years: a date that far back is still a date
 _DAYS = _number(0, above=True, high=3650, unit="days")
 _names = Rule("names, comma-separated (or a list)", _names_of)
+
+
+def _key_specs(value: Any) -> tuple[str, ...]:
+    """Key-encryption keys in order (the first seals): each a 44-character URL-safe
+    base64 key, ``file:PATH`` or ``kms:ARN``; the keys themselves are checked when a
+    store opens with them (``spool.keyring``), a file being read only then."""
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, list | tuple):
+        raise TypeError(value)
+    specs = tuple(_text_value(part).strip() for part in parts if _text_value(part).strip())
+    for spec in specs:
+        if spec.startswith(("file:", "kms:")) and len(spec.partition(":")[2]) > 0:
+            continue
+        if len(spec) != 44 or not spec.replace("-", "").replace("_", "").rstrip("=").isalnum():
+            raise ValueError("a key")
+    return specs
+
+
+#: never shown in an error: a local key is the secret itself
+_KEYS = Rule(
+    "keys, comma-separated: 32 bytes in URL-safe base64, file:PATH or kms:KEY-ARN",
+    _key_specs,
+    secret=True,
+)
 _FOLDER = Rule("a folder's path (text or a Path)", _folder)
 
 #: ``--poll-interval`` of the worker commands: no setting, but the same kind of rule

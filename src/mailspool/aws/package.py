@@ -5,7 +5,8 @@ a clone), and its dependencies only, fetched for Lambda's platform and Python by
 (``--platform manylinux2014_aarch64 --only-binary=:all:``), then zipped; nothing is
 downloaded for mailspool itself, so it works before any release on a package index. boto3 is
 included: the copy bundled with Lambda's runtime lags behind and may lack the
-conditional writes (``If-None-Match``) the S3 store's claims need.
+conditional writes (``If-None-Match``) the S3 store's claims need. So is ``cryptography``
+(the ``encryption`` extra): the template's ``EncryptionKeyArn`` seals files with it.
 ``platform="native"`` installs for this machine instead (tests, or a Lambda-like host).
 """
 
@@ -28,6 +29,8 @@ __all__ = ["DEFAULT_PYTHON", "build_package", "dependencies", "project_root"]
 #: the template's Runtime default, so the zip and the stack agree unless told otherwise
 DEFAULT_PYTHON = default_runtime().removeprefix("python")
 
+#: the extras the function zip holds beside mailspool's own requirements
+_FUNCTION_EXTRAS = ("aws", "encryption")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same input gives the same zip
 
 
@@ -67,7 +70,8 @@ def build_package(
 
 
 def dependencies(boto3: bool) -> list[str]:
-    """mailspool's own requirements (with boto3: its ``aws`` extra's too), as installed."""
+    """mailspool's own requirements (with boto3: its ``aws`` and ``encryption`` extras'
+    too, what the function needs), as installed."""
     try:
         declared = metadata.requires("mailspool") or []
     except metadata.PackageNotFoundError:
@@ -79,7 +83,7 @@ def dependencies(boto3: bool) -> list[str]:
     for line in declared:
         requirement, _, marker = line.partition(";")
         extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
-        if extra is None or (boto3 and extra.group(1) == "aws"):
+        if extra is None or (boto3 and extra.group(1) in _FUNCTION_EXTRAS):
             wanted.append(requirement.strip())
     return wanted
 
@@ -91,7 +95,7 @@ def _copy_installed(target: Path) -> None:
 
 
 def _requirement(source: str, tmp: Path, boto3: bool) -> str:
-    extras = "[aws]" if boto3 else ""
+    extras = f"[{','.join(_FUNCTION_EXTRAS)}]" if boto3 else ""
     path = Path(source)
     if not path.exists():
         return f"{source}{extras}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, delivery_url
 from mailspool.delivery.worker import Worker
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
 from mailspool.stores.shared import shared_store
 from mailspool.transports.base import Transport
@@ -56,7 +57,9 @@ def open_runtime(*, store: Store | None = None, transport: Transport | None = No
         transport = shared_transport(delivery_url(settings))
     return Runtime(
         settings=settings,
-        store=store if store is not None else shared_store(settings.store),
+        store=store
+        if store is not None
+        else sealed(shared_store(settings.store), settings.encryption_key),
         transport=transport,
     )
 

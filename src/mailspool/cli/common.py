@@ -16,6 +16,7 @@ import orjson
 from mailspool.cli.options import setting_option
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError, MailspoolError
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores import Store, open_store
 
 __all__ = [
@@ -54,7 +55,7 @@ def opened_store(store: str | None, *, quiet: bool = False) -> Iterator[Store]:
         settings = load_settings(store=store)
         if not quiet:
             say_store(settings.store)
-        with open_store(settings.store) as the_store:
+        with sealed(open_store(settings.store), settings.encryption_key) as the_store:
             yield the_store
     except MailspoolError as err:
         raise click.ClickException(str(err)) from err

@@ -6,6 +6,7 @@ import click
 
 from mailspool.cli.common import errors, load_settings, store_option
 from mailspool.cli.options import setting_option
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores import open_store
 
 __all__ = ["serve"]
@@ -39,7 +40,7 @@ def serve(
     with errors():
         names = frozenset[str]().union(*allowed_hosts) or None  # each --allowed-host's names
         settings = load_settings(store=store, serve_token=serve_token, allowed_hosts=names)
-        with open_store(settings.store) as the_store:
+        with sealed(open_store(settings.store), settings.encryption_key) as the_store:
             require_token_for(host, settings.serve_token)
             click.echo(
                 f"mailspool dashboard: http://{_url_host(host)}:{port}/ for {the_store.url} "

@@ -42,6 +42,7 @@ from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.feedback.settings import rate_guard, unsubscribe_links, verp_for
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.policy.guards import Guards
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores import open_store
 from mailspool.stores.base import Store
 from mailspool.transports import open_transport
@@ -142,7 +143,7 @@ def open_worker(settings: Settings, **options: Any) -> Iterator[Worker]:
     ``options`` are ``WorkerOptions`` fields the trigger sets itself (as for
     ``build_worker``); a trigger adds steps (metrics, a progress bar) to ``worker.steps``."""
     with ExitStack() as stack:
-        store = stack.enter_context(open_store(settings.store))
+        store = stack.enter_context(sealed(open_store(settings.store), settings.encryption_key))
         store.check()
         transport = stack.enter_context(open_delivery_transport(settings))
         worker = build_worker(settings, store, transport, **options)

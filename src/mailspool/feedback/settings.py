@@ -13,6 +13,7 @@ from mailspool.feedback.rates import RateGuard, shared_guard
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.feedback.verp import Verp
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
 from mailspool.stores.shared import shared_store
 
@@ -91,7 +92,7 @@ def endpoints_from_settings(
     from mailspool.feedback.sns import SNSVerifier
     from mailspool.feedback.unsubscribe import UnsubscribeEndpoint
 
-    store = store or shared_store(settings.store)
+    store = store or sealed(shared_store(settings.store), settings.encryption_key)
     ses = None
     if settings.sns_topics:
         verifier = SNSVerifier(settings.sns_topics, trusted_origin=trusted_origin)

@@ -15,6 +15,7 @@ from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from mailspool.integrations.django import load_settings
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores.shared import shared_store
 from mailspool.web.app import Dashboard
 from mailspool.web.http import Request
@@ -29,7 +30,11 @@ def _dashboard() -> Dashboard:
         settings = load_settings()
         # Django checks Host against its ALLOWED_HOSTS (``get_host`` in ``view``)
         _built.append(
-            Dashboard(shared_store(settings.store), settings=settings, allowed_hosts=["*"])
+            Dashboard(
+                sealed(shared_store(settings.store), settings.encryption_key),
+                settings=settings,
+                allowed_hosts=["*"],
+            )
         )
     return _built[0]
 

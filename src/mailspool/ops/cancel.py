@@ -19,6 +19,7 @@ from mailspool.producer.scope import settings_here
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.schedule import cancelled_key
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.shared import shared_store
 
@@ -33,7 +34,8 @@ def cancel(key: str, *, store: Store | str | None = None) -> bool:
     ``store`` None: the store of the running request scope's settings, else of the
     settings loaded now (this is the public entry point outside a framework)."""
     if not isinstance(store, Store):
-        store = shared_store(store or settings_here().store)
+        settings = settings_here()
+        store = sealed(shared_store(store or settings.store), settings.encryption_key)
     record = lookup(store, key)
     if record is None or not record.location:
         return False

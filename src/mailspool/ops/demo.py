@@ -27,6 +27,7 @@ from mailspool.delivery.steps import OutcomeCallback
 from mailspool.ops.status import collect_status
 from mailspool.producer import api
 from mailspool.producer.scope import request
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores import open_store
 from mailspool.stores.base import Store
 from mailspool.triggers.local import drain
@@ -45,7 +46,7 @@ _POST = (
 
 def run_demo(settings: Settings, *, followers: int) -> None:
     """Hand off the burst in one request, deliver it, and say where to look."""
-    with open_store(settings.store) as store:
+    with sealed(open_store(settings.store), settings.encryption_key) as store:
         click.echo(f"store:     {store.url}")
         click.echo(f"outbox:    {settings.transport}")
         queued = _request(store, settings, followers)

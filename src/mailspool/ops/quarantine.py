@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import islice
 
-from mailspool.errors import InvalidRecord, KeyNotFound
+from mailspool.errors import InvalidRecord, KeyNotFound, Undecryptable
 from mailspool.ops.status import email_count
 from mailspool.spool import batch as batch_format
 from mailspool.spool import layout
 from mailspool.spool.quarantine import quarantined_files
 from mailspool.spool.records import QuarantineError, json_object
+from mailspool.spool.sealed_store import stored_bytes
 from mailspool.stores.base import Store
 
 __all__ = [
@@ -101,10 +102,13 @@ def _key(quarantine_id: str) -> str:
 
 
 def _get(store: Store, key: str, quarantine_id: str) -> bytes:
+    """The file's bytes; a sealed file that does not open (why it is here), as stored."""
     try:
         return store.get(key)
     except KeyNotFound:
         raise KeyNotFound(quarantine_id) from None
+    except Undecryptable:
+        return stored_bytes(store, key)
 
 
 def _remove(store: Store, key: str) -> None:
@@ -132,6 +136,8 @@ def _error(store: Store, key: str) -> tuple[str | None, str | None]:
         data = store.get(error_key)
     except KeyNotFound:
         return None, None
+    except Undecryptable as err:  # sealed with a key no longer listed
+        return str(err), None
     try:
         record = QuarantineError.decode(data, source=error_key)
     except InvalidRecord:

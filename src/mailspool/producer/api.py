@@ -36,6 +36,7 @@ from mailspool.producer.idempotency import forget
 from mailspool.producer.later import Later, When, accept_key, write_later
 from mailspool.producer.scope import current_scope, enqueue, settings_here
 from mailspool.spool import tally
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores.shared import shared_store
 from mailspool.transports.base import Receipt
 from mailspool.transports.limits import check_deliverable
@@ -201,7 +202,10 @@ def send_priority(
     # The e-mail as it would have gone (sender, suppressed recipients off, unsubscribe
     # headers): the worker delivers it before any bulk mail.
     written = write_messages_to(
-        shared_store(settings.store), [prepared.message], settings, front=True
+        sealed(shared_store(settings.store), settings.encryption_key),
+        [prepared.message],
+        settings,
+        front=True,
     )
     log.warning(
         "priority transport %s cannot take an e-mail for now (%s): queued in %s as %s",
@@ -224,7 +228,11 @@ def _send_later(
     """A priority e-mail without ``send_at`` goes now, once its key (if any) is accepted;
     anything else is written as a batch of its own."""
     scope = current_scope()
-    store = scope.store if scope is not None else shared_store(settings.store)
+    store = (
+        scope.store
+        if scope is not None
+        else sealed(shared_store(settings.store), settings.encryption_key)
+    )
     if not (priority and later.send_at is None):
         return write_later(store, message, later, settings)
     if later.key is not None and not accept_key(store, later.key, "", settings):
@@ -277,7 +285,9 @@ def _prepare(
     AllowedSenders.parse(settings.allowed_senders).check(message)
     suppressed: dict[str, str] = {}
     if not bypass_suppression:
-        message, suppressed = screen_priority(message, shared_store(settings.store))
+        message, suppressed = screen_priority(
+            message, sealed(shared_store(settings.store), settings.encryption_key)
+        )
     links = unsubscribe_links(settings) if unsubscribe else None
     if links is not None:
         message = links.add_headers(message)
@@ -311,7 +321,7 @@ def _count(
     via: str | None = None,
 ) -> None:
     try:
-        store = shared_store(settings.store)
+        store = sealed(shared_store(settings.store), settings.encryption_key)
         tally.record_priority(store, message_id, recipients, sent=sent, reason=reason, via=via)
     except Exception as err:  # counting never turns a send into a failure
         log.error("cannot count a priority e-mail in %s: %s", settings.store, err)

@@ -41,6 +41,7 @@ from mailspool.producer.handoff import EncodedBatches, encode_batches, write_enc
 from mailspool.spool import layout
 from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import SCHEDULED
+from mailspool.spool.sealed_store import sealed_like
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
 from mailspool.stores.shared import shared_store
@@ -186,7 +187,7 @@ def write_durably_to(
         return _seen(Written(encoded.keys, store.url))
     fallback_url = fallback_url_for(store.url, fallback_base)
     try:
-        write_encoded(shared_store(fallback_url), encoded)
+        write_encoded(sealed_like(store, shared_store(fallback_url)), encoded)
     except Exception as err:
         log.error(
             "store %s failed (%s) and fallback %s failed too: %s",
@@ -288,7 +289,7 @@ def recover_fallback_for(store: Store, fallback_base: str) -> int:
         and not Path(url.removeprefix("file://").removeprefix("file:")).expanduser().is_dir()
     ):
         return 0
-    return recover_fallback(shared_store(url), store)
+    return recover_fallback(sealed_like(store, shared_store(url)), store)
 
 
 def _blob_keys(data: bytes) -> list[str]:

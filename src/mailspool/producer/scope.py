@@ -27,6 +27,7 @@ from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
 from mailspool.message import Message
 from mailspool.producer.fallback import write_messages
+from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
 from mailspool.stores.shared import shared_store
 
@@ -62,7 +63,9 @@ def enqueue(messages: Sequence[Message], settings: Settings | None = None) -> li
             scope.add(message)
         return []
     settings = settings_here(settings)
-    return write_messages(shared_store(settings.store), messages, settings)
+    return write_messages(
+        sealed(shared_store(settings.store), settings.encryption_key), messages, settings
+    )
 
 
 class RequestScope:
@@ -93,7 +96,9 @@ class RequestScope:
     def store(self) -> Store:
         if isinstance(self._store, Store):
             return self._store
-        return shared_store(self._store or self.settings.store)
+        return sealed(
+            shared_store(self._store or self.settings.store), self.settings.encryption_key
+        )
 
     def add(self, message: Message) -> None:
         """Buffer one deferred e-mail until the scope ends."""
