@@ -21,6 +21,8 @@ PAGES = ("README.md", "docs/benchmarks.md", "docs/comparison.md", "docs/framewor
 BLOCK = re.compile(r"(<!-- bench:([a-z-]+) -->\n)(.*?)(<!-- /bench:\2 -->)", re.DOTALL)
 
 Records = Callable[[str], dict[str, Any]]
+#: The pages' line width, for the prose a block holds.
+WIDTH = 90
 
 
 def provenance(record: dict[str, Any]) -> str:
@@ -44,9 +46,6 @@ def paragraph(text: str) -> str:
 def bullet(text: str) -> str:
     """``text`` as an item of a list, folded at the pages' width."""
     return textwrap.fill(text, WIDTH, initial_indent="- ", subsequent_indent="  ") + "\n"
-
-
-WIDTH = 90
 
 
 def output_block(name: str) -> Callable[[Records], str]:
