@@ -40,12 +40,21 @@ def provenance(record: dict[str, Any]) -> str:
 
 def paragraph(text: str) -> str:
     """``text`` folded at the pages' width, as one paragraph."""
-    return textwrap.fill(text, WIDTH, break_on_hyphens=False, break_long_words=False) + "\n"
+    return _fill(text, WIDTH, break_on_hyphens=False, break_long_words=False)
 
 
 def bullet(text: str) -> str:
     """``text`` as an item of a list, folded at the pages' width."""
-    return textwrap.fill(text, WIDTH, initial_indent="- ", subsequent_indent="  ") + "\n"
+    return _fill(text, WIDTH, initial_indent="- ", subsequent_indent="  ")
+
+
+#: A figure and its unit ("3.0 ms"), kept on one line.
+_FIGURE_UNIT = re.compile(r"(\d) (us|ms|msg/s|s\b)")
+
+
+def _fill(text: str, width: int, **options: Any) -> str:
+    held = _FIGURE_UNIT.sub("\\1\u00a0\\2", text)  # textwrap does not break at U+00A0
+    return textwrap.fill(held, width, **options).replace("\u00a0", " ") + "\n"
 
 
 def output_block(name: str) -> Callable[[Records], str]:
