@@ -61,11 +61,15 @@ def plain(value: object) -> Any:
     return value
 
 
-def run_and_record(name: str, main: Callable[[], object], folder: Path = RESULTS) -> Path:
-    """Run one benchmark's ``main`` and write what it returned and printed."""
+def run_and_record(name: str, main: Callable[[], object], folder: Path = RESULTS) -> Path | None:
+    """Run one benchmark's ``main`` and write what it returned and printed; ``None`` when
+    it measured nothing (an empty result: ``bench field`` without Postfix), so the last
+    record stays."""
     started = datetime.now(UTC)
     with printed() as output:
         figures = main()
+    if figures is not None and not figures:
+        return None
     document = {
         "benchmark": name,
         "command": f"{_before_env()}python3 dev.py bench {name}",

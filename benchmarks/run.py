@@ -42,7 +42,8 @@ def main(names: list[str]) -> None:
             print(f"== {name}: not available ({err})")
             continue
         print(f"== {name}")
-        print(f"recorded in {run_and_record(name, module.main).relative_to(ROOT)}")
+        recorded = run_and_record(name, module.main)
+        print(f"recorded in {recorded.relative_to(ROOT)}" if recorded else "nothing recorded")
         print()
     for page in blocks.rewrite(ROOT):
         print(f"rewrote the marked blocks of {page}")

@@ -97,6 +97,12 @@ def test_a_run_records_what_it_returned_and_printed(tmp_path: Path) -> None:
     assert "load average" in blocks.provenance(record)
 
 
+def test_a_run_that_measured_nothing_keeps_the_last_record(tmp_path: Path) -> None:
+    assert run_and_record("field", lambda: {"ratio": 1.0}, tmp_path) is not None
+    assert run_and_record("field", list, tmp_path) is None
+    assert load("field", tmp_path)["figures"] == {"ratio": 1.0}
+
+
 def test_an_unknown_block_or_a_missing_record_fails_the_render(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         blocks.render_page("<!-- bench:nothing -->\n<!-- /bench:nothing -->", load)
