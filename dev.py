@@ -4,7 +4,8 @@
     python3 dev.py demo     # a virtualenv in .venv, then `mailspool demo` on the embedded default
     python3 dev.py test     # the same virtualenv, then ruff, mypy --strict and the whole test suite
     python3 dev.py build    # the wheel in dist/ (pip install 'dist/mailspool-*.whl[django]')
-    python3 dev.py bench    # the benchmarks under benchmarks/ (prints ratios measured side by side)
+    python3 dev.py bench    # the benchmarks under benchmarks/: ratios measured side by side, recorded
+                            # in benchmarks/results/ and written into the docs' marked blocks
     python3 dev.py docs     # regenerate the settings table in docs/configuration.md
 
 The virtualenv is (re)built when pyproject.toml changes. Extra arguments go to the tool:

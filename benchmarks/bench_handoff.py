@@ -75,6 +75,7 @@ def main() -> dict[str, float]:
             seconds = best_of(runs, lambda a=addresses, b=bodies: hand_off(store, settings, a, b))
             writes = CountingStore.writes / runs
             results[f"handoff_{size}_s"] = seconds
+            results[f"writes_{size}"] = writes
             print(f"{size:>8} {seconds * 1000:>11.2f} {seconds / size * 1e6:>10.1f} {writes:>7.0f}")
             for key in list(store.keys("queue/")):
                 store.delete(key)

@@ -162,7 +162,8 @@ def plot(results: list[Result]) -> None:
     figure.savefig(PLOT, dpi=100)
 
 
-def main() -> dict[str, float]:
+def main() -> dict[str, object]:
+    """Print the table and the ratios; return them, each row with its figures."""
     python = peers_python()
     results = []
     with redis_server() as redis_port:
@@ -183,7 +184,13 @@ def main() -> dict[str, float]:
     )
     plot([*results, ours])
     print(f"  plot: {PLOT.relative_to(ROOT)}")
-    return {"delivery_vs_fastest": delivery, "enqueue_vs_cheapest": enqueue}
+    return {
+        "rows": [*results, ours],
+        "fastest": fastest.name,
+        "cheapest": cheapest.name,
+        "delivery_vs_fastest": delivery,
+        "enqueue_vs_cheapest": enqueue,
+    }
 
 
 if __name__ == "__main__":

@@ -149,11 +149,12 @@ def plot(results: dict[str, dict[int, float]]) -> None:
     print(f"plot: {PLOT.relative_to(ROOT)}")
 
 
-def main() -> None:
-    """Measure, print, plot."""
+def main() -> dict[str, dict[int, float]]:
+    """Measure, print, plot; the request times in seconds, by variant and N."""
     results = measure()
     report(results)
     plot(results)
+    return results
 
 
 if __name__ == "__main__":

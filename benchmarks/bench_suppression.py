@@ -98,7 +98,8 @@ def per_send(store: FileStore) -> float:
     return elapsed / BATCH
 
 
-def main() -> None:
+def main() -> dict[str, float]:
+    """Print the costs; return them (seconds, and the ratios)."""
     large = int(os.environ.get("MAILSPOOL_BENCH_SUPPRESSED", "1000000"))
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     folder = os.environ.get("MAILSPOOL_BENCH_DIR") or shm
@@ -110,12 +111,12 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         print(f"wrote {large:,} + {SMALL:,} entries under {base} in {elapsed:.0f} s")
         big, small, empty = (FileStore(base / name) for name in ("large", "small", "empty"))
-        report(big, small, empty, large)
+        return report(big, small, empty, large)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def report(big: FileStore, small: FileStore, empty: FileStore, large: int) -> None:
+def report(big: FileStore, small: FileStore, empty: FileStore, large: int) -> dict[str, float]:
     cold_big = per_check(big, large, cached=False)
     cold_small = per_check(small, SMALL, cached=False)
     warm = per_check(big, large, cached=True)
@@ -133,3 +134,11 @@ def report(big: FileStore, small: FileStore, empty: FileStore, large: int) -> No
     whole = time.perf_counter() - started
     print(f"listing all {listed:,} keys once (never done by a send): {whole:.1f} s")
     print(f"  = {whole / cold_big:,.0f} checks")
+    return {
+        "check_large_s": cold_big,
+        "check_small_s": cold_small,
+        "check_cached_s": warm,
+        "send_large_s": send_big,
+        "send_no_list_s": send_empty,
+        "listing_s": whole,
+    }

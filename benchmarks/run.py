@@ -2,7 +2,9 @@
 handoff, delivery, request, overview, suppression, peers, limits, ses, field.
 
 Each prints figures measured side by side in one run, as ratios: the machines these run
-on are shared and noisy, so absolute times move while ratios hold.
+on are shared and noisy, so absolute times move while ratios hold. Each run is recorded
+in ``benchmarks/results/NAME.json`` and the marked blocks of ``README.md``,
+``docs/benchmarks.md`` and ``docs/comparison.md`` are rendered again from those records.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ import importlib
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import blocks  # noqa: E402 - after the path is set
+from benchmarks.results import run_and_record  # noqa: E402
 
 BENCHMARKS = {
     "handoff": "benchmarks.bench_handoff",
@@ -36,8 +42,11 @@ def main(names: list[str]) -> None:
             print(f"== {name}: not available ({err})")
             continue
         print(f"== {name}")
-        module.main()
+        recorded = run_and_record(name, module.main)
+        print(f"recorded in {recorded.relative_to(ROOT)}" if recorded else "nothing recorded")
         print()
+    for page in blocks.rewrite(ROOT):
+        print(f"rewrote the marked blocks of {page}")
 
 
 if __name__ == "__main__":

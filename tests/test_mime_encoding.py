@@ -9,13 +9,17 @@ import binascii
 import re
 from email import policy, quoprimime
 from email.parser import BytesParser
+from functools import partial
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mailspool.message import Message
-from mailspool.mime import render, render_whole
+from mailspool.mime import render
 from mailspool.transfer_encoding import quoted_printable, transfer_encoding
+
+#: The reference: the whole MIME tree built and written for one message.
+render_whole = partial(render, shared=False)
 
 _PARSER = BytesParser(policy=policy.default)
 # Russian text with lines over 998 octets: Django's test_send_long_lines

@@ -1,10 +1,11 @@
 """Render once: e-mails that share a body share its encoded MIME parts, and each e-mail's
-bytes are those of rendering it alone (``render_whole``, the tree built per e-mail)."""
+bytes are those of rendering it alone (``render(shared=False)``, the tree built per e-mail)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
+from functools import partial
 
 import pytest
 from hypothesis import given
@@ -13,8 +14,11 @@ from hypothesis import strategies as st
 from mailspool.body_cache import BodyCache, EncodedBody
 from mailspool.errors import InvalidMessage
 from mailspool.message import Attachment, Message
-from mailspool.mime import BODIES, render, render_whole
+from mailspool.mime import BODIES, render
 from tests.strategies import addresses, messages
+
+#: The reference: the whole MIME tree built and written for one message.
+render_whole = partial(render, shared=False)
 
 # A multipart boundary is random in each whole rendering and shared by the e-mails of
 # one body when rendered once; everything else must be byte for byte the same.

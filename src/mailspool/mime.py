@@ -59,7 +59,6 @@ __all__ = [
     "metadata_header",
     "new_message_id",
     "render",
-    "render_whole",
 ]
 
 TAG_HEADER = "X-Tag"
@@ -101,6 +100,7 @@ def render(
     message_id: str | None = None,
     default_sender: str = "",
     utf8: bool = False,
+    shared: bool = True,
 ) -> bytes:
     """The message as RFC 5322 bytes with CRLF line ends; Bcc is not in the headers.
 
@@ -113,30 +113,21 @@ def render(
     and one that still cannot fit raises ``InvalidMessage`` naming it and the limit.
 
     The body's encoded MIME parts are shared with every other message of the same body
-    (``BODIES``); the bytes are those of ``render_whole``, which builds the whole tree
-    for this message alone.
+    (``BODIES``); with ``shared=False`` the whole MIME tree is built and written for this
+    message alone, and the bytes are the same (the tests compare the two).
     """
     policy = _policy(utf8)
-    body = BODIES.get(_body_key(message, utf8), lambda: _encode_body(message, policy))
-    head = _Fields()
-    _set_root_headers(head, message, message.sender or default_sender, message_id, utf8)
-    fields = b"".join(_fold(utf8, name, value) for name, value in head.raw_items())
-    data = b"".join((body.headers, fields, b"\r\n", body.payload))
-    check_line_length(data)
-    return data
-
-
-def render_whole(
-    message: Message,
-    *,
-    message_id: str | None = None,
-    default_sender: str = "",
-    utf8: bool = False,
-) -> bytes:
-    """``render`` without sharing: the whole MIME tree built and written for one message."""
-    root = _body(message)
-    _set_root_headers(root, message, message.sender or default_sender, message_id, utf8)
-    data = root.as_bytes(policy=_policy(utf8))
+    sender = message.sender or default_sender
+    if shared:
+        body = BODIES.get(_body_key(message, utf8), lambda: _encode_body(message, policy))
+        head = _Fields()
+        _set_root_headers(head, message, sender, message_id, utf8)
+        fields = b"".join(_fold(utf8, name, value) for name, value in head.raw_items())
+        data = b"".join((body.headers, fields, b"\r\n", body.payload))
+    else:
+        root = _body(message)
+        _set_root_headers(root, message, sender, message_id, utf8)
+        data = root.as_bytes(policy=policy)
     check_line_length(data)
     return data
 

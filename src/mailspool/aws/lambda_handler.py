@@ -42,7 +42,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from mailspool.aws.events import ObjectEvent, parse_event
-from mailspool.aws.metrics import DEFAULT_NAMESPACE, write_batch_metrics
+from mailspool.aws.metrics import DEFAULT_NAMESPACE, batch_metrics, write_batch_metrics
 from mailspool.aws.returned_mail import read_returned_mail, returned_key
 from mailspool.aws.runtime import deadline_margin, open_runtime
 from mailspool.delivery.steps import ThrottleCount
@@ -224,12 +224,13 @@ def _one(
             "source": item.source,
         }
     )
-    write_batch_metrics(
+    document = batch_metrics(
         report,
         throttled=_throttled(worker) - throttled,
         function=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local"),
         namespace=namespace,
     )
+    write_batch_metrics(document)
     return _Result(item, report.status, report)
 
 

@@ -73,16 +73,9 @@ def batch_metrics(
     }
 
 
-def write_batch_metrics(
-    report: BatchReport,
-    *,
-    throttled: int,
-    function: str,
-    out: TextIO | None = None,
-    namespace: str = DEFAULT_NAMESPACE,
-) -> None:
-    """Print the EMF line of one batch run (Lambda sends stdout to CloudWatch Logs)."""
+def write_batch_metrics(document: dict[str, Any], out: TextIO | None = None) -> None:
+    """Print one batch run's EMF document (``batch_metrics``) as a line: Lambda sends
+    stdout to CloudWatch Logs."""
     stream = sys.stdout if out is None else out
-    document = batch_metrics(report, throttled=throttled, function=function, namespace=namespace)
     stream.write(json.dumps(document) + "\n")
     stream.flush()

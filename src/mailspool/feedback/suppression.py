@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from itertools import islice
 from typing import Any
@@ -74,12 +74,7 @@ class Suppression:
     diagnostic: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            "address": self.address,
-            "reason": str(self.reason),
-            "since": self.since,
-            "diagnostic": self.diagnostic,
-        }
+        return {**asdict(self), "reason": str(self.reason)}
 
     def encode(self) -> bytes:
         return orjson.dumps(self.as_dict())

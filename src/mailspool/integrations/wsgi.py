@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
@@ -84,21 +85,19 @@ class MailspoolMiddleware:
         return _Body(scope, context, result, self.mode)
 
 
+@dataclass(slots=True)
 class _Body:
     """The response body, run in the request's context; writes the scope once."""
 
-    def __init__(
-        self, scope: RequestScope, context: contextvars.Context, inner: Iterable[bytes], mode: Mode
-    ) -> None:
-        self._scope = scope
-        self._context = context
-        self._inner = inner
-        self._mode = mode
-        self._finished = False
+    scope: RequestScope
+    context: contextvars.Context
+    inner: Iterable[bytes]
+    mode: Mode
+    finished: bool = field(default=False, init=False)
 
     def __iter__(self) -> Iterator[bytes]:
-        iterator = self._context.run(iter, self._inner)
-        if self._mode == "after":
+        iterator = self.context.run(iter, self.inner)
+        if self.mode == "after":
             yield from self._pass_through(iterator)
             return
         held: bytes | None = None
@@ -114,7 +113,7 @@ class _Body:
     def _pass_through(self, iterator: Iterator[bytes]) -> Iterator[bytes]:
         while True:
             try:
-                chunk = self._context.run(next, iterator, None)
+                chunk = self.context.run(next, iterator, None)
             except BaseException as err:
                 self._close_inner()
                 self._finish(type(err), err, err.__traceback__)
@@ -131,10 +130,10 @@ class _Body:
             self._finish(None, None, None)
 
     def _close_inner(self) -> None:
-        close = getattr(self._inner, "close", None)
+        close = getattr(self.inner, "close", None)
         if close is not None:
-            inner_close, self._inner = close, ()
-            self._context.run(inner_close)
+            inner_close, self.inner = close, ()
+            self.context.run(inner_close)
 
     def _finish(
         self,
@@ -142,9 +141,9 @@ class _Body:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._finished:
-            self._finished = True
-            self._context.run(self._scope.__exit__, exc_type, exc, tb)
+        if not self.finished:
+            self.finished = True
+            self.context.run(self.scope.__exit__, exc_type, exc, tb)
 
 
 def _status_code(status: str) -> int:

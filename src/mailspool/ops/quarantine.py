@@ -8,7 +8,7 @@ copy); ``delete`` drops it and its error for good.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import islice
 
 from mailspool.errors import InvalidRecord, KeyNotFound, Undecryptable
@@ -47,13 +47,8 @@ class QuarantinedFile:
         return self.key.removeprefix(layout.QUARANTINE)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "size": self.size,
-            "emails": self.emails,
-            "error": self.error,
-            "quarantined_at": self.quarantined_at,
-        }
+        """Every field but the key, which the id names already."""
+        return {name: value for name, value in asdict(self).items() if name != "key"}
 
 
 def list_quarantined(store: Store, limit: int | None = None) -> list[QuarantinedFile]:
