@@ -1,0 +1,84 @@
+"""One address in every spelling a store may hold it, for ``mailspool erase``.
+
+``AddressMatch.is_address`` compares whole values by canonical form (``mailspool.address``:
+a display name, quotes, case, fullwidth letters, Unicode or punycode all give one form).
+``found`` and ``scrub`` look for the address inside text (a body, a reason, a log line):
+its local part plain or quoted, its domain in ASCII (A-labels) or Unicode (U-labels), any
+case, and each of these as JSON writes it with ``\\u`` escapes. A match must stand alone:
+``bob.ana@example.com`` and ``ana@example.com.evil`` do not hold ``ana@example.com``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass
+
+import idna
+
+from mailspool.address import canonical_address
+from mailspool.errors import InvalidMessage
+
+__all__ = ["ERASED", "AddressMatch"]
+
+#: What replaces the address wherever it is found inside text.
+ERASED = "[erased]"
+_ATOM = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
+_BEFORE = rf"(?<![{_ATOM}.])"
+_AFTER = r"(?![A-Za-z0-9\-]|\.[A-Za-z0-9])"
+
+
+@dataclass(frozen=True, slots=True)
+class AddressMatch:
+    """The canonical form of an address and a pattern for it inside text."""
+
+    canonical: str
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def of(cls, address: str) -> AddressMatch:
+        """InvalidMessage (naming ``address``) if it is no e-mail address."""
+        canonical = canonical_address(address)
+        local, _, domain = canonical.rpartition("@")
+        locals_ = {local, local.strip('"'), f'"{local.strip(chr(34))}"'}
+        domains = {domain}
+        if "xn--" in domain:
+            with contextlib.suppress(idna.IDNAError, UnicodeError):
+                domains.add(idna.decode(domain))
+        alternatives = {f"{lp}@{dp}" for lp in locals_ for dp in domains}
+        alternatives |= {_json_escaped(form) for form in alternatives}
+        ordered = sorted(alternatives, key=len, reverse=True)  # the longest form first
+        body = "|".join(re.escape(form) for form in ordered)
+        return cls(canonical, re.compile(f"{_BEFORE}(?:{body}){_AFTER}", re.IGNORECASE))
+
+    def is_address(self, value: str) -> bool:
+        """True if ``value`` is this address, in any spelling (with a display name too)."""
+        if len(value) > 1000 or "@" not in value:
+            return False
+        try:
+            return canonical_address(value) == self.canonical
+        except InvalidMessage:
+            return False
+
+    def found(self, text: str) -> bool:
+        return self.pattern.search(text) is not None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with each occurrence of the address replaced by ``[erased]``."""
+        return self.pattern.sub(ERASED, text)
+
+    def found_in(self, data: bytes) -> bool:
+        return self.found(data.decode("utf-8", "surrogateescape"))
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        return self.scrub(data.decode("utf-8", "surrogateescape")).encode(
+            "utf-8", "surrogateescape"
+        )
+
+
+def _json_escaped(form: str) -> str:
+    """The form as a JSON writer that escapes non-ASCII (and quotes) writes it."""
+    if form.isascii() and '"' not in form:
+        return form
+    return json.dumps(form, ensure_ascii=True)[1:-1]
