@@ -4,7 +4,8 @@
 a display name, quotes, case, fullwidth letters, Unicode or punycode all give one form).
 ``found`` and ``scrub`` look for the address inside text (a body, a reason, a log line):
 its local part plain or quoted, its domain in ASCII (A-labels) or Unicode (U-labels), any
-case, and each of these as JSON writes it with ``\\u`` escapes. A match must stand alone:
+case, and each of these as JSON writes it with ``\\u`` escapes; written ``Name <address>``,
+the display name goes with it (plain or RFC 2047 encoded: the words up to a separator). A match must stand alone:
 ``bob.ana@example.com`` and ``ana@example.com.evil`` do not hold ``ana@example.com``.
 """
 
@@ -27,6 +28,7 @@ ERASED = "[erased]"
 _ATOM = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
 _BEFORE = rf"(?<![{_ATOM}.])"
 _AFTER = r"(?![A-Za-z0-9\-]|\.[A-Za-z0-9])"
+_PHRASE = r"[^<>,:;\[\]{}\n\r]{0,200}"  # a display name before <address>, up to a separator
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,9 @@ class AddressMatch:
         alternatives |= {_json_escaped(form) for form in alternatives}
         ordered = sorted(alternatives, key=len, reverse=True)  # the longest form first
         body = "|".join(re.escape(form) for form in ordered)
-        return cls(canonical, re.compile(f"{_BEFORE}(?:{body}){_AFTER}", re.IGNORECASE))
+        named = f"{_PHRASE}<\\s*(?:{body})\\s*>"  # with its display name: both go
+        pattern = f"{named}|{_BEFORE}(?:{body}){_AFTER}"
+        return cls(canonical, re.compile(pattern, re.IGNORECASE))
 
     def is_address(self, value: str) -> bool:
         """True if ``value`` is this address, in any spelling (with a display name too)."""
