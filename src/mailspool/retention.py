@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["DEFAULT_RETENTION", "Retention", "RetentionState", "parse_retention"]
+__all__ = ["DEFAULT_RETENTION", "PREFIXES", "Retention", "RetentionState", "parse_retention"]
 
 
 class RetentionState(StrEnum):
@@ -25,6 +25,14 @@ class RetentionState(StrEnum):
     FAILED = "failed"  # failed/
     EVENTS = "events"  # events/, history/, events-seen/, complaints-bounces/
 
+
+#: The store folders each state's records are in: what an S3 lifecycle rule expires by
+#: prefix (``aws/template.yaml``, ``aws/bucket_setup.py``); ``gc`` reads the same folders.
+PREFIXES = {
+    RetentionState.FINISHED: ("done/", "ledger/"),
+    RetentionState.FAILED: ("failed/",),
+    RetentionState.EVENTS: ("events/", "history/", "events-seen/", "complaints-bounces/"),
+}
 
 _UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 _MIN_AGE = 3600
