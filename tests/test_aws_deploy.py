@@ -122,12 +122,14 @@ def test_the_lifecycle_expires_what_retention_names_only() -> None:
     rules = bucket["LifecycleConfiguration"]["Rules"]
     prefixes = {_sub(r["Prefix"], template) for r in rules}
     expiring = {folder for folders in PREFIXES.values() for folder in folders}
-    assert prefixes == {f"spool/{folder}" for folder in expiring | {".leases/"}}
+    assert prefixes == {f"spool/{folder}" for folder in expiring | {".leases/", ""}}
+    [versions] = [r for r in rules if "ExpirationInDays" not in r]  # the whole prefix's
+    assert versions["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     assert {layout.DONE, layout.LEDGER, layout.FAILED} < expiring
     assert {feedback_layout.MESSAGE_EVENTS, feedback_layout.HISTORY} < expiring
     assert not expiring & {layout.QUEUE, SCHEDULED, layout.PAUSED, layout.QUARANTINE}
     defaults = template["Parameters"]
-    days = {_sub(r["Prefix"], template): r["ExpirationInDays"] for r in rules}
+    days = {_sub(r["Prefix"], template): r.get("ExpirationInDays") for r in rules}
     for state, folders in PREFIXES.items():
         age = DEFAULT_RETENTION.of(state)
         for folder in folders:
