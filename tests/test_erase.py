@@ -31,7 +31,9 @@ from mailspool.feedback.suppression import SuppressionList
 from mailspool.message import Message
 from mailspool.ops import admin
 from mailspool.ops.erase import erase_address
+from mailspool.producer.fallback import fallback_url_for
 from mailspool.spool import layout
+from mailspool.spool.records import LedgerEntry, encode_entries
 from mailspool.spool.schedule import SCHEDULED
 from mailspool.stores.base import Store
 from mailspool.stores.file import FileStore
@@ -262,14 +264,31 @@ def test_a_batch_being_delivered_is_left_and_reported(tmp_path: Path) -> None:
     assert list(store.keys(layout.QUEUE)) == []
 
 
-def test_the_command_prints_the_audit_record_and_refuses_a_non_address(tmp_path: Path) -> None:
+def test_a_started_batch_keeps_its_ledger_until_it_is_finished(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "spool")
+    [key] = queue(store, [Message(to=(ASCII, "bob@example.com"), subject="s", text="x")])
+    ledger = layout.ledger_key(layout.batch_id_from_key(key))
+    line = encode_entries([LedgerEntry.sent(0, "<1@example.com>", 1, refused={ASCII: "550"})])
+    store.append(ledger, line)  # a worker started on it, then stopped
+    report = erase_address(ASCII, store)
+    assert report.skipped == [key, ledger]
+    assert store.read_log(ledger) == [line]
+
+
+def test_the_command_erases_the_fallback_store_too_and_prints_the_audit_record(
+    tmp_path: Path,
+) -> None:
     url = f"file://{tmp_path / 'spool'}"
+    fallback = FileStore.from_url(fallback_url_for(url, Settings.load().fallback_store))
+    queue(fallback, [Message(to=(ADDRESS,), subject="fell back", text="x")])
     runner = CliRunner()
     result = runner.invoke(cli, ["erase", "--json", "--store", url, ADDRESS])
     assert result.exit_code == 0, result.output
     printed: dict[str, Any] = orjson.loads(result.stdout)
     assert printed["record"].startswith("erasures/")
+    assert printed["cancelledEmails"] == 1
     assert "ana" not in result.stdout.lower()
+    assert list(fallback.keys(layout.QUEUE)) == []
     refused = runner.invoke(cli, ["erase", "--store", url, "not an address"])
     assert refused.exit_code == 1
     assert "address" in refused.output

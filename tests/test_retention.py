@@ -26,7 +26,13 @@ from mailspool.feedback.ingest import ingest
 from mailspool.ops.retention import apply_retention
 from mailspool.retention import DEFAULT_RETENTION, Retention, RetentionState, parse_retention
 from mailspool.spool import layout
-from mailspool.spool.records import BatchDocument, FailedRecord, timestamp
+from mailspool.spool.records import (
+    BatchDocument,
+    FailedRecord,
+    LedgerEntry,
+    encode_entries,
+    timestamp,
+)
 from mailspool.spool.schedule import scheduled_key
 from mailspool.stores.base import Store
 from mailspool.stores.file import FileStore
@@ -36,6 +42,7 @@ DAY = 86400.0
 BUCKET = "mailspool-retention"
 NOW = time.time() + 100 * DAY  # the clock gc is given: every object was written 100 days ago
 STATES = [state.value for state in RetentionState]
+SENT_LEDGER = encode_entries([LedgerEntry.sent(0, "<1@example.com>", 1)])
 
 
 # -- the setting ---------------------------------------------------------------------------
@@ -145,7 +152,7 @@ def finished_and_failed(store: Store) -> dict[str, bool]:
     expected = {}
     for batch_id, gone in ((old, True), (new, False)):
         store.put(layout.done_key(batch_id), batch(batch_id))
-        store.append(layout.ledger_key(batch_id), b'[{"index":0,"state":"sent"}]')
+        store.append(layout.ledger_key(batch_id), SENT_LEDGER)
         expected[layout.done_key(batch_id)] = gone
     for batch_id, age, gone in ((old, 200 * DAY, True), (new, 10 * DAY, False)):
         store.put(layout.failed_key(batch_id, 0), failed(batch_id, age))
@@ -180,7 +187,7 @@ def unsent(store: Store) -> list[str]:
     ancient = [layout.new_batch_id(NOW - n * 400 * DAY) for n in (1, 2, 3)]
     queued, claimed, cancelled = ancient
     store.put(layout.queue_key(queued), batch(queued))
-    store.append(layout.ledger_key(queued), b'[{"index":0,"state":"sent"}]')  # half-sent
+    store.append(layout.ledger_key(queued), SENT_LEDGER)  # half-sent
     store.put(layout.queue_key(claimed), batch(claimed))
     assert store.claim(claimed, "a worker", 3600) is not None
     due = datetime.fromtimestamp(NOW - 300 * DAY, UTC)

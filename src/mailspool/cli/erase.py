@@ -7,6 +7,7 @@ import orjson
 
 from mailspool.cli.common import errors, load_settings, say_store, store_option
 from mailspool.ops.erase import erase
+from mailspool.producer.fallback import fallback_url_for
 
 __all__ = ["erase_command"]
 
@@ -24,7 +25,8 @@ def erase_command(address: str, as_json: bool, store: str | None) -> None:
     settings = load_settings(store=store)
     say_store(settings.store)
     with errors():
-        report = erase(address, store=settings.store)
+        fallback = fallback_url_for(settings.store, settings.fallback_store)
+        report = erase(address, store=settings.store, fallback=fallback)
     if as_json:
         click.echo(orjson.dumps({**report.as_record(), "record": report.record_key}))
     else:

@@ -18,8 +18,9 @@ In this order, each step safe to run again (a second run finds nothing left to d
    keys were redacted or removed, never the address.
 
 An object that cannot be parsed is scrubbed as bytes and reported; one larger than the
-read limit is reported, not read. A batch being delivered is left and reported: run
-``erase`` again once the worker is done. With batch encryption, dropping a batch's data
+read limit is reported, not read. A batch being delivered is left and reported, its
+ledger too (a batch still in ``queue/`` keeps its ledger as it is): run ``erase`` again
+once the worker is done. With batch encryption, dropping a batch's data
 key is enough for its contents (the seam: ``_erase_object``).
 """
 
@@ -131,9 +132,14 @@ def erase_address(
     own = _own_keys(address)
     for one in (store, fallback) if fallback is not None else (store,):
         _take(report, erase_pending(one, match, READ_LIMIT))
+        unsent = {layout.batch_id_from_key(key) for key in one.keys(layout.QUEUE)}
         for info in list(one.list("")):
-            if not info.key.startswith(_NOT_WALKED):
-                _erase_object(one, info, match, own, report)
+            if info.key.startswith(_NOT_WALKED):
+                continue
+            if _ledger_batch(info.key) in unsent:  # a worker may be appending to it
+                _leave_ledger(one, info, match, report)
+                continue
+            _erase_object(one, info, match, own, report)
     _erase_blobs(store, report)
     report.redacted = _hide(report.redacted, own, match)
     report.removed = _hide(report.removed, own, match)
@@ -144,6 +150,25 @@ def erase_address(
 def _own_keys(address: str) -> tuple[str, ...]:
     """The keys that belong to the address itself: its history logs (every form)."""
     return (feedback_layout.history_key(address), *feedback_layout.legacy_history_keys(address))
+
+
+def _ledger_batch(key: str) -> str | None:
+    """The batch of a ledger key (``ledger/<id>``, or ``ledger/<id>/<part>`` on S3)."""
+    parts = key.split("/")
+    return parts[1] if parts[0] + "/" == layout.LEDGER and len(parts) > 1 else None
+
+
+def _leave_ledger(
+    store: Store, info: ObjectInfo, match: AddressMatch, report: ErasureReport
+) -> None:
+    """A batch still in ``queue/`` keeps its ledger as it is (rewriting it could lose a
+    record a worker appends meanwhile); one that names the address is reported."""
+    try:
+        data = store.get_at_most(info.key, READ_LIMIT, "the erasure read limit")
+    except StoreError:
+        return
+    if match.found_in(data):
+        report.skipped.append(info.key)
 
 
 def _take(report: ErasureReport, outcome: PendingOutcome) -> None:

@@ -28,7 +28,8 @@ ERASED = "[erased]"
 _ATOM = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
 _BEFORE = rf"(?<![{_ATOM}.])"
 _AFTER = r"(?![A-Za-z0-9\-]|\.[A-Za-z0-9])"
-_PHRASE = r"[^<>,:;\[\]{}\n\r]{0,200}"  # a display name before <address>, up to a separator
+_SEPARATORS = frozenset('<>,:;[]{}\n\r"')  # where a display name before <address> starts
+_MAX_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,7 @@ class AddressMatch:
         alternatives |= {_json_escaped(form) for form in alternatives}
         ordered = sorted(alternatives, key=len, reverse=True)  # the longest form first
         body = "|".join(re.escape(form) for form in ordered)
-        named = f"{_PHRASE}<\\s*(?:{body})\\s*>"  # with its display name: both go
-        pattern = f"{named}|{_BEFORE}(?:{body}){_AFTER}"
+        pattern = f"{_BEFORE}(?:{body}){_AFTER}"
         return cls(canonical, re.compile(pattern, re.IGNORECASE))
 
     def is_address(self, value: str) -> bool:
@@ -69,8 +69,18 @@ class AddressMatch:
         return self.pattern.search(text) is not None
 
     def scrub(self, text: str) -> str:
-        """``text`` with each occurrence of the address replaced by ``[erased]``."""
-        return self.pattern.sub(ERASED, text)
+        """``text`` with each occurrence of the address replaced by ``[erased]``; written
+        ``Name <address>``, the name goes too (back to a separator, 200 characters at
+        most: one pass over the text, whatever its size)."""
+        parts: list[str] = []
+        done = 0
+        for found in self.pattern.finditer(text):
+            start, end = found.span()
+            if text[start - 1 : start] == "<" and text[end : end + 1] == ">":
+                start, end = _name_start(text, start - 1, max(done, start - 1 - _MAX_NAME)), end + 1
+            parts += [text[done:start], ERASED]
+            done = end
+        return "".join([*parts, text[done:]])
 
     def found_in(self, data: bytes) -> bool:
         return self.found(data.decode("utf-8", "surrogateescape"))
@@ -79,6 +89,14 @@ class AddressMatch:
         return self.scrub(data.decode("utf-8", "surrogateescape")).encode(
             "utf-8", "surrogateescape"
         )
+
+
+def _name_start(text: str, bracket: int, floor: int) -> int:
+    """Where the display name before ``<`` at ``bracket`` starts (after a separator)."""
+    start = bracket
+    while start > floor and text[start - 1] not in _SEPARATORS:
+        start -= 1
+    return start
 
 
 def _json_escaped(form: str) -> str:
