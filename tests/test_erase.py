@@ -25,6 +25,7 @@ from mailspool.cli import cli
 from mailspool.config import Settings
 from mailspool.delivery.steps import SuppressionScreen
 from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.errors import StoreError
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.ingest import ingest
 from mailspool.feedback.suppression import SuppressionList
@@ -239,6 +240,38 @@ def test_erase_again_finds_nothing_and_keeps_the_suppression(tmp_path: Path) -> 
     assert list(SuppressionList(store).entries()) == []  # no address is listed
     assert SuppressionList(store).remove(ADDRESS)  # an operator may still lift it
     assert not SuppressionList(store, cache_ttl=0).is_suppressed(ADDRESS)
+
+
+def test_an_unreadable_keyed_entry_counts_as_suppressed(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "spool")
+    SuppressionList(store).add(ASCII)
+    report = erase_address(ASCII, store)
+    store.put(f"suppression/keyed/{report.keyed_hash}.json", b"\xff not json")
+    entry = SuppressionList(store).get(ADDRESS)
+    assert entry is not None
+    assert "unreadable entry" in entry.diagnostic
+
+
+def test_a_damaged_erasure_key_is_named_and_stops_the_screen(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "spool")
+    SuppressionList(store).add(ASCII)
+    erase_address(ASCII, store)
+    store.put("erasures/key", b"short")
+    with pytest.raises(StoreError, match="erasures/key: 5 bytes"):
+        erase_address(ASCII, store)
+    with pytest.raises(StoreError, match="erasures/key"):  # retried later, never sent
+        SuppressionList(store).is_suppressed("someone@example.com")
+
+
+def test_an_object_over_the_read_limit_is_reported_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(tmp_path / "spool")
+    store.put("done/big.json", b"x" * 200 + ASCII.encode())
+    monkeypatch.setattr("mailspool.ops.erase.READ_LIMIT", 100)
+    report = erase_address(ASCII, store)
+    assert report.too_large == ["done/big.json"]
+    assert not report.complete
 
 
 def test_an_unparsable_record_is_scrubbed_and_reported(tmp_path: Path) -> None:

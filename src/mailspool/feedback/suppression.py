@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from mailspool.errors import KeyNotFound, StoreError
+from mailspool.errors import KeyNotFound
 from mailspool.feedback import keyed, layout
 from mailspool.message import bare_local_part
 from mailspool.spool.records import timestamp
@@ -268,12 +268,8 @@ class SuppressionList:
         """The entry kept under the keyed hash of an erased address, if any."""
         if not self._any_keyed(time.monotonic()):
             return None
-        try:
-            if self._erasure_key is None:
-                self._erasure_key = keyed.erasure_key(self.store)
-        except StoreError as err:  # cannot tell: logged; the plain entries still apply
-            log.error("erased addresses cannot be checked: %s", err)
-            return None
+        if self._erasure_key is None:  # a damaged key raises StoreError: nothing is sent
+            self._erasure_key = keyed.erasure_key(self.store)  # until it can be checked
         if self._erasure_key is None:
             return None
         key = keyed.keyed_suppression_key(keyed.keyed_digest(self._erasure_key, normalized))
