@@ -177,6 +177,7 @@ def test_erase_leaves_no_trace_but_the_keyed_hash(
     pending_mail(store, fallback)
     assert SuppressionList(store).is_suppressed(ASCII)
     assert mentions(stores)
+    assert any(layout.is_partial_failure(k) for k in store.keys(layout.FAILED))
 
     report = erase_address(" ana@BÜCHER.example ", store, fallback=fallback)
 
@@ -191,6 +192,7 @@ def test_erase_leaves_no_trace_but_the_keyed_hash(
     assert record["counts"]["done/"] >= 1
     assert record["counts"]["failed/"] >= 1
     assert list(store.keys(SCHEDULED)) == []  # its one e-mail was to the address
+    assert [k for k in store.keys(layout.FAILED) if layout.is_partial_failure(k)] == []
 
 
 def test_after_erase_mail_to_it_is_refused_and_others_still_get_theirs(

@@ -11,7 +11,8 @@ In this order, each step safe to run again (a second run finds nothing left to d
    ``history/``, ``events-seen/``, ``complaints-bounces/``, ``returned/``, the dashboard's
    tallies, and any prefix a later version adds): each object holding it in any spelling
    is redacted in place (``ops.erase_redact``); its own history log is deleted; a failed,
-   cancelled or quarantined record of e-mails sent to it alone is deleted; a returned
+   cancelled or quarantined record of e-mails sent to it alone is deleted, and so is a
+   partial failure whose only refused recipient it was; a returned
    message (raw MIME) that names it, in a header or a decoded part, is deleted;
 4. **blobs**: an attachment only erased e-mails referred to is deleted;
 5. **the audit record** ``erasures/<time>-<id>.json``: when, the keyed hash, and which
@@ -210,12 +211,24 @@ def _erase_object(
     report.blobs += redacted.blobs
     if redacted.unparsed:
         report.unparsed.append(info.key)
-    if redacted.only_erased and info.key.startswith(_DELETED_WHEN_EMPTIED):
+    if (redacted.only_erased and info.key.startswith(_DELETED_WHEN_EMPTIED)) or (
+        layout.is_partial_failure(info.key) and not _refused_left(redacted.data)
+    ):
         store.delete(info.key)
         report.removed.append(info.key)
         return
     store.put(info.key, redacted.data)
     report.redacted.append(info.key)
+
+
+def _refused_left(data: bytes) -> bool:
+    """Whether a partial failure still names a refused recipient (else there is nothing
+    left to retry: a retry would send the e-mail again to those who got it)."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return True
+    return not isinstance(document, dict) or bool(document.get("refused"))
 
 
 def _mime_names(data: bytes, match: AddressMatch) -> bool:
