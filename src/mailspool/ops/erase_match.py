@@ -38,6 +38,7 @@ class AddressMatch:
 
     canonical: str
     pattern: re.Pattern[str]
+    needles: tuple[bytes, ...]  # one of these is in the lower-cased bytes of every match
 
     @classmethod
     def of(cls, address: str) -> AddressMatch:
@@ -54,7 +55,8 @@ class AddressMatch:
         ordered = sorted(alternatives, key=len, reverse=True)  # the longest form first
         body = "|".join(re.escape(form) for form in ordered)
         pattern = f"{_BEFORE}(?:{body}){_AFTER}"
-        return cls(canonical, re.compile(pattern, re.IGNORECASE))
+        needles = tuple({_needle(form) for form in alternatives})
+        return cls(canonical, re.compile(pattern, re.IGNORECASE), needles)
 
     def is_address(self, value: str) -> bool:
         """True if ``value`` is this address, in any spelling (with a display name too)."""
@@ -83,12 +85,24 @@ class AddressMatch:
         return "".join([*parts, text[done:]])
 
     def found_in(self, data: bytes) -> bool:
+        """``found`` on bytes; most objects are ruled out by a plain byte search first
+        (an order of magnitude faster than the pattern)."""
+        lowered = data.lower()
+        if not any(needle in lowered for needle in self.needles):
+            return False
         return self.found(data.decode("utf-8", "surrogateescape"))
 
     def scrub_bytes(self, data: bytes) -> bytes:
         return self.scrub(data.decode("utf-8", "surrogateescape")).encode(
             "utf-8", "surrogateescape"
         )
+
+
+def _needle(form: str) -> bytes:
+    """The longest ASCII run of ``form``, lower-cased: whatever the case of a match,
+    ``bytes.lower`` of it holds these bytes (non-ASCII letters fold otherwise)."""
+    runs = re.findall(r"[\x00-\x7f]+", form)
+    return max(runs, key=len, default="@").lower().encode()
 
 
 def _name_start(text: str, bracket: int, floor: int) -> int:
