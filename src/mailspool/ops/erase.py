@@ -44,6 +44,7 @@ from mailspool.feedback.suppression import shared_suppressions
 from mailspool.ops.erase_match import AddressMatch
 from mailspool.ops.erase_pending import PendingOutcome, erase_pending
 from mailspool.ops.erase_redact import redact_bytes
+from mailspool.ops.erase_walk import Read, read_ahead
 from mailspool.producer.fallback import fallback_url_for
 from mailspool.producer.scope import settings_here
 from mailspool.spool import layout
@@ -134,13 +135,13 @@ def erase_address(
     for one in (store, fallback) if fallback is not None else (store,):
         _take(report, erase_pending(one, match, READ_LIMIT))
         unsent = {layout.batch_id_from_key(key) for key in one.keys(layout.QUEUE)}
-        for info in list(one.list("")):
-            if info.key.startswith(_NOT_WALKED):
-                continue
+        walked = (info for info in one.list("") if not info.key.startswith(_NOT_WALKED))
+        for info, read in read_ahead(one, list(walked), READ_LIMIT):
             if _ledger_batch(info.key) in unsent:  # a worker may be appending to it
-                _leave_ledger(one, info, match, report)
+                if isinstance(read, bytes) and match.found_in(read):
+                    report.skipped.append(info.key)  # left as it is, reported
                 continue
-            _erase_object(one, info, match, own, report)
+            _erase_object(one, info, read, match, own, report)
     _erase_blobs(store, report)
     report.redacted = _hide(report.redacted, own, match)
     report.removed = _hide(report.removed, own, match)
@@ -159,19 +160,6 @@ def _ledger_batch(key: str) -> str | None:
     return parts[1] if parts[0] + "/" == layout.LEDGER and len(parts) > 1 else None
 
 
-def _leave_ledger(
-    store: Store, info: ObjectInfo, match: AddressMatch, report: ErasureReport
-) -> None:
-    """A batch still in ``queue/`` keeps its ledger as it is (rewriting it could lose a
-    record a worker appends meanwhile); one that names the address is reported."""
-    try:
-        data = store.get_at_most(info.key, READ_LIMIT, "the erasure read limit")
-    except StoreError:
-        return
-    if match.found_in(data):
-        report.skipped.append(info.key)
-
-
 def _take(report: ErasureReport, outcome: PendingOutcome) -> None:
     report.cancelled += outcome.cancelled
     report.redacted += outcome.rewritten
@@ -182,24 +170,28 @@ def _take(report: ErasureReport, outcome: PendingOutcome) -> None:
 
 
 def _erase_object(
-    store: Store, info: ObjectInfo, match: AddressMatch, own: tuple[str, ...], report: ErasureReport
+    store: Store,
+    info: ObjectInfo,
+    read: Read,
+    match: AddressMatch,
+    own: tuple[str, ...],
+    report: ErasureReport,
 ) -> None:
     """Redact or remove one object. (With encryption: drop its data key instead.)"""
     if info.key in own or info.key.startswith(tuple(f"{k}/" for k in own)) or match.found(info.key):
         store.delete(info.key)  # its own log, or a key that names it: nothing to keep
         report.removed.append(info.key)
         return
-    if info.size > READ_LIMIT:
+    if read is None:
         report.too_large.append(info.key)
         return
-    try:
-        data = store.get_at_most(info.key, READ_LIMIT, "the erasure read limit")
-    except KeyNotFound:
+    if isinstance(read, KeyNotFound):
         return
-    except StoreError as err:  # a link or device the store refuses: reported
-        log.warning("erase: %s", err)
+    if isinstance(read, StoreError):  # a link or device the store refuses: reported
+        log.warning("erase: %s", read)
         report.unparsed.append(info.key)
         return
+    data = read
     if info.key.startswith(layout.RETURNED):
         if _mime_names(data, match):
             store.delete(info.key)
