@@ -166,6 +166,7 @@ def _take(report: ErasureReport, outcome: PendingOutcome) -> None:
     report.removed += outcome.removed
     report.skipped += outcome.skipped
     report.unparsed += outcome.unparsed
+    report.too_large += outcome.too_large
     report.blobs += outcome.blobs
 
 

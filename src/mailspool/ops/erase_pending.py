@@ -21,11 +21,14 @@ from mailspool.errors import KeyNotFound, StoreError, UnsafeKey
 from mailspool.ops.cancel import unsent_batch
 from mailspool.ops.erase_match import AddressMatch
 from mailspool.ops.erase_redact import ERASED_EMAIL, redact_bytes
+from mailspool.ops.erase_walk import read_ahead
 from mailspool.spool import layout
 from mailspool.spool.schedule import SCHEDULED, due_of
 from mailspool.stores.base import Store
 
 __all__ = ["PendingOutcome", "erase_pending"]
+
+_FOLDERS = (layout.QUEUE, SCHEDULED)
 
 
 @dataclass(slots=True)
@@ -37,6 +40,7 @@ class PendingOutcome:
     removed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unparsed: list[str] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)
     cancelled: int = 0
     blobs: list[str] = field(default_factory=list)
 
@@ -44,32 +48,33 @@ class PendingOutcome:
 def erase_pending(store: Store, match: AddressMatch, limit: int) -> PendingOutcome:
     """Take the address out of every batch not yet sent (see the module docstring)."""
     outcome = PendingOutcome()
-    for key, batch_id in _pending(store):
-        try:
-            data = store.get_at_most(key, limit, "the erasure read limit")
-        except KeyNotFound:
+    batches = dict(_pending(store))
+    infos = [info for prefix in _FOLDERS for info in store.list(prefix) if info.key in batches]
+    for info, read in read_ahead(store, infos, limit):
+        if read is None:
+            outcome.too_large.append(info.key)
             continue
-        except StoreError:
-            outcome.unparsed.append(key)
+        if isinstance(read, StoreError) and not isinstance(read, KeyNotFound):
+            outcome.unparsed.append(info.key)  # a link or device: the worker sets it aside
             continue
-        if not match.found_in(data):
+        if not isinstance(read, bytes) or not match.found_in(read):
             continue
-        with unsent_batch(store, batch_id) as unsent:
+        with unsent_batch(store, batches[info.key]) as unsent:
             if not unsent:
-                outcome.skipped.append(key)
+                outcome.skipped.append(info.key)
                 continue
-            _rewrite(store, key, match, limit, outcome)
+            _rewrite(store, info.key, match, limit, outcome)
     return outcome
 
 
 def _pending(store: Store) -> Iterator[tuple[str, str]]:
     """(key, batch id) of each batch in ``queue/`` and ``scheduled/``."""
-    for key in list(store.keys(layout.QUEUE)):
+    for key in store.keys(layout.QUEUE):
         try:
             yield key, layout.queued_batch_id(key)
         except UnsafeKey:
             continue  # not a batch: the worker sets it aside; erase reads it in quarantine
-    for key in list(store.keys(SCHEDULED)):
+    for key in store.keys(SCHEDULED):
         parsed = due_of(key)
         if parsed is not None:
             yield key, parsed[1]
