@@ -29,7 +29,7 @@ from mailspool.errors import StoreError
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.ingest import ingest
 from mailspool.feedback.suppression import SuppressionList
-from mailspool.message import Message
+from mailspool.message import Attachment, Message
 from mailspool.ops import admin
 from mailspool.ops.erase import erase_address
 from mailspool.producer.fallback import fallback_url_for
@@ -242,6 +242,26 @@ def test_erase_again_finds_nothing_and_keeps_the_suppression(tmp_path: Path) -> 
     assert list(SuppressionList(store).entries()) == []  # no address is listed
     assert SuppressionList(store).remove(ADDRESS)  # an operator may still lift it
     assert not SuppressionList(store, cache_ttl=0).is_suppressed(ADDRESS)
+
+
+def test_an_attachment_only_erased_e_mails_had_is_deleted(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "spool")
+    own, shared = Attachment("cv.pdf", b"A" * 9000), Attachment("terms.pdf", b"B" * 9000)
+    queue(
+        store,
+        [
+            Message(to=(ASCII,), subject="s", text="x", attachments=(own, shared)),
+            Message(to=("bob@example.com",), subject="t", text="x", attachments=(shared,)),
+        ],
+    )
+    assert len(list(store.keys(layout.BLOBS))) == 2
+    report = erase_address(ASCII, store)
+    assert [key.removeprefix(layout.BLOBS) for key in report.blobs] == [
+        hashlib.sha256(own.content).hexdigest()
+    ]
+    assert list(store.keys(layout.BLOBS)) == [
+        layout.blob_key(hashlib.sha256(shared.content).hexdigest())
+    ]
 
 
 def test_an_unreadable_keyed_entry_counts_as_suppressed(tmp_path: Path) -> None:
