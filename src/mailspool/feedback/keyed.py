@@ -36,6 +36,7 @@ __all__ = [
     "erasure_key",
     "keyed_digest",
     "keyed_suppression_key",
+    "made_erasure_key",
 ]
 
 ERASURE_KEY = "erasures/key"
@@ -44,18 +45,27 @@ _KEY_BYTES = 32
 _ENTRY_LIMIT = 4096
 
 
-def erasure_key(store: Store, *, create: bool = False) -> bytes | None:
-    """The store's erasure key; None if it has none and ``create`` is False. A key of
-    another size than 32 bytes (a hostile or damaged object) raises ``StoreError``."""
+def erasure_key(store: Store) -> bytes | None:
+    """The store's erasure key, or None if it has none. A key of another size than 32
+    bytes (a hostile or damaged object) raises ``StoreError``."""
     try:
         key = store.get_at_most(ERASURE_KEY, _KEY_BYTES, "the erasure key size")
     except KeyNotFound:
-        if not create:
-            return None
-        store.put_new(ERASURE_KEY, os.urandom(_KEY_BYTES))  # the first writer's key wins
-        key = store.get_at_most(ERASURE_KEY, _KEY_BYTES, "the erasure key size")
+        return None
     if len(key) != _KEY_BYTES:
         raise StoreError(f"{ERASURE_KEY}: {len(key)} bytes; an erasure key is {_KEY_BYTES}")
+    return key
+
+
+def made_erasure_key(store: Store) -> bytes:
+    """The store's erasure key, made now if it has none (a create-only write: of two
+    first erasures at once, both use the key the first wrote)."""
+    key = erasure_key(store)
+    if key is None:
+        store.put_new(ERASURE_KEY, os.urandom(_KEY_BYTES))
+        key = erasure_key(store)
+    if key is None:
+        raise StoreError(f"{ERASURE_KEY}: written, then not found")
     return key
 
 

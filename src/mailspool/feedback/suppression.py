@@ -214,7 +214,7 @@ class SuppressionList:
         normalized = layout.normalize_address(address)
         keys = [layout.suppression_key(normalized), *layout.legacy_suppression_keys(address)]
         found = [(key, entry) for key in keys if (entry := self._read_key(key, normalized))]
-        erasure_key = keyed.erasure_key(self.store, create=bool(found))
+        erasure_key = keyed.made_erasure_key(self.store) if found else keyed.erasure_key(self.store)
         if erasure_key is None:
             return None
         digest = keyed.keyed_digest(erasure_key, normalized)

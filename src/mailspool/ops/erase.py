@@ -12,8 +12,8 @@ In this order, each step safe to run again (a second run finds nothing left to d
    tallies, and any prefix a later version adds): each object holding it in any spelling
    is redacted in place (``ops.erase_redact``); its own history log is deleted; a failed,
    cancelled or quarantined record of e-mails sent to it alone is deleted, and so is a
-   partial failure whose only refused recipient it was; a returned
-   message (raw MIME) that names it, in a header or a decoded part, is deleted;
+   partial failure whose only refused recipient it was; a returned message (raw MIME)
+   that names it, in a header or a decoded part, is deleted;
 4. **blobs**: an attachment only erased e-mails referred to is deleted;
 5. **the audit record** ``erasures/<time>-<id>.json``: when, the keyed hash, and which
    keys were redacted or removed, never the address.
@@ -21,8 +21,8 @@ In this order, each step safe to run again (a second run finds nothing left to d
 An object that cannot be parsed is scrubbed as bytes and reported; one larger than the
 read limit is reported, not read. A batch being delivered is left and reported, its
 ledger too (a batch still in ``queue/`` keeps its ledger as it is): run ``erase`` again
-once the worker is done. With batch encryption, dropping a batch's data
-key is enough for its contents (the seam: ``_erase_object``).
+once the worker is done. With batch encryption, dropping a batch's data key is enough
+for its contents (the seam: ``_erase_object``).
 """
 
 from __future__ import annotations
@@ -127,8 +127,7 @@ def erase_address(
     InvalidMessage if ``address`` is not an e-mail address."""
     match = AddressMatch.of(address)
     moment = now or datetime.now(UTC)
-    key = keyed.erasure_key(store, create=True)
-    assert key is not None  # created above
+    key = keyed.made_erasure_key(store)
     report = ErasureReport(keyed.keyed_digest(key, address), timestamp(moment))
     report.suppressed = shared_suppressions(store).keep_keyed(address, report.erased_at) is not None
     own = _own_keys(address)
@@ -240,19 +239,25 @@ def _mime_names(data: bytes, match: AddressMatch) -> bool:
 
 
 def _erase_blobs(store: Store, report: ErasureReport) -> None:
-    """Delete the blobs only erased e-mails referred to (none other does now)."""
+    """Delete the blobs only erased e-mails referred to (none other does now). A batch
+    that cannot be read might refer to one: then none is deleted (listed as too large)."""
     candidates = set(report.blobs)
     if not candidates:
         report.blobs = []
         return
-    for prefix in _REFERRING:
-        for info in list(store.list(prefix)):
-            if info.size > READ_LIMIT or info.key.endswith(".error.json"):
-                continue
-            try:
-                outline = BatchOutline.read(store.get(info.key))
-            except KeyNotFound:
-                continue
+    infos = [
+        info
+        for prefix in _REFERRING
+        for info in store.list(prefix)
+        if not layout.is_error_key(info.key)
+    ]
+    for info, read in read_ahead(store, infos, READ_LIMIT):
+        if read is None or (isinstance(read, StoreError) and not isinstance(read, KeyNotFound)):
+            if info.key not in report.too_large:
+                report.too_large.append(info.key)
+            candidates = set()
+        elif isinstance(read, bytes):
+            outline = BatchOutline.read(read)
             candidates -= set(outline.blobs if outline else ())
     report.blobs = sorted(layout.blob_key(digest) for digest in candidates)
     for key in report.blobs:
