@@ -27,7 +27,10 @@ from mailspool.aws.bucket_setup import setup_bucket
 from mailspool.aws.package import DEFAULT_PYTHON, build_package, dependencies
 from mailspool.aws.template import default_runtime, template_text
 from mailspool.cli.aws import aws as aws_cli
+from mailspool.feedback import layout as feedback_layout
+from mailspool.retention import DEFAULT_RETENTION, PREFIXES
 from mailspool.spool import layout
+from mailspool.spool.schedule import SCHEDULED
 from tests.fixtures.moto_server import MotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,12 +116,25 @@ def test_the_template_passes_checkov_with_every_skip_justified(template_file: Pa
             assert len(skip["comment"]) > 20
 
 
-def test_the_lifecycle_expires_finished_batches_only() -> None:
+def test_the_lifecycle_expires_what_retention_names_only() -> None:
     template = _decoded("--prefix", "spool")
     bucket = template["Resources"]["Bucket"]["Properties"]
-    prefixes = {_sub(r["Prefix"], template) for r in bucket["LifecycleConfiguration"]["Rules"]}
-    assert prefixes == {"spool/done/", "spool/ledger/", "spool/.leases/"}
-    assert {layout.DONE, layout.LEDGER} < {p.removeprefix("spool/") for p in prefixes}
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    prefixes = {_sub(r["Prefix"], template) for r in rules}
+    expiring = {folder for folders in PREFIXES.values() for folder in folders}
+    assert prefixes == {f"spool/{folder}" for folder in expiring | {".leases/", ""}}
+    [versions] = [r for r in rules if "ExpirationInDays" not in r]  # the whole prefix's
+    assert versions["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    assert {layout.DONE, layout.LEDGER, layout.FAILED} < expiring
+    assert {feedback_layout.MESSAGE_EVENTS, feedback_layout.HISTORY} < expiring
+    assert not expiring & {layout.QUEUE, SCHEDULED, layout.PAUSED, layout.QUARANTINE}
+    defaults = template["Parameters"]
+    days = {_sub(r["Prefix"], template): r.get("ExpirationInDays") for r in rules}
+    for state, folders in PREFIXES.items():
+        age = DEFAULT_RETENTION.of(state)
+        for folder in folders:
+            parameter = days[f"spool/{folder}"]["Ref"]
+            assert age == defaults[parameter]["Default"] * 86400
     rules = bucket["NotificationConfiguration"]["QueueConfigurations"][0]["Filter"]["S3Key"][
         "Rules"
     ]
@@ -235,11 +251,10 @@ def test_setup_configures_an_existing_bucket_and_is_idempotent(aws: MotoServer) 
     assert all(block.values())
     assert len(block) == 4
     rules = s3.get_bucket_lifecycle_configuration(Bucket="existing")["Rules"]
-    assert sorted(r["Filter"]["Prefix"] for r in rules) == [
-        "spool/.leases/",
-        "spool/done/",
-        "spool/ledger/",
-    ]
+    assert sorted(r["Filter"]["Prefix"] for r in rules) == sorted(
+        f"spool/{folder}" for folders in [*PREFIXES.values(), (".leases/",)] for folder in folders
+    )
+    assert {r["Filter"]["Prefix"]: r["Expiration"]["Days"] for r in rules}["spool/failed/"] == 90
     [notification] = s3.get_bucket_notification_configuration(Bucket="existing")[
         "QueueConfigurations"
     ]

@@ -36,6 +36,7 @@ COMMANDS = {
     "bounces",
     "cancel",
     "demo",
+    "erase",
     "events",
     "failed",
     "gc",

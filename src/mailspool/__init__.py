@@ -28,6 +28,7 @@ from mailspool.errors import (
 )
 from mailspool.message import Attachment, Message
 from mailspool.ops.cancel import cancel
+from mailspool.ops.erase import erase
 from mailspool.producer.api import send_mail, send_message, send_now
 from mailspool.producer.scope import RequestScope, current_scope, request
 
@@ -49,6 +50,7 @@ __all__ = [
     "__version__",
     "cancel",
     "current_scope",
+    "erase",
     "request",
     "send_mail",
     "send_message",

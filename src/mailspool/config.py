@@ -37,12 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.headers import Priority
+from mailspool.retention import DEFAULT_RETENTION, Retention
 from mailspool.setting_rules import (
     _ANY_SECRET,
     _ATTEMPTS,
     _DAYS,
     _FOLDER,
     _KEYS,
+    _RETENTION,
     _SECRET,
     POLL_INTERVAL,
     Rule,
@@ -165,6 +167,7 @@ class Settings:
     sweep_after: float = setting(_seconds, 300.0, shown="`300` (seconds)", help="the sweeper re-drives queued batches older than this whose claim is free")
     idempotency_window: float = setting(_positive_seconds, 86400.0, shown="`86400` (24 hours)", help="seconds during which an idempotency `key` given to `send_mail` is accepted once ([operations](operations.md))")
     alert_after: float = setting(_seconds, 3600.0, shown="`3600` (seconds)", help="the sweeper reports e-mails waiting longer than this")
+    retention: Retention = setting(_RETENTION, DEFAULT_RETENTION, shown="`finished=14d,failed=90d,events=180d`", help="how long `mailspool gc` keeps finished batches (`done/`, `ledger/`), failed e-mails (`failed/`) and feedback events (`events/`, `history/`, `events-seen/`, `complaints-bounces/`); a state left out is kept for ever; pending, scheduled, claimed, paused and fallback records never expire ([operations](operations.md#retention))")  # noqa: RUF009 - Retention is frozen
 
     sns_topics: frozenset[str] = setting(_names, frozenset(), shown="none (the endpoint answers 404)", help="SNS topic ARNs, comma-separated, whose SES events `POST /events/ses` accepts ([feedback](feedback.md))")
     unsubscribe_url: str = setting(_any_text, "", shown="none", help="the `https://` URL of the one-click unsubscribe endpoint; with the secret, deferred e-mails carry `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailspool.errors import ConfigurationError
+from mailspool.retention import STATES_RULE, parse_retention
 
 
 class SettingError(ConfigurationError):
@@ -167,6 +168,11 @@ _positive_number = _number(0, above=True)
 _optional_rate = _number(0, above=True, optional=True)
 #: at most ten years: a date that far back is still a date
 _DAYS = _number(0, above=True, high=3650, unit="days")
+_RETENTION = Rule(
+    f"comma-separated STATE=AGE pairs, STATE one of {STATES_RULE}, AGE 1h to 3650d "
+    "in h, d or w (e.g. finished=30d,failed=90d)",
+    parse_retention,
+)
 _names = Rule("names, comma-separated (or a list)", _names_of)
 
 

@@ -1,7 +1,9 @@
 """Configure an existing bucket for mailspool: ``mailspool aws setup``.
 
-Sets, through boto3: default encryption (SSE-S3), the public access block, a lifecycle
-rule that expires finished batches only (``done/``, ``ledger/``, stale ``.leases/``),
+Sets, through boto3: default encryption (SSE-S3), the public access block, lifecycle
+rules that expire finished batches (``done/``, ``ledger/``) after the expire days, failed
+e-mails and feedback events after ``MAILSPOOL_RETENTION``'s defaults (the folders of
+``mailspool.retention.PREFIXES``) and stale ``.leases/``, never unsent mail,
 and the event notification for ``queue/*.json`` to a Lambda function or an SQS queue.
 The bucket's other lifecycle rules and notifications are kept; mailspool's own (by id)
 are replaced, so running it twice changes nothing.
@@ -15,6 +17,7 @@ from typing import Any
 
 from mailspool._backends import boto3_client
 from mailspool.errors import ConfigurationError
+from mailspool.retention import DEFAULT_RETENTION, PREFIXES, RetentionState
 from mailspool.spool import layout
 
 __all__ = ["aws_errors", "setup_bucket"]
@@ -128,11 +131,7 @@ def _lifecycle(s3: Any, bucket: str, root: str, days: int) -> None:
             raise
         rules = []
     rules = [r for r in rules if not str(r.get("ID", "")).startswith(_RULE_PREFIX)]
-    for name, folder, expiry in (
-        ("done", layout.DONE, days),
-        ("ledger", layout.LEDGER, days),
-        ("leases", ".leases/", 1),
-    ):
+    for name, folder, expiry in (*_retention_rules(days), ("leases", ".leases/", 1)):
         rules.append(
             {
                 "ID": f"{_RULE_PREFIX}{root.strip('/') or 'root'}-{name}",
@@ -143,6 +142,17 @@ def _lifecycle(s3: Any, bucket: str, root: str, days: int) -> None:
             }
         )
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+
+
+def _retention_rules(days: int) -> list[tuple[str, str, int]]:
+    """(name, folder, days) per folder that expires: finished after ``days``, failed and
+    event records after ``MAILSPOOL_RETENTION``'s defaults (as the template's rules)."""
+    rules = []
+    for state, folders in PREFIXES.items():
+        age = DEFAULT_RETENTION.of(state) if state is not RetentionState.FINISHED else None
+        expiry = days if age is None else int(age // 86400)
+        rules += [(folder.strip("/"), folder, expiry) for folder in folders]
+    return rules
 
 
 def _notification(

@@ -1,4 +1,4 @@
-"""The ``mailspool`` command: send, cancel, worker, status, failed, quarantine, gc, demo,
+"""The ``mailspool`` command: send, cancel, erase, worker, status, failed, quarantine, gc, demo,
 serve, suppression, trace, events (and aws, with [aws]).
 
 One module per command or command group, in this package; this one holds the root group
@@ -25,6 +25,7 @@ from mailspool._version import __version__
 from mailspool.cli.bounces import bounces
 from mailspool.cli.cancel import cancel_command
 from mailspool.cli.demo import demo
+from mailspool.cli.erase import erase_command
 from mailspool.cli.events import events
 from mailspool.cli.failed import failed
 from mailspool.cli.gc import gc
@@ -57,6 +58,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
 for _command in (
     send,
     cancel_command,
+    erase_command,
     worker,
     status,
     failed,

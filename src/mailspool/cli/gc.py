@@ -1,11 +1,14 @@
-"""``mailspool gc``: remove finished batches older than an age."""
+"""``mailspool gc``: remove finished, failed and event records past their retention."""
 
 from __future__ import annotations
 
 import click
 
-from mailspool.cli.common import opened_store, parse_duration, store_option
-from mailspool.ops import admin
+from mailspool.cli.common import errors, load_settings, parse_duration, say_store, store_option
+from mailspool.cli.options import setting_option
+from mailspool.ops.retention import apply_retention
+from mailspool.retention import Retention, RetentionState
+from mailspool.stores import open_store
 
 __all__ = ["gc"]
 
@@ -13,18 +16,30 @@ __all__ = ["gc"]
 @click.command()
 @click.option(
     "--older-than",
-    required=True,
     metavar="AGE",
-    help="Age of finished batches to remove, with a unit: 30m, 12h, 7d, 2w.",
+    help="Remove only finished batches older than AGE (30m, 12h, 7d, 2w), whatever "
+    "the retention says.",
 )
+@setting_option("retention", metavar="STATE=AGE,...")
 @store_option
-def gc(older_than: str, store: str | None) -> None:
-    """Remove finished batches older than an age; pending and failed ones are never touched."""
-    try:
-        age = parse_duration(older_than)
-    except click.BadParameter as err:
-        err.param_hint = "'--older-than'"
-        raise
-    with opened_store(store) as the_store:
-        removed = admin.collect_garbage(the_store, older_than=age)
-    click.echo(f"removed {len(removed)} finished batch(es)")
+def gc(older_than: str | None, retention: Retention | None, store: str | None) -> None:
+    """Remove finished batches, failed e-mails and feedback events past their retention
+    (MAILSPOOL_RETENTION); pending, scheduled, claimed, paused and fallback records are
+    never touched."""
+    if older_than is not None:
+        try:
+            retention = Retention(finished=parse_duration(older_than))
+        except click.BadParameter as err:
+            err.param_hint = "'--older-than'"
+            raise
+    settings = load_settings(store=store, retention=retention)
+    say_store(settings.store)
+    with errors(), open_store(settings.store) as the_store:
+        report = apply_retention(the_store, settings.retention)
+    click.echo(
+        f"removed {report.count(RetentionState.FINISHED)} finished batch(es), "
+        f"{report.count(RetentionState.FAILED)} failed e-mail(s), "
+        f"{report.count(RetentionState.EVENTS)} event record(s)"
+    )
+    for key in report.unreadable:
+        click.echo(f"judged by modification time (no readable time inside): {key}", err=True)

@@ -2,6 +2,8 @@
 
 ```
 suppression/<h:3>/<h>.json    one suppressed address (h: SHA-256 of the address)
+suppression/keyed/<k>.json    an erased address still suppressed (k: its keyed hash,
+                              ``feedback.keyed``)
 history/<h:3>/<h>             a log of the events received for one address
 events/<provider-id>          a log of the events received for one sent e-mail
 events-seen/<event-id>        an event already acted on (hooks run once)

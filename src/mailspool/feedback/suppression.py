@@ -19,6 +19,11 @@ with its domain as written; a check that misses the canonical key also reads tho
 (``layout.legacy_suppression_keys``), which differ from it only for addresses written
 other than in plain ASCII: an ordinary address still costs one read. What such an entry
 holds is canonicalised when read.
+
+An erased address (``mailspool erase``) stays suppressed under a keyed hash only
+(``feedback.keyed``). A check that finds no entry reads that hash's key too, but only
+while ``suppression/keyed/`` holds anything: one listing per ``listing_ttl``, no read per
+recipient on a store where nothing suppressed was ever erased.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 import orjson
 
 from mailspool.errors import KeyNotFound
-from mailspool.feedback import layout
+from mailspool.feedback import keyed, layout
 from mailspool.message import bare_local_part
 from mailspool.spool.records import timestamp
 from mailspool.stores.base import Store
@@ -118,6 +123,9 @@ class SuppressionList:
         self._cache: dict[str, tuple[float, Suppression | None]] = {}
         self._listed_until = 0.0  # whether the list is empty is known until then
         self._empty = False
+        self._keyed_until = 0.0  # whether suppression/keyed/ holds entries is known until then
+        self._has_keyed = False
+        self._erasure_key: bytes | None = None
         self._lock = threading.Lock()
         self._listing_lock = threading.Lock()
 
@@ -134,7 +142,7 @@ class SuppressionList:
         if bare_local_part(address) is not None:
             return None  # no domain ("django"): no provider reports one, no key holds one
         normalized = layout.normalize_address(address)
-        entry = self._read(normalized) or self._read_legacy(address)
+        entry = self._read(normalized) or self._read_legacy(address) or self._read_keyed(normalized)
         self._remember(normalized, entry, now, address)
         return entry
 
@@ -187,8 +195,34 @@ class SuppressionList:
         for key in (layout.suppression_key(normalized), *layout.legacy_suppression_keys(address)):
             present = self._read_key(key, normalized) is not None or present
             self.store.delete(key)
+        erasure_key = keyed.erasure_key(self.store)
+        if erasure_key is not None:
+            key = keyed.keyed_suppression_key(keyed.keyed_digest(erasure_key, normalized))
+            present = self.store.exists(key) or present
+            self.store.delete(key)
         self._remember(normalized, None, time.monotonic())
         return present
+
+    def keep_keyed(self, address: str, erased_at: str) -> tuple[str, list[str]] | None:
+        """Replace ``address``'s entries by one under its keyed hash (``mailspool erase``):
+        the hash and the keys removed; None (nothing written) if it was not suppressed."""
+        normalized = layout.normalize_address(address)
+        keys = [layout.suppression_key(normalized), *layout.legacy_suppression_keys(address)]
+        found = [(key, entry) for key in keys if (entry := self._read_key(key, normalized))]
+        erasure_key = keyed.made_erasure_key(self.store) if found else keyed.erasure_key(self.store)
+        if erasure_key is None:
+            return None
+        digest = keyed.keyed_digest(erasure_key, normalized)
+        if found:
+            first = found[0][1]
+            kept = keyed.KeyedEntry(digest, str(first.reason), first.since, erased_at)
+            self.store.put(keyed.keyed_suppression_key(digest), kept.encode())
+        elif not self.store.exists(keyed.keyed_suppression_key(digest)):
+            return None
+        for key, _ in found:
+            self.store.delete(key)
+        self._remember(normalized, None, time.monotonic())
+        return digest, [key for key, _ in found]
 
     def import_entries(
         self, entries: Iterable[Suppression], *, replace: bool = False, chunk: int = _IMPORT_CHUNK
@@ -208,8 +242,8 @@ class SuppressionList:
     def entries(self) -> Iterator[Suppression]:
         """Every entry, in key order (not address order); unreadable ones are logged."""
         for key in self.store.keys(layout.SUPPRESSION):
-            if not key.endswith(".json"):
-                continue
+            if not key.endswith(".json") or key.startswith(keyed.KEYED):
+                continue  # a keyed entry names no address
             try:
                 yield Suppression.decode(self.store.get(key), key)
             except KeyNotFound:
@@ -224,6 +258,34 @@ class SuppressionList:
 
     def _read(self, normalized: str) -> Suppression | None:
         return self._read_key(layout.suppression_key(normalized), normalized)
+
+    def _read_keyed(self, normalized: str) -> Suppression | None:
+        """The entry kept under the keyed hash of an erased address, if any."""
+        if not self._any_keyed(time.monotonic()):
+            return None
+        if self._erasure_key is None:  # a damaged key raises StoreError: nothing is sent
+            self._erasure_key = keyed.erasure_key(self.store)  # until it can be checked
+        if self._erasure_key is None:
+            return None
+        key = keyed.keyed_suppression_key(keyed.keyed_digest(self._erasure_key, normalized))
+        try:
+            entry = keyed.KeyedEntry.decode(self.store.get(key), key)
+        except KeyNotFound:
+            return None
+        except ValueError as err:
+            log.warning("unreadable keyed suppression entry counts as suppressed: %s", err)
+            return Suppression(normalized, Reason.MANUAL, now_iso(), f"unreadable entry: {err}")
+        reason = entry.reason if entry.reason in Reason.__members__.values() else Reason.MANUAL
+        return Suppression(normalized, Reason(reason), entry.since, "erased address")
+
+    def _any_keyed(self, now: float) -> bool:
+        """Whether any erased address is suppressed: one listing per ``listing_ttl``."""
+        if self._keyed_until <= now:
+            with self._listing_lock:
+                if self._keyed_until <= now:
+                    self._has_keyed = any(True for _ in self.store.keys(keyed.KEYED))
+                    self._keyed_until = time.monotonic() + self.listing_ttl
+        return self._has_keyed
 
     def _read_legacy(self, address: str) -> Suppression | None:
         """The entry an older version wrote for ``address``, if any (see the docstring)."""
@@ -267,7 +329,7 @@ class SuppressionList:
         with self._lock:
             if not spelling or len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-                self._listed_until = 0.0
+                self._listed_until = self._keyed_until = 0.0
             self._cache[normalized] = answer
             if spelling:
                 self._cache[spelling] = answer

@@ -13,6 +13,8 @@ worker from starting on the batch while it moves; a batch being promoted from
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from mailspool.producer.idempotency import lookup
 from mailspool.producer.scope import settings_here
@@ -23,7 +25,7 @@ from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.shared import shared_store
 
-__all__ = ["cancel"]
+__all__ = ["cancel", "unsent_batch"]
 
 log = logging.getLogger("mailspool")
 _CLAIM_TTL = 60.0
@@ -39,11 +41,8 @@ def cancel(key: str, *, store: Store | str | None = None) -> bool:
     record = lookup(store, key)
     if record is None or not record.location:
         return False
-    lease = store.claim(record.batch, default_owner(), _CLAIM_TTL)
-    if lease is None:  # a worker is delivering it now
-        return False
-    try:
-        if read_entries(store, record.batch):  # sent, failed or carried on already
+    with unsent_batch(store, record.batch) as unsent:
+        if not unsent:  # being delivered now, or sent, failed or carried on already
             return False
         destination = cancelled_key(record.batch)
         for source in dict.fromkeys((record.location, layout.queue_key(record.batch))):
@@ -51,5 +50,18 @@ def cancel(key: str, *, store: Store | str | None = None) -> bool:
                 log.info("cancelled %s (%s)", source, destination)
                 return True
         return False
+
+
+@contextmanager
+def unsent_batch(store: Store, batch_id: str) -> Iterator[bool]:
+    """Hold the batch's claim (the one a worker takes to deliver it) for the block; True
+    if it was free and the batch's ledger is empty (nothing of it was sent yet), so it
+    may be moved or rewritten; False if a worker holds it or it was started."""
+    lease = store.claim(batch_id, default_owner(), _CLAIM_TTL)
+    if lease is None:
+        yield False
+        return
+    try:
+        yield not read_entries(store, batch_id)
     finally:
         store.release(lease)

@@ -3,7 +3,7 @@
 ```
 queue/<batch>.json            a batch waiting or being delivered (the trigger key on S3)
 ledger/<batch>                its ledger: one record per e-mail sent or failed
-done/<batch>.json             a finished batch (the only kind a lifecycle rule expires)
+done/<batch>.json             a finished batch (``MAILSPOOL_RETENTION``'s finished state)
 failed/<batch>.<index>.json   an e-mail that failed for good, with the reason
 failed/<batch>.<index>.refused.json   recipients refused while the others got the e-mail
 quarantine/<batch-file>       a file that could not be read, beside <batch-file>.error.json
@@ -12,7 +12,13 @@ paused/<worker>.json          a worker's transport that is down: since when, nex
 returned/<id>                 a returned message SES receiving wrote, for the Lambda handler
 scheduled/ cancelled/ keys/   e-mails sent later, cancelled, idempotency keys
                               (``mailspool.spool.schedule``)
+erasures/<time>-<id>.json     what ``mailspool erase`` did, without the address
+                              (``mailspool.ops.erase``); ``erasures/key``: the keyed
+                              hash's key (``mailspool.feedback.keyed``)
 ```
+The feedback folders (``suppression/``, ``history/``, ``events/``...) are listed in
+``mailspool.feedback.layout``; the folders that may expire, per state, in
+``mailspool.retention.PREFIXES``.
 Batch ids sort by creation time, so listing ``queue/`` yields the oldest first; a
 priority batch (``priority_batch_id``: a priority e-mail the priority transport could
 not take, ``<id>-now``) is delivered before every other (``spool.queue_scan``).

@@ -39,6 +39,7 @@ __all__ = [
     "LedgerState",
     "QuarantineError",
     "Timing",
+    "blob_digests",
     "decode_entries",
     "encode_entries",
     "json_object",
@@ -150,10 +151,11 @@ class BatchOutline:
         emails = document.get("emails")
         if not isinstance(emails, list):
             return cls(0, ())
-        return cls(len(emails), tuple(dict.fromkeys(_blob_digests(emails))))
+        return cls(len(emails), tuple(dict.fromkeys(blob_digests(emails))))
 
 
-def _blob_digests(emails: list[Any]) -> list[str]:
+def blob_digests(emails: list[Any]) -> list[str]:
+    """The ``sha256`` of each stored attachment (``blobs/``) the e-mails refer to."""
     return [
         item["sha256"]
         for email in emails
