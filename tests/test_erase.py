@@ -36,6 +36,7 @@ from mailspool.producer.fallback import fallback_url_for
 from mailspool.spool import layout
 from mailspool.spool.records import LedgerEntry, encode_entries
 from mailspool.spool.schedule import SCHEDULED
+from mailspool.spool.sealed_store import as_stored, open_stored, sealed
 from mailspool.stores.base import Store
 from mailspool.stores.file import FileStore
 from mailspool.stores.s3 import S3Store
@@ -357,3 +358,45 @@ def test_the_public_function_uses_the_settings_store(
     report = mailspool.erase(ASCII)
     assert report.cancelled == 1
     assert report.record_key.startswith("erasures/")
+
+
+def test_on_an_encrypted_store_nothing_the_keys_open_names_it(
+    tmp_path: Path, smtp_server: SMTPSink
+) -> None:
+    """With MAILSPOOL_ENCRYPTION_KEY every file is sealed, so a byte search proves
+    nothing: each object and log record is opened with the store's own key, and none
+    names the address after erase; what erase rewrote is sealed again, and the worker
+    still reads it."""
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    raw = FileStore(tmp_path / "spool")
+    store = sealed(raw, (key,))
+    fallback = sealed(FileStore(tmp_path / "fallback"), (key,))
+    finished_mail(store, smtp_server)
+    pending_mail(store, fallback)
+
+    def opened_mentions() -> list[str]:
+        found = []
+        for one in (store, fallback):
+            for name, data in every_object(as_stored(one)):
+                if name.startswith(".") or "/." in name:  # the backend's own lease files
+                    continue
+                plain, _ = open_stored(one, name, data)
+                text = name.encode() + b"\n" + plain
+                if any(f in text.lower() for f in FORMS) or any(f in text for f in EXACT):
+                    found.append(name)
+        return found
+
+    assert opened_mentions()
+    report = erase_address(ASCII, store, fallback=fallback)
+
+    assert report.complete
+    assert report.unparsed == ["quarantine/broken.json"]  # not JSON: scrubbed as bytes
+    assert opened_mentions() == []
+    assert mentions((raw,)) == []
+    assert all(
+        data.startswith(b'{"mailspool_encrypted"')
+        for _, data in every_object(raw)
+        if _.startswith(("done/", "failed/"))
+    )
+    deliver(store, smtp_server)  # the redacted queue still opens and goes
+    assert {r for e in smtp_server.envelopes for r in e.rcpt_tos} >= {"dave@example.com"}

@@ -21,8 +21,10 @@ In this order, each step safe to run again (a second run finds nothing left to d
 An object that cannot be parsed is scrubbed as bytes and reported; one larger than the
 read limit is reported, not read. A batch being delivered is left and reported, its
 ledger too (a batch still in ``queue/`` keeps its ledger as it is): run ``erase`` again
-once the worker is done. With batch encryption, dropping a batch's data key is enough
-for its contents (the seam: ``_erase_object``).
+once the worker is done. With ``MAILSPOOL_ENCRYPTION_KEY``, the store is walked as
+stored: each sealed object or log record is opened with the store's keys, redacted as
+above, and sealed again under a fresh data key (the old one, and with it the old
+plaintext, is gone); one that does not open is reported, left as it is.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 
 import orjson
 
-from mailspool.errors import KeyNotFound, StoreError
+from mailspool.errors import KeyNotFound, StoreError, Undecryptable
 from mailspool.feedback import keyed
 from mailspool.feedback import layout as feedback_layout
 from mailspool.feedback.suppression import shared_suppressions
@@ -50,6 +52,7 @@ from mailspool.producer.scope import settings_here
 from mailspool.spool import layout
 from mailspool.spool.records import BatchOutline, timestamp
 from mailspool.spool.schedule import CANCELLED, SCHEDULED
+from mailspool.spool.sealed_store import as_stored, open_stored, sealed, sealed_size
 from mailspool.stores.base import ObjectInfo, Store
 from mailspool.stores.shared import shared_store
 
@@ -111,12 +114,17 @@ def erase(
     of the running request scope's settings, else of the settings loaded now, with its
     fallback store (``MAILSPOOL_FALLBACK_STORE``); a ``Store`` or URL: that store, and
     ``fallback`` if given."""
+    settings = settings_here()
     if store is None:
-        settings = settings_here()
         store = settings.store
         fallback = fallback or fallback_url_for(settings.store, settings.fallback_store)
-    opened = store if isinstance(store, Store) else shared_store(store)
-    spare = fallback if isinstance(fallback, Store) or fallback is None else shared_store(fallback)
+    keys = settings.encryption_key
+    opened = store if isinstance(store, Store) else sealed(shared_store(store), keys)
+    spare = (
+        fallback
+        if isinstance(fallback, Store) or fallback is None
+        else sealed(shared_store(fallback), keys)
+    )
     return erase_address(address, opened, fallback=spare)
 
 
@@ -135,7 +143,9 @@ def erase_address(
         _take(report, erase_pending(one, match, READ_LIMIT))
         unsent = {layout.batch_id_from_key(key) for key in one.keys(layout.QUEUE)}
         walked = (info for info in one.list("") if not info.key.startswith(_NOT_WALKED))
-        for info, read in read_ahead(one, list(walked), READ_LIMIT):
+        beneath = as_stored(one)  # read as stored: sealed objects and log lines alike
+        limit = READ_LIMIT if beneath is one else sealed_size(READ_LIMIT)
+        for info, read in read_ahead(beneath, list(walked), limit):
             if _ledger_batch(info.key) in unsent:  # a worker may be appending to it
                 if isinstance(read, bytes) and match.found_in(read):
                     report.skipped.append(info.key)  # left as it is, reported
@@ -177,7 +187,7 @@ def _erase_object(
     own: tuple[str, ...],
     report: ErasureReport,
 ) -> None:
-    """Redact or remove one object. (With encryption: drop its data key instead.)"""
+    """Redact or remove one object, ``read`` as stored (sealed or clear)."""
     if info.key in own or info.key.startswith(tuple(f"{k}/" for k in own)) or match.found(info.key):
         store.delete(info.key)  # its own log, or a key that names it: nothing to keep
         report.removed.append(info.key)
@@ -191,7 +201,12 @@ def _erase_object(
         log.warning("erase: %s", read)
         report.unparsed.append(info.key)
         return
-    data = read
+    try:
+        data, seal_again = open_stored(store, info.key, read)
+    except Undecryptable as err:  # not the store's keys: nothing to read, nothing to redact
+        log.warning("erase: %s", err)
+        report.unparsed.append(info.key)
+        return
     if info.key.startswith(layout.RETURNED):
         if _mime_names(data, match):
             store.delete(info.key)
@@ -209,7 +224,7 @@ def _erase_object(
         store.delete(info.key)
         report.removed.append(info.key)
         return
-    store.put(info.key, redacted.data)
+    as_stored(store).put(info.key, seal_again(redacted.data))
     report.redacted.append(info.key)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mailspool.errors import ObjectTooLarge, Undecryptable
@@ -36,8 +36,10 @@ from mailspool.stores.base import Lease, ObjectInfo, Store
 
 __all__ = [
     "SealedStore",
+    "as_stored",
     "binding",
     "drop_data_key",
+    "open_stored",
     "sealed",
     "sealed_like",
     "sealed_size",
@@ -144,13 +146,16 @@ class SealedStore(Store):
 
     # -- record logs ---------------------------------------------------------------------
 
-    def append(self, key: str, record: bytes) -> None:
+    def seal_record(self, key: str, record: bytes) -> bytes:
+        """One log record of ``key`` sealed (the writer's data key), as one line."""
         check_record(record)  # the envelope has no line break; the record must not either
         made = self.keyring.log_key(key)
-        sealed_record = Envelope.seal(
+        return Envelope.seal(
             record, binding=binding(key), kid=made.kid, data_key=made.key, wrapped_key=made.wrapped
-        )
-        self.inner.append(key, sealed_record.encode())
+        ).encode()
+
+    def append(self, key: str, record: bytes) -> None:
+        self.inner.append(key, self.seal_record(key, record))
 
     def read_log(self, key: str) -> builtins.list[bytes]:
         records = []
@@ -198,12 +203,38 @@ def drop_data_key(store: Store, key: str) -> bool:
     data = stored_bytes(store, key)
     if not is_sealed(data):
         return False
-    raw = store.inner if isinstance(store, SealedStore) else store
-    raw.put(key, parse(data, key).without_key().encode())
+    as_stored(store).put(key, parse(data, key).without_key().encode())
     return True
+
+
+def open_stored(store: Store, key: str, data: bytes) -> tuple[bytes, Callable[[bytes], bytes]]:
+    """Bytes as stored (``stored_bytes``) as their plaintext, and the function that seals
+    a changed plaintext back as they were stored: an object's one envelope, a log's
+    records one envelope a line (a log's bytes end with a line break; an object's
+    envelope does not), or clear bytes as they are. ``Undecryptable`` when a sealed part
+    does not open: ``mailspool erase`` rewrites what it redacts in the form it found."""
+    if not isinstance(store, SealedStore) or not is_sealed(data):
+        return data, _as_is
+    if not data.endswith(b"\n"):
+        return store.unseal(key, data), lambda plain: store.seal(key, plain)
+    records = [store.unseal(key, line) for line in data.splitlines() if line]
+    plaintext = b"".join(record + b"\n" for record in records)
+    return plaintext, lambda plain: b"".join(
+        store.seal_record(key, record) + b"\n" for record in plain.splitlines() if record
+    )
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
+
+
+def as_stored(store: Store) -> Store:
+    """The store beneath the seal (``store`` itself when it seals nothing): its objects
+    read and written as stored."""
+    return store.inner if isinstance(store, SealedStore) else store
 
 
 def stored_bytes(store: Store, key: str) -> bytes:
     """The object's bytes as stored, sealed or not (to show or keep a file that does
     not open)."""
-    return (store.inner if isinstance(store, SealedStore) else store).get(key)
+    return as_stored(store).get(key)
