@@ -36,6 +36,7 @@ from mailspool.delivery.steps import (
     SuppressionScreen,
     UnsubscribeHeaders,
     VerpEnvelope,
+    WebhookEvents,
 )
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.feedback.settings import rate_guard, unsubscribe_links, verp_for
@@ -45,6 +46,7 @@ from mailspool.stores import open_store
 from mailspool.stores.base import Store
 from mailspool.transports import open_transport
 from mailspool.transports.base import Transport
+from mailspool.webhooks.setup import deliverer_for, outbox_for
 
 __all__ = [
     "STOP_SIGNALS",
@@ -75,7 +77,7 @@ def build_worker(
     """A worker for ``store`` and ``transport`` as ``settings`` say, its steps around
     each send those the settings ask for (``send_steps``) and then ``steps``; ``options``
     are ``WorkerOptions`` fields a trigger sets itself (e.g. ``lease_ttl``)."""
-    return Worker(
+    worker = Worker(
         store,
         transport,
         options=WorkerOptions(
@@ -87,12 +89,15 @@ def build_worker(
         steps=[*send_steps(settings, store, transport), *steps],
         guard=rate_guard(settings, store),
     )
+    worker.webhooks = deliverer_for(settings, store)
+    return worker
 
 
 def send_steps(settings: Settings, store: Store, transport: Transport) -> list[SendStep]:
     """The steps the settings ask for, in order: the suppression screen of ``store``'s
-    list, ``List-Unsubscribe`` headers when the unsubscribe URL is set, and the signed
-    VERP envelope sender when a bounce address is set (SMTP only)."""
+        list, ``List-Unsubscribe`` headers when the unsubscribe URL is set, and the signed
+        VERP envelope sender when a bounce address is set (SMTP only), and the webhook events
+    of each batch run when a webhook URL is set."""
     steps: list[SendStep] = [SuppressionScreen(shared_suppressions(store))]
     links = unsubscribe_links(settings)
     if links is not None:
@@ -100,6 +105,9 @@ def send_steps(settings: Settings, store: Store, transport: Transport) -> list[S
     verp = verp_for(settings, transport.url)
     if verp is not None:
         steps.append(VerpEnvelope(verp))
+    outbox = outbox_for(settings, store)
+    if outbox is not None:
+        steps.append(WebhookEvents(outbox))
     return steps
 
 
