@@ -44,6 +44,7 @@ from mailspool.spool.schedule import SCHEDULED
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
 from mailspool.stores.shared import shared_store
+from mailspool.webhooks.setup import outbox_for
 
 __all__ = [
     "MAX_STUCK_WRITES",
@@ -142,6 +143,7 @@ def write_messages_to(
         default_sender=settings.sender,
         emails_per_file=settings.emails_per_file,
         front=front,
+        outbox=outbox_for(settings, store),
     )
     return write_durably_to(
         store,

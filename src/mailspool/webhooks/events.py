@@ -75,9 +75,9 @@ def _labels(raw: Mapping[str, Any]) -> dict[str, Any]:
     """``tags`` and ``metadata`` if they are well-formed and small, else nothing."""
     found: dict[str, Any] = {}
     tags, metadata = raw.get("tags"), raw.get("metadata")
-    if isinstance(tags, list) and all(isinstance(tag, str) for tag in tags):
+    if tags and isinstance(tags, list) and all(isinstance(tag, str) for tag in tags):
         found["tags"] = tags
-    if isinstance(metadata, dict):
+    if metadata and isinstance(metadata, dict):
         found["metadata"] = metadata
     small = len(json.dumps(found, default=str)) <= _LONGEST_LABELS
     return found if small else {}
@@ -162,11 +162,15 @@ def feedback_event(
     message_id: str | None = None,
     reason: str | None = None,
     when: datetime | None = None,
+    batch: tuple[str | None, int | None] = (None, None),
 ) -> WebhookEvent:
     """The event of feedback about one recipient (a bounce, a complaint, an unsubscribe,
-    a suppression); its id is fixed by the feedback's own id and the address."""
+    a suppression); its id is fixed by the feedback's own id and the address. ``batch``:
+    the e-mail's batch id and index, when the feedback names them."""
     digest = address_digest(address)
     data: dict[str, Any] = {"recipient": digest}
+    if batch[0] is not None and batch[1] is not None:
+        data["batch_id"], data["index"] = batch
     if message_id:
         data["message_id"] = _cut(message_id)
     if reason:

@@ -126,16 +126,30 @@ class Outbox:
         self.store = store
         self.chosen = frozenset(chosen)
 
+    def wants(self, event_type: str) -> bool:
+        return event_type in self.chosen
+
     def add(self, events: Iterable[WebhookEvent], *, now: float | None = None) -> list[str]:
         """Write the chosen events, at most ``MOST_EVENTS`` per object; the keys written."""
-        kept = [event for event in events if event.type in self.chosen]
         written = []
-        for start in range(0, len(kept), MOST_EVENTS):
-            part = tuple(kept[start : start + MOST_EVENTS])
-            key = BundleKey(PENDING, layout.new_batch_id(now), len(part)).key
-            self.store.put(key, Bundle(part).encode())
+        for key, data in self.bundles(events, now=now):
+            self.store.put(key, data)
             written.append(key)
         return written
+
+    def bundles(
+        self, events: Iterable[WebhookEvent], *, now: float | None = None
+    ) -> list[tuple[str, bytes]]:
+        """The objects ``add`` writes, as (key, bytes), for a caller that writes them
+        with its own (the producer's batch write)."""
+        kept = [event for event in events if event.type in self.chosen]
+        found = []
+        for start in range(0, len(kept), MOST_EVENTS):
+            part = tuple(kept[start : start + MOST_EVENTS])
+            found.append(
+                (BundleKey(PENDING, layout.new_batch_id(now), len(part)).key, Bundle(part).encode())
+            )
+        return found
 
 
 @dataclass(frozen=True, slots=True)
