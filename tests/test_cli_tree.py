@@ -45,6 +45,7 @@ COMMANDS = {
     "status",
     "suppression",
     "trace",
+    "webhooks",
     "worker",
 }
 
