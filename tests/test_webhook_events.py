@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,17 +23,21 @@ django_settings.configure()
 
 import mailspool  # noqa: E402
 from mailspool.config import SettingError, Settings  # noqa: E402
+from mailspool.delivery.steps import BatchEnd, WebhookEvents  # noqa: E402
 from mailspool.errors import InvalidRecord, WebhookRefused  # noqa: E402
 from mailspool.feedback.events import parse_ses_event  # noqa: E402
 from mailspool.feedback.ingest import FeedbackOptions, ingest  # noqa: E402
 from mailspool.integrations.django_webhooks import webhook_view  # noqa: E402
 from mailspool.integrations.flask_webhooks import webhook_event  # noqa: E402
+from mailspool.spool import layout  # noqa: E402
+from mailspool.spool.batch import decode  # noqa: E402
+from mailspool.spool.records import LedgerEntry  # noqa: E402
 from mailspool.stores.memory import MemoryStore  # noqa: E402
 from mailspool.webhook_rules import ALL_EVENTS, EventType  # noqa: E402
 from mailspool.webhooks import WebhookEvent, verify  # noqa: E402
 from mailspool.webhooks.events import email_event, event_id  # noqa: E402
 from mailspool.webhooks.http import signer  # noqa: E402
-from mailspool.webhooks.outbox import PENDING, Bundle  # noqa: E402
+from mailspool.webhooks.outbox import PENDING, Bundle, Outbox  # noqa: E402
 from tests import ses_events  # noqa: E402
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -211,3 +216,27 @@ def test_a_cancelled_email_has_its_event(monkeypatch: pytest.MonkeyPatch) -> Non
     [key] = store.keys(PENDING)
     [event] = Bundle.decode(store.get(key)).events
     assert event.type is EventType.CANCELLED
+
+
+def test_a_batch_run_s_events_and_a_rerun_s_are_the_same() -> None:
+    store = MemoryStore()
+    settings = Settings.load(store=store.url)
+    with mailspool.request(store=store, settings=settings) as scope:
+        for number in range(3):
+            mailspool.send_mail(f"u{number}@example.com", "n", "<p>x</p>")
+    [key] = scope.keys
+    batch = decode(store.get(key), source=key)
+    batch_id = layout.batch_id_from_key(key)
+    entries = {0: LedgerEntry.sent(0, "<id-0>", 1), 1: LedgerEntry.failed(1, "550 no", 1)}
+    step = WebhookEvents(Outbox(store))
+    for _ in range(2):  # a run, then the same batch run again after a crash
+        step.concluded(BatchEnd(batch, batch_id, entries, finished=False))
+    runs = [Bundle.decode(store.get(k)).events for k in store.keys(PENDING)]
+    again = tuple(replace(e, timestamp=runs[0][i].timestamp) for i, e in enumerate(runs[1]))
+    assert runs[0] == again  # the same ids and data; only the time may differ
+    assert [(e.type.value, e.data["index"]) for e in runs[0]] == [
+        ("email.sent", 0),
+        ("email.failed", 1),
+        ("email.deferred", 2),
+    ]
+    assert runs[0][0].data["message_id"] == "<id-0>"

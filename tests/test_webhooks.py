@@ -9,6 +9,7 @@ clock the test moves (``Clock``): no test waits for a retry delay.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from mailspool.delivery.factory import build_worker
 from mailspool.spool import layout
 from mailspool.stores.file import FileStore
 from mailspool.transports.memory import MemoryTransport
-from mailspool.triggers.local import drain
+from mailspool.triggers.local import drain, run_forever
 from mailspool.webhook_rules import EventType
 from mailspool.webhooks.deliver import Deliverer, retry_delay
 from mailspool.webhooks.events import email_event, event_id
@@ -181,6 +182,27 @@ def test_the_worker_drains_the_outbox_when_the_receiver_is_up(
     assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "email.sent"
     answer = CliRunner().invoke(cli, ["webhooks", "status", "--json", "--store", store.url])
     assert json.loads(answer.stdout)["pending"] == 0
+
+
+def test_a_running_worker_delivers_events_beside_its_batches(
+    tmp_path: Path, webhook_receiver: WebhookReceiver
+) -> None:
+    store = FileStore(tmp_path / "spool")
+    settings = settings_for(store, webhook_receiver)
+    webhook_receiver.start()
+    worker = build_worker(settings, store, MemoryTransport())
+    runner = threading.Thread(target=run_forever, args=(worker,), kwargs={"poll_interval": 0.01})
+    runner.start()
+    try:
+        with mailspool.request(store=store, settings=settings):
+            mailspool.send_mail("a@example.com", "one", "<p>x</p>")
+        arrived = webhook_receiver.wait_for(2)  # queued, then sent
+    finally:
+        worker.stop()
+        runner.join()
+        worker.close()
+    kinds = sorted(Webhook(SECRET).verify(d.body, d.headers)["type"] for d in arrived)
+    assert kinds == ["email.queued", "email.sent"]
 
 
 def test_the_cli_drain_says_what_is_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -237,7 +237,7 @@ class WebhookEvents(SendStep):
                     index,
                     recipients=raw_recipients(raw),
                     message_id=entry.message_id if entry else None,
-                    reason=entry.reason if entry else "waiting for the transport",
+                    reason=entry.reason if entry else "still queued: the batch run ended before it",
                     extra=raw,
                 )
             )

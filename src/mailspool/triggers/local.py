@@ -159,6 +159,26 @@ def drain(
     return report
 
 
+class _OutboxDrains:
+    """The webhook outbox drained beside the batches of ``run_forever``: one drain at a
+    time, at most every ``_OUTBOX_INTERVAL`` seconds (each drain lists the outbox)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.running: Future[None] | None = None
+        self.due = 0.0
+
+    def start(self, pool: ThreadPoolExecutor) -> None:
+        if self.worker.webhooks is None or time.monotonic() < self.due:
+            return
+        if self.running is None or self.running.done():
+            self.running = pool.submit(drain_webhooks, self.worker)
+            self.due = time.monotonic() + _OUTBOX_INTERVAL
+
+
+_OUTBOX_INTERVAL = 2.0
+
+
 def drain_webhooks(worker: Worker, *, stop: Callable[[], bool] | None = None) -> None:
     """Deliver the webhook outbox once, if there is one (until ``stop()``); a failure
     is logged, never raised: the e-mails' delivery does not wait on the application."""
@@ -248,8 +268,7 @@ def run_forever(
 
     recovered_at = promoted_at = 0.0
     next_due: float | None = None
-    hooks: Future[None] | None = None  # the webhook outbox's drain
-    hooks_at = 0.0
+    outbox = _OutboxDrains(worker)
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
         while not worker.stopping.is_set():
             if time.monotonic() - recovered_at >= _RECOVER_INTERVAL:
@@ -267,9 +286,7 @@ def run_forever(
                     future = pool.submit(worker.deliver, key)
                     running[key] = future
                 future.add_done_callback(functools.partial(finished, key))
-            # one outbox drain at a time, beside the batches, every few seconds at most
-            if (hooks is None or hooks.done()) and time.monotonic() >= hooks_at:
-                hooks, hooks_at = pool.submit(drain_webhooks, worker), time.monotonic() + 2.0
+            outbox.start(pool)
             worker.stopping.wait(poll_interval)
         with lock:
             left = list(running.values())
