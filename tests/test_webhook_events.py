@@ -240,3 +240,15 @@ def test_a_batch_run_s_events_and_a_rerun_s_are_the_same() -> None:
         ("email.deferred", 2),
     ]
     assert runs[0][0].data["message_id"] == "<id-0>"
+
+
+any_text = st.text(alphabet=st.characters(blacklist_categories=()), max_size=30)
+
+
+@given(kinds, any_text, indices, st.lists(any_text, max_size=3), any_text)
+def test_any_text_makes_an_event_that_encodes(
+    kind: EventType, batch: str, i: int, to: list[str], reason: str
+) -> None:
+    event = email_event(kind, batch, i, recipients=to, reason=reason, message_id=reason)
+    assert Bundle.decode(Bundle((event,)).encode()).events[0].id == event.id
+    assert event.payload()

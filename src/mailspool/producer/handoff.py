@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from mailspool.message import Message
 from mailspool.spool import batch, layout
+from mailspool.spool.records import timestamp
 from mailspool.stores.base import Store
 from mailspool.webhook_rules import EventType
 from mailspool.webhooks.events import WebhookEvent, email_event
@@ -84,13 +85,14 @@ def encode_batches(
 
 
 def _queued(batch_id: str, chunk: Sequence[Message], now: datetime) -> list[WebhookEvent]:
+    stamp = timestamp(now)
     return [
         email_event(
             EventType.QUEUED,
             batch_id,
             index,
             recipients=message.to,
-            when=now,
+            when=stamp,
             extra={"tags": list(message.tags), "metadata": dict(message.metadata)},
         )
         for index, message in enumerate(chunk)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from mailspool.address import canonical_address
 from mailspool.errors import InvalidMessage, InvalidRecord
 from mailspool.message import split_addresses
@@ -49,8 +51,11 @@ def event_id(event_type: str, *about: str | int) -> str:
     """``evt_`` + 32 hex digits: the same for the same type and subject, whoever makes
     it, and different for different ones (the parts are JSON-encoded, so no two lists
     of parts share an encoding)."""
-    encoded = json.dumps([event_type, *about], separators=(",", ":"), ensure_ascii=False)
-    return "evt_" + hashlib.sha256(encoded.encode()).hexdigest()[:32]
+    try:
+        encoded = orjson.dumps([event_type, *about])
+    except orjson.JSONEncodeError:  # a lone surrogate: no UTF-8, so escaped
+        encoded = json.dumps([event_type, *about]).encode()
+    return "evt_" + hashlib.sha256(encoded).hexdigest()[:32]
 
 
 def address_digest(address: str) -> str:
@@ -59,7 +64,7 @@ def address_digest(address: str) -> str:
         form = canonical_address(address)
     except InvalidMessage:
         form = address.strip()
-    return hashlib.sha256(form.encode()).hexdigest()
+    return hashlib.sha256(form.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def raw_recipients(raw: Mapping[str, Any]) -> list[str]:
@@ -79,12 +84,21 @@ def _labels(raw: Mapping[str, Any]) -> dict[str, Any]:
         found["tags"] = tags
     if metadata and isinstance(metadata, dict):
         found["metadata"] = metadata
-    small = len(json.dumps(found, default=str)) <= _LONGEST_LABELS
-    return found if small else {}
+    return found if len(_json(found)) <= _LONGEST_LABELS else {}
+
+
+def _json(value: Any) -> bytes:
+    """``value`` as JSON; what JSON cannot hold (or nests too deep) as too large."""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return b"x" * (_LONGEST_DATA + 1)
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= _LONGEST_TEXT else text[: _LONGEST_TEXT - 1] + "…"
+    """At most ``_LONGEST_TEXT`` characters, and valid UTF-8 (a lone surrogate replaced)."""
+    text = text if len(text) <= _LONGEST_TEXT else text[: _LONGEST_TEXT - 1] + "…"
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +112,16 @@ class WebhookEvent:
 
     def payload(self) -> bytes:
         body = {"type": self.type.value, "timestamp": self.timestamp, "data": self.data}
-        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
     def to_record(self) -> dict[str, Any]:
         """The event as the outbox stores it."""
-        return {"id": self.id, **json.loads(self.payload())}
+        return {
+            "id": self.id,
+            "type": self.type.value,
+            "timestamp": self.timestamp,
+            "data": self.data,
+        }
 
     @classmethod
     def from_record(cls, record: object) -> WebhookEvent:
@@ -120,7 +139,7 @@ class WebhookEvent:
         if not isinstance(when, str) or len(when) > 40:
             raise InvalidRecord(f"webhook event {event_id_}: 'timestamp' must be short text")
         data = record.get("data")
-        if not isinstance(data, dict) or len(json.dumps(data)) > _LONGEST_DATA:
+        if not isinstance(data, dict) or len(_json(data)) > _LONGEST_DATA:
             raise InvalidRecord(
                 f"webhook event {event_id_}: 'data' must be an object of at most "
                 f"{_LONGEST_DATA} bytes"
@@ -136,13 +155,13 @@ def email_event(
     recipients: Iterable[str] = (),
     message_id: str | None = None,
     reason: str | None = None,
-    when: datetime | None = None,
+    when: datetime | str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> WebhookEvent:
     """The event of one e-mail of a batch reaching a state: its id is fixed by the
     batch, the index and the state. ``extra``: the e-mail as its batch holds it, whose
     ``tags`` and ``metadata`` (the application's own) are passed on when small."""
-    data: dict[str, Any] = {"batch_id": batch_id, "index": index, **_labels(extra or {})}
+    data: dict[str, Any] = {"batch_id": _cut(batch_id), "index": index, **_labels(extra or {})}
     digests = [address_digest(address) for address in recipients][:_MOST_RECIPIENTS]
     if digests:
         data["recipients"] = digests
@@ -151,7 +170,8 @@ def email_event(
     if reason:
         data["reason"] = _cut(reason)
     identity = event_id(event_type.value, batch_id, index)
-    return WebhookEvent(identity, event_type, timestamp(when), data)
+    stamp = when if isinstance(when, str) else timestamp(when)  # a group's, made once
+    return WebhookEvent(identity, event_type, stamp, data)
 
 
 def feedback_event(

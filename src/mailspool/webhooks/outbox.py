@@ -15,11 +15,12 @@ is removed: a crash in between delivers its events again, never loses them.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from mailspool.errors import InvalidRecord
 from mailspool.spool import layout
@@ -88,15 +89,15 @@ class Bundle:
             "error": self.error,
             "events": [event.to_record() for event in self.events],
         }
-        return json.dumps(document, separators=(",", ":")).encode()
+        return orjson.dumps(document)
 
     @classmethod
     def decode(cls, data: bytes) -> Bundle:
         """A bundle read from the store; ``InvalidRecord`` when it is not one. An entry
         that is no valid event is kept apart in ``unreadable``, the others still go."""
         try:
-            document = json.loads(data)
-        except ValueError as err:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as err:
             raise InvalidRecord(f"webhook bundle is not JSON: {err}") from None
         if not isinstance(document, dict) or document.get("version") != _VERSION:
             raise InvalidRecord(f"webhook bundle must be an object with version {_VERSION}")
