@@ -228,9 +228,9 @@ def test_a_batch_run_s_events_and_a_rerun_s_are_the_same() -> None:
     batch = decode(store.get(key), source=key)
     batch_id = layout.batch_id_from_key(key)
     entries = {0: LedgerEntry.sent(0, "<id-0>", 1), 1: LedgerEntry.failed(1, "550 no", 1)}
-    step = WebhookEvents(Outbox(store))
-    for _ in range(2):  # a run, then the same batch run again after a crash
-        step.concluded(BatchEnd(batch, batch_id, entries, finished=False))
+    end = BatchEnd(batch, batch_id, entries, finished=False)
+    for _ in range(2):  # a run, then the same batch run again by a new process
+        WebhookEvents(Outbox(store)).concluded(end)
     runs = [Bundle.decode(store.get(k)).events for k in store.keys(PENDING)]
     again = tuple(replace(e, timestamp=runs[0][i].timestamp) for i, e in enumerate(runs[1]))
     assert runs[0] == again  # the same ids and data; only the time may differ
@@ -252,3 +252,24 @@ def test_any_text_makes_an_event_that_encodes(
     event = email_event(kind, batch, i, recipients=to, reason=reason, message_id=reason)
     assert Bundle.decode(Bundle((event,)).encode()).events[0].id == event.id
     assert event.payload()
+
+
+def test_a_batch_run_again_in_the_same_process_writes_only_what_is_new() -> None:
+    store = MemoryStore()
+    settings = Settings.load(store=store.url)
+    with mailspool.request(store=store, settings=settings) as scope:
+        mailspool.send_mail(["a@example.com"], "n", "<p>x</p>")
+        mailspool.send_mail(["b@example.com"], "n", "<p>x</p>")
+    [key] = scope.keys
+    batch = decode(store.get(key), source=key)
+    batch_id = layout.batch_id_from_key(key)
+    step = WebhookEvents(Outbox(store))
+    step.concluded(BatchEnd(batch, batch_id, {0: LedgerEntry.sent(0, "<0>", 1)}, finished=False))
+    step.concluded(BatchEnd(batch, batch_id, {0: LedgerEntry.sent(0, "<0>", 1)}, finished=False))
+    entries = {0: LedgerEntry.sent(0, "<0>", 1), 1: LedgerEntry.sent(1, "<1>", 2)}
+    step.concluded(BatchEnd(batch, batch_id, entries, finished=True))
+    kinds = [
+        [(event.type.value, event.data["index"]) for event in Bundle.decode(store.get(k)).events]
+        for k in store.keys(PENDING)
+    ]
+    assert kinds == [[("email.sent", 0), ("email.deferred", 1)], [("email.sent", 1)]]

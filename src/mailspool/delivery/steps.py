@@ -15,6 +15,7 @@ the one send loop (``batch_run``, ``attempt``) is the same with any list of step
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -28,7 +29,7 @@ from mailspool.spool.batch import Batch
 from mailspool.spool.records import LedgerEntry, LedgerState
 from mailspool.transports.base import Receipt
 from mailspool.webhook_rules import EventType
-from mailspool.webhooks.events import email_event, raw_recipients
+from mailspool.webhooks.events import WebhookEvent, email_event, raw_recipients
 from mailspool.webhooks.outbox import Outbox
 
 __all__ = [
@@ -214,13 +215,30 @@ class ThrottleCount(SendStep):
 class WebhookEvents(SendStep):
     """The batch's outcomes as webhook events (sent, failed; deferred for the e-mails
     a run that did not finish leaves waiting), one outbox write per batch run. Every
-    outcome in the ledger is written at each run's end: a run after a crash writes
-    them again, under the same ids, so none is lost (``webhooks.outbox``)."""
+    outcome in the ledger is written at each run's end, but for those this process
+    already wrote: a run after a crash writes them again, under the same ids, so none
+    is lost (``webhooks.outbox``)."""
+
+    #: event ids this process wrote, remembered so that a batch run again here (after an
+    #: outage) writes only what is new; a new process writes everything again (safe)
+    REMEMBERED = 100_000
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
+        self._written: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()  # batch threads conclude at once
 
     def concluded(self, end: BatchEnd) -> None:
+        events = self._events(end)
+        with self._lock:
+            new = [event for event in events if event.id not in self._written]
+        self.outbox.add(new)
+        with self._lock:
+            self._written.update((event.id, None) for event in new)
+            while len(self._written) > self.REMEMBERED:
+                self._written.popitem(last=False)
+
+    def _events(self, end: BatchEnd) -> list[WebhookEvent]:
         events = []
         for index in range(len(end.batch)):
             entry = end.entries.get(index)
@@ -241,7 +259,7 @@ class WebhookEvents(SendStep):
                     extra=raw,
                 )
             )
-        self.outbox.add(events)
+        return events
 
 
 _EVENT_OF = {LedgerState.SENT: EventType.SENT, LedgerState.FAILED: EventType.FAILED}

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from mailspool.errors import InvalidRecord, KeyNotFound, ObjectRefused
+from mailspool.errors import InvalidRecord, KeyNotFound, LeaseLost, ObjectRefused
 from mailspool.spool import layout
 from mailspool.stores.base import Store, default_owner
 from mailspool.webhooks.events import WebhookEvent
@@ -99,6 +99,10 @@ class Deliverer:
             for parsed in pending:
                 if (stop is not None and stop()) or not self._bundle(parsed, report):
                     break
+                if lease.expires - time.time() < _CLAIM_TTL / 2:  # a long drain keeps it
+                    lease = self.store.renew(lease, _CLAIM_TTL)
+        except LeaseLost:
+            log.warning("webhook outbox: the claim was taken over; this drain stops")
         finally:
             self.store.release(lease)
         return report

@@ -115,5 +115,7 @@ class Receiver:
 
 
 def _detail(status: int, answer: bytes) -> str:
-    text = answer.decode("utf-8", "replace").strip().replace("\n", " ")[:200]
+    # the receiver's words go to logs and records: printable characters only
+    text = "".join(c if c.isprintable() else " " for c in answer.decode("utf-8", "replace"))
+    text = text.strip()[:200]
     return f"HTTP {status}" + (f": {text}" if text else "")
