@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -227,7 +228,8 @@ def test_a_batch_run_s_events_and_a_rerun_s_are_the_same() -> None:
     [key] = scope.keys
     batch = decode(store.get(key), source=key)
     batch_id = layout.batch_id_from_key(key)
-    entries = {0: LedgerEntry.sent(0, "<id-0>", 1), 1: LedgerEntry.failed(1, "550 no", 1)}
+    refused = {"Cc.Gone@Example.com": "550 5.1.1 no such user"}
+    entries = {0: LedgerEntry.sent(0, "<id-0>", 1, refused), 1: LedgerEntry.failed(1, "550", 1)}
     end = BatchEnd(batch, batch_id, entries, finished=False)
     for _ in range(2):  # a run, then the same batch run again by a new process
         WebhookEvents(Outbox(store)).concluded(end)
@@ -240,6 +242,7 @@ def test_a_batch_run_s_events_and_a_rerun_s_are_the_same() -> None:
         ("email.deferred", 2),
     ]
     assert runs[0][0].data["message_id"] == "<id-0>"
+    assert runs[0][0].data["refused"] == [hashlib.sha256(b"cc.gone@example.com").hexdigest()]
 
 
 any_text = st.text(alphabet=st.characters(blacklist_categories=()), max_size=30)

@@ -254,6 +254,7 @@ class WebhookEvents(SendStep):
                     end.batch_id,
                     index,
                     recipients=raw_recipients(raw),
+                    refused=entry.refused or {} if entry else {},
                     message_id=entry.message_id if entry else None,
                     reason=entry.reason if entry else "still queued: the batch run ended before it",
                     extra=raw,

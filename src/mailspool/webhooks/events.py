@@ -153,6 +153,7 @@ def email_event(
     index: int,
     *,
     recipients: Iterable[str] = (),
+    refused: Iterable[str] = (),
     message_id: str | None = None,
     reason: str | None = None,
     when: datetime | str | None = None,
@@ -165,6 +166,9 @@ def email_event(
     digests = [address_digest(address) for address in recipients][:_MOST_RECIPIENTS]
     if digests:
         data["recipients"] = digests
+    refusals = [address_digest(address) for address in refused][:_MOST_RECIPIENTS]
+    if refusals:  # sent to the others; these the server (or the suppression list) refused
+        data["refused"] = refusals
     if message_id:
         data["message_id"] = _cut(message_id)
     if reason:
