@@ -25,6 +25,9 @@ from mailspool.spool import layout
 from mailspool.stores.file import FileStore
 from mailspool.transports.memory import MemoryTransport
 from mailspool.triggers.local import drain, run_forever
+from mailspool.web import Dashboard
+from mailspool.web.http import Request
+from mailspool.web.metrics import render_metrics
 from mailspool.webhook_rules import EventType
 from mailspool.webhooks.deliver import Deliverer, retry_delay
 from mailspool.webhooks.events import email_event, event_id
@@ -215,3 +218,12 @@ def test_the_cli_drain_says_what_is_left(tmp_path: Path, monkeypatch: pytest.Mon
     assert answer.exit_code == 1
     assert "1 pending" in answer.output
     assert "did not take every event" in answer.output
+
+
+def test_the_dashboard_and_metrics_show_the_outbox(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "spool")
+    Outbox(store).add([email_event(EventType.SENT, "b5", i) for i in range(3)])
+    metrics = render_metrics(store).decode()
+    assert 'mailspool_webhook_events{state="pending"} 3.0' in metrics
+    page = Dashboard(store, public={}).handle(Request("GET", "/")).body.decode()
+    assert "Webhook outbox: 3 event(s) waiting" in page
