@@ -25,7 +25,7 @@ from mailspool.errors import InvalidRecord, KeyNotFound, LeaseLost, ObjectRefuse
 from mailspool.spool import layout
 from mailspool.stores.base import Store, default_owner
 from mailspool.webhooks.events import WebhookEvent
-from mailspool.webhooks.http import Answer, Outcome, Receiver
+from mailspool.webhooks.http import Outcome, Receiver
 from mailspool.webhooks.outbox import FAILED, PENDING, Bundle, BundleKey, bundle_keys
 
 __all__ = ["Deliverer", "DrainReport", "retry_delay"]
@@ -38,8 +38,6 @@ _FIRST_DELAY = 5.0
 _LONGEST_DELAY = 3600.0
 #: largest bundle object read; a larger one is set aside unread
 BUNDLE_BYTES = 32 * 1024 * 1024
-
-Post = Callable[[WebhookEvent], Answer]
 
 
 def retry_delay(attempts: int) -> float:
@@ -70,13 +68,11 @@ class Deliverer:
         *,
         retention: float = 3 * 86400.0,
         clock: Callable[[], float] = time.time,
-        post: Post | None = None,
     ) -> None:
         self.store = store
         self.receiver = receiver
         self.retention = retention
         self.clock = clock
-        self._post: Post = post or receiver.post
         self._owner = default_owner()
         self._quiet_until = 0.0  # a receiver that did not answer: not before then
 
@@ -121,7 +117,10 @@ class Deliverer:
             return True
         born = layout.id_time(parsed.bundle)
         if born is not None and now - born > self.retention:
-            reason = f"expired: not delivered within MAILSPOOL_WEBHOOK_RETENTION ({self.retention:g} s); last error: {bundle.error}"
+            reason = (
+                f"expired: not delivered within MAILSPOOL_WEBHOOK_RETENTION "
+                f"({self.retention:g} s); last error: {bundle.error}"
+            )
             self._set_aside(parsed, bundle.events, reason)
             report.expired += len(bundle.events)
             return True
@@ -130,7 +129,7 @@ class Deliverer:
     def _send(self, parsed: BundleKey, bundle: Bundle, report: DrainReport, now: float) -> bool:
         refused: list[tuple[WebhookEvent, str]] = []
         for number, event in enumerate(bundle.events):
-            answer = self._post(event)
+            answer = self.receiver.post(event)
             if answer.outcome is Outcome.DELIVERED:
                 report.delivered += 1
             elif answer.outcome is Outcome.REFUSED:

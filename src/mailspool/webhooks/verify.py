@@ -26,6 +26,7 @@ _HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 def verify(body: bytes | str, headers: Mapping[str, str], secret: str) -> WebhookEvent:
     """The event of a genuine, recent delivery; ``WebhookRefused`` saying why otherwise."""
+    webhook = signer(secret)  # MissingDependency without the 'webhooks' extra
     from standardwebhooks.webhooks import WebhookVerificationError
 
     data = body.encode() if isinstance(body, str) else bytes(body)
@@ -33,7 +34,7 @@ def verify(body: bytes | str, headers: Mapping[str, str], secret: str) -> Webhoo
         raise WebhookRefused(f"webhook body larger than {LARGEST_BODY} bytes")
     wanted = {name.lower(): value for name, value in headers.items() if name.lower() in _HEADERS}
     try:
-        signer(secret).verify(data, wanted, json_parse=False)
+        webhook.verify(data, wanted, json_parse=False)
     except WebhookVerificationError as err:
         raise WebhookRefused(f"webhook refused: {err}") from None
     try:
