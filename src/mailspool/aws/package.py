@@ -66,8 +66,14 @@ def build_package(
     return output
 
 
+#: extras every function zip carries: the webhook signer is small and pure Python, and a
+#: function configured with MAILSPOOL_WEBHOOK_URL must be able to sign
+_ZIP_EXTRAS = ("webhooks",)
+
+
 def dependencies(boto3: bool) -> list[str]:
-    """mailspool's own requirements (with boto3: its ``aws`` extra's too), as installed."""
+    """mailspool's own requirements and those of ``_ZIP_EXTRAS`` (with boto3: its
+    ``aws`` extra's too), as installed."""
     try:
         declared = metadata.requires("mailspool") or []
     except metadata.PackageNotFoundError:
@@ -79,7 +85,7 @@ def dependencies(boto3: bool) -> list[str]:
     for line in declared:
         requirement, _, marker = line.partition(";")
         extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
-        if extra is None or (boto3 and extra.group(1) == "aws"):
+        if extra is None or extra.group(1) in _ZIP_EXTRAS or (boto3 and extra.group(1) == "aws"):
             wanted.append(requirement.strip())
     return wanted
 
@@ -91,7 +97,7 @@ def _copy_installed(target: Path) -> None:
 
 
 def _requirement(source: str, tmp: Path, boto3: bool) -> str:
-    extras = "[aws]" if boto3 else ""
+    extras = f"[{','.join(('aws', *_ZIP_EXTRAS) if boto3 else _ZIP_EXTRAS)}]"
     path = Path(source)
     if not path.exists():
         return f"{source}{extras}"
