@@ -29,7 +29,7 @@ from mailspool.web import Dashboard
 from mailspool.web.http import Request
 from mailspool.web.metrics import render_metrics
 from mailspool.webhook_rules import EventType
-from mailspool.webhooks.deliver import Deliverer, retry_delay
+from mailspool.webhooks.deliver import JITTER, Deliverer, retry_delay
 from mailspool.webhooks.events import email_event, event_id
 from mailspool.webhooks.outbox import FAILED, PENDING, Outbox, outbox_stats
 from mailspool.webhooks.setup import receiver_for
@@ -85,7 +85,7 @@ def test_every_event_arrives_signed_after_the_receiver_comes_up(
     webhook_receiver.start()
     assert worker.webhooks.drain().delivered == 0  # not before the next try
     assert webhook_receiver.deliveries == []
-    clock.now += retry_delay(1)
+    clock.now += retry_delay(1) * (1 + JITTER)
     assert worker.webhooks.drain().delivered == 6
     assert outbox_pending(store) == 0
 
@@ -104,7 +104,7 @@ def test_every_event_arrives_signed_after_the_receiver_comes_up(
     assert {identity: body["type"] for identity, body in seen.items()} == expected
 
 
-def test_a_refusal_sets_an_event_aside_and_a_5xx_retries(
+def test_a_busy_receiver_holds_the_outbox_a_rejected_event_waits_alone(
     tmp_path: Path, webhook_receiver: WebhookReceiver
 ) -> None:
     store = FileStore(tmp_path / "spool")
@@ -112,17 +112,48 @@ def test_a_refusal_sets_an_event_aside_and_a_5xx_retries(
     assert receiver is not None
     clock = Clock(time.time())
     deliverer = Deliverer(store, receiver, clock=clock)
-    Outbox(store).add([email_event(EventType.SENT, "b1", 0), email_event(EventType.SENT, "b1", 1)])
+    Outbox(store).add([email_event(EventType.SENT, "b1", i) for i in range(3)])
     webhook_receiver.start()
     webhook_receiver.status = 503
+    webhook_receiver.headers = {"Retry-After": "120"}
+    assert (deliverer.drain().waiting, len(webhook_receiver.deliveries)) == ("HTTP 503", 1)
+    clock.now += retry_delay(1) * (1 + JITTER)
+    assert deliverer.drain().delivered == 0  # Retry-After: two minutes, not 5 s
+    assert len(webhook_receiver.deliveries) == 1
+
+    clock.now += 120
+    webhook_receiver.status, webhook_receiver.headers = 400, {}
     report = deliverer.drain()
-    assert (report.delivered, report.waiting) == (0, "HTTP 503")
-    webhook_receiver.status = 410
-    clock.now += retry_delay(1)
-    assert deliverer.drain().refused == 2
+    assert (report.delivered, report.rejected, report.waiting) == (0, 3, "")
     stats = outbox_stats(store, now=clock.now)
-    assert (stats.pending, stats.failed) == (0, 2)
-    assert len(webhook_receiver.deliveries) == 3  # one 503, then each event refused once
+    assert (stats.pending, stats.bundles, stats.failed) == (3, 3, 0)  # each waits alone
+
+    webhook_receiver.status = 204
+    assert deliverer.drain().delivered == 0  # not before their own next try
+    clock.now += retry_delay(2) * (1 + JITTER)
+    assert deliverer.drain().delivered == 3
+    assert outbox_stats(store, now=clock.now).pending == 0
+    ids = [d.headers["webhook-id"] for d in webhook_receiver.deliveries]
+    assert len(ids) == 7
+    assert len(set(ids)) == 3  # each event under its one id, every time
+
+
+def test_410_gone_makes_the_outbox_wait_the_longest(
+    tmp_path: Path, webhook_receiver: WebhookReceiver
+) -> None:
+    store = FileStore(tmp_path / "spool")
+    receiver = receiver_for(settings_for(store, webhook_receiver))
+    assert receiver is not None
+    clock = Clock(time.time())
+    deliverer = Deliverer(store, receiver, clock=clock)
+    Outbox(store).add([email_event(EventType.SENT, "b6", 0)])
+    webhook_receiver.start()
+    webhook_receiver.status = 410
+    assert deliverer.drain().waiting == "HTTP 410"
+    clock.now += 3599
+    deliverer.drain()
+    assert len(webhook_receiver.deliveries) == 1
+    assert outbox_stats(store, now=clock.now).pending == 1
 
 
 def test_an_event_never_taken_expires_after_the_retention(tmp_path: Path) -> None:

@@ -179,8 +179,8 @@ class Settings:
     webhook_url: str = setting(WEBHOOK_URL, "", shown="none (no webhooks)", help="the `http(s)://` URL to which every e-mail's state changes are POSTed as signed JSON events (Standard Webhooks), through an outbox in the store ([webhooks](webhooks.md))")
     webhook_secret: str = setting(WEBHOOK_SECRET, "", shown="none", help="the Standard Webhooks secret, `whsec_<base64>`, that signs each event; required with `MAILSPOOL_WEBHOOK_URL`")
     webhook_events: frozenset[str] = setting(WEBHOOK_EVENTS, ALL_EVENTS, shown="`all`", help="the events written to the outbox, comma-separated: queued, sent, failed, deferred, bounced, complained, unsubscribed, suppressed, cancelled")
-    webhook_retention: float = setting(_DAYS, 3.0, shown="`3` (days)", help="how long an event the receiver has not taken is retried (with growing delays) before it is set aside in `webhooks/failed/`")
-    webhook_timeout: float = setting(_positive_seconds, 10.0, shown="`10` (seconds)", help="seconds to connect to the receiver and to read its answer, for each event")
+    webhook_retention: float = setting(_DAYS, 3.0, shown="`3` (days)", help="how long an event the receiver has not answered with a 2xx is retried (with growing delays, at most an hour apart) before it is set aside in `webhooks/failed/`")
+    webhook_timeout: float = setting(_positive_seconds, 15.0, shown="`15` (seconds, as the Standard Webhooks specification recommends)", help="seconds to connect to the receiver and to read its answer, for each event")
 
     attachment_root: str | None = setting(_FOLDER, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
     allowed_senders: str = setting(_any_text, "", shown="any sender", help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not among them fails unsent, on the worker and the priority path (Reply-To is free)")

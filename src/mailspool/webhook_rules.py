@@ -22,8 +22,8 @@ __all__ = [
 ]
 
 _SECRET_PREFIX = "whsec_"  # noqa: S105 (the form's prefix, no secret)
-_SHORTEST_SECRET = 16  # bytes; the specification's own secrets are 24 to 64
-_LONGEST_SECRET = 256
+_SHORTEST_SECRET = 24  # bytes, as the specification says (192 to 512 bits)
+_LONGEST_SECRET = 64
 
 
 class EventType(StrEnum):
@@ -45,7 +45,7 @@ ALL_EVENTS = frozenset(EventType)
 
 def secret_bytes(value: str) -> bytes:
     """The key of a ``whsec_<base64>`` secret; ValueError when it is not one (strict
-    base64, 16 to 256 bytes), where the library would take any text."""
+    base64, 24 to 64 bytes), where the library would take any text."""
     if not value.startswith(_SECRET_PREFIX):
         raise ValueError("no whsec_ prefix")
     encoded = value[len(_SECRET_PREFIX) :]

@@ -33,7 +33,7 @@ def drain(store: str | None) -> None:
             report = deliverer.drain()
             left = outbox_stats(the_store, now=time.time())
     click.echo(
-        f"delivered {report.delivered} event(s), {report.refused} refused, "
+        f"delivered {report.delivered} event(s), {report.rejected} rejected (retried), "
         f"{report.expired} expired; {describe_outbox(left)}"
     )
     if report.busy:

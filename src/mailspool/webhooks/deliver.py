@@ -4,19 +4,25 @@ Run by the worker between batches, by the Lambda handler after its batch, and by
 ``mailspool webhooks drain``. One drain at a time per store: it holds the claim
 ``webhooks-outbox`` (a second worker finds it held and leaves the outbox alone).
 
-A bundle is due when its ``next_try`` has come. Its events go in order; delivered
-ones leave the bundle, refused ones go to ``webhooks/failed/`` with the answer. On the
-first event the receiver does not take (down, busy, timeout), the bundle is written
-back with its next try ``retry_delay(attempts)`` ahead (5 s, doubling, at most an hour)
-and the drain stops: a receiver that is down gets one request per delay, not one per
-event. A bundle older than the retention (``MAILSPOOL_WEBHOOK_RETENTION``) goes to
-``webhooks/failed/`` as expired. Delivery is at least once: an event is removed from
-the outbox only after its 2xx, so a crash in between sends it again, under the same id.
+As the Standard Webhooks specification recommends, only a 2xx delivers, and every other
+answer is retried with exponential backoff and jitter, for days
+(``MAILSPOOL_WEBHOOK_RETENTION``, 3 by default): 5 s, then doubling, at most an hour
+apart. A bundle is due when its ``next_try`` has come; its events go in order and
+delivered ones leave it. When the receiver is down, busy or asks to wait
+(``http.Outcome.UNAVAILABLE``), the rest of the bundle is written back with its next
+try and the drain stops: a receiver that is down gets one request per delay, not one
+per event; ``Retry-After`` lengthens the delay, and 410 Gone (the application asks for
+no more events) makes it the longest. An event the receiver answers about, but not with
+a 2xx (``REJECTED``: a 400, a 404...), waits in a bundle of its own with its own
+backoff while the others go on. An event still undelivered after the retention is set
+aside in ``webhooks/failed/`` with its last error. Delivery is at least once: an event
+leaves the outbox only after its 2xx, so a crash in between sends it again, under its id.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,7 +31,7 @@ from mailspool.errors import InvalidRecord, KeyNotFound, LeaseLost, ObjectRefuse
 from mailspool.spool import layout
 from mailspool.stores.base import Store, default_owner
 from mailspool.webhooks.events import WebhookEvent
-from mailspool.webhooks.http import Outcome, Receiver
+from mailspool.webhooks.http import Answer, Outcome, Receiver
 from mailspool.webhooks.outbox import FAILED, PENDING, Bundle, BundleKey, bundle_keys
 
 __all__ = ["Deliverer", "DrainReport", "retry_delay"]
@@ -35,23 +41,31 @@ log = logging.getLogger("mailspool.webhooks")
 CLAIM = "webhooks-outbox"
 _CLAIM_TTL = 300.0
 _FIRST_DELAY = 5.0
+#: a retry's delay is ``retry_delay`` plus up to this fraction of it, drawn at random
+JITTER = 0.2
 _LONGEST_DELAY = 3600.0
 #: largest bundle object read; a larger one is set aside unread
 BUNDLE_BYTES = 32 * 1024 * 1024
 
 
 def retry_delay(attempts: int) -> float:
-    """Seconds before the next try of a bundle that failed ``attempts`` times."""
+    """Seconds before the next try of a bundle that failed ``attempts`` times, before
+    its jitter (up to ``JITTER`` more, so that retries do not come in step)."""
     return min(_FIRST_DELAY * float(2 ** max(min(attempts, 30) - 1, 0)), _LONGEST_DELAY)
+
+
+def _delay(attempts: int) -> float:
+    return retry_delay(attempts) * (1 + JITTER * random.random())
 
 
 @dataclass(slots=True)
 class DrainReport:
-    """What one drain did: events delivered, refused (set aside), expired, and whether
-    it stopped on a receiver that did not answer (``waiting``: its reason)."""
+    """What one drain did: events delivered, rejected (each waits on its own), expired
+    (set aside), and whether it stopped on a receiver that was down, busy or asked to
+    wait (``waiting``: its answer)."""
 
     delivered: int = 0
-    refused: int = 0
+    rejected: int = 0
     expired: int = 0
     waiting: str = ""
     busy: bool = False  # another process holds the outbox
@@ -127,69 +141,84 @@ class Deliverer:
         return self._send(parsed, bundle, report, now)
 
     def _send(self, parsed: BundleKey, bundle: Bundle, report: DrainReport, now: float) -> bool:
-        refused: list[tuple[WebhookEvent, str]] = []
+        rejected: list[tuple[WebhookEvent, Answer]] = []
+        kept: set[str] = set()  # keys written back, which must stay
         for number, event in enumerate(bundle.events):
             answer = self.receiver.post(event)
             if answer.outcome is Outcome.DELIVERED:
                 report.delivered += 1
-            elif answer.outcome is Outcome.REFUSED:
-                refused.append((event, answer.detail))
+            elif answer.outcome is Outcome.REJECTED:
+                rejected.append((event, answer))
             else:
-                self._postpone(parsed, bundle, number, refused, answer.detail, now)
-                report.refused += len(refused)
+                kept |= self._hold(parsed, bundle, rejected, now)
+                kept.add(self._postpone(parsed, bundle, number, answer, now))
+                report.rejected += len(rejected)
                 report.waiting = answer.detail
-                return False
-        self._refuse(parsed, refused)
-        for entry, why in bundle.unreadable:
-            log.warning(
-                "webhook bundle %s: an entry set aside unsent: %s (%r)", parsed.key, why, entry
-            )
-        report.refused += len(refused)
-        self.store.delete(parsed.key)
-        return True
+                break
+        else:
+            kept |= self._hold(parsed, bundle, rejected, now)
+            report.rejected += len(rejected)
+            for entry, why in bundle.unreadable:
+                log.error("webhook bundle %s: an entry dropped: %s (%r)", parsed.key, why, entry)
+        if parsed.key not in kept:
+            self.store.delete(parsed.key)
+        return not report.waiting
 
     def _postpone(
-        self,
-        parsed: BundleKey,
-        bundle: Bundle,
-        first_left: int,
-        refused: list[tuple[WebhookEvent, str]],
-        error: str,
-        now: float,
-    ) -> None:
-        """Write back the events not yet taken, with the next try, then drop the old key."""
-        self._refuse(parsed, refused)
+        self, parsed: BundleKey, bundle: Bundle, first_left: int, answer: Answer, now: float
+    ) -> str:
+        """Write back the events not yet taken, with the next try; the key written. The
+        whole outbox waits as long: the receiver is down, busy, or asked to wait."""
         attempts = bundle.attempts + 1
+        delay = max(_delay(attempts), answer.retry_after or 0.0)
+        if answer.gone:
+            delay = _LONGEST_DELAY
+            log.error(
+                "the webhook receiver answered 410 Gone: it asks for no more events; they "
+                "wait (MAILSPOOL_WEBHOOK_RETENTION) until MAILSPOOL_WEBHOOK_URL changes"
+            )
         rest = replace(
             bundle,
             events=bundle.events[first_left:],
             attempts=attempts,
-            next_try=now + retry_delay(attempts),
-            error=error,
+            next_try=now + delay,
+            error=answer.detail,
         )
-        moved = BundleKey(PENDING, parsed.bundle, len(rest.events))
-        self.store.put(moved.key, rest.encode())
+        moved = BundleKey(PENDING, parsed.bundle, len(rest.events)).key
+        self.store.put(moved, rest.encode())
         self._quiet_until = rest.next_try
-        if moved.key != parsed.key:
-            self.store.delete(parsed.key)
         log.warning(
-            "webhook receiver did not take event %s: %s; %d event(s) wait, next try in %g s",
+            "webhook receiver did not take event %s: %s; %d event(s) wait, next try in %.0f s",
             rest.events[0].id,
-            error,
+            answer.detail,
             len(rest.events),
-            retry_delay(attempts),
+            delay,
         )
+        return moved
 
-    def _refuse(self, parsed: BundleKey, refused: list[tuple[WebhookEvent, str]]) -> None:
-        for event, detail in refused:
-            log.error("webhook receiver refused event %s (%s): %s", event.id, event.type, detail)
-        if refused:
-            errors = "; ".join(sorted({detail for _, detail in refused}))
-            events = tuple(event for event, _ in refused)
-            # named after its first event: refusals of one bundle in two drains differ
-            self._write_failed(
-                f"{parsed.bundle}-{events[0].id[4:16]}", Bundle(events, error=errors)
+    def _hold(
+        self,
+        parsed: BundleKey,
+        bundle: Bundle,
+        rejected: list[tuple[WebhookEvent, Answer]],
+        now: float,
+    ) -> set[str]:
+        """Each event the receiver answered about, but not with a 2xx, waits on its own
+        (its own backoff) while the others go on; the keys written."""
+        written = set()
+        attempts = bundle.attempts + 1
+        for event, answer in rejected:
+            log.error(
+                "webhook receiver rejected event %s (%s): %s", event.id, event.type, answer.detail
             )
+            alone = len(bundle.events) == 1  # already on its own: the same key again
+            name = parsed.bundle if alone else f"{parsed.bundle}-{event.id[4:16]}"
+            delay = max(_delay(attempts), answer.retry_after or 0.0)
+            held = Bundle((event,), attempts, now + delay, answer.detail)
+            key = BundleKey(PENDING, name, 1).key
+            self.store.put(key, held.encode())
+            written.add(key)
+        return written
 
     def _set_aside(self, parsed: BundleKey, events: tuple[WebhookEvent, ...], reason: str) -> None:
         log.error("webhook bundle %s set aside: %s", parsed.key, reason)

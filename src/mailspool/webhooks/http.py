@@ -2,14 +2,16 @@
 
 The signature is the Standard Webhooks one, made by its library
 (``standardwebhooks.Webhook.sign``): headers ``webhook-id`` (the event id),
-``webhook-timestamp`` (now, in seconds) and ``webhook-signature``. The answer decides:
+``webhook-timestamp`` (now, in seconds) and ``webhook-signature``. Only a 2xx is a
+delivery, as the specification says; the other answers are failures, told apart so
+that the deliverer backs off the right thing:
 
-- 2xx: delivered;
-- 408, 425, 429, 5xx, no answer (refused connection, timeout, TLS failure): retried
-  later, with growing delays (the receiver is down or busy);
-- any other status (3xx included: a redirect is not followed, so a signed event never
-  goes to a host that was not configured): refused; the event is set aside in
-  ``webhooks/failed/``, since sending the same bytes again would get the same answer.
+- the receiver is down, busy or asks to wait (no answer: refused connection, timeout,
+  TLS failure; 408, 425, 429, 5xx; 410 Gone, its "stop sending"): ``UNAVAILABLE``, the
+  whole outbox waits (``Retry-After`` is taken into account when given);
+- it answered, but not a 2xx, about this event (3xx: a redirect is not followed, so a
+  signed event never goes to a host that was not configured; any other 4xx):
+  ``REJECTED``, this event waits on its own and the others go on.
 
 At most ``ANSWER_BYTES`` of an answer are read, and every call has a timeout.
 """
@@ -34,22 +36,25 @@ if TYPE_CHECKING:
 __all__ = ["ANSWER_BYTES", "Answer", "Outcome", "Receiver", "signer"]
 
 ANSWER_BYTES = 4096
-_RETRIED = frozenset({408, 425, 429})
+_UNAVAILABLE = frozenset({408, 410, 425, 429})
+_LONGEST_WAIT = 86400.0  # a Retry-After beyond a day is taken as a day
 
 
 class Outcome(StrEnum):
     DELIVERED = "delivered"
-    RETRY = "retry"
-    REFUSED = "refused"
+    UNAVAILABLE = "unavailable"  # the receiver is down, busy or asked to wait
+    REJECTED = "rejected"  # it answered about this event, not with a 2xx
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What came of one POST, with a short ``detail`` (the status and answer, or why
-    there was none)."""
+    there was none) and the receiver's ``Retry-After`` in seconds, if it gave one."""
 
     outcome: Outcome
     detail: str
+    retry_after: float | None = None
+    gone: bool = False  # 410: the application asks not to be sent events any more
 
 
 def signer(secret: str) -> Webhook:
@@ -81,7 +86,7 @@ class Receiver:
 
     url: str
     webhook: Webhook
-    timeout: float = 10.0
+    timeout: float = 15.0
 
     def headers(self, event: WebhookEvent, body: bytes) -> dict[str, str]:
         """The Standard Webhooks headers of ``body``, signed now."""
@@ -107,11 +112,16 @@ class Receiver:
         except urllib.error.HTTPError as err:
             with err:
                 answer = err.read(ANSWER_BYTES) if err.fp is not None else b""
-            retried = err.code in _RETRIED or err.code >= 500
-            return Answer(Outcome.RETRY if retried else Outcome.REFUSED, _detail(err.code, answer))
+            down = err.code in _UNAVAILABLE or err.code >= 500
+            return Answer(
+                Outcome.UNAVAILABLE if down else Outcome.REJECTED,
+                _detail(err.code, answer),
+                _retry_after(err.headers.get("retry-after")),
+                gone=err.code == 410,
+            )
         except (OSError, ValueError) as err:  # no answer: refused, timeout, TLS, DNS
             reason = getattr(err, "reason", err)
-            return Answer(Outcome.RETRY, f"no answer from the receiver: {reason}")
+            return Answer(Outcome.UNAVAILABLE, f"no answer from the receiver: {reason}")
 
 
 def _detail(status: int, answer: bytes) -> str:
@@ -119,3 +129,11 @@ def _detail(status: int, answer: bytes) -> str:
     text = "".join(c if c.isprintable() else " " for c in answer.decode("utf-8", "replace"))
     text = text.strip()[:200]
     return f"HTTP {status}" + (f": {text}" if text else "")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds, when given as seconds (a date is ignored: the
+    deliverer's own delay applies), at most a day."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value.strip()), _LONGEST_WAIT)

@@ -2,7 +2,7 @@
 
 ```
 webhooks/pending/<bundle>.<n>.json   n events not yet delivered, with their retry state
-webhooks/failed/<bundle>.<n>.json    n events refused by the receiver or expired
+webhooks/failed/<bundle>.<n>.json    n events expired (or a bundle that cannot be read)
 ```
 Events are written in bundles, one object per group (a batch's outcomes, a request's
 queued e-mails, a feedback message's events), so the outbox costs one store write per
@@ -78,7 +78,7 @@ class Bundle:
     attempts: int = 0
     next_try: float = 0.0
     error: str = ""
-    #: entries that could not be read back as events, with why (set aside, never sent)
+    #: entries that could not be read back as events, with why (dropped, logged: never sent)
     unreadable: tuple[tuple[Any, str], ...] = field(default=(), compare=False)
 
     def encode(self) -> bytes:
