@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from mailspool.integrations.flask_webhooks import webhook_event  # noqa: E402
 from mailspool.spool import layout  # noqa: E402
 from mailspool.spool.batch import decode  # noqa: E402
 from mailspool.spool.records import LedgerEntry  # noqa: E402
+from mailspool.stores.file import FileStore  # noqa: E402
 from mailspool.stores.memory import MemoryStore  # noqa: E402
 from mailspool.webhook_rules import ALL_EVENTS, EventType  # noqa: E402
 from mailspool.webhooks import WebhookEvent, verify  # noqa: E402
@@ -276,3 +278,20 @@ def test_a_batch_run_again_in_the_same_process_writes_only_what_is_new() -> None
         for k in store.keys(PENDING)
     ]
     assert kinds == [[("email.sent", 0), ("email.deferred", 1)], [("email.sent", 1)]]
+
+
+def test_a_priority_email_sent_at_once_has_its_event(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "spool")
+    settings = Settings.load(
+        store=store.url,
+        transport="memory:wh-priority",
+        webhook_url="http://127.0.0.1:9/hooks",
+        webhook_events="sent",
+    )
+    with mailspool.request(store=store, settings=settings):
+        assert mailspool.send_mail("a@example.com", "now", "<p>x</p>", priority=True)
+    [key] = store.keys(PENDING)
+    [event] = Bundle.decode(store.get(key)).events
+    assert event.type is EventType.SENT
+    assert event.data["priority"] is True
+    assert event.id == event_id("email.sent", "priority", event.data["message_id"])

@@ -37,6 +37,7 @@ __all__ = [
     "email_event",
     "event_id",
     "feedback_event",
+    "priority_event",
     "raw_recipients",
 ]
 
@@ -176,6 +177,25 @@ def email_event(
     identity = event_id(event_type.value, batch_id, index)
     stamp = when if isinstance(when, str) else timestamp(when)  # a group's, made once
     return WebhookEvent(identity, event_type, stamp, data)
+
+
+def priority_event(
+    event_type: EventType,
+    message_id: str,
+    recipients: Iterable[str],
+    *,
+    reason: str | None = None,
+) -> WebhookEvent:
+    """The event of a priority e-mail sent at once (or refused for good), which was never
+    in a batch: its id is fixed by its Message-ID (or the provider's id)."""
+    data: dict[str, Any] = {"priority": True, "message_id": _cut(message_id)}
+    digests = [address_digest(address) for address in recipients][:_MOST_RECIPIENTS]
+    if digests:
+        data["recipients"] = digests
+    if reason:
+        data["reason"] = _cut(reason)
+    identity = event_id(event_type.value, "priority", message_id)
+    return WebhookEvent(identity, event_type, timestamp(), data)
 
 
 def feedback_event(
