@@ -104,10 +104,20 @@ def test_every_event_arrives_signed_after_the_receiver_comes_up(
     assert {identity: body["type"] for identity, body in seen.items()} == expected
 
 
+class CountingStore(FileStore):
+    """A file store that counts the objects it reads."""
+
+    reads = 0
+
+    def get_at_most(self, key: str, limit: int, setting: str = "the limit") -> bytes:
+        self.reads += 1
+        return super().get_at_most(key, limit, setting)
+
+
 def test_a_busy_receiver_holds_the_outbox_a_rejected_event_waits_alone(
     tmp_path: Path, webhook_receiver: WebhookReceiver
 ) -> None:
-    store = FileStore(tmp_path / "spool")
+    store = CountingStore(tmp_path / "spool")
     receiver = receiver_for(settings_for(store, webhook_receiver))
     assert receiver is not None
     clock = Clock(time.time())
@@ -129,7 +139,9 @@ def test_a_busy_receiver_holds_the_outbox_a_rejected_event_waits_alone(
     assert (stats.pending, stats.bundles, stats.failed) == (3, 3, 0)  # each waits alone
 
     webhook_receiver.status = 204
+    store.reads = 0
     assert deliverer.drain().delivered == 0  # not before their own next try
+    assert store.reads == 0  # known not due: not even read
     clock.now += retry_delay(2) * (1 + JITTER)
     assert deliverer.drain().delivered == 3
     assert outbox_stats(store, now=clock.now).pending == 0

@@ -89,6 +89,8 @@ class Deliverer:
         self.clock = clock
         self._owner = default_owner()
         self._quiet_until = 0.0  # a receiver that did not answer: not before then
+        #: the next try of bundles this deliverer read or wrote, by key: not read before
+        self._due: dict[str, float] = {}
 
     def drain(self, *, stop: Callable[[], bool] | None = None) -> DrainReport:
         """Deliver every due bundle until the receiver stops answering (after it did
@@ -98,8 +100,11 @@ class Deliverer:
         if self.clock() < self._quiet_until:
             report.waiting = "waiting for the receiver's next try"
             return report
-        pending = list(bundle_keys(self.store, PENDING))
-        if not pending:  # the usual case: no claim taken (a write, on S3)
+        now = self.clock()
+        listed = {parsed.key: parsed for parsed in bundle_keys(self.store, PENDING)}
+        self._due = {key: due for key, due in self._due.items() if key in listed}
+        pending = [p for key, p in listed.items() if self._due.get(key, 0.0) <= now]
+        if not pending:  # the usual case: no claim taken (a write, on S3), nothing read
             return report
         lease = self.store.claim(CLAIM, self._owner, _CLAIM_TTL)
         if lease is None:
@@ -128,6 +133,7 @@ class Deliverer:
             self._set_aside_unread(parsed, str(err))
             return True
         if bundle.next_try > now:
+            self._due[parsed.key] = bundle.next_try
             return True
         born = layout.id_time(parsed.bundle)
         if born is not None and now - born > self.retention:
@@ -186,7 +192,7 @@ class Deliverer:
         )
         moved = BundleKey(PENDING, parsed.bundle, len(rest.events)).key
         self.store.put(moved, rest.encode())
-        self._quiet_until = rest.next_try
+        self._quiet_until = self._due[moved] = rest.next_try
         log.warning(
             "webhook receiver did not take event %s: %s; %d event(s) wait, next try in %.0f s",
             rest.events[0].id,
@@ -217,6 +223,7 @@ class Deliverer:
             held = Bundle((event,), attempts, now + delay, answer.detail)
             key = BundleKey(PENDING, name, 1).key
             self.store.put(key, held.encode())
+            self._due[key] = held.next_try
             written.add(key)
         return written
 
