@@ -46,6 +46,7 @@ COMMANDS = {
     "status",
     "suppression",
     "trace",
+    "webhooks",
     "worker",
 }
 

@@ -21,16 +21,22 @@ BELOW: dict[str, frozenset[str]] = {
     "stores": frozenset({FLAT}),
     "transports": frozenset({FLAT}),
     "spool": frozenset({FLAT, "stores"}),
-    "feedback": frozenset({FLAT, "stores", "spool", "transports"}),
-    "policy": frozenset({FLAT, "stores", "spool", "feedback", "transports"}),
-    "producer": frozenset({FLAT, "stores", "spool", "feedback", "policy", "transports"}),
-    "delivery": frozenset({FLAT, "stores", "spool", "feedback", "policy", "transports"}),
+    "webhooks": frozenset({FLAT, "stores", "spool"}),
+    "feedback": frozenset({FLAT, "stores", "spool", "transports", "webhooks"}),
+    "policy": frozenset({FLAT, "stores", "spool", "feedback", "transports", "webhooks"}),
+    "producer": frozenset(
+        {FLAT, "stores", "spool", "feedback", "policy", "transports", "webhooks"}
+    ),
+    "delivery": frozenset(
+        {FLAT, "stores", "spool", "feedback", "policy", "transports", "webhooks"}
+    ),
     "triggers": frozenset(
         {FLAT, "stores", "spool", "feedback", "policy", "transports", "producer", "delivery"}
+        | {"webhooks"}
     ),
     "ops": frozenset(
         {FLAT, "stores", "spool", "feedback", "policy", "transports", "producer", "delivery"}
-        | {"triggers"}
+        | {"triggers", "webhooks"}
     ),
 }
 

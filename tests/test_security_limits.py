@@ -175,7 +175,7 @@ ALLOWED = AllowedSenders.parse("@example.com, Boss@Other.org, @bücher.example")
         ("not an address", False),
         # one mailbox in other spellings: quoted local part, fullwidth letters, IDNA
         ('"boss"@other.org', True),
-        ("boss@ｏｔｈｅｒ.org", True),
+        ("boss@\uff4f\uff54\uff48\uff45\uff52.org", True),  # fullwidth "other"
         ("shop@xn--bcher-kva.example", True),
         ("shop@BÜCHER.example", True),
     ],

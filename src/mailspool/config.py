@@ -59,6 +59,7 @@ from mailspool.setting_rules import (
     _seconds,
     _text,
 )
+from mailspool.webhook_rules import ALL_EVENTS, WEBHOOK_EVENTS, WEBHOOK_SECRET, WEBHOOK_URL
 
 __all__ = [
     "POLL_INTERVAL",
@@ -180,6 +181,11 @@ class Settings:
     on_event: str = setting(_any_text, "", shown="none", help="`package.module:function` called once per SES event (beside `mailspool.feedback.hooks.register`)")
     rate_guard: str = setting(_one_of("off", "warn", "hold"), "off", shown="`off`", help="`warn`: the worker logs a warning while the bounce rate passes 5% or the complaint rate 0.1% (SES's review levels); `hold`: it also keeps deferred mail queued meanwhile (batches end `paused`)")
     rate_sends: int = setting(_positive_int, 1000, shown="`1000`", help="the last N sends over which `status` and the guard count the rates")
+    webhook_url: str = setting(WEBHOOK_URL, "", shown="none (no webhooks)", help="the `http(s)://` URL to which every e-mail's state changes are POSTed as signed JSON events (Standard Webhooks), through an outbox in the store ([webhooks](webhooks.md))")
+    webhook_secret: str = setting(WEBHOOK_SECRET, "", shown="none", help="the Standard Webhooks secret, `whsec_<base64>`, that signs each event; required with `MAILSPOOL_WEBHOOK_URL`")
+    webhook_events: frozenset[str] = setting(WEBHOOK_EVENTS, ALL_EVENTS, shown="`all`", help="the events written to the outbox, comma-separated: queued, sent, failed, deferred, bounced, complained, unsubscribed, suppressed, cancelled")
+    webhook_retention: float = setting(_DAYS, 3.0, shown="`3` (days)", help="how long an event the receiver has not answered with a 2xx is retried (with growing delays, at most an hour apart) before it is set aside in `webhooks/failed/`")
+    webhook_timeout: float = setting(_positive_seconds, 15.0, shown="`15` (seconds, as the Standard Webhooks specification recommends)", help="seconds to connect to the receiver and to read its answer, for each event")
 
     attachment_root: str | None = setting(_FOLDER, None, shown="none: no path is read", help="the only folder from which a version-0 path attachment (`\"attachments\": [\"/path\"]`) may be read: a regular file whose real path is inside it, opened with no link followed; any other path fails its e-mail ([security](security.md))")
     allowed_senders: str = setting(_any_text, "", shown="any sender", help="addresses and `@domain`s, comma-separated: an e-mail whose From or Sender is not among them fails unsent, on the worker and the priority path (Reply-To is free)")

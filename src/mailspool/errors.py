@@ -7,6 +7,7 @@ MailspoolError
 ├─ InvalidMessage (also ValueError)         one e-mail is wrong: names source, index, field
 │  ├─ InvalidBatch                          a batch file cannot be read
 │  └─ InvalidRecord                         a failed or quarantine record cannot be read
+├─ WebhookRefused                           a webhook delivery that does not verify
 ├─ StoreError                               the store failed or cannot be reached
 │  ├─ KeyNotFound (also KeyError)
 │  ├─ LeaseLost                             another worker took over a claim
@@ -49,6 +50,7 @@ __all__ = [
     "TransportUnavailable",
     "Undecryptable",
     "UnsafeKey",
+    "WebhookRefused",
 ]
 
 
@@ -201,3 +203,8 @@ class PermanentError(DeliveryError):
 
 class SenderNotAllowed(PermanentError):
     """The From or Sender address is not in ``MAILSPOOL_ALLOWED_SENDERS``: never sent."""
+
+
+class WebhookRefused(MailspoolError):
+    """A webhook delivery that does not verify (tampered, replayed, unsigned, malformed);
+    the message says which check it failed."""

@@ -53,6 +53,7 @@ from mailspool.feedback.settings import feedback_options
 from mailspool.spool import layout
 from mailspool.stores.base import Store
 from mailspool.transports.base import Transport
+from mailspool.triggers.local import drain_webhooks
 
 __all__ = [
     "BatchNotDelivered",
@@ -144,6 +145,8 @@ def handle(
             request_id=request_id,
             namespace=runtime.settings.metrics_namespace,
         )
+        spare = margin + runtime.settings.webhook_timeout  # the outbox, while a POST fits
+        drain_webhooks(worker, stop=lambda: remaining is not None and remaining() < spare)
     finally:
         worker.close()
     return _with_feedback(event, answer, feedback)

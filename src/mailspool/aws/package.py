@@ -29,8 +29,6 @@ __all__ = ["DEFAULT_PYTHON", "build_package", "dependencies", "project_root"]
 #: the template's Runtime default, so the zip and the stack agree unless told otherwise
 DEFAULT_PYTHON = default_runtime().removeprefix("python")
 
-#: the extras the function zip holds beside mailspool's own requirements
-_FUNCTION_EXTRAS = ("aws", "encryption")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same input gives the same zip
 
 
@@ -69,9 +67,14 @@ def build_package(
     return output
 
 
+#: extras every function zip carries: a function configured with MAILSPOOL_WEBHOOK_URL
+#: must be able to sign, and one with MAILSPOOL_ENCRYPTION_KEY to seal and open
+_ZIP_EXTRAS = ("webhooks", "encryption")
+
+
 def dependencies(boto3: bool) -> list[str]:
-    """mailspool's own requirements (with boto3: its ``aws`` and ``encryption`` extras'
-    too, what the function needs), as installed."""
+    """mailspool's own requirements and those of ``_ZIP_EXTRAS`` (with boto3: its
+    ``aws`` extra's too), as installed."""
     try:
         declared = metadata.requires("mailspool") or []
     except metadata.PackageNotFoundError:
@@ -83,7 +86,7 @@ def dependencies(boto3: bool) -> list[str]:
     for line in declared:
         requirement, _, marker = line.partition(";")
         extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
-        if extra is None or (boto3 and extra.group(1) in _FUNCTION_EXTRAS):
+        if extra is None or extra.group(1) in _ZIP_EXTRAS or (boto3 and extra.group(1) == "aws"):
             wanted.append(requirement.strip())
     return wanted
 
@@ -95,7 +98,7 @@ def _copy_installed(target: Path) -> None:
 
 
 def _requirement(source: str, tmp: Path, boto3: bool) -> str:
-    extras = f"[{','.join(_FUNCTION_EXTRAS)}]" if boto3 else ""
+    extras = f"[{','.join(('aws', *_ZIP_EXTRAS) if boto3 else _ZIP_EXTRAS)}]"
     path = Path(source)
     if not path.exists():
         return f"{source}{extras}"

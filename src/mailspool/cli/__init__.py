@@ -1,5 +1,5 @@
-"""The ``mailspool`` command: send, cancel, erase, worker, status, failed, quarantine, gc, demo,
-serve, suppression, trace, events (and aws, with [aws]).
+"""The ``mailspool`` command: send, cancel, erase, worker, status, failed, quarantine, gc,
+demo, serve, suppression, trace, events, bounces, webhooks (and aws, with [aws]).
 
 One module per command or command group, in this package; this one holds the root group
 and the entry point. ``mailspool.cli.common`` holds what the commands share and
@@ -35,6 +35,7 @@ from mailspool.cli.serve import serve
 from mailspool.cli.status import status
 from mailspool.cli.suppression import suppression
 from mailspool.cli.trace import trace
+from mailspool.cli.webhooks import webhooks
 from mailspool.cli.worker import worker
 from mailspool.settings_docs import environment_help
 
@@ -70,6 +71,7 @@ for _command in (
     trace,
     events,
     bounces,
+    webhooks,
 ):
     cli.add_command(_command)
 

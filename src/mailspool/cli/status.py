@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from mailspool.cli.common import load_settings, opened_store, print_json, store_option
+from mailspool.cli.webhooks import describe_outbox
 from mailspool.feedback.rates import collect_rates
 from mailspool.ops.status import collect_status
 from mailspool.spool.pauses import describe_pause, pause_fields, read_pauses
+from mailspool.webhooks.outbox import outbox_stats
 
 __all__ = ["status"]
 
@@ -23,9 +27,13 @@ def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
         result = collect_status(the_store)
         rates = collect_rates(the_store, sends=settings.rate_sends)
         pauses = read_pauses(the_store)
+        outbox = outbox_stats(the_store, now=time.time())
     if as_json:
         paused = {"paused": [pause_fields(p) for p in pauses]}
-        print_json({"store": the_store.url, **result.as_dict(), **rates.as_dict(), **paused})
+        hooks = {"webhooks": outbox.as_dict()}
+        print_json(
+            {"store": the_store.url, **result.as_dict(), **rates.as_dict(), **paused, **hooks}
+        )
         return
     age = "-" if result.oldest_pending_age is None else f"{result.oldest_pending_age:.1f} s"
     click.echo(
@@ -36,7 +44,8 @@ def status(ctx: click.Context, store: str | None, as_json: bool) -> None:
         f"priority     {result.priority_sent} sent at once, {result.priority_failed} refused\n"
         f"total        {result.total}\n"
         f"bounce rate  {rates.bounce_rate:.2%}, complaint rate {rates.complaint_rate:.2%} "
-        f"(last {rates.sends} sends); {rates.suppressed} suppressed"
+        f"(last {rates.sends} sends); {rates.suppressed} suppressed\n"
+        f"webhooks     {describe_outbox(outbox)}"
     )
     for pause in pauses:
         click.echo(f"delivery     {describe_pause(pause)}")

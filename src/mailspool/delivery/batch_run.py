@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from mailspool.delivery.attempt import Attempt, EmailSender, SendOutcome, SendRules
 from mailspool.delivery.bulk import BulkPlan, BulkSender
 from mailspool.delivery.report import BatchReport, BatchStatus
+from mailspool.delivery.steps import BatchEnd
 from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost, ObjectRefused
 from mailspool.spool import batch as batch_format
 from mailspool.spool import layout, tally
@@ -155,7 +156,12 @@ class BatchRun:
                 entries.update(self._continue(batch, rest))
         self._report.pending = len(batch) - len(entries)
         self._report.status = self._conclude(halt)
-        if self._report.status is BatchStatus.FINISHED:
+        finished = self._report.status is BatchStatus.FINISHED
+        # before the batch leaves queue/: a crash until then runs it, and this, again
+        self._context.rules.steps.concluded(
+            BatchEnd(batch, self._report.batch_id, entries, finished=finished)
+        )
+        if finished:
             self._finish(batch, entries)
 
     def _record_unrecorded(self) -> None:

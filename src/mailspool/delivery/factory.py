@@ -37,6 +37,7 @@ from mailspool.delivery.steps import (
     SuppressionScreen,
     UnsubscribeHeaders,
     VerpEnvelope,
+    WebhookEvents,
 )
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.feedback.settings import rate_guard, unsubscribe_links, verp_for
@@ -48,6 +49,7 @@ from mailspool.stores.base import Store
 from mailspool.transports import open_transport
 from mailspool.transports.base import Transport
 from mailspool.transports.failover_url import format_chain, is_failover, parse_chain
+from mailspool.webhooks.setup import deliverer_for, outbox_for
 
 __all__ = [
     "STOP_SIGNALS",
@@ -78,7 +80,7 @@ def build_worker(
     """A worker for ``store`` and ``transport`` as ``settings`` say, its steps around
     each send those the settings ask for (``send_steps``) and then ``steps``; ``options``
     are ``WorkerOptions`` fields a trigger sets itself (e.g. ``lease_ttl``)."""
-    return Worker(
+    worker = Worker(
         store,
         transport,
         options=WorkerOptions(
@@ -90,12 +92,15 @@ def build_worker(
         steps=[*send_steps(settings, store, transport), *steps],
         guard=rate_guard(settings, store),
     )
+    worker.webhooks = deliverer_for(settings, store)
+    return worker
 
 
 def send_steps(settings: Settings, store: Store, transport: Transport) -> list[SendStep]:
     """The steps the settings ask for, in order: the suppression screen of ``store``'s
-    list, ``List-Unsubscribe`` headers when the unsubscribe URL is set, and the signed
-    VERP envelope sender when a bounce address is set (SMTP only)."""
+        list, ``List-Unsubscribe`` headers when the unsubscribe URL is set, and the signed
+        VERP envelope sender when a bounce address is set (SMTP only), and the webhook events
+    of each batch run when a webhook URL is set."""
     steps: list[SendStep] = [SuppressionScreen(shared_suppressions(store))]
     links = unsubscribe_links(settings)
     if links is not None:
@@ -103,6 +108,9 @@ def send_steps(settings: Settings, store: Store, transport: Transport) -> list[S
     verp = verp_for(settings, transport.url)
     if verp is not None:
         steps.append(VerpEnvelope(verp))
+    outbox = outbox_for(settings, store)
+    if outbox is not None:
+        steps.append(WebhookEvents(outbox))
     return steps
 
 

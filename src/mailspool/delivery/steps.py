@@ -6,13 +6,16 @@ suppression screen takes suppressed recipients off, the unsubscribe step adds it
 headers); a refusal fails that e-mail for good with the step's reason. After each call
 to the transport every step sees the answers (``answered``: metrics, the throttle
 count of the Lambda handler), and after each outcome is in the ledger, the outcome
-(``recorded``: a progress bar, a test's callback). No step changes how an e-mail is sent:
+(``recorded``: a progress bar, a test's callback); once a batch run's outcomes are all
+durable, before the batch is finished, the whole run (``concluded``: webhook events).
+No step changes how an e-mail is sent:
 the one send loop (``batch_run``, ``attempt``) is the same with any list of steps.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -22,10 +25,15 @@ from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.feedback.verp import Verp
 from mailspool.message import Message
 from mailspool.policy.screen import screen
-from mailspool.spool.records import LedgerState
+from mailspool.spool.batch import Batch
+from mailspool.spool.records import LedgerEntry, LedgerState
 from mailspool.transports.base import Receipt
+from mailspool.webhook_rules import EventType
+from mailspool.webhooks.events import WebhookEvent, email_event, raw_recipients
+from mailspool.webhooks.outbox import Outbox
 
 __all__ = [
+    "BatchEnd",
     "Call",
     "Draft",
     "OutcomeCallback",
@@ -38,6 +46,7 @@ __all__ = [
     "ThrottleCount",
     "UnsubscribeHeaders",
     "VerpEnvelope",
+    "WebhookEvents",
 ]
 
 #: What the transport answered for one e-mail.
@@ -53,6 +62,17 @@ class Draft:
     suppressed: Mapping[str, str] = field(default_factory=dict)
     batch_id: str = ""
     index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEnd:
+    """A batch run at its end: the batch, every outcome in its ledger (earlier runs'
+    too) and whether it is finished (else the e-mails with no outcome wait)."""
+
+    batch: Batch
+    batch_id: str
+    entries: Mapping[int, LedgerEntry]
+    finished: bool
 
 
 class Refused(Exception):
@@ -84,6 +104,10 @@ class SendStep:
     def recorded(self, batch_id: str, index: int, state: LedgerState) -> None:
         """Called from a sender thread once an e-mail's outcome is in the ledger."""
 
+    def concluded(self, end: BatchEnd) -> None:
+        """Called once per batch run, its outcomes durable, before the batch leaves
+        ``queue/``: raising keeps it there, to be run (and concluded) again."""
+
 
 class Steps:
     """The ordered steps of a worker; ``append`` adds one before delivery starts."""
@@ -110,6 +134,10 @@ class Steps:
     def recorded(self, batch_id: str, index: int, state: LedgerState) -> None:
         for step in self._steps:
             step.recorded(batch_id, index, state)
+
+    def concluded(self, end: BatchEnd) -> None:
+        for step in self._steps:
+            step.concluded(end)
 
 
 class SuppressionScreen(SendStep):
@@ -182,3 +210,57 @@ class ThrottleCount(SendStep):
         if count:
             with self._lock:
                 self._throttled += count
+
+
+class WebhookEvents(SendStep):
+    """The batch's outcomes as webhook events (sent, failed; deferred for the e-mails
+    a run that did not finish leaves waiting), one outbox write per batch run. Every
+    outcome in the ledger is written at each run's end, but for those this process
+    already wrote: a run after a crash writes them again, under the same ids, so none
+    is lost (``webhooks.outbox``)."""
+
+    #: event ids this process wrote, remembered so that a batch run again here (after an
+    #: outage) writes only what is new; a new process writes everything again (safe)
+    REMEMBERED = 100_000
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._written: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()  # batch threads conclude at once
+
+    def concluded(self, end: BatchEnd) -> None:
+        events = self._events(end)
+        with self._lock:
+            new = [event for event in events if event.id not in self._written]
+        self.outbox.add(new)
+        with self._lock:
+            self._written.update((event.id, None) for event in new)
+            while len(self._written) > self.REMEMBERED:
+                self._written.popitem(last=False)
+
+    def _events(self, end: BatchEnd) -> list[WebhookEvent]:
+        events = []
+        for index in range(len(end.batch)):
+            entry = end.entries.get(index)
+            if entry is None and end.finished:
+                continue
+            kind = _EVENT_OF.get(entry.state) if entry is not None else EventType.DEFERRED
+            if kind is None:  # handed to a continuation: its own batch tells
+                continue
+            raw = end.batch.raw_email(index)
+            events.append(
+                email_event(
+                    kind,
+                    end.batch_id,
+                    index,
+                    recipients=raw_recipients(raw),
+                    refused=entry.refused or {} if entry else {},
+                    message_id=entry.message_id if entry else None,
+                    reason=entry.reason if entry else "still queued: the batch run ended before it",
+                    extra=raw,
+                )
+            )
+        return events
+
+
+_EVENT_OF = {LedgerState.SENT: EventType.SENT, LedgerState.FAILED: EventType.FAILED}

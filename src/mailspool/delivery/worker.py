@@ -56,6 +56,7 @@ from mailspool.spool.records import LedgerEntry
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
 from mailspool.transports.base import Transport
+from mailspool.webhooks.deliver import Deliverer
 
 log = logging.getLogger("mailspool.worker")
 
@@ -130,6 +131,8 @@ class Worker:
             [SuppressionScreen(shared_suppressions(store))] if steps is None else steps
         )
         self.guard = guard  # bounce and complaint rates: warn, or hold deferred mail
+        #: the webhook outbox's deliverer, which the triggers run between batches
+        self.webhooks: Deliverer | None = None
         self.options = options or WorkerOptions()
         self.owner = owner or default_owner()
         self.stopping = threading.Event()

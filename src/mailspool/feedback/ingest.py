@@ -7,13 +7,15 @@ For each event (``feedback.events.FeedbackEvent``):
 2. a hard bounce or a complaint suppresses its recipients, with SES's diagnostic; a soft
    bounce suppresses a recipient only once ``soft_bounce_limit`` distinct soft bounces
    fell within ``soft_bounce_window`` (3 in 7 days by default);
-3. the first time the event is seen (``events-seen/<id>``, a create-only write), the
+3. its webhook events (bounced, complained, suppressed) go to the outbox, when
+   webhooks are on (``mailspool.webhooks``);
+4. the first time the event is seen (``events-seen/<id>``, a create-only write), the
    hooks run (``feedback.hooks``).
 
 A redelivered event changes nothing: an event whose seen marker exists is skipped
 whole, so a replay after an operator removed a suppression does not suppress again.
 A redelivery that finds no marker (the first call crashed part-way, or both run at
-once) repeats steps 1 and 2 harmlessly: history readers count each event id once,
+once) repeats steps 1 to 3 harmlessly (webhook events keep their ids): history readers count each event id once,
 adding an address already suppressed keeps its entry, soft bounces are counted by
 distinct id, and the hooks run only for the call that created the marker. Steps 1 and
 2 come before the marker, so a crash part-way is completed by the redelivery.
@@ -34,8 +36,11 @@ from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
 from mailspool.spool.records import moment
 from mailspool.stores.base import Store
+from mailspool.webhook_rules import EventType
+from mailspool.webhooks.events import WebhookEvent, feedback_event
+from mailspool.webhooks.outbox import Outbox
 
-__all__ = ["FeedbackOptions", "IngestReport", "ingest", "read_history"]
+__all__ = ["FeedbackOptions", "IngestReport", "ingest", "read_history", "webhook_events"]
 
 log = logging.getLogger("mailspool.feedback")
 
@@ -47,6 +52,8 @@ class FeedbackOptions:
     soft_bounce_limit: int = 3
     soft_bounce_window: float = 7 * 86400.0
     on_event: hooks.Hook | None = None  # the ``on_event`` setting, beside registered hooks
+    #: the webhook events written to the outbox (``MAILSPOOL_WEBHOOK_EVENTS``); none: off
+    webhook_events: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -75,10 +82,14 @@ def ingest(
             continue  # applied once already; an operator may have undone it since
         record = orjson.dumps(event.as_dict())
         store.append(layout.message_events_key(event.provider_id), record)
+        suppressed = []
         for recipient in _valid(event.recipients):
             store.append(layout.history_key(recipient), record)
             if _suppress(store, suppressions, options, event, recipient):
                 report.suppressed += 1
+                suppressed.append(recipient)
+        if options.webhook_events:  # before the marker: a redelivery writes them again
+            Outbox(store, options.webhook_events).add(webhook_events(event, suppressed))
         if event.kind is EventKind.COMPLAINED or (
             event.kind is EventKind.BOUNCED and event.permanent
         ):
@@ -91,6 +102,36 @@ def ingest(
             report.new += 1
             hooks.fire(event, options.on_event)
     return report
+
+
+def webhook_events(event: FeedbackEvent, suppressed: Iterable[str]) -> list[WebhookEvent]:
+    """An event's webhook events: bounced or complained for each recipient, and
+    suppressed for each recipient it suppressed; ids fixed by the event's own id."""
+    kind = _WEBHOOK_KIND.get(event.kind)
+    found = []
+    if kind is not None:
+        for recipient in _valid(event.recipients):
+            said = event.diagnostics.get(recipient, event.detail)
+            found.append(_feedback_event(kind, event, recipient, said))
+    for recipient in suppressed:
+        found.append(_feedback_event(EventType.SUPPRESSED, event, recipient, str(event.kind)))
+    return found
+
+
+def _feedback_event(
+    kind: EventType, event: FeedbackEvent, recipient: str, reason: str
+) -> WebhookEvent:
+    return feedback_event(
+        kind,
+        event.id,
+        recipient,
+        message_id=event.provider_id,
+        reason=reason,
+        batch=(event.batch, event.index),
+    )
+
+
+_WEBHOOK_KIND = {EventKind.BOUNCED: EventType.BOUNCED, EventKind.COMPLAINED: EventType.COMPLAINED}
 
 
 def read_history(store: Store, key: str) -> list[FeedbackEvent]:

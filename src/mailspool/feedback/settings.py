@@ -16,6 +16,7 @@ from mailspool.feedback.verp import Verp
 from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
 from mailspool.stores.shared import shared_store
+from mailspool.webhooks.setup import outbox_for
 
 if TYPE_CHECKING:
     from mailspool.feedback.endpoints import FeedbackEndpoints
@@ -34,6 +35,7 @@ def feedback_options(settings: Settings) -> FeedbackOptions:
         soft_bounce_limit=settings.soft_bounce_limit,
         soft_bounce_window=settings.soft_bounce_days * 86400,
         on_event=load_hook(settings.on_event) if settings.on_event else None,
+        webhook_events=settings.webhook_events if settings.webhook_url else frozenset(),
     )
 
 
@@ -98,5 +100,6 @@ def endpoints_from_settings(
         verifier = SNSVerifier(settings.sns_topics, trusted_origin=trusted_origin)
         ses = SesEndpoint(store, verifier, options=feedback_options(settings))
     links = unsubscribe_links(settings)
-    unsubscribe = UnsubscribeEndpoint(links, shared_suppressions(store)) if links else None
+    outbox = outbox_for(settings, store)
+    unsubscribe = UnsubscribeEndpoint(links, shared_suppressions(store), outbox) if links else None
     return FeedbackEndpoints(ses, unsubscribe)

@@ -31,6 +31,9 @@ from mailspool.feedback import layout
 from mailspool.feedback.http import Response
 from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.message import Message, bare_local_part
+from mailspool.webhook_rules import EventType
+from mailspool.webhooks.events import feedback_event
+from mailspool.webhooks.outbox import Outbox
 
 __all__ = ["UnsubscribeEndpoint", "UnsubscribeLinks"]
 
@@ -108,9 +111,12 @@ class UnsubscribeEndpoint:
     """The unsubscribe URL: ``POST`` (one click, RFC 8058) suppresses; ``GET`` shows a
     confirmation form (a link scanner's GET must not unsubscribe anyone)."""
 
-    def __init__(self, links: UnsubscribeLinks, suppressions: SuppressionList) -> None:
+    def __init__(
+        self, links: UnsubscribeLinks, suppressions: SuppressionList, outbox: Outbox | None = None
+    ) -> None:
         self.links = links
         self.suppressions = suppressions
+        self.outbox = outbox  # webhooks on: each unsubscribe is an ``email.unsubscribed``
 
     def handle(self, method: str, query: str, headers: Mapping[str, str], body: bytes) -> Response:
         token = _token(query, body if method.upper() == "POST" else b"")
@@ -122,6 +128,8 @@ class UnsubscribeEndpoint:
         if method.upper() != "POST":
             return Response(405, b"GET or POST\n", [("Allow", "GET, POST")])
         self.suppressions.add(address, Reason.UNSUBSCRIBE, diagnostic="one-click unsubscribe")
+        if self.outbox is not None:  # one id per token: a second click is a duplicate
+            self.outbox.add([feedback_event(EventType.UNSUBSCRIBED, token, address)])
         return Response.text(200, "unsubscribed")
 
 

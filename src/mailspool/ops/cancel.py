@@ -16,14 +16,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from mailspool.policy.limits import Limits
 from mailspool.producer.idempotency import lookup
 from mailspool.producer.scope import settings_here
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import cancelled_key
 from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.shared import shared_store
+from mailspool.webhook_rules import EventType
+from mailspool.webhooks.events import email_event
+from mailspool.webhooks.setup import outbox_for
 
 __all__ = ["cancel", "unsent_batch"]
 
@@ -48,6 +53,7 @@ def cancel(key: str, *, store: Store | str | None = None) -> bool:
         for source in dict.fromkeys((record.location, layout.queue_key(record.batch))):
             if store.move(source, destination):
                 log.info("cancelled %s (%s)", source, destination)
+                _announce(store, record.batch, destination)
                 return True
         return False
 
@@ -65,3 +71,18 @@ def unsent_batch(store: Store, batch_id: str) -> Iterator[bool]:
         yield not read_entries(store, batch_id)
     finally:
         store.release(lease)
+
+
+def _announce(store: Store, batch_id: str, key: str) -> None:
+    """The ``email.cancelled`` event of each e-mail of the cancelled batch, if webhooks
+    want it. The cancellation stands whatever happens here: a failure is logged."""
+    outbox = outbox_for(settings_here(), store)
+    if outbox is None or not outbox.wants(EventType.CANCELLED):
+        return
+    try:
+        outline = BatchOutline.read(store.get_at_most(key, Limits().batch_bytes))
+        count = outline.emails if outline is not None and outline.emails else 1
+        events = [email_event(EventType.CANCELLED, batch_id, i) for i in range(count)]
+        outbox.add(events)
+    except Exception as err:
+        log.error("cancelled %s, but its webhook event was not written: %s", batch_id, err)

@@ -12,7 +12,8 @@ priority batch, which the worker delivers before any other, and ``send_mail`` re
 True as for a send (``MAILSPOOL_PRIORITY_OUTAGE=raise`` raises instead). Only a refusal
 of the e-mail itself (``PermanentError``: 5xx, refused recipients) or bad input
 (``InvalidMessage``) raises. Each priority e-mail sent at once (or refused) is counted
-by one append to the store's tally after the send (``spool.tally.record_priority``).
+by one append to the store's tally after the send (``spool.tally.record_priority``),
+and, with webhooks on, its ``email.sent`` or ``email.failed`` event (one more write).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from mailspool.stores.shared import shared_store
 from mailspool.transports.base import Receipt
 from mailspool.transports.limits import check_deliverable
 from mailspool.transports.shared import shared_transport
+from mailspool.webhook_rules import EventType
+from mailspool.webhooks.events import priority_event
+from mailspool.webhooks.setup import outbox_for
 
 __all__ = [
     "AttachmentInput",
@@ -302,10 +306,11 @@ def _transmit(prepared: _Prepared, settings: Settings) -> Receipt:
     try:
         receipt = shared_transport(settings.priority_transport).send(message)
     except PermanentError as err:
-        _count(settings, f"<refused-{uuid.uuid4().hex}>", recipients, sent=False, reason=str(err))
+        refused_id = f"<refused-{uuid.uuid4().hex}>"
+        _count(settings, refused_id, recipients, message.to, sent=False, reason=str(err))
         raise
-    message_id = receipt.message_id or f"<{uuid.uuid4().hex}>"
-    _count(settings, message_id, recipients, sent=True, via=receipt.via)
+    sent_id = receipt.message_id or f"<{uuid.uuid4().hex}>"
+    _count(settings, sent_id, recipients, message.to, sent=True, via=receipt.via)
     if not prepared.suppressed:
         return receipt
     return replace(receipt, refused={**prepared.suppressed, **receipt.refused})
@@ -315,13 +320,19 @@ def _count(
     settings: Settings,
     message_id: str,
     recipients: list[str],
+    to: Sequence[str],
     *,
     sent: bool,
     reason: str = "",
     via: str | None = None,
 ) -> None:
+    """The outcome in the tally, and its webhook event when webhooks are on (To only)."""
     try:
         store = sealed(shared_store(settings.store), settings.encryption_key)
         tally.record_priority(store, message_id, recipients, sent=sent, reason=reason, via=via)
+        outbox = outbox_for(settings, store)
+        if outbox is not None:
+            kind = EventType.SENT if sent else EventType.FAILED
+            outbox.add([priority_event(kind, message_id, to, reason=reason or None)])
     except Exception as err:  # counting never turns a send into a failure
         log.error("cannot count a priority e-mail in %s: %s", settings.store, err)

@@ -45,6 +45,7 @@ from mailspool.spool.sealed_store import sealed_like
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
 from mailspool.stores.shared import shared_store
+from mailspool.webhooks.setup import outbox_for
 
 __all__ = [
     "MAX_STUCK_WRITES",
@@ -143,6 +144,7 @@ def write_messages_to(
         default_sender=settings.sender,
         emails_per_file=settings.emails_per_file,
         front=front,
+        outbox=outbox_for(settings, store),
     )
     return write_durably_to(
         store,

@@ -9,12 +9,16 @@ worker delivers a large batch in parallel itself and never runs into a timeout.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailspool.message import Message
 from mailspool.spool import batch, layout
+from mailspool.spool.records import timestamp
 from mailspool.stores.base import Store
+from mailspool.webhook_rules import EventType
+from mailspool.webhooks.events import WebhookEvent, email_event
+from mailspool.webhooks.outbox import Outbox
 
 __all__ = ["EncodedBatches", "encode_batches", "write_encoded"]
 
@@ -29,6 +33,8 @@ class EncodedBatches:
 
     batches: list[tuple[str, bytes]]
     blobs: dict[str, bytes]
+    #: webhook outbox objects (the ``email.queued`` events), written after the batches
+    events: list[tuple[str, bytes]] = field(default_factory=list)
 
     @property
     def keys(self) -> list[str]:
@@ -41,9 +47,11 @@ def encode_batches(
     default_sender: str,
     emails_per_file: int = 0,
     front: bool = False,
+    outbox: Outbox | None = None,
 ) -> EncodedBatches:
     """Group the messages by meta and encode each group (or chunk) as one batch file;
-    ``front``: as priority batches, delivered before the others (``layout``)."""
+    ``front``: as priority batches, delivered before the others (``layout``);
+    ``outbox``: with the ``email.queued`` events of the e-mails, if it wants them."""
     groups: dict[batch.MetaKey, list[Message]] = {}
     for message in messages:
         groups.setdefault(batch.meta_key(message, default_sender), []).append(message)
@@ -54,6 +62,8 @@ def encode_batches(
 
     now = datetime.now(UTC)
     batches = []
+    wanted = outbox is not None and outbox.wants(EventType.QUEUED)
+    queued: list[WebhookEvent] | None = [] if wanted else None
     for group in groups.values():
         base_id = layout.new_batch_id(now.timestamp())
         for number, chunk in enumerate(_chunks(group, emails_per_file)):
@@ -68,7 +78,25 @@ def encode_batches(
                 blob_writer=keep_blob,
             )
             batches.append((layout.queue_key(batch_id), data))
-    return EncodedBatches(batches=batches, blobs=blobs)
+            if queued is not None:
+                queued.extend(_queued(batch_id, chunk, now))
+    events = outbox.bundles(queued) if outbox is not None and queued else []
+    return EncodedBatches(batches=batches, blobs=blobs, events=events)
+
+
+def _queued(batch_id: str, chunk: Sequence[Message], now: datetime) -> list[WebhookEvent]:
+    stamp = timestamp(now)
+    return [
+        email_event(
+            EventType.QUEUED,
+            batch_id,
+            index,
+            recipients=message.to,
+            when=stamp,
+            extra={"tags": list(message.tags), "metadata": dict(message.metadata)},
+        )
+        for index, message in enumerate(chunk)
+    ]
 
 
 def write_encoded(store: Store, encoded: EncodedBatches) -> None:
@@ -76,6 +104,8 @@ def write_encoded(store: Store, encoded: EncodedBatches) -> None:
     for key, content in encoded.blobs.items():
         store.put_new(key, content)
     for key, data in encoded.batches:
+        store.put(key, data)
+    for key, data in encoded.events:  # after: an event never announces an unwritten batch
         store.put(key, data)
 
 

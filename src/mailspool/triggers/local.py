@@ -32,7 +32,15 @@ from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.schedule import promote_due
 from mailspool.stores.base import Store
 
-__all__ = ["DrainReport", "drain", "pending_batches", "promote", "recover", "run_forever"]
+__all__ = [
+    "DrainReport",
+    "drain",
+    "drain_webhooks",
+    "pending_batches",
+    "promote",
+    "recover",
+    "run_forever",
+]
 
 log = logging.getLogger("mailspool.worker")
 _RECOVER_INTERVAL = 1.0
@@ -147,7 +155,39 @@ def drain(
                 report.batches.append(batch_report)
                 if on_batch is not None:
                     on_batch(batch_report)
+    drain_webhooks(worker)
     return report
+
+
+class _OutboxDrains:
+    """The webhook outbox drained beside the batches of ``run_forever``: one drain at a
+    time, at most every ``_OUTBOX_INTERVAL`` seconds (each drain lists the outbox)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.running: Future[None] | None = None
+        self.due = 0.0
+
+    def start(self, pool: ThreadPoolExecutor) -> None:
+        if self.worker.webhooks is None or time.monotonic() < self.due:
+            return
+        if self.running is None or self.running.done():
+            self.running = pool.submit(drain_webhooks, self.worker)
+            self.due = time.monotonic() + _OUTBOX_INTERVAL
+
+
+_OUTBOX_INTERVAL = 2.0
+
+
+def drain_webhooks(worker: Worker, *, stop: Callable[[], bool] | None = None) -> None:
+    """Deliver the webhook outbox once, if there is one (until ``stop()``); a failure
+    is logged, never raised: the e-mails' delivery does not wait on the application."""
+    if worker.webhooks is None:
+        return
+    try:
+        worker.webhooks.drain(stop=stop)
+    except Exception as err:
+        log.error("webhook outbox: %s: %s", type(err).__name__, err)
 
 
 #: A look at the queue takes this fraction of the process's share of what it lists.
@@ -228,6 +268,7 @@ def run_forever(
 
     recovered_at = promoted_at = 0.0
     next_due: float | None = None
+    outbox = _OutboxDrains(worker)
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="mailspool-batch") as pool:
         while not worker.stopping.is_set():
             if time.monotonic() - recovered_at >= _RECOVER_INTERVAL:
@@ -245,6 +286,7 @@ def run_forever(
                     future = pool.submit(worker.deliver, key)
                     running[key] = future
                 future.add_done_callback(functools.partial(finished, key))
+            outbox.start(pool)
             worker.stopping.wait(poll_interval)
         with lock:
             left = list(running.values())

@@ -42,6 +42,7 @@ from mailspool.web.security import (
     Guard,
     secure_headers,
 )
+from mailspool.webhooks.outbox import outbox_stats
 
 __all__ = ["Dashboard"]
 
@@ -184,6 +185,7 @@ class Dashboard:
                 "complaint_level": COMPLAINT_REVIEW,
                 "pauses": read_pauses(self.store),
                 "describe_pause": describe_pause,
+                "outbox": outbox_stats(self.store, now=now),
             },
         )
 

@@ -9,7 +9,9 @@ The store's gauges are computed at each scrape from ``collect_status``, so they 
 - ``mailspool_oldest_pending_seconds``;
 - ``mailspool_batches{state="pending|done"}`` and ``mailspool_refused_recipients``;
 - ``mailspool_suppressed_addresses``, ``mailspool_bounce_rate`` and
-  ``mailspool_complaint_rate`` (as ``status --json``'s ``suppressed`` and rates).
+  ``mailspool_complaint_rate`` (as ``status --json``'s ``suppressed`` and rates);
+- ``mailspool_webhook_events{state="pending|failed"}`` and
+  ``mailspool_webhook_oldest_seconds`` (as ``status --json``'s ``webhooks``).
 
 A running worker (``mailspool worker --metrics-port P``) adds what only it sees:
 ``mailspool_sends_total{outcome="sent|transient|permanent|paused"}`` (one per e-mail,
@@ -35,6 +37,7 @@ from mailspool.ops.status import Status, collect_status
 from mailspool.spool.pauses import Pause, read_pauses
 from mailspool.stores.base import Store
 from mailspool.transports.base import Receipt
+from mailspool.webhooks.outbox import OutboxStats, outbox_stats
 
 __all__ = [
     "CONTENT_TYPE",
@@ -96,7 +99,23 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         status = collect_status(self.store)
         paused = pause_metrics(read_pauses(self.store))
-        return iter([*status_metrics(status), *rate_metrics(self.rates.get()), *paused])
+        hooks = outbox_metrics(outbox_stats(self.store, now=time.time()))
+        return iter([*status_metrics(status), *rate_metrics(self.rates.get()), *paused, *hooks])
+
+
+def outbox_metrics(stats: OutboxStats) -> list[Metric]:
+    """The webhook outbox (as ``status --json``'s ``webhooks``)."""
+    events = GaugeMetricFamily(
+        "mailspool_webhook_events", "Webhook events in the outbox by state", labels=["state"]
+    )
+    events.add_metric(["pending"], float(stats.pending))
+    events.add_metric(["failed"], float(stats.failed))
+    oldest = GaugeMetricFamily(
+        "mailspool_webhook_oldest_seconds",
+        "Age of the oldest webhook event not yet delivered (0 when none waits)",
+        value=stats.oldest_age or 0.0,
+    )
+    return [events, oldest]
 
 
 def pause_metrics(pauses: list[Pause]) -> list[Metric]:
