@@ -8,7 +8,8 @@ For each event (``feedback.events.FeedbackEvent``):
    bounce suppresses a recipient only once ``soft_bounce_limit`` distinct soft bounces
    fell within ``soft_bounce_window`` (3 in 7 days by default);
 3. the first time the event is seen (``events-seen/<id>``, a create-only write), the
-   hooks run (``feedback.hooks``).
+   hooks run (``feedback.hooks``), and a bounce or complaint is added to the trace of
+   the request that queued the e-mail (``feedback.traced``).
 
 A redelivered event changes nothing: an event whose seen marker exists is skipped
 whole, so a replay after an operator removed a suppression does not suppress again.
@@ -32,6 +33,7 @@ from mailspool.errors import InvalidMessage
 from mailspool.feedback import hooks, layout
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
+from mailspool.feedback.traced import trace_event
 from mailspool.spool.records import moment
 from mailspool.stores.base import Store
 
@@ -89,6 +91,7 @@ def ingest(
             )
         if store.put_new(layout.seen_key(event.id), record):
             report.new += 1
+            trace_event(store, event)  # a bounce or complaint: in the e-mail's trace
             hooks.fire(event, options.on_event)
     return report
 

@@ -22,6 +22,7 @@ from mailspool.spool import batch, layout
 from mailspool.spool.records import KeyRecord, Timing, moment, timestamp
 from mailspool.spool.schedule import scheduled_key
 from mailspool.stores.base import Store
+from mailspool.tracing import stamped
 
 __all__ = ["Later", "When", "accept_key", "moment_of", "parse_when", "write_later"]
 
@@ -140,7 +141,7 @@ def _write(
         blobs.setdefault(layout.blob_key(digest), content)
 
     data = batch.encode(
-        [message],
+        stamped([message]),
         batch_id=batch_id,
         default_sender=settings.sender,
         blob_writer=keep_blob,
