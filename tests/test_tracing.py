@@ -8,8 +8,10 @@ import dataclasses
 import json
 import logging
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,13 +26,19 @@ django_settings.configure()
 
 from django.test import Client  # noqa: E402
 
+import mailspool  # noqa: E402
 from mailspool import tracing  # noqa: E402
 from mailspool.config import Settings  # noqa: E402
-from mailspool.delivery.factory import open_worker  # noqa: E402
+from mailspool.delivery.factory import build_worker, open_worker  # noqa: E402
 from mailspool.feedback.events import parse_ses_event  # noqa: E402
 from mailspool.feedback.ingest import ingest  # noqa: E402
+from mailspool.feedback.suppression import shared_suppressions  # noqa: E402
+from mailspool.message import Message  # noqa: E402
 from mailspool.spool import batch as batch_format  # noqa: E402
+from mailspool.spool.layout import new_batch_id  # noqa: E402
 from mailspool.stores.file import FileStore  # noqa: E402
+from mailspool.stores.memory import MemoryStore  # noqa: E402
+from mailspool.transports.memory import MemoryTransport  # noqa: E402
 from mailspool.triggers.local import drain  # noqa: E402
 from tests import ses_events  # noqa: E402
 from tests.fixtures.smtp_server import SMTPSink  # noqa: E402
@@ -119,14 +127,55 @@ def test_no_span_and_no_field_for_mail_queued_outside_any_span(
     spool: Path, smtp_server: SMTPSink, monkeypatch: pytest.MonkeyPatch, spans: InMemorySpanExporter
 ) -> None:
     monkeypatch.setenv("MAILSPOOL_STORE", f"file://{spool}")
-    import mailspool
-
     mailspool.send_mail("reader@example.com", "Hello", "Hi")
     [queued] = list((spool / "queue").iterdir())
     assert "traceparent" not in queued.read_text()
     with open_worker(Settings.load(store=f"file://{spool}", transport=smtp_server.url)) as w:
         drain(w)
     assert spans.get_finished_spans() == ()
+
+
+def test_a_refused_send_is_an_error_span_and_a_bad_context_sends_untraced(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A suppressed recipient fails its e-mail: the span says so. An e-mail whose stored
+    traceparent was tampered with is sent, without a span."""
+    store, transport = MemoryStore(), MemoryTransport()
+    shared_suppressions(store).add("gone@example.com")
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("job"), mailspool.request(store=store):
+        mailspool.send_mail("gone@example.com", "Hello", "Hi")
+        mailspool.send_mail("here@example.com", "Hello", "Hi")
+    [key] = store.keys("queue/")
+    document = json.loads(store.get(key))
+    document["emails"][1]["traceparent"] = VALID.upper()  # hostile: the reader ignores it
+    store.put(key, json.dumps(document).encode())
+
+    worker = build_worker(Settings.load(), store, transport)
+    try:
+        drain(worker)
+    finally:
+        worker.close()
+    assert [m.envelope_recipients for m in transport.outbox] == [("here@example.com",)]
+    [send] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
+    assert (send.attributes or {})["mailspool.batch.index"] == 0
+    assert not send.status.is_ok
+    assert (send.attributes or {})["mailspool.outcome"] == "failed"
+
+
+def test_the_writer_writes_what_the_v1_schema_allows() -> None:
+    validator = jsonschema.Draft202012Validator(
+        json.loads(resources.files("mailspool").joinpath("schema/batch-v1.schema.json").read_text())
+    )
+    message = Message(to=("a@example.com",), subject="s", text="t", traceparent=VALID)
+    document = json.loads(
+        batch_format.encode([message], batch_id=new_batch_id(), default_sender="s@example.com")
+    )
+    assert document["emails"][0]["traceparent"] == VALID
+    validator.validate(document)
+    for bad in (VALID.upper(), "00-" + "0" * 32 + VALID[35:], VALID[:-1]):
+        document["emails"][0]["traceparent"] = bad
+        assert not validator.is_valid(document)
 
 
 def test_a_bad_stored_traceparent_is_ignored_with_its_reason(

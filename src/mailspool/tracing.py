@@ -216,9 +216,9 @@ def span(
 def write_span(messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:
     """The PRODUCER span of one hand-off (``send queue``), in the trace of its first
     traced e-mail and linked to the other traces (at most ``MAX_LINKS``)."""
-    if not active():
-        return contextlib.nullcontext()
     traces = list(dict.fromkeys(m.traceparent for m in messages if m.traceparent))
+    if not traces:  # nothing traced (always so without an SDK): no span to make
+        return contextlib.nullcontext()
     return span(
         "send queue",
         "PRODUCER",
@@ -244,8 +244,11 @@ def claim_span(
         return contextlib.nullcontext()
     traces: dict[str, None] = {}
     for email in emails:
+        value = email.get("traceparent")
+        if value is None:
+            continue
         try:
-            traces[str(parse_traceparent(email.get("traceparent")))] = None
+            traces[str(parse_traceparent(value))] = None
         except ValueError:
             continue
         if len(traces) > MAX_LINKS:
