@@ -163,6 +163,26 @@ def test_a_refused_send_is_an_error_span_and_a_bad_context_sends_untraced(
     assert (send.attributes or {})["mailspool.outcome"] == "failed"
 
 
+def test_each_e_mail_keeps_the_span_it_was_queued_in(spans: InMemorySpanExporter) -> None:
+    store = MemoryStore()
+    tracer = trace.get_tracer("tests")
+    with mailspool.request(store=store):
+        mailspool.send_mail("outside@example.com", "Hello", "Hi")
+        for name in ("first", "second"):
+            with tracer.start_as_current_span(name):
+                mailspool.send_mail(f"{name}@example.com", "Hello", "Hi")
+                mailspool.send_mail(f"{name}.again@example.com", "Hello", "Hi")
+        mailspool.send_mail("after@example.com", "Hello", "Hi")
+    [key] = store.keys("queue/")
+    stored = [e.get("traceparent") for e in json.loads(store.get(key))["emails"]]
+    by_name = {s.name: s.context for s in spans.get_finished_spans() if s.context}
+    expected = [
+        f"00-{by_name[n].trace_id:032x}-{by_name[n].span_id:016x}-{by_name[n].trace_flags:02x}"
+        for n in ("first", "first", "second", "second")
+    ]
+    assert stored == [None, *expected, None]
+
+
 def test_the_writer_writes_what_the_v1_schema_allows() -> None:
     validator = jsonschema.Draft202012Validator(
         json.loads(resources.files("mailspool").joinpath("schema/batch-v1.schema.json").read_text())

@@ -112,19 +112,20 @@ def stamped(messages: Sequence[Message]) -> Sequence[Message]:
 # -- the optional API ---------------------------------------------------------------------
 
 _api: ModuleType | None = None
+_context_api: ModuleType | None = None
 _tried = False
 
 
 def _trace() -> ModuleType | None:
     """``opentelemetry.trace``, imported once; None when the extra is not installed."""
-    global _api, _tried
+    global _api, _context_api, _tried
     if not _tried:
         try:
-            from opentelemetry import trace as api
+            from opentelemetry import context, trace
         except ImportError:
             _api = None
         else:
-            _api = api
+            _api, _context_api = trace, context
         _tried = True
     return _api
 
@@ -143,17 +144,31 @@ def active() -> bool:
     return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
+#: The last context looked at and its traceparent: a context is immutable, so the same
+#: object has the same span (a request queuing 5000 e-mails looks it up once).
+_last: tuple[object, str | None] = (None, None)
+
+
 def current_traceparent() -> str | None:
     """The running span's traceparent (``TraceContextTextMapPropagator``), or None when
     there is no valid span (no extra, no SDK, or outside any span)."""
+    global _last
     trace = _trace()
-    if trace is None or not trace.get_current_span().get_span_context().is_valid:
+    if trace is None or _context_api is None:
         return None
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    current = _context_api.get_current()
+    seen, traceparent = _last  # one tuple read: safe across threads
+    if current is seen:
+        return traceparent
+    traceparent = None
+    if trace.get_current_span(current).get_span_context().is_valid:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
-    return carrier.get("traceparent")
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, current)
+        traceparent = carrier.get("traceparent")
+    _last = (current, traceparent)
+    return traceparent
 
 
 def address_hashes(addresses: Iterable[str]) -> tuple[str, ...]:
