@@ -183,6 +183,21 @@ def test_each_e_mail_keeps_the_span_it_was_queued_in(spans: InMemorySpanExporter
     assert stored == [None, *expected, None]
 
 
+def test_a_scheduled_e_mail_carries_its_trace_to_its_own_batch(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILSPOOL_STORE", "memory:traced-later")
+    with trace.get_tracer("tests").start_as_current_span("job") as job:
+        assert mailspool.send_mail("later@example.com", "Hello", "Hi", key="k-1", send_at=60)
+    store = MemoryStore.shared("traced-later")
+    [key] = store.keys("scheduled/")
+    [email] = json.loads(store.get(key))["emails"]
+    assert tracing.parse_traceparent(email["traceparent"]).span_id == job.get_span_context().span_id
+    [write] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.PRODUCER]
+    assert write.parent is not None
+    assert write.parent.span_id == job.get_span_context().span_id
+
+
 def test_the_writer_writes_what_the_v1_schema_allows() -> None:
     validator = jsonschema.Draft202012Validator(
         json.loads(resources.files("mailspool").joinpath("schema/batch-v1.schema.json").read_text())
