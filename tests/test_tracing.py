@@ -198,6 +198,17 @@ def test_a_scheduled_e_mail_carries_its_trace_to_its_own_batch(
     assert write.parent.span_id == job.get_span_context().span_id
 
 
+@pytest.mark.parametrize("batch_id", ["../../etc/passwd", "x" * 5000, "nope", ""])
+def test_an_event_naming_a_hostile_or_unknown_batch_is_applied_untraced(
+    batch_id: str, spans: InMemorySpanExporter
+) -> None:
+    store = MemoryStore()
+    event = parse_ses_event(ses_events.bounce("ses-2", "gone@example.com"))
+    report = ingest(store, [dataclasses.replace(event, batch=batch_id, index=0)])
+    assert (report.new, report.suppressed) == (1, 1)
+    assert spans.get_finished_spans() == ()
+
+
 def test_the_writer_writes_what_the_v1_schema_allows() -> None:
     validator = jsonschema.Draft202012Validator(
         json.loads(resources.files("mailspool").joinpath("schema/batch-v1.schema.json").read_text())

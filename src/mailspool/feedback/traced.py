@@ -11,6 +11,8 @@ cannot be read leaves the event untraced, with the reason in the debug log.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 
 from mailspool import tracing
 from mailspool.errors import InvalidBatch, StoreError
@@ -27,6 +29,10 @@ log = logging.getLogger("mailspool.feedback")
 TRACED_KINDS = frozenset({EventKind.BOUNCED, EventKind.COMPLAINED})
 #: The largest batch file read to find a traceparent: MAILSPOOL_MAX_BATCH_BYTES's default.
 BATCH_BYTES = 32 * 1024 * 1024
+#: Batches whose traceparents are kept in memory (each a tuple of short strings).
+_KEPT = 8
+_recent: OrderedDict[str, tuple[object, ...]] = OrderedDict()
+_lock = threading.Lock()
 
 
 def trace_event(store: Store, event: FeedbackEvent) -> None:
@@ -62,16 +68,33 @@ def trace_event(store: Store, event: FeedbackEvent) -> None:
 def stored_traceparent(store: Store, batch_id: str, index: int) -> str | None:
     """The valid traceparent stored with e-mail ``index`` of ``batch_id`` (queued or
     done), or None."""
+    values = _traceparents(store, batch_id)
+    if not 0 <= index < len(values):
+        return None
+    return tracing.checked_traceparent(values[index], batch_id, index)
+
+
+def _traceparents(store: Store, batch_id: str) -> tuple[object, ...]:
+    """Each e-mail's stored traceparent, as stored (unchecked), or none when the batch
+    cannot be read. A batch file never changes: the last few read are kept, so the
+    bounces of one large batch read it once."""
+    with _lock:
+        if batch_id in _recent:
+            return _recent[batch_id]
     try:
-        keys = (layout.queue_key(batch_id), layout.done_key(batch_id))
-        for key in keys:
+        for key in (layout.queue_key(batch_id), layout.done_key(batch_id)):
             if store.exists(key):
                 data = store.get_at_most(key, BATCH_BYTES, "MAILSPOOL_MAX_BATCH_BYTES")
-                found = batch_format.decode(data, source=key)
-                if not 0 <= index < len(found):
-                    return None
-                email = found.raw_email(index)
-                return tracing.checked_traceparent(email.get("traceparent"), key, index)
+                emails = batch_format.decode(data, source=key).emails
+                values = tuple(email.get("traceparent") for email in emails)
+                break
+        else:
+            return ()
     except (StoreError, InvalidBatch) as err:
         log.debug("no trace for an event of batch %r: %s", batch_id[:100], err)
-    return None
+        return ()
+    with _lock:
+        _recent[batch_id] = values
+        while len(_recent) > _KEPT:
+            _recent.popitem(last=False)
+    return values
