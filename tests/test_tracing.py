@@ -47,21 +47,17 @@ EXPORTER = InMemorySpanExporter()
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-def _install_sdk() -> None:
-    """The SDK with the in-memory exporter, as an application would configure it (the
-    provider can be set once per process: reuse one set before)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-
-
-_install_sdk()
+#: The SDK as an application configures it, with the in-memory exporter.
+PROVIDER = TracerProvider()
+PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
 
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """The SDK's provider as the global one for this test only: the API sets it once per
+    process (``set_tracer_provider``), and the other tests of a run must see mailspool
+    without an SDK, so its global is set and restored here."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", PROVIDER)
     EXPORTER.clear()
     yield EXPORTER
     EXPORTER.clear()
@@ -100,7 +96,7 @@ def test_a_django_request_its_three_sends_and_their_bounce_are_one_trace(
     assert (claim.attributes or {})["mailspool.batch.id"] == batch_id
     sends = sorted(
         (s for s in finished if s.kind is trace.SpanKind.CLIENT),
-        key=lambda s: (s.attributes or {})["mailspool.batch.index"],
+        key=lambda s: str((s.attributes or {})["mailspool.batch.index"]),
     )
     assert len(sends) == 3
     for index, send in enumerate(sends):
