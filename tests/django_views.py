@@ -133,3 +133,24 @@ def notify_each(request: HttpRequest) -> HttpResponse:
 urlpatterns.append(path("notify-each/", notify_each))
 urlpatterns.append(path("mail/", include("mailspool.integrations.django_feedback")))
 urlpatterns.append(path("ops/mail/", include("mailspool.integrations.django_dashboard")))
+
+
+def traced(request: HttpRequest) -> HttpResponse:
+    """Three deferred e-mails queued inside the request's span (``SERVER``), as an
+    OpenTelemetry instrumentation of Django would open it (tests/test_tracing.py)."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("tests.django")
+    with tracer.start_as_current_span("GET /traced/", kind=trace.SpanKind.SERVER):
+        for i in range(3):
+            EmailMessage(
+                f"Private subject {i}",
+                f"Private body {i}",
+                to=[f"reader{i}@example.com"],
+                cc=["copy@example.com"],
+                bcc=["hidden@example.com"],
+            ).send()
+    return HttpResponse("queued 3")
+
+
+urlpatterns.append(path("traced/", traced))

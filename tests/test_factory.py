@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 import mailspool
+from mailspool import tracing
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, open_delivery_transport, open_worker
 from mailspool.delivery.steps import SuppressionScreen, UnsubscribeHeaders
+from mailspool.delivery.traced import TracedSends
 from mailspool.delivery.worker import WorkerOptions
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.memory import MemoryTransport
@@ -124,9 +126,14 @@ def test_every_trigger_gets_the_unsubscribe_links_and_the_rate_guard() -> None:
     worker = build_worker(settings, MemoryStore(), MemoryTransport())
     plain = build_worker(Settings.load(), MemoryStore(), MemoryTransport())
     try:
-        assert [type(step) for step in worker.steps] == [SuppressionScreen, UnsubscribeHeaders]
+        traced = [TracedSends] if tracing.available() else []  # the [otel] extra: first
+        assert [type(step) for step in worker.steps] == [
+            *traced,
+            SuppressionScreen,
+            UnsubscribeHeaders,
+        ]
         assert worker.guard is not None
-        assert [type(step) for step in plain.steps] == [SuppressionScreen]
+        assert [type(step) for step in plain.steps] == [*traced, SuppressionScreen]
         assert plain.guard is None
     finally:
         worker.close()

@@ -242,6 +242,8 @@ class Message:
     tags: tuple[str, ...] = ()
     metadata: tuple[tuple[str, str], ...] = ()
     bare: bool = False
+    #: The W3C traceparent of the span that queued it (``mailspool.tracing``), if any.
+    traceparent: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.to or self.cc or self.bcc):

@@ -29,6 +29,7 @@ from mailspool.spool.quarantine import quarantine
 from mailspool.spool.records import LedgerEntry, LedgerState, QuarantineError, timestamp
 from mailspool.stores.base import Lease, Store
 from mailspool.stores.retry import retry_write
+from mailspool.tracing import claim_span
 
 if TYPE_CHECKING:  # the worker module imports this one
     from mailspool.delivery.worker import WorkerOptions
@@ -120,7 +121,8 @@ class BatchRun:
             self._quarantine(data, err)
             report.status, report.error = BatchStatus.QUARANTINED, str(err)
             return report
-        self._deliver(batch)
+        with claim_span(report.batch_id, batch.emails):
+            self._deliver(batch)
         return report
 
     # -- the batch ----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from mailspool import tracing
 from mailspool.config import Settings
 from mailspool.delivery.steps import (
     SendStep,
@@ -39,6 +40,7 @@ from mailspool.delivery.steps import (
     VerpEnvelope,
     WebhookEvents,
 )
+from mailspool.delivery.traced import TracedSends
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.feedback.settings import rate_guard, unsubscribe_links, verp_for
 from mailspool.feedback.suppression import shared_suppressions
@@ -97,11 +99,13 @@ def build_worker(
 
 
 def send_steps(settings: Settings, store: Store, transport: Transport) -> list[SendStep]:
-    """The steps the settings ask for, in order: the suppression screen of ``store``'s
-        list, ``List-Unsubscribe`` headers when the unsubscribe URL is set, and the signed
-        VERP envelope sender when a bounce address is set (SMTP only), and the webhook events
-    of each batch run when a webhook URL is set."""
-    steps: list[SendStep] = [SuppressionScreen(shared_suppressions(store))]
+    """The steps the settings ask for, in order: a span per send when the OpenTelemetry
+    API is installed (``delivery.traced``), the suppression screen of ``store``'s list,
+    ``List-Unsubscribe`` headers when the unsubscribe URL is set, the signed VERP envelope
+    sender when a bounce address is set (SMTP only), and the webhook events of each batch
+    run when a webhook URL is set."""
+    steps: list[SendStep] = [TracedSends(transport.url)] if tracing.available() else []
+    steps.append(SuppressionScreen(shared_suppressions(store)))
     links = unsubscribe_links(settings)
     if links is not None:
         steps.append(UnsubscribeHeaders(links))

@@ -10,7 +10,8 @@ For each event (``feedback.events.FeedbackEvent``):
 3. its webhook events (bounced, complained, suppressed) go to the outbox, when
    webhooks are on (``mailspool.webhooks``);
 4. the first time the event is seen (``events-seen/<id>``, a create-only write), the
-   hooks run (``feedback.hooks``).
+   hooks run (``feedback.hooks``), and a bounce or complaint is added to the trace of
+   the request that queued the e-mail (``feedback.traced``).
 
 A redelivered event changes nothing: an event whose seen marker exists is skipped
 whole, so a replay after an operator removed a suppression does not suppress again.
@@ -34,6 +35,7 @@ from mailspool.errors import InvalidMessage
 from mailspool.feedback import hooks, layout
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
+from mailspool.feedback.traced import trace_event
 from mailspool.spool.records import moment
 from mailspool.stores.base import Store
 from mailspool.webhook_rules import EventType
@@ -100,6 +102,7 @@ def ingest(
             )
         if store.put_new(layout.seen_key(event.id), record):
             report.new += 1
+            trace_event(store, event)  # a bounce or complaint: in the e-mail's trace
             hooks.fire(event, options.on_event)
     return report
 

@@ -45,6 +45,7 @@ from mailspool.spool.sealed_store import sealed_like
 from mailspool.stores.base import Store
 from mailspool.stores.retry import retry_write
 from mailspool.stores.shared import shared_store
+from mailspool.tracing import stamped, write_span
 from mailspool.webhooks.setup import outbox_for
 
 __all__ = [
@@ -139,20 +140,28 @@ def write_messages_to(
     priority batches, delivered before the others."""
     if not messages:
         return Written([], store.url)
-    encoded = encode_batches(
-        messages,
-        default_sender=settings.sender,
-        emails_per_file=settings.emails_per_file,
-        front=front,
-        outbox=outbox_for(settings, store),
-    )
-    return write_durably_to(
-        store,
-        encoded,
-        timeout=settings.write_timeout,
-        attempts=settings.write_attempts,
-        fallback_base=settings.fallback_store,
-    )
+    messages = stamped(messages)
+    with write_span(messages) as span:
+        encoded = encode_batches(
+            messages,
+            default_sender=settings.sender,
+            emails_per_file=settings.emails_per_file,
+            front=front,
+            outbox=outbox_for(settings, store),
+        )
+        written = write_durably_to(
+            store,
+            encoded,
+            timeout=settings.write_timeout,
+            attempts=settings.write_attempts,
+            fallback_base=settings.fallback_store,
+        )
+        if span is not None:
+            ids = [layout.batch_id_from_key(key) for key in written.keys]
+            span.set_attributes(
+                {"mailspool.batch.ids": ids, "mailspool.fallback": written.fell_back}
+            )
+    return written
 
 
 def write_durably(

@@ -22,6 +22,7 @@ from mailspool.spool import batch, layout
 from mailspool.spool.records import KeyRecord, Timing, moment, timestamp
 from mailspool.spool.schedule import scheduled_key
 from mailspool.stores.base import Store
+from mailspool.tracing import stamped, write_span
 
 __all__ = ["Later", "When", "accept_key", "moment_of", "parse_when", "write_later"]
 
@@ -139,17 +140,19 @@ def _write(
     def keep_blob(digest: str, content: bytes) -> None:
         blobs.setdefault(layout.blob_key(digest), content)
 
-    data = batch.encode(
-        [message],
-        batch_id=batch_id,
-        default_sender=settings.sender,
-        blob_writer=keep_blob,
-        timing=timing,
-    )
-    write_durably(
-        store,
-        EncodedBatches([(location, data)], blobs),
-        timeout=settings.write_timeout,
-        attempts=settings.write_attempts,
-        fallback_base=settings.fallback_store,
-    )
+    messages = stamped([message])
+    with write_span(messages):
+        data = batch.encode(
+            messages,
+            batch_id=batch_id,
+            default_sender=settings.sender,
+            blob_writer=keep_blob,
+            timing=timing,
+        )
+        write_durably(
+            store,
+            EncodedBatches([(location, data)], blobs),
+            timeout=settings.write_timeout,
+            attempts=settings.write_attempts,
+            fallback_base=settings.fallback_store,
+        )

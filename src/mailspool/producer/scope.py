@@ -30,6 +30,7 @@ from mailspool.producer.fallback import write_messages
 from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
 from mailspool.stores.shared import shared_store
+from mailspool.tracing import stamped
 
 __all__ = ["RequestScope", "current_scope", "enqueue", "request", "settings_here"]
 
@@ -101,12 +102,13 @@ class RequestScope:
         )
 
     def add(self, message: Message) -> None:
-        """Buffer one deferred e-mail until the scope ends."""
+        """Buffer one deferred e-mail until the scope ends, with the trace context of
+        the span running now (the request's; the write comes later, maybe outside it)."""
         if self._outer is not None:
             self._outer.add(message)
             return
         with self._lock:
-            self._messages.append(message)
+            self._messages.extend(stamped((message,)))
 
     def __len__(self) -> int:
         return len(self._messages)

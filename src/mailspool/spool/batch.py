@@ -14,7 +14,8 @@ Django's SMTP backend allows) in meta, ``alternatives`` per e-mail (the other bo
 and attachments as objects, inline (``content``, base64) or by reference to a blob
 stored once under its SHA-256 (``sha256``), and per e-mail ``tags`` (a list of text)
 and ``metadata`` (an object of text values), django-anymail's ``msg.tags`` and
-``msg.metadata``, written only when given. A version-1 file that uses none of these
+``msg.metadata``, and ``traceparent`` (the trace context that queued it; a bad one is
+ignored: ``mailspool.tracing``), written only when given. A version-1 file that uses none of these
 extensions is also a valid version-0 file, so the article's own Lambda can send it; a
 file written before tags and metadata existed is read as having none.
 The JSON Schemas are ``schema/batch-v0.schema.json`` and ``schema/batch-v1.schema.json``.
@@ -46,6 +47,7 @@ from mailspool.spool.records import (
     moment,
     timestamp,
 )
+from mailspool.tracing import checked_traceparent
 
 __all__ = [
     "CURRENT_VERSION",
@@ -173,6 +175,8 @@ def _encode_email(
         email["tags"] = list(message.tags)
     if message.metadata:
         email["metadata"] = dict(message.metadata)
+    if message.traceparent is not None:
+        email["traceparent"] = message.traceparent
     return email
 
 
@@ -216,8 +220,10 @@ class Batch:
     ) -> Message:
         """E-mail ``index`` as a Message; InvalidMessage names file, e-mail and field.
         A path attachment is read by ``files`` only; without it, it is refused."""
+        email = self.emails[index]
+        trace = checked_traceparent(email.get("traceparent"), self.source, index)
         try:
-            return _decode_message(self.meta, self.emails[index], blobs, files)
+            return _decode_message(self.meta, email, blobs, files, trace)
         except InvalidMessage as err:
             raise err.located(source=self.source, index=index) from None
 
@@ -412,6 +418,7 @@ def _decode_message(
     email: Mapping[str, Any],
     blobs: BlobReader | None,
     files: PathReader | None,
+    traceparent: str | None = None,
 ) -> Message:
     bodies = {_content_type(meta["contentType"]): email["message"]}
     for alternative in email.get("alternatives") or ():
@@ -434,6 +441,7 @@ def _decode_message(
         tags=tuple(email.get("tags") or ()),
         metadata=tuple((email.get("metadata") or {}).items()),
         bare=bare,
+        traceparent=traceparent,
     )
 
 
