@@ -231,7 +231,7 @@ def test_a_post_to_120_followers_goes_through_the_handler_in_3_bulk_calls(stack:
         assert stack.run_queue() == []
     finally:
         ses._client.meta.events.unregister("before-send.sesv2", count)  # type: ignore[attr-defined]
-    assert calls == {"SendBulkEmail": 3}
+    assert calls == {"SendBulkEmail": 3, "GetAccount": 1}  # the 24-hour quota, asked once
     assert stack.recipients() == collections.Counter(f"f{i}@example.org" for i in range(120))
     assert collect_status(stack.store).sent == 120
 

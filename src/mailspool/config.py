@@ -43,6 +43,7 @@ from mailspool.setting_rules import (
     _DAYS,
     _FOLDER,
     _SECRET,
+    _SHARE,
     POLL_INTERVAL,
     Rule,
     SettingError,
@@ -142,6 +143,7 @@ class Settings:
     priority_outage: str = setting(_one_of("queue", "raise"), "queue", shown="`queue`", help="a priority e-mail the priority transport cannot take for now (connection refused, timeout, TLS failure, 4xx, throttling): `queue` writes it to the store as a batch the worker delivers first, and `send_mail` returns True; `raise` raises the `TransientError`. A refusal of the e-mail itself (5xx, invalid) always raises")
     emails_per_file: int = setting(_non_negative_int, 0, shown="`0` (off)", help="the article's `EMAILS_PER_FILE`: split a request's groups into files of at most N")
     max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by every sender thread; unset, the transport's own limit")
+    priority_share: float = setting(_SHARE, 0.1, shown="`0.1`", help="the share of the provider's limits the worker leaves to priority mail, sent at once by `send_mail`: the worker takes at most (1 - share) of the send rate and of SES's 24-hour quota (`Max24HourSend`) ([aws](aws.md))", worker_option="priority_share")
     concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
     ledger_commit_ms: int | None = setting(_non_negative_int, None, shown="`1000` on S3 (a PUT costs money), `0` elsewhere", help="milliseconds between the ledger's commits: outcomes recorded meanwhile are written together and a crash can repeat the e-mails sent in the last T ms ([guarantees](guarantees.md)); `0`: each sender waits for the commit once `concurrency` outcomes are waiting", worker_option="ledger_commit_ms")
     max_attempts: int = setting(_ATTEMPTS, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")

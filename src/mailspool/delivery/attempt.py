@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import TransportGate
+from mailspool.delivery.quota import DailyQuota
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.steps import Call, Refused, SendResult, Steps
 from mailspool.errors import (
@@ -20,6 +21,7 @@ from mailspool.errors import (
     DeliveryError,
     InvalidMessage,
     ObjectRefused,
+    QuotaExhausted,
     SenderNotAllowed,
     SendingPaused,
     TransientError,
@@ -87,6 +89,26 @@ class SendRules:
     gate: TransportGate
     queue_lifetime: float
     steps: Steps  # around each send: the screen, headers, metrics, callbacks
+    quota: DailyQuota | None = None  # the provider's 24-hour quota, when it has one
+
+    def within_quota(self, units: int) -> bool:
+        """Whether ``units`` recipients fit in the 24-hour quota now; if not, the gate
+        holds every send until the window frees (``delivery.quota``)."""
+        if self.quota is None:
+            return True
+        wait = self.quota.take(units)
+        if wait > 0:
+            self.gate.hold(self.quota.figures().reason(), wait)
+        return wait == 0
+
+    def spend(self, units: int) -> bool:
+        """Wait for the rate limit; False (the quota given back) if the worker stops."""
+        if self.limiter.acquire(units):
+            return True
+        if self.quota is not None:
+            self.quota.give_back(units)
+        self.gate.unanswered()
+        return False
 
 
 class EmailSender:
@@ -155,11 +177,10 @@ class EmailSender:
     def send_prepared(self, prepared: Prepared, attempt: int) -> Attempt:
         """Wait for the rate limit, send alone, and record the outcome; while the
         transport is down, only the probe the gate admits goes (``outage``)."""
-        gate = self._rules.gate
-        if not gate.admits():
+        rules, units = self._rules, prepared.message.recipient_count
+        if not rules.gate.admits() or not rules.within_quota(units):
             return Attempt(prepared.index, attempt, SendOutcome.WAITING)
-        if not self._rules.limiter.acquire(prepared.message.recipient_count):
-            gate.unanswered()
+        if not rules.spend(units):
             return Attempt(prepared.index, attempt, SendOutcome.STOPPED)
         transport = self._rules.transport
         started = time.perf_counter()
@@ -175,6 +196,9 @@ class EmailSender:
         ledger, a failed record) or say that it is to be retried, or that SES paused."""
         index = prepared.index
         self._bounced(prepared, result)
+        if isinstance(result, QuotaExhausted) and self._rules.quota is not None:
+            self._rules.gate.hold(result.response, self._rules.quota.exhausted())
+            return Attempt(index, attempt, SendOutcome.WAITING, result.response)
         if isinstance(result, TransportUnavailable):
             self._rules.gate.failed(result.response or str(result))
             return Attempt(index, attempt, SendOutcome.WAITING, result.response)

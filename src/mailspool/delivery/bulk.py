@@ -142,10 +142,11 @@ class BulkSender:
 
     def _send_together(self, group: list[Prepared]) -> list[Attempt]:
         rules = self._rules
-        if not rules.gate.admits():  # the transport is down: the group waits (``outage``)
+        units = sum(p.message.recipient_count for p in group)
+        # the transport is down (``outage``) or the 24-hour quota is used: the group waits
+        if not rules.gate.admits() or not rules.within_quota(units):
             return [Attempt(p.index, 1, SendOutcome.WAITING) for p in group]
-        if not rules.limiter.acquire(sum(p.message.recipient_count for p in group)):
-            rules.gate.unanswered()
+        if not rules.spend(units):
             return [Attempt(p.index, 1, SendOutcome.STOPPED) for p in group]
         entries = [BulkEntry(p.message, p.message_id) for p in group]
         started = time.perf_counter()

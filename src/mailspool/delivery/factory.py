@@ -9,6 +9,9 @@ on what the settings mean:
   claim time and deadline margin);
 - the rate is ``MAILSPOOL_MAX_RATE`` when set, else the transport's own
   (``Transport.send_rate``: SES's MaxSendRate, asked once);
+- the provider's 24-hour quota (``Transport.send_quota``: SES's ``GetAccount``) is
+  asked when the worker is built; deferred mail then waits for the window near it
+  (``delivery.quota``);
 - the unsubscribe links (``MAILSPOOL_UNSUBSCRIBE_URL`` and its secret) and the bounce
   and complaint rate guard (``MAILSPOOL_RATE_GUARD``) are the same for every trigger;
 - a pooled transport gets one connection per sender thread: the SMTP pool's and SES's
@@ -86,6 +89,7 @@ def build_worker(
         executor=executor,
         steps=[*send_steps(settings, store, transport), *steps],
         guard=rate_guard(settings, store),
+        quota=transport.send_quota(),
     )
 
 

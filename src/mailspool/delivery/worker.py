@@ -43,6 +43,7 @@ from mailspool.delivery.attempt import SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import TransportGate
+from mailspool.delivery.quota import DailyQuota
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.delivery.steps import OutcomeFunction, SendStep, Steps, SuppressionScreen
@@ -55,7 +56,7 @@ from mailspool.spool.pauses import Pause, clear_pause, record_pause
 from mailspool.spool.records import LedgerEntry
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
-from mailspool.transports.base import Transport
+from mailspool.transports.base import SendQuota, Transport
 
 log = logging.getLogger("mailspool.worker")
 
@@ -94,6 +95,8 @@ class WorkerOptions:
     ledger_commit_ms: int | None = None
     #: the time that interval is measured in (a test moves its own)
     clock: Callable[[], float] = time.monotonic
+    #: the share of the provider's rate and 24-hour quota left to priority mail
+    priority_share: float = default_of("priority_share")
     guards: Guards = field(default_factory=Guards)
 
     @property
@@ -121,9 +124,11 @@ class Worker:
         executor: Executor | None = None,
         steps: Iterable[SendStep] | None = None,
         guard: RateGuard | None = None,
+        quota: SendQuota | None = None,
     ) -> None:
         """``steps`` run around each send (``delivery.steps``); by default the one step
-        every worker needs, the suppression screen of ``store``'s list."""
+        every worker needs, the suppression screen of ``store``'s list; ``quota``: the
+        provider's 24-hour quota as it last said (``delivery.quota``), None for none."""
         self.store = store
         self.transport = transport
         self.steps = Steps(
@@ -141,6 +146,7 @@ class Worker:
             on_change=self._record_pause,
             name=transport.url,
         )
+        self.quota = None if quota is None else self._daily_quota(quota)
         # the sender threads hold at most two e-mails at the message limit at once
         self.in_flight = BytesInFlight(2 * self.options.guards.limits.message_bytes)
         self._senders = executor or ThreadPoolExecutor(
@@ -210,8 +216,18 @@ class Worker:
             gate=self.gate,
             queue_lifetime=self.options.queue_lifetime,
             steps=self.steps,
+            quota=self.quota,
         )
         return DeliveryContext(self.store, self._senders, self.options, rules, self._unrecorded)
+
+    def _daily_quota(self, seed: SendQuota) -> DailyQuota:
+        """The quota window, asking the transport again when it runs full."""
+        return DailyQuota(
+            seed,
+            reserve_share=self.options.priority_share,
+            clock=self.options.clock,
+            refresh=self.transport.send_quota,
+        )
 
     def _record_pause(self, pause: Pause | None) -> None:
         """Where ``status`` and the dashboard see the outage (``spool.pauses``)."""

@@ -38,9 +38,10 @@ here with ``PermanentError`` rather than half-sent (splitting it belongs to the 
 
 from __future__ import annotations
 
+import math
 import re
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -51,6 +52,7 @@ from mailspool.errors import (
     InvalidMessage,
     MissingDependency,
     PermanentError,
+    QuotaExhausted,
     SendingPaused,
     TransientError,
     TransportUnavailable,
@@ -58,7 +60,7 @@ from mailspool.errors import (
 from mailspool.message import Message
 from mailspool.mime import render
 from mailspool.transports._common import check_options, parse_bool, query_parameters
-from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
+from mailspool.transports.base import BulkEntry, BulkResult, Receipt, SendQuota, Transport
 from mailspool.transports.limits import (
     MAX_RECIPIENTS,
     check_deliverable,
@@ -125,11 +127,17 @@ PAUSED_CODES = frozenset(
 )
 
 
+#: SES's answer once ``Max24HourSend`` is reached (v1 code ``Throttling``).
+QUOTA_MESSAGE = "daily message quota exceeded"
+
+
 def translate_error(err: Exception) -> DeliveryError:
     """The ``DeliveryError`` for a botocore error, with SES's code and message.
 
     Throttling, limits, 5xx and connection failures are transient, and SES's as a whole
-    (``TransportUnavailable``: the worker pauses, no e-mail spends an attempt); a suspended or paused
+    (``TransportUnavailable``: the worker pauses, no e-mail spends an attempt), "Daily
+    message quota exceeded" too (``QuotaExhausted``: the pause lasts until the 24-hour
+    window frees, ``delivery.quota``); a suspended or paused
     account, or credentials that do not work, pause sending; every other 4xx
     (``MessageRejected``, ``MailFromDomainNotVerifiedException``, ``BadRequestException``,
     ``NotFoundException``...) is permanent.
@@ -139,6 +147,8 @@ def translate_error(err: Exception) -> DeliveryError:
         code = str(error.get("Code") or "")
         status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         text = f"SES {code or status}: {error.get('Message') or ''}".rstrip(": ")
+        if QUOTA_MESSAGE in text.lower():
+            return QuotaExhausted(text)  # whatever its code: the window, not the e-mail
         if code in PAUSED_CODES:
             return SendingPaused(text)
         if code in TRANSIENT_CODES or status >= 500:
@@ -306,11 +316,33 @@ class SESTransport(Transport):
         if self._owns_client:
             self._client.close()
 
+    def send_quota(self) -> SendQuota | None:
+        """SES's 24-hour quota now (``GetAccount``, else v1 ``GetSendQuota``), or None
+        if SES will not say or its answer is not two finite counts (-1: unlimited)."""
+        quota, _ = self._ask_quota()
+        if quota is None:
+            return None
+        try:
+            sent, most = float(quota["SentLast24Hours"]), float(quota["Max24HourSend"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (math.isfinite(sent) and math.isfinite(most)) or sent < 0 or most < 0:
+            return None
+        return SendQuota(sent, most)
+
     def _fetch_rate(self) -> tuple[float | None, bool]:
         """The rate and whether that answer is final (a network failure is not)."""
+        quota, final = self._ask_quota()
+        try:
+            return float(quota["MaxSendRate"]) if quota else None, final
+        except (KeyError, TypeError, ValueError):
+            return None, final
+
+    def _ask_quota(self) -> tuple[Mapping[str, Any] | None, bool]:
+        """SES's ``SendQuota`` and whether that answer is final (a network failure is not)."""
         final = True
         try:
-            return float(self._client.get_account()["SendQuota"]["MaxSendRate"]), True
+            return dict(self._client.get_account()["SendQuota"]), True
         except (boto_errors.ClientError, KeyError):
             pass  # not implemented (emulators), not allowed, or no quota: ask SES v1
         except boto_errors.BotoCoreError:
@@ -320,8 +352,8 @@ class SESTransport(Transport):
             "ses", meta.region_name, meta.config, user=_USER, endpoint_url=meta.endpoint_url
         )
         try:
-            return float(v1.get_send_quota()["MaxSendRate"]), True
-        except (boto_errors.ClientError, KeyError):
+            return dict(v1.get_send_quota()), True
+        except boto_errors.ClientError:
             return None, final
         except boto_errors.BotoCoreError:
             return None, False
