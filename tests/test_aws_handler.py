@@ -428,7 +428,8 @@ def test_each_batch_run_prints_an_emf_line_with_its_counts(
     assert directive["Namespace"] == "mailspool/test-stack"
     assert directive["Dimensions"] == [["Function"]]
     names = [metric["Name"] for metric in directive["Metrics"]]
-    assert names == ["Sent", "Failed", "Suppressed", "Throttled", "BatchLatency"]
+    assert names == ["Sent", "Failed", "Suppressed", "Throttled", "BatchLatency", "QuotaHeadroom"]
+    assert line["QuotaHeadroom"] > 99  # 3 of SES's 50,000 a day (moto_ses_quota)
     assert (line["Function"], line["Sent"], line["Failed"], line["Throttled"]) == (
         "test-deliver",
         3,

@@ -14,22 +14,28 @@ from contextlib import closing
 
 import boto3
 import pytest
+from cfnlint.decode import cfn_yaml
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 import mailspool
+from mailspool.aws.metrics import batch_metrics
+from mailspool.cli.aws import aws as aws_cli
 from mailspool.config import Settings
 from mailspool.delivery.quota import DailyQuota
-from mailspool.delivery.report import BatchStatus
+from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.message import Message
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.pauses import read_pauses
+from mailspool.spool.quota_record import read_quota
 from mailspool.spool.records import LedgerState
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.base import SendQuota
 from mailspool.transports.ses import SESTransport
+from mailspool.web.metrics import render_metrics
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.moto_ses_quota import SESQuota
 
@@ -89,6 +95,10 @@ def test_a_quota_of_100_with_150_emails_sends_100_and_the_rest_when_the_window_m
         assert "24-hour quota" in pause.reason
         assert "Max24HourSend" in pause.reason
         assert pause.next_try > pause.since
+        quota = read_quota(store)  # the headroom `status`, the dashboard and /metrics show
+        assert quota is not None
+        assert (quota.used, quota.limit, quota.headroom) == (100, 100, 0.0)
+        assert b"mailspool_quota_headroom 0.0" in render_metrics(store)
 
         clock.now += REFRESH  # SES still counts the 100 sent: the 50 keep waiting
         report = delivering.deliver(key, deadline=lambda: 600.0)
@@ -148,6 +158,30 @@ def test_priority_keeps_its_share_of_the_quota() -> None:
     assert (figures.used, figures.cap, figures.headroom) == (90, 90, pytest.approx(0.1))
     clock.now = 86400.0
     assert quota.take(1) == 0.0
+
+
+def test_headroom_is_an_emf_metric_and_an_alarm_at_80_percent_used() -> None:
+    report = BatchReport("queue/x.json", "x", BatchStatus.PAUSED, sent=3)
+    document = batch_metrics(report, throttled=0, function="deliver", headroom=0.15)
+    assert document["QuotaHeadroom"] == 15.0
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert {"Name": "QuotaHeadroom", "Unit": "Percent"} in directive["Metrics"]
+    result = CliRunner().invoke(aws_cli, ["template"])
+    alarm = cfn_yaml.loads(result.output)["Resources"]["QuotaHeadroomAlarm"]["Properties"]
+    assert (alarm["MetricName"], alarm["Threshold"]) == ("QuotaHeadroom", 20)
+    assert alarm["ComparisonOperator"] == "LessThanThreshold"
+
+
+def test_an_odd_quota_record_is_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    for data in (
+        b"[]",
+        b'{"used": -1, "max24HourSend": 5, "deferredCap": 5, "at": "x"}',
+        b"{" * 2000,
+    ):
+        store.put(layout.QUOTA_KEY, data)
+        assert read_quota(store) is None
+    assert "skipped the quota record" in caplog.text
 
 
 @given(

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from mailspool.config import default_of
 from mailspool.delivery.attempt import SendOutcome, SendRules
@@ -53,6 +54,7 @@ from mailspool.feedback.suppression import shared_suppressions
 from mailspool.policy.guards import Guards
 from mailspool.spool import layout
 from mailspool.spool.pauses import Pause, clear_pause, record_pause
+from mailspool.spool.quota_record import QuotaRecord, record_quota
 from mailspool.spool.records import LedgerEntry
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
@@ -202,6 +204,7 @@ class Worker:
         finally:
             with self._active_lock:
                 self._active.discard(key)
+        self._record_quota()
         return report
 
     def _context(self) -> DeliveryContext:
@@ -228,6 +231,13 @@ class Worker:
             clock=self.options.clock,
             refresh=self.transport.send_quota,
         )
+
+    def _record_quota(self) -> None:
+        """Where ``status``, the dashboard and ``/metrics`` see the headroom."""
+        if self.quota is not None:
+            figures = self.quota.figures()
+            now = datetime.now(UTC)
+            record_quota(self.store, QuotaRecord(figures.used, figures.limit, figures.cap, now))
 
     def _record_pause(self, pause: Pause | None) -> None:
         """Where ``status`` and the dashboard see the outage (``spool.pauses``)."""

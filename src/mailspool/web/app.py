@@ -30,6 +30,7 @@ from mailspool.feedback.rates import BOUNCE_REVIEW, COMPLAINT_REVIEW
 from mailspool.feedback.settings import endpoints_from_settings
 from mailspool.ops.status import collect_status
 from mailspool.spool.pauses import describe_pause, read_pauses
+from mailspool.spool.quota_record import read_quota
 from mailspool.stores.base import Store
 from mailspool.web import feedback_pages, metrics, views
 from mailspool.web.changes import CHANGES, Change
@@ -184,6 +185,7 @@ class Dashboard:
                 "complaint_level": COMPLAINT_REVIEW,
                 "pauses": read_pauses(self.store),
                 "describe_pause": describe_pause,
+                "quota": read_quota(self.store),
             },
         )
 
