@@ -30,6 +30,7 @@ from mailspool.headers import HeaderFields, HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.policy.allowed_senders import AllowedSenders
 from mailspool.policy.screen import screen_priority
+from mailspool.producer.budget import priority_budget
 from mailspool.producer.classify import Decision, classify
 from mailspool.producer.fallback import Written, write_messages_to
 from mailspool.producer.idempotency import forget
@@ -289,8 +290,10 @@ def _transmit(prepared: _Prepared, settings: Settings) -> Receipt:
     or refused either way); a transient failure is not counted here (it is queued)."""
     message = prepared.message
     recipients = [*message.to, *message.cc, *message.bcc]
+    transport = shared_transport(settings.priority_transport)
+    priority_budget(settings, transport).acquire(message.recipient_count)
     try:
-        receipt = shared_transport(settings.priority_transport).send(message)
+        receipt = transport.send(message)
     except PermanentError as err:
         _count(settings, f"<refused-{uuid.uuid4().hex}>", recipients, sent=False, reason=str(err))
         raise
