@@ -242,6 +242,8 @@ class Message:
     tags: tuple[str, ...] = ()
     metadata: tuple[tuple[str, str], ...] = ()
     bare: bool = False
+    #: The SES tenant that sends it (``TenantName``); other transports ignore it.
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.to or self.cc or self.bcc):
@@ -272,6 +274,13 @@ class Message:
                     f"header {name!r} is a field of the e-mail: pass it as such", field="headers"
                 )
         _check_labels(self.tags, self.metadata)
+        if self.tenant is not None and not (
+            isinstance(self.tenant, str) and _TENANT.fullmatch(self.tenant)
+        ):
+            raise InvalidMessage(
+                f"a tenant name is 1 to 64 ASCII letters, digits, '_' or '-', not {self.tenant!r}",
+                field="tenant",
+            )
 
     @property
     def envelope_sender(self) -> str:
@@ -350,6 +359,10 @@ class Message:
             tags=tuple(tags),
             metadata=tuple((str(k), str(v)) for k, v in pairs),
         )
+
+
+#: A tenant's name as SES takes it in ``CreateTenant`` (and as it stays readable in logs).
+_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _check_labels(tags: tuple[str, ...], metadata: tuple[tuple[str, str], ...]) -> None:

@@ -69,6 +69,7 @@ def send_mail(
     send_at: When | None = None,
     expires_at: When | None = None,
     key: str | None = None,
+    tenant: str | None = None,
 ) -> bool:
     """Send an e-mail now (priority) or queue it (deferred); True when sent or queued,
     False when ``key`` was already accepted (nothing is queued then).
@@ -85,7 +86,8 @@ def send_mail(
     from now) keeps the e-mail until then, and makes a priority e-mail deferred;
     ``expires_at`` (the same) fails it, unsent, if its turn comes later; ``key`` is
     accepted once within ``MAILSPOOL_IDEMPOTENCY_WINDOW`` and lets ``mailspool.cancel``
-    find it. Raises ``InvalidMessage`` for bad input, or for what
+    find it. ``tenant`` is the SES tenant that sends it (``TenantName``; other
+    transports ignore it). Raises ``InvalidMessage`` for bad input, or for what
     the transport that will deliver the e-mail is known to refuse (``transports.limits``):
     nothing is written. For a priority e-mail, ``PermanentError`` when the e-mail itself
     is refused; a transport that cannot take it for now (``TransientError``) has it
@@ -102,7 +104,7 @@ def send_mail(
         marker_recipient=settings.marker_recipient,
         default=settings.default_priority,
     )
-    email = _message(decision, message, fields, attachments)
+    email = replace(_message(decision, message, fields, attachments), tenant=tenant)
     later = Later(send_at, expires_at, key)
     priority = decision.priority and later.send_at is None
     check_deliverable(email, settings.priority_transport if priority else settings.transport)

@@ -24,6 +24,11 @@ its names once: a pair or tag that cannot be written so, or whose name is mailsp
 own (``mailspool-...``) or already taken (metadata first), stays in the headers only.
 Such e-mails are not grouped into ``SendBulkEmail`` calls.
 
+An e-mail with a tenant (``Message.tenant``: ``send_mail(..., tenant=...)``) goes with
+``TenantName`` (``SendEmail`` and ``SendBulkEmail``: one tenant a call); a botocore whose
+SES v2 model lacks it is named with the version needed (``SendingPaused``: the batch
+stops, nothing fails).
+
 An e-mail with a bare local part (``"django"``, no domain: see ``mailspool.message``) is
 refused with ``PermanentError``: SES needs a domain for every address.
 
@@ -67,7 +72,13 @@ from mailspool.transports.limits import (
     without_utf8_recipients,
 )
 from mailspool.transports.ses_bulk import bulk_key, bulk_request, entry_results
-from mailspool.transports.ses_fields import BULK_ENTRIES, email_tags, ses_address, ses_destination
+from mailspool.transports.ses_fields import (
+    BULK_ENTRIES,
+    check_tenants,
+    email_tags,
+    ses_address,
+    ses_destination,
+)
 
 try:
     from botocore import exceptions as boto_errors
@@ -276,6 +287,9 @@ class SESTransport(Transport):
             raise PermanentError(f"SES cannot send this message: {err}") from err
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
+        if message.tenant is not None:
+            check_tenants(self._client)
+            request["TenantName"] = message.tenant
         tags = email_tags(message_id)
         tags += message_tags(message, taken={tag["Name"] for tag in tags})
         if tags:
@@ -293,6 +307,8 @@ class SESTransport(Transport):
         sender = entries[0].message.sender or self.default_sender
         if not sender:
             raise PermanentError("SES needs a From address: the message has no sender")
+        if entries[0].message.tenant is not None:
+            check_tenants(self._client)
         try:
             request = bulk_request(entries, sender, self.configuration_set)
         except InvalidMessage as err:

@@ -1,0 +1,173 @@
+"""SES tenants: ``send_mail(..., tenant=...)`` (and Django's ``msg.tenant`` or
+``X-Mailspool-Tenant``) keeps the tenant with the e-mail, in the batch file too, and SES
+gets it as ``TenantName``.
+
+SES runs as moto in server mode; what went over the wire is read with botocore's
+``before-send`` event on the transport's client (moto takes ``TenantName`` and ignores
+it). A botocore too old for tenants is a real botocore given an SES v2 model without
+``TenantName`` (``AWS_DATA_PATH``, botocore's own way to load other models).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.loaders
+import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import mailspool
+from mailspool.config import Settings
+from mailspool.delivery.report import BatchStatus
+from mailspool.delivery.worker import Worker, WorkerOptions
+from mailspool.errors import InvalidMessage, SendingPaused
+from mailspool.message import Message
+from mailspool.spool import batch, layout
+from mailspool.stores.memory import MemoryStore
+from mailspool.transports.ses import SESTransport
+from mailspool.transports.shared import close_all, shared_transport
+from tests.fixtures.moto_server import MotoServer
+from tests.strategies import messages
+
+SENDER = "Shop <shop@example.com>"
+TENANTS = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
+SCHEMA = jsonschema.Draft202012Validator(
+    json.loads((Path(__file__).parent.parent / "docs" / "batch-v1.schema.json").read_text())
+)
+
+
+class Wire:
+    """The SES v2 requests a client sent, by operation, as they went over the wire."""
+
+    def __init__(self, client: Any) -> None:
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        client.meta.events.register("before-send.sesv2", self._sent)
+
+    def _sent(self, event_name: str, request: Any, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        if operation in ("SendEmail", "SendBulkEmail"):
+            self.requests.append((operation, json.loads(request.body)))
+
+    def tenants(self, operation: str = "SendEmail") -> list[str | None]:
+        return [body.get("TenantName") for name, body in self.requests if name == operation]
+
+
+@pytest.fixture
+def ses(aws: MotoServer) -> Iterator[SESTransport]:
+    boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
+    with closing(SESTransport(region="us-east-1")) as transport:
+        yield transport
+
+
+def note(i: int, tenant: str | None, subject: str | None = None) -> Message:
+    return Message(
+        to=(f"user{i}@example.org",),
+        subject=subject or f"Order {i}",
+        text="Shipped.",
+        sender=SENDER,
+        tenant=tenant,
+    )
+
+
+def deliver(store: MemoryStore, ses: SESTransport, messages: list[Message]) -> None:
+    with mailspool.request(store=store, settings=Settings.load(store="memory:unused")) as scope:
+        for message in messages:
+            mailspool.send_message(message, priority=False)
+    worker = Worker(store, ses, options=WorkerOptions(concurrency=2, default_sender=SENDER))
+    try:
+        for key in scope.keys:
+            assert worker.deliver(key).status is BatchStatus.FINISHED
+    finally:
+        worker.close()
+
+
+def test_each_deferred_email_goes_with_its_own_tenant_name(ses: SESTransport) -> None:
+    wire = Wire(ses._client)
+    tenants = ["shop-eu", "shop_us", None, "shop-eu"]
+    deliver(MemoryStore(), ses, [note(i, t) for i, t in enumerate(tenants)])
+    assert sorted(wire.tenants(), key=str) == sorted(tenants, key=str)
+
+
+def test_a_bulk_call_carries_one_tenant(ses: SESTransport) -> None:
+    wire = Wire(ses._client)
+    same = [note(i, "shop-eu" if i % 2 else "shop-us", subject="New post") for i in range(6)]
+    deliver(MemoryStore(), ses, same)
+    bulk = [body for name, body in wire.requests if name == "SendBulkEmail"]
+    assert sorted((b["TenantName"], len(b["BulkEmailEntries"])) for b in bulk) == [
+        ("shop-eu", 3),
+        ("shop-us", 3),
+    ]
+
+
+def test_send_mail_sends_a_priority_email_with_its_tenant(
+    aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
+    monkeypatch.setenv("MAILSPOOL_TRANSPORT", "ses://us-east-1")
+    monkeypatch.setenv("MAILSPOOL_STORE", "memory:tenants")
+    close_all()
+    try:
+        wire = Wire(shared_transport("ses://us-east-1")._client)  # type: ignore[attr-defined]
+        sent = mailspool.send_mail(
+            "a@example.org", "Reset", "<p>Reset</p>", {"From": SENDER}, priority=True, tenant="t1"
+        )
+        assert sent is True
+        assert wire.tenants() == ["t1"]
+    finally:
+        close_all()
+
+
+def test_send_mail_refuses_a_bad_tenant_name_naming_the_field() -> None:
+    with pytest.raises(InvalidMessage, match="tenant"):
+        mailspool.send_mail("a@example.org", "Hi", "<p>Hi</p>", priority=False, tenant="a b")
+
+
+@given(messages(), TENANTS)
+def test_the_tenant_is_kept_in_the_batch_file(message: Message, tenant: str) -> None:
+    data = batch.encode(
+        [replace(message, tenant=tenant), message],
+        batch_id=layout.new_batch_id(),
+        default_sender=SENDER,
+    )
+    SCHEMA.validate(json.loads(data))
+    loaded = batch.decode(data)
+    assert (loaded.message(0).tenant, loaded.message(1).tenant) == (tenant, None)
+
+
+@given(st.one_of(st.text().filter(lambda t: not t or not t.isascii() or " " in t), st.integers()))
+def test_a_bad_tenant_in_a_file_fails_that_email_only(bad: object) -> None:
+    data = batch.encode(
+        [note(0, "ok"), note(1, "ok")], batch_id=layout.new_batch_id(), default_sender=SENDER
+    )
+    document = json.loads(data)
+    document["emails"][0]["tenant"] = bad
+    loaded = batch.decode(json.dumps(document).encode())
+    with pytest.raises(InvalidMessage, match="tenant"):
+        loaded.message(0)
+    assert loaded.message(1).tenant == "ok"
+
+
+def test_a_botocore_without_tenant_name_pauses_naming_the_version(
+    aws: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
+    model = botocore.loaders.Loader().load_service_model("sesv2", "service-2", "2019-09-27")
+    for shape in ("SendEmailRequest", "SendBulkEmailRequest"):
+        model["shapes"][shape]["members"].pop("TenantName")
+    older = tmp_path / "sesv2" / "2019-09-27"
+    older.mkdir(parents=True)
+    (older / "service-2.json").write_text(json.dumps(model))
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    client = boto3.session.Session().client("sesv2", region_name="us-east-1")
+    with closing(SESTransport(client=client)) as old:
+        with pytest.raises(SendingPaused, match=r"botocore 1\.44 or later is needed"):
+            old.send(note(0, "shop-eu"))
+        assert old.send(note(1, None)).message_id  # without a tenant it still sends
