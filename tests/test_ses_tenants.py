@@ -11,6 +11,7 @@ it). A botocore too old for tenants is a real botocore given an SES v2 model wit
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import replace
@@ -21,19 +22,24 @@ import boto3
 import botocore.loaders
 import jsonschema
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 import mailspool
+from mailspool.cli import cli
 from mailspool.config import Settings
 from mailspool.delivery.report import BatchStatus
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidMessage, SendingPaused
 from mailspool.message import Message
+from mailspool.ops.tenants import tenant_counts
 from mailspool.spool import batch, layout
+from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.ses import SESTransport
 from mailspool.transports.shared import close_all, shared_transport
+from tests.dashboard_common import running_dashboard
 from tests.fixtures.moto_server import MotoServer
 from tests.strategies import messages
 
@@ -171,3 +177,48 @@ def test_a_botocore_without_tenant_name_pauses_naming_the_version(
         with pytest.raises(SendingPaused, match=r"botocore 1\.44 or later is needed"):
             old.send(note(0, "shop-eu"))
         assert old.send(note(1, None)).message_id  # without a tenant it still sends
+
+
+def test_status_and_the_dashboard_count_each_tenants_emails(
+    spool: Path, ses: SESTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILSPOOL_STORE", f"file://{spool}")
+    other = "Other <other@example.com>"  # another sender: another batch, left pending
+    sent = [note(0, "shop-eu"), note(1, "shop-eu"), note(2, "shop-us"), note(3, None)]
+    with mailspool.request(settings=Settings.load()) as scope:
+        for message in [*sent, replace(note(4, "shop-eu"), sender=other)]:
+            mailspool.send_message(message, priority=False)
+    store = FileStore(spool)
+    first = next(k for k in scope.keys if batch.decode(store.get(k)).meta["from"] == SENDER)
+    worker = Worker(store, ses, options=WorkerOptions(concurrency=2, default_sender=SENDER))
+    try:
+        assert worker.deliver(first).sent == 4
+    finally:
+        worker.close()
+    result = CliRunner().invoke(cli, ["status", "--tenants", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["tenants"] == {
+        "(none)": {"pending": 0, "sent": 1, "failed": 0},
+        "shop-eu": {"pending": 1, "sent": 2, "failed": 0},
+        "shop-us": {"pending": 0, "sent": 1, "failed": 0},
+    }
+    with running_dashboard(spool) as base, urllib.request.urlopen(base + "/", timeout=10) as page:
+        html = page.read().decode()
+    assert "By SES tenant" in html
+    assert "<td>shop-eu</td><td>1</td><td>2</td><td>0</td>" in html
+
+
+def test_counts_by_tenant_leave_out_an_unreadable_file_and_name_an_odd_tenant(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    data = batch.encode([note(0, "ok"), note(1, None)], batch_id="b1", default_sender=SENDER)
+    document = json.loads(data)
+    document["emails"][1]["tenant"] = ["not", "a", "name"]
+    store.put(layout.queue_key("b1"), json.dumps(document).encode())
+    store.put(layout.queue_key("b2"), b"{not json")
+    assert {n: c.as_dict() for n, c in tenant_counts(store).items()} == {
+        "(invalid)": {"pending": 1, "sent": 0, "failed": 0},
+        "ok": {"pending": 1, "sent": 0, "failed": 0},
+    }
+    assert "left out of the counts by tenant: queue/b2.json" in caplog.text
