@@ -14,7 +14,7 @@ import json
 import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,12 @@ from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidMessage, SendingPaused
 from mailspool.message import Message
 from mailspool.ops.tenants import tenant_counts
+from mailspool.setting_rules import SettingError
 from mailspool.spool import batch, layout
+from mailspool.spool.ledger import read_entries
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
+from mailspool.tenant_options import parse_tenants
 from mailspool.transports.ses import SESTransport
 from mailspool.transports.shared import close_all, shared_transport
 from tests.dashboard_common import running_dashboard
@@ -222,3 +225,91 @@ def test_counts_by_tenant_leave_out_an_unreadable_file_and_name_an_odd_tenant(
         "ok": {"pending": 1, "sent": 0, "failed": 0},
     }
     assert "left out of the counts by tenant: queue/b2.json" in caplog.text
+
+
+# -- each tenant's configuration set, rate and daily cap (MAILSPOOL_SES_TENANTS) ---------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_tenants_configuration_set_goes_with_its_emails(aws: MotoServer) -> None:
+    boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
+    tenants = parse_tenants('{"shop-eu": {"configuration_set": "eu-events"}}')
+    with closing(SESTransport(region="us-east-1", configuration_set="all", tenants=tenants)) as ses:
+        wire = Wire(ses._client)
+        deliver(MemoryStore(), ses, [note(0, "shop-eu"), note(1, "shop-us"), note(2, None)])
+    sets = sorted(
+        (b.get("TenantName") or "", b.get("ConfigurationSetName")) for _, b in wire.requests
+    )
+    assert sets == [("", "all"), ("shop-eu", "eu-events"), ("shop-us", "all")]
+
+
+def test_a_tenant_past_its_daily_cap_waits_and_the_others_go_on(ses: SESTransport) -> None:
+    store, clock = MemoryStore(), Clock()
+    messages = [note(i, "shop-eu" if i < 5 else "shop-us") for i in range(7)]
+    with mailspool.request(store=store, settings=Settings.load(store="memory:unused")) as scope:
+        for message in messages:
+            mailspool.send_message(message, priority=False)
+    (key,) = scope.keys
+    tenants = parse_tenants({"shop-eu": {"daily_cap": 3, "max_rate": 5}})
+    options = WorkerOptions(concurrency=2, default_sender=SENDER, clock=clock)
+    worker = Worker(store, ses, options=options, tenants=tenants)
+    try:
+        assert worker.tenants is not None
+        assert worker.tenants.limiters["shop-eu"].rate == 5.0
+        report = worker.deliver(key, deadline=lambda: 600.0)
+        assert (report.sent, report.failed, report.status) == (5, 0, BatchStatus.PAUSED)
+        assert "daily cap" in (report.error or "")
+        clock.now += 86400.0  # the tenant's window moves
+        report = worker.deliver(key, deadline=lambda: 600.0)
+        assert (report.sent, report.failed, report.status) == (2, 0, BatchStatus.FINISHED)
+    finally:
+        worker.close()
+    entries = read_entries(store, layout.queued_batch_id(key)).values()
+    assert {e.attempts for e in entries} == {1}  # waiting for the window spent no attempt
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"shop eu": {}}',  # not a tenant's name
+        '{"shop-eu": {"max_rat": 5}}',  # a typo of an option
+        '{"shop-eu": {"max_rate": 0}}',
+        '{"shop-eu": {"daily_cap": 2.5}}',
+        '{"shop-eu": {"daily_cap": true}}',
+        '{"shop-eu": {"configuration_set": "a b"}}',
+        '["shop-eu"]',
+        "{not json",
+        "[" * 300_000,  # deeply nested: refused by its size before it is parsed
+    ],
+)
+def test_the_tenants_setting_is_read_strictly_naming_the_setting(value: str) -> None:
+    with pytest.raises(SettingError, match=r"^MAILSPOOL_SES_TENANTS must be a JSON object"):
+        Settings.load(environ={"MAILSPOOL_SES_TENANTS": value})
+
+
+@given(
+    st.dictionaries(
+        TENANTS,
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "configuration_set": TENANTS,
+                "max_rate": st.floats(0.001, 1e6),
+                "daily_cap": st.integers(1, 10**9),
+            },
+        ),
+        max_size=5,
+    )
+)
+def test_the_tenants_setting_reads_back_what_it_was_given(given_: dict[str, Any]) -> None:
+    loaded = Settings.load(environ={"MAILSPOOL_SES_TENANTS": json.dumps(given_)}).ses_tenants
+    assert {
+        name: {k: v for k, v in asdict(o).items() if v is not None} for name, o in loaded.items()
+    } == given_

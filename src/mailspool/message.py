@@ -46,6 +46,7 @@ from mailspool.address import (
 )
 from mailspool.address import has_line_break as _has_line_break
 from mailspool.errors import InvalidMessage
+from mailspool.tenant_options import TENANT_NAME
 
 __all__ = [
     "Attachment",
@@ -275,7 +276,7 @@ class Message:
                 )
         _check_labels(self.tags, self.metadata)
         if self.tenant is not None and not (
-            isinstance(self.tenant, str) and _TENANT.fullmatch(self.tenant)
+            isinstance(self.tenant, str) and TENANT_NAME.fullmatch(self.tenant)
         ):
             raise InvalidMessage(
                 f"a tenant name is 1 to 64 ASCII letters, digits, '_' or '-', not {self.tenant!r}",
@@ -359,10 +360,6 @@ class Message:
             tags=tuple(tags),
             metadata=tuple((str(k), str(v)) for k, v in pairs),
         )
-
-
-#: A tenant's name as SES takes it in ``CreateTenant`` (and as it stays readable in logs).
-_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _check_labels(tags: tuple[str, ...], metadata: tuple[tuple[str, str], ...]) -> None:

@@ -16,6 +16,7 @@ from mailspool.delivery.outage import TransportGate
 from mailspool.delivery.quota import DailyQuota
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.steps import Call, Refused, SendResult, Steps
+from mailspool.delivery.tenant_limits import TenantLimits
 from mailspool.errors import (
     ContentUnanswered,
     DeliveryError,
@@ -63,6 +64,7 @@ class Attempt:
     outcome: SendOutcome
     reason: str = ""
     entry: LedgerEntry | None = None  # what was recorded in the ledger (sent, failed)
+    wait: float = 0.0  # WAITING for its tenant's window: seconds (``tenant_limits``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,23 +92,38 @@ class SendRules:
     queue_lifetime: float
     steps: Steps  # around each send: the screen, headers, metrics, callbacks
     quota: DailyQuota | None = None  # the provider's 24-hour quota, when it has one
+    tenants: TenantLimits | None = None  # each SES tenant's rate and daily cap
 
-    def within_quota(self, units: int) -> bool:
-        """Whether ``units`` recipients fit in the 24-hour quota now; if not, the gate
-        holds every send until the window frees (``delivery.quota``)."""
+    def within_quota(self, units: int, tenant: str | None = None) -> float | None:
+        """None when ``units`` recipients fit in the tenant's daily cap and the account's
+        24-hour quota (counted in both); else the seconds this e-mail waits for its
+        tenant's window, or 0 when the gate holds every send (``delivery.quota``)."""
+        if self.tenants is not None:
+            wait = self.tenants.take(tenant, units)
+            if wait > 0:
+                self.gate.unanswered()  # a probe that did not go: another may
+                return wait
         if self.quota is None:
-            return True
+            return None
         wait = self.quota.take(units)
-        if wait > 0:
-            self.gate.hold(self.quota.figures().reason(), wait)
-        return wait == 0
+        if wait == 0:
+            return None
+        if self.tenants is not None:
+            self.tenants.give_back(tenant, units)
+        self.gate.hold(self.quota.figures().reason(), wait)
+        return 0.0
 
-    def spend(self, units: int) -> bool:
-        """Wait for the rate limit; False (the quota given back) if the worker stops."""
-        if self.limiter.acquire(units):
+    def spend(self, units: int, tenant: str | None = None) -> bool:
+        """Wait for the tenant's rate and the worker's; False (the quotas given back) if
+        the worker stops meanwhile."""
+        if (self.tenants is None or self.tenants.acquire(tenant, units)) and self.limiter.acquire(
+            units
+        ):
             return True
         if self.quota is not None:
             self.quota.give_back(units)
+        if self.tenants is not None:
+            self.tenants.give_back(tenant, units)
         self.gate.unanswered()
         return False
 
@@ -178,9 +195,14 @@ class EmailSender:
         """Wait for the rate limit, send alone, and record the outcome; while the
         transport is down, only the probe the gate admits goes (``outage``)."""
         rules, units = self._rules, prepared.message.recipient_count
-        if not rules.gate.admits() or not rules.within_quota(units):
+        tenant = prepared.message.tenant
+        if not rules.gate.admits():
             return Attempt(prepared.index, attempt, SendOutcome.WAITING)
-        if not rules.spend(units):
+        wait = rules.within_quota(units, tenant)
+        if wait is not None:
+            reason = rules.tenants.reason(tenant) if wait and rules.tenants else ""
+            return Attempt(prepared.index, attempt, SendOutcome.WAITING, reason, wait=wait)
+        if not rules.spend(units, tenant):
             return Attempt(prepared.index, attempt, SendOutcome.STOPPED)
         transport = self._rules.transport
         started = time.perf_counter()

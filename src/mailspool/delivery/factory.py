@@ -92,6 +92,7 @@ def build_worker(
         steps=[*send_steps(settings, store, transport), *steps],
         guard=rate_guard(settings, store),
         quota=transport.send_quota(),
+        tenants=settings.ses_tenants,
     )
 
 
@@ -120,8 +121,12 @@ def effective_rate(settings: Settings, transport: Transport) -> float | None:
 
 
 def open_delivery_transport(settings: Settings) -> Transport:
-    """The worker's transport, with one pooled connection per e-mail in flight."""
-    return open_transport(delivery_url(settings))
+    """The worker's transport, with one pooled connection per e-mail in flight (and,
+    for SES, each tenant's configuration set: ``MAILSPOOL_SES_TENANTS``)."""
+    url = delivery_url(settings)
+    if settings.ses_tenants and urlsplit(url).scheme.lower() == "ses":
+        return open_transport(url, tenants=settings.ses_tenants)
+    return open_transport(url)
 
 
 def delivery_url(settings: Settings) -> str:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +48,7 @@ from mailspool.delivery.quota import DailyQuota
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.delivery.steps import OutcomeFunction, SendStep, Steps, SuppressionScreen
+from mailspool.delivery.tenant_limits import TenantLimits
 from mailspool.errors import UnsafeKey
 from mailspool.feedback.rates import RateGuard
 from mailspool.feedback.suppression import shared_suppressions
@@ -58,6 +59,7 @@ from mailspool.spool.quota_record import QuotaRecord, record_quota
 from mailspool.spool.records import LedgerEntry
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
+from mailspool.tenant_options import TenantOptions
 from mailspool.transports.base import SendQuota, Transport
 
 log = logging.getLogger("mailspool.worker")
@@ -127,10 +129,12 @@ class Worker:
         steps: Iterable[SendStep] | None = None,
         guard: RateGuard | None = None,
         quota: SendQuota | None = None,
+        tenants: Mapping[str, TenantOptions] | None = None,
     ) -> None:
         """``steps`` run around each send (``delivery.steps``); by default the one step
         every worker needs, the suppression screen of ``store``'s list; ``quota``: the
-        provider's 24-hour quota as it last said (``delivery.quota``), None for none."""
+        provider's 24-hour quota as it last said (``delivery.quota``), None for none;
+        ``tenants``: each SES tenant's rate and daily cap (``delivery.tenant_limits``)."""
         self.store = store
         self.transport = transport
         self.steps = Steps(
@@ -149,6 +153,9 @@ class Worker:
             name=transport.url,
         )
         self.quota = None if quota is None else self._daily_quota(quota)
+        self.tenants = (
+            TenantLimits(tenants, clock=self.options.clock, stop=self.stopping) if tenants else None
+        )
         # the sender threads hold at most two e-mails at the message limit at once
         self.in_flight = BytesInFlight(2 * self.options.guards.limits.message_bytes)
         self._senders = executor or ThreadPoolExecutor(
@@ -220,6 +227,7 @@ class Worker:
             queue_lifetime=self.options.queue_lifetime,
             steps=self.steps,
             quota=self.quota,
+            tenants=self.tenants,
         )
         return DeliveryContext(self.store, self._senders, self.options, rules, self._unrecorded)
 

@@ -13,7 +13,6 @@ logged; a tenant field that is not a tenant's name counts as ``(invalid)``.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from mailspool.spool import batch, layout
 from mailspool.spool.ledger import ledger_entries
 from mailspool.spool.records import LedgerState
 from mailspool.stores.base import Store
+from mailspool.tenant_options import TENANT_NAME
 
 __all__ = ["NO_TENANT", "RecentTenants", "TenantCounts", "tenant_counts"]
 
@@ -33,7 +33,6 @@ log = logging.getLogger("mailspool.status")
 #: The row of e-mails that name no tenant.
 NO_TENANT = "(none)"
 _INVALID = "(invalid)"
-_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STATES = {LedgerState.SENT: "sent", LedgerState.FAILED: "failed"}
 
 
@@ -87,7 +86,7 @@ def _count_batch(
 def _tenant(value: object) -> str:
     if value is None:
         return NO_TENANT
-    return value if isinstance(value, str) and _TENANT.fullmatch(value) else _INVALID
+    return value if isinstance(value, str) and TENANT_NAME.fullmatch(value) else _INVALID
 
 
 class RecentTenants:

@@ -64,6 +64,7 @@ from mailspool.errors import (
 )
 from mailspool.message import Message
 from mailspool.mime import render
+from mailspool.tenant_options import TenantOptions
 from mailspool.transports._common import check_options, parse_bool, query_parameters
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt, SendQuota, Transport
 from mailspool.transports.limits import (
@@ -196,9 +197,11 @@ class SESTransport(Transport):
         client: SESV2Client | None = None,
         default_sender: str | None = None,
         bulk: bool = True,
+        tenants: Mapping[str, TenantOptions] | None = None,
     ) -> None:
         """``max_connections``: the HTTP pool, one per thread that sends at once;
-        ``bulk``: e-mails that share their content may go 50 to a ``SendBulkEmail``."""
+        ``bulk``: e-mails that share their content may go 50 to a ``SendBulkEmail``;
+        ``tenants``: each SES tenant's configuration set (``MAILSPOOL_SES_TENANTS``)."""
         if max_attempts < 1 or max_connections < 1:
             raise ConfigurationError(
                 "SES transport: max_attempts and max_connections must be >= 1, not "
@@ -206,6 +209,7 @@ class SESTransport(Transport):
             )
         self.configuration_set = configuration_set or None
         self.default_sender = default_sender
+        self.tenants: Mapping[str, TenantOptions] = tenants or {}
         self.bulk = bulk
         self.max_bulk = BULK_ENTRIES if bulk else 1
         self._owns_client = client is None
@@ -285,8 +289,9 @@ class SESTransport(Transport):
                     request["ReplyToAddresses"] = [ses_address(a) for a in message.reply_to]
         except InvalidMessage as err:
             raise PermanentError(f"SES cannot send this message: {err}") from err
-        if self.configuration_set:
-            request["ConfigurationSetName"] = self.configuration_set
+        configuration_set = self.configuration_set_for(message)
+        if configuration_set:
+            request["ConfigurationSetName"] = configuration_set
         if message.tenant is not None:
             check_tenants(self._client)
             request["TenantName"] = message.tenant
@@ -295,6 +300,13 @@ class SESTransport(Transport):
         if tags:
             request["EmailTags"] = tags
         return request
+
+    def configuration_set_for(self, message: Message) -> str | None:
+        """The e-mail's tenant's configuration set if it has one, else the transport's."""
+        options = self.tenants.get(message.tenant) if message.tenant is not None else None
+        if options is not None and options.configuration_set:
+            return options.configuration_set
+        return self.configuration_set
 
     def bulk_key(self, message: Message) -> Hashable | None:
         """Equal for e-mails that can share a ``SendBulkEmail`` call (``ses_bulk``)."""
@@ -310,7 +322,8 @@ class SESTransport(Transport):
         if entries[0].message.tenant is not None:
             check_tenants(self._client)
         try:
-            request = bulk_request(entries, sender, self.configuration_set)
+            configuration_set = self.configuration_set_for(entries[0].message)
+            request = bulk_request(entries, sender, configuration_set)
         except InvalidMessage as err:
             raise PermanentError(f"SES cannot send these messages: {err}") from err
         try:
