@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from mailspool.ops.tenants import tenant_counts
 from mailspool.setting_rules import SettingError
 from mailspool.spool import batch, layout
 from mailspool.spool.ledger import read_entries
+from mailspool.spool.quota_record import QuotaRecord, record_quota
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.tenant_options import parse_tenants
@@ -205,8 +207,11 @@ def test_status_and_the_dashboard_count_each_tenants_emails(
         "shop-eu": {"pending": 1, "sent": 2, "failed": 0},
         "shop-us": {"pending": 0, "sent": 1, "failed": 0},
     }
+    at = datetime(2026, 12, 7, 22, 0, tzinfo=UTC)  # a worker's last view of the 24-hour quota
+    record_quota(store, QuotaRecord(used=850, limit=1000, cap=900, at=at))
     with running_dashboard(spool) as base, urllib.request.urlopen(base + "/", timeout=10) as page:
         html = page.read().decode()
+    assert "SES 24-hour quota: 15% free: 850 of 1000 recipients" in html
     assert "By SES tenant" in html
     assert "<td>shop-eu</td><td>1</td><td>2</td><td>0</td>" in html
 
