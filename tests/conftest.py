@@ -23,6 +23,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 pytest_plugins = [
     "tests.fixtures.smtp_server",
     "tests.fixtures.moto_server",
+    "tests.fixtures.moto_ses_quota",
     "tests.fixtures.dovecot",
     "tests.fixtures.postfix",
 ]

@@ -231,7 +231,7 @@ def test_a_post_to_120_followers_goes_through_the_handler_in_3_bulk_calls(stack:
         assert stack.run_queue() == []
     finally:
         ses._client.meta.events.unregister("before-send.sesv2", count)  # type: ignore[attr-defined]
-    assert calls == {"SendBulkEmail": 3}
+    assert calls == {"SendBulkEmail": 3, "GetAccount": 1}  # the 24-hour quota, asked once
     assert stack.recipients() == collections.Counter(f"f{i}@example.org" for i in range(120))
     assert collect_status(stack.store).sent == 120
 
@@ -268,7 +268,8 @@ def test_with_four_seconds_left_it_stops_in_time_and_the_continuation_delivers_t
     """Lambda's clock is the real one (the rate limit waits in it too), so the figures
     leave room for a loaded machine: 3 s to start sending before the margin (a quarter of
     the time left, 1 s), which itself is over the 0.64 s the 32 sends in flight need."""
-    monkeypatch.setenv("MAILSPOOL_MAX_RATE", "50")  # 400 e-mails need 8 s: more than given
+    monkeypatch.setenv("MAILSPOOL_MAX_RATE", "100")  # shared with the sweeper: 50 a second,
+    monkeypatch.setenv("MAILSPOOL_PRIORITY_SHARE", "0")  # so 400 e-mails need 8 s: too many
     [key] = hand_off(400)
     [record] = stack.receive()
     context = Context(seconds=4.0)
@@ -428,7 +429,8 @@ def test_each_batch_run_prints_an_emf_line_with_its_counts(
     assert directive["Namespace"] == "mailspool/test-stack"
     assert directive["Dimensions"] == [["Function"]]
     names = [metric["Name"] for metric in directive["Metrics"]]
-    assert names == ["Sent", "Failed", "Suppressed", "Throttled", "BatchLatency"]
+    assert names == ["Sent", "Failed", "Suppressed", "Throttled", "BatchLatency", "QuotaHeadroom"]
+    assert line["QuotaHeadroom"] > 99  # 3 of SES's 50,000 a day (moto_ses_quota)
     assert (line["Function"], line["Sent"], line["Failed"], line["Throttled"]) == (
         "test-deliver",
         3,

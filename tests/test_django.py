@@ -248,3 +248,13 @@ def test_send_later_expiry_and_key_through_headers_and_attributes(configured: Pa
     [queued] = common.queued_files(configured)
     assert b'"expiresAt"' in queued.read_bytes()
     assert mailspool.cancel("reminder-1") is True
+
+
+def test_the_ses_tenant_comes_from_msg_tenant_or_its_header() -> None:
+    email = django_notification(3)
+    email.tenant = "shop-eu"  # type: ignore[attr-defined]
+    assert to_message(email)[0].tenant == "shop-eu"
+    email.extra_headers["X-Mailspool-Tenant"] = "shop-us"  # the header wins, and is taken off
+    message, _ = to_message(email)
+    assert message.tenant == "shop-us"
+    assert all(name != "X-Mailspool-Tenant" for name, _ in message.headers)

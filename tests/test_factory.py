@@ -31,6 +31,7 @@ def test_worker_options_default_to_the_settings_defaults() -> None:
     assert WorkerOptions() == WorkerOptions(**defaults.worker_options())
     assert defaults.worker_options() == {
         "concurrency": 32,
+        "priority_share": 0.1,  # of the rate and the 24-hour quota, left to priority mail
         "ledger_commit_ms": None,  # the store's: 1000 on S3, 0 elsewhere
         "max_attempts": 5,
         "retry_base": 1.0,
@@ -93,13 +94,13 @@ def test_a_transport_has_no_rate_of_its_own_by_default() -> None:
 
 
 def test_without_max_rate_the_worker_sends_at_the_ses_accounts_rate(aws: MotoServer) -> None:
-    """moto's sandbox account answers MaxSendRate 1 per second."""
+    """The server's GetAccount answers MaxSendRate 14 a second (``moto_ses_quota``)."""
     with closing(SESTransport(region="us-east-1")) as ses:
         worker = build_worker(Settings.load(transport="ses://us-east-1"), MemoryStore(), ses)
         explicit = build_worker(Settings.load(max_rate=50), MemoryStore(), ses)
         try:
-            assert worker.limiter.rate == 1.0
-            assert explicit.limiter.rate == 50.0
+            assert worker.limiter.rate == pytest.approx(14.0 * 0.9)  # 10% left to priority
+            assert explicit.limiter.rate == pytest.approx(50.0 * 0.9)
         finally:
             worker.close()
             explicit.close()

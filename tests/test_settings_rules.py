@@ -23,6 +23,7 @@ from mailspool.errors import ConfigurationError
 WHOLE = [row.name for row in SETTINGS if row.rule.startswith("a whole number")]
 REAL = [row.name for row in SETTINGS if row.rule.startswith("a finite number")]
 POSITIVE = [row.name for row in SETTINGS if "> 0" in row.rule or ">= 1" in row.rule]
+SHARES = [row.name for row in SETTINGS if row.rule.endswith(">= 0 and <= 0.9")]
 NOT_FINITE = [math.nan, math.inf, -math.inf]
 
 
@@ -83,7 +84,7 @@ def test_a_whole_number_reads_the_same_from_text_and_from_an_int(name: str, valu
 
 
 @given(
-    name=st.sampled_from(REAL),
+    name=st.sampled_from([name for name in REAL if name not in SHARES]),
     value=st.floats(min_value=0.001, max_value=3650, allow_nan=False, allow_infinity=False),
 )
 def test_a_finite_number_in_range_is_taken_from_every_source(name: str, value: float) -> None:
@@ -91,6 +92,18 @@ def test_a_finite_number_in_range_is_taken_from_every_source(name: str, value: f
     assert getattr(Settings.load(**{name: value}), name) == value
     assert getattr(Settings.load(environ={row.env: repr(value)}), name) == value
     assert getattr(Settings.load({name: value}), name) == value
+
+
+@given(name=st.sampled_from(SHARES), value=st.floats(min_value=0, max_value=0.9))
+def test_a_share_from_0_to_0_9_is_taken(name: str, value: float) -> None:
+    row = SETTINGS_BY_NAME[name]
+    assert getattr(Settings.load(environ={row.env: repr(value)}), name) == value
+
+
+@given(name=st.sampled_from(SHARES), value=st.sampled_from([-0.1, 0.95, 1.0, 2.0]))
+def test_a_share_that_leaves_the_worker_nothing_is_refused(name: str, value: float) -> None:
+    with pytest.raises(SettingError, match=rf"^{SETTINGS_BY_NAME[name].env} must be .*<= 0.9"):
+        Settings.load(environ={SETTINGS_BY_NAME[name].env: str(value)})
 
 
 @pytest.mark.parametrize("value", [True, 4.5, "4.5", [4], "four"])

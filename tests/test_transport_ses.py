@@ -33,14 +33,17 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from mailspool.errors import (
     ConfigurationError,
     PermanentError,
+    QuotaExhausted,
     SendingPaused,
     TransientError,
     TransportUnavailable,
 )
 from mailspool.message import Message
 from mailspool.transports import Receipt, Transport, open_transport
+from mailspool.transports.base import SendQuota
 from mailspool.transports.ses import SESTransport, translate_error
 from tests.fixtures.moto_server import MotoServer
+from tests.fixtures.moto_ses_quota import SESQuota
 from tests.transport_contract import Arrived, Delivered, TransportContract, simple_message
 
 SENDER = "Mailspool Tests <sender@example.com>"
@@ -347,15 +350,22 @@ def unreachable_client() -> Any:
 # -- the account's rate ------------------------------------------------------------------
 
 
-def test_send_rate_falls_back_to_v1_and_is_asked_once(transport: SESTransport) -> None:
-    """moto has no SES v2 GetAccount: the v1 GetSendQuota answers (moto: 1 per second)."""
+def test_send_rate_comes_from_get_account_and_is_asked_once(transport: SESTransport) -> None:
+    """SES v2 GetAccount answers (the server's, ``tests/fixtures/moto_ses_quota.py``)."""
     calls: list[str] = []
     transport._client.meta.events.register(
         "before-call.*", lambda model, **_: calls.append(model.name)
     )
-    assert transport.send_rate() == 1.0
-    assert transport.send_rate() == 1.0
+    assert transport.send_rate() == 14.0
+    assert transport.send_rate() == 14.0
     assert calls == ["GetAccount"]
+
+
+def test_send_rate_falls_back_to_v1(transport: SESTransport, ses_quota: SESQuota) -> None:
+    """Without SES v2 GetAccount the v1 GetSendQuota answers (moto: 1 per second)."""
+    ses_quota.account_api = False
+    assert transport.send_rate() == 1.0
+    assert transport.send_quota() == SendQuota(0.0, 200.0)  # moto v1's fixed figures
 
 
 def test_send_rate_is_none_and_asked_again_when_ses_cannot_be_reached(
@@ -418,3 +428,10 @@ def test_connection_and_credential_errors_map_to_delivery_errors() -> None:
     dropped = translate_error(EndpointConnectionError(endpoint_url="https://email.example"))
     assert type(dropped) is TransportUnavailable  # SES as a whole: the worker pauses
     assert type(translate_error(NoCredentialsError())) is SendingPaused
+
+
+@pytest.mark.parametrize("code", ["Throttling", "LimitExceededException", "SendingPausedException"])
+def test_daily_message_quota_exceeded_is_the_quota_whatever_the_code(code: str) -> None:
+    """A stub as above: SES v1 answers ``Throttling``, v2 a limit; the message decides."""
+    error = translate_error(client_error(code, 400, "Daily message quota exceeded."))
+    assert type(error) is QuotaExhausted

@@ -43,6 +43,7 @@ __all__ = [
     "ObjectRefused",
     "ObjectTooLarge",
     "PermanentError",
+    "QuotaExhausted",
     "SenderNotAllowed",
     "SendingPaused",
     "StoreError",
@@ -191,6 +192,11 @@ class TransportUnavailable(TransientError):
     a dropped connection before the content, a TLS failure, a 421, throttling. The
     worker pauses delivery through it and spends no e-mail's attempt
     (``delivery.outage``)."""
+
+
+class QuotaExhausted(TransportUnavailable):
+    """The provider's 24-hour quota is used up (SES: "Daily message quota exceeded"):
+    deferred mail waits for the window, no e-mail spends an attempt (``delivery.quota``)."""
 
 
 class SendingPaused(TransientError):

@@ -46,6 +46,7 @@ from mailspool.address import (
 )
 from mailspool.address import has_line_break as _has_line_break
 from mailspool.errors import InvalidMessage
+from mailspool.tenant_options import TENANT_NAME
 
 __all__ = [
     "Attachment",
@@ -244,6 +245,8 @@ class Message:
     bare: bool = False
     #: The W3C traceparent of the span that queued it (``mailspool.tracing``), if any.
     traceparent: str | None = None
+    #: The SES tenant that sends it (``TenantName``); other transports ignore it.
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.to or self.cc or self.bcc):
@@ -274,6 +277,13 @@ class Message:
                     f"header {name!r} is a field of the e-mail: pass it as such", field="headers"
                 )
         _check_labels(self.tags, self.metadata)
+        if self.tenant is not None and not (
+            isinstance(self.tenant, str) and TENANT_NAME.fullmatch(self.tenant)
+        ):
+            raise InvalidMessage(
+                f"a tenant name is 1 to 64 ASCII letters, digits, '_' or '-', not {self.tenant!r}",
+                field="tenant",
+            )
 
     @property
     def envelope_sender(self) -> str:

@@ -166,6 +166,8 @@ _seconds = _number(0, above=False, unit="seconds")
 _positive_seconds = _number(0, above=True, unit="seconds")
 _positive_number = _number(0, above=True)
 _optional_rate = _number(0, above=True, optional=True)
+#: a share of a provider's limit kept back: at most 0.9, so the worker always sends
+_SHARE = _number(0, above=False, high=0.9)
 #: at most ten years: a date that far back is still a date
 _DAYS = _number(0, above=True, high=3650, unit="days")
 _RETENTION = Rule(

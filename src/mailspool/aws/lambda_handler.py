@@ -232,6 +232,7 @@ def _one(
         throttled=_throttled(worker) - throttled,
         function=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local"),
         namespace=namespace,
+        headroom=None if worker.quota is None else worker.quota.figures().headroom,
     )
     write_batch_metrics(document)
     return _Result(item, report.status, report)

@@ -10,7 +10,10 @@ API call (no ``PutMetricData`` cost, nothing to wait for). Namespace
   throttling, an SMTP 4xx), each retried later (counted by the worker's
   ``delivery.steps.ThrottleCount`` step);
 - ``BatchLatency`` (Milliseconds): from the batch's creation to the end of this run,
-  the time a queued e-mail waited.
+  the time a queued e-mail waited;
+- ``QuotaHeadroom`` (Percent): the share of SES's 24-hour quota (``Max24HourSend``)
+  still free after the run, when the worker knows the quota (``delivery.quota``); the
+  template's alarm fires below 20% (80% used).
 """
 
 from __future__ import annotations
@@ -43,12 +46,16 @@ def batch_metrics(
     function: str,
     now: float | None = None,
     namespace: str = DEFAULT_NAMESPACE,
+    headroom: float | None = None,
 ) -> dict[str, Any]:
-    """The EMF document of one batch run, in ``namespace`` (the settings' namespace)."""
+    """The EMF document of one batch run, in ``namespace`` (the settings' namespace);
+    ``headroom``: the 24-hour quota still free, 0 to 1 (None: no quota known)."""
     moment = time.time() if now is None else now
     created = layout.id_time(report.batch_id)
     latency = max(moment - created, 0.0) * 1000 if created is not None else 0.0
-    units = {"BatchLatency": "Milliseconds"}
+    units = {"BatchLatency": "Milliseconds", "QuotaHeadroom": "Percent"}
+    names = METRIC_NAMES if headroom is None else (*METRIC_NAMES, "QuotaHeadroom")
+    quota = {} if headroom is None else {"QuotaHeadroom": round(headroom * 100, 2)}
     return {
         "_aws": {
             "Timestamp": int(moment * 1000),
@@ -56,9 +63,7 @@ def batch_metrics(
                 {
                     "Namespace": namespace,
                     "Dimensions": [["Function"]],
-                    "Metrics": [
-                        {"Name": name, "Unit": units.get(name, "Count")} for name in METRIC_NAMES
-                    ],
+                    "Metrics": [{"Name": name, "Unit": units.get(name, "Count")} for name in names],
                 }
             ],
         },
@@ -68,6 +73,7 @@ def batch_metrics(
         "Suppressed": int(getattr(report, "suppressed", 0) or 0),
         "Throttled": throttled,
         "BatchLatency": round(latency, 1),
+        **quota,
         "batch": report.batch_id,
         "status": str(report.status),
     }

@@ -9,7 +9,7 @@ invocation was given; it is closed before the invocation returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, delivery_url
@@ -20,11 +20,14 @@ from mailspool.stores.shared import shared_store
 from mailspool.transports.base import Transport
 from mailspool.transports.shared import shared_transport
 
-__all__ = ["LEASE_TTL", "Runtime", "deadline_margin", "open_runtime"]
+__all__ = ["LEASE_TTL", "SWEEPERS", "Runtime", "deadline_margin", "open_runtime"]
 
 #: Seconds a claim lasts unless renewed: a killed invocation's batch is free again after it.
 LEASE_TTL = 120.0
 _MAX_MARGIN = 5.0
+#: Sweeper invocations at once (the template's ``ReservedConcurrentExecutions: 1``): each
+#: takes the same part of the rate as an invocation of the deliver function.
+SWEEPERS = 1
 
 
 @dataclass(slots=True)
@@ -36,12 +39,13 @@ class Runtime:
     transport: Transport
 
     def worker(self, *, margin: float, owner: str) -> Worker:
-        """A worker for one invocation. Without ``MAILSPOOL_MAX_RATE`` it sends at the
-        provider's own limit (SES: MaxSendRate, asked once per container), and every
-        concurrent invocation gets that whole rate: set ``MAILSPOOL_MAX_RATE`` to
-        MaxSendRate / reserved concurrency."""
+        """A worker for one invocation, taking its part of the account's rate
+        (``MAILSPOOL_MAX_RATE``, else SES's MaxSendRate, asked once per container): the
+        priority share set aside, the rest divided among ``MAILSPOOL_RATE_SENDERS``
+        (the deliver function's reserved concurrency) invocations and the sweeper."""
+        settings = replace(self.settings, rate_senders=self.settings.rate_senders + SWEEPERS)
         return build_worker(
-            self.settings,
+            settings,
             self.store,
             self.transport,
             owner=owner,

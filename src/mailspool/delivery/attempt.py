@@ -13,13 +13,16 @@ from enum import StrEnum
 
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import TransportGate
+from mailspool.delivery.quota import DailyQuota
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.steps import Call, Refused, SendResult, Steps
+from mailspool.delivery.tenant_limits import TenantLimits
 from mailspool.errors import (
     ContentUnanswered,
     DeliveryError,
     InvalidMessage,
     ObjectRefused,
+    QuotaExhausted,
     SenderNotAllowed,
     SendingPaused,
     TransientError,
@@ -61,6 +64,7 @@ class Attempt:
     outcome: SendOutcome
     reason: str = ""
     entry: LedgerEntry | None = None  # what was recorded in the ledger (sent, failed)
+    wait: float = 0.0  # WAITING for its tenant's window: seconds (``tenant_limits``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,41 @@ class SendRules:
     gate: TransportGate
     queue_lifetime: float
     steps: Steps  # around each send: the screen, headers, metrics, callbacks
+    quota: DailyQuota | None = None  # the provider's 24-hour quota, when it has one
+    tenants: TenantLimits | None = None  # each SES tenant's rate and daily cap
+
+    def within_quota(self, units: int, tenant: str | None = None) -> float | None:
+        """None when ``units`` recipients fit in the tenant's daily cap and the account's
+        24-hour quota (counted in both); else the seconds this e-mail waits for its
+        tenant's window, or 0 when the gate holds every send (``delivery.quota``)."""
+        if self.tenants is not None:
+            wait = self.tenants.take(tenant, units)
+            if wait > 0:
+                self.gate.unanswered()  # a probe that did not go: another may
+                return wait
+        if self.quota is None:
+            return None
+        wait = self.quota.take(units)
+        if wait == 0:
+            return None
+        if self.tenants is not None:
+            self.tenants.give_back(tenant, units)
+        self.gate.hold(self.quota.figures().reason(), wait)
+        return 0.0
+
+    def spend(self, units: int, tenant: str | None = None) -> bool:
+        """Wait for the tenant's rate and the worker's; False (the quotas given back) if
+        the worker stops meanwhile."""
+        if (self.tenants is None or self.tenants.acquire(tenant, units)) and self.limiter.acquire(
+            units
+        ):
+            return True
+        if self.quota is not None:
+            self.quota.give_back(units)
+        if self.tenants is not None:
+            self.tenants.give_back(tenant, units)
+        self.gate.unanswered()
+        return False
 
 
 class EmailSender:
@@ -155,11 +194,15 @@ class EmailSender:
     def send_prepared(self, prepared: Prepared, attempt: int) -> Attempt:
         """Wait for the rate limit, send alone, and record the outcome; while the
         transport is down, only the probe the gate admits goes (``outage``)."""
-        gate = self._rules.gate
-        if not gate.admits():
+        rules, units = self._rules, prepared.message.recipient_count
+        tenant = prepared.message.tenant
+        if not rules.gate.admits():
             return Attempt(prepared.index, attempt, SendOutcome.WAITING)
-        if not self._rules.limiter.acquire(prepared.message.recipient_count):
-            gate.unanswered()
+        wait = rules.within_quota(units, tenant)
+        if wait is not None:
+            reason = rules.tenants.reason(tenant) if wait and rules.tenants else ""
+            return Attempt(prepared.index, attempt, SendOutcome.WAITING, reason, wait=wait)
+        if not rules.spend(units, tenant):
             return Attempt(prepared.index, attempt, SendOutcome.STOPPED)
         transport = self._rules.transport
         started = time.perf_counter()
@@ -175,6 +218,9 @@ class EmailSender:
         ledger, a failed record) or say that it is to be retried, or that SES paused."""
         index = prepared.index
         self._bounced(prepared, result)
+        if isinstance(result, QuotaExhausted) and self._rules.quota is not None:
+            self._rules.gate.hold(result.response, self._rules.quota.exhausted())
+            return Attempt(index, attempt, SendOutcome.WAITING, result.response)
         if isinstance(result, TransportUnavailable):
             self._rules.gate.failed(result.response or str(result))
             return Attempt(index, attempt, SendOutcome.WAITING, result.response)

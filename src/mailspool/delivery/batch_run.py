@@ -296,7 +296,11 @@ class BatchRun:
         if self._waits_past_deadline():
             reason = self._context.rules.gate.pause
             self._trouble = BatchStatus.PAUSED
-            self._report.error = f"the transport is down: {reason.reason if reason else ''}"
+            self._report.error = (
+                f"the transport is down: {reason.reason}"
+                if reason
+                else "every e-mail left waits for its tenant's daily cap (MAILSPOOL_SES_TENANTS)"
+            )
         if self._trouble is not None:
             return _Halt.TROUBLE
         if self._deadline_near():
@@ -306,12 +310,17 @@ class BatchRun:
         return _Halt.NONE
 
     def _waits_past_deadline(self) -> bool:
-        """With a deadline (Lambda), a pause that outlasts it leaves the batch queued for
-        a later invocation (the sweeper's), its e-mails pending, rather than spin."""
+        """With a deadline (Lambda), a pause that outlasts it, or e-mails that all wait
+        past it (their tenant's window), leave the batch queued for a later invocation
+        (the sweeper's), its e-mails pending, rather than spin."""
         if self._deadline is None:
             return False
+        left = self._deadline() - self._options.deadline_margin
         wait = self._context.rules.gate.wait()
-        return wait > 0 and wait >= self._deadline() - self._options.deadline_margin
+        waiting = self._retries and self._context.rules.tenants is not None
+        if not wait and waiting and not self._pending and not self._in_flight:
+            wait = self._retries[0].due - time.monotonic()
+        return wait > 0 and wait >= left
 
     def _deadline_near(self) -> bool:
         return self._deadline is not None and self._deadline() < self._options.deadline_margin
@@ -366,7 +375,7 @@ class BatchRun:
             due = time.monotonic() + backoff(self._options, attempt.attempt)
             heapq.heappush(self._retries, _Retry(due, attempt.index, attempt.attempt + 1))
         elif attempt.outcome is SendOutcome.WAITING:  # no attempt spent: the same number
-            due = time.monotonic() + self._context.rules.gate.wait()
+            due = time.monotonic() + max(self._context.rules.gate.wait(), attempt.wait)
             heapq.heappush(self._retries, _Retry(due, attempt.index, attempt.attempt))
         elif attempt.outcome is SendOutcome.PAUSED:
             self._trouble, self._report.error = BatchStatus.PAUSED, attempt.reason

@@ -142,10 +142,13 @@ class BulkSender:
 
     def _send_together(self, group: list[Prepared]) -> list[Attempt]:
         rules = self._rules
+        units, tenant = sum(p.message.recipient_count for p in group), group[0].message.tenant
         if not rules.gate.admits():  # the transport is down: the group waits (``outage``)
             return [Attempt(p.index, 1, SendOutcome.WAITING) for p in group]
-        if not rules.limiter.acquire(sum(p.message.recipient_count for p in group)):
-            rules.gate.unanswered()
+        wait = rules.within_quota(units, tenant)  # a quota is used up: the group waits
+        if wait is not None:
+            return [Attempt(p.index, 1, SendOutcome.WAITING, wait=wait) for p in group]
+        if not rules.spend(units, tenant):
             return [Attempt(p.index, 1, SendOutcome.STOPPED) for p in group]
         entries = [BulkEntry(p.message, p.message_id) for p in group]
         started = time.perf_counter()

@@ -8,7 +8,12 @@ on what the settings mean:
   default sender) come from ``Settings``; a trigger adds only its own (the Lambda's
   claim time and deadline margin);
 - the rate is ``MAILSPOOL_MAX_RATE`` when set, else the transport's own
-  (``Transport.send_rate``: SES's MaxSendRate, asked once);
+  (``Transport.send_rate``: SES's MaxSendRate, asked once); the worker takes
+  ``(1 - MAILSPOOL_PRIORITY_SHARE) / MAILSPOOL_RATE_SENDERS`` of it, the rest is for
+  priority mail and the other senders of the account;
+- the provider's 24-hour quota (``Transport.send_quota``: SES's ``GetAccount``) is
+  asked when the worker is built; deferred mail then waits for the window near it
+  (``delivery.quota``);
 - the unsubscribe links (``MAILSPOOL_UNSUBSCRIBE_URL`` and its secret) and the bounce
   and complaint rate guard (``MAILSPOOL_RATE_GUARD``) are the same for every trigger;
 - a pooled transport gets one connection per sender thread: the SMTP pool's and SES's
@@ -93,6 +98,8 @@ def build_worker(
         executor=executor,
         steps=[*send_steps(settings, store, transport), *steps],
         guard=rate_guard(settings, store),
+        quota=transport.send_quota(),
+        tenants=settings.ses_tenants,
     )
     worker.webhooks = deliverer_for(settings, store)
     return worker
@@ -119,15 +126,22 @@ def send_steps(settings: Settings, store: Store, transport: Transport) -> list[S
 
 
 def effective_rate(settings: Settings, transport: Transport) -> float | None:
-    """``MAILSPOOL_MAX_RATE`` if set, else the transport's own limit (None: unlimited)."""
-    if settings.max_rate is not None:
-        return settings.max_rate
-    return transport.send_rate()
+    """The worker's part of the rate (None: unlimited): ``MAILSPOOL_MAX_RATE`` if set,
+    else the transport's own limit, less the priority share
+    (``MAILSPOOL_PRIORITY_SHARE``), divided among the ``MAILSPOOL_RATE_SENDERS``."""
+    rate = settings.max_rate if settings.max_rate is not None else transport.send_rate()
+    if rate is None:
+        return None
+    return rate * (1.0 - settings.priority_share) / settings.rate_senders
 
 
 def open_delivery_transport(settings: Settings) -> Transport:
-    """The worker's transport, with one pooled connection per e-mail in flight."""
-    return open_transport(delivery_url(settings))
+    """The worker's transport, with one pooled connection per e-mail in flight (and,
+    for SES, each tenant's configuration set: ``MAILSPOOL_SES_TENANTS``)."""
+    url = delivery_url(settings)
+    if settings.ses_tenants and urlsplit(url).scheme.lower() == "ses":
+        return open_transport(url, tenants=settings.ses_tenants)
+    return open_transport(url)
 
 
 def delivery_url(settings: Settings) -> str:

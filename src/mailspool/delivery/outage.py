@@ -51,6 +51,7 @@ class TransportGate:
         self._pause: Pause | None = None
         self._due = 0.0  # the clock's time of the next probe
         self._probing = False
+        self._held = False  # a pause of known length (``hold``): only its probe ends it
 
     @property
     def pause(self) -> Pause | None:
@@ -88,7 +89,7 @@ class TransportGate:
             next_try = now + timedelta(seconds=delay)
             self._pause = Pause(self._name, since, next_try, reason, failures)
             self._due = self._clock() + delay
-            self._probing = False
+            self._probing = self._held = False
             pause = self._pause
         if first:
             log.warning(
@@ -100,12 +101,31 @@ class TransportGate:
             )
         self._changed(pause)
 
+    def hold(self, reason: str, seconds: float) -> None:
+        """Pause for a time known in advance (the 24-hour quota, ``quota``): no doubling;
+        one e-mail goes as the probe once it has run out."""
+        with self._lock:
+            now = datetime.now(UTC)
+            first = self._pause is None
+            since = now if self._pause is None else self._pause.since
+            failures = 1 if self._pause is None else self._pause.failures
+            self._due = max(self._clock() + seconds, self._due if not first else 0.0)
+            next_try = now + timedelta(seconds=self._due - self._clock())
+            self._pause = Pause(self._name, since, next_try, reason, failures)
+            self._probing, self._held = False, True
+            pause = self._pause
+        if first:
+            log.warning("%s: delivery paused until %s (%s)", self._name, next_try, reason)
+        self._changed(pause)
+
     def answered(self) -> None:
         """The server answered a send (accepted or refused the e-mail): the pause ends."""
         if self._pause is None:  # the common case, without the lock
             return
         with self._lock:
-            pause, self._pause, self._probing = self._pause, None, False
+            if self._held and not self._probing:
+                return  # a send that left before the hold: the window is still full
+            pause, self._pause, self._probing, self._held = self._pause, None, False, False
         if pause is None:
             return
         down = (datetime.now(UTC) - pause.since).total_seconds()

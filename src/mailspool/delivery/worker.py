@@ -34,28 +34,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from mailspool.config import default_of
 from mailspool.delivery.attempt import SendOutcome, SendRules
 from mailspool.delivery.batch_run import BatchRun, Deadline, DeliveryContext, backoff
 from mailspool.delivery.inflight import BytesInFlight
 from mailspool.delivery.outage import TransportGate
+from mailspool.delivery.quota import DailyQuota
 from mailspool.delivery.ratelimit import RateLimiter
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.delivery.steps import OutcomeFunction, SendStep, Steps, SuppressionScreen
+from mailspool.delivery.tenant_limits import TenantLimits
 from mailspool.errors import UnsafeKey
 from mailspool.feedback.rates import RateGuard
 from mailspool.feedback.suppression import shared_suppressions
 from mailspool.policy.guards import Guards
 from mailspool.spool import layout
 from mailspool.spool.pauses import Pause, clear_pause, record_pause
+from mailspool.spool.quota_record import QuotaRecord, record_quota
 from mailspool.spool.records import LedgerEntry
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
-from mailspool.transports.base import Transport
+from mailspool.tenant_options import TenantOptions
+from mailspool.transports.base import SendQuota, Transport
 from mailspool.webhooks.deliver import Deliverer
 
 log = logging.getLogger("mailspool.worker")
@@ -95,6 +100,8 @@ class WorkerOptions:
     ledger_commit_ms: int | None = None
     #: the time that interval is measured in (a test moves its own)
     clock: Callable[[], float] = time.monotonic
+    #: the share of the provider's rate and 24-hour quota left to priority mail
+    priority_share: float = default_of("priority_share")
     guards: Guards = field(default_factory=Guards)
 
     @property
@@ -122,9 +129,13 @@ class Worker:
         executor: Executor | None = None,
         steps: Iterable[SendStep] | None = None,
         guard: RateGuard | None = None,
+        quota: SendQuota | None = None,
+        tenants: Mapping[str, TenantOptions] | None = None,
     ) -> None:
         """``steps`` run around each send (``delivery.steps``); by default the one step
-        every worker needs, the suppression screen of ``store``'s list."""
+        every worker needs, the suppression screen of ``store``'s list; ``quota``: the
+        provider's 24-hour quota as it last said (``delivery.quota``), None for none;
+        ``tenants``: each SES tenant's rate and daily cap (``delivery.tenant_limits``)."""
         self.store = store
         self.transport = transport
         self.steps = Steps(
@@ -143,6 +154,10 @@ class Worker:
             clock=self.options.clock,
             on_change=self._record_pause,
             name=transport.url,
+        )
+        self.quota = None if quota is None else self._daily_quota(quota)
+        self.tenants = (
+            TenantLimits(tenants, clock=self.options.clock, stop=self.stopping) if tenants else None
         )
         # the sender threads hold at most two e-mails at the message limit at once
         self.in_flight = BytesInFlight(2 * self.options.guards.limits.message_bytes)
@@ -199,6 +214,7 @@ class Worker:
         finally:
             with self._active_lock:
                 self._active.discard(key)
+        self._record_quota()
         return report
 
     def _context(self) -> DeliveryContext:
@@ -213,8 +229,26 @@ class Worker:
             gate=self.gate,
             queue_lifetime=self.options.queue_lifetime,
             steps=self.steps,
+            quota=self.quota,
+            tenants=self.tenants,
         )
         return DeliveryContext(self.store, self._senders, self.options, rules, self._unrecorded)
+
+    def _daily_quota(self, seed: SendQuota) -> DailyQuota:
+        """The quota window, asking the transport again when it runs full."""
+        return DailyQuota(
+            seed,
+            reserve_share=self.options.priority_share,
+            clock=self.options.clock,
+            refresh=self.transport.send_quota,
+        )
+
+    def _record_quota(self) -> None:
+        """Where ``status``, the dashboard and ``/metrics`` see the headroom."""
+        if self.quota is not None:
+            figures = self.quota.figures()
+            now = datetime.now(UTC)
+            record_quota(self.store, QuotaRecord(figures.used, figures.limit, figures.cap, now))
 
     def _record_pause(self, pause: Pause | None) -> None:
         """Where ``status`` and the dashboard see the outage (``spool.pauses``)."""

@@ -26,7 +26,8 @@ It is a drop-in for Django's own backends (Django's ``BaseEmailBackendTests`` ru
 against it: docs/frameworks.md): lazy strings are resolved wherever Django takes them,
 a bare local part (``"django"``) is accepted as Django's SMTP backend accepts it (and
 marked, so that only such an e-mail may carry one), and django-anymail's ``msg.tags``
-and ``msg.metadata`` travel with the e-mail.
+and ``msg.metadata`` travel with the e-mail, as does the SES tenant that sends it
+(``msg.tenant``, or the header ``X-Mailspool-Tenant``, which is taken off the e-mail).
 
 Deferred e-mails join the scope when the surrounding database transaction commits
 (``transaction.on_commit``) and are dropped when it rolls back, so a failed view never
@@ -60,9 +61,13 @@ from mailspool.producer.classify import classify
 from mailspool.producer.later import Later, parse_when
 from mailspool.producer.scope import current_scope, enqueue
 
+#: The SES tenant that sends the e-mail (``TenantName``), as ``msg.tenant`` also gives it.
+TENANT_HEADER = "X-Mailspool-Tenant"
+
 __all__ = [
     "LATER_HEADERS",
     "PRIORITY_HEADER",
+    "TENANT_HEADER",
     "EmailBackend",
     "MailspoolMiddleware",
     "check_settings",
@@ -174,11 +179,14 @@ def to_message(email: EmailMessage) -> tuple[Message, str | None]:
     sender = headers.pop("From", None) or _text(email.from_email) or None
     reply_to = headers.pop("Reply-To", None) or _texts(email.reply_to)
     priority_header: str | None = None
+    tenant = getattr(email, "tenant", None)  # ``msg.tenant``; the header wins
     extra: list[tuple[str, str]] = []
     for name, value in headers.items():
         lowered = name.lower()
         if lowered == PRIORITY_HEADER.lower():
             priority_header = str(value).strip().lower()
+        elif lowered == TENANT_HEADER.lower():
+            tenant = str(value).strip()
         elif lowered in ("to", "cc"):
             raise InvalidMessage(
                 f"a {name} header apart from the recipients is not supported", field=name
@@ -209,6 +217,7 @@ def to_message(email: EmailMessage) -> tuple[Message, str | None]:
         tags=_tags(email),
         metadata=_metadata(email),
         bare=any(bare_local_part(address) is not None for address in every),
+        tenant=_text(tenant),
     ), priority_header
 
 

@@ -31,6 +31,7 @@ from mailspool.headers import HeaderFields, HeaderInput, parse_headers
 from mailspool.message import Attachment, Message, split_addresses
 from mailspool.policy.allowed_senders import AllowedSenders
 from mailspool.policy.screen import screen_priority
+from mailspool.producer.budget import priority_budget
 from mailspool.producer.classify import Decision, classify
 from mailspool.producer.fallback import Written, write_messages_to
 from mailspool.producer.idempotency import forget
@@ -73,6 +74,7 @@ def send_mail(
     send_at: When | None = None,
     expires_at: When | None = None,
     key: str | None = None,
+    tenant: str | None = None,
 ) -> bool:
     """Send an e-mail now (priority) or queue it (deferred); True when sent or queued,
     False when ``key`` was already accepted (nothing is queued then).
@@ -89,7 +91,8 @@ def send_mail(
     from now) keeps the e-mail until then, and makes a priority e-mail deferred;
     ``expires_at`` (the same) fails it, unsent, if its turn comes later; ``key`` is
     accepted once within ``MAILSPOOL_IDEMPOTENCY_WINDOW`` and lets ``mailspool.cancel``
-    find it. Raises ``InvalidMessage`` for bad input, or for what
+    find it. ``tenant`` is the SES tenant that sends it (``TenantName``; other
+    transports ignore it). Raises ``InvalidMessage`` for bad input, or for what
     the transport that will deliver the e-mail is known to refuse (``transports.limits``):
     nothing is written. For a priority e-mail, ``PermanentError`` when the e-mail itself
     is refused; a transport that cannot take it for now (``TransientError``) has it
@@ -106,7 +109,7 @@ def send_mail(
         marker_recipient=settings.marker_recipient,
         default=settings.default_priority,
     )
-    email = _message(decision, message, fields, attachments)
+    email = replace(_message(decision, message, fields, attachments), tenant=tenant)
     later = Later(send_at, expires_at, key)
     priority = decision.priority and later.send_at is None
     check_deliverable(email, settings.priority_transport if priority else settings.transport)
@@ -303,8 +306,10 @@ def _transmit(prepared: _Prepared, settings: Settings) -> Receipt:
     or refused either way); a transient failure is not counted here (it is queued)."""
     message = prepared.message
     recipients = [*message.to, *message.cc, *message.bcc]
+    transport = shared_transport(settings.priority_transport)
+    priority_budget(settings, transport).acquire(message.recipient_count)
     try:
-        receipt = shared_transport(settings.priority_transport).send(message)
+        receipt = transport.send(message)
     except PermanentError as err:
         refused_id = f"<refused-{uuid.uuid4().hex}>"
         _count(settings, refused_id, recipients, message.to, sent=False, reason=str(err))

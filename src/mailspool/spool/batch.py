@@ -14,8 +14,9 @@ Django's SMTP backend allows) in meta, ``alternatives`` per e-mail (the other bo
 and attachments as objects, inline (``content``, base64) or by reference to a blob
 stored once under its SHA-256 (``sha256``), and per e-mail ``tags`` (a list of text)
 and ``metadata`` (an object of text values), django-anymail's ``msg.tags`` and
-``msg.metadata``, and ``traceparent`` (the trace context that queued it; a bad one is
-ignored: ``mailspool.tracing``), written only when given. A version-1 file that uses none of these
+``msg.metadata``, ``traceparent`` (the trace context that queued it; a bad one is
+ignored: ``mailspool.tracing``) and ``tenant`` (the SES tenant that sends it), written
+only when given. A version-1 file that uses none of these
 extensions is also a valid version-0 file, so the article's own Lambda can send it; a
 file written before tags and metadata existed is read as having none.
 The JSON Schemas are ``schema/batch-v0.schema.json`` and ``schema/batch-v1.schema.json``.
@@ -177,6 +178,8 @@ def _encode_email(
         email["metadata"] = dict(message.metadata)
     if message.traceparent is not None:
         email["traceparent"] = message.traceparent
+    if message.tenant is not None:
+        email["tenant"] = message.tenant
     return email
 
 
@@ -442,6 +445,7 @@ def _decode_message(
         metadata=tuple((email.get("metadata") or {}).items()),
         bare=bare,
         traceparent=traceparent,
+        tenant=email.get("tenant"),  # checked by Message: a bad one fails this e-mail only
     )
 
 

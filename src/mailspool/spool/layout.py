@@ -51,6 +51,7 @@ __all__ = [
     "PAUSED",
     "QUARANTINE",
     "QUEUE",
+    "QUOTA_KEY",
     "RETURNED",
     "QueueKey",
     "as_priority",
@@ -84,6 +85,8 @@ FAILED = "failed/"
 QUARANTINE = "quarantine/"
 BLOBS = "blobs/"
 PAUSED = "paused/"
+#: the provider's 24-hour quota as a worker last saw it (``spool.quota_record``)
+QUOTA_KEY = "quota/account.json"
 RETURNED = "returned/"
 _SUFFIX = ".json"
 _ERROR_SUFFIX = f".error{_SUFFIX}"

@@ -24,7 +24,7 @@ from mailspool._backends import Backend
 from mailspool.errors import DeliveryError
 from mailspool.message import Message
 
-__all__ = ["BulkEntry", "BulkResult", "Receipt", "Transport"]
+__all__ = ["BulkEntry", "BulkResult", "Receipt", "SendQuota", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,15 @@ class BulkEntry:
     message_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SendQuota:
+    """A provider's 24-hour quota as it tells it: recipients counted over the last 24
+    hours (every sender of the account) and the most it takes in 24 hours."""
+
+    sent_last_24h: float
+    max_24h: float
+
+
 #: What a bulk call says of one e-mail: accepted, or the error a ``send`` would raise.
 BulkResult = Receipt | DeliveryError
 
@@ -71,6 +80,11 @@ class Transport(Backend, abc.ABC):
     def send_rate(self) -> float | None:
         """The provider's limit in e-mails (recipients) per second, or None if it has none
         or will not say. A worker without ``MAILSPOOL_MAX_RATE`` sends at this rate."""
+        return None
+
+    def send_quota(self) -> SendQuota | None:
+        """The provider's 24-hour quota now (asked each time), or None if it has none
+        or will not say (``delivery.quota``)."""
         return None
 
     #: At most this many e-mails go in one ``send_bulk`` call.

@@ -24,6 +24,11 @@ its names once: a pair or tag that cannot be written so, or whose name is mailsp
 own (``mailspool-...``) or already taken (metadata first), stays in the headers only.
 Such e-mails are not grouped into ``SendBulkEmail`` calls.
 
+An e-mail with a tenant (``Message.tenant``: ``send_mail(..., tenant=...)``) goes with
+``TenantName`` (``SendEmail`` and ``SendBulkEmail``: one tenant a call); a botocore whose
+SES v2 model lacks it is named with the version needed (``SendingPaused``: the batch
+stops, nothing fails).
+
 An e-mail with a bare local part (``"django"``, no domain: see ``mailspool.message``) is
 refused with ``PermanentError``: SES needs a domain for every address.
 
@@ -38,9 +43,10 @@ here with ``PermanentError`` rather than half-sent (splitting it belongs to the 
 
 from __future__ import annotations
 
+import math
 import re
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -51,21 +57,29 @@ from mailspool.errors import (
     InvalidMessage,
     MissingDependency,
     PermanentError,
+    QuotaExhausted,
     SendingPaused,
     TransientError,
     TransportUnavailable,
 )
 from mailspool.message import Message
 from mailspool.mime import render
+from mailspool.tenant_options import TenantOptions
 from mailspool.transports._common import check_options, parse_bool, query_parameters
-from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
+from mailspool.transports.base import BulkEntry, BulkResult, Receipt, SendQuota, Transport
 from mailspool.transports.limits import (
     MAX_RECIPIENTS,
     check_deliverable,
     without_utf8_recipients,
 )
 from mailspool.transports.ses_bulk import bulk_key, bulk_request, entry_results
-from mailspool.transports.ses_fields import BULK_ENTRIES, email_tags, ses_address, ses_destination
+from mailspool.transports.ses_fields import (
+    BULK_ENTRIES,
+    check_tenants,
+    email_tags,
+    ses_address,
+    ses_destination,
+)
 
 try:
     from botocore import exceptions as boto_errors
@@ -125,11 +139,17 @@ PAUSED_CODES = frozenset(
 )
 
 
+#: SES's answer once ``Max24HourSend`` is reached (v1 code ``Throttling``).
+QUOTA_MESSAGE = "daily message quota exceeded"
+
+
 def translate_error(err: Exception) -> DeliveryError:
     """The ``DeliveryError`` for a botocore error, with SES's code and message.
 
     Throttling, limits, 5xx and connection failures are transient, and SES's as a whole
-    (``TransportUnavailable``: the worker pauses, no e-mail spends an attempt); a suspended or paused
+    (``TransportUnavailable``: the worker pauses, no e-mail spends an attempt), "Daily
+    message quota exceeded" too (``QuotaExhausted``: the pause lasts until the 24-hour
+    window frees, ``delivery.quota``); a suspended or paused
     account, or credentials that do not work, pause sending; every other 4xx
     (``MessageRejected``, ``MailFromDomainNotVerifiedException``, ``BadRequestException``,
     ``NotFoundException``...) is permanent.
@@ -139,6 +159,8 @@ def translate_error(err: Exception) -> DeliveryError:
         code = str(error.get("Code") or "")
         status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         text = f"SES {code or status}: {error.get('Message') or ''}".rstrip(": ")
+        if QUOTA_MESSAGE in text.lower():
+            return QuotaExhausted(text)  # whatever its code: the window, not the e-mail
         if code in PAUSED_CODES:
             return SendingPaused(text)
         if code in TRANSIENT_CODES or status >= 500:
@@ -175,9 +197,11 @@ class SESTransport(Transport):
         client: SESV2Client | None = None,
         default_sender: str | None = None,
         bulk: bool = True,
+        tenants: Mapping[str, TenantOptions] | None = None,
     ) -> None:
         """``max_connections``: the HTTP pool, one per thread that sends at once;
-        ``bulk``: e-mails that share their content may go 50 to a ``SendBulkEmail``."""
+        ``bulk``: e-mails that share their content may go 50 to a ``SendBulkEmail``;
+        ``tenants``: each SES tenant's configuration set (``MAILSPOOL_SES_TENANTS``)."""
         if max_attempts < 1 or max_connections < 1:
             raise ConfigurationError(
                 "SES transport: max_attempts and max_connections must be >= 1, not "
@@ -185,6 +209,7 @@ class SESTransport(Transport):
             )
         self.configuration_set = configuration_set or None
         self.default_sender = default_sender
+        self.tenants: Mapping[str, TenantOptions] = tenants or {}
         self.bulk = bulk
         self.max_bulk = BULK_ENTRIES if bulk else 1
         self._owns_client = client is None
@@ -264,13 +289,24 @@ class SESTransport(Transport):
                     request["ReplyToAddresses"] = [ses_address(a) for a in message.reply_to]
         except InvalidMessage as err:
             raise PermanentError(f"SES cannot send this message: {err}") from err
-        if self.configuration_set:
-            request["ConfigurationSetName"] = self.configuration_set
+        configuration_set = self.configuration_set_for(message)
+        if configuration_set:
+            request["ConfigurationSetName"] = configuration_set
+        if message.tenant is not None:
+            check_tenants(self._client)
+            request["TenantName"] = message.tenant
         tags = email_tags(message_id)
         tags += message_tags(message, taken={tag["Name"] for tag in tags})
         if tags:
             request["EmailTags"] = tags
         return request
+
+    def configuration_set_for(self, message: Message) -> str | None:
+        """The e-mail's tenant's configuration set if it has one, else the transport's."""
+        options = self.tenants.get(message.tenant) if message.tenant is not None else None
+        if options is not None and options.configuration_set:
+            return options.configuration_set
+        return self.configuration_set
 
     def bulk_key(self, message: Message) -> Hashable | None:
         """Equal for e-mails that can share a ``SendBulkEmail`` call (``ses_bulk``)."""
@@ -283,8 +319,11 @@ class SESTransport(Transport):
         sender = entries[0].message.sender or self.default_sender
         if not sender:
             raise PermanentError("SES needs a From address: the message has no sender")
+        if entries[0].message.tenant is not None:
+            check_tenants(self._client)
         try:
-            request = bulk_request(entries, sender, self.configuration_set)
+            configuration_set = self.configuration_set_for(entries[0].message)
+            request = bulk_request(entries, sender, configuration_set)
         except InvalidMessage as err:
             raise PermanentError(f"SES cannot send these messages: {err}") from err
         try:
@@ -306,11 +345,33 @@ class SESTransport(Transport):
         if self._owns_client:
             self._client.close()
 
+    def send_quota(self) -> SendQuota | None:
+        """SES's 24-hour quota now (``GetAccount``, else v1 ``GetSendQuota``), or None
+        if SES will not say or its answer is not two finite counts (-1: unlimited)."""
+        quota, _ = self._ask_quota()
+        if quota is None:
+            return None
+        try:
+            sent, most = float(quota["SentLast24Hours"]), float(quota["Max24HourSend"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (math.isfinite(sent) and math.isfinite(most)) or sent < 0 or most < 0:
+            return None
+        return SendQuota(sent, most)
+
     def _fetch_rate(self) -> tuple[float | None, bool]:
         """The rate and whether that answer is final (a network failure is not)."""
+        quota, final = self._ask_quota()
+        try:
+            return float(quota["MaxSendRate"]) if quota else None, final
+        except (KeyError, TypeError, ValueError):
+            return None, final
+
+    def _ask_quota(self) -> tuple[Mapping[str, Any] | None, bool]:
+        """SES's ``SendQuota`` and whether that answer is final (a network failure is not)."""
         final = True
         try:
-            return float(self._client.get_account()["SendQuota"]["MaxSendRate"]), True
+            return dict(self._client.get_account()["SendQuota"]), True
         except (boto_errors.ClientError, KeyError):
             pass  # not implemented (emulators), not allowed, or no quota: ask SES v1
         except boto_errors.BotoCoreError:
@@ -320,8 +381,8 @@ class SESTransport(Transport):
             "ses", meta.region_name, meta.config, user=_USER, endpoint_url=meta.endpoint_url
         )
         try:
-            return float(v1.get_send_quota()["MaxSendRate"]), True
-        except (boto_errors.ClientError, KeyError):
+            return dict(v1.get_send_quota()), True
+        except boto_errors.ClientError:
             return None, final
         except boto_errors.BotoCoreError:
             return None, False

@@ -84,7 +84,7 @@ def bulk_key(message: Message, default_sender: str | None) -> Hashable | None:
     if not all(_attachment_fits(a) for a in message.attachments):
         return None
     content = (message.subject, message.text, message.html, message.attachments)
-    return (sender, message.reply_to, *content)
+    return (sender, message.reply_to, message.tenant, *content)  # one TenantName a call
 
 
 def bulk_request(
@@ -108,6 +108,8 @@ def bulk_request(
         request["ReplyToAddresses"] = [ses_address(a) for a in first.reply_to]
     if configuration_set:
         request["ConfigurationSetName"] = configuration_set
+    if first.tenant is not None:
+        request["TenantName"] = first.tenant
     return request
 
 

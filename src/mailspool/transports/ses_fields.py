@@ -8,18 +8,43 @@ import re
 from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 
-from mailspool.errors import InvalidMessage
+from mailspool.errors import InvalidMessage, SendingPaused
 from mailspool.message import Message, ascii_domain, has_utf8_local_part
 from mailspool.transports.limits import NO_SMTPUTF8
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2.type_defs import DestinationTypeDef
 
-__all__ = ["BULK_ENTRIES", "email_tags", "ses_address", "ses_destination"]
+__all__ = [
+    "BULK_ENTRIES",
+    "TENANT_BOTOCORE",
+    "check_tenants",
+    "email_tags",
+    "ses_address",
+    "ses_destination",
+]
+
+#: The botocore whose SES v2 model has ``TenantName`` on ``SendEmail`` and
+#: ``SendBulkEmail`` (the version mailspool is tested with).
+TENANT_BOTOCORE = "1.44"
 
 #: SES: "up to 50 destinations" per ``SendBulkEmail`` call.
 BULK_ENTRIES = 50
 _OWN_ID = re.compile(r"<(?P<batch>[A-Za-z0-9_-]{1,200})\.(?P<index>[0-9]{1,9})@[^>]*>")
+
+
+def check_tenants(client: Any) -> None:
+    """Raise ``SendingPaused`` (the batch stops, nothing fails) when the installed
+    botocore's SES v2 model has no ``TenantName``: it would refuse the parameter."""
+    model = client.meta.service_model.operation_model("SendEmail").input_shape
+    if "TenantName" not in model.members:
+        import botocore
+
+        raise SendingPaused(
+            f"botocore {botocore.__version__} cannot send with an SES tenant (no TenantName "
+            f"in its SES v2 model): botocore {TENANT_BOTOCORE} or later is needed "
+            "(pip install -U boto3 botocore)"
+        )
 
 
 def email_tags(message_id: str | None) -> list[Any]:

@@ -29,7 +29,9 @@ from mailspool.feedback.endpoints import SES_PATH, UNSUBSCRIBE_PATH
 from mailspool.feedback.rates import BOUNCE_REVIEW, COMPLAINT_REVIEW
 from mailspool.feedback.settings import endpoints_from_settings
 from mailspool.ops.status import collect_status
+from mailspool.ops.tenants import RecentTenants
 from mailspool.spool.pauses import describe_pause, read_pauses
+from mailspool.spool.quota_record import read_quota
 from mailspool.stores.base import Store
 from mailspool.web import feedback_pages, metrics, views
 from mailspool.web.changes import CHANGES, Change
@@ -82,6 +84,7 @@ class Dashboard:
         hosts = AllowedHosts(_served_names(given, self.settings))
         self.guard = Guard(token if token is not None else self.settings.serve_token, hosts=hosts)
         self.rates = metrics.RecentRates(store, sends=self.settings.rate_sends)
+        self.tenants = RecentTenants(store)  # every batch file on record: kept a minute
         self.show_bodies = show_bodies
         self.public = dict(
             public if public is not None else _feedback_endpoints(store, self.settings)
@@ -186,6 +189,8 @@ class Dashboard:
                 "pauses": read_pauses(self.store),
                 "describe_pause": describe_pause,
                 "outbox": outbox_stats(self.store, now=now),
+                "quota": read_quota(self.store),
+                "tenants": self.tenants.get(),
             },
         )
 

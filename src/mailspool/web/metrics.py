@@ -8,6 +8,8 @@ The store's gauges are computed at each scrape from ``collect_status``, so they 
   that were never in a batch; the states add up to ``status``'s ``total``;
 - ``mailspool_oldest_pending_seconds``;
 - ``mailspool_batches{state="pending|done"}`` and ``mailspool_refused_recipients``;
+- ``mailspool_quota_headroom`` (0 to 1) and ``mailspool_quota_used_recipients``: the
+  provider's 24-hour quota as a worker last saw it (``spool.quota_record``);
 - ``mailspool_suppressed_addresses``, ``mailspool_bounce_rate`` and
   ``mailspool_complaint_rate`` (as ``status --json``'s ``suppressed`` and rates);
 - ``mailspool_webhook_events{state="pending|failed"}`` and
@@ -35,6 +37,7 @@ from mailspool.errors import SendingPaused, TransientError
 from mailspool.feedback.rates import Rates, collect_rates
 from mailspool.ops.status import Status, collect_status
 from mailspool.spool.pauses import Pause, read_pauses
+from mailspool.spool.quota_record import QuotaRecord, read_quota
 from mailspool.stores.base import Store
 from mailspool.transports.base import Receipt
 from mailspool.webhooks.outbox import OutboxStats, outbox_stats
@@ -99,8 +102,11 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         status = collect_status(self.store)
         paused = pause_metrics(read_pauses(self.store))
+        quota = quota_metrics(read_quota(self.store))
         hooks = outbox_metrics(outbox_stats(self.store, now=time.time()))
-        return iter([*status_metrics(status), *rate_metrics(self.rates.get()), *paused, *hooks])
+        return iter(
+            [*status_metrics(status), *rate_metrics(self.rates.get()), *paused, *hooks, *quota]
+        )
 
 
 def outbox_metrics(stats: OutboxStats) -> list[Metric]:
@@ -116,6 +122,24 @@ def outbox_metrics(stats: OutboxStats) -> list[Metric]:
         value=stats.oldest_age or 0.0,
     )
     return [events, oldest]
+
+
+def quota_metrics(record: QuotaRecord | None) -> list[Metric]:
+    """The provider's 24-hour quota as a worker last saw it (none before one did)."""
+    if record is None:
+        return []
+    return [
+        GaugeMetricFamily(
+            "mailspool_quota_headroom",
+            "Share of the provider's 24-hour quota (SES Max24HourSend) still free, 0 to 1",
+            value=record.headroom,
+        ),
+        GaugeMetricFamily(
+            "mailspool_quota_used_recipients",
+            "Recipients counted against the 24-hour quota",
+            value=record.used,
+        ),
+    ]
 
 
 def pause_metrics(pauses: list[Pause]) -> list[Metric]:
