@@ -15,8 +15,9 @@ from mailspool.errors import InvalidRecord, KeyNotFound, Undecryptable
 from mailspool.ops.status import email_count
 from mailspool.spool import batch as batch_format
 from mailspool.spool import layout
+from mailspool.spool.json_fields import json_object
 from mailspool.spool.quarantine import quarantined_files
-from mailspool.spool.records import QuarantineError, json_object
+from mailspool.spool.records import QuarantineError
 from mailspool.spool.sealed_store import stored_bytes
 from mailspool.stores.base import Store
 

@@ -46,12 +46,12 @@ from mailspool.spool.batch_checks import (
     content_type,
     timing_of,
 )
+from mailspool.spool.json_fields import json_object
 from mailspool.spool.records import (
     CURRENT_VERSION,
     NO_TIMING,
     BatchDocument,
     Timing,
-    json_object,
     moment,
     timestamp,
 )

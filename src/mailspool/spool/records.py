@@ -23,11 +23,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from mailspool.errors import InvalidBatch, InvalidMessage, InvalidRecord
+from mailspool.errors import InvalidBatch, InvalidRecord
+from mailspool.spool.json_fields import (
+    Fields,
+    decode_fields,
+    field,
+    is_int,
+    is_text_map,
+    json_object,
+    str_or_none,
+    texts_or_none,
+    to_json,
+)
 
 __all__ = [
     "CURRENT_VERSION",
@@ -42,7 +53,6 @@ __all__ = [
     "blob_digests",
     "decode_entries",
     "encode_entries",
-    "json_object",
     "moment",
     "timestamp",
 ]
@@ -167,42 +177,6 @@ def blob_digests(emails: list[Any]) -> list[str]:
     ]
 
 
-# -- records whose JSON fields are their attributes ----------------------------------------
-
-
-class _Field(NamedTuple):
-    """One JSON field of a record: its name on disk, the record's attribute, its JSON
-    type, and whether it may be null."""
-
-    name: str
-    attribute: str
-    kind: type[Any]
-    optional: bool
-
-
-def _field(name: str, kind: type[Any], *, optional: bool = False) -> _Field:
-    """A field whose attribute is its JSON name in snake_case (``failedAt``: ``failed_at``)."""
-    attribute = _CAMEL_HUMP.sub(lambda hump: f"_{hump.group().lower()}", name)
-    return _Field(name, attribute, kind, optional)
-
-
-_CAMEL_HUMP = re.compile(r"[A-Z]")
-
-
-def _to_json(record: object, table: Sequence[_Field]) -> dict[str, Any]:
-    """The record's JSON object, field by field (mappings as plain dicts for orjson)."""
-    values = ((field.name, getattr(record, field.attribute)) for field in table)
-    return {name: dict(value) if isinstance(value, Mapping) else value for name, value in values}
-
-
-def _decode_fields(fields: _Fields, table: Sequence[_Field]) -> dict[str, Any]:
-    """The record's attributes read from its JSON object; InvalidRecord names the field."""
-    return {
-        field.attribute: fields.get(field.name, field.kind, optional=field.optional)
-        for field in table
-    }
-
-
 # -- idempotency keys ---------------------------------------------------------------------
 
 
@@ -217,18 +191,18 @@ class KeyRecord:
     accepted_at: str
 
     def encode(self) -> bytes:
-        return orjson.dumps(_to_json(self, _KEY_FIELDS))
+        return orjson.dumps(to_json(self, _KEY_FIELDS))
 
     @classmethod
     def decode(cls, data: bytes, *, source: str) -> KeyRecord:
-        return cls(**_decode_fields(_Fields(json_object(data, source), source), _KEY_FIELDS))
+        return cls(**decode_fields(Fields(json_object(data, source), source), _KEY_FIELDS))
 
 
 _KEY_FIELDS = (
-    _field("key", str),
-    _field("batch", str),
-    _field("location", str),
-    _field("acceptedAt", str),
+    field("key", str),
+    field("batch", str),
+    field("location", str),
+    field("acceptedAt", str),
 )
 
 
@@ -321,13 +295,13 @@ class LedgerEntry:
         return cls(
             index,
             LedgerState(state),
-            message_id=_str_or_none(item.get("id")),
-            reason=_str_or_none(item.get("reason")),
-            attempts=item["a"] if _is_int(item.get("a")) else None,
-            batch=_str_or_none(item.get("batch")),
-            refused=refused if _is_text_map(refused) else None,
-            via=_str_or_none(item.get("via")),
-            unanswered=_texts_or_none(item.get("unanswered")),
+            message_id=str_or_none(item.get("id")),
+            reason=str_or_none(item.get("reason")),
+            attempts=item["a"] if is_int(item.get("a")) else None,
+            batch=str_or_none(item.get("batch")),
+            refused=refused if is_text_map(refused) else None,
+            via=str_or_none(item.get("via")),
+            unanswered=texts_or_none(item.get("unanswered")),
         )
 
 
@@ -375,7 +349,7 @@ class FailedRecord:
         return [a for a in self.email.get("to") or () if isinstance(a, str)]
 
     def to_json(self) -> dict[str, Any]:
-        return _to_json(self, _FAILED_FIELDS)
+        return to_json(self, _FAILED_FIELDS)
 
     def encode(self) -> bytes:
         return orjson.dumps(self.to_json())
@@ -383,24 +357,24 @@ class FailedRecord:
     @classmethod
     def decode(cls, data: bytes, *, source: str) -> FailedRecord:
         """Read a ``failed/`` record; InvalidRecord names the key and the field."""
-        fields = _Fields(json_object(data, source), source)
+        fields = Fields(json_object(data, source), source)
         refused = fields.get("refused", dict, optional=True)
-        if refused is not None and not _is_text_map(refused):
+        if refused is not None and not is_text_map(refused):
             raise InvalidRecord("must map addresses to answers", field="refused", source=source)
-        return cls(**_decode_fields(fields, _FAILED_FIELDS))
+        return cls(**decode_fields(fields, _FAILED_FIELDS))
 
 
 _FAILED_FIELDS = (
-    _field("batch", str),
-    _field("index", int),
-    _field("reason", str),
-    _field("attempts", int),
-    _field("retryable", bool),
-    _field("failedAt", str),
-    _field("partial", bool),
-    _field("refused", dict, optional=True),
-    _field("meta", dict),
-    _field("email", dict),
+    field("batch", str),
+    field("index", int),
+    field("reason", str),
+    field("attempts", int),
+    field("retryable", bool),
+    field("failedAt", str),
+    field("partial", bool),
+    field("refused", dict, optional=True),
+    field("meta", dict),
+    field("email", dict),
 )
 
 
@@ -421,74 +395,20 @@ class QuarantineError:
         return cls(key, str(err), err.reason, err.field, err.index, timestamp())
 
     def encode(self) -> bytes:
-        return orjson.dumps(_to_json(self, _QUARANTINE_FIELDS))
+        return orjson.dumps(to_json(self, _QUARANTINE_FIELDS))
 
     @classmethod
     def decode(cls, data: bytes, *, source: str) -> QuarantineError:
         """Read a ``quarantine/*.error.json``; InvalidRecord names the key and the field."""
-        fields = _Fields(json_object(data, source), source)
-        return cls(**_decode_fields(fields, _QUARANTINE_FIELDS))
+        fields = Fields(json_object(data, source), source)
+        return cls(**decode_fields(fields, _QUARANTINE_FIELDS))
 
 
 _QUARANTINE_FIELDS = (
-    _field("file", str),
-    _field("error", str),
-    _field("reason", str),
-    _field("field", str, optional=True),
-    _field("index", int, optional=True),
-    _field("quarantinedAt", str),
+    field("file", str),
+    field("error", str),
+    field("reason", str),
+    field("field", str, optional=True),
+    field("index", int, optional=True),
+    field("quarantinedAt", str),
 )
-
-
-# -- reading hostile JSON -----------------------------------------------------------------
-
-
-def json_object(
-    data: bytes | str, source: str, error: type[InvalidMessage] = InvalidRecord
-) -> dict[str, Any]:
-    """The JSON object a file holds; ``error`` (naming ``source``) if it holds none."""
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as err:
-        raise error(f"not valid JSON: {err}", source=source) from None
-    if not isinstance(document, dict):
-        raise error("the file must hold a JSON object", source=source)
-    return document
-
-
-class _Fields:
-    """Typed access to a decoded JSON object; a wrong or missing field is InvalidRecord."""
-
-    def __init__(self, document: dict[str, Any], source: str) -> None:
-        self._document = document
-        self._source = source
-
-    def get(self, name: str, kind: type[Any], *, optional: bool = False) -> Any:
-        value = self._document.get(name)
-        if value is None and optional:
-            return None
-        # bool is an int to Python, never to the format
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            found = "missing" if name not in self._document else f"not {type(value).__name__}"
-            expected = {str: "a string", int: "a whole number", bool: "true or false"}
-            wanted = expected.get(kind, "an object")
-            raise InvalidRecord(f"must be {wanted} ({found})", field=name, source=self._source)
-        return value
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _texts_or_none(value: object) -> tuple[str, ...] | None:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        return None
-    return tuple(value) or None
-
-
-def _is_text_map(value: object) -> bool:
-    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
