@@ -51,6 +51,7 @@ from mailspool.errors import MailspoolError
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerEntry, LedgerState
+from mailspool.spool.tally_records import segment_records
 from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
 
@@ -245,9 +246,9 @@ def priority_records(store: Store) -> list[dict[str, object]]:
     (``tally/priority/<day>``), then the segments not folded yet."""
     found = []
     for key in sorted(store.keys(PRIORITY)):
-        found.extend(_records(store, key))
+        found.extend(segment_records(store, key))
     for key in _segment_keys(store):
-        found.extend(r for r in _records(store, key) if r.get("k") == _PRIORITY_KIND)
+        found.extend(r for r in segment_records(store, key) if r.get("k") == _PRIORITY_KIND)
     return found
 
 
@@ -278,7 +279,7 @@ def read_tally(store: Store, *, now: float | None = None, fold: bool = True) -> 
     seen: set[tuple[str, int]] = set()
     for key in segments:
         if key[len(LOG) :] > total.through:
-            for record in _records(store, key):
+            for record in segment_records(store, key):
                 if _take(total, record, seen):
                     total.add(record)
                     if record.get("done") == 1:
@@ -314,7 +315,7 @@ def _fold(store: Store, total: Tally, closed: list[str], now: float) -> Tally:
         priority: dict[str, list[bytes]] = {}
         for key in closed:
             if key[len(LOG) :] > current.through:
-                for record in _records(store, key):
+                for record in segment_records(store, key):
                     if not _take(current, record, seen):
                         continue
                     current.add(record)
@@ -358,7 +359,7 @@ def _count_in_full(store: Store, now: float) -> Tally:
         str(record.get("b"))
         for name in segments
         if name > total.through
-        for record in _records(store, f"{LOG}{name}")
+        for record in segment_records(store, f"{LOG}{name}")
     }
     # A batch in queue/ as well (a crash interrupted its move) is not finished yet: the
     # queue counts it, and its worker records it once the move is done.
@@ -388,59 +389,6 @@ def _save(store: Store, total: Tally) -> bool:
         log.warning("cannot write %s in %s: %s", TOTAL, store.url, err)
         return False
     return True
-
-
-_odd_reported: set[tuple[str, str]] = set()
-
-
-def _records(store: Store, key: str) -> list[dict[str, object]]:
-    """A segment's records, each batch's finish (or forgetting) once: a record written
-    again because its first write's answer was lost (``retry_write``) counts once. A
-    line that is not a record is skipped, its reason logged once per key and reason;
-    a log that cannot be read (a link, a special file) is skipped the same way."""
-    records = []
-    seen: set[tuple[str, int]] = set()
-    try:
-        lines = store.read_log(key)
-    except MailspoolError as err:
-        _odd(store, key, f"cannot read it: {err}")
-        return []
-    for line in lines:
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue  # a torn write from a crash
-        problem = _record_problem(record)
-        if problem is not None:
-            _odd(store, key, problem)
-            continue
-        mark = (record["b"], record["done"])
-        if mark not in seen:
-            seen.add(mark)
-            records.append(record)
-    return records
-
-
-def _record_problem(record: object) -> str | None:
-    """Why ``record`` is not a tally record, or None."""
-    if not isinstance(record, dict):
-        return f"a record is an object, not {type(record).__name__}"
-    if not isinstance(record.get("b"), str) or not record["b"]:
-        return "a record names its batch in 'b' (a string)"
-    if record.get("done") not in (-1, 0, 1) or isinstance(record.get("done"), bool):
-        return "'done' is -1, 0 or 1"
-    for name in ("sent", "failed", "refused", "t"):
-        value = record.get(name, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or abs(value) > 10**12:
-            return f"{name!r} is an integer"
-    return None
-
-
-def _odd(store: Store, key: str, problem: str) -> None:
-    if (store.url + key, problem) in _odd_reported:
-        return
-    _odd_reported.add((store.url + key, problem))
-    log.warning("skipped a tally record in %s of %s: %s", key, store.url, problem)
 
 
 def segment(moment: float) -> str:
