@@ -265,11 +265,12 @@ def test_an_attachment_only_erased_e_mails_had_is_deleted(tmp_path: Path) -> Non
     ]
 
 
-def test_an_unreadable_keyed_entry_counts_as_suppressed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damaged", [b"\xff not json", b"[1, 2]", b'{"keyed": 1}'])
+def test_an_unreadable_keyed_entry_counts_as_suppressed(tmp_path: Path, damaged: bytes) -> None:
     store = FileStore(tmp_path / "spool")
     SuppressionList(store).add(ASCII)
     report = erase_address(ASCII, store)
-    store.put(f"suppression/keyed/{report.keyed_hash}.json", b"\xff not json")
+    store.put(f"suppression/keyed/{report.keyed_hash}.json", damaged)
     entry = SuppressionList(store).get(ADDRESS)
     assert entry is not None
     assert "unreadable entry" in entry.diagnostic

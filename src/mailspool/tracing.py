@@ -234,18 +234,7 @@ def write_span(messages: Sequence[Message]) -> contextlib.AbstractContextManager
     traces = list(dict.fromkeys(m.traceparent for m in messages if m.traceparent))
     if not traces:  # nothing traced (always so without an SDK): no span to make
         return contextlib.nullcontext()
-    return span(
-        "send queue",
-        "PRODUCER",
-        parent=traces[0] if traces else None,
-        links=traces[1:MAX_LINKS],
-        attributes={
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "send",
-            "messaging.destination.name": "queue",
-            "messaging.batch.message_count": len(messages),
-        },
-    )
+    return _queue_span("send", "PRODUCER", traces, len(messages))
 
 
 def claim_span(
@@ -268,18 +257,31 @@ def claim_span(
             continue
         if len(traces) > MAX_LINKS:
             break
-    found = list(traces)
+    return _queue_span(
+        "process", "CONSUMER", list(traces), len(emails), {"mailspool.batch.id": batch_id}
+    )
+
+
+def _queue_span(
+    operation: str,
+    kind: str,
+    traces: Sequence[str],
+    count: int,
+    extra: Mapping[str, Any] | None = None,
+) -> contextlib.AbstractContextManager[Any]:
+    """A span of ``operation`` on the queue for ``count`` e-mails: in the first of
+    ``traces`` (traceparents), linked to the others (at most ``MAX_LINKS``)."""
     return span(
-        "process queue",
-        "CONSUMER",
-        parent=found[0] if found else None,
-        links=found[1:MAX_LINKS],
+        f"{operation} queue",
+        kind,
+        parent=traces[0] if traces else None,
+        links=traces[1:MAX_LINKS],
         attributes={
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
+            "messaging.operation.type": operation,
+            "messaging.operation.name": operation,
             "messaging.destination.name": "queue",
-            "messaging.batch.message_count": len(emails),
-            "mailspool.batch.id": batch_id,
+            "messaging.batch.message_count": count,
+            **(extra or {}),
         },
     )
 

@@ -22,7 +22,6 @@ from mailspool.errors import StoreError
 from mailspool.feedback.imap import Mailbox, MailboxError
 from mailspool.feedback.returned import ReturnedReport, record_returned
 from mailspool.feedback.settings import bounce_verp, feedback_options
-from mailspool.feedback.suppression import shared_suppressions
 from mailspool.feedback.verp import Verp
 
 __all__ = ["bounces"]
@@ -101,13 +100,10 @@ def bounces_imap(
     mailbox = Mailbox(url, move_to=move_to, verify=not insecure, cafile=cafile)
     with opened_store(store, quiet=once) as the_store:
         report = ReturnedReport()
-        suppressions = shared_suppressions(the_store)
-        options = feedback_options(settings)
+        options = feedback_options(settings)  # ingest shares the store's suppression list
 
         def handle(raw: bytes) -> None:
-            record_returned(
-                the_store, raw, verp, report=report, options=options, suppressions=suppressions
-            )
+            record_returned(the_store, raw, verp, report=report, options=options)
 
         if once:
             try:

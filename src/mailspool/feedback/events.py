@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -101,18 +101,7 @@ class FeedbackEvent:
     index: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": str(self.kind),
-            "provider_id": self.provider_id,
-            "timestamp": self.timestamp,
-            "recipients": list(self.recipients),
-            "permanent": self.permanent,
-            "diagnostics": self.diagnostics,
-            "detail": self.detail,
-            "batch": self.batch,
-            "index": self.index,
-        }
+        return {**asdict(self), "kind": str(self.kind), "recipients": list(self.recipients)}
 
     @classmethod
     def from_dict(cls, data: Any) -> FeedbackEvent:

@@ -27,6 +27,7 @@ import orjson
 
 from mailspool.address import canonical_address
 from mailspool.errors import KeyNotFound, StoreError
+from mailspool.spool.records import json_object
 from mailspool.stores.base import Store
 
 __all__ = [
@@ -102,12 +103,7 @@ class KeyedEntry:
         """Read an entry; ValueError naming ``source`` and the field."""
         if len(data) > _ENTRY_LIMIT:
             raise ValueError(f"{source}: larger than {_ENTRY_LIMIT} bytes")
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError as err:
-            raise ValueError(f"{source}: not JSON ({err})") from None
-        if not isinstance(document, dict):
-            raise ValueError(f"{source}: a keyed entry must be a JSON object")
+        document = json_object(data, source)  # InvalidRecord, a ValueError, naming source
         fields: list[str] = []
         for name in ("keyed", "reason", "since", "erasedAt"):
             value = document.get(name)

@@ -40,7 +40,6 @@ from mailspool.errors import (
 from mailspool.feedback.bounces import Finding, Parsed, parse_bounce
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.ingest import FeedbackOptions, IngestReport, ingest
-from mailspool.feedback.suppression import SuppressionList
 from mailspool.feedback.verp import Token, Verp
 from mailspool.message import Attachment
 from mailspool.spool import batch as batch_format
@@ -88,7 +87,6 @@ def record_returned(
     report: ReturnedReport | None = None,
     envelope_to: str | None = None,
     options: FeedbackOptions | None = None,
-    suppressions: SuppressionList | None = None,
 ) -> ReturnedReport:
     """Parse one returned message, verify it and record its events; ``envelope_to`` is
     the address it was delivered to, when the delivery agent says (Postfix's
@@ -120,7 +118,7 @@ def record_returned(
         assert token is not None  # _refusal_of says why when there is none
         events.append(_event(store, raw, parsed, token, finding))
     if events:
-        report.add(ingest(store, events, options=options, suppressions=suppressions))
+        report.add(ingest(store, events, options=options))
     return report
 
 

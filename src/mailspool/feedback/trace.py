@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -79,16 +79,10 @@ class EmailTrace:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch,
-            "index": self.index,
-            "subject": self.subject,
-            "recipients": self.recipients,
-            "provider_id": self.provider_id,
-            "tags": self.tags,
-            "metadata": self.metadata,
-            "states": [step.as_dict() for step in sorted(self.steps, key=lambda s: s.at)],
-        }
+        record = asdict(self)
+        # ``steps`` goes out last, in time order, as ``states`` (``Step.as_dict`` each)
+        record["states"] = sorted(record.pop("steps"), key=lambda step: step["at"])
+        return record
 
     def labels(self) -> str:
         """The tags and metadata in one line (``tags: a, b; metadata: k=v``), or ''."""

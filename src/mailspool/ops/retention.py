@@ -22,14 +22,12 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-import orjson
-
-from mailspool.errors import KeyNotFound, StoreError
+from mailspool.errors import InvalidRecord, KeyNotFound, StoreError
 from mailspool.feedback import layout as feedback_layout
 from mailspool.ops.admin import collect_garbage
 from mailspool.retention import Retention, RetentionState
 from mailspool.spool import layout
-from mailspool.spool.records import moment
+from mailspool.spool.records import json_object, moment
 from mailspool.stores.base import ObjectInfo, Store
 
 __all__ = ["RetentionReport", "apply_retention"]
@@ -148,10 +146,8 @@ def _record_time(
 
 def _time_of(data: bytes, fields: tuple[str, ...]) -> float | None:
     try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(document, dict):
+        document = json_object(data, "a retention record")
+    except InvalidRecord:  # not JSON, or not an object: judged by its modification time
         return None
     for name in fields:
         try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -164,12 +164,7 @@ class OutboxStats:
     failed: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "pending": self.pending,
-            "bundles": self.bundles,
-            "oldest_age": self.oldest_age,
-            "failed": self.failed,
-        }
+        return asdict(self)
 
 
 def bundle_keys(store: Store, folder: str) -> Iterator[BundleKey]:
