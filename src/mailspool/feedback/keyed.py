@@ -27,7 +27,7 @@ import orjson
 
 from mailspool.address import canonical_address
 from mailspool.errors import KeyNotFound, StoreError
-from mailspool.spool.records import json_object
+from mailspool.spool.json_fields import json_object
 from mailspool.stores.base import Store
 
 __all__ = [

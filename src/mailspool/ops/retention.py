@@ -27,7 +27,8 @@ from mailspool.feedback import layout as feedback_layout
 from mailspool.ops.admin import collect_garbage
 from mailspool.retention import Retention, RetentionState
 from mailspool.spool import layout
-from mailspool.spool.records import json_object, moment
+from mailspool.spool.json_fields import json_object
+from mailspool.spool.records import moment
 from mailspool.stores.base import ObjectInfo, Store
 
 __all__ = ["RetentionReport", "apply_retention"]
