@@ -22,39 +22,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from mailspool.spool.quota_record import QuotaFigures
 from mailspool.transports.base import SendQuota
 
-__all__ = ["DAY", "DailyQuota", "QuotaFigures"]
+__all__ = ["DAY", "DailyQuota"]
 
 log = logging.getLogger("mailspool.worker")
 
 #: The provider's window, in seconds.
 DAY = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaFigures:
-    """The window as the worker sees it: recipients counted, the provider's cap, and
-    the part of it deferred mail may take."""
-
-    used: float
-    limit: float
-    cap: float
-
-    @property
-    def headroom(self) -> float:
-        """The share of the provider's quota still free (1.0: all of it)."""
-        return max(self.limit - self.used, 0.0) / self.limit if self.limit > 0 else 0.0
-
-    def reason(self) -> str:
-        """Why deferred mail waits, for the pause record ``status`` shows."""
-        return (
-            f"the 24-hour quota: {self.used:.0f} of {self.limit:.0f} recipients counted "
-            f"(Max24HourSend), deferred mail takes up to {self.cap:.0f} "
-            "(MAILSPOOL_PRIORITY_SHARE keeps the rest for priority mail): waiting for the window"
-        )
 
 
 class DailyQuota:

@@ -22,7 +22,7 @@ from mailspool.spool.batch import moment
 from mailspool.spool.records import timestamp
 from mailspool.stores.base import Store
 
-__all__ = ["QuotaRecord", "read_quota", "record_quota"]
+__all__ = ["QuotaFigures", "QuotaRecord", "read_quota", "record_quota"]
 
 log = logging.getLogger("mailspool.worker")
 
@@ -30,18 +30,33 @@ MAX_RECORD_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
-class QuotaRecord:
-    """Recipients counted in the window, the provider's cap, deferred mail's cap, when."""
+class QuotaFigures:
+    """The window as the worker sees it: recipients counted, the provider's cap, and
+    the part of it deferred mail may take."""
 
     used: float
     limit: float
     cap: float
-    at: datetime
 
     @property
     def headroom(self) -> float:
-        """The share of the quota still free, 0 to 1."""
+        """The share of the provider's quota still free (1.0: all of it)."""
         return max(self.limit - self.used, 0.0) / self.limit if self.limit > 0 else 0.0
+
+    def reason(self) -> str:
+        """Why deferred mail waits, for the pause record ``status`` shows."""
+        return (
+            f"the 24-hour quota: {self.used:.0f} of {self.limit:.0f} recipients counted "
+            f"(Max24HourSend), deferred mail takes up to {self.cap:.0f} "
+            "(MAILSPOOL_PRIORITY_SHARE keeps the rest for priority mail): waiting for the window"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRecord(QuotaFigures):
+    """The figures as a worker last wrote them, and when."""
+
+    at: datetime
 
     def fields(self) -> dict[str, object]:
         """As ``status --json`` and the dashboard give it."""
