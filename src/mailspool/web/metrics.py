@@ -217,28 +217,22 @@ class SendMetrics(SendStep):
     path is the same with or without it (``delivery.steps``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.sends = Counter(
-            "mailspool_sends",
-            "Calls to the transport by outcome",
-            ["outcome"],
-            registry=registry,
-        )
+        def counter(name: str, text: str, *labels: str) -> Counter:
+            return Counter(name, text, list(labels), registry=registry)
+
+        self.sends = counter("mailspool_sends", "Calls to the transport by outcome", "outcome")
         self.latency = Histogram(
             "mailspool_send_seconds", "Seconds per call to the transport", registry=registry
         )
         for outcome in ("sent", "transient", "permanent", "paused"):
             self.sends.labels(outcome)
-        self.sent_via = Counter(
-            "mailspool_sent_via",
-            "E-mails accepted by each member of a failover chain",
-            ["transport"],
-            registry=registry,
+        self.sent_via = counter(
+            "mailspool_sent_via", "E-mails accepted by each member of a failover chain", "transport"
         )
-        self.unanswered = Counter(
+        self.unanswered = counter(
             "mailspool_sent_after_unanswered",
             "E-mails accepted after a member took their content without answering "
             "(they may have arrived twice; the ledger names the member)",
-            registry=registry,
         )
 
     def answered(self, call: Call) -> None:
