@@ -122,7 +122,16 @@ def test_a_relay_down_during_a_drain_fails_nothing_and_the_drain_finishes(
     hand_off(spool, 300)
     smtp_server.slow_down(0.005)  # the drain is still under way when the relay goes
     drain = subprocess.Popen(
-        [sys.executable, "-m", "mailspool", "worker", "--drain", "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "mailspool",
+            "worker",
+            "--drain",
+            "--no-progress",
+            "--processes",
+            "2",
+        ],
         env=worker_env(spool, smtp_server) | {"MAILSPOOL_CONCURRENCY": "4"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -154,8 +163,11 @@ def test_a_relay_down_during_a_drain_fails_nothing_and_the_drain_finishes(
     assert set(delivered) == {f"user{i}@example.com" for i in range(300)}
     # an e-mail whose content had left when the relay went may come twice, no more
     assert sum(delivered.values()) - 300 <= 4
-    assert stderr.count("is unavailable") == 1  # one line per change of state
-    assert stderr.count("is back after") == 1
+    # one line per change of state in each process that met the outage (each has its
+    # own gate; whether the second process had e-mails in flight depends on timing)
+    unavailable = stderr.count("is unavailable")
+    assert 1 <= unavailable <= 2, stderr
+    assert stderr.count("is back after") == unavailable, stderr
 
 
 def test_an_outage_longer_than_every_attempt_fails_nothing(
