@@ -17,6 +17,12 @@ A post sent to 5000 followers is 5000 e-mails that differ only in their recipien
   single send's would be: sent, failed (with its failed record), or retried later
   alone (a transient answer: throttling, a temporary failure).
 
+A transport that sends a call's e-mails one after another over one connection
+(``Transport.bulk_sequential``: SMTP, each envelope pipelined behind the previous
+content) takes any e-mails of the batch together, in their order, and its calls are made
+no larger than needed to give every sender thread one: 300 e-mails and a concurrency of
+32 go 10 to a call, so that no connection idles while e-mails wait.
+
 An e-mail without a key (the transport cannot carry it in a bulk call), or alone with
 its key, is sent alone. A call refused as a whole for good (its request is invalid)
 says nothing about each e-mail: they are sent alone, and each gets its own answer.
@@ -75,6 +81,9 @@ class BulkPlan:
             options.concurrency,
             options.deadline_margin,
         )
+        if rules.transport.bulk_sequential:  # any e-mails, as many calls as senders
+            size = min(size, -(-len(todo) // max(options.concurrency, 1)))
+            return cls(size, dict.fromkeys(todo, "")) if size > 1 else cls(1, {})
         if size <= 1:
             return cls(1, {})
         return cls(size, {i: content_key(batch.raw_email(i)) for i in todo})
@@ -148,6 +157,7 @@ class BulkSender:
             rules.gate.unanswered()
             return [Attempt(p.index, 1, SendOutcome.STOPPED) for p in group]
         entries = [BulkEntry(p.message, p.message_id) for p in group]
+        began = rules.gate.now()
         started = time.perf_counter()
         try:
             results = rules.transport.send_bulk(entries)
@@ -159,4 +169,4 @@ class BulkSender:
             rules.steps.answered(Call(time.perf_counter() - started, [err] * len(group)))
             return [self._sender.conclude(p, 1, err) for p in group]
         rules.steps.answered(Call(time.perf_counter() - started, results))
-        return [self._sender.conclude(p, 1, r) for p, r in zip(group, results, strict=True)]
+        return [self._sender.conclude(p, 1, r, began) for p, r in zip(group, results, strict=True)]

@@ -51,6 +51,7 @@ class TransportGate:
         self._pause: Pause | None = None
         self._due = 0.0  # the clock's time of the next probe
         self._probing = False
+        self._paused_at = 0.0  # the clock's time when the pause began
 
     @property
     def pause(self) -> Pause | None:
@@ -88,6 +89,7 @@ class TransportGate:
             next_try = now + timedelta(seconds=delay)
             self._pause = Pause(self._name, since, next_try, reason, failures)
             self._due = self._clock() + delay
+            self._paused_at = self._clock() if first else self._paused_at
             self._probing = False
             pause = self._pause
         if first:
@@ -100,11 +102,19 @@ class TransportGate:
             )
         self._changed(pause)
 
-    def answered(self) -> None:
-        """The server answered a send (accepted or refused the e-mail): the pause ends."""
+    def now(self) -> float:
+        """The gate's clock, for ``answered(started=...)``."""
+        return self._clock()
+
+    def answered(self, started: float | None = None) -> None:
+        """The server answered a send (accepted or refused the e-mail): the pause ends.
+        ``started``: when a call of several e-mails began (``now``); answered at its end,
+        a call that began before the pause says nothing of the server since."""
         if self._pause is None:  # the common case, without the lock
             return
         with self._lock:
+            if started is not None and started < self._paused_at:
+                return
             pause, self._pause, self._probing = self._pause, None, False
         if pause is None:
             return

@@ -11,7 +11,8 @@ uses N connections and a web process reuses its connection across requests.
 Some providers take many e-mails that share their content in one call (SES
 ``SendBulkEmail``): such a transport gives those e-mails equal ``bulk_key``s and sends up
 to ``max_bulk`` of them at once with ``send_bulk``, which answers for each e-mail on its
-own. Every other transport keeps the defaults: no key, one ``send`` per e-mail.
+own. SMTP sends a call's e-mails in a row over one connection (``bulk_sequential``),
+each envelope pipelined behind the previous content. Every other transport keeps the defaults: no key, one ``send`` per e-mail.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class Transport(Backend, abc.ABC):
 
     #: At most this many e-mails go in one ``send_bulk`` call.
     max_bulk: int = 1
+    #: ``send_bulk`` sends its e-mails one after another (SMTP over one connection), not
+    #: in one request: any e-mails may go together, in calls spread over the senders.
+    bulk_sequential: bool = False
 
     def bulk_key(self, message: Message) -> Hashable | None:
         """E-mails with equal keys may share one ``send_bulk`` call; None (always, by
