@@ -15,13 +15,17 @@ once an answer proves the server will not deliver it (MAIL FROM refused, every r
 refused: the server drops the chunk, RFC 3030 section 4.2). So "the content may have
 arrived" keeps meaning exactly what it means with DATA.
 
-Without CHUNKING, the next e-mail on the connection (``following``) has its MAIL FROM,
-RCPT TO and DATA written in the same write as this e-mail's content, behind the end-of-data
-line (RFC 2920 3.1: the content may open a group, DATA must close it): the answer to the
-content and the next envelope's answers come back together, one round trip per e-mail.
-That envelope is then "sent ahead" (``sent_ahead``): the next ``sendmail`` reads its
-answers instead of writing it. Its content waits for its own 354, so a connection lost
-before that answer is one on which the next e-mail's content never left.
+Without CHUNKING, the next e-mail on the connection (``following``) has RSET, its MAIL
+FROM, RCPT TO and DATA written in the same write as this e-mail's content, behind the
+end-of-data line (RFC 2920 3.1: the content may open a group, DATA must close it): the
+answer to the content and the next envelope's answers come back together, one round trip
+per e-mail. The RSET is there because a server need not end the transaction when it
+refuses the content: Postfix, refusing it with ``smtpd_end_of_data_restrictions``, answers
+the next MAIL FROM "503 nested MAIL command" and takes the RCPT TO and DATA that follow
+into the refused transaction. That envelope is then "sent ahead" (``sent_ahead``): the
+next ``sendmail`` reads the answers to RSET and to it instead of writing it. Its content
+waits for its own 354, so a connection lost before that answer is one on which the next
+e-mail's content never left.
 
 Answers are read and judged exactly as ``smtplib.SMTP.sendmail`` judges them, and the same
 exceptions come out: a refused sender is ``SMTPSenderRefused``, recipients refused while
@@ -168,7 +172,7 @@ class PipeliningSMTP(smtplib.SMTP):
                 following.sender, following.recipients, following.msg, following.mail_options
             )
         self.begin_data()
-        self.send(content_lines(msg) + ahead)
+        self.send(content_lines(msg) + (b"RSET\r\n" + ahead if ahead else b""))
         self.sent_ahead = ahead or None
         code, text = self.getreply()
         if code != 250:
@@ -197,13 +201,20 @@ class PipeliningSMTP(smtplib.SMTP):
         super().close()
 
     def _send_envelope(self, group: bytes) -> None:
-        """Write the envelope, unless it went ahead behind the last content."""
+        """Write the envelope, unless it went ahead behind the last content (then read
+        the answer to the RSET before it)."""
         ahead, self.sent_ahead = self.sent_ahead, None
         if ahead is None:
             self.send(group)
-        elif ahead != group:  # the pool gives a connection back only to the next e-mail
+            return
+        if ahead != group:  # the pool gives a connection back only to the next e-mail
             self.close()
             raise smtplib.SMTPServerDisconnected("an envelope sent ahead for another e-mail")
+        code, text = self.getreply()
+        if code != 250:  # what the server makes of the envelope is unknown: not sent
+            self.close()
+            reply = text.decode("utf-8", "replace")
+            raise smtplib.SMTPServerDisconnected(f"RSET answered {code} {reply}")
 
     def begin_data(self) -> None:
         """Called when the content is about to be sent: after 354, or before the write
@@ -290,7 +301,7 @@ class PipeliningSMTP(smtplib.SMTP):
     def _end_transaction(self, code: int) -> None:
         if code == 421:
             self.close()
-        elif self.sent_ahead is None:  # else RSET would end the next e-mail's transaction
+        elif self.sent_ahead is None:  # else the RSET is already behind the content
             self._rset()  # type: ignore[attr-defined]
 
 
