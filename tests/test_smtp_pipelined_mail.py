@@ -23,11 +23,10 @@ from benchmarks.latency import distant
 import mailspool
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker, open_delivery_transport
-from mailspool.delivery.outage import TransportGate
 from mailspool.errors import ContentUnanswered, PermanentError, TransientError, TransportUnavailable
 from mailspool.message import Message
 from mailspool.stores.file import FileStore
-from mailspool.transports.base import BulkEntry, Receipt
+from mailspool.transports.base import BulkEntry, BulkResult, Receipt
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain
 from tests.fixtures.postfix import Postfix, ensure_postfix, running_postfix
@@ -63,8 +62,12 @@ def _transport(postfix: Postfix, url: str) -> SMTPTransport:
     return SMTPTransport.from_url(f"{url}?cafile={postfix.cafile}&max_connections=1")
 
 
-def _run(transport: SMTPTransport, *messages: Message) -> list[Receipt | Exception]:
-    return list(transport.send_bulk([BulkEntry(m) for m in messages]))
+def _run(transport: SMTPTransport, *messages: Message) -> list[BulkResult]:
+    """A run over one connection, each e-mail answered in turn as its answer comes."""
+    answers: list[tuple[int, BulkResult]] = []
+    transport.send_each([BulkEntry(m) for m in messages], lambda p, r: answers.append((p, r)))
+    assert [position for position, _ in answers] == list(range(len(messages)))
+    return [result for _, result in answers]
 
 
 def _sessions(postfix: Postfix) -> list[dict[str, int]]:
@@ -253,19 +256,3 @@ def test_the_rest_of_a_run_waits_when_the_server_is_gone() -> None:
     results = _run(transport, simple_message("one"), simple_message("two"))
     assert all(isinstance(r, TransportUnavailable) for r in results)
     assert results[0] is results[1]
-
-
-def test_an_answer_to_a_call_begun_before_the_pause_does_not_end_it() -> None:
-    """A run is answered at its end: its e-mails sent before an outage say nothing of
-    the server after it; the probe's answer ends the pause."""
-    now = [100.0]
-    gate = TransportGate(base=1.0, clock=lambda: now[0])
-    began = gate.now()
-    now[0] = 101.0
-    gate.failed("connection refused")
-    gate.answered(began)
-    assert gate.pause is not None
-    now[0] = 103.0
-    assert gate.admits()  # the probe
-    gate.answered(gate.now())
-    assert gate.pause is None

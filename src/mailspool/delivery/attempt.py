@@ -170,19 +170,16 @@ class EmailSender:
         self._rules.steps.answered(Call(time.perf_counter() - started, (result,)))
         return self.conclude(prepared, attempt, result)
 
-    def conclude(
-        self, prepared: Prepared, attempt: int, result: SendResult, started: float | None = None
-    ) -> Attempt:
+    def conclude(self, prepared: Prepared, attempt: int, result: SendResult) -> Attempt:
         """Record what the transport answered for one e-mail (sent or failed in the
-        ledger, a failed record) or say that it is to be retried, or that SES paused;
-        ``started``: the gate's time when a call of several e-mails began."""
+        ledger, a failed record) or say that it is to be retried, or that SES paused."""
         index = prepared.index
         self._bounced(prepared, result)
         if isinstance(result, TransportUnavailable):
             self._rules.gate.failed(result.response or str(result))
             return Attempt(index, attempt, SendOutcome.WAITING, result.response)
         if not isinstance(result, InvalidMessage | ContentUnanswered):
-            self._rules.gate.answered(started)  # the provider took or refused this e-mail
+            self._rules.gate.answered()  # the provider took or refused this e-mail
         if isinstance(result, SendingPaused):
             log.error("sending paused by the provider: %s", result.response)
             return Attempt(index, attempt, SendOutcome.PAUSED, result.response)

@@ -40,7 +40,7 @@ from mailspool.delivery.attempt import Attempt, EmailSender, Prepared, SendOutco
 from mailspool.delivery.steps import Call
 from mailspool.errors import PermanentError, TransientError
 from mailspool.spool.batch import Batch
-from mailspool.transports.base import BulkEntry
+from mailspool.transports.base import BulkEntry, BulkResult
 
 if TYPE_CHECKING:  # the batch run imports this module
     from mailspool.delivery.batch_run import DeliveryContext
@@ -157,7 +157,8 @@ class BulkSender:
             rules.gate.unanswered()
             return [Attempt(p.index, 1, SendOutcome.STOPPED) for p in group]
         entries = [BulkEntry(p.message, p.message_id) for p in group]
-        began = rules.gate.now()
+        if rules.transport.bulk_sequential:
+            return self._send_in_a_row(group, entries)
         started = time.perf_counter()
         try:
             results = rules.transport.send_bulk(entries)
@@ -169,4 +170,21 @@ class BulkSender:
             rules.steps.answered(Call(time.perf_counter() - started, [err] * len(group)))
             return [self._sender.conclude(p, 1, err) for p in group]
         rules.steps.answered(Call(time.perf_counter() - started, results))
-        return [self._sender.conclude(p, 1, r, began) for p, r in zip(group, results, strict=True)]
+        return [self._sender.conclude(p, 1, r) for p, r in zip(group, results, strict=True)]
+
+    def _send_in_a_row(self, group: list[Prepared], entries: list[BulkEntry]) -> list[Attempt]:
+        """One e-mail after another (SMTP, over one connection): each outcome recorded
+        as its answer comes, before the next e-mail's content leaves, as a single
+        send's is; so the e-mails in flight stay one per sender thread."""
+        attempts: list[Attempt] = []
+        last = time.perf_counter()
+
+        def answered(position: int, result: BulkResult) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            self._rules.steps.answered(Call(now - last, (result,)))
+            last = now
+            attempts.append(self._sender.conclude(group[position], 1, result))
+
+        self._rules.transport.send_each(entries, answered)
+        return attempts

@@ -51,7 +51,6 @@ class TransportGate:
         self._pause: Pause | None = None
         self._due = 0.0  # the clock's time of the next probe
         self._probing = False
-        self._paused_at = 0.0  # the clock's time when the pause began
 
     @property
     def pause(self) -> Pause | None:
@@ -89,7 +88,6 @@ class TransportGate:
             next_try = now + timedelta(seconds=delay)
             self._pause = Pause(self._name, since, next_try, reason, failures)
             self._due = self._clock() + delay
-            self._paused_at = self._clock() if first else self._paused_at
             self._probing = False
             pause = self._pause
         if first:
@@ -102,19 +100,11 @@ class TransportGate:
             )
         self._changed(pause)
 
-    def now(self) -> float:
-        """The gate's clock, for ``answered(started=...)``."""
-        return self._clock()
-
-    def answered(self, started: float | None = None) -> None:
-        """The server answered a send (accepted or refused the e-mail): the pause ends.
-        ``started``: when a call of several e-mails began (``now``); answered at its end,
-        a call that began before the pause says nothing of the server since."""
+    def answered(self) -> None:
+        """The server answered a send (accepted or refused the e-mail): the pause ends."""
         if self._pause is None:  # the common case, without the lock
             return
         with self._lock:
-            if started is not None and started < self._paused_at:
-                return
             pause, self._pause, self._probing = self._pause, None, False
         if pause is None:
             return

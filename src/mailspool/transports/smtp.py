@@ -47,7 +47,7 @@ import logging
 import smtplib
 import ssl
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -63,7 +63,7 @@ from mailspool.transports._common import (
     Outgoing,
     check_options,
 )
-from mailspool.transports.base import BulkEntry, BulkResult, Receipt, Transport
+from mailspool.transports.base import Answered, BulkEntry, Receipt, Transport
 from mailspool.transports.smtp_connection import (
     Connection,
     Envelope,
@@ -71,7 +71,6 @@ from mailspool.transports.smtp_connection import (
     quit_connection,
 )
 from mailspool.transports.smtp_errors import (
-    answer_text,
     check_advertised_size,
     session_goes_on,
     translate,
@@ -84,8 +83,8 @@ from mailspool.transports.smtp_url import (
     url_arguments,
 )
 
-#: an e-mail the server took: what was sent, and the recipients it refused
-Delivered = tuple[Outgoing, dict[str, tuple[int, bytes]]]
+#: what came of one e-mail: the server took it, or the error ``send`` raises
+Outcome = Receipt | DeliveryError | InvalidMessage
 
 __all__ = ["ConnectionShare", "SMTPTransport"]
 
@@ -171,7 +170,9 @@ class SMTPTransport(Transport):
         others are in ``Receipt.refused``. An address whose local part is not ASCII goes
         with SMTPUTF8 when the server offers it; otherwise that recipient is refused
         (``553 5.6.7``) and the others get the e-mail."""
-        (result,) = self._send_all([Envelope(message, message_id)])
+        results: list[Outcome] = []
+        self._send_each([Envelope(message, message_id)], lambda _, result: results.append(result))
+        (result,) = results
         if isinstance(result, Exception):
             raise result
         return result
@@ -180,25 +181,26 @@ class SMTPTransport(Transport):
         """Any e-mail may follow another on a connection: one key for all."""
         return "smtp" if self.pipelining else None
 
-    def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
-        """The e-mails one after another over one connection, each answered on its own
-        as ``send`` answers; without CHUNKING each envelope goes behind the previous
-        content (``smtp_pipeline``)."""
-        results = self._send_all([Envelope(e.message, e.message_id) for e in entries])
-        return [r if isinstance(r, Receipt | DeliveryError) else _unsendable(r) for r in results]
+    def send_each(self, entries: Sequence[BulkEntry], answered: Answered) -> None:
+        """The e-mails one after another over one connection, each answered as ``send``
+        answers, as soon as its answer is read: before the next e-mail's content leaves
+        (without CHUNKING its envelope is already behind this content: ``smtp_pipeline``)."""
 
-    def _send_all(
-        self, envelopes: list[Envelope]
-    ) -> list[Receipt | DeliveryError | InvalidMessage]:
+        def each(position: int, result: Outcome) -> None:
+            if isinstance(result, InvalidMessage):  # unsendable: a permanent answer
+                result = PermanentError(str(result))
+            answered(position, result)
+
+        self._send_each([Envelope(e.message, e.message_id) for e in entries], each)
+
+    def _send_each(
+        self, envelopes: list[Envelope], answered: Callable[[int, Outcome], None]
+    ) -> None:
         self._take_slot()
         try:
-            delivered = self._deliver(envelopes)
+            self._deliver(envelopes, answered)
         finally:
             self._return_slot()
-        return [
-            result if isinstance(result, Exception) else _receipt(envelope, *result)
-            for envelope, result in zip(envelopes, delivered, strict=True)
-        ]
 
     def close(self) -> None:
         """QUIT every idle connection, all at once (one thread each: a distant server
@@ -254,16 +256,18 @@ class SMTPTransport(Transport):
             share.ended()
 
     def _deliver(
-        self, envelopes: list[Envelope]
-    ) -> list[Delivered | DeliveryError | InvalidMessage]:
-        """Each e-mail over one held connection (another one when it is lost); the
-        next e-mail's envelope follows each content when the server allows it."""
+        self,
+        envelopes: list[Envelope],
+        answered: Callable[[int, Outcome], None],
+    ) -> None:
+        """Each e-mail over one held connection (another one when it is lost), answered
+        in turn; the next e-mail's envelope follows each content when the server allows."""
         held: tuple[Connection, bool] | None = None
-        results: list[Delivered | DeliveryError | InvalidMessage] = []
+        result: Outcome | None = None
         for position, envelope in enumerate(envelopes):
             following = envelopes[position + 1] if position + 1 < len(envelopes) else None
-            if results and isinstance(results[-1], TransportUnavailable):
-                results.append(results[-1])  # the server is gone: the rest wait, untried
+            if isinstance(result, TransportUnavailable):
+                answered(position, result)  # the server is gone: the rest wait, untried
                 continue
             try:
                 if held is None or (held[0].sent_ahead is None and held[0].stale()):
@@ -276,10 +280,9 @@ class SMTPTransport(Transport):
                     self._discard(held[0])
                 raise
             held = None if connection is None else (connection, True)
-            results.append(result)
+            answered(position, result)
         if held is not None:
             self._give_back(held[0])
-        return results
 
     def _replace(self, held: tuple[Connection, bool] | None) -> tuple[Connection, bool]:
         if held is not None:  # closed by the server since its last answer
@@ -288,7 +291,7 @@ class SMTPTransport(Transport):
 
     def _deliver_one(
         self, connection: Connection, reused: bool, envelope: Envelope, following: Envelope | None
-    ) -> tuple[Connection | None, Delivered | DeliveryError | InvalidMessage]:
+    ) -> tuple[Connection | None, Outcome]:
         """One e-mail on ``connection``: the connection to go on with (None: discarded)
         and what came of it. A connection found dead before the content left is
         replaced and the e-mail sent again on the new one."""
@@ -317,7 +320,7 @@ class SMTPTransport(Transport):
                 if isinstance(err, Exception):
                     return None, self._translate(err, connection.data_started)
                 raise
-            return connection, (outgoing, refused)
+            return connection, envelope.receipt(outgoing, refused)
 
     def _ready(self, connection: Connection, envelope: Envelope) -> Outgoing:
         connection.ehlo_or_helo_if_needed()
@@ -437,15 +440,3 @@ class SMTPTransport(Transport):
     def _translate(self, err: Exception, data_started: bool) -> DeliveryError:
         """The mailspool error for what smtplib, ssl or the socket raised."""
         return translate(err, self._where, self.username, self.timeout, data_started)
-
-
-def _receipt(
-    envelope: Envelope, outgoing: Outgoing, refused: dict[str, tuple[int, bytes]]
-) -> Receipt:
-    answers = {address: answer_text(code, text) for address, (code, text) in refused.items()}
-    return Receipt(outgoing.message_id, refused={**envelope.unsendable, **answers})
-
-
-def _unsendable(err: InvalidMessage) -> PermanentError:
-    """An e-mail the transport cannot render, as a bulk call answers for it."""
-    return PermanentError(str(err))
