@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from benchmarks.latency import distant
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import mailspool
 from mailspool.config import Settings
@@ -31,6 +33,7 @@ from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain
 from tests.fixtures.postfix import Postfix, ensure_postfix, running_postfix
 from tests.fixtures.scripted_smtp import scripted_server
+from tests.strategies import messages
 from tests.transport_contract import simple_message
 
 _RESTRICTIONS = """\
@@ -256,3 +259,23 @@ def test_the_rest_of_a_run_waits_when_the_server_is_gone() -> None:
     results = _run(transport, simple_message("one"), simple_message("two"))
     assert all(isinstance(r, TransportUnavailable) for r in results)
     assert results[0] is results[1]
+
+
+def _wire(extensions: tuple[str, ...], emails: list[Message]) -> tuple[list[str], list[bytes]]:
+    """The envelope commands and the contents a scripted server received for a run."""
+    with scripted_server(["accept"], extensions=extensions) as server:
+        with SMTPTransport.from_url(server.url, max_connections=1) as transport:
+            entries = [BulkEntry(m, f"<n{i}@example.com>") for i, m in enumerate(emails)]
+            transport.send_each(entries, lambda _, result: None)
+        commands = [c for c in server.commands if c.split(" ")[0].upper() in ("MAIL", "RCPT")]
+        dated = re.compile(rb"^Date: [^\r\n]*\r\n", re.MULTILINE)  # the moment it was rendered
+        return commands, [dated.sub(b"", content) for content in server.contents]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(st.lists(messages(max_recipients=3).filter(lambda m: m.sender), min_size=1, max_size=4))
+def test_a_pipelined_run_puts_on_the_wire_what_plain_smtp_does(emails: list[Message]) -> None:
+    """Whatever the e-mails (dots at line starts, many recipients), a run with each
+    envelope behind the previous content gives the server the same envelopes and the
+    same contents, in the same order, as plain SMTP one command at a time."""
+    assert _wire(("PIPELINING",), emails) == _wire(("8BITMIME",), emails)

@@ -15,6 +15,9 @@ operation. ``pipelining`` (true) sends MAIL FROM, every RCPT TO and DATA in one
 round trip when the server advertises PIPELINING (RFC 2920, ``smtp_pipeline``);
 ``chunking`` (true) sends the content in that same write as ``BDAT <size> LAST`` when the
 server also offers CHUNKING (RFC 3030): one round trip per e-mail, plain or TLS alike.
+``send_each`` sends a run of e-mails over one connection, answering each as its answer
+comes; without CHUNKING each e-mail's envelope goes behind the previous content
+(``smtp_pipeline``): one round trip per e-mail there too.
 ``event_loop``, an option of earlier versions, is accepted and ignored: every connection
 is driven by the worker's sender threads, plain or TLS alike.
 
