@@ -30,6 +30,7 @@ from mailspool.message import Message
 from mailspool.stores.file import FileStore
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt
 from mailspool.transports.smtp import SMTPTransport
+from mailspool.transports.smtp_pipeline import Following, PipeliningSMTP
 from mailspool.triggers.local import drain
 from tests.fixtures.postfix import Postfix, ensure_postfix, running_postfix
 from tests.fixtures.scripted_smtp import scripted_server
@@ -279,3 +280,28 @@ def test_a_pipelined_run_puts_on_the_wire_what_plain_smtp_does(emails: list[Mess
     envelope behind the previous content gives the server the same envelopes and the
     same contents, in the same order, as plain SMTP one command at a time."""
     assert _wire(("PIPELINING",), emails) == _wire(("8BITMIME",), emails)
+
+
+def test_a_next_envelope_that_cannot_be_written_is_not_sent_ahead() -> None:
+    """A next sender that cannot be written (not ASCII, without SMTPUTF8) fails that
+    e-mail on its own turn, never the one whose content is being sent."""
+    with scripted_server(["accept"], extensions=("PIPELINING",)) as server:
+        connection = PipeliningSMTP(server.host, server.port)
+        try:
+            refused = connection.sendmail(
+                "a@example.com",
+                ["b@example.net"],
+                b"Subject: x\r\n\r\nhi\r\n",
+                following=Following("jürgen@example.com", ["c@example.net"], b"x"),
+            )
+            assert refused == {}
+            assert connection.sent_ahead is None
+        finally:
+            connection.quit()
+    assert [c.split(" ")[0].upper() for c in server.commands] == [
+        "EHLO",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "QUIT",
+    ]

@@ -267,30 +267,32 @@ class SMTPTransport(Transport):
         in turn; the next e-mail's envelope follows each content when the server allows."""
         held: tuple[Connection, bool] | None = None
         result: Outcome | None = None
-        for position, envelope in enumerate(envelopes):
-            following = envelopes[position + 1] if position + 1 < len(envelopes) else None
-            if isinstance(result, TransportUnavailable):
-                answered(position, result)  # the server is gone: the rest wait, untried
-                continue
-            try:
-                if held is None or (held[0].sent_ahead is None and held[0].stale()):
-                    held = self._replace(held)
-                connection, result = self._deliver_one(*held, envelope, following)
-            except (DeliveryError, InvalidMessage) as err:
-                connection, result = None, err
-            except BaseException:
-                if held is not None and held[0].sock is not None:
-                    self._discard(held[0])
-                raise
-            held = None if connection is None else (connection, True)
-            answered(position, result)
+        try:
+            for position, envelope in enumerate(envelopes):
+                following = envelopes[position + 1] if position + 1 < len(envelopes) else None
+                if not isinstance(result, TransportUnavailable):  # else the rest wait, untried
+                    held, result = self._deliver_next(held, envelope, following)
+                answered(position, result)
+        except BaseException:  # the connection's state is unknown: not reused
+            if held is not None and held[0].sock is not None:
+                self._discard(held[0])
+            raise
         if held is not None:
             self._give_back(held[0])
 
-    def _replace(self, held: tuple[Connection, bool] | None) -> tuple[Connection, bool]:
-        if held is not None:  # closed by the server since its last answer
-            self._discard(held[0])
-        return self._borrow()
+    def _deliver_next(
+        self, held: tuple[Connection, bool] | None, envelope: Envelope, following: Envelope | None
+    ) -> tuple[tuple[Connection, bool] | None, Outcome]:
+        """One e-mail of a run: the connection held after it (None: none is), the outcome."""
+        try:
+            if held is None or (held[0].sent_ahead is None and held[0].stale()):
+                if held is not None:  # closed by the server since its last answer
+                    self._discard(held[0])
+                held = self._borrow()
+            connection, result = self._deliver_one(*held, envelope, following)
+        except (DeliveryError, InvalidMessage) as err:
+            return None, err
+        return (None if connection is None else (connection, True)), result
 
     def _deliver_one(
         self, connection: Connection, reused: bool, envelope: Envelope, following: Envelope | None

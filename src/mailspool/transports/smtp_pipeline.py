@@ -166,11 +166,7 @@ class PipeliningSMTP(smtplib.SMTP):
         self._send_envelope(self._envelope(from_addr, to_addrs, msg, mail_options, rcpt_options))
         answers = self._read_answers(len(to_addrs))
         refused = self._judge_envelope(from_addr, to_addrs, answers)
-        ahead = b""
-        if following is not None:
-            ahead = self._envelope(
-                following.sender, following.recipients, following.msg, following.mail_options
-            )
+        ahead = self._ahead(following)
         self.begin_data()
         self.send(content_lines(msg) + (b"RSET\r\n" + ahead if ahead else b""))
         self.sent_ahead = ahead or None
@@ -179,6 +175,18 @@ class PipeliningSMTP(smtplib.SMTP):
             self._end_transaction(code)
             raise smtplib.SMTPDataError(code, text)
         return refused
+
+    def _ahead(self, following: Following | None) -> bytes:
+        """The next e-mail's envelope, or nothing when it cannot be written (it then
+        fails on its own turn, not this e-mail)."""
+        if following is None:
+            return b""
+        try:
+            return self._envelope(
+                following.sender, following.recipients, following.msg, following.mail_options
+            )
+        except ValueError:  # a line break in a command, a non-ASCII address
+            return b""
 
     def _mail_options(self, msg: bytes, mail_options: Sequence[str]) -> list[str]:
         if self.has_extn("size"):
