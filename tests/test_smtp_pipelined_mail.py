@@ -12,6 +12,7 @@ right after the content is a fault Postfix does not make on demand: the scripted
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 import mailspool
 from mailspool.config import Settings
+from mailspool.delivery.bulk import run_size
 from mailspool.delivery.factory import build_worker, open_delivery_transport
 from mailspool.errors import ContentUnanswered, PermanentError, TransientError, TransportUnavailable
 from mailspool.message import Message
@@ -305,3 +307,15 @@ def test_a_next_envelope_that_cannot_be_written_is_not_sent_ahead() -> None:
         "DATA",
         "QUIT",
     ]
+
+
+@given(st.integers(1, 20000), st.integers(1, 128), st.integers(1, 50))
+def test_runs_share_a_batch_in_as_few_even_rounds_as_allowed(
+    count: int, senders: int, most: int
+) -> None:
+    size = run_size(count, senders, most)
+    assert 1 <= size <= most
+    rounds = math.ceil(math.ceil(count / size) / senders)  # the calls in rounds of senders
+    assert rounds == math.ceil(count / (senders * most))  # as few as ``most`` allows
+    # the busiest sender has less than a round's worth more than an even share
+    assert size * rounds - math.ceil(count / senders) < rounds

@@ -19,9 +19,10 @@ A post sent to 5000 followers is 5000 e-mails that differ only in their recipien
 
 A transport that sends a call's e-mails one after another over one connection
 (``Transport.bulk_sequential``: SMTP, each envelope pipelined behind the previous
-content) takes any e-mails of the batch together, in their order, and its calls are made
-no larger than needed to give every sender thread one: 300 e-mails and a concurrency of
-32 go 10 to a call, so that no connection idles while e-mails wait.
+content) takes any e-mails of the batch together, in their order, in calls of equal size
+that give every sender thread the same number of them (``run_size``): 300 e-mails and a
+concurrency of 32 go 5 to a call with SMTP's 8 at most, so that no connection idles while
+e-mails wait.
 
 An e-mail without a key (the transport cannot carry it in a bulk call), or alone with
 its key, is sent alone. A call refused as a whole for good (its request is invalid)
@@ -45,7 +46,7 @@ from mailspool.transports.base import BulkEntry, BulkResult
 if TYPE_CHECKING:  # the batch run imports this module
     from mailspool.delivery.batch_run import DeliveryContext
 
-__all__ = ["BulkPlan", "BulkSender", "call_size"]
+__all__ = ["BulkPlan", "BulkSender", "call_size", "run_size"]
 
 
 def call_size(max_bulk: int, rate: float | None, concurrency: int, horizon: float) -> int:
@@ -54,6 +55,16 @@ def call_size(max_bulk: int, rate: float | None, concurrency: int, horizon: floa
     if rate is None or max_bulk <= 1:
         return max(max_bulk, 1)
     return max(1, min(max_bulk, int(rate * horizon / concurrency)))
+
+
+def run_size(count: int, senders: int, max_bulk: int) -> int:
+    """E-mails per call when a call sends them one after another: as few rounds of
+    ``senders`` calls as ``max_bulk`` allows, the calls of equal size, so that no sender
+    is left with a round more than the others (300 e-mails, 32 senders, 8 at most: two
+    rounds of 5, not a round of 8 and a few calls of 8 after it)."""
+    senders = max(senders, 1)
+    rounds = max(-(-count // (senders * max(max_bulk, 1))), 1)
+    return -(-count // (senders * rounds))
 
 
 def content_key(email: Mapping[str, Any]) -> str:
@@ -81,8 +92,8 @@ class BulkPlan:
             options.concurrency,
             options.deadline_margin,
         )
-        if rules.transport.bulk_sequential:  # any e-mails, as many calls as senders
-            size = min(size, -(-len(todo) // max(options.concurrency, 1)))
+        if rules.transport.bulk_sequential:  # any e-mails, in even rounds of the senders
+            size = run_size(len(todo), options.concurrency, size)
             return cls(size, dict.fromkeys(todo, "")) if size > 1 else cls(1, {})
         if size <= 1:
             return cls(1, {})

@@ -165,7 +165,7 @@ class SMTPTransport(Transport):
         return cls(**arguments)
 
     #: e-mails of one batch that one connection carries in a row (``send_bulk``)
-    max_bulk = 16
+    max_bulk = 8  # 1.125 round trips per e-mail without CHUNKING; finer shares of work
     bulk_sequential = True
 
     def send(self, message: Message, *, message_id: str | None = None) -> Receipt:
