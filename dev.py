@@ -91,7 +91,7 @@ def ensure_chromium() -> None:
 
 def ensure_postfix() -> None:
     """Debian's postfix for the tests and benchmarks that run a real Postfix of their
-    own (``benchmarks/postfix.py``); installed with apt-get when missing, as root."""
+    own (``tests/fixtures/postfix.py``); installed with apt-get when missing, as root."""
     if Path("/usr/sbin/postfix").exists():
         return
     if not hasattr(os, "geteuid") or os.geteuid() != 0:

@@ -5,7 +5,7 @@ Every case runs ``mailspool worker --drain`` with the CLI's defaults as a whole 
 (``common.mailspool_drain``: start-up, the delivery processes, closing included) on one
 queued batch, beside what it is compared with, in the same run:
 
-- a real Postfix (Debian's, ``benchmarks/postfix.py``: a config directory of its own,
+- a real Postfix (Debian's, ``tests/fixtures/postfix.py``: a config directory of its own,
   127.0.0.1, self-signed STARTTLS, discard transport, queue on tmpfs), behind
   ``benchmarks/latency.py``'s proxy that holds what the client sends for 50 ms (a round
   trip of 50 ms: 25 ms each way), against a plain ``smtplib`` loop (one reused
@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+from tests.fixtures.postfix import ensure_postfix, running_postfix, smtp_source
 from tests.fixtures.smtp_server import running_smtp_server
 
 from benchmarks.bench_delivery import queue_emails
 from benchmarks.common import HEADERS, HTML, SUBJECT, ProcessRun, mailspool_drain
 from benchmarks.latency import Turns, distant
-from benchmarks.postfix import ensure_postfix, running_postfix, smtp_source
 from benchmarks.sinks import fast_sink
 from mailspool.stores.file import FileStore
 

@@ -1,6 +1,6 @@
 """One round trip per e-mail: BDAT (RFC 3030 CHUNKING) with the envelope in one write.
 
-Against a real Postfix (``benchmarks/postfix.py``: Debian's, a config directory of its
+Against a real Postfix (``tests/fixtures/postfix.py``: Debian's, a config directory of its
 own, STARTTLS, discard transport), and a scripted server (``tests/fixtures/scripted_smtp``)
 for the faults Postfix does not make on demand: a connection dropped right after the
 content, a 421 in place of the answers, an idle connection closed, a server that offers
@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 from benchmarks.latency import distant
-from benchmarks.postfix import Postfix, available, ensure_postfix, running_postfix
 
 from mailspool.errors import ContentUnanswered, PermanentError, TransientError, TransportUnavailable
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.transports.smtp_pipeline import chunked_group
+from tests.fixtures.postfix import Postfix, available, ensure_postfix, running_postfix
 from tests.fixtures.scripted_smtp import scripted_server
 from tests.fixtures.smtp_server import running_smtp_server
 from tests.transport_contract import simple_message

@@ -17,6 +17,13 @@ A post sent to 5000 followers is 5000 e-mails that differ only in their recipien
   single send's would be: sent, failed (with its failed record), or retried later
   alone (a transient answer: throttling, a temporary failure).
 
+A transport that sends a call's e-mails one after another over one connection
+(``Transport.bulk_sequential``: SMTP, each envelope pipelined behind the previous
+content) takes any e-mails of the batch together, in their order, in calls of equal size
+that give every sender thread the same number of them (``run_size``): 300 e-mails and a
+concurrency of 32 go 5 to a call with SMTP's 8 at most, so that no connection idles while
+e-mails wait.
+
 An e-mail without a key (the transport cannot carry it in a bulk call), or alone with
 its key, is sent alone. A call refused as a whole for good (its request is invalid)
 says nothing about each e-mail: they are sent alone, and each gets its own answer.
@@ -34,12 +41,12 @@ from mailspool.delivery.attempt import Attempt, EmailSender, Prepared, SendOutco
 from mailspool.delivery.steps import Call
 from mailspool.errors import PermanentError, TransientError
 from mailspool.spool.batch import Batch
-from mailspool.transports.base import BulkEntry
+from mailspool.transports.base import BulkEntry, BulkResult
 
 if TYPE_CHECKING:  # the batch run imports this module
     from mailspool.delivery.batch_run import DeliveryContext
 
-__all__ = ["BulkPlan", "BulkSender", "call_size"]
+__all__ = ["BulkPlan", "BulkSender", "call_size", "run_size"]
 
 
 def call_size(max_bulk: int, rate: float | None, concurrency: int, horizon: float) -> int:
@@ -48,6 +55,16 @@ def call_size(max_bulk: int, rate: float | None, concurrency: int, horizon: floa
     if rate is None or max_bulk <= 1:
         return max(max_bulk, 1)
     return max(1, min(max_bulk, int(rate * horizon / concurrency)))
+
+
+def run_size(count: int, senders: int, max_bulk: int) -> int:
+    """E-mails per call when a call sends them one after another: as few rounds of
+    ``senders`` calls as ``max_bulk`` allows, the calls of equal size, so that no sender
+    is left with a round more than the others (300 e-mails, 32 senders, 8 at most: two
+    rounds of 5, not a round of 8 and a few calls of 8 after it)."""
+    senders = max(senders, 1)
+    rounds = max(-(-count // (senders * max(max_bulk, 1))), 1)
+    return -(-count // (senders * rounds))
 
 
 def content_key(email: Mapping[str, Any]) -> str:
@@ -75,6 +92,9 @@ class BulkPlan:
             options.concurrency,
             options.deadline_margin,
         )
+        if rules.transport.bulk_sequential:  # any e-mails, in even rounds of the senders
+            size = run_size(len(todo), options.concurrency, size)
+            return cls(size, dict.fromkeys(todo, "")) if size > 1 else cls(1, {})
         if size <= 1:
             return cls(1, {})
         return cls(size, {i: content_key(batch.raw_email(i)) for i in todo})
@@ -151,6 +171,8 @@ class BulkSender:
         if not rules.spend(units, tenant):
             return [Attempt(p.index, 1, SendOutcome.STOPPED) for p in group]
         entries = [BulkEntry(p.message, p.message_id) for p in group]
+        if rules.transport.bulk_sequential:
+            return self._send_in_a_row(group, entries)
         started = time.perf_counter()
         try:
             results = rules.transport.send_bulk(entries)
@@ -163,3 +185,20 @@ class BulkSender:
             return [self._sender.conclude(p, 1, err) for p in group]
         rules.steps.answered(Call(time.perf_counter() - started, results))
         return [self._sender.conclude(p, 1, r) for p, r in zip(group, results, strict=True)]
+
+    def _send_in_a_row(self, group: list[Prepared], entries: list[BulkEntry]) -> list[Attempt]:
+        """One e-mail after another (SMTP, over one connection): each outcome recorded
+        as its answer comes, before the next e-mail's content leaves, as a single
+        send's is; so the e-mails in flight stay one per sender thread."""
+        attempts: list[Attempt] = []
+        last = time.perf_counter()
+
+        def answered(position: int, result: BulkResult) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            self._rules.steps.answered(Call(now - last, (result,)))
+            last = now
+            attempts.append(self._sender.conclude(group[position], 1, result))
+
+        self._rules.transport.send_each(entries, answered)
+        return attempts

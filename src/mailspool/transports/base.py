@@ -11,20 +11,22 @@ uses N connections and a web process reuses its connection across requests.
 Some providers take many e-mails that share their content in one call (SES
 ``SendBulkEmail``): such a transport gives those e-mails equal ``bulk_key``s and sends up
 to ``max_bulk`` of them at once with ``send_bulk``, which answers for each e-mail on its
-own. Every other transport keeps the defaults: no key, one ``send`` per e-mail.
+own. SMTP sends a call's e-mails in a row over one connection (``bulk_sequential``),
+each envelope pipelined behind the previous content, and answers each e-mail as its
+answer comes (``send_each``). Every other transport keeps the defaults: no key, one ``send`` per e-mail.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailspool._backends import Backend
 from mailspool.errors import DeliveryError
 from mailspool.message import Message
 
-__all__ = ["BulkEntry", "BulkResult", "Receipt", "SendQuota", "Transport"]
+__all__ = ["Answered", "BulkEntry", "BulkResult", "Receipt", "SendQuota", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,9 @@ class SendQuota:
 #: What a bulk call says of one e-mail: accepted, or the error a ``send`` would raise.
 BulkResult = Receipt | DeliveryError
 
+#: Told each e-mail's result of ``send_each``: its position in the entries, the result.
+Answered = Callable[[int, BulkResult], None]
+
 
 class Transport(Backend, abc.ABC):
     """Delivers messages. Thread-safe; reuses its connections; ``close()`` (or leaving
@@ -89,11 +94,23 @@ class Transport(Backend, abc.ABC):
 
     #: At most this many e-mails go in one ``send_bulk`` call.
     max_bulk: int = 1
+    #: ``send_bulk`` sends its e-mails one after another (SMTP over one connection), not
+    #: in one request: any e-mails may go together, in calls spread over the senders.
+    bulk_sequential: bool = False
 
     def bulk_key(self, message: Message) -> Hashable | None:
         """E-mails with equal keys may share one ``send_bulk`` call; None (always, by
         default) when this one must go alone through ``send``."""
         return None
+
+    def send_each(self, entries: Sequence[BulkEntry], answered: Answered) -> None:
+        """Send e-mails of one ``bulk_key``, giving each one's result to ``answered``
+        (with its position in ``entries``). A transport that sends them one after
+        another (``bulk_sequential``) answers each as soon as it is known, so that its
+        outcome is recorded before the next e-mail leaves; by default, ``send_bulk``'s
+        results in order (raising as it raises)."""
+        for position, result in enumerate(self.send_bulk(entries)):
+            answered(position, result)
 
     def send_bulk(self, entries: Sequence[BulkEntry]) -> list[BulkResult]:
         """Send e-mails of one ``bulk_key``; one result per entry, in order. Raises a

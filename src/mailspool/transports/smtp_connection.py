@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from mailspool.errors import PermanentError
 from mailspool.message import Message, ascii_domain, has_utf8_local_part
 from mailspool.transports._common import Outgoing, prepare
+from mailspool.transports.base import Receipt
+from mailspool.transports.smtp_errors import answer_text
 from mailspool.transports.smtp_pipeline import PipeliningSMTP
 
 if TYPE_CHECKING:
@@ -108,6 +110,12 @@ class Envelope:
             self._rendered[utf8] = self._outgoing(utf8, where)
         outgoing, self.unsendable = self._rendered[utf8]
         return outgoing
+
+    def receipt(self, outgoing: Outgoing, refused: dict[str, tuple[int, bytes]]) -> Receipt:
+        """What the server's acceptance says: the recipients refused, by the server (its
+        answers) or before it (``unsendable``)."""
+        answers = {address: answer_text(code, text) for address, (code, text) in refused.items()}
+        return Receipt(outgoing.message_id, refused={**self.unsendable, **answers})
 
     def _outgoing(self, utf8: bool, where: str) -> tuple[Outgoing, dict[str, str]]:
         outgoing = prepare(self.message, self.message_id, utf8=utf8)

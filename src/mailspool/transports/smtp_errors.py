@@ -15,16 +15,18 @@ from mailspool.errors import (
     TransientError,
     TransportUnavailable,
 )
-from mailspool.transports.smtp_pipeline import UnreadableReply
+from mailspool.transports.smtp_pipeline import NoAnswer, UnreadableReply
 
 __all__ = [
     "SESSION_CODES",
     "all_refused",
     "answer_text",
     "answered",
+    "check_advertised_size",
     "error_for",
     "network_error",
     "session_goes_on",
+    "translate",
 ]
 
 
@@ -101,3 +103,40 @@ def session_goes_on(connection: smtplib.SMTP, err: smtplib.SMTPException) -> boo
     if isinstance(err, smtplib.SMTPRecipientsRefused):
         return all(code != 421 for code, _ in err.recipients.values())
     return isinstance(err, smtplib.SMTPResponseException) and err.smtp_code != 421
+
+
+def translate(
+    err: Exception, where: str, username: str | None, timeout: float, data_started: bool
+) -> DeliveryError:
+    """The mailspool error for what smtplib, ssl or the socket raised."""
+    if isinstance(err, smtplib.SMTPAuthenticationError):
+        answer = answer_text(err.smtp_code, err.smtp_error)
+        return PermanentError(
+            f"authentication failed at {where} as {username!r}: {answer}", response=answer
+        )
+    if isinstance(err, smtplib.SMTPRecipientsRefused):
+        return all_refused(where, err)
+    if isinstance(err, smtplib.SMTPResponseException):
+        return answered(where, err)
+    if isinstance(err, NoAnswer):
+        return network_error(where, TimeoutError(), timeout, data_started)
+    if isinstance(err, smtplib.SMTPServerDisconnected):
+        if data_started:
+            return ContentUnanswered(
+                f"connection to {where} lost during DATA (the message may have arrived): {err}"
+            )
+        return TransportUnavailable(f"connection to {where} lost: {err}")
+    if isinstance(err, smtplib.SMTPException):  # not supported, no common AUTH method
+        return PermanentError(f"{where} cannot be used as configured: {err}")
+    return network_error(where, err, timeout, data_started)
+
+
+def check_advertised_size(features: dict[str, str], size: int, where: str) -> None:
+    """Refuse, before sending anything, a message larger than the SIZE the server
+    advertises in its EHLO answer (RFC 1870)."""
+    advertised = features.get("size", "").strip()
+    if advertised.isdigit() and 0 < int(advertised) < size:
+        raise PermanentError(
+            f"the message is {size} bytes, more than the SIZE {advertised} that "
+            f"{where} advertises; not sent"
+        )

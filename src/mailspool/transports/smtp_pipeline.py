@@ -15,6 +15,18 @@ once an answer proves the server will not deliver it (MAIL FROM refused, every r
 refused: the server drops the chunk, RFC 3030 section 4.2). So "the content may have
 arrived" keeps meaning exactly what it means with DATA.
 
+Without CHUNKING, the next e-mail on the connection (``following``) has RSET, its MAIL
+FROM, RCPT TO and DATA written in the same write as this e-mail's content, behind the
+end-of-data line (RFC 2920 3.1: the content may open a group, DATA must close it): the
+answer to the content and the next envelope's answers come back together, one round trip
+per e-mail. The RSET is there because a server need not end the transaction when it
+refuses the content: Postfix, refusing it with ``smtpd_end_of_data_restrictions``, answers
+the next MAIL FROM "503 nested MAIL command" and takes the RCPT TO and DATA that follow
+into the refused transaction. That envelope is then "sent ahead" (``sent_ahead``): the
+next ``sendmail`` reads the answers to RSET and to it instead of writing it. Its content
+waits for its own 354, so a connection lost before that answer is one on which the next
+e-mail's content never left.
+
 Answers are read and judged exactly as ``smtplib.SMTP.sendmail`` judges them, and the same
 exceptions come out: a refused sender is ``SMTPSenderRefused``, recipients refused while
 others were accepted are returned, all refused is ``SMTPRecipientsRefused``, a refused
@@ -33,6 +45,7 @@ from typing import BinaryIO
 
 __all__ = [
     "Answers",
+    "Following",
     "NoAnswer",
     "PipeliningSMTP",
     "UnreadableReply",
@@ -99,6 +112,16 @@ class Answers:
     data: tuple[int, bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class Following:
+    """The next e-mail on a connection, whose envelope may follow this one's content."""
+
+    sender: str
+    recipients: Sequence[str]
+    msg: bytes
+    mail_options: Sequence[str] = ()
+
+
 class PipeliningSMTP(smtplib.SMTP):
     """``smtplib.SMTP`` that pipelines the envelope when the server offers it.
 
@@ -109,6 +132,8 @@ class PipeliningSMTP(smtplib.SMTP):
     pipelining = True
     #: BDAT (RFC 3030) when the server offers CHUNKING and PIPELINING
     chunking = True
+    #: the envelope written behind the last content, its answers not read yet
+    sent_ahead: bytes | None = None
 
     def getreply(self) -> tuple[int, bytes]:
         """``smtplib``'s reading of one reply, which takes continuation lines without
@@ -128,25 +153,76 @@ class PipeliningSMTP(smtplib.SMTP):
         msg: bytes,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
+        following: Following | None = None,
     ) -> dict[str, tuple[int, bytes]]:
+        """``smtplib``'s ``sendmail``, pipelined; ``following``: the next e-mail on this
+        connection, whose envelope goes behind this content (without CHUNKING)."""
         self.ehlo_or_helo_if_needed()
         if not (self.pipelining and self.does_esmtp and self.has_extn("pipelining")):
             return super().sendmail(from_addr, list(to_addrs), msg, mail_options, rcpt_options)
-        options = [*mail_options]
-        if self.has_extn("size"):
-            options.insert(0, f"size={len(msg)}")
         if self.chunking and self.has_extn("chunking"):
+            options = self._mail_options(msg, mail_options)
             return self._send_chunked(from_addr, to_addrs, msg, options, rcpt_options)
-        self.send(envelope_group(from_addr, options, to_addrs, rcpt_options))
+        self._send_envelope(self._envelope(from_addr, to_addrs, msg, mail_options, rcpt_options))
         answers = self._read_answers(len(to_addrs))
         refused = self._judge_envelope(from_addr, to_addrs, answers)
+        ahead = self._ahead(following)
         self.begin_data()
-        self.send(content_lines(msg))
+        self.send(content_lines(msg) + (b"RSET\r\n" + ahead if ahead else b""))
+        self.sent_ahead = ahead or None
         code, text = self.getreply()
         if code != 250:
             self._end_transaction(code)
             raise smtplib.SMTPDataError(code, text)
         return refused
+
+    def _ahead(self, following: Following | None) -> bytes:
+        """The next e-mail's envelope, or nothing when it cannot be written (it then
+        fails on its own turn, not this e-mail)."""
+        if following is None:
+            return b""
+        try:
+            return self._envelope(
+                following.sender, following.recipients, following.msg, following.mail_options
+            )
+        except ValueError:  # a line break in a command, a non-ASCII address
+            return b""
+
+    def _mail_options(self, msg: bytes, mail_options: Sequence[str]) -> list[str]:
+        if self.has_extn("size"):
+            return [f"size={len(msg)}", *mail_options]
+        return [*mail_options]
+
+    def _envelope(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        msg: bytes,
+        mail_options: Sequence[str],
+        rcpt_options: Sequence[str] = (),
+    ) -> bytes:
+        options = self._mail_options(msg, mail_options)
+        return envelope_group(sender, options, recipients, rcpt_options)
+
+    def close(self) -> None:
+        self.sent_ahead = None  # answers that will never come
+        super().close()
+
+    def _send_envelope(self, group: bytes) -> None:
+        """Write the envelope, unless it went ahead behind the last content (then read
+        the answer to the RSET before it)."""
+        ahead, self.sent_ahead = self.sent_ahead, None
+        if ahead is None:
+            self.send(group)
+            return
+        if ahead != group:  # the pool gives a connection back only to the next e-mail
+            self.close()
+            raise smtplib.SMTPServerDisconnected("an envelope sent ahead for another e-mail")
+        code, text = self.getreply()
+        if code != 250:  # what the server makes of the envelope is unknown: not sent
+            self.close()
+            reply = text.decode("utf-8", "replace")
+            raise smtplib.SMTPServerDisconnected(f"RSET answered {code} {reply}")
 
     def begin_data(self) -> None:
         """Called when the content is about to be sent: after 354, or before the write
@@ -233,7 +309,7 @@ class PipeliningSMTP(smtplib.SMTP):
     def _end_transaction(self, code: int) -> None:
         if code == 421:
             self.close()
-        else:
+        elif self.sent_ahead is None:  # else the RSET is already behind the content
             self._rset()  # type: ignore[attr-defined]
 
 
