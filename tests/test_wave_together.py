@@ -1,0 +1,171 @@
+"""Encryption at rest, the webhook outbox, erasure, retention, failover and tracing,
+together on one store.
+
+Real parts: a file store sealed with a local key, a failover chain of a stopped SMTP
+server and an aiosmtpd one, a stdlib HTTP receiver verified with the Standard Webhooks
+library, and the ``mailspool`` commands an operator runs (``status``, ``webhooks
+drain``, ``erase``, ``gc``) reading the same environment. Retention judges records by
+the times inside them; the test writes those times, so no test waits for an age.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from standardwebhooks.webhooks import Webhook
+
+import mailspool
+from mailspool.cli import cli
+from mailspool.config import Settings
+from mailspool.delivery.factory import open_worker
+from mailspool.delivery.traced import TracedSends
+from mailspool.ops.erase import ERASURES, erase_address
+from mailspool.spool import layout
+from mailspool.spool.envelope import is_sealed
+from mailspool.spool.records import FailedRecord, timestamp
+from mailspool.spool.sealed_store import sealed
+from mailspool.stores.file import FileStore
+from mailspool.transports.failover_url import member_label
+from mailspool.triggers.local import drain
+from mailspool.webhook_rules import EventType
+from mailspool.webhooks.events import email_event
+from mailspool.webhooks.outbox import PENDING, Outbox
+from tests.fixtures.smtp_server import SMTPSink
+from tests.fixtures.webhook_receiver import WebhookReceiver, webhook_receiver
+
+__all__ = ["webhook_receiver"]
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ADDRESS = "ana.secret@example.org"
+SUBJECT = "Quarterly secret subject"
+
+
+def new_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def every_file(spool: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(spool)): path.read_bytes()
+        for path in spool.rglob("*")
+        if path.is_file() and ".leases" not in path.parts
+    }
+
+
+def in_clear(spool: Path) -> list[str]:
+    """Files holding the address or the subject as written."""
+    needles = (ADDRESS.encode(), b"ana.secret", SUBJECT.encode(), b"Quarterly")
+    return sorted(
+        name for name, data in every_file(spool).items() if any(n in data for n in needles)
+    )
+
+
+def run(*args: str) -> str:
+    """A ``mailspool`` command, with the settings of the environment."""
+    answer = CliRunner().invoke(cli, list(args))
+    assert answer.exit_code == 0, answer.output
+    return answer.stdout
+
+
+@pytest.fixture
+def environment(
+    spool: Path, webhook_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The settings an operator's commands read: the store, its key, the webhook URL."""
+    key = new_key()
+    monkeypatch.setenv("MAILSPOOL_STORE", f"file://{spool}")
+    monkeypatch.setenv("MAILSPOOL_ENCRYPTION_KEY", key)
+    monkeypatch.setenv("MAILSPOOL_WEBHOOK_URL", webhook_receiver.url)
+    monkeypatch.setenv("MAILSPOOL_WEBHOOK_SECRET", SECRET)
+    return key
+
+
+def stopped_url() -> str:
+    """A server that was there and is gone: connection refused, so the chain moves on."""
+    server = SMTPSink().start()
+    url = server.url
+    server.stop()
+    return url
+
+
+def test_a_sealed_store_with_webhooks_and_failover_keeps_nothing_in_clear(
+    spool: Path, smtp_server: SMTPSink, webhook_receiver: WebhookReceiver, environment: str
+) -> None:
+    settings = Settings.load(transport=f"failover({stopped_url()} {smtp_server.url})")
+    with mailspool.request(settings=settings):
+        for number in range(2):
+            mailspool.send_mail(f"Ana <{ADDRESS}>", f"{SUBJECT} {number}", "<p>hi</p>")
+    with open_worker(settings) as worker:
+        worker.webhooks = None  # the outbox is left to `mailspool webhooks drain`
+        assert drain(worker).sent == 2
+    assert len(smtp_server.envelopes) == 2
+
+    # the outbox waits in the store, sealed like the rest, and status counts it
+    outbox = {name: data for name, data in every_file(spool).items() if "webhooks" in name}
+    assert outbox
+    assert all(is_sealed(data) for data in outbox.values())
+    assert in_clear(spool) == []
+    assert json.loads(run("status", "--json"))["webhooks"]["pending"] == 4
+
+    webhook_receiver.start()
+    run("webhooks", "drain")
+    assert json.loads(run("webhooks", "status", "--json"))["pending"] == 0
+    bodies = [
+        Webhook(SECRET).verify(delivery.body, delivery.headers)
+        for delivery in webhook_receiver.deliveries
+    ]
+    sent = [body["data"] for body in bodies if body["type"] == "email.sent"]
+    assert len(sent) == 2
+    assert all(data["via"] == member_label(smtp_server.url) for data in sent)
+    assert all("unanswered" not in data for data in sent)  # refused: provably not taken
+
+    erased = json.loads(run("erase", ADDRESS, "--json"))
+    audit = every_file(spool)[erased["record"]]
+    assert is_sealed(audit)
+    assert in_clear(spool) == []
+    assert json.loads(run("status", "--json"))["sent"] == 2
+
+
+def failed_record(batch_id: str, failed_at: datetime) -> bytes:
+    email = {"to": [ADDRESS], "subject": SUBJECT, "message": "x", "attachments": []}
+    meta = {"from": "app@example.com"}
+    return FailedRecord(
+        batch_id, 0, "550 no", 1, False, timestamp(failed_at), False, None, meta, email
+    ).encode()
+
+
+def test_gc_reads_sealed_records_and_keeps_the_outbox_and_the_erasures(
+    spool: Path, environment: str
+) -> None:
+    store = sealed(FileStore(spool), (environment,))
+    now = datetime.now(UTC)
+    old, recent = layout.new_batch_id(), layout.new_batch_id()
+    # written now (their files are new), failed two days and one hour ago by their records
+    store.put(layout.failed_key(old, 0), failed_record(old, now - timedelta(days=2)))
+    store.put(layout.failed_key(recent, 0), failed_record(recent, now - timedelta(hours=1)))
+    event = email_event(EventType.SENT, old, 0, recipients=[ADDRESS])
+    Outbox(store).add([event], now=(now - timedelta(days=30)).timestamp())
+    erase_address("someone.else@example.org", store)
+    kept = sorted(name for name in every_file(spool) if name.startswith((PENDING, ERASURES)))
+    assert len(kept) >= 3  # the outbox bundle, the erasure key and its audit record
+
+    output = run("gc", "--retention", "finished=1h,failed=1d,events=1h")
+
+    assert "removed 0 finished batch(es), 1 failed e-mail(s)" in output
+    left = every_file(spool)
+    assert layout.failed_key(old, 0) not in left
+    assert layout.failed_key(recent, 0) in left
+    assert [name for name in kept if name not in left] == []
+    assert in_clear(spool) == []
+
+
+def test_a_send_span_names_a_failover_chain_by_its_kind_not_its_members() -> None:
+    chain = "failover(ses://eu-west-1 smtp://relay.example:587)"
+    assert TracedSends(chain).scheme == "failover"
+    assert TracedSends("smtp://relay.example:587").scheme == "smtp"
