@@ -15,9 +15,13 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 import mailspool
@@ -26,6 +30,7 @@ from mailspool.config import Settings
 from mailspool.delivery.factory import open_worker
 from mailspool.delivery.traced import TracedSends
 from mailspool.ops.erase import ERASURES, erase_address
+from mailspool.ops.erase_redact import redact_bytes
 from mailspool.spool import layout
 from mailspool.spool.envelope import is_sealed
 from mailspool.spool.records import FailedRecord, timestamp
@@ -34,10 +39,11 @@ from mailspool.stores.file import FileStore
 from mailspool.transports.failover_url import member_label
 from mailspool.triggers.local import drain
 from mailspool.webhook_rules import EventType
-from mailspool.webhooks.events import email_event
+from mailspool.webhooks.events import address_digest, email_event
 from mailspool.webhooks.outbox import PENDING, Outbox
 from tests.fixtures.smtp_server import SMTPSink
 from tests.fixtures.webhook_receiver import WebhookReceiver, webhook_receiver
+from tests.test_erase_redact import MATCH, json_values, plant
 
 __all__ = ["webhook_receiver"]
 
@@ -169,3 +175,44 @@ def test_a_send_span_names_a_failover_chain_by_its_kind_not_its_members() -> Non
     chain = "failover(ses://eu-west-1 smtp://relay.example:587)"
     assert TracedSends(chain).scheme == "failover"
     assert TracedSends("smtp://relay.example:587").scheme == "smtp"
+
+
+def test_erase_takes_the_address_digest_out_of_the_outbox_which_still_drains(
+    spool: Path, webhook_receiver: WebhookReceiver, environment: str
+) -> None:
+    store = sealed(FileStore(spool), (environment,))
+    batch_id, other = layout.new_batch_id(), "bo@example.org"
+    outbox = Outbox(store)
+    outbox.add([email_event(EventType.SENT, batch_id, 0, recipients=[ADDRESS, other])])
+    outbox.add([email_event(EventType.QUEUED, batch_id, 1, recipients=[f"Ana <{ADDRESS}>"])])
+    digest, kept = address_digest(ADDRESS).encode(), address_digest(other)
+
+    run("erase", ADDRESS)
+
+    opened = [store.get(key) for key in store.keys(PENDING)]
+    assert len(opened) == 2
+    assert not any(digest in data for data in opened)
+    assert any(kept.encode() in data for data in opened)
+    assert in_clear(spool) == []
+    webhook_receiver.start()
+    run("webhooks", "drain")
+    bodies = [
+        Webhook(SECRET).verify(delivery.body, delivery.headers)
+        for delivery in webhook_receiver.deliveries
+    ]
+    assert sorted(body["type"] for body in bodies) == ["email.queued", "email.sent"]
+    assert [body["data"].get("recipients") for body in bodies if body["type"] == "email.sent"] == [
+        [kept]
+    ]
+
+
+@given(json_values, st.booleans(), st.lists(st.integers(0, 9), max_size=6))
+def test_the_address_digest_is_erased_wherever_json_holds_it(
+    value: Any, upper: bool, path: list[int]
+) -> None:
+    digest = address_digest(MATCH.canonical)
+    data = orjson.dumps(plant(value, digest.upper() if upper else digest, path))
+    redacted = redact_bytes(data, MATCH)
+    assert digest.encode() not in redacted.data.lower()
+    assert not MATCH.found_in(redacted.data)
+    orjson.loads(redacted.data)

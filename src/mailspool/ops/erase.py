@@ -9,7 +9,9 @@ In this order, each step safe to run again (a second run finds nothing left to d
 3. **everything else**, every object the store lists (``done/``, ``ledger/``,
    ``failed/``, ``cancelled/``, ``quarantine/``, ``keys/``, ``paused/``, ``events/``,
    ``history/``, ``events-seen/``, ``complaints-bounces/``, ``returned/``, the dashboard's
-   tallies, and any prefix a later version adds): each object holding it in any spelling
+   tallies, the webhook outbox ``webhooks/`` (which names it by its SHA-256 digest, a
+   spelling ``erase_match`` knows), and any prefix a later version adds): each object
+   holding it in any spelling
    is redacted in place (``ops.erase_redact``); its own history log is deleted; a failed,
    cancelled or quarantined record of e-mails sent to it alone is deleted, and so is a
    partial failure whose only refused recipient it was; a returned message (raw MIME)
