@@ -19,12 +19,14 @@ from typing import Any
 
 import orjson
 import pytest
+from cfnlint.decode import cfn_yaml
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 import mailspool
+from mailspool.aws.template import template_text
 from mailspool.cli import cli
 from mailspool.config import Settings
 from mailspool.delivery.factory import open_worker
@@ -216,3 +218,20 @@ def test_the_address_digest_is_erased_wherever_json_holds_it(
     assert digest.encode() not in redacted.data.lower()
     assert not MATCH.found_in(redacted.data)
     orjson.loads(redacted.data)
+
+
+def test_the_template_gives_both_functions_the_encryption_and_webhook_settings() -> None:
+    template = cfn_yaml.loads(template_text())
+    assert template["Parameters"]["WebhookSecret"]["NoEcho"] is True
+    for name in ("DeliverFunction", "SweeperFunction"):
+        variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        for variable in (
+            "MAILSPOOL_ENCRYPTION_KEY",
+            "MAILSPOOL_WEBHOOK_URL",
+            "MAILSPOOL_WEBHOOK_SECRET",
+        ):
+            assert variable in variables, (name, variable)
+    rule = template["Rules"]["WebhookSecretWithUrl"]
+    assert rule["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookSecret"}, ""]}]
+    }
