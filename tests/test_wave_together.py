@@ -235,3 +235,22 @@ def test_the_template_gives_both_functions_the_encryption_and_webhook_settings()
     assert rule["Assertions"][0]["Assert"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookSecret"}, ""]}]
     }
+
+
+def test_a_priority_e_mail_through_a_failover_chain_names_its_member_in_its_event(
+    spool: Path, smtp_server: SMTPSink, webhook_receiver: WebhookReceiver, environment: str
+) -> None:
+    chain = f"failover({stopped_url()} {smtp_server.url})"
+    settings = Settings.load(transport=chain, priority_transport=chain)
+    with mailspool.request(settings=settings):
+        assert mailspool.send_mail(ADDRESS, SUBJECT, "reset link", priority=True)
+    assert len(smtp_server.envelopes) == 1
+    assert in_clear(spool) == []
+
+    webhook_receiver.start()
+    run("webhooks", "drain")
+    [delivery] = webhook_receiver.deliveries
+    body = Webhook(SECRET).verify(delivery.body, delivery.headers)
+    assert body["type"] == "email.sent"
+    assert body["data"]["priority"] is True
+    assert body["data"]["via"] == member_label(smtp_server.url)

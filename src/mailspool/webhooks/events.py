@@ -195,15 +195,19 @@ def priority_event(
     recipients: Iterable[str],
     *,
     reason: str | None = None,
+    via: str | None = None,
 ) -> WebhookEvent:
     """The event of a priority e-mail sent at once (or refused for good), which was never
-    in a batch: its id is fixed by its Message-ID (or the provider's id)."""
+    in a batch: its id is fixed by its Message-ID (or the provider's id). ``via``: the
+    failover member that accepted it."""
     data: dict[str, Any] = {"priority": True, "message_id": _cut(message_id)}
     digests = [address_digest(address) for address in recipients][:_MOST_RECIPIENTS]
     if digests:
         data["recipients"] = digests
     if reason:
         data["reason"] = _cut(reason)
+    if via:
+        data["via"] = _cut(via)
     identity = event_id(event_type.value, "priority", message_id)
     return WebhookEvent(identity, event_type, timestamp(), data)
 
