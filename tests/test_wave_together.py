@@ -1,10 +1,11 @@
 """Encryption at rest, the webhook outbox, erasure, retention, failover and tracing,
 together on one store.
 
-Real parts: a file store sealed with a local key, a failover chain of a stopped SMTP
-server and an aiosmtpd one, a stdlib HTTP receiver verified with the Standard Webhooks
-library, and the ``mailspool`` commands an operator runs (``status``, ``webhooks
-drain``, ``erase``, ``gc``) reading the same environment. Retention judges records by
+Real parts: a file store and an S3 bucket (moto, server mode), each sealed with a
+local key; a failover chain of a stopped SMTP server and an aiosmtpd one; a stdlib HTTP
+receiver whose deliveries the Standard Webhooks library verifies; and the ``mailspool``
+commands an operator runs (``status``, ``webhooks drain``, ``erase``, ``gc``) reading
+the same environment. Retention judges records by
 the times inside them; the test writes those times, so no test waits for an age.
 """
 
@@ -13,10 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import orjson
 import pytest
 from cfnlint.decode import cfn_yaml
@@ -37,7 +41,9 @@ from mailspool.spool import layout
 from mailspool.spool.envelope import is_sealed
 from mailspool.spool.records import FailedRecord, timestamp
 from mailspool.spool.sealed_store import sealed
+from mailspool.stores.base import Store
 from mailspool.stores.file import FileStore
+from mailspool.stores.s3 import S3Store
 from mailspool.transports.failover_url import member_label
 from mailspool.triggers.local import drain
 from mailspool.webhook_rules import EventType
@@ -51,6 +57,7 @@ __all__ = ["webhook_receiver"]
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ADDRESS = "ana.secret@example.org"
+BUCKET = "mailspool-together"
 SUBJECT = "Quarterly secret subject"
 
 
@@ -58,20 +65,31 @@ def new_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
-def every_file(spool: Path) -> dict[str, bytes]:
+@pytest.fixture(params=["file", "s3"])
+def place(request: pytest.FixtureRequest, spool: Path) -> Iterator[Store]:
+    """The store as it holds bytes (beneath any seal): a folder, or a bucket on moto."""
+    if request.param == "file":
+        yield FileStore(spool)
+        return
+    request.getfixturevalue("aws")
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    with closing(S3Store(bucket=BUCKET, prefix="spool")) as s3:
+        yield s3
+
+
+def stored(place: Store) -> dict[str, bytes]:
+    """Every object (every log record's object, on S3) as stored, by key."""
     return {
-        str(path.relative_to(spool)): path.read_bytes()
-        for path in spool.rglob("*")
-        if path.is_file() and ".leases" not in path.parts
+        info.key: place.get(info.key)
+        for info in place.list("")
+        if not info.key.startswith(".leases")
     }
 
 
-def in_clear(spool: Path) -> list[str]:
-    """Files holding the address or the subject as written."""
+def in_clear(place: Store) -> list[str]:
+    """Objects holding the address or the subject as written."""
     needles = (ADDRESS.encode(), b"ana.secret", SUBJECT.encode(), b"Quarterly")
-    return sorted(
-        name for name, data in every_file(spool).items() if any(n in data for n in needles)
-    )
+    return sorted(key for key, data in stored(place).items() if any(n in data for n in needles))
 
 
 def run(*args: str) -> str:
@@ -83,11 +101,11 @@ def run(*args: str) -> str:
 
 @pytest.fixture
 def environment(
-    spool: Path, webhook_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+    place: Store, webhook_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> str:
     """The settings an operator's commands read: the store, its key, the webhook URL."""
     key = new_key()
-    monkeypatch.setenv("MAILSPOOL_STORE", f"file://{spool}")
+    monkeypatch.setenv("MAILSPOOL_STORE", place.url)
     monkeypatch.setenv("MAILSPOOL_ENCRYPTION_KEY", key)
     monkeypatch.setenv("MAILSPOOL_WEBHOOK_URL", webhook_receiver.url)
     monkeypatch.setenv("MAILSPOOL_WEBHOOK_SECRET", SECRET)
@@ -103,7 +121,7 @@ def stopped_url() -> str:
 
 
 def test_a_sealed_store_with_webhooks_and_failover_keeps_nothing_in_clear(
-    spool: Path, smtp_server: SMTPSink, webhook_receiver: WebhookReceiver, environment: str
+    place: Store, smtp_server: SMTPSink, webhook_receiver: WebhookReceiver, environment: str
 ) -> None:
     settings = Settings.load(transport=f"failover({stopped_url()} {smtp_server.url})")
     with mailspool.request(settings=settings):
@@ -115,10 +133,10 @@ def test_a_sealed_store_with_webhooks_and_failover_keeps_nothing_in_clear(
     assert len(smtp_server.envelopes) == 2
 
     # the outbox waits in the store, sealed like the rest, and status counts it
-    outbox = {name: data for name, data in every_file(spool).items() if "webhooks" in name}
+    outbox = {name: data for name, data in stored(place).items() if "webhooks" in name}
     assert outbox
     assert all(is_sealed(data) for data in outbox.values())
-    assert in_clear(spool) == []
+    assert in_clear(place) == []
     assert json.loads(run("status", "--json"))["webhooks"]["pending"] == 4
 
     webhook_receiver.start()
@@ -134,9 +152,9 @@ def test_a_sealed_store_with_webhooks_and_failover_keeps_nothing_in_clear(
     assert all("unanswered" not in data for data in sent)  # refused: provably not taken
 
     erased = json.loads(run("erase", ADDRESS, "--json"))
-    audit = every_file(spool)[erased["record"]]
+    audit = stored(place)[erased["record"]]
     assert is_sealed(audit)
-    assert in_clear(spool) == []
+    assert in_clear(place) == []
     assert json.loads(run("status", "--json"))["sent"] == 2
 
 
@@ -149,9 +167,9 @@ def failed_record(batch_id: str, failed_at: datetime) -> bytes:
 
 
 def test_gc_reads_sealed_records_and_keeps_the_outbox_and_the_erasures(
-    spool: Path, environment: str
+    place: Store, environment: str
 ) -> None:
-    store = sealed(FileStore(spool), (environment,))
+    store = sealed(place, (environment,))
     now = datetime.now(UTC)
     old, recent = layout.new_batch_id(), layout.new_batch_id()
     # written now (their files are new), failed two days and one hour ago by their records
@@ -160,17 +178,17 @@ def test_gc_reads_sealed_records_and_keeps_the_outbox_and_the_erasures(
     event = email_event(EventType.SENT, old, 0, recipients=[ADDRESS])
     Outbox(store).add([event], now=(now - timedelta(days=30)).timestamp())
     erase_address("someone.else@example.org", store)
-    kept = sorted(name for name in every_file(spool) if name.startswith((PENDING, ERASURES)))
+    kept = sorted(name for name in stored(place) if name.startswith((PENDING, ERASURES)))
     assert len(kept) >= 3  # the outbox bundle, the erasure key and its audit record
 
     output = run("gc", "--retention", "finished=1h,failed=1d,events=1h")
 
     assert "removed 0 finished batch(es), 1 failed e-mail(s)" in output
-    left = every_file(spool)
+    left = stored(place)
     assert layout.failed_key(old, 0) not in left
     assert layout.failed_key(recent, 0) in left
     assert [name for name in kept if name not in left] == []
-    assert in_clear(spool) == []
+    assert in_clear(place) == []
 
 
 def test_a_send_span_names_a_failover_chain_by_its_kind_not_its_members() -> None:
@@ -180,9 +198,9 @@ def test_a_send_span_names_a_failover_chain_by_its_kind_not_its_members() -> Non
 
 
 def test_erase_takes_the_address_digest_out_of_the_outbox_which_still_drains(
-    spool: Path, webhook_receiver: WebhookReceiver, environment: str
+    place: Store, webhook_receiver: WebhookReceiver, environment: str
 ) -> None:
-    store = sealed(FileStore(spool), (environment,))
+    store = sealed(place, (environment,))
     batch_id, other = layout.new_batch_id(), "bo@example.org"
     outbox = Outbox(store)
     outbox.add([email_event(EventType.SENT, batch_id, 0, recipients=[ADDRESS, other])])
@@ -195,7 +213,7 @@ def test_erase_takes_the_address_digest_out_of_the_outbox_which_still_drains(
     assert len(opened) == 2
     assert not any(digest in data for data in opened)
     assert any(kept.encode() in data for data in opened)
-    assert in_clear(spool) == []
+    assert in_clear(place) == []
     webhook_receiver.start()
     run("webhooks", "drain")
     bodies = [
@@ -238,14 +256,14 @@ def test_the_template_gives_both_functions_the_encryption_and_webhook_settings()
 
 
 def test_a_priority_e_mail_through_a_failover_chain_names_its_member_in_its_event(
-    spool: Path, smtp_server: SMTPSink, webhook_receiver: WebhookReceiver, environment: str
+    place: Store, smtp_server: SMTPSink, webhook_receiver: WebhookReceiver, environment: str
 ) -> None:
     chain = f"failover({stopped_url()} {smtp_server.url})"
     settings = Settings.load(transport=chain, priority_transport=chain)
     with mailspool.request(settings=settings):
         assert mailspool.send_mail(ADDRESS, SUBJECT, "reset link", priority=True)
     assert len(smtp_server.envelopes) == 1
-    assert in_clear(spool) == []
+    assert in_clear(place) == []
 
     webhook_receiver.start()
     run("webhooks", "drain")
