@@ -12,6 +12,7 @@ the times inside them; the test writes those times, so no test waits for an age.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -27,6 +28,10 @@ from cfnlint.decode import cfn_yaml
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from standardwebhooks.webhooks import Webhook
 
 import mailspool
@@ -35,6 +40,8 @@ from mailspool.cli import cli
 from mailspool.config import Settings
 from mailspool.delivery.factory import open_worker
 from mailspool.delivery.traced import TracedSends
+from mailspool.feedback.events import parse_ses_event
+from mailspool.feedback.ingest import ingest
 from mailspool.ops.erase import ERASURES, erase_address
 from mailspool.ops.erase_redact import redact_bytes
 from mailspool.spool import layout
@@ -49,6 +56,7 @@ from mailspool.triggers.local import drain
 from mailspool.webhook_rules import EventType
 from mailspool.webhooks.events import address_digest, email_event
 from mailspool.webhooks.outbox import PENDING, Outbox
+from tests import ses_events
 from tests.fixtures.smtp_server import SMTPSink
 from tests.fixtures.webhook_receiver import WebhookReceiver, webhook_receiver
 from tests.test_erase_redact import MATCH, json_values, plant
@@ -272,3 +280,49 @@ def test_a_priority_e_mail_through_a_failover_chain_names_its_member_in_its_even
     assert body["type"] == "email.sent"
     assert body["data"]["priority"] is True
     assert body["data"]["via"] == member_label(smtp_server.url)
+
+
+EXPORTER = InMemorySpanExporter()
+PROVIDER = TracerProvider()
+PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """The SDK as an application configures it, for this test only (as in
+    ``tests/test_tracing.py``: the other tests of a run see mailspool without an SDK)."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", PROVIDER)
+    EXPORTER.clear()
+    yield EXPORTER
+    EXPORTER.clear()
+
+
+def test_a_sealed_batch_carries_its_trace_through_a_failover_send_and_its_complaint(
+    place: Store, smtp_server: SMTPSink, environment: str, spans: InMemorySpanExporter
+) -> None:
+    settings = Settings.load(transport=f"failover({stopped_url()} {smtp_server.url})")
+    tracer = trace.get_tracer("tests")
+    with (
+        tracer.start_as_current_span("POST /signup") as request,
+        mailspool.request(settings=settings),
+    ):
+        mailspool.send_mail(ADDRESS, SUBJECT, "welcome")
+    with open_worker(settings) as worker:
+        worker.webhooks = None
+        [batch] = drain(worker).batches
+    store = sealed(place, (environment,))
+    complaint = parse_ses_event(ses_events.complaint("ses-1", ADDRESS))
+    ingest(store, [dataclasses.replace(complaint, batch=batch.batch_id, index=0)])
+
+    finished = spans.get_finished_spans()
+    assert {s.context.trace_id for s in finished if s.context} == {
+        request.get_span_context().trace_id
+    }
+    [send] = [s for s in finished if s.kind is trace.SpanKind.CLIENT]
+    assert send.name == "send failover"
+    assert (send.attributes or {})["mailspool.transport.scheme"] == "failover"
+    assert [s for s in finished if s.name == "complained queue"]  # read from the sealed batch
+    said = " ".join(f"{s.name} {dict(s.attributes or {})!r}" for s in finished)
+    assert ADDRESS not in said
+    assert SUBJECT not in said
+    assert in_clear(place) == []
