@@ -42,6 +42,7 @@ from mailspool.delivery.factory import open_worker
 from mailspool.delivery.traced import TracedSends
 from mailspool.feedback.events import parse_ses_event
 from mailspool.feedback.ingest import ingest
+from mailspool.feedback.suppression import shared_suppressions
 from mailspool.ops.erase import ERASURES, erase_address
 from mailspool.ops.erase_redact import redact_bytes
 from mailspool.spool import layout
@@ -326,3 +327,25 @@ def test_a_sealed_batch_carries_its_trace_through_a_failover_send_and_its_compla
     assert ADDRESS not in said
     assert SUBJECT not in said
     assert in_clear(place) == []
+
+
+def test_after_a_rotation_the_erasure_key_needs_the_old_key_listed_and_fails_closed(
+    place: Store, smtp_server: SMTPSink
+) -> None:
+    old, new = new_key(), new_key()
+    before = sealed(place, (old,))
+    shared_suppressions(before).add(ADDRESS)
+    erase_address(ADDRESS, before)  # the erasure key and the keyed entry, sealed by `old`
+
+    def hand_off_and_drain(*keys: str) -> int:
+        settings = Settings.load(store=place.url, transport=smtp_server.url, encryption_key=keys)
+        with mailspool.request(settings=settings):
+            mailspool.send_mail("bo@example.org", "hello", "hi")
+            mailspool.send_mail(ADDRESS, "hello", "hi")
+        with open_worker(settings) as worker:
+            return drain(worker).sent
+
+    assert hand_off_and_drain(new) == 0  # the old key dropped: nothing is sent
+    assert smtp_server.envelopes == []
+    assert hand_off_and_drain(new, old) == 2  # listed again: both batches, bo only
+    assert [tuple(e.rcpt_tos) for e in smtp_server.envelopes] == [("bo@example.org",)] * 2
