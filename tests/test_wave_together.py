@@ -55,6 +55,7 @@ from mailspool.stores.s3 import S3Store
 from mailspool.transports.failover_url import member_label
 from mailspool.triggers.local import drain
 from mailspool.webhook_rules import EventType
+from mailspool.webhooks.deliver import CLAIM as OUTBOX_CLAIM
 from mailspool.webhooks.events import address_digest, email_event
 from mailspool.webhooks.outbox import PENDING, Outbox
 from tests import ses_events
@@ -349,3 +350,25 @@ def test_after_a_rotation_the_erasure_key_needs_the_old_key_listed_and_fails_clo
     assert smtp_server.envelopes == []
     assert hand_off_and_drain(new, old) == 2  # listed again: both batches, bo only
     assert [tuple(e.rcpt_tos) for e in smtp_server.envelopes] == [("bo@example.org",)] * 2
+
+
+def test_erase_waits_for_a_drain_of_the_outbox_it_would_race(
+    place: Store, environment: str
+) -> None:
+    """A drain under way writes back the bundles it read: erase leaves the outbox while
+    a drain holds it, says so, and erases it on the next run."""
+    store = sealed(place, (environment,))
+    Outbox(store).add([email_event(EventType.SENT, layout.new_batch_id(), 0, recipients=[ADDRESS])])
+    digest = address_digest(ADDRESS).encode()
+    drain_lease = store.claim(OUTBOX_CLAIM, "a draining worker", 300)
+    assert drain_lease is not None
+
+    held = erase_address(ADDRESS, store)
+    assert held.skipped == ["webhooks/"]
+    assert not held.complete
+    assert any(digest in store.get(key) for key in store.keys(PENDING))
+
+    store.release(drain_lease)
+    again = erase_address(ADDRESS, store)
+    assert again.complete
+    assert not any(digest in store.get(key) for key in store.keys(PENDING))
