@@ -7,9 +7,11 @@ from __future__ import annotations
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from mailspool.aws import sweeper_handler
 from mailspool.spool import layout
-from mailspool.webhooks.events import event_id
-from mailspool.webhooks.outbox import PENDING
+from mailspool.webhook_rules import EventType
+from mailspool.webhooks.events import email_event, event_id
+from mailspool.webhooks.outbox import PENDING, Outbox
 from tests.fixtures.webhook_receiver import WebhookReceiver, webhook_receiver
 from tests.test_aws_handler import Stack, hand_off, stack
 
@@ -33,4 +35,23 @@ def test_the_handler_delivers_the_events_of_its_batches(
         for d in webhook_receiver.deliveries
     }
     assert received == {event_id("email.sent", batch_id, i): "email.sent" for i in range(2)}
+    assert list(stack.store.keys(PENDING)) == []
+
+
+def test_the_sweeper_delivers_due_events_when_no_mail_wakes_the_handler(
+    stack: Stack, webhook_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events wait in the outbox (the receiver was down when the handler ran); no new
+    batch comes, so only the sweeper, every minute, runs."""
+    monkeypatch.setenv("MAILSPOOL_WEBHOOK_URL", webhook_receiver.url)
+    monkeypatch.setenv("MAILSPOOL_WEBHOOK_SECRET", SECRET)
+    batch_id = layout.new_batch_id()
+    Outbox(stack.store).add([email_event(EventType.SENT, batch_id, 0)])
+    webhook_receiver.start()
+
+    sweeper_handler({"source": "aws.events"}, None)
+
+    [delivery] = webhook_receiver.deliveries
+    assert delivery.headers["webhook-id"] == event_id("email.sent", batch_id, 0)
+    Webhook(SECRET).verify(delivery.body, delivery.headers)
     assert list(stack.store.keys(PENDING)) == []

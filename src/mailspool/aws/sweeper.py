@@ -11,7 +11,9 @@ batch whose claim is held is being delivered by someone else and is left alone; 
 not reached before the deadline waits for the next run.
 
 Its report counts the e-mails still waiting after ``MAILSPOOL_ALERT_AFTER`` seconds
-(default 3600) as ``late``: the template's alarm fires on that number.
+(default 3600) as ``late``: the template's alarm fires on that number. With webhooks on,
+it then delivers the outbox's due events while time is left, so their retries do not
+wait for the next e-mail to wake the deliver function.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mailspool.spool.queue_scan import queued_batches
 from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import promote_due
 from mailspool.stores.base import Store
+from mailspool.triggers.local import drain_webhooks
 
 __all__ = ["SweepReport", "sweep", "sweeper_handler"]
 
@@ -114,6 +117,10 @@ def sweeper_handler(event: Mapping[str, Any], context: LambdaContext | None) -> 
             alert_after=runtime.settings.alert_after,
             deadline=remaining,
         )
+        # the outbox's retries come due whether or not mail arrives: the deliver function
+        # runs only on new batches, the sweeper every minute
+        spare = margin + runtime.settings.webhook_timeout
+        drain_webhooks(worker, stop=lambda: remaining is not None and remaining() < spare)
     finally:
         worker.close()
     result = {"event": "sweep", "request_id": request_id, **report.as_dict()}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from mailspool.cli.common import errors, load_settings, parse_duration, say_store, store_option
+from mailspool.cli.common import errors, load_settings, opened_store, parse_duration, store_option
 from mailspool.cli.options import setting_option
 from mailspool.ops.retention import apply_retention
 from mailspool.retention import Retention, RetentionState
-from mailspool.stores import open_store
 
 __all__ = ["gc"]
 
@@ -33,8 +32,9 @@ def gc(older_than: str | None, retention: Retention | None, store: str | None) -
             err.param_hint = "'--older-than'"
             raise
     settings = load_settings(store=store, retention=retention)
-    say_store(settings.store)
-    with errors(), open_store(settings.store) as the_store:
+    # through the seal: the times inside sealed records are read, and a batch's tally
+    # record is written sealed, as everything else in an encrypted store
+    with errors(), opened_store(settings.store) as the_store:
         report = apply_retention(the_store, settings.retention)
     click.echo(
         f"removed {report.count(RetentionState.FINISHED)} finished batch(es), "

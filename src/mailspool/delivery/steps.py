@@ -258,6 +258,7 @@ class WebhookEvents(SendStep):
                     message_id=entry.message_id if entry else None,
                     reason=entry.reason if entry else "still queued: the batch run ended before it",
                     extra=raw,
+                    via=(entry.via, entry.unanswered or ()) if entry else (None, ()),
                 )
             )
         return events

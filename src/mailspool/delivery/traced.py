@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from mailspool import tracing
 from mailspool.delivery.steps import Draft, SendStep
 from mailspool.spool.records import LedgerState
+from mailspool.transports.failover_url import is_failover
 
 __all__ = ["TracedSends"]
 
@@ -28,7 +29,10 @@ class TracedSends(SendStep):
     """A span for each traced e-mail's send; put it first so refusals are traced too."""
 
     def __init__(self, transport_url: str) -> None:
-        self.scheme = urlsplit(transport_url).scheme or transport_url
+        # a chain's URL has no scheme of its own; its members' URLs are no span name
+        self.scheme = (
+            "failover" if is_failover(transport_url) else urlsplit(transport_url).scheme
+        ) or "unknown"
         self._lock = threading.Lock()
         self._open: dict[tuple[str, int], tuple[int, str, tuple[str, ...]]] = {}
 

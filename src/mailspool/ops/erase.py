@@ -9,7 +9,10 @@ In this order, each step safe to run again (a second run finds nothing left to d
 3. **everything else**, every object the store lists (``done/``, ``ledger/``,
    ``failed/``, ``cancelled/``, ``quarantine/``, ``keys/``, ``paused/``, ``events/``,
    ``history/``, ``events-seen/``, ``complaints-bounces/``, ``returned/``, the dashboard's
-   tallies, and any prefix a later version adds): each object holding it in any spelling
+   tallies, the webhook outbox ``webhooks/`` (under its drain's claim; it names the
+   address by its SHA-256 digest, a spelling ``erase_match`` knows), and any prefix a
+   later version adds): each object
+   holding it in any spelling
    is redacted in place (``ops.erase_redact``); its own history log is deleted; a failed,
    cancelled or quarantined record of e-mails sent to it alone is deleted, and so is a
    partial failure whose only refused recipient it was; a returned message (raw MIME)
@@ -53,8 +56,9 @@ from mailspool.spool import layout
 from mailspool.spool.records import BatchOutline, timestamp
 from mailspool.spool.schedule import CANCELLED, SCHEDULED
 from mailspool.spool.sealed_store import as_stored, open_stored, sealed, sealed_size
-from mailspool.stores.base import ObjectInfo, Store
+from mailspool.stores.base import ObjectInfo, Store, default_owner
 from mailspool.stores.shared import shared_store
+from mailspool.webhooks.deliver import CLAIM as OUTBOX_CLAIM
 
 __all__ = ["ERASURES", "ErasureReport", "erase", "erase_address"]
 
@@ -64,7 +68,9 @@ ERASURES = "erasures/"
 #: Objects larger than this are reported, not read (no record mailspool writes is).
 READ_LIMIT = 64 << 20
 _PENDING = (layout.QUEUE, SCHEDULED)
-_NOT_WALKED = (*_PENDING, ERASURES, keyed.KEYED, layout.BLOBS)
+WEBHOOKS = "webhooks/"
+_OUTBOX_TTL = 300.0
+_NOT_WALKED = (*_PENDING, ERASURES, keyed.KEYED, layout.BLOBS, WEBHOOKS)
 _DELETED_WHEN_EMPTIED = (layout.FAILED, CANCELLED, layout.QUARANTINE)
 _REFERRING = (layout.QUEUE, SCHEDULED, layout.DONE, layout.FAILED, CANCELLED, layout.QUARANTINE)
 
@@ -141,21 +147,52 @@ def erase_address(
     own = _own_keys(address)
     for one in (store, fallback) if fallback is not None else (store,):
         _take(report, erase_pending(one, match, READ_LIMIT))
-        unsent = {layout.batch_id_from_key(key) for key in one.keys(layout.QUEUE)}
-        walked = (info for info in one.list("") if not info.key.startswith(_NOT_WALKED))
-        beneath = as_stored(one)  # read as stored: sealed objects and log lines alike
-        limit = READ_LIMIT if beneath is one else sealed_size(READ_LIMIT)
-        for info, read in read_ahead(beneath, list(walked), limit):
-            if _ledger_batch(info.key) in unsent:  # a worker may be appending to it
-                if isinstance(read, bytes) and match.found_in(read):
-                    report.skipped.append(info.key)  # left as it is, reported
-                continue
-            _erase_object(one, info, read, match, own, report)
+        walked = [info for info in one.list("") if not info.key.startswith(_NOT_WALKED)]
+        _walk(one, walked, match, own, report)
+        _erase_outbox(one, match, own, report)
     _erase_blobs(store, report)
     report.redacted = _hide(report.redacted, own, match)
     report.removed = _hide(report.removed, own, match)
     report.record_key = _write_record(store, report, moment)
     return report
+
+
+def _walk(
+    store: Store,
+    infos: list[ObjectInfo],
+    match: AddressMatch,
+    own: tuple[str, ...],
+    report: ErasureReport,
+) -> None:
+    """Redact or remove each object of ``infos`` (see ``_erase_object``)."""
+    unsent = {layout.batch_id_from_key(key) for key in store.keys(layout.QUEUE)}
+    beneath = as_stored(store)  # read as stored: sealed objects and log lines alike
+    limit = READ_LIMIT if beneath is store else sealed_size(READ_LIMIT)
+    for info, read in read_ahead(beneath, infos, limit):
+        if _ledger_batch(info.key) in unsent:  # a worker may be appending to it
+            if isinstance(read, bytes) and match.found_in(read):
+                report.skipped.append(info.key)  # left as it is, reported
+            continue
+        _erase_object(store, info, read, match, own, report)
+
+
+def _erase_outbox(
+    store: Store, match: AddressMatch, own: tuple[str, ...], report: ErasureReport
+) -> None:
+    """The webhook outbox, under the claim its drain holds: a drain under way writes
+    back the bundles it read, as it read them. While a drain holds it, the outbox is
+    reported as being delivered (``erase`` exits 1: run it again)."""
+    infos = list(store.list(WEBHOOKS))
+    if not infos:
+        return
+    lease = store.claim(OUTBOX_CLAIM, default_owner(), _OUTBOX_TTL)
+    if lease is None:
+        report.skipped.append(WEBHOOKS)
+        return
+    try:
+        _walk(store, infos, match, own, report)
+    finally:
+        store.release(lease)
 
 
 def _own_keys(address: str) -> tuple[str, ...]:

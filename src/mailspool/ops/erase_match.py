@@ -7,11 +7,16 @@ its local part plain or quoted, its domain in ASCII (A-labels) or Unicode (U-lab
 case, and each of these as JSON writes it with ``\\u`` escapes; written ``Name <address>``,
 the display name goes with it (plain or RFC 2047 encoded: the words up to a separator). A match must stand alone:
 ``bob.ana@example.com`` and ``ana@example.com.evil`` do not hold ``ana@example.com``.
+
+The SHA-256 (hex) of the canonical form counts as the address too: webhook events name
+recipients by it (``webhooks.events.address_digest``), and anyone who knows the address
+can compute it, so an erased address keeps no such pseudonym either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -39,6 +44,7 @@ class AddressMatch:
     canonical: str
     pattern: re.Pattern[str]
     needles: tuple[bytes, ...]  # one of these is in the lower-cased bytes of every match
+    digest: str = ""  # the SHA-256 (hex) of ``canonical``, found as the address itself
 
     @classmethod
     def of(cls, address: str) -> AddressMatch:
@@ -55,11 +61,15 @@ class AddressMatch:
         ordered = sorted(alternatives, key=len, reverse=True)  # the longest form first
         body = "|".join(re.escape(form) for form in ordered)
         pattern = f"{_BEFORE}(?:{body}){_AFTER}"
-        needles = tuple({_needle(form) for form in alternatives})
-        return cls(canonical, re.compile(pattern, re.IGNORECASE), needles)
+        digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+        needles = tuple({_needle(form) for form in alternatives} | {digest.encode()})
+        return cls(canonical, re.compile(pattern, re.IGNORECASE), needles, digest)
 
     def is_address(self, value: str) -> bool:
-        """True if ``value`` is this address, in any spelling (with a display name too)."""
+        """True if ``value`` is this address, in any spelling (with a display name too),
+        or its digest."""
+        if value.lower() == self.digest:
+            return True
         if len(value) > 1000 or "@" not in value:
             return False
         try:
@@ -68,7 +78,7 @@ class AddressMatch:
             return False
 
     def found(self, text: str) -> bool:
-        return self.pattern.search(text) is not None
+        return self.pattern.search(text) is not None or self.digest in text.lower()
 
     def scrub(self, text: str) -> str:
         """``text`` with each occurrence of the address replaced by ``[erased]``; written
@@ -82,7 +92,8 @@ class AddressMatch:
                 start, end = _name_start(text, start - 1, max(done, start - 1 - _MAX_NAME)), end + 1
             parts += [text[done:start], ERASED]
             done = end
-        return "".join([*parts, text[done:]])
+        scrubbed = "".join([*parts, text[done:]])
+        return _replace_folded(scrubbed, self.digest) if self.digest else scrubbed
 
     def found_in(self, data: bytes) -> bool:
         """``found`` on bytes; most objects are ruled out by a plain byte search first
@@ -96,6 +107,11 @@ class AddressMatch:
         return self.scrub(data.decode("utf-8", "surrogateescape")).encode(
             "utf-8", "surrogateescape"
         )
+
+
+def _replace_folded(text: str, digest: str) -> str:
+    """``text`` with ``[erased]`` for each occurrence of ``digest`` in any case."""
+    return re.sub(re.escape(digest), ERASED, text, flags=re.IGNORECASE)
 
 
 def _needle(form: str) -> bytes:

@@ -338,6 +338,6 @@ def _count(
         outbox = outbox_for(settings, store)
         if outbox is not None:
             kind = EventType.SENT if sent else EventType.FAILED
-            outbox.add([priority_event(kind, message_id, to, reason=reason or None)])
+            outbox.add([priority_event(kind, message_id, to, reason=reason or None, via=via)])
     except Exception as err:  # counting never turns a send into a failure
         log.error("cannot count a priority e-mail in %s: %s", settings.store, err)

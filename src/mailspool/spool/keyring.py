@@ -10,7 +10,8 @@ kms:arn:aws:kms:...    an AWS KMS key: GenerateDataKey to seal, Decrypt to open
 The first key seals everything written; every key listed opens what it sealed, found by
 the ``kid`` in the envelope (``local:`` and 16 hex digits of a hash of the key, or
 ``kms:`` and the ARN). Rotation: put the new key first and keep the old ones listed
-while files sealed by them remain.
+while files sealed by them remain: records that never expire (the suppression list, the
+erasure key) keep an old key needed for the store's life (docs/security.md).
 
 Data keys unwrapped are kept in a bounded cache, so reading a batch's ledger records
 asks KMS once, not once per record; a log (a ledger) is sealed record by record under

@@ -45,6 +45,7 @@ _ID = re.compile(r"evt_[0-9a-f]{32}")
 _LONGEST_TEXT = 1000  # a reason or a provider id; longer ones are cut
 _LONGEST_DATA = 16_384  # bytes of one event's data as JSON
 _MOST_RECIPIENTS = 1000
+_MOST_VIA = 16  # members of a failover chain named as unanswered
 _LONGEST_LABELS = 4096  # bytes of an e-mail's tags and metadata as JSON
 
 
@@ -159,10 +160,13 @@ def email_event(
     reason: str | None = None,
     when: datetime | str | None = None,
     extra: Mapping[str, Any] | None = None,
+    via: tuple[str | None, Iterable[str]] = (None, ()),
 ) -> WebhookEvent:
     """The event of one e-mail of a batch reaching a state: its id is fixed by the
     batch, the index and the state. ``extra``: the e-mail as its batch holds it, whose
-    ``tags`` and ``metadata`` (the application's own) are passed on when small."""
+    ``tags`` and ``metadata`` (the application's own) are passed on when small. ``via``:
+    the failover member that accepted it and those that may have taken it before
+    (the ledger's ``via`` and ``unanswered``: transport labels, no address in them)."""
     data: dict[str, Any] = {"batch_id": _cut(batch_id), "index": index, **_labels(extra or {})}
     digests = [address_digest(address) for address in recipients][:_MOST_RECIPIENTS]
     if digests:
@@ -174,6 +178,12 @@ def email_event(
         data["message_id"] = _cut(message_id)
     if reason:
         data["reason"] = _cut(reason)
+    accepted, unanswered = via
+    if accepted:
+        data["via"] = _cut(accepted)
+    maybe = [_cut(label) for label in unanswered][:_MOST_VIA]
+    if maybe:  # a possible duplicate: the content went there and no answer came
+        data["unanswered"] = maybe
     identity = event_id(event_type.value, batch_id, index)
     stamp = when if isinstance(when, str) else timestamp(when)  # a group's, made once
     return WebhookEvent(identity, event_type, stamp, data)
@@ -185,15 +195,19 @@ def priority_event(
     recipients: Iterable[str],
     *,
     reason: str | None = None,
+    via: str | None = None,
 ) -> WebhookEvent:
     """The event of a priority e-mail sent at once (or refused for good), which was never
-    in a batch: its id is fixed by its Message-ID (or the provider's id)."""
+    in a batch: its id is fixed by its Message-ID (or the provider's id). ``via``: the
+    failover member that accepted it."""
     data: dict[str, Any] = {"priority": True, "message_id": _cut(message_id)}
     digests = [address_digest(address) for address in recipients][:_MOST_RECIPIENTS]
     if digests:
         data["recipients"] = digests
     if reason:
         data["reason"] = _cut(reason)
+    if via:
+        data["via"] = _cut(via)
     identity = event_id(event_type.value, "priority", message_id)
     return WebhookEvent(identity, event_type, timestamp(), data)
 
