@@ -42,7 +42,7 @@ from mailspool.spool.sealed_store import sealed
 from mailspool.stores.shared import shared_store
 from mailspool.transports.base import Receipt
 from mailspool.transports.limits import check_deliverable
-from mailspool.transports.shared import shared_transport
+from mailspool.transports.shared import shared_tenant_transport
 from mailspool.webhook_rules import EventType
 from mailspool.webhooks.events import priority_event
 from mailspool.webhooks.setup import outbox_for
@@ -306,7 +306,7 @@ def _transmit(prepared: _Prepared, settings: Settings) -> Receipt:
     or refused either way); a transient failure is not counted here (it is queued)."""
     message = prepared.message
     recipients = [*message.to, *message.cc, *message.bcc]
-    transport = shared_transport(settings.priority_transport)
+    transport = shared_tenant_transport(settings.priority_transport, settings.ses_tenants)
     priority_budget(settings, transport).acquire(message.recipient_count)
     try:
         receipt = transport.send(message)
