@@ -1,5 +1,6 @@
 """Suppression per SES tenant (``"suppression": "tenant"`` in ``MAILSPOOL_SES_TENANTS``)
-and tenants on the priority path.
+and tenants on the priority path (``TenantName``, the tenant's configuration set, its
+counts in ``status --tenants``).
 
 SES runs as moto in server mode; the requests are read on the wire with botocore's
 ``before-send`` event (``tests.test_ses_tenants.Wire``). The complaints are SES's own
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import closing
+from pathlib import Path
 
 import boto3
 import pytest
@@ -28,9 +30,11 @@ from mailspool.feedback.ingest import ingest
 from mailspool.feedback.settings import feedback_options
 from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.message import Message
+from mailspool.ops.tenants import tenant_counts
 from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerState
+from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.stores.shared import shared_store
 from mailspool.transports.ses import SESTransport
@@ -127,12 +131,12 @@ def test_a_complaint_whose_batch_cannot_be_read_suppresses_for_the_account(
 
 
 def test_a_priority_email_goes_with_its_tenant_and_its_configuration_set(
-    aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+    aws: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
     tenants = '{"t1": {"configuration_set": "t1-events", "suppression": "tenant"}}'
     monkeypatch.setenv("MAILSPOOL_TRANSPORT", "ses://us-east-1")
-    monkeypatch.setenv("MAILSPOOL_STORE", "memory:priority-tenants")
+    monkeypatch.setenv("MAILSPOOL_STORE", f"file://{tmp_path}")
     monkeypatch.setenv("MAILSPOOL_SES_TENANTS", tenants)
     close_all()
     try:
@@ -145,6 +149,11 @@ def test_a_priority_email_goes_with_its_tenant_and_its_configuration_set(
             )
         sent = [(b.get("TenantName"), b.get("ConfigurationSetName")) for _, b in wire.requests]
         assert sent == [("t1", "t1-events"), ("t2", None)]
+        counts = tenant_counts(FileStore(tmp_path))  # as status --tenants counts them
+        assert {name: c.as_dict() for name, c in counts.items()} == {
+            "t1": {"pending": 0, "sent": 1, "failed": 0},
+            "t2": {"pending": 0, "sent": 1, "failed": 0},
+        }
     finally:
         close_all()
 
