@@ -10,6 +10,7 @@ feedback finds the e-mail's batch and, in it, the e-mail's tenant.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -31,7 +32,7 @@ from mailspool.feedback.settings import feedback_options
 from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.message import Message
 from mailspool.ops.tenants import tenant_counts
-from mailspool.spool import layout
+from mailspool.spool import batch, layout
 from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerState
 from mailspool.stores.file import FileStore
@@ -128,6 +129,21 @@ def test_a_complaint_whose_batch_cannot_be_read_suppresses_for_the_account(
     suppressions = SuppressionList(store)
     assert [e.address for e in suppressions.entries()] == [ADDRESS]
     assert list(suppressions.entries("shop-a")) == []
+
+
+@pytest.mark.parametrize("tenant", ["../x", ["shop-a"], "a" * 65])
+def test_a_tenant_in_the_batch_file_that_is_not_a_name_is_not_used(
+    tenant: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryStore()
+    data = batch.encode([mail(ADDRESS, "shop-a")], batch_id="b1", default_sender=SENDER)
+    document = json.loads(data)
+    document["emails"][0]["tenant"] = tenant  # a hostile file: the account's list
+    store.put(layout.queue_key("b1"), json.dumps(document).encode())
+    complain(store, "b1", 0, ADDRESS)
+    assert [e.address for e in SuppressionList(store).entries()] == [ADDRESS]
+    assert list(store.keys("suppression/tenant/")) == []
+    assert "its tenant is not a tenant's name" in caplog.text
 
 
 def test_a_priority_email_goes_with_its_tenant_and_its_configuration_set(

@@ -284,6 +284,7 @@ class SuppressionList:
                 log.warning("skipped an unreadable suppression entry: %s", err)
 
     def count(self) -> int:
+        """Every entry: the account's, the erased addresses' and each tenant's."""
         return sum(1 for key in self.store.keys(layout.SUPPRESSION) if key.endswith(".json"))
 
     # -- helpers ------------------------------------------------------------------------
