@@ -223,3 +223,26 @@ def test_a_tenant_key_whose_name_is_not_a_tenants_names_none(key: str) -> None:
     assert feedback_layout.tenant_of_key(key) is None
     with pytest.raises(ValueError, match="MAILSPOOL_SES_TENANTS"):
         feedback_layout.tenant_suppression_key("a b", ADDRESS)
+
+
+class ReadCounting(FileStore):
+    """A real file store that counts the objects it reads (the cost of a check)."""
+
+    reads = 0
+
+    def get(self, key: str) -> bytes:
+        self.reads += 1
+        return super().get(key)
+
+
+def test_a_tenant_without_entries_of_its_own_costs_no_read_per_recipient(tmp_path: Path) -> None:
+    store = ReadCounting(tmp_path)
+    suppressions = SuppressionList(store, cache_ttl=0, listing_ttl=3600)
+    suppressions.add("someone-else@example.org", Reason.MANUAL)  # the list is not empty
+    suppressions.add("b@example.org", Reason.MANUAL, tenant="shop-b")
+    store.reads = 0
+    for i in range(20):
+        assert not suppressions.is_suppressed(f"user{i}@example.org", "shop-a")
+    assert store.reads == 20  # the account's key only: shop-a's folder is known empty
+    assert suppressions.is_suppressed("b@example.org", "shop-b")
+    assert not suppressions.is_suppressed("b@example.org", "shop-a")

@@ -56,6 +56,7 @@ __all__ = ["Reason", "Suppression", "SuppressionList", "now_iso", "shared_suppre
 log = logging.getLogger("mailspool.suppression")
 
 _CACHE_LIMIT = 200_000  # entries kept before the cache starts over (bounded memory)
+_TENANTS_LISTED = 10_000  # tenants whose folder's emptiness is kept before it starts over
 _IMPORT_THREADS = 8
 _IMPORT_CHUNK = 1000  # entries read ahead of the writes: an import's memory is bounded
 
@@ -135,6 +136,7 @@ class SuppressionList:
         self._keyed_until = 0.0  # whether suppression/keyed/ holds entries is known until then
         self._has_keyed = False
         self._erasure_key: bytes | None = None
+        self._tenants_listed: dict[str, tuple[float, bool]] = {}  # until, holds entries
         self._lock = threading.Lock()
         self._listing_lock = threading.Lock()
 
@@ -155,7 +157,9 @@ class SuppressionList:
         normalized = layout.normalize_address(address)
         entry = self._read(normalized) or self._read_legacy(address) or self._read_keyed(normalized)
         if entry is None and tenant is not None:
-            entry = self._read_tenant(normalized, tenant) or self._read_keyed(normalized, tenant)
+            entry = self._read_tenant(normalized, tenant, now) or self._read_keyed(
+                normalized, tenant
+            )
         self._remember(_asked(normalized, tenant), entry, now, asked)
         return entry
 
@@ -292,7 +296,22 @@ class SuppressionList:
     def _read(self, normalized: str) -> Suppression | None:
         return self._read_key(layout.suppression_key(normalized), normalized)
 
-    def _read_tenant(self, normalized: str, tenant: str) -> Suppression | None:
+    def _read_tenant(self, normalized: str, tenant: str, now: float) -> Suppression | None:
+        """The tenant's own entry: no read while its folder is empty (one listing per
+        ``listing_ttl``), so a tenant without a list of its own costs no read a recipient."""
+        listed = self._tenants_listed.get(tenant)
+        if listed is None or listed[0] <= now:
+            folder = layout.tenant_suppression_prefix(tenant)
+            listed = (
+                time.monotonic() + self.listing_ttl,
+                any(True for _ in self.store.keys(folder)),
+            )
+            with self._lock:
+                if len(self._tenants_listed) >= _TENANTS_LISTED:
+                    self._tenants_listed.clear()
+                self._tenants_listed[tenant] = listed
+        if not listed[1]:
+            return None
         key = layout.tenant_suppression_key(tenant, normalized)
         return self._read_key(key, normalized, tenant)
 
@@ -399,6 +418,7 @@ class SuppressionList:
         with self._lock:
             if not spelling or len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
+                self._tenants_listed.clear()
                 self._listed_until = self._keyed_until = 0.0
             self._cache[normalized] = answer
             if spelling:
