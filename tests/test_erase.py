@@ -28,7 +28,7 @@ from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import StoreError
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.ingest import ingest
-from mailspool.feedback.suppression import SuppressionList
+from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.message import Attachment, Message
 from mailspool.ops import admin
 from mailspool.ops.erase import erase_address
@@ -136,8 +136,9 @@ def event(kind: EventKind, number: int) -> FeedbackEvent:
 
 
 def finished_mail(store: Store, sink: SMTPSink) -> None:
-    """Sent, partly refused and failed e-mails, events, a suppression, a quarantined
-    file and a returned message, all naming the address."""
+    """Sent, partly refused and failed e-mails, events, a suppression (for the account
+    and for one SES tenant), a quarantined file and a returned message, all naming the
+    address."""
     sink.refuse_recipient(ASCII)
     queue(
         store,
@@ -150,6 +151,7 @@ def finished_mail(store: Store, sink: SMTPSink) -> None:
     deliver(store, sink)
     sink.accept_recipient(ASCII)
     ingest(store, [event(EventKind.DELIVERED, 1), event(EventKind.COMPLAINED, 2)])
+    SuppressionList(store).add(ADDRESS, Reason.BOUNCE, diagnostic=f"550 {ASCII}", tenant="shop-a")
     store.put("quarantine/broken.json", f"{{not json: {ADDRESS}".encode())
     store.put("returned/bounce-1", returned_message())
 
@@ -187,6 +189,15 @@ def test_erase_leaves_no_trace_but_the_keyed_hash(
     assert report.cancelled == 2  # the queued and the scheduled e-mail to it alone
     assert mentions(stores) == []
     assert store.exists(f"suppression/keyed/{report.keyed_hash}.json")
+    assert store.exists(f"suppression/keyed/tenant/shop-a/{report.keyed_hash}.json")
+    assert list(store.keys("suppression/tenant/")) == []
+    kept = SuppressionList(store, cache_ttl=0)
+    assert kept.remove(ASCII)  # the account's keyed entry: the tenant's stays
+    assert kept.is_suppressed(ASCII, "shop-a")
+    assert not kept.is_suppressed(ASCII, "shop-b")
+    assert not kept.is_suppressed(ASCII)
+    assert kept.remove(ASCII, "shop-a")
+    assert not kept.is_suppressed(ASCII, "shop-a")
     record = orjson.loads(store.get(report.record_key))
     assert record["keyedHash"] == report.keyed_hash
     assert record["complete"]

@@ -41,7 +41,7 @@ from mailspool.spool.ledger import read_entries
 from mailspool.spool.quota_record import QuotaRecord, record_quota
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
-from mailspool.tenant_options import parse_tenants
+from mailspool.tenant_options import parse_tenants, tenant_scoped
 from mailspool.transports.ses import SESTransport
 from mailspool.transports.shared import close_all, shared_transport
 from tests.dashboard_common import running_dashboard
@@ -289,6 +289,8 @@ def test_a_tenant_past_its_daily_cap_waits_and_the_others_go_on(ses: SESTranspor
         '{"shop-eu": {"daily_cap": 2.5}}',
         '{"shop-eu": {"daily_cap": true}}',
         '{"shop-eu": {"configuration_set": "a b"}}',
+        '{"shop-eu": {"suppression": "Tenant"}}',  # the scopes are spelt exactly
+        '{"shop-eu": {"suppression": null}}',
         '["shop-eu"]',
         "{not json",
         "[" * 300_000,  # deeply nested: refused by its size before it is parsed
@@ -308,6 +310,7 @@ def test_the_tenants_setting_is_read_strictly_naming_the_setting(value: str) -> 
                 "configuration_set": TENANTS,
                 "max_rate": st.floats(0.001, 1e6),
                 "daily_cap": st.integers(1, 10**9),
+                "suppression": st.sampled_from(["account", "tenant"]),
             },
         ),
         max_size=5,
@@ -317,4 +320,6 @@ def test_the_tenants_setting_reads_back_what_it_was_given(given_: dict[str, Any]
     loaded = Settings.load(environ={"MAILSPOOL_SES_TENANTS": json.dumps(given_)}).ses_tenants
     assert {
         name: {k: v for k, v in asdict(o).items() if v is not None} for name, o in loaded.items()
-    } == given_
+    } == {name: {"suppression": "account", **options} for name, options in given_.items()}
+    scoped = {name for name, options in given_.items() if options.get("suppression") == "tenant"}
+    assert tenant_scoped(loaded) == scoped

@@ -82,7 +82,8 @@ log = logging.getLogger("mailspool")
 _PREFIX = "MAILSPOOL_"
 _TENANTS = Rule(
     "a JSON object of SES tenant names (1 to 64 ASCII letters, digits, _ or -) to objects "
-    "of configuration_set (a name), max_rate (> 0) and daily_cap (a whole number >= 1)",
+    "of configuration_set (a name), max_rate (> 0), daily_cap (a whole number >= 1) and "
+    "suppression (account or tenant)",
     parse_tenants,
 )
 
@@ -156,7 +157,7 @@ class Settings:
     max_rate: float | None = setting(_optional_rate, None, shown="unlimited (SES: the account's `MaxSendRate`)", help="e-mails per second, counting every recipient as SES does, shared by every sender thread; unset, the transport's own limit")
     priority_share: float = setting(_SHARE, 0.1, shown="`0.1`", help="the share of the provider's limits the worker leaves to priority mail, sent at once by `send_mail`: the worker takes at most (1 - share) of the send rate and of SES's 24-hour quota (`Max24HourSend`) ([aws](aws.md))", worker_option="priority_share")
     rate_senders: int = setting(_positive_int, 1, shown="`1`", help="workers that send at once from the same account's rate (`MAILSPOOL_MAX_RATE`, else SES's `MaxSendRate`): each takes (1 - `MAILSPOOL_PRIORITY_SHARE`) x the rate / N; on Lambda the deliver function's `ReservedConcurrency`, the one sweeper added ([aws](aws.md))")
-    ses_tenants: Mapping[str, TenantOptions] = setting(_TENANTS, MappingProxyType({}), shown="none", help="per SES tenant (`send_mail(..., tenant=...)`), a JSON object: `{\"shop-eu\": {\"configuration_set\": \"eu-events\", \"max_rate\": 5, \"daily_cap\": 20000}}`: the configuration set its e-mails go with, its recipients per second and its recipients in 24 hours in each worker (deferred mail waits for its window, no attempt spent) ([aws](aws.md#ses-tenants))")
+    ses_tenants: Mapping[str, TenantOptions] = setting(_TENANTS, MappingProxyType({}), shown="none", help="per SES tenant (`send_mail(..., tenant=...)`), a JSON object: `{\"shop-eu\": {\"configuration_set\": \"eu-events\", \"max_rate\": 5, \"daily_cap\": 20000}}`: the configuration set its e-mails go with, its recipients per second and its recipients in 24 hours in each worker (deferred mail waits for its window, no attempt spent); `\"suppression\": \"tenant\"` keeps its bounces and complaints from stopping other tenants' mail (default `account`) ([aws](aws.md#ses-tenants))")
     concurrency: int = setting(_positive_int, 32, shown="`32`", help="e-mails in flight in one worker; one SMTP connection each", worker_option="concurrency")
     ledger_commit_ms: int | None = setting(_non_negative_int, None, shown="`1000` on S3 (a PUT costs money), `0` elsewhere", help="milliseconds between the ledger's commits: outcomes recorded meanwhile are written together and a crash can repeat the e-mails sent in the last T ms ([guarantees](guarantees.md)); `0`: each sender waits for the commit once `concurrency` outcomes are waiting", worker_option="ledger_commit_ms")
     max_attempts: int = setting(_ATTEMPTS, 5, shown="`5`", help="attempts for a transient failure before the e-mail fails (retryable)", worker_option="max_attempts")

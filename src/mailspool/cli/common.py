@@ -124,21 +124,23 @@ class Listing(Generic[T]):
 
 
 def list_command(
-    group: click.Group, json_help: str
-) -> Callable[[Callable[[Store], Listing[Any]]], click.Command]:
+    group: click.Group, json_help: str, *options: Callable[[Any], Any]
+) -> Callable[[Callable[..., Listing[Any]]], click.Command]:
     """``GROUP list [--store URL] [--json]``, from a function that reads the opened store
-    (named on stderr unless ``--json``) and returns its Listing; its docstring is the help."""
+    (named on stderr unless ``--json``) and returns its Listing; its docstring is the help.
+    ``options``: click options of its own, passed to the function by name."""
 
-    def decorate(read: Callable[[Store], Listing[Any]]) -> click.Command:
-        @group.command("list", help=inspect.getdoc(read))
+    def decorate(read: Callable[..., Listing[Any]]) -> click.Command:
         @store_option
         @click.option("--json", "as_json", is_flag=True, help=json_help)
-        def command(store: str | None, as_json: bool) -> None:
+        def command(store: str | None, as_json: bool, **extra: Any) -> None:
             with opened_store(store, quiet=as_json) as the_store:
-                listing = read(the_store)
+                listing = read(the_store, **extra)
             listing.print(as_json)
 
-        return command
+        for option in options:
+            command = option(command)
+        return group.command("list", help=inspect.getdoc(read))(command)
 
     return decorate
 

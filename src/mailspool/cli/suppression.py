@@ -20,10 +20,25 @@ from mailspool.feedback.lines import Line, read_lines
 from mailspool.feedback.suppression import Reason, Suppression, SuppressionList
 from mailspool.spool.records import moment
 from mailspool.stores import Store
+from mailspool.tenant_options import TENANT_NAME
 
 __all__ = ["read_entries", "suppression"]
 
 _REASONS = click.Choice([r.value for r in Reason])
+
+
+def _tenant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not TENANT_NAME.fullmatch(value):
+        raise click.BadParameter("a tenant's name is 1 to 64 ASCII letters, digits, _ or -")
+    return value
+
+
+_tenant_option = click.option(
+    "--tenant",
+    metavar="NAME",
+    callback=_tenant,
+    help="The SES tenant's own list (MAILSPOOL_SES_TENANTS), not the account's.",
+)
 
 
 @click.group()
@@ -31,11 +46,12 @@ def suppression() -> None:
     """Addresses never sent to again: bounces, complaints, unsubscribes, manual entries."""
 
 
-@list_command(suppression, "A JSON list of {address, reason, since}.")
-def suppression_list(store: Store) -> Listing[Suppression]:
-    """Every suppressed address, with its reason and since when."""
+@list_command(suppression, "A JSON list of {address, reason, since}.", _tenant_option)
+def suppression_list(store: Store, tenant: str | None) -> Listing[Suppression]:
+    """Every suppressed address (for the account, or with --tenant for that tenant
+    only), with its reason and since when."""
     return Listing(
-        sorted(SuppressionList(store).entries(), key=lambda e: e.address),
+        sorted(SuppressionList(store).entries(tenant), key=lambda e: e.address),
         line=lambda e: f"{e.address}\t{e.reason}\t{e.since}\t{e.diagnostic}",
         json=lambda entries: [entry.as_dict() for entry in entries],
     )
@@ -45,22 +61,31 @@ def suppression_list(store: Store) -> Listing[Suppression]:
 @click.argument("address")
 @click.option("--reason", type=_REASONS, default=Reason.MANUAL.value, show_default=True)
 @click.option("--diagnostic", default="", help="A note kept with the entry.")
+@_tenant_option
 @store_option
-def suppression_add(address: str, reason: str, diagnostic: str, store: str | None) -> None:
-    """Never send to ADDRESS again (an existing entry is kept as it is)."""
+def suppression_add(
+    address: str, reason: str, diagnostic: str, tenant: str | None, store: str | None
+) -> None:
+    """Never send to ADDRESS again (with --tenant: never for that tenant); an existing
+    entry is kept as it is."""
     with opened_store(store) as the_store:
-        entry = SuppressionList(the_store).add(address, Reason(reason), diagnostic=diagnostic)
-    click.echo(f"suppressed {entry.address} ({entry.reason} since {entry.since})")
+        entry = SuppressionList(the_store).add(
+            address, Reason(reason), diagnostic=diagnostic, tenant=tenant
+        )
+    scope = "" if tenant is None else f" for tenant {tenant}"
+    click.echo(f"suppressed {entry.address}{scope} ({entry.reason} since {entry.since})")
 
 
 @suppression.command("remove")
 @click.argument("address")
+@_tenant_option
 @store_option
-def suppression_remove(address: str, store: str | None) -> None:
-    """Let ADDRESS receive mail again."""
+def suppression_remove(address: str, tenant: str | None, store: str | None) -> None:
+    """Let ADDRESS receive mail again (with --tenant: that tenant's entry only)."""
     with opened_store(store) as the_store:
-        removed = SuppressionList(the_store).remove(address)
-    click.echo(f"removed {address}" if removed else f"{address} was not suppressed")
+        removed = SuppressionList(the_store).remove(address, tenant)
+    scope = "" if tenant is None else f" for tenant {tenant}"
+    click.echo(f"removed {address}{scope}" if removed else f"{address} was not suppressed{scope}")
 
 
 @suppression.command("import")

@@ -6,7 +6,10 @@ For each event (``feedback.events.FeedbackEvent``):
    (``events/<provider id>``), which ``trace`` reads;
 2. a hard bounce or a complaint suppresses its recipients, with SES's diagnostic; a soft
    bounce suppresses a recipient only once ``soft_bounce_limit`` distinct soft bounces
-   fell within ``soft_bounce_window`` (3 in 7 days by default);
+   fell within ``soft_bounce_window`` (3 in 7 days by default); for the account, or,
+   when the e-mail was sent for an SES tenant that keeps its own suppressions
+   (``tenant_scoped``; the tenant read from the event's batch file, ``feedback.traced``),
+   for that tenant only;
 3. its webhook events (bounced, complained, suppressed) go to the outbox, when
    webhooks are on (``mailspool.webhooks``);
 4. the first time the event is seen (``events-seen/<id>``, a create-only write), the
@@ -35,7 +38,7 @@ from mailspool.errors import InvalidMessage
 from mailspool.feedback import hooks, layout
 from mailspool.feedback.events import EventKind, FeedbackEvent
 from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
-from mailspool.feedback.traced import trace_event
+from mailspool.feedback.traced import stored_tenant, trace_event
 from mailspool.spool.records import moment
 from mailspool.stores.base import Store
 from mailspool.webhook_rules import EventType
@@ -56,6 +59,8 @@ class FeedbackOptions:
     on_event: hooks.Hook | None = None  # the ``on_event`` setting, beside registered hooks
     #: the webhook events written to the outbox (``MAILSPOOL_WEBHOOK_EVENTS``); none: off
     webhook_events: frozenset[str] = frozenset()
+    #: the SES tenants whose bounces and complaints suppress for themselves only
+    tenant_scoped: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -85,9 +90,10 @@ def ingest(
         record = orjson.dumps(event.as_dict())
         store.append(layout.message_events_key(event.provider_id), record)
         suppressed = []
+        tenant = _scope(store, options, event)
         for recipient in _valid(event.recipients):
             store.append(layout.history_key(recipient), record)
-            if _suppress(store, suppressions, options, event, recipient):
+            if _suppress(store, suppressions, options, event, recipient, tenant):
                 report.suppressed += 1
                 suppressed.append(recipient)
         if options.webhook_events:  # before the marker: a redelivery writes them again
@@ -158,23 +164,36 @@ def _suppress(
     options: FeedbackOptions,
     event: FeedbackEvent,
     recipient: str,
+    tenant: str | None,
 ) -> bool:
     said = event.diagnostics.get(recipient, event.detail)
     if event.kind is EventKind.COMPLAINED:
-        suppressions.add(recipient, Reason.COMPLAINT, diagnostic=said)
+        suppressions.add(recipient, Reason.COMPLAINT, diagnostic=said, tenant=tenant)
         return True
     if event.kind is not EventKind.BOUNCED:
         return False
     if event.permanent:
-        suppressions.add(recipient, Reason.BOUNCE, diagnostic=said)
+        suppressions.add(recipient, Reason.BOUNCE, diagnostic=said, tenant=tenant)
         return True
     soft = _soft_bounces(store, recipient, event, options.soft_bounce_window)
     if soft < options.soft_bounce_limit:
         return False
     days = options.soft_bounce_window / 86400
     note = f"{soft} soft bounces in {days:g} days; last: {said}"
-    suppressions.add(recipient, Reason.BOUNCE, diagnostic=note)
+    suppressions.add(recipient, Reason.BOUNCE, diagnostic=note, tenant=tenant)
     return True
+
+
+def _scope(store: Store, options: FeedbackOptions, event: FeedbackEvent) -> str | None:
+    """The tenant whose own list an event's suppressions go to, or None: the account.
+    Only a bounce or complaint naming its batch, for a tenant that keeps its own list;
+    an e-mail sent at once (no batch) or a batch that cannot be read: the account."""
+    if not options.tenant_scoped or event.batch is None or event.index is None:
+        return None
+    if event.kind not in (EventKind.BOUNCED, EventKind.COMPLAINED):
+        return None
+    tenant = stored_tenant(store, event.batch, event.index)
+    return tenant if tenant in options.tenant_scoped else None
 
 
 def _soft_bounces(store: Store, recipient: str, event: FeedbackEvent, window: float) -> int:

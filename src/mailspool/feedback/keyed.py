@@ -3,6 +3,8 @@
 ```
 erasures/key                     32 random bytes: the store's erasure key (HMAC-SHA256)
 suppression/keyed/<hmac>.json    an erased address that stays suppressed: why and since
+suppression/keyed/tenant/<t>/<hmac>.json
+                                 the same, for SES tenant t only
 ```
 ``mailspool erase`` replaces a suppressed address's entry by one under the HMAC-SHA256 of
 its canonical form (``mailspool.address``), keyed with the store's erasure key, so that
@@ -29,6 +31,7 @@ from mailspool.address import canonical_address
 from mailspool.errors import KeyNotFound, StoreError
 from mailspool.spool.json_fields import json_object
 from mailspool.stores.base import Store
+from mailspool.tenant_options import TENANT_NAME
 
 __all__ = [
     "ERASURE_KEY",
@@ -75,8 +78,13 @@ def keyed_digest(key: bytes, address: str) -> str:
     return hmac.new(key, canonical_address(address).encode(), hashlib.sha256).hexdigest()
 
 
-def keyed_suppression_key(digest: str) -> str:
-    return f"{KEYED}{digest}.json"
+def keyed_suppression_key(digest: str, tenant: str | None = None) -> str:
+    """The keyed entry's key: for the account, or for ``tenant`` (a checked name)."""
+    if tenant is None:
+        return f"{KEYED}{digest}.json"
+    if not TENANT_NAME.fullmatch(tenant):
+        raise ValueError(f"not a tenant's name (MAILSPOOL_SES_TENANTS): {tenant[:80]!r}")
+    return f"{KEYED}tenant/{tenant}/{digest}.json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,10 @@
 suppression/<h:3>/<h>.json    one suppressed address (h: SHA-256 of the address)
 suppression/keyed/<k>.json    an erased address still suppressed (k: its keyed hash,
                               ``feedback.keyed``)
+suppression/tenant/<t>/<h:3>/<h>.json
+                              one address suppressed for SES tenant t only
+suppression/keyed/tenant/<t>/<k>.json
+                              an erased address still suppressed for tenant t
 history/<h:3>/<h>             a log of the events received for one address
 events/<provider-id>          a log of the events received for one sent e-mail
 events-seen/<event-id>        an event already acted on (hooks run once)
@@ -21,6 +25,7 @@ import hashlib
 import re
 
 from mailspool.address import canonical_address, legacy_forms
+from mailspool.tenant_options import TENANT_NAME
 
 __all__ = [
     "BAD_DAYS",
@@ -28,6 +33,7 @@ __all__ = [
     "MESSAGE_EVENTS",
     "SEEN",
     "SUPPRESSION",
+    "TENANT_SUPPRESSION",
     "address_digest",
     "bad_day_key",
     "history_key",
@@ -37,9 +43,13 @@ __all__ = [
     "normalize_address",
     "seen_key",
     "suppression_key",
+    "tenant_of_key",
+    "tenant_suppression_key",
+    "tenant_suppression_prefix",
 ]
 
 SUPPRESSION = "suppression/"
+TENANT_SUPPRESSION = "suppression/tenant/"
 HISTORY = "history/"
 MESSAGE_EVENTS = "events/"
 SEEN = "events-seen/"
@@ -60,6 +70,28 @@ def address_digest(address: str) -> str:
 def suppression_key(address: str) -> str:
     digest = address_digest(address)
     return f"{SUPPRESSION}{digest[:3]}/{digest}.json"
+
+
+def tenant_suppression_prefix(tenant: str) -> str:
+    """The folder of ``tenant``'s own suppressions; ValueError for a name that is not a
+    tenant's (``tenant_options.TENANT_NAME``): it becomes part of a key."""
+    if not TENANT_NAME.fullmatch(tenant):
+        raise ValueError(f"not a tenant's name (MAILSPOOL_SES_TENANTS): {tenant[:80]!r}")
+    return f"{TENANT_SUPPRESSION}{tenant}/"
+
+
+def tenant_suppression_key(tenant: str, address: str) -> str:
+    """Where ``address`` is suppressed for ``tenant`` only (ValueError: a bad name)."""
+    digest = address_digest(address)
+    return f"{tenant_suppression_prefix(tenant)}{digest[:3]}/{digest}.json"
+
+
+def tenant_of_key(key: str) -> str | None:
+    """The tenant a tenant suppression key names, or None (not one, or a bad name)."""
+    if not key.startswith(TENANT_SUPPRESSION):
+        return None
+    tenant = key.removeprefix(TENANT_SUPPRESSION).partition("/")[0]
+    return tenant if TENANT_NAME.fullmatch(tenant) else None
 
 
 def history_key(address: str) -> str:

@@ -16,6 +16,7 @@ from mailspool.feedback.verp import Verp
 from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
 from mailspool.stores.shared import shared_store
+from mailspool.tenant_options import tenant_scoped
 from mailspool.webhooks.setup import outbox_for
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def feedback_options(settings: Settings) -> FeedbackOptions:
         soft_bounce_window=settings.soft_bounce_days * 86400,
         on_event=load_hook(settings.on_event) if settings.on_event else None,
         webhook_events=settings.webhook_events if settings.webhook_url else frozenset(),
+        tenant_scoped=tenant_scoped(settings.ses_tenants),
     )
 
 

@@ -3,7 +3,8 @@
 In this order, each step safe to run again (a second run finds nothing left to do):
 
 1. **suppression**: a suppressed address keeps only its keyed hash
-   (``feedback.keyed``), so later mail to it is still refused;
+   (``feedback.keyed``), for the account and for each SES tenant that suppressed it,
+   so later mail to it is still refused;
 2. **pending** (``queue/``, ``scheduled/``, and the fallback store's): e-mails to it are
    cancelled under each batch's claim (``ops.erase_pending``);
 3. **everything else**, every object the store lists (``done/``, ``ledger/``,

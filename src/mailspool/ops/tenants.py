@@ -6,7 +6,8 @@ reads every batch file on record, so its cost follows the store's history (until
 or a lifecycle rule forgets finished batches): ``mailspool status --tenants`` asks for
 it, and the dashboard's overview keeps it for a minute (``RecentTenants``). E-mails
 handed to a continuation batch count there; priority e-mails sent at once, which never
-were in a batch, are not in it. A file that cannot be read is left out, its reason
+were in a batch, count from their tally records (``spool.tally.record_priority`` keeps
+the tenant: one short field, read with the records ``trace`` reads). A file that cannot be read is left out, its reason
 logged; a tenant field that is not a tenant's name counts as ``(invalid)``.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from mailspool.errors import MailspoolError
 from mailspool.policy.limits import Limits
-from mailspool.spool import batch, layout
+from mailspool.spool import batch, layout, tally
 from mailspool.spool.ledger import ledger_entries
 from mailspool.spool.records import LedgerState
 from mailspool.stores.base import Store
@@ -61,6 +62,9 @@ def tenant_counts(store: Store, limits: Limits | None = None) -> dict[str, Tenan
                 continue  # a batch in both folders (a crash between two steps) counts once
             seen.add(batch_id)
             _count_batch(store, info.key, batch_id, limit, counts)
+    for record in tally.priority_records(store):  # sent at once: no batch, a tally record
+        state = "sent" if record.get("sent") == 1 else "failed"
+        counts.setdefault(_tenant(record.get("tenant")), Counter())[state] += 1
     if set(counts) == {NO_TENANT}:
         return {}
     return {name: TenantCounts(**counter) for name, counter in sorted(counts.items())}

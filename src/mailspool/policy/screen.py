@@ -35,15 +35,17 @@ class Screened:
 
 def describe(entry: Suppression) -> str:
     note = f": {entry.diagnostic}" if entry.diagnostic else ""
-    return f"suppressed ({entry.reason} since {entry.since}{note})"
+    scope = "" if entry.tenant is None else f" for tenant {entry.tenant}"
+    return f"suppressed{scope} ({entry.reason} since {entry.since}{note})"
 
 
 def screen(message: Message, suppressions: SuppressionList) -> Screened:
-    """``message`` without its suppressed recipients (To, Cc and Bcc alike)."""
+    """``message`` without its suppressed recipients (To, Cc and Bcc alike): those
+    suppressed for the account, and for the e-mail's own tenant."""
     kept: dict[str, tuple[str, ...]] = {}
     suppressed: dict[str, str] = {}
     for name in ("to", "cc", "bcc"):
-        allowed, gone = suppressions.split(getattr(message, name))
+        allowed, gone = suppressions.split(getattr(message, name), message.tenant)
         kept[name] = tuple(allowed)
         suppressed.update((address, describe(entry)) for address, entry in gone.items())
     if not suppressed:

@@ -42,7 +42,7 @@ from mailspool.spool.sealed_store import sealed
 from mailspool.stores.shared import shared_store
 from mailspool.transports.base import Receipt
 from mailspool.transports.limits import check_deliverable
-from mailspool.transports.shared import shared_transport
+from mailspool.transports.shared import shared_tenant_transport
 from mailspool.webhook_rules import EventType
 from mailspool.webhooks.events import priority_event
 from mailspool.webhooks.setup import outbox_for
@@ -305,17 +305,16 @@ def _transmit(prepared: _Prepared, settings: Settings) -> Receipt:
     """Send, then count the outcome with one append (never raised: the e-mail is gone
     or refused either way); a transient failure is not counted here (it is queued)."""
     message = prepared.message
-    recipients = [*message.to, *message.cc, *message.bcc]
-    transport = shared_transport(settings.priority_transport)
+    transport = shared_tenant_transport(settings.priority_transport, settings.ses_tenants)
     priority_budget(settings, transport).acquire(message.recipient_count)
     try:
         receipt = transport.send(message)
     except PermanentError as err:
         refused_id = f"<refused-{uuid.uuid4().hex}>"
-        _count(settings, refused_id, recipients, message.to, sent=False, reason=str(err))
+        _count(settings, refused_id, message, sent=False, reason=str(err))
         raise
     sent_id = receipt.message_id or f"<{uuid.uuid4().hex}>"
-    _count(settings, sent_id, recipients, message.to, sent=True, via=receipt.via)
+    _count(settings, sent_id, message, sent=True, via=receipt.via)
     if not prepared.suppressed:
         return receipt
     return replace(receipt, refused={**prepared.suppressed, **receipt.refused})
@@ -324,20 +323,24 @@ def _transmit(prepared: _Prepared, settings: Settings) -> Receipt:
 def _count(
     settings: Settings,
     message_id: str,
-    recipients: list[str],
-    to: Sequence[str],
+    message: Message,
     *,
     sent: bool,
     reason: str = "",
     via: str | None = None,
 ) -> None:
-    """The outcome in the tally, and its webhook event when webhooks are on (To only)."""
+    """The outcome in the tally (with its SES tenant, for ``status --tenants``), and its
+    webhook event when webhooks are on (To only)."""
+    recipients = [*message.to, *message.cc, *message.bcc]
     try:
         store = sealed(shared_store(settings.store), settings.encryption_key)
-        tally.record_priority(store, message_id, recipients, sent=sent, reason=reason, via=via)
+        tally.record_priority(
+            store, message_id, recipients, sent=sent, reason=reason, via=via, tenant=message.tenant
+        )
         outbox = outbox_for(settings, store)
         if outbox is not None:
             kind = EventType.SENT if sent else EventType.FAILED
-            outbox.add([priority_event(kind, message_id, to, reason=reason or None, via=via)])
+            event = priority_event(kind, message_id, message.to, reason=reason or None, via=via)
+            outbox.add([event])
     except Exception as err:  # counting never turns a send into a failure
         log.error("cannot count a priority e-mail in %s: %s", settings.store, err)

@@ -221,10 +221,11 @@ def record_priority(
     reason: str = "",
     now: float | None = None,
     via: str | None = None,
+    tenant: str | None = None,
 ) -> None:
     """Count a priority e-mail sent at once (or refused for good): one append after
     the send, logged and never raised if it fails (the e-mail is gone either way).
-    ``via``: the failover member that accepted it."""
+    ``via``: the failover member that accepted it; ``tenant``: its SES tenant."""
     record: dict[str, object] = {
         "k": _PRIORITY_KIND,
         "b": f"priority:{message_id}",
@@ -238,6 +239,8 @@ def record_priority(
         record["reason"] = reason[:500]
     if via:
         record["via"] = via[:_MAX_VIA]
+    if tenant is not None:
+        record["tenant"] = tenant
     _append(store, record, now)
 
 
