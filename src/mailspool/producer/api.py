@@ -109,7 +109,7 @@ def send_mail(
         marker_recipient=settings.marker_recipient,
         default=settings.default_priority,
     )
-    email = replace(_message(decision, message, fields, attachments), tenant=tenant)
+    email = _message(decision, message, fields, attachments, tenant)
     later = Later(send_at, expires_at, key)
     priority = decision.priority and later.send_at is None
     check_deliverable(email, settings.priority_transport if priority else settings.transport)
@@ -128,8 +128,10 @@ def _message(
     body: str,
     fields: HeaderFields,
     attachments: str | Iterable[AttachmentInput] | None,
+    tenant: str | None,
 ) -> Message:
-    """The e-mail ``send_mail`` was given, with the recipients and subject classified."""
+    """The e-mail ``send_mail`` was given, with the recipients and subject classified
+    (built once: a ``Message`` checks its fields when it is made)."""
     is_html = (fields.content_type or "text/html") == "text/html"
     if isinstance(attachments, str):
         attachments = [line for line in attachments.replace("\r\n", "\n").split("\n") if line]
@@ -145,6 +147,7 @@ def _message(
         charset=fields.charset or "utf-8",
         headers=fields.extra,
         attachments=tuple(Attachment.coerce(a) for a in attachments or ()),
+        tenant=tenant,
     )
 
 
