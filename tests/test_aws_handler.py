@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -262,18 +263,44 @@ def test_a_retry_after_a_crash_half_way_sends_only_the_rest(stack: Stack) -> Non
 # -- the deadline -----------------------------------------------------------------------------
 
 
+class SendsClock:
+    """Lambda's context on a clock the test moves: each e-mail SES takes spends ``step``
+    seconds of the invocation, however loaded the machine is (counted with botocore's
+    ``after-call`` event on the transport's own client)."""
+
+    def __init__(self, seconds: float, step: float) -> None:
+        self.aws_request_id = "request-1"
+        self.left = seconds
+        self.step = step
+        self._lock = threading.Lock()
+
+    def spend(self, **_: Any) -> None:
+        with self._lock:
+            self.left -= self.step
+
+    def get_remaining_time_in_millis(self) -> int:
+        with self._lock:
+            return max(int(self.left * 1000), 0)
+
+
 def test_with_four_seconds_left_it_stops_in_time_and_the_continuation_delivers_the_rest(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Lambda's clock is the real one (the rate limit waits in it too), so the figures
-    leave room for a loaded machine: 3 s to start sending before the margin (a quarter of
-    the time left, 1 s), which itself is over the 0.64 s the 32 sends in flight need."""
-    monkeypatch.setenv("MAILSPOOL_MAX_RATE", "100")  # shared with the sweeper: 50 a second,
-    monkeypatch.setenv("MAILSPOOL_PRIORITY_SHARE", "0")  # so 400 e-mails need 8 s: too many
+    """400 e-mails at 20 ms each of Lambda's time need 8 s: with 4 s left the handler
+    stops at its margin (a quarter of the time left, 1 s), the sends in flight included,
+    and hands the rest to a continuation batch. The time is the test's (``SendsClock``),
+    so the figures hold on a loaded machine."""
+    monkeypatch.setenv("MAILSPOOL_MAX_RATE", "100000")  # not SES's 14 a second: no waits
     [key] = hand_off(400)
     [record] = stack.receive()
-    context = Context(seconds=4.0)
-    answer = handler({"Records": [record]}, context)
+    transport: Any = shared_transport(delivery_url(Settings.load()))  # the handler's own
+    client = transport._client
+    context = SendsClock(seconds=4.0, step=0.02)
+    client.meta.events.register("after-call.sesv2.SendEmail", context.spend)
+    try:
+        answer = handler({"Records": [record]}, context)
+    finally:
+        client.meta.events.unregister("after-call.sesv2.SendEmail", context.spend)
     left = context.get_remaining_time_in_millis()
     assert left > 0, "the handler used more time than Lambda gave it"
     assert answer == {"batchItemFailures": []}
@@ -283,7 +310,6 @@ def test_with_four_seconds_left_it_stops_in_time_and_the_continuation_delivers_t
     assert continuation != key
     assert stack.store.exists(layout.done_key(layout.batch_id_from_key(key)))
 
-    monkeypatch.setenv("MAILSPOOL_MAX_RATE", "100000")
     assert stack.run_queue() == []  # the continuation's own S3 event
     assert stack.recipients() == collections.Counter(f"user{i}@example.org" for i in range(400))
     assert list(stack.store.keys(layout.QUEUE)) == []
