@@ -45,19 +45,12 @@ from mailspool.triggers.local import drain
 from mailspool.web import Dashboard
 from mailspool.web.http import Request
 from mailspool.web.metrics import SendMetrics
+from tests.clock import Clock
 from tests.fixtures.faulty_relay import faulty_relay
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.smtp_server import SMTPSink
 from tests.test_worker_e2e import wait_for
 from tests.transport_contract import simple_message
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _stopped_url() -> str:

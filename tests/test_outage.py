@@ -32,19 +32,11 @@ from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import drain
+from tests.clock import Clock
 from tests.dashboard_common import running_dashboard
 from tests.fixtures.smtp_server import SMTPSink
 from tests.test_worker_e2e import cli, hand_off, wait_for, worker_env
 from tests.transport_contract import simple_message
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # -- what counts as an outage ------------------------------------------------------
 

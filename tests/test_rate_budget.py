@@ -22,20 +22,13 @@ from mailspool.config import Settings
 from mailspool.producer.budget import priority_budget
 from mailspool.ratelimit import RateLimiter
 from mailspool.transports.shared import close_all, shared_transport
+from tests.clock import Clock
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.moto_ses_quota import SESQuota
 
 MAX_SEND_RATE = 14.0  # the fixture's GetAccount answer
 WINDOW = 10.0  # seconds per counted window
 SECONDS = 120.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

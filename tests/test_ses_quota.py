@@ -36,19 +36,12 @@ from mailspool.stores.memory import MemoryStore
 from mailspool.transports.base import SendQuota
 from mailspool.transports.ses import SESTransport
 from mailspool.web.metrics import render_metrics
+from tests.clock import Clock
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.moto_ses_quota import SESQuota
 
 SENDER = "Shop <shop@example.com>"
 REFRESH = 900.0  # the worker asks SES again after this long (DailyQuota's default)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

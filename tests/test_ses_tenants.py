@@ -44,6 +44,7 @@ from mailspool.stores.memory import MemoryStore
 from mailspool.tenant_options import parse_tenants, tenant_scoped
 from mailspool.transports.ses import SESTransport
 from mailspool.transports.shared import close_all, shared_transport
+from tests.clock import Clock
 from tests.dashboard_common import running_dashboard
 from tests.fixtures.moto_server import MotoServer
 from tests.strategies import messages
@@ -233,14 +234,6 @@ def test_counts_by_tenant_leave_out_an_unreadable_file_and_name_an_odd_tenant(
 
 
 # -- each tenant's configuration set, rate and daily cap (MAILSPOOL_SES_TENANTS) ---------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_tenants_configuration_set_goes_with_its_emails(aws: MotoServer) -> None:
