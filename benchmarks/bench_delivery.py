@@ -23,13 +23,20 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from email.message import EmailMessage
 from pathlib import Path
 
 from tests.fixtures.smtp_server import running_smtp_server
 
 import mailspool
-from benchmarks.common import HEADERS, HTML, SUBJECT, ProcessRun, mailspool_drain, run_process
+from benchmarks.common import (
+    HEADERS,
+    HTML,
+    SUBJECT,
+    ProcessRun,
+    loop_message,
+    mailspool_drain,
+    run_process,
+)
 from benchmarks.latency import distant
 from benchmarks.sinks import debian_binary, fast_sink
 from mailspool.config import Settings
@@ -86,13 +93,7 @@ def smtplib_rate(url: str, count: int) -> float:
     started = time.perf_counter()
     with smtplib.SMTP(host, int(port)) as connection:
         for i in range(count):
-            message = EmailMessage()
-            message["From"] = HEADERS["From"]
-            message["To"] = f"Follower {i} <f{i}@example.com>"
-            message["Reply-To"] = HEADERS["Reply-To"]
-            message["Subject"] = SUBJECT
-            message.set_content(HTML.format(name=i), subtype="html")
-            connection.send_message(message)
+            connection.send_message(loop_message(i))
     return count / (time.perf_counter() - started)
 
 

@@ -32,14 +32,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 
 from tests.fixtures.postfix import ensure_postfix, running_postfix, smtp_source
 from tests.fixtures.smtp_server import running_smtp_server
 
 from benchmarks.bench_delivery import queue_emails
-from benchmarks.common import HEADERS, HTML, SUBJECT, ProcessRun, mailspool_drain
+from benchmarks.common import ProcessRun, loop_message, mailspool_drain
 from benchmarks.latency import Turns, distant
 from benchmarks.sinks import fast_sink
 from mailspool.stores.file import FileStore
@@ -63,16 +62,6 @@ class Case:
     @property
     def ratio(self) -> float:
         return self.ours / self.other
-
-
-def loop_message(i: int) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = HEADERS["From"]
-    message["To"] = f"Follower {i} <f{i}@example.com>"
-    message["Reply-To"] = HEADERS["Reply-To"]
-    message["Subject"] = SUBJECT
-    message.set_content(HTML.format(name=i), subtype="html")
-    return message
 
 
 def loop_rate(url: str, count: int, cafile: str | None = None) -> float:

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 #: About 2 KB of HTML, the size the benchmarks are specified with.
 HTML = (
@@ -75,3 +76,14 @@ def mailspool_drain(
     env |= settings or {}
     command = [sys.executable, "-m", "mailspool", "worker", "--drain", "--no-progress"]
     return run_process([*command, "--store", store_url, "--transport", transport_url, *extra], env)
+
+
+def loop_message(i: int) -> EmailMessage:
+    """The e-mail the plain smtplib loops send, as mailspool's own (HTML, the same headers)."""
+    message = EmailMessage()
+    message["From"] = HEADERS["From"]
+    message["To"] = f"Follower {i} <f{i}@example.com>"
+    message["Reply-To"] = HEADERS["Reply-To"]
+    message["Subject"] = SUBJECT
+    message.set_content(HTML.format(name=i), subtype="html")
+    return message
