@@ -17,12 +17,13 @@ from typing import Any
 
 import orjson
 
-from mailspool.errors import KeyNotFound, StoreError, UnsafeKey
+from mailspool.errors import InvalidRecord, KeyNotFound, StoreError, UnsafeKey
 from mailspool.ops.cancel import unsent_batch
 from mailspool.ops.erase_match import AddressMatch
 from mailspool.ops.erase_redact import ERASED_EMAIL, redact_bytes
 from mailspool.ops.erase_walk import read_ahead
 from mailspool.spool import layout
+from mailspool.spool.json_fields import json_object
 from mailspool.spool.schedule import SCHEDULED, due_of
 from mailspool.stores.base import Store
 
@@ -92,7 +93,10 @@ def _rewrite(
     outcome.blobs += redacted.blobs
     if redacted.unparsed:
         outcome.unparsed.append(key)
-    document = _json_object(redacted.data)
+    try:
+        document: dict[str, Any] | None = json_object(redacted.data, key)
+    except InvalidRecord:  # scrubbed as bytes above: kept as such
+        document = None
     emails = document.get("emails") if document is not None else None
     if document is not None and isinstance(emails, list):
         document["emails"] = [e for e in emails if e != ERASED_EMAIL]
@@ -103,11 +107,3 @@ def _rewrite(
         redacted.data = orjson.dumps(document)
     store.put(key, redacted.data)
     outcome.rewritten.append(key)
-
-
-def _json_object(data: bytes) -> dict[str, Any] | None:
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return document if isinstance(document, dict) else None
