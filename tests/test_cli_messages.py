@@ -138,3 +138,11 @@ def test_failed_list_has_a_header(store_url: str, spool: Path) -> None:
         "b.0\t1\tana@example.com\t550 no such user",
     ]
     assert as_json("failed", "show", "b.0")["id"] == "b.0"
+
+
+def test_a_wrong_setting_met_by_every_worker_process_is_said_once(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILSPOOL_TRANSPORT", "failover(smtp://a failover(smtp://b))")
+    result = run("worker", "--drain", "--no-progress", "--processes", "2", code=1)
+    assert result.output.count("failover chains do not nest") == 1, result.output

@@ -261,7 +261,8 @@ def run_processes(count: int, work: Work, *, concurrency: int | None = None) -> 
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    errors = [error for _, error in outcomes if error is not None]
+    # each process meets a wrong setting the same way: say each error once
+    errors = dict.fromkeys(error for _, error in outcomes if error is not None)
     if errors:
         raise MailspoolError("; ".join(errors))
     reports = [report for report, _ in outcomes if report is not None]
