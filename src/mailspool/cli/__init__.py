@@ -18,34 +18,116 @@ Errors are one line on stderr and a non-zero exit: 1 for a failure, 2 for bad us
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from importlib import import_module
+from typing import Any
 
 import click
 
 from mailspool._version import __version__
-from mailspool.cli.bounces import bounces
-from mailspool.cli.cancel import cancel_command
-from mailspool.cli.demo import demo
-from mailspool.cli.erase import erase_command
-from mailspool.cli.events import events
-from mailspool.cli.failed import failed
-from mailspool.cli.gc import gc
-from mailspool.cli.quarantine import quarantine
-from mailspool.cli.send import EXIT_FALLBACK, send
-from mailspool.cli.serve import serve
-from mailspool.cli.status import status
-from mailspool.cli.suppression import suppression
-from mailspool.cli.trace import trace
-from mailspool.cli.webhooks import webhooks
-from mailspool.cli.worker import worker
-from mailspool.settings_docs import environment_help
 
 __all__ = ["EXIT_FALLBACK", "cli", "main"]
 
-# "\b" keeps click from re-wrapping the list into one paragraph.
-_ENV_HELP = "\b\n" + environment_help()
+#: ``mailspool send`` exit status when the configured store refused the batch and it
+#: was written to the local fallback store instead (``mailspool worker`` moves it back).
+EXIT_FALLBACK = 3
+
+#: Each command and the module that defines it, imported when the command is used (or
+#: listed by --help): ``mailspool worker`` then loads the worker, not the IMAP reader.
+_COMMANDS = {
+    "send": "mailspool.cli.send:send",
+    "cancel": "mailspool.cli.cancel:cancel_command",
+    "erase": "mailspool.cli.erase:erase_command",
+    "worker": "mailspool.cli.worker:worker",
+    "status": "mailspool.cli.status:status",
+    "failed": "mailspool.cli.failed:failed",
+    "quarantine": "mailspool.cli.quarantine:quarantine",
+    "gc": "mailspool.cli.gc:gc",
+    "demo": "mailspool.cli.demo:demo",
+    "serve": "mailspool.cli.serve:serve",
+    "suppression": "mailspool.cli.suppression:suppression",
+    "trace": "mailspool.cli.trace:trace",
+    "events": "mailspool.cli.events:events",
+    "bounces": "mailspool.cli.bounces:bounces",
+    "webhooks": "mailspool.cli.webhooks:webhooks",
+}
+#: Commands of an extra: listed only when their module imports (``aws``: ``[aws]``).
+_OPTIONAL = {"aws": "mailspool.cli.aws:aws"}
 
 
-@click.group(epilog=f"Environment:\n\n{_ENV_HELP}")
+class _Commands(dict[str, click.Command]):
+    """The root group's commands, each imported on first lookup (click reads them
+    through ``get``, iteration and ``[]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._optional: dict[str, bool] = {}
+
+    def _known(self, name: str) -> bool:
+        if name in _COMMANDS or dict.__contains__(self, name):
+            return True
+        if name not in _OPTIONAL:
+            return False
+        if name not in self._optional:  # import it once to learn whether the extra is there
+            self._optional[name] = _importable(_OPTIONAL[name])
+        return self._optional[name]
+
+    def __missing__(self, name: str) -> click.Command:
+        if not self._known(name):
+            raise KeyError(name)
+        module, _, attribute = {**_COMMANDS, **_OPTIONAL}[name].partition(":")
+        command: click.Command = getattr(import_module(module), attribute)
+        dict.__setitem__(self, name, command)
+        return command
+
+    def get(self, name: str, default: object = None) -> click.Command | None:  # type: ignore[override]
+        return self[name] if self._known(name) else None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._known(name)
+
+    def __iter__(self) -> Iterator[str]:
+        names = {*_COMMANDS, *dict.keys(self), *filter(self._known, _OPTIONAL)}
+        return iter(sorted(names))
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+    def keys(self) -> Any:
+        return list(self)
+
+    def items(self) -> Any:
+        return [(name, self[name]) for name in self]
+
+    def values(self) -> Any:
+        return [self[name] for name in self]
+
+
+def _importable(where: str) -> bool:
+    try:
+        import_module(where.partition(":")[0])
+    except ImportError:
+        return False
+    return True
+
+
+class _Root(click.Group):
+    """The root group; its epilog lists every variable, read from the settings table
+    when help is shown (not at import: ``mailspool worker`` does not need it)."""
+
+    @property
+    def epilog(self) -> str:
+        from mailspool.settings_docs import environment_help
+
+        # "\b" keeps click from re-wrapping the list into one paragraph.
+        return "Environment:\n\n\b\n" + environment_help()
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        """click sets it on creation; the table's list is the epilog."""
+
+
+@click.group(cls=_Root)
 @click.version_option(__version__, prog_name="mailspool")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
@@ -56,35 +138,9 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.ensure_object(dict)
 
 
-for _command in (
-    send,
-    cancel_command,
-    erase_command,
-    worker,
-    status,
-    failed,
-    quarantine,
-    gc,
-    demo,
-    serve,
-    suppression,
-    trace,
-    events,
-    bounces,
-    webhooks,
-):
-    cli.add_command(_command)
-
-
-def _register_optional_commands() -> None:
-    try:
-        from mailspool.cli.aws import aws
-    except ImportError:
-        return
-    cli.add_command(aws)
+cli.commands = _Commands()
 
 
 def main(argv: list[str] | None = None) -> None:
     """The console script's entry point."""
-    _register_optional_commands()
     cli.main(args=argv, prog_name="mailspool")

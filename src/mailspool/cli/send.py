@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from mailspool.cli import EXIT_FALLBACK
 from mailspool.cli.common import errors, settings_from, store_option
 from mailspool.cli.options import setting_option
 from mailspool.config import Settings
@@ -131,11 +132,6 @@ def send(ctx: click.Context, /, **opts: Any) -> None:
                 click.echo(f"sent via {settings.priority_transport}")
             said = "queued at the front" if writes else ""
         _report_writes(said, settings, writes)
-
-
-#: ``mailspool send`` exit status when the configured store refused the batch and it
-#: was written to the local fallback store instead (``mailspool worker`` moves it back).
-EXIT_FALLBACK = 3
 
 
 def _send_priority(message: Message, settings: Settings) -> str:
