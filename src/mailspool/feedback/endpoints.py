@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailspool._asgi import ASGIApp, Receive, Send, read_body
-from mailspool.feedback.http import MAX_BODY, Response, SesEndpoint
+from mailspool.feedback.http import MAX_BODY, SesEndpoint
+from mailspool.feedback.response import Response
 from mailspool.feedback.unsubscribe import UnsubscribeEndpoint
 
 __all__ = ["SES_PATH", "UNSUBSCRIBE_PATH", "FeedbackEndpoints", "asgi_app"]

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from mailspool.errors import StoreError
 from mailspool.feedback.events import unwrap
 from mailspool.feedback.ingest import FeedbackOptions, ingest
+from mailspool.feedback.response import Response
 from mailspool.feedback.sns import SNSVerifier, UntrustedMessage
 from mailspool.stores.base import Store
 
@@ -34,19 +34,6 @@ MAX_BODY = 300 * 1024
 #: The deepest JSON accepted, in the body and in its Message: an SNS envelope is 1 deep,
 #: an SES event about 6; deeper is an attack on the parsers (a 500 otherwise).
 MAX_DEPTH = 32
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(
-        default_factory=lambda: [("Content-Type", "text/plain; charset=utf-8")]
-    )
-
-    @classmethod
-    def text(cls, status: int, text: str) -> Response:
-        return cls(status, text.encode() + b"\n")
 
 
 class SesEndpoint:

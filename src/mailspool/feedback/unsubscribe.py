@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from mailspool.address import legacy_forms
 from mailspool.errors import ConfigurationError, InvalidMessage
 from mailspool.feedback import layout
-from mailspool.feedback.http import Response
+from mailspool.feedback.response import Response
 from mailspool.feedback.suppression import Reason, SuppressionList
 from mailspool.message import Message, bare_local_part
 from mailspool.webhook_rules import EventType
