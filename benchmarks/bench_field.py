@@ -6,13 +6,15 @@ Every case runs ``mailspool worker --drain`` with the CLI's defaults as a whole 
 queued batch, beside what it is compared with, in the same run:
 
 - a real Postfix (Debian's, ``tests/fixtures/postfix.py``: a config directory of its own,
-  127.0.0.1, self-signed STARTTLS, discard transport, queue on tmpfs), behind
+  127.0.0.1, self-signed STARTTLS, discard transport, queue on tmpfs, Postfix's own
+  flow control: smtpd slows down a client that sends faster than Postfix delivers), behind
   ``benchmarks/latency.py``'s proxy that holds what the client sends for 50 ms (a round
   trip of 50 ms: 25 ms each way), against a plain ``smtplib`` loop (one reused
   connection, ``starttls()``, ``sendmail`` per e-mail) timed on its first e-mails;
 - aiosmtpd without PIPELINING waiting 50 ms on each command, against the same loop;
-- Postfix on loopback with STARTTLS, against Postfix's own ``smtp-source`` (32 sessions;
-  it has no TLS, so its figure is a ceiling our TLS sends do not pay for);
+- Postfix on loopback with STARTTLS, against Postfix's own ``smtp-source`` (32 sessions,
+  connections reused, a recipient per e-mail as ours: ``-d -N``; it has no TLS, so its
+  figure is a ceiling our TLS sends do not pay for);
 - Postfix's ``smtp-sink`` on loopback without TLS, against the loop (and against another
   checkout when ``BENCH_BEFORE_SRC`` names its ``src`` folder).
 
@@ -110,7 +112,10 @@ def compare(url: str, count: int, turns: Turns | None = None) -> tuple[float, fl
 
 @contextmanager
 def postfix_far(tls: bool) -> Iterator[tuple[str, str, Turns]]:
-    with running_postfix(tls=tls) as postfix, distant(postfix.url, RTT) as (far, turns):
+    with (
+        running_postfix(tls=tls, flow_control=True) as postfix,
+        distant(postfix.url, RTT) as (far, turns),
+    ):
         yield far, postfix.cafile, turns
 
 
@@ -146,7 +151,7 @@ def case_slow_no_pipelining(count: int = 300, loop_count: int = 15) -> Case:
 
 
 def case_postfix_loopback(count: int = 5000) -> Case:
-    with running_postfix(tls=True) as postfix:
+    with running_postfix(tls=True, flow_control=True) as postfix:
         url = f"{postfix.url}?cafile={postfix.cafile}"
         ours, before, _ = compare(url, count)
         source = count / smtp_source(postfix.host, postfix.port, count, SESSIONS, 2048)
@@ -154,7 +159,7 @@ def case_postfix_loopback(count: int = 5000) -> Case:
         f"{count} e-mails, Postfix STARTTLS on loopback",
         ours,
         source,
-        f"smtp-source, {SESSIONS} sessions, no TLS",
+        f"smtp-source -d -N, {SESSIONS} sessions, no TLS",
         0.8,
         before,
     )
