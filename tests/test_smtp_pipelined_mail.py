@@ -294,7 +294,7 @@ def test_a_next_envelope_that_cannot_be_written_is_not_sent_ahead() -> None:
                 "a@example.com",
                 ["b@example.net"],
                 b"Subject: x\r\n\r\nhi\r\n",
-                following=Following("jürgen@example.com", ["c@example.net"], b"x"),
+                following=lambda: Following("jürgen@example.com", ["c@example.net"], b"x"),
             )
             assert refused == {}
             assert connection.sent_ahead is None
@@ -319,3 +319,45 @@ def test_runs_share_a_batch_in_as_few_even_rounds_as_allowed(
     assert rounds == math.ceil(count / (senders * most))  # as few as ``most`` allows
     # the busiest sender has less than a round's worth more than an even share
     assert size * rounds - math.ceil(count / senders) < rounds
+
+
+class _Ordered(PipeliningSMTP):
+    """Notes when the content starts to travel (``begin_data``), to order it against
+    the making ready of the next e-mail."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.events: list[str] = []
+        super().__init__(host, port)
+
+    def begin_data(self) -> None:
+        self.events.append("content")
+
+
+@pytest.mark.parametrize(
+    ("extensions", "expected"),
+    [
+        # the next envelope goes with this content: ready before it is written
+        (("PIPELINING",), ["next ready", "content"]),
+        # BDAT, or no PIPELINING: ready once the content is written, while its answer travels
+        (("PIPELINING", "CHUNKING"), ["content", "next ready"]),
+        ((), ["content", "next ready"]),
+    ],
+)
+def test_the_next_email_is_made_ready_while_the_answer_travels_where_it_can(
+    extensions: tuple[str, ...], expected: list[str]
+) -> None:
+    with scripted_server(["accept"], extensions=extensions) as server:
+        connection = _Ordered(server.host, server.port)
+        try:
+
+            def ready() -> Following:
+                connection.events.append("next ready")
+                return Following("c@example.com", ["d@example.net"], b"Subject: y\r\n\r\nho\r\n")
+
+            refused = connection.sendmail(
+                "a@example.com", ["b@example.net"], b"Subject: x\r\n\r\nhi\r\n", following=ready
+            )
+            assert refused == {}
+            assert connection.events == expected
+        finally:
+            connection.close()

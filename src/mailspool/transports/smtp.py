@@ -46,6 +46,7 @@ raised anything else (a dropped connection, a timeout, a 421) is closed. A passw
 
 from __future__ import annotations
 
+import functools
 import logging
 import smtplib
 import ssl
@@ -309,7 +310,7 @@ class SMTPTransport(Transport):
                     list(outgoing.recipients),
                     outgoing.data,
                     envelope.options,
-                    following=self._following(connection, following),
+                    following=functools.partial(self._following, connection, following),
                 )
             except (InvalidMessage, PermanentError) as err:
                 return connection, err  # the e-mail cannot go; the connection is fine

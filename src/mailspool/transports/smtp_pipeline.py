@@ -33,15 +33,24 @@ others were accepted are returned, all refused is ``SMTPRecipientsRefused``, a r
 DATA or content is ``SMTPDataError``; a 421 closes the connection. RFC 2920 asks the
 client to check the answer to DATA even when every recipient was refused: if the server
 accepted it anyway (354), an empty message (a lone dot) ends the transaction.
+
+``following`` is given as a function that makes the next e-mail ready (its bytes
+rendered). The pipelined DATA path calls it before writing the content, which carries
+the next envelope; the other paths (BDAT, a server without PIPELINING) call it once the
+content is written, while its answer travels, so that rendering the next e-mail costs
+no time on the connection.
 """
 
 from __future__ import annotations
 
 import re
 import smtplib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = [
     "Answers",
@@ -134,6 +143,8 @@ class PipeliningSMTP(smtplib.SMTP):
     chunking = True
     #: the envelope written behind the last content, its answers not read yet
     sent_ahead: bytes | None = None
+    #: makes the next e-mail ready once this content is written (``sendmail``)
+    _while_answer_travels: Callable[[], object] | None = None
 
     def getreply(self) -> tuple[int, bytes]:
         """``smtplib``'s reading of one reply, which takes continuation lines without
@@ -153,20 +164,23 @@ class PipeliningSMTP(smtplib.SMTP):
         msg: bytes,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
-        following: Following | None = None,
+        following: Callable[[], Following | None] | None = None,
     ) -> dict[str, tuple[int, bytes]]:
-        """``smtplib``'s ``sendmail``, pipelined; ``following``: the next e-mail on this
-        connection, whose envelope goes behind this content (without CHUNKING)."""
+        """``smtplib``'s ``sendmail``, pipelined; ``following``: makes the next e-mail on
+        this connection ready, whose envelope goes behind this content (without
+        CHUNKING); see the module docstring."""
         self.ehlo_or_helo_if_needed()
+        self._while_answer_travels = following
         if not (self.pipelining and self.does_esmtp and self.has_extn("pipelining")):
             return super().sendmail(from_addr, list(to_addrs), msg, mail_options, rcpt_options)
         if self.chunking and self.has_extn("chunking"):
             options = self._mail_options(msg, mail_options)
             return self._send_chunked(from_addr, to_addrs, msg, options, rcpt_options)
+        self._while_answer_travels = None  # the next envelope goes with this content
         self._send_envelope(self._envelope(from_addr, to_addrs, msg, mail_options, rcpt_options))
         answers = self._read_answers(len(to_addrs))
         refused = self._judge_envelope(from_addr, to_addrs, answers)
-        ahead = self._ahead(following)
+        ahead = self._ahead(following() if following is not None else None)
         self.begin_data()
         self.send(content_lines(msg) + (b"RSET\r\n" + ahead if ahead else b""))
         self.sent_ahead = ahead or None
@@ -175,6 +189,25 @@ class PipeliningSMTP(smtplib.SMTP):
             self._end_transaction(code)
             raise smtplib.SMTPDataError(code, text)
         return refused
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        """``smtplib``'s DATA (without PIPELINING): 354, the content, its answer; the
+        next e-mail is made ready while that answer travels."""
+        self.putcmd("data")
+        code, text = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, text)
+        content = msg.encode("ascii") if isinstance(msg, str) else bytes(msg)
+        self.begin_data()
+        self.send(content_lines(content))
+        self._ready_next()
+        return self.getreply()
+
+    def _ready_next(self) -> None:
+        # the next e-mail's rendering, once per content, while the answer travels
+        ready, self._while_answer_travels = self._while_answer_travels, None
+        if ready is not None:
+            ready()
 
     def _ahead(self, following: Following | None) -> bytes:
         """The next e-mail's envelope, or nothing when it cannot be written (it then
@@ -245,6 +278,7 @@ class PipeliningSMTP(smtplib.SMTP):
         group = chunked_group(from_addr, options, to_addrs, rcpt_options, msg)
         self.begin_data()
         self.send(group)
+        self._ready_next()
         mail = self.getreply()
         rcpt: list[tuple[int, bytes]] = []
         closing = mail[0] == 421
