@@ -53,12 +53,6 @@ log = logging.getLogger("mailspool.tracing")
 TRACEPARENT_RULE = "W3C traceparent version 00: 00-<32 hex>-<16 hex>-<2 hex>, lower case"
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _LENGTH = 55
-#: The messaging system named in every span (OpenTelemetry messaging conventions).
-SYSTEM = "mailspool"
-#: Links a span carries at most (one per distinct trace of a batch's e-mails).
-MAX_LINKS = 128
-#: Hex digits kept of an address's SHA-256: enough to tell addresses apart in a trace.
-_HASH_DIGITS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +165,10 @@ def current_traceparent() -> str | None:
     return traceparent
 
 
+#: Hex digits kept of an address's SHA-256: enough to tell addresses apart in a trace.
+_HASH_DIGITS = 16
+
+
 def address_hashes(addresses: Iterable[str]) -> tuple[str, ...]:
     """Each address as the first hex digits of the SHA-256 of its lower-case form."""
     return tuple(
@@ -185,6 +183,10 @@ def _context(traceparent: str | None) -> Any:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+
+
+#: The messaging system named in every span (OpenTelemetry messaging conventions).
+SYSTEM = "mailspool"
 
 
 @contextlib.contextmanager
@@ -226,6 +228,10 @@ def span(
         raise
     finally:
         made.end()
+
+
+#: Links a span carries at most (one per distinct trace of a batch's e-mails).
+MAX_LINKS = 128
 
 
 def write_span(messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:

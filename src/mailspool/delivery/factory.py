@@ -71,8 +71,6 @@ __all__ = [
 
 log = logging.getLogger("mailspool.worker")
 
-_POOLED_SCHEMES = frozenset({"smtp", "smtps", "ses"})
-
 
 def build_worker(
     settings: Settings,
@@ -155,7 +153,13 @@ def delivery_url(settings: Settings) -> str:
     return format_chain(replace(chain, members=members))
 
 
+#: The transports that keep a pool of open connections (``max_connections``).
+_POOLED_SCHEMES = frozenset({"smtp", "smtps", "ses"})
+
+
 def _pooled(url: str, concurrency: int) -> str:
+    """``url`` with a connection pool as large as the worker's concurrency, unless its
+    transport keeps none or the URL sets its own ``max_connections``."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in _POOLED_SCHEMES or "max_connections" in parse_qs(parts.query):
         return url

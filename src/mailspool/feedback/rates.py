@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import orjson
 
@@ -35,8 +36,6 @@ from mailspool.spool.records import LedgerState
 from mailspool.stores.base import Store
 
 __all__ = [
-    "BOUNCE_REVIEW",
-    "COMPLAINT_REVIEW",
     "RateGuard",
     "Rates",
     "collect_rates",
@@ -45,14 +44,14 @@ __all__ = [
 
 log = logging.getLogger("mailspool.feedback")
 
-BOUNCE_REVIEW = 0.05
-COMPLAINT_REVIEW = 0.001
-_RECOUNT_EVERY = 300.0
-
 
 @dataclass(frozen=True, slots=True)
 class Rates:
     """Over ``sends`` e-mails: how many bounced (hard) and drew a complaint."""
+
+    #: The rates past which SES reviews an account.
+    BOUNCE_REVIEW: ClassVar[float] = 0.05
+    COMPLAINT_REVIEW: ClassVar[float] = 0.001
 
     sends: int
     bounces: int
@@ -70,10 +69,10 @@ class Rates:
     def above_review(self) -> list[str]:
         """The rates past SES's review levels, in words (empty: none)."""
         found = []
-        if self.bounce_rate > BOUNCE_REVIEW:
-            found.append(f"bounce rate {self.bounce_rate:.2%} > {BOUNCE_REVIEW:.0%}")
-        if self.complaint_rate > COMPLAINT_REVIEW:
-            found.append(f"complaint rate {self.complaint_rate:.2%} > {COMPLAINT_REVIEW:.1%}")
+        if self.bounce_rate > self.BOUNCE_REVIEW:
+            found.append(f"bounce rate {self.bounce_rate:.2%} > {self.BOUNCE_REVIEW:.0%}")
+        if self.complaint_rate > self.COMPLAINT_REVIEW:
+            found.append(f"complaint rate {self.complaint_rate:.2%} > {self.COMPLAINT_REVIEW:.1%}")
         return found
 
     def as_dict(self) -> dict[str, float | int]:
@@ -215,11 +214,14 @@ class RateGuard:
     One per store and process (``shared_guard``), so a Lambda container counts at most
     every five minutes, not at every invocation."""
 
+    #: Seconds between two counts: counting reads the ledgers and a log per day.
+    _RECOUNT_EVERY = 300.0
+
     def __init__(self, store: Store, *, hold: bool, sends: int = 1000) -> None:
         self.store = store
         self.hold = hold
         self.sends = sends
-        self._checked = -_RECOUNT_EVERY
+        self._checked = -self._RECOUNT_EVERY
         self._problems: list[str] = []
         self._lock = threading.Lock()
 
@@ -227,7 +229,7 @@ class RateGuard:
         """True when deferred mail must wait; recounts at most every five minutes."""
         with self._lock:
             now = time.monotonic()
-            if now - self._checked >= _RECOUNT_EVERY:
+            if now - self._checked >= self._RECOUNT_EVERY:
                 self._checked = now
                 self._problems = collect_rates(self.store, sends=self.sends).above_review()
                 if self._problems:

@@ -27,7 +27,6 @@ not the store's history.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -50,8 +49,6 @@ __all__ = [
     "email_count",
     "queued_progress",
 ]
-
-log = logging.getLogger("mailspool.status")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from mailspool.config import Settings
 from mailspool.errors import KeyNotFound
 from mailspool.feedback.endpoints import SES_PATH, UNSUBSCRIBE_PATH
-from mailspool.feedback.rates import BOUNCE_REVIEW, COMPLAINT_REVIEW
 from mailspool.feedback.settings import endpoints_from_settings
 from mailspool.ops.status import collect_status
 from mailspool.ops.tenants import RecentTenants
@@ -184,8 +183,8 @@ class Dashboard:
                 "counts": counts,
                 "states": [*metrics.EMAIL_STATES, "suppressed"],
                 "series": views.per_minute(self.store, now=now),
-                "bounce_level": BOUNCE_REVIEW,
-                "complaint_level": COMPLAINT_REVIEW,
+                "bounce_level": rates.BOUNCE_REVIEW,
+                "complaint_level": rates.COMPLAINT_REVIEW,
                 "pauses": read_pauses(self.store),
                 "describe_pause": describe_pause,
                 "outbox": outbox_stats(self.store, now=now),

@@ -103,6 +103,21 @@ def _cut(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+def _digests(addresses: Iterable[str]) -> list[str]:
+    """The addresses' digests, at most ``_MOST_RECIPIENTS`` of them."""
+    return [address_digest(address) for address in addresses][:_MOST_RECIPIENTS]
+
+
+def _present(**fields: str | list[str] | None) -> dict[str, str | list[str]]:
+    """The optional fields of an event's data that are set (not None, not empty), each
+    text cut by ``_cut``: an event names only what is known."""
+    return {
+        name: _cut(value) if isinstance(value, str) else value
+        for name, value in fields.items()
+        if value
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
     """One event; ``payload()`` is the body signed and POSTed."""
@@ -167,23 +182,22 @@ def email_event(
     ``tags`` and ``metadata`` (the application's own) are passed on when small. ``via``:
     the failover member that accepted it and those that may have taken it before
     (the ledger's ``via`` and ``unanswered``: transport labels, no address in them)."""
-    data: dict[str, Any] = {"batch_id": _cut(batch_id), "index": index, **_labels(extra or {})}
-    digests = [address_digest(address) for address in recipients][:_MOST_RECIPIENTS]
-    if digests:
-        data["recipients"] = digests
-    refusals = [address_digest(address) for address in refused][:_MOST_RECIPIENTS]
-    if refusals:  # sent to the others; these the server (or the suppression list) refused
-        data["refused"] = refusals
-    if message_id:
-        data["message_id"] = _cut(message_id)
-    if reason:
-        data["reason"] = _cut(reason)
     accepted, unanswered = via
-    if accepted:
-        data["via"] = _cut(accepted)
-    maybe = [_cut(label) for label in unanswered][:_MOST_VIA]
-    if maybe:  # a possible duplicate: the content went there and no answer came
-        data["unanswered"] = maybe
+    data: dict[str, Any] = {
+        "batch_id": _cut(batch_id),
+        "index": index,
+        **_labels(extra or {}),
+        **_present(
+            recipients=_digests(recipients),
+            # sent to the others; these the server (or the suppression list) refused
+            refused=_digests(refused),
+            message_id=message_id,
+            reason=reason,
+            via=accepted,
+            # a possible duplicate: the content went there and no answer came
+            unanswered=[_cut(label) for label in unanswered][:_MOST_VIA],
+        ),
+    }
     identity = event_id(event_type.value, batch_id, index)
     stamp = when if isinstance(when, str) else timestamp(when)  # a group's, made once
     return WebhookEvent(identity, event_type, stamp, data)
@@ -200,14 +214,11 @@ def priority_event(
     """The event of a priority e-mail sent at once (or refused for good), which was never
     in a batch: its id is fixed by its Message-ID (or the provider's id). ``via``: the
     failover member that accepted it."""
-    data: dict[str, Any] = {"priority": True, "message_id": _cut(message_id)}
-    digests = [address_digest(address) for address in recipients][:_MOST_RECIPIENTS]
-    if digests:
-        data["recipients"] = digests
-    if reason:
-        data["reason"] = _cut(reason)
-    if via:
-        data["via"] = _cut(via)
+    data: dict[str, Any] = {
+        "priority": True,
+        "message_id": _cut(message_id),
+        **_present(recipients=_digests(recipients), reason=reason, via=via),
+    }
     identity = event_id(event_type.value, "priority", message_id)
     return WebhookEvent(identity, event_type, timestamp(), data)
 
@@ -229,9 +240,6 @@ def feedback_event(
     data: dict[str, Any] = {"recipient": digest}
     if batch[0] is not None and batch[1] is not None:
         data["batch_id"], data["index"] = batch
-    if message_id:
-        data["message_id"] = _cut(message_id)
-    if reason:
-        data["reason"] = _cut(reason)
+    data.update(_present(message_id=message_id, reason=reason))
     identity = event_id(event_type.value, source_id, digest)
     return WebhookEvent(identity, event_type, timestamp(when), data)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -41,15 +41,13 @@ __all__ = [
 
 PENDING = "webhooks/pending/"
 FAILED = "webhooks/failed/"
-_KEY = re.compile(r"(?P<bundle>[^/]+)\.(?P<count>[0-9]{1,6})\.json")
-_VERSION = 1
-#: most events in one bundle: a larger group is written as several
-MOST_EVENTS = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class BundleKey:
     """A bundle's key, parsed: its folder, id and event count."""
+
+    _KEY: ClassVar[re.Pattern[str]] = re.compile(r"(?P<bundle>[^/]+)\.(?P<count>[0-9]{1,6})\.json")
 
     folder: str
     bundle: str
@@ -63,10 +61,15 @@ class BundleKey:
     def parse(cls, key: str) -> BundleKey | None:
         """The key's parts; None for a key that is no bundle's."""
         for folder in (PENDING, FAILED):
-            found = _KEY.fullmatch(key.removeprefix(folder)) if key.startswith(folder) else None
+            found = cls._KEY.fullmatch(key.removeprefix(folder)) if key.startswith(folder) else None
             if found and is_safe_name(found["bundle"]):
                 return cls(folder, found["bundle"], int(found["count"]))
         return None
+
+
+_VERSION = 1
+#: most events in one bundle: a larger group is written as several
+MOST_EVENTS = 1000
 
 
 @dataclass(frozen=True, slots=True)
