@@ -49,6 +49,7 @@ from benchmarks.common import (
     loop_message,
     mailspool_drain,
     run_process,
+    this_src,
 )
 from benchmarks.latency import distant
 from benchmarks.sinks import debian_binary, fast_sink
@@ -233,7 +234,8 @@ def against_before(
         near_rates = alternate(url, near[0], before, near[1])
         with distant(url, 0.05) as (far_url, _):
             far_rates = alternate(far_url, far[0], before, far[1])
-    print(f"side by side with the CLI of {before} (BENCH_BEFORE_SRC), alternating runs:")
+    print(f"side by side, alternating runs: before = the CLI of {before} (BENCH_BEFORE_SRC),")
+    print(f"  after = the CLI of {this_src()}:")
     for key, label, rates in (
         ("cli", f"{near[0]} e-mails to {sink} on 127.0.0.1", near_rates),
         ("far_cli", f"{far[0]} e-mails, the same sink 50 ms away", far_rates),

@@ -81,6 +81,12 @@ def before_src() -> str | None:
     return src or None
 
 
+def this_src() -> str:
+    """The folder holding the ``mailspool`` package this process imported: the "after"
+    side of a comparison, whichever checkout the virtualenv has installed."""
+    return str(Path(mailspool.__file__).resolve().parent.parent)
+
+
 def mailspool_drain(
     store_url: str,
     transport_url: str,
@@ -95,7 +101,7 @@ def mailspool_drain(
     env |= settings or {}
     # First on the path, ahead of whatever checkout the virtualenv has installed: the
     # package asked for, else the one this process imported (and queued the e-mails with).
-    first = src or str(Path(mailspool.__file__).resolve().parent.parent)
+    first = src or this_src()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (first, os.environ.get("PYTHONPATH"))))
     command = [sys.executable, "-m", "mailspool", "worker", "--drain", "--no-progress"]
     return run_process([*command, "--store", store_url, "--transport", transport_url, *extra], env)

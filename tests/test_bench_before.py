@@ -78,7 +78,7 @@ def test_the_side_by_side_run_prints_and_returns_both_medians_and_the_ratio(
     } | {"cli_after_before", "far_cli_after_before"}
     assert results["cli_after_before"] == results["after_cli_per_s"] / results["before_cli_per_s"]
     printed = capsys.readouterr().out
-    assert f"side by side with the CLI of {SRC} (BENCH_BEFORE_SRC)" in printed
+    assert f"before = the CLI of {SRC} (BENCH_BEFORE_SRC),\n  after = the CLI of {SRC}:" in printed
     assert "10 e-mails to " in printed
     assert "4 e-mails, the same sink 50 ms away" in printed
     assert printed.count("after / before: ") == 2
