@@ -6,6 +6,18 @@ the stdlib ``EmailMessage``) measured in the same run; the same ratio against a 
 that waits 50 ms on each command (a distant server); where the sender threads' time
 goes (from cProfile, per thread); and the delay from a batch being written to its first
 e-mail being sent by a running worker. Run: ``python3 dev.py bench delivery``.
+
+Before and after: with ``BENCH_BEFORE_SRC`` naming the ``src`` folder of another
+checkout, the run ends with both CLIs side by side (``common.mailspool_drain(src=...)``):
+the 5000-e-mail drain to ``smtp-sink`` on loopback (five runs each) and 1000 e-mails to
+the same sink 50 ms away (three each), the checkouts taking turns, before first, on one
+sink; it prints each checkout's runs and median and the ratio after / before, and
+records them (``before_cli_per_s``, ``after_cli_per_s``, ``cli_after_before``, and the
+same with ``far_cli``). Every queue is written by this checkout: the batch format is
+versioned and unchanged, so an earlier CLI reads it. A "before" checkout::
+
+    git worktree add /tmp/before HEAD~5
+    BENCH_BEFORE_SRC=/tmp/before/src python3 dev.py bench delivery
 """
 
 from __future__ import annotations
@@ -33,9 +45,11 @@ from benchmarks.common import (
     HTML,
     SUBJECT,
     ProcessRun,
+    before_src,
     loop_message,
     mailspool_drain,
     run_process,
+    this_src,
 )
 from benchmarks.latency import distant
 from benchmarks.sinks import debian_binary, fast_sink
@@ -180,19 +194,64 @@ def first_send_delay(trials: int = 20) -> list[float]:
 
 
 def cli_rate(
-    url: str, count: int, *extra: str, encryption_key: str = ""
+    url: str, count: int, *extra: str, encryption_key: str = "", src: str | None = None
 ) -> tuple[float, ProcessRun]:
     """``mailspool worker --drain`` with the CLI's defaults, whole process, on ``count``
     queued e-mails; checks that every one was sent. ``encryption_key``: the batches are
-    written sealed with it and the worker runs with it (``MAILSPOOL_ENCRYPTION_KEY``)."""
+    written sealed with it and the worker runs with it (``MAILSPOOL_ENCRYPTION_KEY``).
+    ``src``: another checkout's CLI drains instead; the batches are still written by this
+    checkout (the batch format is versioned and unchanged, so an earlier CLI reads them)."""
     keys = (encryption_key,) if encryption_key else ()
     with tempfile.TemporaryDirectory() as folder:
         store = FileStore(Path(folder) / "spool")
         queue_emails(sealed(store, keys), count)
         env = {"MAILSPOOL_ENCRYPTION_KEY": encryption_key} if encryption_key else {}
-        run = mailspool_drain(store.url, url, *extra, settings=env)
+        run = mailspool_drain(store.url, url, *extra, settings=env, src=src)
     assert f" {count} sent" in run.output, run.output
     return count / run.seconds, run
+
+
+def alternate(url: str, count: int, before: str, rounds: int) -> dict[str, list[float]]:
+    """The rates of ``rounds`` drains by each checkout on the same server, taking turns
+    (before, after, before, after...) so a change in the machine's load falls on both."""
+    rates: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(rounds):
+        rates["before"].append(cli_rate(url, count, src=before)[0])
+        rates["after"].append(cli_rate(url, count)[0])
+    return rates
+
+
+def against_before(
+    results: dict[str, float],
+    before: str,
+    near: tuple[int, int] = (COUNT, 5),
+    far: tuple[int, int] = (1000, 3),
+) -> None:
+    """The loopback drain and the 50 ms one by ``before``'s CLI and this checkout's, side
+    by side (``near``, ``far``: e-mails, runs each): each checkout's runs, medians, and
+    the ratio after / before."""
+    with fast_sink() as (url, sink):
+        near_rates = alternate(url, near[0], before, near[1])
+        with distant(url, 0.05) as (far_url, _):
+            far_rates = alternate(far_url, far[0], before, far[1])
+    print(f"side by side, alternating runs: before = the CLI of {before} (BENCH_BEFORE_SRC),")
+    print(f"  after = the CLI of {this_src()}:")
+    for key, label, rates in (
+        ("cli", f"{near[0]} e-mails to {sink} on 127.0.0.1", near_rates),
+        ("far_cli", f"{far[0]} e-mails, the same sink 50 ms away", far_rates),
+    ):
+        median = {side: statistics.median(runs) for side, runs in rates.items()}
+        results |= {
+            f"before_{key}_per_s": median["before"],
+            f"after_{key}_per_s": median["after"],
+            f"{key}_after_before": median["after"] / median["before"],
+        }
+        print(f"  {label}:")
+        for side, runs in rates.items():
+            spread = ", ".join(f"{rate:.0f}" for rate in runs)
+            print(f"    {side + ':':<8}{median[side]:7.0f} msg/s median (runs {spread})")
+        print(f"    after / before: {median['after'] / median['before']:.2f}x (target >= 1)")
+    print(f"  load average {os.getloadavg()[0]:.1f} (2 cores)")
 
 
 def encryption_cost(results: dict[str, float], rounds: int = 5) -> None:
@@ -317,12 +376,15 @@ def far_server(results: dict[str, float], count: int = 1000) -> None:
 
 
 def main() -> dict[str, float]:
+    before = before_src()  # a wrong folder stops the run here, not after minutes of it
     results: dict[str, float] = {}
     throughput(results)
     encryption_cost(results)
     loop_profile()
     far_server(results)
     results |= print_cli_rates()
+    if before:
+        against_before(results, before)
     delays = first_send_delay()
     results["first_send_median_ms"] = statistics.median(delays) * 1000
     print(

@@ -24,7 +24,6 @@ CLI, side by side. Prints the ratios and writes ``docs/img/field.png``.
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
 import statistics
@@ -40,14 +39,14 @@ from tests.fixtures.postfix import ensure_postfix, running_postfix, smtp_source
 from tests.fixtures.smtp_server import running_smtp_server
 
 from benchmarks.bench_delivery import queue_emails
-from benchmarks.common import ProcessRun, loop_message, mailspool_drain
+from benchmarks.common import ProcessRun, before_src, loop_message, mailspool_drain
 from benchmarks.latency import Turns, distant
 from benchmarks.sinks import fast_sink
 from mailspool.stores.file import FileStore
 
 RTT = 0.05
 SESSIONS = 32
-BEFORE = os.environ.get("BENCH_BEFORE_SRC")
+BEFORE = before_src()
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -85,17 +84,7 @@ def drain_rate(url: str, count: int, src: str | None = None) -> tuple[float, Pro
     with tempfile.TemporaryDirectory() as folder:
         store = FileStore(Path(folder) / "spool")
         queue_emails(store, count)
-        saved = os.environ.get("PYTHONPATH")
-        if src is not None:
-            os.environ["PYTHONPATH"] = src
-        try:
-            run = mailspool_drain(store.url, url)
-        finally:
-            if src is not None:
-                if saved is None:
-                    del os.environ["PYTHONPATH"]
-                else:
-                    os.environ["PYTHONPATH"] = saved
+        run = mailspool_drain(store.url, url, src=src)
     assert f" {count} sent" in run.output, run.output
     return count / run.seconds, run
 

@@ -86,6 +86,20 @@ def delivery(records: Records) -> str:
             "not CHUNKING: see the field section for one round trip per e-mail with BDAT against "
             "a real Postfix)."
         )
+        + _delivery_before(fig)
+    )
+
+
+def _delivery_before(fig: dict[str, Any]) -> str:
+    """The side-by-side line of a run made with ``BENCH_BEFORE_SRC``; nothing otherwise."""
+    if "before_cli_per_s" not in fig:
+        return ""
+    return bullet(
+        "Side by side with the other checkout's CLI (`BENCH_BEFORE_SRC`, alternating runs, "
+        f"medians): loopback **{fig['cli_after_before']:.2f}x** its rate "
+        f"({fig['after_cli_per_s']:.0f} against {fig['before_cli_per_s']:.0f} msg/s), 50 ms "
+        f"away **{fig['far_cli_after_before']:.2f}x** ({fig['after_far_cli_per_s']:.1f} "
+        f"against {fig['before_far_cli_per_s']:.1f} msg/s); target: no lower than 1."
     )
 
 

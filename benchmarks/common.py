@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: timing and the e-mail they send."""
+"""Helpers shared by the benchmarks: timing, the CLI run as a user runs it (this
+checkout's or another's), and the e-mail they send."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
+
+import mailspool
 
 #: About 2 KB of HTML, the size the benchmarks are specified with.
 HTML = (
@@ -67,13 +71,38 @@ def run_process(command: list[str], env: dict[str, str] | None = None) -> Proces
     )
 
 
+def before_src() -> str | None:
+    """The ``src`` folder of the checkout to compare with (``BENCH_BEFORE_SRC``), or None;
+    exits naming the variable when that folder holds no ``mailspool`` package, since the
+    installed one would otherwise run in its place, unseen."""
+    src = os.environ.get("BENCH_BEFORE_SRC")
+    if src and not (Path(src) / "mailspool" / "__init__.py").is_file():
+        sys.exit(f"BENCH_BEFORE_SRC={src}: no mailspool/__init__.py there (give a checkout's src)")
+    return src or None
+
+
+def this_src() -> str:
+    """The folder holding the ``mailspool`` package this process imported: the "after"
+    side of a comparison, whichever checkout the virtualenv has installed."""
+    return str(Path(mailspool.__file__).resolve().parent.parent)
+
+
 def mailspool_drain(
-    store_url: str, transport_url: str, *extra: str, settings: dict[str, str] | None = None
+    store_url: str,
+    transport_url: str,
+    *extra: str,
+    settings: dict[str, str] | None = None,
+    src: str | None = None,
 ) -> ProcessRun:
     """``mailspool worker --drain`` with the CLI's defaults, as a user runs it;
-    ``settings``: ``MAILSPOOL_*`` variables it runs with."""
+    ``settings``: ``MAILSPOOL_*`` variables it runs with; ``src``: the ``src`` folder of
+    another checkout whose CLI runs instead of this one's (``before_src()``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
     env |= settings or {}
+    # First on the path, ahead of whatever checkout the virtualenv has installed: the
+    # package asked for, else the one this process imported (and queued the e-mails with).
+    first = src or this_src()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (first, os.environ.get("PYTHONPATH"))))
     command = [sys.executable, "-m", "mailspool", "worker", "--drain", "--no-progress"]
     return run_process([*command, "--store", store_url, "--transport", transport_url, *extra], env)
 

@@ -86,7 +86,8 @@ def run_and_record(name: str, main: Callable[[], object], folder: Path = RESULTS
 
 
 def _before_env() -> str:
-    """The checkout compared with, when ``BENCH_BEFORE_SRC`` names one (``bench field``)."""
+    """The checkout compared with, when ``BENCH_BEFORE_SRC`` names one (``bench field``,
+    ``bench delivery``)."""
     before = os.environ.get("BENCH_BEFORE_SRC")
     return f"BENCH_BEFORE_SRC={before} " if before else ""
 

@@ -133,3 +133,27 @@ class _Case:
 def test_records_hold_dataclasses_and_nested_figures_as_json() -> None:
     assert plain([_Case("300 e-mails", 177.8)]) == [{"name": "300 e-mails", "ours": 177.8}]
     assert plain({20: (1, 2)}) == {"20": [1, 2]}
+
+
+def test_a_delivery_run_beside_another_checkout_adds_its_line() -> None:
+    """A run with ``BENCH_BEFORE_SRC`` records both checkouts' medians; the delivery block
+    then says them, and a run without says nothing of it."""
+    record = load("delivery")
+    plain_block = blocks.delivery(lambda name: record)
+    assert "BENCH_BEFORE_SRC" not in plain_block
+    side_by_side = dict(record, command="BENCH_BEFORE_SRC=/tmp/before/src " + record["command"])
+    side_by_side["figures"] = record["figures"] | {
+        "before_cli_per_s": 2500.0,
+        "after_cli_per_s": 2600.0,
+        "cli_after_before": 1.04,
+        "before_far_cli_per_s": 400.0,
+        "after_far_cli_per_s": 420.5,
+        "far_cli_after_before": 1.05125,
+    }
+    rendered = blocks.delivery(lambda name: side_by_side)
+    line = rendered[rendered.index("- Side by side") :].replace("\n  ", " ")
+    assert line == (
+        "- Side by side with the other checkout's CLI (`BENCH_BEFORE_SRC`, alternating runs, "
+        "medians): loopback **1.04x** its rate (2600 against 2500 msg/s), 50 ms away "
+        "**1.05x** (420.5 against 400.0 msg/s); target: no lower than 1.\n"
+    )
