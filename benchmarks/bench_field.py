@@ -7,7 +7,8 @@ queued batch, beside what it is compared with, in the same run:
 
 - a real Postfix (Debian's, ``tests/fixtures/postfix.py``: a config directory of its own,
   127.0.0.1, self-signed STARTTLS, discard transport, queue on tmpfs, Postfix's own
-  flow control: smtpd slows down a client that sends faster than Postfix delivers), behind
+  flow control: smtpd slows down a client that sends faster than Postfix delivers; warmed
+  up by one untimed drain, as a relay in service is: ``warm_up``), behind
   ``benchmarks/latency.py``'s proxy that holds what the client sends for 50 ms (a round
   trip of 50 ms: 25 ms each way), against a plain ``smtplib`` loop (one reused
   connection, ``starttls()``, ``sendmail`` per e-mail) timed on its first e-mails;
@@ -89,6 +90,13 @@ def drain_rate(url: str, count: int, src: str | None = None) -> tuple[float, Pro
     return count / run.seconds, run
 
 
+def warm_up(url: str) -> None:
+    """One untimed drain of ``SESSIONS`` e-mails: a relay in service has its smtpd
+    processes running, while a Postfix just started forks one per new connection (with
+    its TLS set-up); every contender is then timed against the same warm server."""
+    drain_rate(url, SESSIONS)
+
+
 def compare(url: str, count: int, turns: Turns | None = None) -> tuple[float, float | None, float]:
     """Our rate, the ``BEFORE`` checkout's (or None), our round trips per e-mail."""
     before = drain_rate(url, count, BEFORE)[0] if BEFORE else None
@@ -110,8 +118,9 @@ def postfix_far(tls: bool) -> Iterator[tuple[str, str, Turns]]:
 
 def case_distant_tls(count: int, target: float, loop_count: int = 25) -> Case:
     with postfix_far(tls=True) as (far, cafile, turns):
-        loop = loop_rate(far, loop_count, cafile)
         url = f"{far}?cafile={cafile}"
+        warm_up(url)
+        loop = loop_rate(far, loop_count, cafile)
         ours, before, trips = compare(url, count, turns)
     return Case(
         f"{count} e-mails, Postfix STARTTLS, {RTT * 1000:.0f} ms RTT",
@@ -142,6 +151,7 @@ def case_slow_no_pipelining(count: int = 300, loop_count: int = 15) -> Case:
 def case_postfix_loopback(count: int = 5000) -> Case:
     with running_postfix(tls=True, flow_control=True) as postfix:
         url = f"{postfix.url}?cafile={postfix.cafile}"
+        warm_up(url)
         ours, before, _ = compare(url, count)
         source = count / smtp_source(postfix.host, postfix.port, count, SESSIONS, 2048)
     return Case(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -34,7 +35,16 @@ import orjson
 
 from mailspool.spool.records import moment
 
-__all__ = ["EventKind", "FeedbackEvent", "Wrapped", "is_ses_event", "parse_ses_event", "unwrap"]
+__all__ = [
+    "EventKind",
+    "FeedbackEvent",
+    "Wrapped",
+    "event_id",
+    "is_ses_event",
+    "iso_time",
+    "parse_ses_event",
+    "unwrap",
+]
 
 
 class EventKind(StrEnum):
@@ -159,7 +169,7 @@ def parse_ses_event(payload: Any) -> FeedbackEvent:
     recipients, diagnostics = _recipients(kind, details, mail)
     batch, index = _tagged_email(mail.get("tags"))
     return FeedbackEvent(
-        id=_event_id(payload),
+        id=_ses_event_id(payload),
         kind=kind,
         provider_id=_text(mail, "messageId", "mail.messageId"),
         timestamp=_event_time(details, details_key, mail),
@@ -270,7 +280,19 @@ def _detail(kind: EventKind, details: Mapping[str, Any]) -> str:
     return _plain(value)[:_MAX_TEXT]
 
 
-def _event_id(payload: Mapping[str, Any]) -> str:
+def iso_time(moment: datetime) -> str:
+    """An event timestamp as SES writes them: ``2026-11-29T06:55:04.123Z`` (for the
+    events mailspool makes itself: returned mail, refusals during the SMTP session)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def event_id(*parts: str) -> str:
+    """The id of an event mailspool makes itself, derived from what it reports: the same
+    report, the same id."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _ses_event_id(payload: Mapping[str, Any]) -> str:
     try:
         canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError as err:  # numbers JSON allows but 64 bits do not hold, and the like

@@ -22,9 +22,8 @@ from datetime import UTC, datetime
 
 from mailspool.address import canonical_address
 from mailspool.errors import DeliveryError, InvalidMessage, PermanentError, StoreError
-from mailspool.feedback.events import EventKind, FeedbackEvent
+from mailspool.feedback.events import EventKind, FeedbackEvent, event_id, iso_time
 from mailspool.feedback.ingest import ingest
-from mailspool.feedback.returned import event_id, iso_time
 from mailspool.feedback.suppression import Reason, SuppressionList, shared_suppressions
 from mailspool.spool.records import FailedRecord
 from mailspool.stores.base import Store

@@ -38,7 +38,7 @@ from mailspool.errors import (
     StoreError,
 )
 from mailspool.feedback.bounces import Finding, Parsed, parse_bounce
-from mailspool.feedback.events import EventKind, FeedbackEvent
+from mailspool.feedback.events import EventKind, FeedbackEvent, event_id, iso_time
 from mailspool.feedback.ingest import FeedbackOptions, IngestReport, ingest
 from mailspool.feedback.verp import Token, Verp
 from mailspool.message import Attachment
@@ -47,7 +47,7 @@ from mailspool.spool import layout
 from mailspool.spool.ledger import read_entries
 from mailspool.stores.base import Store
 
-__all__ = ["ReturnedReport", "event_id", "iso_time", "record_returned"]
+__all__ = ["ReturnedReport", "record_returned"]
 
 log = logging.getLogger("mailspool.feedback")
 
@@ -215,13 +215,3 @@ def _timestamp(date: str) -> str:
     except (TypeError, ValueError, IndexError, OverflowError):
         return iso_time(now)
     return iso_time(min(moment.replace(microsecond=999999), now))
-
-
-def iso_time(moment: datetime) -> str:
-    """An event timestamp as SES writes them: ``2026-11-29T06:55:04.123Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def event_id(*parts: str) -> str:
-    """An event id derived from what it reports: the same report, the same id."""
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
