@@ -138,9 +138,13 @@ def test_records_hold_dataclasses_and_nested_figures_as_json() -> None:
 def test_a_delivery_run_beside_another_checkout_adds_its_line() -> None:
     """A run with ``BENCH_BEFORE_SRC`` records both checkouts' medians; the delivery block
     then says them, and a run without says nothing of it."""
-    record = load("delivery")
+    recorded = load("delivery")
+    side = ("before_cli_per_s", "after_cli_per_s", "cli_after_before")
+    side += tuple("far_" + name for name in side)
+    figures = {k: v for k, v in recorded["figures"].items() if k not in side}
+    record = dict(recorded, command="python3 dev.py bench delivery", figures=figures)
     plain_block = blocks.delivery(lambda name: record)
-    assert "BENCH_BEFORE_SRC" not in plain_block
+    assert "- Side by side" not in plain_block
     side_by_side = dict(record, command="BENCH_BEFORE_SRC=/tmp/before/src " + record["command"])
     side_by_side["figures"] = record["figures"] | {
         "before_cli_per_s": 2500.0,
