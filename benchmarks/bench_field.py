@@ -194,8 +194,8 @@ def report(cases: list[Case]) -> None:
     print("  before msg/s" if BEFORE else "")
     for case in cases:
         line = (
-            f"{case.name:<58} {case.ours:10.1f} {case.other:9.1f} {case.ratio:6.1f}x "
-            f"{case.target:6.1f}x"
+            f"{case.name:<58} {case.ours:10.1f} {case.other:9.1f} {_times(case.ratio)} "
+            f"{_times(case.target)}"
         )
         if BEFORE:
             line += f"  {case.before:10.1f}" if case.before else "           -"
@@ -204,6 +204,11 @@ def report(cases: list[Case]) -> None:
         if case.trips:
             extra += f"; {case.trips:.2f} round trips per e-mail through the proxy"
         print(extra + ")")
+
+
+def _times(ratio: float) -> str:
+    """A ratio to one decimal, or two below 1 (0.56x, not 0.6x)."""
+    return f"{ratio:6.2f}x" if ratio < 1 else f"{ratio:6.1f}x"
 
 
 def plot(cases: list[Case], path: Path) -> None:

@@ -270,3 +270,13 @@ def test_the_dashboard_and_metrics_show_the_outbox(tmp_path: Path) -> None:
     assert 'mailspool_webhook_events{state="pending"} 3.0' in metrics
     page = Dashboard(store, public={}).handle(Request("GET", "/")).body.decode()
     assert "Webhook outbox: 3 event(s) waiting" in page
+
+
+def test_the_package_verify_is_the_function_whichever_module_was_imported_first() -> None:
+    """``mailspool.webhooks.verify`` names both a module and the function the package
+    exports: the package's name must stay the function."""
+    import mailspool.webhooks.verify as module
+    from mailspool.webhooks import verify as exported
+
+    assert exported is module.verify
+    assert callable(exported)
