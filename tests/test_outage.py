@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import mailspool
 from mailspool.config import Settings
+from mailspool.delivery.batch_run import BatchRun
 from mailspool.delivery.factory import build_worker, open_delivery_transport
 from mailspool.delivery.outage import TransportGate
 from mailspool.errors import TransientError, TransportUnavailable
@@ -192,6 +194,49 @@ def test_an_outage_longer_than_every_attempt_fails_nothing(
         transport.close()
     assert report.sent == 20
     assert not list(store.list(layout.FAILED))
+
+
+def test_a_worker_waiting_out_an_outage_sleeps_between_probes(
+    tmp_path: Path, smtp_server: SMTPSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the relay is down, the send loop sleeps until the gate lets a probe go, not
+    round and round over the e-mails that wait for it (which took a core for as long
+    as an outage lasted)."""
+    store = FileStore(tmp_path / "spool")
+    settings = Settings.load(store=store.url, transport=smtp_server.url, concurrency=4)
+    with mailspool.request(store=store, settings=settings):
+        for number in range(20):
+            mailspool.send_mail(f"f{number}@example.com", f"note {number}", "<p>hi</p>")
+    smtp_server.stop()
+    looks = []
+    look = BatchRun._wait_time
+
+    def counted(run: BatchRun, halted: bool) -> float:
+        looks.append(1)
+        return look(run, halted)
+
+    monkeypatch.setattr(BatchRun, "_wait_time", counted)
+    transport = open_delivery_transport(settings)
+    worker = build_worker(settings, store, transport)
+
+    def restart_after_two_failed_probes() -> None:
+        wait_for(lambda: (p := worker.gate.pause) is not None and p.failures >= 3)
+        smtp_server.restart()
+
+    restarter = threading.Thread(target=restart_after_two_failed_probes)
+    restarter.start()
+    started = time.monotonic()
+    try:
+        report = drain(worker)
+    finally:
+        restarter.join()
+        worker.close()
+        transport.close()
+    waited = time.monotonic() - started
+    assert report.sent == 20
+    # a look a second at most while nothing can start, one for each result: a loop that
+    # spun between probes looked hundreds of thousands of times
+    assert len(looks) <= 20 * waited + 100, (len(looks), waited)
 
 
 def test_an_email_older_than_its_queue_lifetime_fails_unsent(

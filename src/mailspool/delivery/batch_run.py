@@ -384,13 +384,29 @@ class BatchRun:
     def _wait_time(self, halted: bool) -> float:
         now = time.monotonic()
         waits = [self._renew_at - now]
-        if self._retries and not halted:
-            waits.append(self._retries[0].due - now)
-        if self._context.rules.gate.pause is not None and not halted:
-            waits.append(self._context.rules.gate.wait())
-        if self._deadline is not None and not halted:  # once halted, only wait for results
-            waits.append(max(self._deadline() - self._options.deadline_margin, 0.0))
+        if not halted:  # once halted, only wait for results
+            start_in = self._next_start_in(now)
+            if start_in is not None:
+                waits.append(start_in)
+            if self._deadline is not None:
+                waits.append(max(self._deadline() - self._options.deadline_margin, 0.0))
         return max(min(min(waits), 1.0), 0.0)
+
+    def _next_start_in(self, now: float) -> float | None:
+        """Seconds until a send may start without a result coming first (None: only a
+        result frees one, or nothing waits). A due retry waits for room: for a free
+        sender, and while the transport is down for the gate's next probe, which goes
+        alone; looking again before then would spin."""
+        if self._pending:
+            ready_in = 0.0
+        elif self._retries:
+            ready_in = self._retries[0].due - now
+        else:
+            return None
+        gate = self._context.rules.gate
+        if gate.pause is not None:
+            return None if self._in_flight else max(gate.wait(), ready_in)
+        return None if self._in_flight >= self._options.concurrency else ready_in
 
     def _renew_lease(self) -> None:
         if time.monotonic() < self._renew_at:
