@@ -27,7 +27,6 @@ import cProfile
 import os
 import pstats
 import shutil
-import smtplib
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,7 @@ from benchmarks.common import (
     SUBJECT,
     ProcessRun,
     before_src,
-    loop_message,
+    loop_rate,
     mailspool_drain,
     run_process,
     this_src,
@@ -100,15 +99,6 @@ def profiled_drain(url: str, count: int) -> pstats.Stats:
         for profiler in profilers[1:]:
             stats.add(profiler)
         return stats
-
-
-def smtplib_rate(url: str, count: int) -> float:
-    host, port = url.removeprefix("smtp://").split(":")
-    started = time.perf_counter()
-    with smtplib.SMTP(host, int(port)) as connection:
-        for i in range(count):
-            connection.send_message(loop_message(i))
-    return count / (time.perf_counter() - started)
 
 
 def smtp_source_rate(url: str, count: int, sessions: int) -> float | None:
@@ -317,7 +307,7 @@ def _strace_calls(summary: str) -> dict[str, int]:
 def throughput(results: dict[str, float]) -> None:
     with fast_sink() as (url, sink):
         print(f"delivery of {COUNT} queued ~2 KB e-mails to {sink} on 127.0.0.1")
-        loop = smtplib_rate(url, COUNT)
+        loop = loop_rate(url, COUNT)
         rate, run = cli_rate(url, COUNT)
         source = smtp_source_rate(url, COUNT, DEFAULT_CONCURRENCY)
         results |= {"smtplib_loop_per_s": loop, "cli_per_s": rate}
@@ -355,7 +345,7 @@ def loop_profile() -> None:
 def far_server(results: dict[str, float], count: int = 1000) -> None:
     with fast_sink() as (url, sink), distant(url, 0.05) as (far, turns):
         print(f"against {sink} 50 ms away (each command answered 50 ms after it is sent):")
-        loop = smtplib_rate(far, 20)
+        loop = loop_rate(far, 20)
         turns.count = 0
         rate, _ = cli_rate(far, count)
         round_trips = turns.count / count

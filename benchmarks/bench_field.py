@@ -10,8 +10,9 @@ queued batch, beside what it is compared with, in the same run:
   flow control: smtpd slows down a client that sends faster than Postfix delivers; warmed
   up by one untimed drain, as a relay in service is: ``warm_up``), behind
   ``benchmarks/latency.py``'s proxy that holds what the client sends for 50 ms (a round
-  trip of 50 ms: 25 ms each way), against a plain ``smtplib`` loop (one reused
-  connection, ``starttls()``, ``sendmail`` per e-mail) timed on its first e-mails;
+  trip of 50 ms: 25 ms each way), against a plain ``smtplib`` loop (``common.loop_rate``,
+  the one every benchmark uses: one reused connection, ``starttls()``, each e-mail made
+  and sent in turn) timed on its first e-mails;
 - aiosmtpd without PIPELINING waiting 50 ms on each command, against the same loop;
 - Postfix on loopback with STARTTLS, against Postfix's own ``smtp-source`` (32 sessions,
   connections reused, a recipient per e-mail as ours: ``-d -N``; it has no TLS, so its
@@ -25,12 +26,9 @@ CLI, side by side. Prints the ratios and writes ``docs/img/field.png``.
 
 from __future__ import annotations
 
-import smtplib
-import ssl
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from tests.fixtures.postfix import ensure_postfix, running_postfix, smtp_source
 from tests.fixtures.smtp_server import running_smtp_server
 
 from benchmarks.bench_delivery import queue_emails
-from benchmarks.common import ProcessRun, before_src, loop_message, mailspool_drain
+from benchmarks.common import ProcessRun, before_src, loop_rate, mailspool_drain
 from benchmarks.latency import Turns, distant
 from benchmarks.sinks import fast_sink
 from mailspool.stores.file import FileStore
@@ -64,19 +62,6 @@ class Case:
     @property
     def ratio(self) -> float:
         return self.ours / self.other
-
-
-def loop_rate(url: str, count: int, cafile: str | None = None) -> float:
-    """A plain smtplib loop: connect (STARTTLS when ``cafile``), ``count`` sendmails, QUIT."""
-    host, port = url.removeprefix("smtp://").partition("?")[0].split(":")
-    messages = [loop_message(i) for i in range(count)]
-    started = time.perf_counter()
-    with smtplib.SMTP(host, int(port), timeout=60) as connection:
-        if cafile is not None:
-            connection.starttls(context=ssl.create_default_context(cafile=cafile))
-        for message in messages:
-            connection.send_message(message)
-    return count / (time.perf_counter() - started)
 
 
 def drain_rate(url: str, count: int, src: str | None = None) -> tuple[float, ProcessRun]:
