@@ -11,7 +11,7 @@ import pytest
 
 from mailspool.errors import ConfigurationError, PermanentError, TransientError
 from mailspool.transports import Transport, open_transport
-from mailspool.transports.smtp import SMTPTransport
+from mailspool.transports.smtp import SMTPTransport, default_ehlo_name
 from tests.fixtures.smtp_server import SMTP_PASSWORD, SMTP_USER, SMTPSink, running_smtp_server
 from tests.transport_contract import Delivered, TransportContract, simple_message
 
@@ -51,6 +51,29 @@ def test_ten_sends_use_one_connection(transport: SMTPTransport, smtp_server: SMT
     assert len(smtp_server.envelopes) == 10
     assert smtp_server.connections == 1
     assert {envelope.connection for envelope in smtp_server.envelopes} == {1}
+
+
+def test_this_hosts_name_is_looked_up_once_for_every_connection(
+    smtp_server: SMTPSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """smtplib finds the name it greets with (a reverse DNS lookup) for each connection it
+    opens; the transport finds it once."""
+    default_ehlo_name.cache_clear()
+    looked_up: list[str] = []
+    real = socket.getfqdn
+
+    def counted(name: str = "") -> str:
+        looked_up.append(name)
+        return real(name)
+
+    monkeypatch.setattr(socket, "getfqdn", counted)
+    with SMTPTransport.from_url(smtp_server.url) as transport:
+        for number in range(3):
+            transport.send(simple_message(f"m{number}"))
+            assert smtp_server.drop_connections() == 1  # the next send opens another
+    assert smtp_server.connections == 3
+    assert len(looked_up) == 1
+    default_ehlo_name.cache_clear()
 
 
 def test_threads_never_open_more_than_max_connections(smtp_server: SMTPSink) -> None:

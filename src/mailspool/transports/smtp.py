@@ -407,19 +407,22 @@ class SMTPTransport(Transport):
             connection.generation = self._generation
         return connection
 
+    def _ehlo_name(self) -> str:
+        return self.local_hostname or default_ehlo_name()
+
     def _connect(self) -> Connection:
         connection: Connection
         if self.implicit_tls:
             connection = TLSConnection(
                 self.host,
                 self.port,
-                local_hostname=self.local_hostname,
+                local_hostname=self._ehlo_name(),
                 timeout=self.timeout,
                 context=self._ssl_context,
             )
         else:
             connection = Connection(
-                self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+                self.host, self.port, local_hostname=self._ehlo_name(), timeout=self.timeout
             )
         connection.pipelining = self.pipelining
         connection.chunking = self.chunking
@@ -446,3 +449,12 @@ class SMTPTransport(Transport):
     def _translate(self, err: Exception, data_started: bool) -> DeliveryError:
         """The mailspool error for what smtplib, ssl or the socket raised."""
         return translate(err, self._where, self.username, self.timeout, data_started)
+
+
+@functools.cache
+def default_ehlo_name() -> str:
+    """The name ``smtplib`` greets with when given none (this host's FQDN, else its
+    address literal), found once per process: ``smtplib`` looks it up again, a reverse
+    DNS lookup that a slow resolver holds for seconds, for every connection it opens."""
+    name: str = smtplib.SMTP().local_hostname  # no host: nothing is connected
+    return name
