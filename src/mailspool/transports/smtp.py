@@ -11,7 +11,9 @@ STARTTLS when the server offers it (``starttls=auto``), insists on it (``always`
 never tries (``never``). User and password are percent-decoded; with a user, the
 transport logs in after TLS. ``verify=false`` accepts any certificate (self-signed test
 servers only); ``cafile`` trusts one more CA. ``timeout`` (30 s) bounds every socket
-operation. ``pipelining`` (true) sends MAIL FROM, every RCPT TO and DATA in one
+operation. ``local_hostname`` is the name given in EHLO; without it, this host's FQDN
+(else its address literal), as ``smtplib`` finds it, looked up once per process.
+``pipelining`` (true) sends MAIL FROM, every RCPT TO and DATA in one
 round trip when the server advertises PIPELINING (RFC 2920, ``smtp_pipeline``);
 ``chunking`` (true) sends the content in that same write as ``BDAT <size> LAST`` when the
 server also offers CHUNKING (RFC 3030): one round trip per e-mail, plain or TLS alike.
