@@ -28,11 +28,21 @@ def running_waitress(app: Any) -> Iterator[str]:
     """waitress in a thread on a free port; its base URL."""
     port = common.free_port()
     server = waitress.create_server(app, host="127.0.0.1", port=port, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
+    closing = threading.Event()
+
+    def serve() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):  # its loop met the socket closed under it: the end
+            if not closing.is_set():
+                raise
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        closing.set()
         server.close()
         thread.join(10)
 
