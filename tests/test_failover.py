@@ -12,7 +12,6 @@ The breaker's retry period runs on a clock the test moves.
 from __future__ import annotations
 
 import collections
-import threading
 from pathlib import Path
 
 import boto3
@@ -49,7 +48,7 @@ from tests.clock import Clock
 from tests.fixtures.faulty_relay import faulty_relay
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.smtp_server import SMTPSink
-from tests.test_worker_e2e import wait_for
+from tests.test_outage import drain_through_outage
 from tests.transport_contract import simple_message
 
 
@@ -333,22 +332,7 @@ def test_a_chain_wholly_down_pauses_the_worker_and_spends_no_attempt(
     with mailspool.request(store=store, settings=settings):
         for number in range(5):
             mailspool.send_mail(f"user{number}@example.com", "n", "<p>hi</p>")
-    smtp_server.stop()
-    transport = open_delivery_transport(settings)
-    worker = build_worker(settings, store, transport)
-
-    def restart_after_three_failed_probes() -> None:  # more than max_attempts
-        wait_for(lambda: (p := worker.gate.pause) is not None and p.failures >= 3)
-        smtp_server.restart()
-
-    restarter = threading.Thread(target=restart_after_three_failed_probes)
-    restarter.start()
-    try:
-        report = drain(worker)
-    finally:
-        restarter.join()
-        worker.close()
-        transport.close()
+    report = drain_through_outage(settings, store, smtp_server, 3)  # more than max_attempts
     assert report.sent == 5
     assert not list(store.list(layout.FAILED))
 

@@ -33,7 +33,7 @@ from mailspool.spool.pauses import Pause, read_pauses, record_pause
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.transports.smtp import SMTPTransport
-from mailspool.triggers.local import drain
+from mailspool.triggers.local import DrainReport, drain
 from tests.clock import Clock
 from tests.dashboard_common import running_dashboard
 from tests.fixtures.smtp_server import SMTPSink
@@ -164,6 +164,29 @@ def test_a_relay_down_during_a_drain_fails_nothing_and_the_drain_finishes(
     assert stderr.count("is back after") == unavailable, stderr
 
 
+def drain_through_outage(
+    settings: Settings, store: FileStore, smtp_server: SMTPSink, failed_probes: int
+) -> DrainReport:
+    """Stop the relay and drain ``store`` in this process; the relay comes back once the
+    worker's gate has counted ``failed_probes`` failed probes."""
+    smtp_server.stop()
+    transport = open_delivery_transport(settings)
+    worker = build_worker(settings, store, transport)
+
+    def restart_after_failed_probes() -> None:
+        wait_for(lambda: (p := worker.gate.pause) is not None and p.failures >= failed_probes)
+        smtp_server.restart()
+
+    restarter = threading.Thread(target=restart_after_failed_probes)
+    restarter.start()
+    try:
+        return drain(worker)
+    finally:
+        restarter.join()
+        worker.close()
+        transport.close()
+
+
 def test_an_outage_longer_than_every_attempt_fails_nothing(
     tmp_path: Path, smtp_server: SMTPSink
 ) -> None:
@@ -176,22 +199,7 @@ def test_an_outage_longer_than_every_attempt_fails_nothing(
     with mailspool.request(store=store, settings=settings):
         for number in range(20):
             mailspool.send_mail(f"f{number}@example.com", f"note {number}", "<p>hi</p>")
-    smtp_server.stop()
-    transport = open_delivery_transport(settings)
-    worker = build_worker(settings, store, transport)
-
-    def restart_after_eight_failed_probes() -> None:  # far more than max_attempts
-        wait_for(lambda: (p := worker.gate.pause) is not None and p.failures >= 8)
-        smtp_server.restart()
-
-    restarter = threading.Thread(target=restart_after_eight_failed_probes)
-    restarter.start()
-    try:
-        report = drain(worker)
-    finally:
-        restarter.join()
-        worker.close()
-        transport.close()
+    report = drain_through_outage(settings, store, smtp_server, 8)  # far more than max_attempts
     assert report.sent == 20
     assert not list(store.list(layout.FAILED))
 
@@ -207,7 +215,6 @@ def test_a_worker_waiting_out_an_outage_sleeps_between_probes(
     with mailspool.request(store=store, settings=settings):
         for number in range(20):
             mailspool.send_mail(f"f{number}@example.com", f"note {number}", "<p>hi</p>")
-    smtp_server.stop()
     looks = []
     look = BatchRun._wait_time
 
@@ -216,22 +223,8 @@ def test_a_worker_waiting_out_an_outage_sleeps_between_probes(
         return look(run, halted)
 
     monkeypatch.setattr(BatchRun, "_wait_time", counted)
-    transport = open_delivery_transport(settings)
-    worker = build_worker(settings, store, transport)
-
-    def restart_after_two_failed_probes() -> None:
-        wait_for(lambda: (p := worker.gate.pause) is not None and p.failures >= 3)
-        smtp_server.restart()
-
-    restarter = threading.Thread(target=restart_after_two_failed_probes)
-    restarter.start()
     started = time.monotonic()
-    try:
-        report = drain(worker)
-    finally:
-        restarter.join()
-        worker.close()
-        transport.close()
+    report = drain_through_outage(settings, store, smtp_server, 3)
     waited = time.monotonic() - started
     assert report.sent == 20
     # a look a second at most while nothing can start, one for each result: a loop that
