@@ -39,10 +39,10 @@ from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.stores.shared import shared_store
 from mailspool.transports.ses import SESTransport
-from mailspool.transports.shared import close_all, shared_tenant_transport, shared_transport
+from mailspool.transports.shared import close_all, shared_tenant_transport
 from tests.fixtures.moto_server import MotoServer
 from tests.ses_events import complaint
-from tests.test_ses_tenants import SENDER, Wire
+from tests.test_ses_tenants import SENDER, Wire, priority_ses
 
 ADDRESS = "ana@example.org"
 TENANTS = '{"shop-a": {"suppression": "tenant"}, "shop-b": {"suppression": "tenant"}}'
@@ -177,12 +177,7 @@ def test_a_priority_email_goes_with_its_tenant_and_its_configuration_set(
 def test_the_priority_screen_refuses_an_address_suppressed_for_its_own_tenant(
     aws: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
-    monkeypatch.setenv("MAILSPOOL_TRANSPORT", "ses://us-east-1")
-    monkeypatch.setenv("MAILSPOOL_STORE", "memory:priority-screen")
-    close_all()
-    try:
-        wire = Wire(shared_transport("ses://us-east-1")._client)  # type: ignore[attr-defined]
+    with priority_ses(monkeypatch, "priority-screen") as wire:
         store = shared_store("memory:priority-screen")
         SuppressionList(store).add(ADDRESS, Reason.BOUNCE, tenant="t1")
         with pytest.raises(PermanentError, match="suppressed for tenant t1 \\(bounce"):
@@ -190,8 +185,6 @@ def test_the_priority_screen_refuses_an_address_suppressed_for_its_own_tenant(
         reset(tenant="t2")  # another tenant's mail goes
         reset(tenant=None)  # and the account's
         assert wire.tenants() == ["t2", None]
-    finally:
-        close_all()
 
 
 def reset(tenant: str | None) -> None:

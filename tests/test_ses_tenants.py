@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,22 +119,29 @@ def test_a_bulk_call_carries_one_tenant(ses: SESTransport) -> None:
     ]
 
 
+@contextmanager
+def priority_ses(monkeypatch: pytest.MonkeyPatch, store_name: str) -> Iterator[Wire]:
+    """``send_mail``'s priority path to moto's SES, set through the environment as an
+    application sets it (a ``memory:`` store of that name); the wire its calls go on."""
+    boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
+    monkeypatch.setenv("MAILSPOOL_TRANSPORT", "ses://us-east-1")
+    monkeypatch.setenv("MAILSPOOL_STORE", f"memory:{store_name}")
+    close_all()
+    try:
+        yield Wire(shared_transport("ses://us-east-1")._client)  # type: ignore[attr-defined]
+    finally:
+        close_all()
+
+
 def test_send_mail_sends_a_priority_email_with_its_tenant(
     aws: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    boto3.client("sesv2").create_email_identity(EmailIdentity="example.com")
-    monkeypatch.setenv("MAILSPOOL_TRANSPORT", "ses://us-east-1")
-    monkeypatch.setenv("MAILSPOOL_STORE", "memory:tenants")
-    close_all()
-    try:
-        wire = Wire(shared_transport("ses://us-east-1")._client)  # type: ignore[attr-defined]
+    with priority_ses(monkeypatch, "tenants") as wire:
         sent = mailspool.send_mail(
             "a@example.org", "Reset", "<p>Reset</p>", {"From": SENDER}, priority=True, tenant="t1"
         )
         assert sent is True
         assert wire.tenants() == ["t1"]
-    finally:
-        close_all()
 
 
 def test_send_mail_refuses_a_bad_tenant_name_naming_the_field() -> None:
