@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailspool import config
-from mailspool.cli import cli
+from mailspool.cli import cli, command
 from mailspool.config import SETTINGS, SETTINGS_BY_NAME, SettingError, Settings
 from mailspool.errors import ConfigurationError
 
@@ -257,7 +257,7 @@ def test_the_poll_interval_is_a_finite_number_of_seconds(spool: Path, value: str
 
 
 def test_max_rate_unlimited_on_the_command_line_wins_over_the_variable() -> None:
-    worker = cli.commands["worker"]
+    worker = command("worker")
     [option] = [p for p in worker.params if p.name == "max_rate"]
     given = option.type.convert("unlimited", option, None)
     assert Settings.load(max_rate=given, environ={"MAILSPOOL_MAX_RATE": "5"}).max_rate is None

@@ -22,13 +22,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import import_module
-from typing import Any
 
 import click
 
 from mailspool._version import __version__
 
-__all__ = ["EXIT_FALLBACK", "cli", "main"]
+__all__ = ["EXIT_FALLBACK", "cli", "command", "main"]
 
 #: ``mailspool send`` exit status when the configured store refused the batch and it
 #: was written to the local fallback store instead (``mailspool worker`` moves it back).
@@ -57,55 +56,6 @@ _COMMANDS = {
 _OPTIONAL = {"aws": "mailspool.cli.aws:aws"}
 
 
-class _Commands(dict[str, click.Command]):
-    """The root group's commands, each imported on first lookup (click reads them
-    through ``get``, iteration and ``[]``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._optional: dict[str, bool] = {}
-
-    def _known(self, name: str) -> bool:
-        if name in _COMMANDS or dict.__contains__(self, name):
-            return True
-        if name not in _OPTIONAL:
-            return False
-        if name not in self._optional:  # import it once to learn whether the extra is there
-            self._optional[name] = _importable(_OPTIONAL[name])
-        return self._optional[name]
-
-    def __missing__(self, name: str) -> click.Command:
-        if not self._known(name):
-            raise KeyError(name)
-        module, _, attribute = {**_COMMANDS, **_OPTIONAL}[name].partition(":")
-        with _long_lived_objects():
-            command: click.Command = getattr(import_module(module), attribute)
-        dict.__setitem__(self, name, command)
-        return command
-
-    def get(self, name: str, default: object = None) -> click.Command | None:  # type: ignore[override]
-        return self[name] if self._known(name) else None
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._known(name)
-
-    def __iter__(self) -> Iterator[str]:
-        names = {*_COMMANDS, *dict.keys(self), *filter(self._known, _OPTIONAL)}
-        return iter(sorted(names))
-
-    def __len__(self) -> int:
-        return len(list(iter(self)))
-
-    def keys(self) -> Any:
-        return list(self)
-
-    def items(self) -> Any:
-        return [(name, self[name]) for name in self]
-
-    def values(self) -> Any:
-        return [self[name] for name in self]
-
-
 @contextmanager
 def _long_lived_objects() -> Iterator[None]:
     """Importing a command's modules makes objects that live as long as the process:
@@ -122,17 +72,37 @@ def _long_lived_objects() -> Iterator[None]:
             collector.enable()
 
 
-def _importable(where: str) -> bool:
-    try:
-        import_module(where.partition(":")[0])
-    except ImportError:
-        return False
-    return True
+def _load(where: str) -> click.Command | None:
+    """The command at ``module:attribute``; None when its module cannot be imported
+    (an extra that is not installed)."""
+    module, _, attribute = where.partition(":")
+    with _long_lived_objects():
+        try:
+            loaded = import_module(module)
+        except ImportError:
+            if where in _OPTIONAL.values():
+                return None
+            raise
+    command: click.Command = getattr(loaded, attribute)
+    return command
 
 
 class _Root(click.Group):
-    """The root group; its epilog lists every variable, read from the settings table
-    when help is shown (not at import: ``mailspool worker`` does not need it)."""
+    """The root group: each command is imported when it is looked up (click's lazy
+    loading of subcommands, ``list_commands`` and ``get_command``); its epilog lists
+    every variable, read from the settings table when help is shown."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        optional = [name for name in _OPTIONAL if self.get_command(ctx, name) is not None]
+        return sorted({*_COMMANDS, *optional, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = _COMMANDS.get(cmd_name) or _OPTIONAL.get(cmd_name)
+        if cmd_name not in self.commands and where is not None:
+            loaded = _load(where)
+            if loaded is not None:
+                self.add_command(loaded, cmd_name)
+        return self.commands.get(cmd_name)
 
     @property
     def epilog(self) -> str:
@@ -157,7 +127,13 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.ensure_object(dict)
 
 
-cli.commands = _Commands()
+def command(name: str) -> click.Command:
+    """The ``mailspool`` command called ``name`` (``flask mailspool`` and the tests take
+    the same objects); KeyError when there is none."""
+    found = cli.get_command(click.Context(cli), name)
+    if found is None:
+        raise KeyError(name)
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

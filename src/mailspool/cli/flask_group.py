@@ -31,4 +31,4 @@ def mailspool_group(ctx: click.Context) -> None:
 
 
 for _name in _COMMANDS:
-    mailspool_group.add_command(main_cli.cli.commands[_name])
+    mailspool_group.add_command(main_cli.command(_name))
