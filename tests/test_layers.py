@@ -145,3 +145,14 @@ def test_the_checker_sees_a_circle() -> None:
         assert any({"mailspool.errors", "mailspool.message"} <= set(c) for c in cycles())
     finally:
         GRAPH["mailspool.errors"].discard("mailspool.message")
+
+
+def test_no_module_over_450_lines_and_no_function_over_60() -> None:
+    """Small modules with one job: a module that grows past 450 lines is split, a
+    function past 60 is cut into named steps."""
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 450, path
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert (node.end_lineno or 0) - node.lineno < 60, (path, node.name)

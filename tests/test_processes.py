@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,12 +17,13 @@ from hypothesis import strategies as st
 
 import mailspool
 from mailspool.config import Settings
+from mailspool.delivery.factory import open_worker
 from mailspool.delivery.report import BatchReport
 from mailspool.errors import MailspoolError
 from mailspool.spool import layout
 from mailspool.stores.file import FileStore
 from mailspool.triggers.local import LOOKS_PER_SHARE, DrainReport, fair_part
-from mailspool.triggers.processes import SHARE_SPLIT, Share, run_processes
+from mailspool.triggers.processes import SHARE_SPLIT, Doorbell, Share, drain_shared, run_processes
 from tests.fixtures.smtp_server import SMTPSink
 
 
@@ -59,6 +62,42 @@ def test_two_processes_share_a_large_batch_and_send_each_email_once(
     assert set(recipients.values()) == {1}
     done = FileStore(spool).keys(layout.DONE)
     assert len([key for key in done if key.endswith(".json")]) == 3  # the batch and 2 parts
+
+
+def _drain_polling_for_an_hour(store_url: str, transport_url: str, share: Share) -> DrainReport:
+    with open_worker(Settings.load(store=store_url, transport=transport_url)) as worker:
+        return drain_shared(worker, share, poll=3600)
+
+
+def test_a_process_waiting_for_a_held_batch_looks_again_when_the_batch_ends(
+    spool: Path, smtp_server: SMTPSink
+) -> None:
+    """One batch, two processes: one sends it, the other finds it held and waits. It does
+    not wait for its next look (an hour here; 5 s on a bucket): the doorbell the first
+    rings when its batch ends wakes it, so the drain ends with the batch (without it this
+    test would run into pytest's timeout)."""
+    smtp_server.slow_down(0.01)  # the batch is still held when the other process looks
+    store = f"file://{spool}"
+    with mailspool.request(settings=Settings.load(store=store)):
+        for i in range(40):
+            mailspool.send_mail(f"user{i}@example.com", f"Note {i}", "<p>Hello</p>")
+    work = functools.partial(_drain_polling_for_an_hour, store, smtp_server.url)
+    report = run_processes(2, work)
+    assert report is not None
+    assert sum(batch.sent for batch in report.batches) == 40
+    assert len(smtp_server.envelopes) == 40
+
+
+def test_the_doorbell_wakes_a_waiting_process_and_counts_its_rings() -> None:
+    bell = Doorbell()
+    since = bell.rung()
+    waiter = threading.Thread(target=bell.wait, args=(since, 3600))
+    waiter.start()
+    bell.ring()
+    waiter.join(timeout=60)
+    assert not waiter.is_alive()
+    assert bell.rung() == since + 1
+    bell.wait(since, 3600)  # rung since: returns at once
 
 
 def _fails(share: Share) -> DrainReport | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -117,6 +119,24 @@ def test_a_django_request_its_three_sends_and_their_bounce_are_one_trace(
     said = " ".join(_everything_said(s) for s in finished if s is not request)
     for secret in ("@example.com", "Private subject", "Private body", "hidden", "copy"):
         assert secret not in said
+
+
+def test_a_program_that_never_imported_opentelemetry_does_not_load_it() -> None:
+    """No tracer provider can be set without ``opentelemetry.trace``: until the program
+    imports it (an SDK, ``opentelemetry-instrument``), a worker neither loads it nor
+    makes spans; once imported, the same calls use it."""
+    probe = (
+        "import sys\n"
+        "from mailspool import tracing\n"
+        "parent = '00-' + '1' * 32 + '-' + '2' * 16 + '-01'\n"
+        "with tracing.claim_span('b', [{'traceparent': parent}]):\n"
+        "    pass\n"
+        "print('opentelemetry' in sys.modules, tracing.available())\n"
+        "import opentelemetry.trace\n"
+        "print(tracing.available())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.splitlines() == ["False False", "True"], result.stderr
 
 
 def test_no_span_and_no_field_for_mail_queued_outside_any_span(

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from mailspool.errors import ConfigurationError, PermanentError, TransientError
 from mailspool.transports import Transport, open_transport
-from mailspool.transports.smtp import SMTPTransport, default_ehlo_name
+from mailspool.transports.smtp import SMTPTransport
+from mailspool.transports.smtp_connection import default_ehlo_name
 from tests.fixtures.smtp_server import SMTP_PASSWORD, SMTP_USER, SMTPSink, running_smtp_server
 from tests.transport_contract import Delivered, TransportContract, simple_message
 
@@ -253,6 +256,31 @@ def test_starttls_verifies_the_certificate_by_default(smtp_starttls_server: SMTP
     ):
         transport.send(simple_message())
     assert smtp_starttls_server.envelopes == []
+
+
+def test_the_systems_certificates_load_only_when_a_connection_needs_tls(
+    smtp_server: SMTPSink, smtp_starttls_server: SMTPSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CA bundle takes tens of milliseconds to load: a worker whose server offers no
+    STARTTLS never loads it, one that does loads it once, at its first TLS connection."""
+    made: list[str | None] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, cafile: str | None = None, **kwargs: Any) -> ssl.SSLContext:
+        made.append(cafile)
+        return real(*args, cafile=cafile, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    with open_transport(smtp_server.url) as plain:
+        plain.send(simple_message())
+    assert made == []
+    with open_transport(smtp_starttls_server.url_with(verify="false")) as secured:
+        assert made == []
+        for number in range(3):
+            secured.send(simple_message(f"m{number}"))
+            smtp_starttls_server.drop_connections()  # the next send opens another
+    assert made == [None]
+    assert [envelope.tls for envelope in smtp_starttls_server.envelopes] == [True] * 3
 
 
 def test_a_trusted_cafile_passes_verification(smtp_starttls_server: SMTPSink) -> None:

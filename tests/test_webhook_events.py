@@ -39,8 +39,8 @@ from mailspool.stores.memory import MemoryStore  # noqa: E402
 from mailspool.webhook_rules import ALL_EVENTS, EventType  # noqa: E402
 from mailspool.webhooks import WebhookEvent, verify  # noqa: E402
 from mailspool.webhooks.events import email_event, event_id  # noqa: E402
-from mailspool.webhooks.http import signer  # noqa: E402
 from mailspool.webhooks.outbox import PENDING, Bundle, Outbox  # noqa: E402
+from mailspool.webhooks.signing import signer  # noqa: E402
 from tests import ses_events  # noqa: E402
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()

@@ -6,9 +6,12 @@ batch write is a PRODUCER span in that trace; the worker's claim of the batch is
 CONSUMER span; each send a CLIENT span with a link to the request that queued it; a
 bounce or complaint that comes back is a span with an event in the same trace.
 
-``opentelemetry`` is imported here only, on first use: when it cannot be imported,
-everything here does nothing and nothing is stored. With the API but no SDK, the
-current span is never valid, so no e-mail carries a traceparent and no span is made.
+``opentelemetry`` is never imported here: spans are made once the program has imported
+it. A tracer provider is set through ``opentelemetry.trace`` (an SDK set up in code,
+``opentelemetry-instrument``), so until something has imported it no span could be
+recorded, and a worker does not pay for the import (about 20 ms of each start). Without
+it, or with the API but no SDK, the current span is never valid: no e-mail carries a
+traceparent and no span is made.
 
 A stored traceparent is read from the store, hence hostile: ``parse_traceparent`` takes
 only version 00, exactly 55 characters of lower-case hex, with a trace id and a parent
@@ -23,6 +26,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -107,25 +111,22 @@ def stamped(messages: Sequence[Message]) -> Sequence[Message]:
 
 _api: ModuleType | None = None
 _context_api: ModuleType | None = None
-_tried = False
 
 
 def _trace() -> ModuleType | None:
-    """``opentelemetry.trace``, imported once; None when the extra is not installed."""
-    global _api, _context_api, _tried
-    if not _tried:
-        try:
-            from opentelemetry import context, trace
-        except ImportError:
-            _api = None
-        else:
-            _api, _context_api = trace, context
-        _tried = True
+    """``opentelemetry.trace`` once the program has imported it; None before (no tracer
+    provider can have been set) and when the ``[otel]`` extra is not installed."""
+    global _api, _context_api
+    if _api is None and "opentelemetry.trace" in sys.modules:
+        from opentelemetry import context, trace
+
+        _api, _context_api = trace, context
     return _api
 
 
 def available() -> bool:
-    """True when the OpenTelemetry API can be imported (the ``[otel]`` extra)."""
+    """True when the program has imported the OpenTelemetry API (``[otel]`` extra), so
+    that spans may be recorded: an SDK or ``opentelemetry-instrument`` imports it first."""
     return _trace() is not None
 
 

@@ -104,8 +104,8 @@ def build_worker(
 
 
 def send_steps(settings: Settings, store: Store, transport: Transport) -> list[SendStep]:
-    """The steps the settings ask for, in order: a span per send when the OpenTelemetry
-    API is installed (``delivery.traced``), the suppression screen of ``store``'s list,
+    """The steps the settings ask for, in order: a span per send when the program has
+    imported the OpenTelemetry API (``delivery.traced``, ``tracing.available``), the suppression screen of ``store``'s list,
     ``List-Unsubscribe`` headers when the unsubscribe URL is set, the signed VERP envelope
     sender when a bounce address is set (SMTP only), and the webhook events of each batch
     run when a webhook URL is set."""

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from mailspool.config import default_of
 from mailspool.delivery.attempt import SendOutcome, SendRules
@@ -61,7 +62,9 @@ from mailspool.stores.base import Store, default_owner
 from mailspool.stores.retry import retry_write
 from mailspool.tenant_options import TenantOptions
 from mailspool.transports.base import SendQuota, Transport
-from mailspool.webhooks.deliver import Deliverer
+
+if TYPE_CHECKING:  # the HTTP client loads only when events are sent (webhooks.setup)
+    from mailspool.webhooks.deliver import Deliverer
 
 log = logging.getLogger("mailspool.worker")
 

@@ -74,6 +74,8 @@ from mailspool.transports.smtp_connection import (
     Connection,
     Envelope,
     TLSConnection,
+    default_ehlo_name,
+    quit_all,
     quit_connection,
 )
 from mailspool.transports.smtp_errors import (
@@ -83,9 +85,9 @@ from mailspool.transports.smtp_errors import (
 )
 from mailspool.transports.smtp_pipeline import Following, dropped_before_data
 from mailspool.transports.smtp_url import (
+    TLSContext,
     check_settings,
     host_in_url,
-    make_ssl_context,
     url_arguments,
 )
 
@@ -145,7 +147,7 @@ class SMTPTransport(Transport):
         self.local_hostname = local_hostname
         self.pipelining = pipelining
         self.chunking = chunking
-        self._ssl_context = ssl_context or make_ssl_context(verify, cafile)
+        self._tls = TLSContext(ssl_context, verify, cafile)
         scheme = "smtps" if implicit_tls else "smtp"
         user = f"{quote(username, safe='')}@" if username else ""
         self.url = f"{scheme}://{user}{host_in_url(host)}:{self.port}"
@@ -209,24 +211,14 @@ class SMTPTransport(Transport):
             self._return_slot()
 
     def close(self) -> None:
-        """QUIT every idle connection, all at once (one thread each: a distant server
+        """QUIT every idle connection, all at once (``quit_all``: a distant server
         answers them in one round trip, not one per connection); connections in use are
         closed when their send ends. The transport stays usable: a later send opens a
         new connection."""
         with self._lock:
             idle, self._idle = self._idle, []
             self._generation += 1
-        if len(idle) == 1:
-            quit_connection(idle[0])
-            return
-        quitting = [
-            threading.Thread(target=quit_connection, args=(c,), name="mailspool-quit", daemon=True)
-            for c in idle
-        ]
-        for thread in quitting:
-            thread.start()
-        for thread in quitting:
-            thread.join()
+        quit_all(idle, self.timeout)
 
     def share_connections(self, share: ConnectionShare | None) -> None:
         """Let ``share`` say how many of ``max_connections`` this transport may use now
@@ -420,7 +412,7 @@ class SMTPTransport(Transport):
                 self.port,
                 local_hostname=self._ehlo_name(),
                 timeout=self.timeout,
-                context=self._ssl_context,
+                context=self._tls.get(),
             )
         else:
             connection = Connection(
@@ -435,7 +427,7 @@ class SMTPTransport(Transport):
             return
         connection.ehlo_or_helo_if_needed()
         if connection.has_extn("starttls"):
-            connection.starttls(context=self._ssl_context)
+            connection.starttls(context=self._tls.get())
         elif self.starttls == "always":
             raise TransportUnavailable(
                 f"{self._where} does not offer STARTTLS, and the transport requires it "
@@ -451,12 +443,3 @@ class SMTPTransport(Transport):
     def _translate(self, err: Exception, data_started: bool) -> DeliveryError:
         """The mailspool error for what smtplib, ssl or the socket raised."""
         return translate(err, self._where, self.username, self.timeout, data_started)
-
-
-@functools.cache
-def default_ehlo_name() -> str:
-    """The name ``smtplib`` greets with when given none (this host's FQDN, else its
-    address literal), found once per process: ``smtplib`` looks it up again, a reverse
-    DNS lookup that a slow resolver holds for seconds, for every connection it opens."""
-    name: str = smtplib.SMTP().local_hostname  # no host: nothing is connected
-    return name

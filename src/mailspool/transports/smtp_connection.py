@@ -6,9 +6,12 @@ goes to a server that offers SMTPUTF8 or does not."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import select
 import smtplib
 import ssl
+import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -22,7 +25,15 @@ from mailspool.transports.smtp_pipeline import PipeliningSMTP
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["Connection", "Envelope", "TLSConnection", "quit_connection", "smtp_address"]
+__all__ = [
+    "Connection",
+    "Envelope",
+    "TLSConnection",
+    "default_ehlo_name",
+    "quit_all",
+    "quit_connection",
+    "smtp_address",
+]
 
 
 class Connection(PipeliningSMTP):
@@ -86,6 +97,35 @@ def quit_connection(connection: smtplib.SMTP) -> None:
         connection.quit()
     except (smtplib.SMTPException, OSError):
         connection.close()
+
+
+def quit_all(connections: Sequence[smtplib.SMTP], timeout: float) -> None:
+    """QUIT every connection at once from this thread: each QUIT is written first, then
+    each answer read, so a distant server answers them all in one round trip; the
+    answers are awaited ``timeout`` seconds in all, not each."""
+    written = []
+    for connection in connections:
+        try:
+            connection.putcmd("quit")
+            written.append(connection)
+        except (smtplib.SMTPException, OSError):
+            connection.close()
+    deadline = time.monotonic() + timeout
+    for connection in written:
+        with contextlib.suppress(smtplib.SMTPException, OSError, ValueError):
+            if connection.sock is not None:
+                connection.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                connection.getreply()
+        connection.close()
+
+
+@functools.cache
+def default_ehlo_name() -> str:
+    """The name ``smtplib`` greets with when given none (this host's FQDN, else its
+    address literal), found once per process: ``smtplib`` looks it up again, a reverse
+    DNS lookup that a slow resolver holds for seconds, for every connection it opens."""
+    name: str = smtplib.SMTP().local_hostname  # no host: nothing is connected
+    return name
 
 
 class Envelope:

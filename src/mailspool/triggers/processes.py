@@ -35,6 +35,8 @@ whole worker of its own, and shares the work and the limits among them:
 
 Draining with several processes ends when no batch is left in ``queue/`` that this
 process has not tried, and none is held by another process (it may still hand out parts).
+A process waiting for a held batch looks again when the process holding it rings the
+``Doorbell`` (its batch ended), and at each poll otherwise.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from mailspool.triggers.local import DrainReport, drain
 __all__ = [
     "IDLE_AFTER",
     "SHARE_SPLIT",
+    "Doorbell",
     "Lending",
     "Share",
     "default_processes",
@@ -106,6 +109,8 @@ class Share:
     #: what every process says of its sends (``Lending``), shared by the processes;
     #: None: this process cannot see the others (it keeps its part)
     board: Any = field(default=None, compare=False)
+    #: rung when a process's batches end (``drain_shared``); None: waits poll alone
+    doorbell: Doorbell | None = field(default=None, compare=False)
 
     def concurrency(self, total: int) -> int:
         """The part of ``total`` each process has when every process is busy."""
@@ -130,6 +135,32 @@ class Board:
     sends: Any  # RawArray of 3 x count doubles: held tokens, last moment, pid
     tokens: Any  # a multiprocessing semaphore of ``total`` tokens
     lock: Any  # a multiprocessing lock
+
+
+class Doorbell:
+    """Rung by a process when batches it claimed have ended (released, finished, split
+    into parts): the processes waiting for a held batch look again at once instead of
+    at their next poll (50 ms on a folder, 5 s on a bucket), so a drain ends when its
+    last batch does."""
+
+    def __init__(self, context: ForkContext | SpawnContext | None = None) -> None:
+        maker = context or multiprocessing.get_context()
+        self._rings = maker.RawValue("Q", 0)
+        self._changed = maker.Condition()
+
+    def rung(self) -> int:
+        """How many times it has rung: what ``wait`` compares with."""
+        return int(self._rings.value)
+
+    def ring(self) -> None:
+        with self._changed:
+            self._rings.value += 1
+            self._changed.notify_all()
+
+    def wait(self, since: int, timeout: float) -> None:
+        """Until it has rung ``since`` times no more, or ``timeout`` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._rings.value != since, timeout)
 
 
 def board(count: int, total: int, context: ForkContext | SpawnContext | None = None) -> Board:
@@ -227,13 +258,22 @@ def drain_shared(
     may still be split into parts for this one. ``poll``: seconds between looks while
     waiting (a bucket listing is a paid request)."""
     total = DrainReport()
+    bell = share.doorbell
     while True:
+        since = bell.rung() if bell is not None else 0
         report = drain(worker, part=(share.index, share.count), **options)  # type: ignore[arg-type]
-        total.batches.extend(b for b in report.batches if b.status != BatchStatus.HELD)
+        ended = [b for b in report.batches if b.status != BatchStatus.HELD]
+        total.batches.extend(ended)
+        if ended and bell is not None:  # the others may look again (never for a mere look)
+            bell.ring()
+            since += 1
         held = [b for b in report.batches if b.status == BatchStatus.HELD]
         if not held or report.paused or worker.stopping.is_set():
             return total
-        worker.stopping.wait(poll)
+        if bell is None:
+            worker.stopping.wait(poll)
+        else:
+            bell.wait(since, poll)
 
 
 def run_processes(count: int, work: Work, *, concurrency: int | None = None) -> DrainReport | None:
@@ -243,10 +283,11 @@ def run_processes(count: int, work: Work, *, concurrency: int | None = None) -> 
     context = _context()
     results: SimpleQueue[tuple[DrainReport | None, str | None]] = context.SimpleQueue()
     shared = board(count, concurrency, context) if concurrency else None
+    bell = Doorbell(context)
     children = [
         context.Process(
             target=_child,
-            args=(work, Share(i, count, shared), results, os.getpid()),
+            args=(work, Share(i, count, shared, bell), results, os.getpid()),
             name=f"mailspool-{i}",
         )
         for i in range(count)

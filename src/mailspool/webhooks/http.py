@@ -26,14 +26,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from mailspool._version import __version__
-from mailspool.errors import ConfigurationError, MissingDependency
-from mailspool.webhook_rules import secret_bytes
 from mailspool.webhooks.events import WebhookEvent
 
 if TYPE_CHECKING:
     from standardwebhooks.webhooks import Webhook
 
-__all__ = ["ANSWER_BYTES", "Answer", "Outcome", "Receiver", "signer"]
+__all__ = ["ANSWER_BYTES", "Answer", "Outcome", "Receiver"]
 
 ANSWER_BYTES = 4096
 _UNAVAILABLE = frozenset({408, 410, 425, 429})
@@ -55,21 +53,6 @@ class Answer:
     detail: str
     retry_after: float | None = None
     gone: bool = False  # 410: the application asks not to be sent events any more
-
-
-def signer(secret: str) -> Webhook:
-    """The library's signer for a ``whsec_`` secret (checked strictly first)."""
-    try:
-        from standardwebhooks.webhooks import Webhook
-    except ImportError as err:
-        raise MissingDependency("signed webhooks", "webhooks") from err
-    try:
-        secret_bytes(secret)
-    except ValueError:
-        raise ConfigurationError(
-            "MAILSPOOL_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_ then base64"
-        ) from None
-    return Webhook(secret)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

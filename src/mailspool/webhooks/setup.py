@@ -1,13 +1,20 @@
-"""The outbox and the deliverer as the settings ask for them: none without a URL."""
+"""The outbox and the deliverer as the settings ask for them: none without a URL, and
+then the HTTP client is not even imported (a worker's start pays for it only when it
+sends events)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from mailspool.config import Settings
 from mailspool.errors import ConfigurationError
 from mailspool.stores.base import Store
-from mailspool.webhooks.deliver import Deliverer
-from mailspool.webhooks.http import Receiver, signer
 from mailspool.webhooks.outbox import Outbox
+from mailspool.webhooks.signing import signer
+
+if TYPE_CHECKING:
+    from mailspool.webhooks.deliver import Deliverer
+    from mailspool.webhooks.http import Receiver
 
 __all__ = ["deliverer_for", "outbox_for", "receiver_for"]
 
@@ -22,6 +29,8 @@ def receiver_for(settings: Settings) -> Receiver | None:
             "MAILSPOOL_WEBHOOK_URL is set but MAILSPOOL_WEBHOOK_SECRET is not: "
             "events are only sent signed (whsec_<base64>)"
         )
+    from mailspool.webhooks.http import Receiver
+
     return Receiver(settings.webhook_url, signer(settings.webhook_secret), settings.webhook_timeout)
 
 
@@ -37,4 +46,6 @@ def deliverer_for(settings: Settings, store: Store) -> Deliverer | None:
     receiver = receiver_for(settings)
     if receiver is None:
         return None
+    from mailspool.webhooks.deliver import Deliverer
+
     return Deliverer(store, receiver, retention=settings.webhook_retention * 86400.0)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from mailspool.errors import InvalidRecord, WebhookRefused
 from mailspool.webhooks.events import WebhookEvent
-from mailspool.webhooks.http import signer
+from mailspool.webhooks.signing import signer
 
 __all__ = ["LARGEST_BODY", "verify"]
 
