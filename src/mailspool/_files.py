@@ -39,25 +39,41 @@ NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC  # open() fails (ELOOP) on a symbolic l
 def make_folder(folder: Path, inside: Path | None = None) -> None:
     """The folder and its missing parents, each created 0700 and made durable. A folder
     below ``inside`` that is not a real folder (a symbolic link) raises OSError: writes
-    never leave ``inside`` (which may itself be a link: that is the operator's choice)."""
-    below = inside is not None and inside in folder.parents
+    never leave ``inside`` (which may itself be a link: that is the operator's choice).
+    Every level is looked at on each call, from ``inside`` down, as strings: this runs
+    for every ledger append."""
+    path = os.fspath(folder)
+    top = None if inside is None else os.fspath(inside).rstrip(os.sep) or os.sep
+    below = top is not None and path.startswith(top.rstrip(os.sep) + os.sep) and path != top
+    if top is None or not below:
+        _make_level(path, follow=True)
+        return
+    _make_level(top, follow=True)
+    current = top
+    for name in path[len(top.rstrip(os.sep)) + 1 :].split(os.sep):
+        if name:
+            current = os.path.join(current, name)
+            _make_level(current, follow=False)
+
+
+def _make_level(path: str, *, follow: bool) -> None:
+    """One folder: there already (a folder, else NotADirectoryError), or created 0700
+    and made durable; with ``follow``, its missing parents too, links followed."""
     try:
-        info = os.lstat(folder) if below else os.stat(folder)
+        info = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
-        info = None
-    if info is not None:
-        if not stat.S_ISDIR(info.st_mode):
-            raise NotADirectoryError(errno.ENOTDIR, "not a folder (a symbolic link?)", str(folder))
-        if below:
-            make_folder(folder.parent, inside)  # the folders above are checked too
+        parent = os.path.dirname(path)
+        if follow and parent != path:
+            _make_level(parent, follow=True)
+        try:
+            os.mkdir(path, FOLDER_MODE)
+        except FileExistsError:
+            return
+        os.chmod(path, FOLDER_MODE)
+        fsync_folder(Path(parent))
         return
-    make_folder(folder.parent, inside)
-    try:
-        os.mkdir(folder, FOLDER_MODE)
-    except FileExistsError:
-        return
-    os.chmod(folder, FOLDER_MODE)
-    fsync_folder(folder.parent)
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder (a symbolic link?)", path)
 
 
 def write_temp(folder: Path, data: bytes) -> Path:

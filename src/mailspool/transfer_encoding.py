@@ -55,11 +55,13 @@ def quoted_printable(encoded: bytes) -> list[str]:
     result: list[str] = []
     for text_line in _LINE_END.split(encoded):
         soft = binascii.b2a_qp(text_line, istext=True).decode("ascii").split("\n")
-        for number, piece in enumerate(soft):
-            line = piece
-            last = number == len(soft) - 1
-            if last and line[-1:] in (" ", "\t"):  # white space before the line end
-                line = f"{line[:-1]}={ord(line[-1]):02X}"
+        end = soft[-1]
+        if end[-1:] in (" ", "\t"):  # white space before the line end
+            soft[-1] = f"{end[:-1]}={ord(end[-1]):02X}"
+        if max(map(len, soft)) <= _QP_LINE:  # the usual case, checked without a loop here
+            result.extend(soft)
+            continue
+        for line in soft:
             while len(line) > _QP_LINE:
                 cut = _QP_LINE - 1  # room for the "=" of the soft break
                 cut -= 1 if line[cut - 1] == "=" else 2 if line[cut - 2] == "=" else 0

@@ -414,10 +414,12 @@ def quote_address(address: str) -> str:
 
 
 def content_lines(msg: bytes) -> bytes:
-    """The message with leading dots doubled and the end-of-data line, as smtplib sends it."""
-    quoted = msg
-    if msg.startswith(b".") or b"\n." in msg:  # most messages have no line to quote
-        quoted = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
+    """The message with leading dots doubled and the end-of-data line, as smtplib sends it
+    (its ``_quote_periods``, ``re.sub(rb'(?m)^\\.', b'..', msg)``: a line starts at the
+    beginning and after each LF), with ``bytes.replace``: several times faster."""
+    quoted = msg.replace(b"\n.", b"\n..")
+    if quoted.startswith(b"."):
+        quoted = b"." + quoted
     if not quoted.endswith(_CRLF):
         quoted += _CRLF
     return quoted + b"." + _CRLF
