@@ -34,6 +34,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses
+from functools import lru_cache
 from pathlib import Path
 
 from mailspool.address import (
@@ -297,12 +298,7 @@ class Message:
     def envelope_recipients(self) -> tuple[str, ...]:
         """Every bare address for SMTP RCPT TO: to, cc and bcc, each once, in order; two
         spellings of one address (``canonical_address``) are one, as first written."""
-        seen: dict[str, str] = {}
-        for address in (*self.to, *self.cc, *self.bcc):
-            bare = bare_local_part(address)
-            key = bare.lower() if bare is not None else canonical_address(address)
-            seen.setdefault(key, parse_address(address)[1])
-        return tuple(seen.values())
+        return _envelope_recipients(tuple(self.to), tuple(self.cc), tuple(self.bcc))
 
     @property
     def bare_addresses(self) -> tuple[str, ...]:
@@ -388,3 +384,15 @@ def _check_labels(tags: tuple[str, ...], metadata: tuple[tuple[str, str], ...]) 
         if key in keys:
             raise InvalidMessage(f"metadata key {key!r} is given twice", field="metadata")
         keys.add(key)
+
+
+@lru_cache(maxsize=1024)  # asked five times for each e-mail on its way (steps, transport, limits)
+def _envelope_recipients(
+    to: tuple[str, ...], cc: tuple[str, ...], bcc: tuple[str, ...]
+) -> tuple[str, ...]:
+    seen: dict[str, str] = {}
+    for address in (*to, *cc, *bcc):
+        bare = bare_local_part(address)
+        key = bare.lower() if bare is not None else canonical_address(address)
+        seen.setdefault(key, parse_address(address)[1])
+    return tuple(seen.values())
