@@ -23,7 +23,14 @@ from mailspool.errors import MailspoolError
 from mailspool.spool import layout
 from mailspool.stores.file import FileStore
 from mailspool.triggers.local import LOOKS_PER_SHARE, DrainReport, fair_part
-from mailspool.triggers.processes import SHARE_SPLIT, Doorbell, Share, drain_shared, run_processes
+from mailspool.triggers.processes import (
+    SHARE_SPLIT,
+    Doorbell,
+    Share,
+    _await_look,
+    drain_shared,
+    run_processes,
+)
 from tests.fixtures.smtp_server import SMTPSink
 
 
@@ -98,6 +105,18 @@ def test_the_doorbell_wakes_a_waiting_process_and_counts_its_rings() -> None:
     assert not waiter.is_alive()
     assert bell.rung() == since + 1
     bell.wait(since, 3600)  # rung since: returns at once
+
+
+def test_a_process_waiting_for_the_doorbell_still_stops_at_once() -> None:
+    """A stop signal sets the worker's ``stopping`` and cannot ring: the wait looks at it
+    (a bucket's poll is 5 s; this one an hour)."""
+    bell, stopping = Doorbell(), threading.Event()
+    waiter = threading.Thread(target=_await_look, args=(bell, bell.rung(), 3600, stopping))
+    waiter.start()
+    stopping.set()
+    waiter.join(timeout=60)
+    assert not waiter.is_alive()
+    assert bell.rung() == 0
 
 
 def _fails(share: Share) -> DrainReport | None:

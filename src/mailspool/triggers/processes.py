@@ -157,10 +157,21 @@ class Doorbell:
             self._rings.value += 1
             self._changed.notify_all()
 
-    def wait(self, since: int, timeout: float) -> None:
-        """Until it has rung ``since`` times no more, or ``timeout`` seconds."""
+    def wait(self, since: int, timeout: float) -> bool:
+        """Until it has rung ``since`` times no more (True), or ``timeout`` seconds."""
         with self._changed:
-            self._changed.wait_for(lambda: self._rings.value != since, timeout)
+            return bool(self._changed.wait_for(lambda: self._rings.value != since, timeout))
+
+
+def _await_look(bell: Doorbell, since: int, poll: float, stopping: threading.Event) -> None:
+    """Until the bell rings, ``poll`` seconds pass or the worker stops. A stop signal
+    sets ``stopping`` and cannot ring the bell, so it is looked at every ``STOP_LOOK``
+    seconds: a process waiting on a bucket's 5 s poll still stops at once."""
+    deadline = time.monotonic() + poll
+    while not stopping.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0 or bell.wait(since, min(left, STOP_LOOK)):
+            return
 
 
 def board(count: int, total: int, context: ForkContext | SpawnContext | None = None) -> Board:
@@ -169,6 +180,8 @@ def board(count: int, total: int, context: ForkContext | SpawnContext | None = N
     return Board(maker.RawArray("d", 3 * count), maker.BoundedSemaphore(total), maker.Lock())
 
 
+#: Seconds between two looks at a stop signal while waiting for the ``Doorbell``.
+STOP_LOOK = 0.1
 #: Seconds between two looks, while waiting for a token, at whether a process that
 #: holds some has died (killed alone: its tokens are given back for it).
 TOKEN_WAIT = 0.1
@@ -273,7 +286,7 @@ def drain_shared(
         if bell is None:
             worker.stopping.wait(poll)
         else:
-            bell.wait(since, poll)
+            _await_look(bell, since, poll, worker.stopping)
 
 
 def run_processes(count: int, work: Work, *, concurrency: int | None = None) -> DrainReport | None:
