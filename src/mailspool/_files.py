@@ -43,14 +43,14 @@ def make_folder(folder: Path, inside: Path | None = None) -> None:
     Every level is looked at on each call, from ``inside`` down, as strings: this runs
     for every ledger append."""
     path = os.fspath(folder)
-    top = None if inside is None else os.fspath(inside).rstrip(os.sep) or os.sep
-    below = top is not None and path.startswith(top.rstrip(os.sep) + os.sep) and path != top
-    if top is None or not below:
+    top = "" if inside is None else os.fspath(inside)
+    prefix = top.rstrip(os.sep) + os.sep
+    if not top or path == top or not path.startswith(prefix):  # not below ``inside``
         _make_level(path, follow=True)
         return
     _make_level(top, follow=True)
     current = top
-    for name in path[len(top.rstrip(os.sep)) + 1 :].split(os.sep):
+    for name in path[len(prefix) :].split(os.sep):
         if name:
             current = os.path.join(current, name)
             _make_level(current, follow=False)
