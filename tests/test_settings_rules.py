@@ -139,9 +139,11 @@ def test_an_unknown_keyword_argument_is_refused_with_the_closest_name() -> None:
         Settings.load(stoer="file:///tmp/x")
 
 
-def test_problems_lists_every_mistake_at_once() -> None:
-    problems = Settings.problems({"transprot": "x", "concurrency": 0, "max_rate": math.nan})
-    assert [p.setting for p in problems] == ["transprot", "max_rate", "concurrency"]
+def test_the_error_lists_every_mistake_at_once() -> None:
+    with pytest.raises(SettingError) as caught:
+        Settings.load({"transprot": "x", "concurrency": 0, "max_rate": math.nan})
+    assert caught.value.setting == "transprot"
+    assert [p.setting for p in caught.value.problems] == ["transprot", "max_rate", "concurrency"]
 
 
 def test_an_unknown_variable_is_warned_once_with_the_closest_name(

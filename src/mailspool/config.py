@@ -223,7 +223,8 @@ class Settings:
         **explicit: Any,
     ) -> Settings:
         """The settings from arguments, framework settings, environment and defaults,
-        each checked by its row's rule; the first problem raises ``SettingError``.
+        each checked by its row's rule; the first problem raises ``SettingError``, whose
+        ``problems`` lists every one.
 
         ``framework_key`` spells a setting's name as the framework's user writes it
         (``MAILSPOOL['STORE']``) in errors; ``glue`` names (in the same form as the
@@ -231,22 +232,9 @@ class Settings:
         """
         resolved, problems = _resolve(framework, environ, framework_key, glue, explicit)
         if problems:
+            problems[0].problems = tuple(problems)
             raise problems[0]
         return cls(**resolved)
-
-    @classmethod
-    def problems(
-        cls,
-        framework: Mapping[str, Any] | None = None,
-        *,
-        environ: Mapping[str, str] | None = None,
-        framework_key: Callable[[str], str] | None = None,
-        glue: Collection[str] = (),
-        **explicit: Any,
-    ) -> list[SettingError]:
-        """Every problem ``load`` would raise the first of, for a check that reports them
-        all at once (Django's ``manage.py check``)."""
-        return _resolve(framework, environ, framework_key, glue, explicit)[1]
 
     def worker_options(self) -> dict[str, Any]:
         """The ``WorkerOptions`` fields these settings fill, by field name."""

@@ -20,12 +20,15 @@ from mailspool.retention import STATES_RULE, parse_retention
 class SettingError(ConfigurationError):
     """A setting that is unknown or whose value its rule refuses. ``setting`` is the name
     as its source spells it (``max_rate``, ``MAILSPOOL_MAX_RATE``, ``MAILSPOOL['MAX_RATE']``);
-    ``hint`` says what would be right (the rule, or the closest known name)."""
+    ``hint`` says what would be right (the rule, or the closest known name).
+    ``problems``: every problem found in the same load, this one first, for a check that
+    reports them all at once (Django's ``manage.py check``)."""
 
     def __init__(self, message: str, *, setting: str, hint: str) -> None:
         super().__init__(message)
         self.setting = setting
         self.hint = hint
+        self.problems: tuple[SettingError, ...] = (self,)
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,28 +87,21 @@ class Rates:
 
 def collect_rates(store: Store, *, sends: int = 1000) -> Rates:
     """Rates over the last ``sends`` sent e-mails; see the module docstring."""
-    recent, oldest = _recent_sends(store, sends)
-    by_id = {send.provider_id: send for send in recent}
-    by_tags: dict[tuple[str | None, int | None], _Send] = {(s.batch, s.index): s for s in recent}
+    by_tags, oldest = _recent_sends(store, sends)
+    provider_ids = set(by_tags.values())
     bounced: set[str] = set()
     complained: set[str] = set()
     for bad in _bad_days(store, oldest):
-        send = by_id.get(bad.provider_id) or by_tags.get((bad.batch, bad.index))
-        if send is not None:
-            which = send.provider_id
+        if bad.provider_id in provider_ids:
+            which = bad.provider_id
+        elif (tagged := by_tags.get((bad.batch, bad.index))) is not None:
+            which = tagged
         elif bad.recorded is not None and oldest is not None and bad.recorded >= int(oldest):
             which = bad.provider_id  # while the window's e-mails went out: SES counts it
         else:
             continue
         (complained if bad.kind == EventKind.COMPLAINED else bounced).add(which)
-    return Rates(len(recent), len(bounced), len(complained), SuppressionList(store).count())
-
-
-@dataclass(frozen=True, slots=True)
-class _Send:
-    provider_id: str
-    batch: str
-    index: int
+    return Rates(len(by_tags), len(bounced), len(complained), SuppressionList(store).count())
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,29 +175,30 @@ def _day(since: float | None) -> str:
     return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
-def _recent_sends(store: Store, limit: int) -> tuple[list[_Send], float | None]:
-    """The last ``limit`` e-mails sent, and the creation time of the oldest batch read."""
+def _recent_sends(
+    store: Store, limit: int
+) -> tuple[dict[tuple[str | None, int | None], str], float | None]:
+    """The last ``limit`` e-mails sent, as ``{(batch id, index): provider id}``, and the
+    creation time of the oldest batch read."""
     queued = (info.key for info in queue_scan.queued_batches(store, set_aside=False))
     keys = [*queued, *store.keys(layout.DONE)]
     batch_ids = sorted(
         {layout.batch_id_from_key(k) for k in keys if k.endswith(".json")}, reverse=True
     )
-    sends: list[_Send] = []
+    sends: dict[tuple[str | None, int | None], str] = {}
     oldest: float | None = None
     for batch_id in batch_ids:  # ids sort by creation time: newest first
         entries = ledger_entries(store, batch_id)  # an unreadable one: skipped
-        sends.extend(
-            _Send(e.message_id, batch_id, index)
-            for index, e in sorted(entries.items())
-            if e.state is LedgerState.SENT and e.message_id
-        )
         oldest = (
             layout.id_time(batch_id)
             if oldest is None
             else min(oldest, layout.id_time(batch_id) or oldest)
         )
-        if len(sends) >= limit:
-            return sends[:limit], oldest
+        for index, entry in sorted(entries.items()):
+            if entry.state is LedgerState.SENT and entry.message_id:
+                sends[batch_id, index] = entry.message_id
+                if len(sends) == limit:
+                    return sends, oldest
     return sends, oldest
 
 

@@ -50,7 +50,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponseBase
 
 import mailspool
-from mailspool.config import Settings
+from mailspool.config import SettingError, Settings
 from mailspool.errors import ConfigurationError, InvalidMessage, MailspoolError
 from mailspool.headers import PRIORITY_HEADER
 from mailspool.integrations.django_message import (
@@ -104,7 +104,11 @@ def setting_problems() -> list[ConfigurationError]:
         sources = _sources()
     except ConfigurationError as err:
         return [err]
-    return [*Settings.problems(**sources), *_glue_problems(sources["framework"])]
+    try:
+        Settings.load(**sources)
+    except SettingError as err:
+        return [*err.problems, *_glue_problems(sources["framework"])]
+    return _glue_problems(sources["framework"])
 
 
 def mailspool_key(name: str) -> str:
