@@ -125,7 +125,9 @@ def _work(settings: Settings, opts: dict[str, Any], share: Share) -> DrainReport
     lends = share.count > 1 and share.board is not None and _is_smtp(settings.transport)
     concurrency = settings.concurrency if lends else share.concurrency(settings.concurrency)
     mine = dataclasses.replace(settings, concurrency=concurrency)
-    split: dict[str, Any] = {"split_above": share.split_above} if share.split_above else {}
+    split: dict[str, Any] = {}
+    if share.split_above:
+        split |= {"split_above": share.split_above, "split_among": share.count}
     if lends:  # the ledger windows add up to one concurrency, as when split
         split["ledger_window"] = share.concurrency(settings.concurrency)
     with open_worker(mine, **split) as the_worker:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from mailspool.delivery.attempt import Attempt, EmailSender, SendOutcome, SendRules
 from mailspool.delivery.bulk import BulkPlan, BulkSender
+from mailspool.delivery.parts import part_size
 from mailspool.delivery.report import BatchReport, BatchStatus
 from mailspool.delivery.steps import BatchEnd
 from mailspool.errors import InvalidBatch, KeyNotFound, LeaseLost, ObjectRefused
@@ -132,8 +133,8 @@ class BatchRun:
         entries = read_entries(self._store, self._report.batch_id)
         todo = [i for i in range(len(batch)) if i not in entries]
         self._complete_at_start = not todo
-        size = self._options.split_above
-        if size and len(todo) > size:
+        size = part_size(len(todo), self._options.split_above, self._options.split_among)
+        if size is not None:
             for start in range(size, len(todo), size):
                 entries.update(self._continue(batch, todo[start : start + size]))
             todo = todo[:size]

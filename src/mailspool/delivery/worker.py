@@ -92,7 +92,10 @@ class WorkerOptions:
     #: the longest pause between two probes of a transport that is down (``outage``)
     outage_cap: float = 300.0
     lease_ttl: float = 300.0
+    #: a batch with more e-mails to send is cut into parts (``delivery.parts``) that
+    #: ``split_among`` processes share; None: sent whole
     split_above: int | None = None
+    split_among: int = 1
     deadline_margin: float = 5.0
     default_sender: str = default_of("sender")
     #: outcomes that may wait for their ledger write while the senders go on (None: the

@@ -7,12 +7,14 @@ whole worker of its own, and shares the work and the limits among them:
 - **batches**: each process claims batches for itself (the store's claim: a ``flock``, an
   S3 lease), so no batch is delivered by two of them;
 - **a large batch**: a process that claims a batch of more than ``SHARE_SPLIT`` e-mails
-  keeps the first ``SHARE_SPLIT`` and hands the rest on as continuation batches of that
-  size at once, so the other processes deliver parts of it;
-  a smaller batch is sent by one process, over the whole concurrency (below). A part
-  must pay for the connections the process that takes it opens (over TLS 50 ms away,
-  five round trips each): at 500, a batch of 1000 sent by two processes at 50 ms took
-  longer than by one (3.1-3.7 s against 3.0-3.3 s, three runs side by side);
+  cuts it into equal parts, as many as a multiple of the processes and none over
+  ``delivery.parts.LARGEST_PART`` (500), keeps the first and hands the others on as
+  continuation batches at once, so the other processes deliver parts of it and all
+  end together. A batch of ``SHARE_SPLIT`` or fewer is sent by one process, over the
+  whole concurrency (below): a part must pay for the connections the process that
+  takes it opens (over TLS 50 ms away, five round trips each), and a batch of 1000 sent
+  by two processes at 50 ms took longer than by one (3.1-3.7 s against 3.0-3.3 s,
+  three runs side by side);
 - **the rate limit**: one limit for all, split evenly: each process sends at most
   ``max_rate / N``. Together they never exceed ``max_rate``; a process with nothing to
   send leaves its share unused (no coordination between processes is needed);
@@ -79,7 +81,7 @@ __all__ = [
 
 log = logging.getLogger("mailspool.worker")
 
-#: E-mails a process keeps of a batch it claims when others share the work.
+#: A batch with more e-mails than this is cut into parts when others share the work.
 SHARE_SPLIT = 1000
 #: Seconds after its last send started or ended that a process with none in flight
 #: lends its part of the connections to the busy ones.
