@@ -198,7 +198,7 @@ def readme(records: Records) -> str:
         f"field`) | {field['ours'] / field['other']:.1f}x a plain `smtplib` loop with "
         f"`starttls()`, {field['trips']:.2f} round trips per e-mail (BDAT) |",
         "| beside django-post-office, django-mailer, Celery + django-celery-email (5000 "
-        f"e-mails) | delivery {peers['delivery_vs_fastest']:.1f}x the fastest, enqueue "
+        f"e-mails) | delivery {peers['delivery_vs_fastest']:.2f}x the fastest, enqueue "
         f"{peers['enqueue_vs_cheapest']:.0f}x cheaper than the cheapest "
         "([plot](docs/img/peers.png)) |",
         "| a Django view notifying 5000 followers | faster than 20 followers with Django's "
@@ -261,7 +261,7 @@ def comparison(records: Records) -> str:
     hand, deliv = records("handoff")["figures"], records("delivery")["figures"]
     view = records("request")["figures"]
     ours = paragraph(
-        f"mailspool delivered {peers['delivery_vs_fastest']:.1f}x the rate of the fastest peer "
+        f"mailspool delivered {peers['delivery_vs_fastest']:.2f}x the rate of the fastest peer "
         f"({peers['fastest']}) and its enqueue was {peers['enqueue_vs_cheapest']:.0f}x cheaper "
         f"than the cheapest ({peers['cheapest']}) ([plot](img/peers.png)). Without the "
         "suppression check, the request path alone costs "
