@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from mailspool.stores import shared as shared_stores
-from mailspool.transports import shared as shared_transports
+from mailspool.stores import open_stores as shared_stores
+from mailspool.transports import open_transports as shared_transports
 
 # CI explores the same examples on every run, so a red run is reproducible and never a
 # coin toss on a shared, noisy machine; developers get fresh examples each run.

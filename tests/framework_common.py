@@ -19,7 +19,7 @@ from pathlib import Path
 
 import mailspool
 from mailspool import Attachment, Message, StoreError
-from mailspool.stores import shared as shared_stores
+from mailspool.stores import open_stores as shared_stores
 from mailspool.stores.file import FileStore
 from tests.fixtures.smtp_server import SMTPSink
 

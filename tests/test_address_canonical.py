@@ -33,7 +33,7 @@ from mailspool.ops import admin
 from mailspool.policy.screen import screen
 from mailspool.producer.api import send_now
 from mailspool.stores.memory import MemoryStore
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import DrainReport, drain
 from tests import ses_events

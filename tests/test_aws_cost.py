@@ -27,7 +27,7 @@ from mailspool.aws.template import template_text
 from mailspool.config import Settings
 from mailspool.delivery.factory import build_worker
 from mailspool.spool import layout
-from mailspool.transports.shared import shared_transport
+from mailspool.transports.open_transports import shared_transport
 from tests.test_aws_handler import Stack, hand_off
 from tests.test_aws_handler import stack as stack  # the fixture: S3 notifying SQS, SES
 

@@ -30,10 +30,10 @@ from mailspool.message import Message
 from mailspool.ops.status import collect_status
 from mailspool.spool import batch, layout
 from mailspool.stores.base import Store
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.transports import open_transport
 from mailspool.transports.base import Receipt, Transport
-from mailspool.transports.shared import shared_transport
+from mailspool.transports.open_transports import shared_transport
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.smtp_server import SMTPSink
 

@@ -14,7 +14,7 @@ from mailspool.aws.sqs import consume
 from mailspool.aws.sweeper import sweep
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.spool import layout
-from mailspool.transports.shared import shared_transport
+from mailspool.transports.open_transports import shared_transport
 from tests.test_aws_handler import Context, Stack, hand_off, stack
 
 __all__ = ["stack"]

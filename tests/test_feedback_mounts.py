@@ -21,9 +21,9 @@ from mailspool.message import Message
 from mailspool.producer.api import send_now
 from mailspool.spool import batch, layout
 from mailspool.stores.memory import MemoryStore
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.transports.memory import MemoryTransport
-from mailspool.transports.shared import shared_transport
+from mailspool.transports.open_transports import shared_transport
 from tests.test_asgi import running_uvicorn
 
 URL = "https://blog.example.com/mail/unsubscribe"

@@ -20,7 +20,7 @@ from mailspool.errors import InvalidMessage
 from mailspool.ops import admin
 from mailspool.ops.status import collect_status
 from mailspool.stores.memory import MemoryStore
-from mailspool.transports.limits import NO_SMTPUTF8
+from mailspool.transports.deliverable import NO_SMTPUTF8
 from mailspool.transports.ses import SESTransport
 from mailspool.transports.smtp import SMTPTransport
 from mailspool.triggers.local import DrainReport, drain

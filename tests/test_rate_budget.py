@@ -21,7 +21,7 @@ from mailspool.aws.runtime import open_runtime
 from mailspool.config import Settings
 from mailspool.producer.budget import priority_budget
 from mailspool.ratelimit import RateLimiter
-from mailspool.transports.shared import close_all, shared_transport
+from mailspool.transports.open_transports import close_all, shared_transport
 from tests.clock import Clock
 from tests.fixtures.moto_server import MotoServer
 from tests.fixtures.moto_ses_quota import SESQuota

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mailspool._beneath import open_beneath
+from mailspool._files import open_beneath
 from mailspool.delivery.worker import Worker, WorkerOptions
 from mailspool.errors import InvalidMessage, ObjectRefused
 from mailspool.feedback.trace import trace_address

@@ -37,9 +37,9 @@ from mailspool.spool.ledger import read_entries
 from mailspool.spool.records import LedgerState
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
+from mailspool.transports.open_transports import close_all, shared_tenant_transport
 from mailspool.transports.ses import SESTransport
-from mailspool.transports.shared import close_all, shared_tenant_transport
 from tests.fixtures.moto_server import MotoServer
 from tests.ses_events import complaint
 from tests.test_ses_tenants import SENDER, Wire, priority_ses

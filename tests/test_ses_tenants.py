@@ -42,8 +42,8 @@ from mailspool.spool.quota_record import QuotaRecord, record_quota
 from mailspool.stores.file import FileStore
 from mailspool.stores.memory import MemoryStore
 from mailspool.tenant_options import parse_tenants, tenant_scoped
+from mailspool.transports.open_transports import close_all, shared_transport
 from mailspool.transports.ses import SESTransport
-from mailspool.transports.shared import close_all, shared_transport
 from tests.clock import Clock
 from tests.dashboard_common import running_dashboard
 from tests.fixtures.moto_server import MotoServer

@@ -17,9 +17,9 @@ from mailspool.ops import admin
 from mailspool.ops.status import collect_status
 from mailspool.producer.api import send_now
 from mailspool.stores.memory import MemoryStore
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.transports.memory import MemoryTransport
-from mailspool.transports.shared import shared_transport
+from mailspool.transports.open_transports import shared_transport
 
 FAST = WorkerOptions(concurrency=2, retry_base=0.001, retry_cap=0.01)
 

@@ -94,7 +94,7 @@ B = TypeVar("B", bound=Backend)
 
 class OpenBackends(Generic[B]):
     """Backends shared by everything in a process, one per URL, opened on first use and
-    closed at exit (``stores.shared``, ``transports.shared``)."""
+    closed at exit (``stores.open_stores``, ``transports.open_transports``)."""
 
     def __init__(self, open_url: Callable[[str], B]) -> None:
         self._open_url = open_url

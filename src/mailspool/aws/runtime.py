@@ -1,7 +1,7 @@
 """What a Lambda container keeps between invocations, and the worker each one uses.
 
 The store and the transport (their boto3 clients and connection pools) are opened once
-per container through ``stores.shared`` and ``transports.shared``; settings are read from the environment at
+per container through ``stores.open_stores`` and ``transports.open_transports``; settings are read from the environment at
 each invocation (cheap, and a changed variable takes effect without a cold start).
 A worker is made per invocation, because its deadline margin depends on the time the
 invocation was given; it is closed before the invocation returns.
@@ -16,9 +16,9 @@ from mailspool.delivery.factory import build_worker, delivery_url
 from mailspool.delivery.worker import Worker
 from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.transports.base import Transport
-from mailspool.transports.shared import shared_transport
+from mailspool.transports.open_transports import shared_transport
 
 __all__ = ["LEASE_TTL", "SWEEPERS", "Runtime", "deadline_margin", "open_runtime"]
 

@@ -15,7 +15,7 @@ from mailspool.feedback.unsubscribe import UnsubscribeLinks
 from mailspool.feedback.verp import Verp
 from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.tenant_options import tenant_scoped
 from mailspool.webhooks.setup import outbox_for
 

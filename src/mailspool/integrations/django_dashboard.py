@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from mailspool.integrations.django import load_settings
 from mailspool.spool.sealed_store import sealed
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.web.app import Dashboard
 from mailspool.web.http import Request
 

@@ -25,7 +25,7 @@ from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import cancelled_key
 from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store, default_owner
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.webhook_rules import EventType
 from mailspool.webhooks.events import email_event
 from mailspool.webhooks.setup import outbox_for

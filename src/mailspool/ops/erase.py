@@ -58,7 +58,7 @@ from mailspool.spool.records import BatchOutline, timestamp
 from mailspool.spool.schedule import CANCELLED, SCHEDULED
 from mailspool.spool.sealed_store import as_stored, open_stored, sealed, sealed_size
 from mailspool.stores.base import ObjectInfo, Store, default_owner
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.webhooks.deliver import CLAIM as OUTBOX_CLAIM
 
 __all__ = ["ERASURES", "ErasureReport", "erase", "erase_address"]

@@ -4,9 +4,10 @@ The article's files list attachments as paths on the machine that sends, and any
 who may write the store writes those paths: ``/proc/self/environ`` would mail the
 worker's credentials away. So a path is read only when the root is set, and then only
 a regular file whose real path (links resolved) lies inside the root. The file is then
-opened segment by segment beneath the root with no link followed (``_beneath``), so a
-link swapped in after the check is refused, not followed; files of ``/proc``, ``/sys``
-and ``/dev`` are refused even under a root that contains them. A refusal is an
+opened segment by segment beneath the root with no link followed
+(``_files.open_beneath``), so a link swapped in after the check is refused, not
+followed; files of ``/proc``, ``/sys`` and ``/dev`` are refused even under a root that
+contains them. A refusal is an
 ``InvalidMessage`` naming the attachment and the setting: that e-mail fails for good,
 nothing of the file is read, and the rest of the batch goes on.
 """
@@ -18,7 +19,7 @@ import mimetypes
 import os
 from pathlib import Path, PurePosixPath
 
-from mailspool._beneath import open_beneath, read_regular
+from mailspool._files import open_beneath, read_regular
 from mailspool.errors import InvalidMessage, KeyNotFound, ObjectRefused
 from mailspool.message import Attachment
 

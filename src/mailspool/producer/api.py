@@ -39,10 +39,10 @@ from mailspool.producer.later import Later, When, accept_key, write_later
 from mailspool.producer.scope import current_scope, enqueue, settings_here
 from mailspool.spool import tally
 from mailspool.spool.sealed_store import sealed
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.transports.base import Receipt
-from mailspool.transports.limits import check_deliverable
-from mailspool.transports.shared import shared_tenant_transport
+from mailspool.transports.deliverable import check_deliverable
+from mailspool.transports.open_transports import shared_tenant_transport
 from mailspool.webhook_rules import EventType
 from mailspool.webhooks.events import priority_event
 from mailspool.webhooks.setup import outbox_for
@@ -93,7 +93,7 @@ def send_mail(
     accepted once within ``MAILSPOOL_IDEMPOTENCY_WINDOW`` and lets ``mailspool.cancel``
     find it. ``tenant`` is the SES tenant that sends it (``TenantName``; other
     transports ignore it). Raises ``InvalidMessage`` for bad input, or for what
-    the transport that will deliver the e-mail is known to refuse (``transports.limits``):
+    the transport that will deliver the e-mail is known to refuse (``transports.deliverable``):
     nothing is written. For a priority e-mail, ``PermanentError`` when the e-mail itself
     is refused; a transport that cannot take it for now (``TransientError``) has it
     queued at the front instead, and True is returned (``MAILSPOOL_PRIORITY_OUTAGE``).

@@ -2,7 +2,7 @@
 
 The worker takes at most ``(1 - share)`` of the rate (``delivery.factory.effective_rate``);
 priority e-mails sent at once take theirs from a budget of the same kind
-(``mailspool.ratelimit``), one per open priority transport (``transports.shared``: one per URL in a process), so that worker and
+(``mailspool.ratelimit``), one per open priority transport (``transports.open_transports``: one per URL in a process), so that worker and
 priority sends together stay under the provider's limit (SES: ``MaxSendRate``). The
 budget lets ``share x rate`` recipients go at once (a password reset never waits behind
 an idle budget) and paces only a burst beyond that. A transport without a limit of its

@@ -43,8 +43,8 @@ from mailspool.spool.records import BatchOutline
 from mailspool.spool.schedule import SCHEDULED
 from mailspool.spool.sealed_store import sealed_like
 from mailspool.stores.base import Store
+from mailspool.stores.open_stores import shared_store
 from mailspool.stores.retry import retry_write
-from mailspool.stores.shared import shared_store
 from mailspool.tracing import stamped, write_span
 from mailspool.webhooks.setup import outbox_for
 

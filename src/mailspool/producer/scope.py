@@ -29,7 +29,7 @@ from mailspool.message import Message
 from mailspool.producer.fallback import write_messages
 from mailspool.spool.sealed_store import sealed
 from mailspool.stores.base import Store
-from mailspool.stores.shared import shared_store
+from mailspool.stores.open_stores import shared_store
 from mailspool.tracing import stamped
 
 __all__ = ["RequestScope", "current_scope", "enqueue", "request", "settings_here"]

@@ -26,7 +26,7 @@ of ``Store`` is kept:
   shared between hosts, over NFS and the like, needs the S3 store), and a child forked
   while a claim is held shares that claim until it exits too.
 
-Reads never follow a symbolic link (``mailspool._beneath``): a link or any other
+Reads never follow a symbolic link (``mailspool._files.read_beneath``): a link or any other
 special file placed in the spool is listed, so the worker can quarantine it, but
 reading it raises ``ObjectRefused``; ``move`` moves the link itself, not its target.
 Writes do not follow one either: every file the store writes (leases, ledgers, batches,
@@ -54,12 +54,13 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
-from mailspool._beneath import open_beneath, read_beneath
 from mailspool._files import (
     FILE_MODE,
     NO_FOLLOW,
     fsync_folder,
     make_folder,
+    open_beneath,
+    read_beneath,
     remove,
     write_atomically,
     write_temp,

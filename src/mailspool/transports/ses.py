@@ -67,7 +67,7 @@ from mailspool.mime import render
 from mailspool.tenant_options import TenantOptions
 from mailspool.transports._common import check_options, parse_bool, query_parameters
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt, SendQuota, Transport
-from mailspool.transports.limits import (
+from mailspool.transports.deliverable import (
     MAX_RECIPIENTS,
     check_deliverable,
     without_utf8_recipients,

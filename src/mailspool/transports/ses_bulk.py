@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from mailspool.errors import PermanentError, SendingPaused, TransientError
 from mailspool.message import Attachment, Message, has_utf8_local_part, parse_address
 from mailspool.transports.base import BulkEntry, BulkResult, Receipt
-from mailspool.transports.limits import MAX_RECIPIENTS
+from mailspool.transports.deliverable import MAX_RECIPIENTS
 from mailspool.transports.ses_fields import BULK_ENTRIES, email_tags, ses_address, ses_destination
 
 if TYPE_CHECKING:

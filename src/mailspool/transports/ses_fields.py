@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailspool.errors import InvalidMessage, SendingPaused
 from mailspool.message import Message, ascii_domain, has_utf8_local_part
-from mailspool.transports.limits import NO_SMTPUTF8
+from mailspool.transports.deliverable import NO_SMTPUTF8
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2.type_defs import DestinationTypeDef
