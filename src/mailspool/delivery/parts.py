@@ -3,8 +3,8 @@
 A process that claims a large batch keeps its first part and hands the others on as
 continuation batches, which every process claims as it comes free. With parts of a
 fixed size, a count of parts that is not a multiple of the processes leaves one process
-sending the last part alone: 5000 e-mails in parts of 1000 over two processes ended
-with one of them idle for a whole part: on loopback to Postfix's ``smtp-sink``, ten
+sending the last part alone. 5000 e-mails in parts of 1000 over two processes ended
+with one of them idle for a whole part; on loopback to Postfix's ``smtp-sink``, ten
 parts of 500 drained the same batch 1.12x as fast (medians of four alternating runs).
 So the parts are equal, as many as a multiple of the processes, and no larger
 than ``LARGEST_PART``: equally fast processes take as many each and end together, and

@@ -104,11 +104,12 @@ def setting_problems() -> list[ConfigurationError]:
         sources = _sources()
     except ConfigurationError as err:
         return [err]
+    problems: tuple[ConfigurationError, ...] = ()
     try:
         Settings.load(**sources)
     except SettingError as err:
-        return [*err.problems, *_glue_problems(sources["framework"])]
-    return _glue_problems(sources["framework"])
+        problems = err.problems
+    return [*problems, *_glue_problems(sources["framework"])]
 
 
 def mailspool_key(name: str) -> str:
